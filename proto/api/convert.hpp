@@ -1,0 +1,110 @@
+// Typed conversion between datamodel values and the wire value model, for the types every
+// class shares (strings, ints, refs, sets, maps, ...). The generated api/types.hpp adds the
+// overloads for each enum and record; both return XMLRPC_UNMARSHAL_FAILURE(expected, received)
+// when the wire value has the wrong shape.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "proto/api/ref.hpp"
+#include "proto/wire/value.hpp"
+#include "xapid/api/errors.hpp"
+
+namespace xapid::api {
+
+template <class T>
+using api_result = result<T, api_error>;
+using status = result<void, api_error>;
+
+// What a wrong-typed wire value was, for error messages: its kind, or a short prefix of it.
+std::string describe(const wire::value& v);
+api_error unmarshal_failure(std::string_view expected, const wire::value& received);
+
+inline wire::value to_value(const std::string& s) { return wire::value(s); }
+inline wire::value to_value(std::int64_t i) { return wire::value(i); }
+inline wire::value to_value(double d) { return wire::value(d); }
+inline wire::value to_value(bool b) { return wire::value(b); }
+inline wire::value to_value(datetime t) { return wire::value(wire::datetime{format_iso8601(t)}); }
+template <class C>
+wire::value to_value(const ref<C>& r) {
+  return wire::value(r.opaque);
+}
+
+status from_value(const wire::value& v, std::string& out);
+// Ints arrive as XML-RPC decimal strings, <i4>/<int>/<i8>, or JSON numbers.
+status from_value(const wire::value& v, std::int64_t& out);
+status from_value(const wire::value& v, double& out);
+status from_value(const wire::value& v, bool& out);
+status from_value(const wire::value& v, datetime& out);
+template <class C>
+status from_value(const wire::value& v, ref<C>& out) {
+  if (auto* s = v.as_string()) {
+    out.opaque = *s;
+    return ok_v;
+  }
+  return fail(unmarshal_failure("ref", v));
+}
+
+// Map keys travel as strings (section 1.3): ints in decimal, refs and enums as their text.
+inline std::string key_string(const std::string& s) { return s; }
+inline std::string key_string(std::int64_t i) { return std::to_string(i); }
+template <class C>
+std::string key_string(const ref<C>& r) {
+  return r.opaque;
+}
+status key_from_string(std::string_view s, std::string& out);
+status key_from_string(std::string_view s, std::int64_t& out);
+template <class C>
+status key_from_string(std::string_view s, ref<C>& out) {
+  out.opaque = std::string(s);
+  return ok_v;
+}
+
+template <class T>
+wire::value to_value(const std::vector<T>& items) {
+  wire::array a;
+  a.reserve(items.size());
+  for (const auto& item : items) a.push_back(to_value(item));
+  return wire::value(std::move(a));
+}
+
+template <class K, class V>
+wire::value to_value(const std::map<K, V>& m) {
+  wire::structure s;
+  s.reserve(m.size());
+  for (const auto& [k, v] : m) s.emplace_back(key_string(k), to_value(v));
+  return wire::value(std::move(s));
+}
+
+template <class T>
+status from_value(const wire::value& v, std::vector<T>& out) {
+  const wire::array* a = v.as_array();
+  if (!a) return fail(unmarshal_failure("array", v));
+  out.clear();
+  out.resize(a->size());
+  for (std::size_t i = 0; i < a->size(); ++i)
+    if (auto st = from_value((*a)[i], out[i]); !st) return st;
+  return ok_v;
+}
+
+template <class K, class V>
+status from_value(const wire::value& v, std::map<K, V>& out) {
+  const wire::structure* s = v.as_struct();
+  if (!s) return fail(unmarshal_failure("struct", v));
+  out.clear();
+  for (const auto& [name, item] : *s) {
+    K key{};
+    if (auto st = key_from_string(name, key); !st) return st;
+    V val{};
+    if (auto st = from_value(item, val); !st) return st;
+    out.insert_or_assign(std::move(key), std::move(val));
+  }
+  return ok_v;
+}
+
+}  // namespace xapid::api

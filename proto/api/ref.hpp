@@ -1,0 +1,35 @@
+// Typed references to API objects and the datetime type of the datamodel.
+// A ref<C> is the opaque string a client sees ("OpaqueRef:<uuid>"); the type only stops
+// a VM reference from being passed where a host reference is expected.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace xapid::api {
+
+inline constexpr std::string_view null_ref_text = "OpaqueRef:NULL";
+
+template <class C>
+struct ref {
+  std::string opaque{null_ref_text};
+
+  bool is_null() const noexcept { return opaque == null_ref_text; }
+  auto operator<=>(const ref&) const = default;
+};
+
+// Seconds since the Unix epoch, UTC; on the wire "YYYYMMDDTHH:MM:SSZ".
+struct datetime {
+  std::int64_t seconds = 0;
+  auto operator<=>(const datetime&) const = default;
+};
+
+std::string format_iso8601(datetime t);
+// Accepts "20240131T12:34:56Z", with or without the Z, with or without '-' in the date,
+// and with a fraction of a second (dropped). Anything else is nullopt.
+std::optional<datetime> parse_iso8601(std::string_view s) noexcept;
+
+}  // namespace xapid::api

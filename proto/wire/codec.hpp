@@ -1,0 +1,53 @@
+// What the XML-RPC and JSON-RPC codecs share: the decoded call, the bounds every parser
+// enforces, and the error a parser reports when input cannot be decoded.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "proto/wire/value.hpp"
+
+namespace xapid::wire {
+
+// Bounds applied while parsing untrusted input. Defaults suit a public API port.
+struct limits {
+  std::size_t max_body_bytes = 64u << 20;   // whole request or response, default 64 MiB
+  // Nesting of arrays/structs inside a parameter or result (the envelope around them does not
+  // count), default 64. Values are written and destroyed recursively, so keep it modest
+  // (thousands at most).
+  std::size_t max_depth = 64;
+  std::size_t max_string_bytes = 16u << 20; // one string or member name, default 16 MiB
+};
+
+// Why input could not be decoded; becomes an XML-RPC <fault> or a JSON-RPC error object.
+struct decode_error {
+  int code;             // XML-RPC fault code / JSON-RPC error code
+  std::string message;  // human-readable, names what was wrong
+};
+
+template <class T>
+using decoded = result<T, decode_error>;
+
+// A method call, as sent by a client: "VM.get_record" with positional parameters.
+struct call {
+  std::string method;
+  array params;
+};
+
+// A XenAPI answer: success with a value, or failure with ErrorDescription
+// (the error code first, then its parameters).
+struct response {
+  bool success = true;
+  value result;                            // void is the empty string
+  std::vector<std::string> error_description;
+  // The value alone, without the Status struct: how xapi answers the system.* methods in
+  // XML-RPC (JSON-RPC has no Status struct to leave out).
+  bool bare = false;
+};
+
+// Valid UTF-8 without overlongs or surrogates; both parsers insist on it.
+bool is_valid_utf8(std::string_view s) noexcept;
+
+}  // namespace xapid::wire

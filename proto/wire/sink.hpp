@@ -1,0 +1,68 @@
+// The output buffer both writers append to (private to proto/wire): a std::string written
+// through a raw cursor, so that each small append is a bounds check and a memcpy rather than an
+// out-of-line std::string call.
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace xapid::wire::detail {
+
+class sink {
+ public:
+  // Appends to `out`, which holds the result (and only it) once the sink is destroyed.
+  explicit sink(std::string& out, std::size_t expected = 256) : out_(out) {
+    std::size_t used = out_.size();
+    out_.resize(std::max(out_.capacity(), used + expected));
+    cur_ = out_.data() + used;
+    end_ = out_.data() + out_.size();
+  }
+  ~sink() { out_.resize(static_cast<std::size_t>(cur_ - out_.data())); }
+  sink(const sink&) = delete;
+  sink& operator=(const sink&) = delete;
+
+  // Appends are forced inline: a literal's memcpy then compiles to a few moves.
+  template <std::size_t N>
+  [[gnu::always_inline]] void put(const char (&lit)[N]) {
+    put(lit, N - 1);
+  }
+  [[gnu::always_inline]] void put(std::string_view s) { put(s.data(), s.size()); }
+  [[gnu::always_inline]] void put(const char* p, std::size_t n) {
+    reserve(n);
+    std::memcpy(cur_, p, n);
+    cur_ += n;
+  }
+  [[gnu::always_inline]] void put(char c) {
+    reserve(1);
+    *cur_++ = c;
+  }
+  template <class N>
+  void number(N n) {
+    reserve(32);
+    cur_ = std::to_chars(cur_, cur_ + 32, n).ptr;  // shortest round-trip for double
+  }
+  // Room for `n` more bytes; write them at cursor() and then advance(n) or less.
+  [[gnu::always_inline]] void reserve(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - cur_) < n) grow(n);
+  }
+  char* cursor() { return cur_; }
+  void advance(std::size_t n) { cur_ += n; }
+
+ private:
+  [[gnu::noinline]] void grow(std::size_t n) {
+    std::size_t used = static_cast<std::size_t>(cur_ - out_.data());
+    out_.resize(std::max(out_.size() * 2, used + n));
+    cur_ = out_.data() + used;
+    end_ = out_.data() + out_.size();
+  }
+
+  std::string& out_;
+  char* cur_;
+  char* end_;
+};
+
+}  // namespace xapid::wire::detail

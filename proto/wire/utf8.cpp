@@ -1,0 +1,55 @@
+#include <cstdint>
+#include <cstring>
+
+#include "proto/wire/codec.hpp"
+
+namespace xapid::wire {
+
+// Checks the well-formed byte sequences of Unicode 15 table 3-7: no overlongs, no surrogates
+// (U+D800..U+DFFF), nothing above U+10FFFF. Runs of ASCII are skipped eight bytes at a time,
+// since bodies are mostly ASCII markup.
+bool is_valid_utf8(std::string_view s) noexcept {
+  auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    while (end - p >= 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      if (w & 0x8080808080808080ull) break;
+      p += 8;
+    }
+    if (p == end) break;
+    unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    auto cont = [](unsigned b) { return (b & 0xC0u) == 0x80u; };
+    if (c < 0xC2) return false;  // stray continuation byte, or overlong 2-byte lead C0/C1
+    if (c < 0xE0) {
+      if (end - p < 2 || !cont(p[1])) return false;
+      p += 2;
+    } else if (c < 0xF0) {
+      if (end - p < 3) return false;
+      unsigned b1 = p[1];
+      // E0 needs A0..BF (else overlong); ED needs 80..9F (else a surrogate).
+      unsigned lo = c == 0xE0 ? 0xA0u : 0x80u;
+      unsigned hi = c == 0xED ? 0x9Fu : 0xBFu;
+      if (b1 < lo || b1 > hi || !cont(p[2])) return false;
+      p += 3;
+    } else if (c < 0xF5) {
+      if (end - p < 4) return false;
+      unsigned b1 = p[1];
+      // F0 needs 90..BF (else overlong); F4 needs 80..8F (else above U+10FFFF).
+      unsigned lo = c == 0xF0 ? 0x90u : 0x80u;
+      unsigned hi = c == 0xF4 ? 0x8Fu : 0xBFu;
+      if (b1 < lo || b1 > hi || !cont(p[2]) || !cont(p[3])) return false;
+      p += 4;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace xapid::wire

@@ -1,0 +1,88 @@
+// The one wire value model that both XML-RPC and JSON-RPC decode into and encode from.
+// Typed datamodel values (generated in xapid/api_types.hpp) convert to and from it; the codecs
+// never know the datamodel, and the datamodel never knows the codecs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace xapid::wire {
+
+class value;
+using array = std::vector<value>;
+// A struct keeps its members in order; lookups are linear, which is fastest at the sizes
+// XenAPI uses (records of at most ~100 fields).
+using member = std::pair<std::string, value>;
+using structure = std::vector<member>;
+
+// An XML-RPC dateTime.iso8601 text, e.g. "20240131T12:34:56Z"; JSON carries the same text.
+struct datetime {
+  std::string iso8601;
+  bool operator==(const datetime&) const = default;
+};
+
+// An int that must be written as an XML-RPC <i4>, not as XenAPI's usual decimal string
+// (only `valid_ref_counts` answers need this).
+struct int32_value {
+  std::int32_t v;
+  bool operator==(const int32_value&) const = default;
+};
+
+enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure };
+
+class value {
+ public:
+  using storage = std::variant<std::monostate, bool, std::int64_t, int32_value, double,
+                               std::string, datetime, array, structure>;
+
+  value() = default;
+  value(bool b) : v_(b) {}                    // NOLINT: implicit, values are written inline
+  value(std::int64_t i) : v_(i) {}            // NOLINT
+  value(int i) : v_(std::int64_t{i}) {}       // NOLINT
+  value(int32_value i) : v_(i) {}             // NOLINT
+  value(double d) : v_(d) {}                  // NOLINT
+  value(std::string s) : v_(std::move(s)) {}  // NOLINT
+  value(std::string_view s) : v_(std::string(s)) {}  // NOLINT
+  value(const char* s) : v_(std::string(s)) {}       // NOLINT
+  value(datetime d) : v_(std::move(d)) {}     // NOLINT
+  value(array a) : v_(std::move(a)) {}        // NOLINT
+  value(structure s) : v_(std::move(s)) {}    // NOLINT
+
+  kind type() const noexcept { return static_cast<kind>(v_.index()); }
+  bool is_nil() const noexcept { return type() == kind::nil; }
+
+  // Accessors return nullptr when the value holds another kind.
+  const bool* as_bool() const noexcept { return std::get_if<bool>(&v_); }
+  const std::int64_t* as_int() const noexcept { return std::get_if<std::int64_t>(&v_); }
+  const int32_value* as_int32() const noexcept { return std::get_if<int32_value>(&v_); }
+  const double* as_double() const noexcept { return std::get_if<double>(&v_); }
+  const std::string* as_string() const noexcept { return std::get_if<std::string>(&v_); }
+  const datetime* as_datetime() const noexcept { return std::get_if<datetime>(&v_); }
+  const array* as_array() const noexcept { return std::get_if<array>(&v_); }
+  const structure* as_struct() const noexcept { return std::get_if<structure>(&v_); }
+  array* as_array() noexcept { return std::get_if<array>(&v_); }
+  structure* as_struct() noexcept { return std::get_if<structure>(&v_); }
+  std::string* as_string() noexcept { return std::get_if<std::string>(&v_); }
+
+  // The member `name` of a struct value, or nullptr.
+  const value* find(std::string_view name) const noexcept {
+    if (auto* s = as_struct())
+      for (auto& [k, v] : *s)
+        if (k == name) return &v;
+    return nullptr;
+  }
+
+  const storage& raw() const noexcept { return v_; }
+  bool operator==(const value& o) const { return v_ == o.v_; }
+
+ private:
+  storage v_;
+};
+
+const char* kind_name(kind k) noexcept;
+
+}  // namespace xapid::wire
