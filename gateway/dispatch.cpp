@@ -1,0 +1,64 @@
+#include "gateway/dispatch.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+constexpr std::string_view async_prefix = "Async.";
+
+wire::response failure(const api::api_error& e) { return wire::response{false, {}, e.description()}; }
+
+}  // namespace
+
+bool dispatcher::add(std::string_view wire_name, handler h) {
+  const api::method_desc* m = api::find_method(wire_name);
+  if (!m) return false;
+  handlers_[m->wire_name] = std::move(h);
+  return true;
+}
+
+std::vector<std::string> list_methods() {
+  std::vector<std::string> names;
+  names.reserve(api::all_methods().size() * 2 + 1);
+  names.emplace_back("system.listMethods");
+  for (const auto& m : api::all_methods()) {
+    names.emplace_back(m.wire_name);
+    if (m.has_async) names.push_back(std::string(async_prefix) + std::string(m.wire_name));
+  }
+  return names;
+}
+
+wire::response dispatcher::dispatch(const wire::call& c, const call_context& ctx) const {
+  if (c.method == "system.listMethods") {
+    wire::array names;
+    for (auto& n : list_methods()) names.emplace_back(std::move(n));
+    return wire::response{true, wire::value(std::move(names)), {}, true};
+  }
+  std::string_view name = c.method;
+  bool async = name.starts_with(async_prefix);
+  if (async) name.remove_prefix(async_prefix.size());
+  const api::method_desc* m = api::find_method(name);
+  if (!m || (async && !m->has_async)) return failure(api::errors::MESSAGE_METHOD_UNKNOWN(c.method));
+
+  // As xapi does, the counts exclude the session parameter.
+  std::size_t session_params = m->takes_session ? 1 : 0;
+  std::size_t received = c.params.size() >= session_params ? c.params.size() - session_params : 0;
+  if (c.params.size() != m->params.size() + session_params)
+    return failure(api::errors::MESSAGE_PARAMETER_COUNT_MISMATCH(c.method, std::to_string(m->params.size()),
+                                                                  std::to_string(received)));
+
+  auto it = handlers_.find(m->wire_name);
+  if (it == handlers_.end() || async) return failure(api::errors::NOT_IMPLEMENTED(c.method));
+  wire::array params(c.params.begin() + static_cast<std::ptrdiff_t>(session_params), c.params.end());
+  auto r = it->second(ctx, m->takes_session ? &c.params[0] : nullptr, params);
+  if (!r) return failure(r.error());
+  return wire::response{true, std::move(r).value(), {}};
+}
+
+std::vector<dispatcher::coverage_row> dispatcher::coverage() const {
+  std::vector<coverage_row> rows;
+  rows.reserve(api::all_methods().size());
+  for (const auto& m : api::all_methods()) rows.push_back({&m, handlers_.count(m.wire_name) > 0});
+  return rows;
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,62 @@
+// The HTTP/1.1 server every API request comes through: plain TCP and a unix socket, keep-alive,
+// bounded request size and header bytes, idle and read timeouts. It knows nothing of XenAPI;
+// a handler turns each request into a response.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/result.hpp"
+
+namespace xapid::gateway {
+
+struct http_request {
+  std::string method;  // "POST"
+  std::string target;  // "/jsonrpc?x=y"
+  std::string content_type;
+  std::string body;
+  bool from_unix_socket = false;  // a local peer, trusted by login (issue: sessions)
+};
+
+struct http_response {
+  unsigned status = 200;
+  std::string content_type;
+  std::string body;
+};
+
+struct http_limits {
+  std::size_t max_body_bytes = 64u << 20;  // default 64 MiB
+  std::size_t max_header_bytes = 16u << 10;  // all header lines together, default 16 KiB
+  std::chrono::seconds read_timeout{30};   // to receive one whole request once it has started
+  std::chrono::seconds idle_timeout{300};  // a keep-alive connection with no request, default 5 min
+};
+
+class http_server {
+ public:
+  using handler = std::function<http_response(const http_request&)>;
+
+  http_server(boost::asio::io_context& io, handler h, http_limits limits = {});
+  ~http_server();
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  // Starts accepting on ADDR:PORT (port 0 picks one; see tcp_port()). Errors say why.
+  result<void, std::string> listen_tcp(const std::string& address, unsigned short port);
+  // Starts accepting on a unix socket at `path`, replacing a stale socket file.
+  result<void, std::string> listen_unix(const std::string& path);
+  unsigned short tcp_port() const noexcept;
+  // Stops accepting; open connections end after their current request.
+  void stop();
+
+  struct impl;  // shared with the connections it accepted, so it outlives the server object
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace xapid::gateway

@@ -1,0 +1,13 @@
+// The HTTP face of the API: JSON-RPC on POST /jsonrpc, XML-RPC on every other POST path
+// (clients use /, /RPC2 and /xmlrpc). Answers carry exactly text/xml or application/json.
+#pragma once
+
+#include "gateway/dispatch.hpp"
+#include "gateway/http_server.hpp"
+#include "proto/wire/codec.hpp"
+
+namespace xapid::gateway {
+
+http_response serve_rpc(const dispatcher& d, const http_request& req, const wire::limits& lim = {});
+
+}  // namespace xapid::gateway
