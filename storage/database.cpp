@@ -1,0 +1,429 @@
+#include "storage/database.hpp"
+
+#include <algorithm>
+#include <future>
+#include <set>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include "proto/wire/binary.hpp"
+
+namespace xapid::storage {
+namespace {
+
+// Keys: "m:schema", "m:gen"; "r" + class (2 bytes, big-endian) + ref for rows; "l" + generation
+// (8 bytes, big-endian) for log entries, so both sort in order.
+const std::string key_schema = "m:schema";
+const std::string key_gen = "m:gen";
+
+std::string row_key(std::size_t cls, std::string_view ref) {
+  std::string k = "r";
+  k.push_back(static_cast<char>(cls >> 8));
+  k.push_back(static_cast<char>(cls & 0xff));
+  k.append(ref);
+  return k;
+}
+
+std::string log_key(generation g) {
+  std::string k = "l";
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((g >> (8 * i)) & 0xff));
+  return k;
+}
+
+std::string encode_row(const table_schema& ts, const row& r) {
+  return wire::binary::encode(wire::value(wire::array{
+      wire::value(static_cast<std::int64_t>(r.created)), wire::value(static_cast<std::int64_t>(r.modified)),
+      wire::value(static_cast<std::int64_t>(r.deleted)), ts.ops->to_value(r.record.get())}));
+}
+
+result<row, std::string> decode_row(const table_schema& ts, std::string_view bytes) {
+  wire::limits lim;
+  lim.max_body_bytes = std::size_t{1} << 31;
+  auto v = wire::binary::decode(bytes, lim);
+  if (!v) return fail(v.error().message);
+  const wire::array* a = v->as_array();
+  if (!a || a->size() != 4 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_int())
+    return fail(std::string("row has the wrong shape"));
+  void* raw = ts.ops->create();
+  std::shared_ptr<const void> rec(raw, [d = ts.ops->destroy](const void* p) { d(const_cast<void*>(p)); });
+  if (auto st = ts.ops->from_value(raw, (*a)[3]); !st)
+    return fail("record does not fit its class: " + st.error().description().at(0));
+  return row{std::move(rec), static_cast<generation>(*(*a)[0].as_int()), static_cast<generation>(*(*a)[1].as_int()),
+             static_cast<generation>(*(*a)[2].as_int())};
+}
+
+std::string status_text(const rocksdb::Status& s) { return s.ToString(); }
+
+}  // namespace
+
+// ------------------------------------------------------------------ transaction
+
+std::string transaction::create(std::size_t cls, wire::value record) {
+  std::string ref = ids_->opaque_ref();
+  ops_.push_back(op{op_kind::create, static_cast<std::uint32_t>(cls), ref, 0, {}, std::move(record)});
+  return ref;
+}
+
+void transaction::set(std::size_t cls, std::string ref, std::size_t field, wire::value v) {
+  ops_.push_back(op{op_kind::set, static_cast<std::uint32_t>(cls), std::move(ref), static_cast<std::uint32_t>(field), {},
+                    std::move(v)});
+}
+
+void transaction::add_to_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem) {
+  ops_.push_back(op{op_kind::add_to_set, static_cast<std::uint32_t>(cls), std::move(ref),
+                    static_cast<std::uint32_t>(field), {}, std::move(elem)});
+}
+
+void transaction::remove_from_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem) {
+  ops_.push_back(op{op_kind::remove_from_set, static_cast<std::uint32_t>(cls), std::move(ref),
+                    static_cast<std::uint32_t>(field), {}, std::move(elem)});
+}
+
+void transaction::add_to_map(std::size_t cls, std::string ref, std::size_t field, std::string key, wire::value v) {
+  ops_.push_back(op{op_kind::add_to_map, static_cast<std::uint32_t>(cls), std::move(ref),
+                    static_cast<std::uint32_t>(field), std::move(key), std::move(v)});
+}
+
+void transaction::remove_from_map(std::size_t cls, std::string ref, std::size_t field, std::string key) {
+  ops_.push_back(op{op_kind::remove_from_map, static_cast<std::uint32_t>(cls), std::move(ref),
+                    static_cast<std::uint32_t>(field), std::move(key), {}});
+}
+
+void transaction::destroy(std::size_t cls, std::string ref) {
+  ops_.push_back(op{op_kind::destroy, static_cast<std::uint32_t>(cls), std::move(ref), 0, {}, {}});
+}
+
+// ------------------------------------------------------------------ the committer
+
+// One unit of work for the committer thread: a new transaction, a replicated entry (its
+// generation and time fixed), or housekeeping.
+struct database::pending {
+  enum class kind { transaction, entry, collect } k = kind::transaction;
+  std::vector<op> ops;
+  generation fixed_gen = 0;
+  std::int64_t fixed_time = 0;
+  generation collect_up_to = 0;
+  std::promise<result<generation, api::api_error>> done;
+};
+
+result<std::unique_ptr<database>, std::string> database::open(database_options options) {
+  std::unique_ptr<database> db(new database());
+  db->options_ = options;
+  if (!options.clk) db->own_clock_ = std::make_unique<real_clock>();
+  if (!options.ids) db->own_ids_ = std::make_unique<id_source>();
+  db->clock_ = options.clk ? options.clk : db->own_clock_.get();
+  db->ids_ = options.ids ? options.ids : db->own_ids_.get();
+
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.paranoid_checks = true;
+  // A torn record at the very end of the WAL is a write that was never acknowledged; any other
+  // damage stops the open rather than silently dropping acknowledged writes.
+  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  opts.max_open_files = 256;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
+  if (!s.ok()) return fail("cannot open the database in " + options.path + ": " + status_text(s));
+  db->db_.reset(raw);
+
+  std::string version;
+  s = db->db_->Get(rocksdb::ReadOptions(), key_schema, &version);
+  if (s.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> it(db->db_->NewIterator(rocksdb::ReadOptions()));
+    it->SeekToFirst();
+    if (it->Valid()) return fail("the database in " + options.path + " has no schema version: not a xapid database");
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::WriteBatch b;
+    b.Put(key_schema, std::to_string(schema_version));
+    b.Put(key_gen, "0");
+    if (s = db->db_->Write(wo, &b); !s.ok()) return fail("cannot initialise " + options.path + ": " + status_text(s));
+    version = std::to_string(schema_version);
+  } else if (!s.ok()) {
+    return fail("cannot read " + options.path + ": " + status_text(s));
+  }
+  if (version != std::to_string(schema_version))
+    return fail("the database in " + options.path + " has schema version " + version + "; this xapid reads version " +
+                std::to_string(schema_version) + " and will not touch it");
+
+  auto st = std::make_shared<state>();
+  std::string gen_text;
+  if (s = db->db_->Get(rocksdb::ReadOptions(), key_gen, &gen_text); !s.ok())
+    return fail("cannot read the generation of " + options.path + ": " + status_text(s));
+  st->set_generation(std::stoull(gen_text));
+
+  const auto& sch = schema::get();
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::unique_ptr<rocksdb::Iterator> it(db->db_->NewIterator(ro));
+  for (it->Seek("r"); it->Valid() && it->key().starts_with("r"); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    if (key.size() < 3) return fail("corrupt row key in " + options.path);
+    std::size_t cls = (static_cast<unsigned char>(key[1]) << 8) | static_cast<unsigned char>(key[2]);
+    if (cls >= sch.tables().size()) return fail("row of an unknown class in " + options.path);
+    auto r = decode_row(sch.table(cls), std::string_view(it->value().data(), it->value().size()));
+    if (!r) return fail("corrupt row " + std::string(key.substr(3)) + " in " + options.path + ": " + r.error());
+    st->load_row(cls, std::string(key.substr(3)), std::move(r).value());
+  }
+  if (!it->status().ok()) return fail("cannot read the rows of " + options.path + ": " + status_text(it->status()));
+
+  db->feed_start_ = st->gen();
+  db->current_ = std::move(st);
+  db->committer_ = std::thread([d = db.get()] { d->committer_loop(); });
+  return db;
+}
+
+database::~database() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+}
+
+std::shared_ptr<const state> database::snapshot() const {
+  std::lock_guard lock(state_mu_);
+  return current_;
+}
+
+result<generation, api::api_error> database::commit(transaction t) {
+  auto p = std::make_shared<pending>();
+  p->ops = std::move(t.ops());
+  auto fut = p->done.get_future();
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
+    queue_.push_back(p);
+  }
+  queue_cv_.notify_one();
+  return fut.get();
+}
+
+void database::committer_loop() {
+  for (;;) {
+    std::vector<std::shared_ptr<pending>> batch;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      // Everything waiting shares this fsync: that is the group commit.
+      while (!queue_.empty() && batch.size() < 1024) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    run_batch(batch);
+  }
+}
+
+void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
+  const auto& sch = schema::get();
+  auto working = std::make_shared<state>(*snapshot());
+  std::vector<change> changes;
+  std::vector<result<generation, api::api_error>> outcomes;
+  outcomes.reserve(batch.size());
+  rocksdb::WriteBatch wb;
+  std::set<std::pair<std::size_t, std::string>> collected;
+
+  for (auto& p : batch) {
+    if (p->k == pending::kind::collect) {
+      std::vector<std::string> dead;
+      for (std::size_t c = 0; c < sch.tables().size(); ++c) {
+        dead.clear();
+        working->for_each(c, [&](const std::string& ref, const row& r) {
+          if (r.deleted && r.deleted <= p->collect_up_to) dead.push_back(ref);
+          return true;
+        }, true);
+        for (const auto& ref : dead) {
+          working->erase_tombstone(c, ref);
+          collected.emplace(c, ref);
+        }
+      }
+      outcomes.emplace_back(working->gen());
+      continue;
+    }
+    generation gen = working->gen() + 1;
+    if (p->k == pending::kind::entry && p->fixed_gen != gen) {
+      // An entry already applied (or one that would leave a gap): idempotent apply skips it.
+      outcomes.emplace_back(p->fixed_gen <= working->gen()
+                                ? result<generation, api::api_error>(p->fixed_gen)
+                                : fail(api::errors::INTERNAL_ERROR("log entry " + std::to_string(p->fixed_gen) +
+                                                                   " does not follow " + std::to_string(working->gen()))));
+      continue;
+    }
+    state before = *working;
+    std::size_t changes_before = changes.size();
+    std::optional<api::api_error> error;
+    for (op& o : p->ops) {
+      if (auto st = working->validate_and_normalize(o, [&] { return ids_->uuid(); }); !st) {
+        error = st.error();
+        break;
+      }
+      working->apply(o, gen, changes);
+    }
+    if (error) {
+      *working = std::move(before);
+      changes.resize(changes_before);
+      outcomes.emplace_back(fail(std::move(*error)));
+      continue;
+    }
+    working->set_generation(gen);
+    log_entry e{gen, p->k == pending::kind::entry ? p->fixed_time : clock_->now_ms(), std::move(p->ops)};
+    wb.Put(log_key(gen), encode(e));
+    outcomes.emplace_back(gen);
+  }
+
+  // The rows as they stand after the whole batch, once each.
+  std::set<std::pair<std::size_t, std::string>> dirty;
+  for (const auto& c : changes) dirty.emplace(c.cls, c.ref);
+  for (const auto& [cls, ref] : dirty) {
+    if (const row* r = working->find_any(cls, ref)) wb.Put(row_key(cls, ref), encode_row(sch.table(cls), *r));
+  }
+  for (const auto& [cls, ref] : collected)
+    if (!working->find_any(cls, ref)) wb.Delete(row_key(cls, ref));
+  wb.Put(key_gen, std::to_string(working->gen()));
+
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &wb);
+  if (!s.ok()) {
+    // Nothing of this batch is durable, so nothing of it is published or acknowledged.
+    for (auto& p : batch)
+      p->done.set_value(fail(api::errors::INTERNAL_ERROR("database write failed: " + status_text(s))));
+    return;
+  }
+  publish(std::move(working), std::move(changes));
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(outcomes[i]));
+}
+
+void database::publish(std::shared_ptr<const state> next, std::vector<change> changes) {
+  {
+    std::lock_guard lock(state_mu_);
+    current_ = std::move(next);
+    for (auto& c : changes) feed_.push_back(std::move(c));
+    // Keep the feed to the configured number of generations.
+    generation gen = current_->gen();
+    while (!feed_.empty() && gen - feed_.front().gen >= options_.feed_generations) {
+      feed_start_ = feed_.front().gen;
+      feed_.pop_front();
+    }
+  }
+  state_cv_.notify_all();
+}
+
+changes_since_result database::changes_since(generation after, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(state_mu_);
+  state_cv_.wait_for(lock, timeout, [&] { return current_->gen() > after; });
+  changes_since_result out;
+  out.gen = current_->gen();
+  if (after < feed_start_) {
+    out.lost = true;
+    return out;
+  }
+  auto it = std::upper_bound(feed_.begin(), feed_.end(), after, [](generation g, const change& c) { return g < c.gen; });
+  out.changes.assign(it, feed_.end());
+  return out;
+}
+
+// ------------------------------------------------------------------ replication
+
+std::string database::export_checkpoint() const {
+  auto snap = snapshot();
+  const auto& sch = schema::get();
+  wire::array rows;
+  for (std::size_t c = 0; c < sch.tables().size(); ++c)
+    snap->for_each(c, [&](const std::string& ref, const row& r) {
+      rows.emplace_back(wire::array{wire::value(static_cast<std::int64_t>(c)), wire::value(ref),
+                                    wire::value(encode_row(sch.table(c), r))});
+      return true;
+    }, true);
+  return wire::binary::encode(wire::value(wire::array{wire::value(static_cast<std::int64_t>(snap->gen())),
+                                                      wire::value(std::move(rows))}));
+}
+
+result<std::vector<std::string>, std::string> database::export_entries_after(generation g) const {
+  generation last = current_generation();
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  generation expect = g + 1;
+  for (it->Seek(log_key(expect)); it->Valid() && it->key().starts_with("l") && expect <= last; it->Next(), ++expect) {
+    if (it->key().ToString() != log_key(expect)) return fail("log entry " + std::to_string(expect) + " is no longer kept");
+    out.push_back(it->value().ToString());
+  }
+  if (expect <= last) return fail("log entry " + std::to_string(expect) + " is no longer kept");
+  return out;
+}
+
+result<void, std::string> database::import_checkpoint(std::string_view bytes) {
+  if (current_generation() != 0 || snapshot()->count(0) != 0)
+    return fail(std::string("a checkpoint can only be loaded into an empty database"));
+  wire::limits lim;
+  lim.max_body_bytes = std::size_t{1} << 40;
+  auto v = wire::binary::decode(bytes, lim);
+  if (!v) return fail("corrupt checkpoint: " + v.error().message);
+  const wire::array* top = v->as_array();
+  if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
+    return fail(std::string("corrupt checkpoint: wrong shape"));
+  const auto& sch = schema::get();
+  auto next = std::make_shared<state>();
+  rocksdb::WriteBatch wb;
+  for (const auto& item : *(*top)[1].as_array()) {
+    const wire::array* a = item.as_array();
+    if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_string() || !(*a)[2].as_string())
+      return fail(std::string("corrupt checkpoint row"));
+    auto cls = static_cast<std::size_t>(*(*a)[0].as_int());
+    if (cls >= sch.tables().size()) return fail(std::string("checkpoint row of an unknown class"));
+    auto r = decode_row(sch.table(cls), *(*a)[2].as_string());
+    if (!r) return fail("corrupt checkpoint row: " + r.error());
+    wb.Put(row_key(cls, *(*a)[1].as_string()), *(*a)[2].as_string());
+    next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
+  }
+  next->set_generation(static_cast<generation>(*(*top)[0].as_int()));
+  wb.Put(key_gen, std::to_string(next->gen()));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (auto s = db_->Write(wo, &wb); !s.ok()) return fail("cannot store the checkpoint: " + status_text(s));
+  {
+    std::lock_guard lock(state_mu_);
+    feed_start_ = next->gen();
+    feed_.clear();
+  }
+  publish(std::move(next), {});
+  return ok_v;
+}
+
+result<void, std::string> database::apply_entry(std::string_view bytes) {
+  auto e = decode_log_entry(bytes);
+  if (!e) return fail(e.error().message);
+  auto p = std::make_shared<pending>();
+  p->k = pending::kind::entry;
+  p->ops = std::move(e->ops);
+  p->fixed_gen = e->gen;
+  p->fixed_time = e->time_ms;
+  return submit_and_wait(std::move(p));
+}
+
+result<void, std::string> database::collect_tombstones(generation up_to) {
+  auto p = std::make_shared<pending>();
+  p->k = pending::kind::collect;
+  p->collect_up_to = up_to;
+  return submit_and_wait(std::move(p));
+}
+
+result<void, std::string> database::submit_and_wait(std::shared_ptr<pending> p) {
+  auto fut = p->done.get_future();
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) return fail(std::string("the database is closing"));
+    queue_.push_back(std::move(p));
+  }
+  queue_cv_.notify_one();
+  auto r = fut.get();
+  if (!r) return fail(r.error().description().at(0) + (r.error().params.empty() ? "" : ": " + r.error().params[0]));
+  return ok_v;
+}
+
+}  // namespace xapid::storage

@@ -1,0 +1,129 @@
+// The pool database: typed in-memory tables over RocksDB. Every commit is one deterministic log
+// entry, applied at its generation and acknowledged only once the entry and the rows it changed
+// are in RocksDB's synced WAL; concurrent commits share one fsync. Readers take an immutable
+// snapshot and never wait for the writer.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+#include "common/result.hpp"
+#include "storage/state.hpp"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace xapid::storage {
+
+// The on-disk format this build reads and writes. A database of a newer version is refused.
+inline constexpr int schema_version = 1;
+
+// The operations of one transaction; refs of new objects are chosen here, before the entry.
+class transaction {
+ public:
+  explicit transaction(id_source& ids) : ids_(&ids) {}
+
+  // Creates an object from a (possibly partial) record; returns its new ref. A missing uuid is
+  // chosen at commit.
+  std::string create(std::size_t cls, wire::value record);
+  template <class R>
+  std::string create(const R& rec) {
+    return create(schema::get().class_of<R>(), api::to_value(rec));
+  }
+  void set(std::size_t cls, std::string ref, std::size_t field, wire::value v);
+  void add_to_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem);
+  void remove_from_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem);
+  void add_to_map(std::size_t cls, std::string ref, std::size_t field, std::string key, wire::value v);
+  void remove_from_map(std::size_t cls, std::string ref, std::size_t field, std::string key);
+  void destroy(std::size_t cls, std::string ref);
+
+  bool empty() const noexcept { return ops_.empty(); }
+  std::vector<op>& ops() noexcept { return ops_; }
+
+ private:
+  id_source* ids_;
+  std::vector<op> ops_;
+};
+
+struct database_options {
+  std::string path;
+  clock* clk = nullptr;      // default: a real_clock owned by the database
+  id_source* ids = nullptr;  // default: a randomly seeded id_source owned by the database
+  std::size_t feed_generations = 100000;  // how far back the change feed answers
+};
+
+struct changes_since_result {
+  generation gen = 0;           // the generation the answer is complete up to
+  std::vector<change> changes;  // in generation order
+  bool lost = false;            // `after` is older than the feed keeps: re-read everything
+};
+
+class database {
+ public:
+  // Opens or creates the database at options.path. Errors name the file and what is wrong.
+  static result<std::unique_ptr<database>, std::string> open(database_options options);
+  ~database();
+  database(const database&) = delete;
+  database& operator=(const database&) = delete;
+
+  std::shared_ptr<const state> snapshot() const;
+  generation current_generation() const { return snapshot()->gen(); }
+  id_source& ids() noexcept { return *ids_; }
+  transaction begin() { return transaction(*ids_); }
+
+  // Validates, logs and applies the transaction atomically; returns its generation once durable.
+  result<generation, api::api_error> commit(transaction t);
+
+  // Changes committed after generation `after`, waiting up to `timeout` while there are none.
+  changes_since_result changes_since(generation after, std::chrono::milliseconds timeout) const;
+
+  // Replication: a consistent checkpoint of every row, and the log entries after a generation.
+  std::string export_checkpoint() const;
+  result<std::vector<std::string>, std::string> export_entries_after(generation g) const;
+  // On an empty database: load a checkpoint, then apply entries in order (ones already applied
+  // are skipped, so applying twice is harmless).
+  result<void, std::string> import_checkpoint(std::string_view bytes);
+  result<void, std::string> apply_entry(std::string_view bytes);
+
+  // Forgets tombstones deleted at or before generation `up_to` (their events have been served).
+  result<void, std::string> collect_tombstones(generation up_to);
+
+ private:
+  struct pending;
+  database() = default;
+  void committer_loop();
+  void run_batch(std::vector<std::shared_ptr<pending>>& batch);
+  void publish(std::shared_ptr<const state> next, std::vector<change> changes);
+  result<void, std::string> submit_and_wait(std::shared_ptr<pending> p);
+
+  database_options options_;
+  std::unique_ptr<clock> own_clock_;
+  std::unique_ptr<id_source> own_ids_;
+  clock* clock_ = nullptr;
+  id_source* ids_ = nullptr;
+  std::unique_ptr<rocksdb::DB> db_;
+
+  mutable std::mutex state_mu_;
+  mutable std::condition_variable state_cv_;
+  std::shared_ptr<const state> current_;
+  std::deque<change> feed_;
+  generation feed_start_ = 0;  // the feed holds every change of generations > feed_start_
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::shared_ptr<pending>> queue_;
+  bool stopping_ = false;
+  std::thread committer_;
+};
+
+}  // namespace xapid::storage

@@ -1,0 +1,59 @@
+#include "storage/schema.hpp"
+
+namespace xapid::storage {
+
+const schema& schema::get() {
+  static const schema s;
+  return s;
+}
+
+std::optional<std::size_t> schema::class_index(std::string_view name) const noexcept {
+  auto classes = api::all_classes();
+  for (std::size_t i = 0; i < classes.size(); ++i)
+    if (classes[i].name == name) return i;
+  return std::nullopt;
+}
+
+std::optional<std::size_t> schema::field_index(std::size_t cls, std::string_view field) const noexcept {
+  const auto& fields = tables_.at(cls).desc->fields;
+  for (std::size_t i = 0; i < fields.size(); ++i)
+    if (fields[i].name == field) return i;
+  return std::nullopt;
+}
+
+schema::schema() {
+  auto classes = api::all_classes();
+  tables_.resize(classes.size());
+  for (std::size_t c = 0; c < classes.size(); ++c) {
+    table_schema& t = tables_[c];
+    t.index = c;
+    t.desc = &classes[c];
+    t.ops = &api::record_ops_of(c);
+    t.bindings.resize(classes[c].fields.size());
+    t.ref_target.assign(classes[c].fields.size(), no_class);
+    for (std::size_t f = 0; f < classes[c].fields.size(); ++f) {
+      const auto& fd = classes[c].fields[f];
+      const api::type_desc* ty = fd.type;
+      if (fd.name == "uuid" && ty->kind == api::type_kind::string) t.uuid_field = f;
+      if (fd.name == "name_label" && ty->kind == api::type_kind::string) t.name_label_field = f;
+      if (ty->kind == api::type_kind::ref) {
+        t.ref_fields.push_back(f);
+        t.ref_target[f] = *class_index(ty->name);
+      } else if (ty->kind == api::type_kind::set && ty->arg1->kind == api::type_kind::ref) {
+        t.ref_target[f] = *class_index(ty->arg1->name);
+      }
+    }
+  }
+  for (const auto& r : api::all_relations()) {
+    std::size_t ca = *class_index(r.class_a), cb = *class_index(r.class_b);
+    std::size_t fa = *field_index(ca, r.field_a), fb = *field_index(cb, r.field_b);
+    // A field bound to itself (role.subroles) would make every relation symmetric, which no
+    // caller means; such a row binds nothing.
+    if (ca == cb && fa == fb) continue;
+    bool m2m = r.kind == "many-to-many";
+    tables_[ca].bindings[fa] = binding{cb, fb, false, m2m};
+    tables_[cb].bindings[fb] = binding{ca, fa, !m2m, m2m};
+  }
+}
+
+}  // namespace xapid::storage

@@ -1,0 +1,58 @@
+// The database schema, derived from the generated catalog: one table per class, its indexed
+// fields, and the bound-field pairs (seed section 2.2) that storage keeps consistent.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "xapid/api/catalog.hpp"
+#include "xapid/api/types.hpp"
+
+namespace xapid::storage {
+
+// The other side of a bound field.
+struct binding {
+  std::size_t other_class;
+  std::size_t other_field;
+  // One-to-many: the "one" side is a scalar ref that callers set; the "many" side is a set that
+  // storage derives from it and callers cannot write. Many-to-many: both sides are sets, and a
+  // change to one is mirrored on the other.
+  bool derived;  // this field is the derived "many" side of a one-to-many pair
+  bool many_to_many;
+};
+
+struct table_schema {
+  std::size_t index;  // in api::all_classes()
+  const api::class_desc* desc;
+  const api::record_ops* ops;
+  std::optional<std::size_t> uuid_field;
+  std::optional<std::size_t> name_label_field;
+  std::vector<std::size_t> ref_fields;                // scalar ref fields, each indexed
+  std::vector<std::optional<binding>> bindings;       // per field
+  std::vector<std::size_t> ref_target;                // per field: class index of ref(C)/set(ref(C)), or npos
+};
+
+class schema {
+ public:
+  static const schema& get();
+
+  const std::vector<table_schema>& tables() const noexcept { return tables_; }
+  const table_schema& table(std::size_t cls) const { return tables_.at(cls); }
+  std::optional<std::size_t> class_index(std::string_view name) const noexcept;
+  std::optional<std::size_t> field_index(std::size_t cls, std::string_view field) const noexcept;
+
+  template <class R>
+  std::size_t class_of() const {
+    return *class_index(R::api_class);
+  }
+
+ private:
+  schema();
+  std::vector<table_schema> tables_;
+};
+
+inline constexpr std::size_t no_class = static_cast<std::size_t>(-1);
+
+}  // namespace xapid::storage

@@ -1,0 +1,356 @@
+#include "storage/state.hpp"
+
+#include <algorithm>
+
+namespace xapid::storage {
+namespace {
+
+const std::string null_ref(api::null_ref_text);
+
+std::shared_ptr<const void> own(const table_schema& ts, void* rec) {
+  return std::shared_ptr<const void>(rec, [d = ts.ops->destroy](const void* p) { d(const_cast<void*>(p)); });
+}
+
+std::string string_field(const table_schema& ts, const void* rec, std::size_t f) {
+  wire::value v = ts.ops->get_field(rec, f);
+  return v.as_string() ? *v.as_string() : std::string();
+}
+
+bool is_null_ref(std::string_view r) { return r.empty() || r == api::null_ref_text; }
+
+void list_insert(cow_map<ref_list>& m, const std::string& key, const std::string& ref) {
+  const ref_list* cur = m.find(key);
+  auto next = cur ? std::make_shared<std::vector<std::string>>(**cur) : std::make_shared<std::vector<std::string>>();
+  auto it = std::lower_bound(next->begin(), next->end(), ref);
+  if (it != next->end() && *it == ref) return;
+  next->insert(it, ref);
+  m.set(key, std::move(next));
+}
+
+void list_erase(cow_map<ref_list>& m, const std::string& key, const std::string& ref) {
+  const ref_list* cur = m.find(key);
+  if (!cur) return;
+  auto next = std::make_shared<std::vector<std::string>>(**cur);
+  auto it = std::lower_bound(next->begin(), next->end(), ref);
+  if (it == next->end() || *it != ref) return;
+  next->erase(it);
+  if (next->empty()) m.erase(key);
+  else m.set(key, std::move(next));
+}
+
+api::api_error handle_invalid(std::size_t cls, std::string_view ref) {
+  return api::errors::HANDLE_INVALID(std::string(schema::get().table(cls).desc->name), std::string(ref));
+}
+
+}  // namespace
+
+// The writer's mutations of a state, with the bound fields kept consistent.
+class applier {
+ public:
+  applier(state& s, generation gen, std::vector<change>& changes) : s_(s), gen_(gen), changes_(changes) {}
+
+  void index(std::size_t cls, const std::string& ref, const void* rec, bool add) {
+    const table_schema& ts = schema::get().table(cls);
+    table_data& t = s_.tables_[cls];
+    if (ts.uuid_field) {
+      std::string u = string_field(ts, rec, *ts.uuid_field);
+      if (add) {
+        t.by_uuid.set(u, ref);
+      } else if (const std::string* owner = t.by_uuid.find(u); owner && *owner == ref) {
+        t.by_uuid.erase(u);
+      }
+    }
+    if (ts.name_label_field) {
+      std::string label = string_field(ts, rec, *ts.name_label_field);
+      add ? list_insert(t.by_name_label, label, ref) : list_erase(t.by_name_label, label, ref);
+    }
+    for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
+      std::string target = string_field(ts, rec, ts.ref_fields[i]);
+      if (is_null_ref(target)) continue;
+      add ? list_insert(t.by_ref[i], target, ref) : list_erase(t.by_ref[i], target, ref);
+    }
+  }
+
+  // Replaces a live row's record, keeping indexes current; bound fields are the caller's job.
+  void replace(std::size_t cls, const std::string& ref, std::shared_ptr<const void> rec) {
+    table_data& t = s_.tables_[cls];
+    const row_ptr* old = t.rows.find(ref);
+    index(cls, ref, (*old)->record.get(), false);
+    index(cls, ref, rec.get(), true);
+    t.rows.set(ref, std::make_shared<row>(row{std::move(rec), (*old)->created, gen_, 0}));
+    changes_.push_back(change{static_cast<std::uint32_t>(cls), ref, change_kind::mod, gen_});
+  }
+
+  void set_field(std::size_t cls, const std::string& ref, std::size_t field, const wire::value& v) {
+    const table_schema& ts = schema::get().table(cls);
+    const row* r = s_.find(cls, ref);
+    if (!r) return;  // a bound partner that no longer exists: nothing to keep consistent
+    void* rec = ts.ops->clone(r->record.get());
+    auto st = ts.ops->set_field(rec, field, v);
+    (void)st;  // values reaching apply were validated (or derived from validated ones)
+    replace(cls, ref, own(ts, rec));
+  }
+
+  // Adds or removes `elem` in the set field of a bound partner.
+  void edit_set(std::size_t cls, const std::string& ref, std::size_t field, const std::string& elem, bool add) {
+    const table_schema& ts = schema::get().table(cls);
+    const row* r = s_.find(cls, ref);
+    if (!r) return;
+    wire::value cur = ts.ops->get_field(r->record.get(), field);
+    wire::array items = cur.as_array() ? *cur.as_array() : wire::array{};
+    auto it = std::find(items.begin(), items.end(), wire::value(elem));
+    if (add == (it != items.end())) return;
+    if (add) items.emplace_back(elem);
+    else items.erase(it);
+    set_field(cls, ref, field, wire::value(std::move(items)));
+  }
+
+  static std::vector<std::string> refs_of(const wire::value& v) {
+    std::vector<std::string> out;
+    if (auto* s = v.as_string()) {
+      if (!is_null_ref(*s)) out.push_back(*s);
+    } else if (auto* a = v.as_array()) {
+      for (const auto& e : *a)
+        if (e.as_string() && !is_null_ref(*e.as_string())) out.push_back(*e.as_string());
+    }
+    return out;
+  }
+
+  // Mirrors the change of a bound field from `before` to `after` on its partners.
+  void propagate(std::size_t cls, const std::string& ref, std::size_t field, const wire::value& before,
+                 const wire::value& after) {
+    const auto& b = schema::get().table(cls).bindings[field];
+    if (!b || b->derived) return;
+    auto old_refs = refs_of(before), new_refs = refs_of(after);
+    for (const auto& t : old_refs)
+      if (std::find(new_refs.begin(), new_refs.end(), t) == new_refs.end())
+        edit_set(b->other_class, t, b->other_field, ref, false);
+    for (const auto& t : new_refs)
+      if (std::find(old_refs.begin(), old_refs.end(), t) == old_refs.end())
+        edit_set(b->other_class, t, b->other_field, ref, true);
+  }
+
+  void apply(const op& o) {
+    const table_schema& ts = schema::get().table(o.cls);
+    table_data& t = s_.tables_[o.cls];
+    switch (o.kind) {
+      case op_kind::create: {
+        void* rec = ts.ops->create();
+        auto st = ts.ops->from_value(rec, o.value);
+        (void)st;
+        auto owned = own(ts, rec);
+        t.rows.set(o.ref, std::make_shared<row>(row{owned, gen_, gen_, 0}));
+        index(o.cls, o.ref, rec, true);
+        changes_.push_back(change{o.cls, o.ref, change_kind::add, gen_});
+        for (std::size_t f = 0; f < ts.bindings.size(); ++f)
+          if (ts.bindings[f]) propagate(o.cls, o.ref, f, wire::value(), ts.ops->get_field(rec, f));
+        break;
+      }
+      case op_kind::set: {
+        const row* r = s_.find(o.cls, o.ref);
+        if (!r) return;
+        wire::value before = ts.ops->get_field(r->record.get(), o.field);
+        set_field(o.cls, o.ref, o.field, o.value);
+        propagate(o.cls, o.ref, o.field, before, o.value);
+        break;
+      }
+      case op_kind::destroy: {
+        const row* r = s_.find(o.cls, o.ref);
+        if (!r) return;
+        auto rec = r->record;
+        for (std::size_t f = 0; f < ts.bindings.size(); ++f) {
+          const auto& b = ts.bindings[f];
+          if (!b) continue;
+          wire::value v = ts.ops->get_field(rec.get(), f);
+          if (b->derived) {
+            // Rows that point here through the scalar side now point nowhere.
+            for (const auto& other : refs_of(v))
+              set_field(b->other_class, other, b->other_field, wire::value(null_ref));
+          } else {
+            propagate(o.cls, o.ref, f, v, wire::value());
+          }
+        }
+        const row_ptr* cur = t.rows.find(o.ref);
+        index(o.cls, o.ref, rec.get(), false);
+        t.rows.set(o.ref, std::make_shared<row>(row{rec, (*cur)->created, gen_, gen_}));
+        changes_.push_back(change{o.cls, o.ref, change_kind::del, gen_});
+        break;
+      }
+      default: break;  // add/remove ops are normalised into set before they reach a log entry
+    }
+  }
+
+ private:
+  state& s_;
+  generation gen_;
+  std::vector<change>& changes_;
+};
+
+state::state() {
+  const auto& tables = schema::get().tables();
+  tables_.resize(tables.size());
+  for (std::size_t c = 0; c < tables.size(); ++c) tables_[c].by_ref.resize(tables[c].ref_fields.size());
+}
+
+const row* state::find_any(std::size_t cls, std::string_view ref) const {
+  if (cls >= tables_.size()) return nullptr;
+  const row_ptr* r = tables_[cls].rows.find(ref);
+  return r ? r->get() : nullptr;
+}
+
+const row* state::find(std::size_t cls, std::string_view ref) const {
+  const row* r = find_any(cls, ref);
+  return r && !r->deleted ? r : nullptr;
+}
+
+std::optional<std::string> state::ref_by_uuid(std::size_t cls, std::string_view uuid) const {
+  const std::string* r = tables_.at(cls).by_uuid.find(uuid);
+  return r ? std::optional<std::string>(*r) : std::nullopt;
+}
+
+std::vector<std::string> state::refs_by_name_label(std::size_t cls, std::string_view label) const {
+  const ref_list* l = tables_.at(cls).by_name_label.find(label);
+  return l ? **l : std::vector<std::string>{};
+}
+
+std::vector<std::string> state::refs_by_field(std::size_t cls, std::size_t field, std::string_view target) const {
+  const auto& ref_fields = schema::get().table(cls).ref_fields;
+  auto it = std::find(ref_fields.begin(), ref_fields.end(), field);
+  if (it == ref_fields.end()) return {};
+  const ref_list* l = tables_[cls].by_ref[static_cast<std::size_t>(it - ref_fields.begin())].find(target);
+  return l ? **l : std::vector<std::string>{};
+}
+
+std::size_t state::count(std::size_t cls) const {
+  std::size_t n = 0;
+  tables_.at(cls).rows.for_each([&](const std::string&, const row_ptr& r) {
+    n += !r->deleted;
+    return true;
+  });
+  return n;
+}
+
+void state::for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,
+                     bool with_tombstones) const {
+  tables_.at(cls).rows.for_each([&](const std::string& ref, const row_ptr& r) {
+    return (!with_tombstones && r->deleted) ? true : fn(ref, *r);
+  });
+}
+
+api::status state::validate_and_normalize(op& o, const std::function<std::string()>& new_uuid) const {
+  const auto& sch = schema::get();
+  if (o.cls >= tables_.size())
+    return fail(api::errors::INTERNAL_ERROR("no class with index " + std::to_string(o.cls)));
+  const table_schema& ts = sch.table(o.cls);
+  const std::string cls_name(ts.desc->name);
+
+  // Every ref a value points at must be a live object of the field's class.
+  auto check_targets = [&](std::size_t field, const wire::value& v) -> api::status {
+    if (ts.ref_target[field] == no_class) return ok_v;
+    for (const auto& target : applier::refs_of(v))
+      if (!find(ts.ref_target[field], target)) return fail(handle_invalid(ts.ref_target[field], target));
+    return ok_v;
+  };
+  auto check_uuid = [&](const std::string& uuid) -> api::status {
+    if (auto owner = ref_by_uuid(o.cls, uuid); owner && *owner != o.ref)
+      return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION(cls_name, "uuid", uuid));
+    return ok_v;
+  };
+
+  if (o.kind == op_kind::create) {
+    if (o.ref.empty() || is_null_ref(o.ref) || find_any(o.cls, o.ref))
+      return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION(cls_name, "_ref", o.ref));
+    void* raw = ts.ops->create();
+    auto rec = own(ts, raw);
+    if (auto st = ts.ops->from_value(raw, o.value); !st) return st;
+    for (std::size_t f = 0; f < ts.bindings.size(); ++f)
+      if (ts.bindings[f] && ts.bindings[f]->derived) (void)ts.ops->set_field(raw, f, wire::value(wire::array{}));
+    if (ts.uuid_field) {
+      std::string uuid = string_field(ts, raw, *ts.uuid_field);
+      if (uuid.empty()) {
+        uuid = new_uuid();
+        (void)ts.ops->set_field(raw, *ts.uuid_field, wire::value(uuid));
+      }
+      if (auto st = check_uuid(uuid); !st) return st;
+    }
+    for (std::size_t f = 0; f < ts.desc->fields.size(); ++f)
+      if (auto st = check_targets(f, ts.ops->get_field(raw, f)); !st) return st;
+    o.value = ts.ops->to_value(raw);
+    return ok_v;
+  }
+
+  const row* r = find(o.cls, o.ref);
+  if (!r) return fail(handle_invalid(o.cls, o.ref));
+  if (o.kind == op_kind::destroy) return ok_v;
+
+  if (o.field >= ts.desc->fields.size())
+    return fail(api::errors::INTERNAL_ERROR("no field " + std::to_string(o.field) + " in " + cls_name));
+  const std::string field_name(ts.desc->fields[o.field].name);
+  if (ts.bindings[o.field] && ts.bindings[o.field]->derived)
+    return fail(api::errors::OPERATION_NOT_ALLOWED(cls_name + "." + field_name +
+                                                    " is maintained from the objects that point at it"));
+
+  // add/remove become a set of the whole new value: one mechanism from here on.
+  wire::value cur = ts.ops->get_field(r->record.get(), o.field);
+  const api::type_kind field_kind = ts.desc->fields[o.field].type->kind;
+  switch (o.kind) {
+    case op_kind::add_to_set:
+    case op_kind::remove_from_set: {
+      if (field_kind != api::type_kind::set) return fail(api::errors::FIELD_TYPE_ERROR(field_name));
+      wire::array items = *cur.as_array();
+      auto it = std::find(items.begin(), items.end(), o.value);
+      if (o.kind == op_kind::add_to_set && it == items.end()) items.push_back(o.value);
+      if (o.kind == op_kind::remove_from_set && it != items.end()) items.erase(it);
+      o.value = wire::value(std::move(items));
+      break;
+    }
+    case op_kind::add_to_map:
+    case op_kind::remove_from_map: {
+      if (field_kind != api::type_kind::map) return fail(api::errors::FIELD_TYPE_ERROR(field_name));
+      wire::structure members = *cur.as_struct();
+      auto it = std::find_if(members.begin(), members.end(), [&](const wire::member& m) { return m.first == o.key; });
+      if (o.kind == op_kind::add_to_map) {
+        if (it != members.end()) {
+          std::string uuid = ts.uuid_field ? string_field(ts, r->record.get(), *ts.uuid_field) : o.ref;
+          return fail(api::errors::MAP_DUPLICATE_KEY(cls_name, field_name, uuid, o.key));
+        }
+        members.emplace_back(o.key, o.value);
+      } else if (it != members.end()) {
+        members.erase(it);
+      }
+      o.value = wire::value(std::move(members));
+      o.key.clear();
+      break;
+    }
+    default: break;
+  }
+  o.kind = op_kind::set;
+
+  void* raw = ts.ops->clone(r->record.get());
+  auto rec = own(ts, raw);
+  if (auto st = ts.ops->set_field(raw, o.field, o.value); !st) return st;
+  o.value = ts.ops->get_field(raw, o.field);  // canonical: map keys ordered, values typed
+  if (ts.uuid_field && o.field == *ts.uuid_field) {
+    if (o.value.as_string()->empty()) return fail(api::errors::UUID_INVALID(cls_name, ""));
+    if (auto st = check_uuid(*o.value.as_string()); !st) return st;
+  }
+  return check_targets(o.field, o.value);
+}
+
+void state::apply(const op& o, generation gen, std::vector<change>& changes) {
+  applier(*this, gen, changes).apply(o);
+}
+
+void state::load_row(std::size_t cls, std::string ref, row r) {
+  std::vector<change> ignored;
+  applier a(*this, r.modified, ignored);
+  if (!r.deleted) a.index(cls, ref, r.record.get(), true);
+  tables_.at(cls).rows.set(std::move(ref), std::make_shared<row>(std::move(r)));
+}
+
+void state::erase_tombstone(std::size_t cls, const std::string& ref) {
+  const row* r = find_any(cls, ref);
+  if (r && r->deleted) tables_[cls].rows.erase(ref);
+}
+
+}  // namespace xapid::storage

@@ -1,0 +1,87 @@
+// The database at one generation: every table with its rows, tombstones and indexes. A
+// published state is immutable and shared by readers; the writer derives the next state by
+// applying log entries to a copy (cow_map makes the copy cheap).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/api/convert.hpp"
+#include "storage/cow_map.hpp"
+#include "storage/log_entry.hpp"
+#include "storage/schema.hpp"
+
+namespace xapid::storage {
+
+// A row: the typed record of its table's class (see api::record_ops) and its generations.
+struct row {
+  std::shared_ptr<const void> record;
+  generation created = 0;
+  generation modified = 0;
+  generation deleted = 0;  // non-zero: a tombstone, kept for event consumers until collected
+};
+using row_ptr = std::shared_ptr<const row>;
+using ref_list = std::shared_ptr<const std::vector<std::string>>;  // sorted
+
+enum class change_kind : std::uint8_t { add, mod, del };
+
+struct change {
+  std::uint32_t cls;
+  std::string ref;
+  change_kind kind;
+  generation gen;
+};
+
+struct table_data {
+  cow_map<row_ptr> rows;                   // by ref, tombstones included
+  cow_map<std::string> by_uuid;            // uuid -> ref, live rows
+  cow_map<ref_list> by_name_label;         // name_label -> refs, live rows
+  std::vector<cow_map<ref_list>> by_ref;   // per schema ref_fields entry: target ref -> refs
+};
+
+class state {
+ public:
+  state();
+
+  generation gen() const noexcept { return gen_; }
+
+  // Live rows only; tombstones are invisible to these.
+  const row* find(std::size_t cls, std::string_view ref) const;
+  template <class R>
+  const R* get(std::string_view ref) const {
+    const row* r = find(schema::get().class_of<R>(), ref);
+    return r ? static_cast<const R*>(r->record.get()) : nullptr;
+  }
+  std::optional<std::string> ref_by_uuid(std::size_t cls, std::string_view uuid) const;
+  std::vector<std::string> refs_by_name_label(std::size_t cls, std::string_view label) const;
+  // Refs of the live rows of `cls` whose scalar ref field `field` points at `target`.
+  std::vector<std::string> refs_by_field(std::size_t cls, std::size_t field, std::string_view target) const;
+  std::size_t count(std::size_t cls) const;  // live rows
+  // Visits live rows (with tombstones if asked); stop by returning false.
+  void for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,
+                bool with_tombstones = false) const;
+  // The row including a tombstone (for event consumers).
+  const row* find_any(std::size_t cls, std::string_view ref) const;
+
+  // The writer's side. validate_and_normalize checks one operation against this state and fills
+  // what the entry must fix in advance (a missing uuid, the whole record of a create); apply
+  // then changes this state deterministically. A rejected operation leaves the state unchanged.
+  api::status validate_and_normalize(op& o, const std::function<std::string()>& new_uuid) const;
+  void apply(const op& o, generation gen, std::vector<change>& changes);
+  void set_generation(generation g) noexcept { gen_ = g; }
+
+  // Loading: put a row as it was stored (rebuilding indexes), and drop collected tombstones.
+  void load_row(std::size_t cls, std::string ref, row r);
+  void erase_tombstone(std::size_t cls, const std::string& ref);
+
+ private:
+  friend class applier;
+  generation gen_ = 0;
+  std::vector<table_data> tables_;
+};
+
+}  // namespace xapid::storage

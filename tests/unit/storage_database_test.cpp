@@ -1,0 +1,484 @@
+// The pool database on a real RocksDB in a temporary directory: indexes, bound fields,
+// transactions, tombstones, the change feed, durability and replication.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <rocksdb/db.h>
+
+#include "storage/database.hpp"
+#include "tests/support/api_error_matchers.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace xapid::storage {
+namespace {
+
+using wire::value;
+
+std::size_t cls(std::string_view name) { return *schema::get().class_index(name); }
+std::size_t fld(std::string_view c, std::string_view f) { return *schema::get().field_index(cls(c), f); }
+
+class storage_test : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+
+  void reopen() {
+    db_.reset();
+    auto r = database::open({dir_.path() + "/db", &clock_, &ids_});
+    ASSERT_TRUE(r.ok()) << r.error();
+    db_ = std::move(r).value();
+  }
+
+  // Commits and expects success.
+  generation commit(transaction& t) {
+    auto r = db_->commit(std::move(t));
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().description().at(0));
+    return r.ok() ? *r : 0;
+  }
+
+  std::string create_vm(const std::string& name) {
+    auto t = db_->begin();
+    api::vm rec;
+    rec.name_label = name;
+    std::string ref = t.create(rec);
+    commit(t);
+    return ref;
+  }
+
+  template <class R>
+  const R* get(const std::string& ref) {
+    snap_ = db_->snapshot();
+    return snap_->get<R>(ref);
+  }
+
+  testing::temp_dir dir_;
+  manual_clock clock_;
+  id_source ids_{42};
+  std::unique_ptr<database> db_;
+  std::shared_ptr<const state> snap_;
+};
+
+TEST_F(storage_test, create_fills_the_uuid_and_indexes_it) {
+  std::string ref = create_vm("web");
+  const api::vm* vm = get<api::vm>(ref);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(vm->name_label, "web");
+  EXPECT_EQ(vm->uuid.size(), 36u);
+  EXPECT_EQ(snap_->ref_by_uuid(cls("VM"), vm->uuid), ref);
+  EXPECT_EQ(snap_->refs_by_name_label(cls("VM"), "web"), std::vector<std::string>{ref});
+  EXPECT_EQ(snap_->ref_by_uuid(cls("VM"), "no-such-uuid"), std::nullopt);
+  EXPECT_EQ(snap_->count(cls("VM")), 1u);
+}
+
+TEST_F(storage_test, indexes_follow_changes) {
+  std::string ref = create_vm("old");
+  auto t = db_->begin();
+  t.set(cls("VM"), ref, fld("VM", "name_label"), value("new"));
+  commit(t);
+  snap_ = db_->snapshot();
+  EXPECT_TRUE(snap_->refs_by_name_label(cls("VM"), "old").empty());
+  EXPECT_EQ(snap_->refs_by_name_label(cls("VM"), "new"), std::vector<std::string>{ref});
+}
+
+TEST_F(storage_test, reference_fields_are_indexed_lookups) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  std::vector<std::string> vbds;
+  for (int i = 0; i < 3; ++i) {
+    api::vbd vbd;
+    vbd.VM.opaque = vm;
+    vbd.userdevice = std::to_string(i);
+    vbds.push_back(t.create(vbd));
+  }
+  commit(t);
+  snap_ = db_->snapshot();
+  auto found = snap_->refs_by_field(cls("VBD"), fld("VBD", "VM"), vm);
+  std::sort(vbds.begin(), vbds.end());
+  EXPECT_EQ(found, vbds);
+}
+
+TEST_F(storage_test, a_vif_created_with_a_vm_joins_its_vifs_and_leaves_on_destroy) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  api::vif vif;
+  vif.VM.opaque = vm;
+  std::string ref = t.create(vif);
+  commit(t);
+  ASSERT_EQ(get<api::vm>(vm)->VIFs.size(), 1u);
+  EXPECT_EQ(get<api::vm>(vm)->VIFs[0].opaque, ref);
+
+  auto d = db_->begin();
+  d.destroy(cls("VIF"), ref);
+  commit(d);
+  EXPECT_TRUE(get<api::vm>(vm)->VIFs.empty());
+  EXPECT_EQ(get<api::vif>(ref), nullptr);
+}
+
+TEST_F(storage_test, destroying_the_one_side_nulls_the_pointers_at_it) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  api::vbd vbd;
+  vbd.VM.opaque = vm;
+  std::string ref = t.create(vbd);
+  commit(t);
+  auto d = db_->begin();
+  d.destroy(cls("VM"), vm);
+  commit(d);
+  ASSERT_NE(get<api::vbd>(ref), nullptr);
+  EXPECT_TRUE(get<api::vbd>(ref)->VM.is_null());
+}
+
+// Every row of the seed's bound-field table: pointing one side at an object shows on the other
+// side, moving it moves it, and destroying the pointing object removes it.
+TEST_F(storage_test, every_bound_field_pair_stays_consistent) {
+  const auto& sch = schema::get();
+  int pairs = 0;
+  for (const auto& ts : sch.tables()) {
+    for (std::size_t f = 0; f < ts.bindings.size(); ++f) {
+      const auto& b = ts.bindings[f];
+      if (!b || b->derived) continue;  // drive each pair from its writable side
+      ++pairs;
+      SCOPED_TRACE(std::string(ts.desc->name) + "." + std::string(ts.desc->fields[f].name));
+      auto t = db_->begin();
+      std::string target1 = t.create(b->other_class, value(wire::structure{}));
+      std::string target2 = t.create(b->other_class, value(wire::structure{}));
+      wire::value points = b->many_to_many ? value(wire::array{value(target1)}) : value(target1);
+      std::string src = t.create(ts.index, value(wire::structure{{std::string(ts.desc->fields[f].name), points}}));
+      commit(t);
+      snap_ = db_->snapshot();
+      auto other_has = [&](const std::string& target) {
+        const row* r = snap_->find(b->other_class, target);
+        wire::value v = sch.table(b->other_class).ops->get_field(r->record.get(), b->other_field);
+        const auto& items = *v.as_array();
+        return std::find(items.begin(), items.end(), value(src)) != items.end();
+      };
+      EXPECT_TRUE(other_has(target1));
+      EXPECT_FALSE(other_has(target2));
+
+      auto move = db_->begin();
+      move.set(ts.index, src, f, b->many_to_many ? value(wire::array{value(target2)}) : value(target2));
+      commit(move);
+      snap_ = db_->snapshot();
+      EXPECT_FALSE(other_has(target1));
+      EXPECT_TRUE(other_has(target2));
+
+      auto d = db_->begin();
+      d.destroy(ts.index, src);
+      commit(d);
+      snap_ = db_->snapshot();
+      EXPECT_FALSE(other_has(target2));
+    }
+  }
+  // Every row of the table was driven: one-to-many pairs from their scalar side, many-to-many
+  // pairs from both sides; role.subroles is bound to itself and so binds nothing.
+  int expected = 0;
+  for (const auto& r : api::all_relations())
+    if (!(r.class_a == r.class_b && r.field_a == r.field_b)) expected += r.kind == "many-to-many" ? 2 : 1;
+  EXPECT_EQ(pairs, expected);
+  EXPECT_GE(pairs, 44);
+}
+
+TEST_F(storage_test, the_derived_side_cannot_be_written) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  t.set(cls("VM"), vm, fld("VM", "VIFs"), value(wire::array{}));
+  EXPECT_API_ERROR(db_->commit(std::move(t)), OPERATION_NOT_ALLOWED,
+                   "VM.VIFs is maintained from the objects that point at it");
+}
+
+TEST_F(storage_test, a_transaction_is_all_or_nothing) {
+  std::string vm = create_vm("vm");
+  generation before = db_->current_generation();
+  auto t = db_->begin();
+  t.set(cls("VM"), vm, fld("VM", "name_label"), value("renamed"));
+  api::vbd vbd;
+  vbd.VM.opaque = vm;
+  t.create(vbd);
+  t.set(cls("VM"), "OpaqueRef:missing", fld("VM", "name_label"), value("x"));
+  EXPECT_API_ERROR(db_->commit(std::move(t)), HANDLE_INVALID, "VM", "OpaqueRef:missing");
+  EXPECT_EQ(db_->current_generation(), before);
+  EXPECT_EQ(get<api::vm>(vm)->name_label, "vm");
+  EXPECT_TRUE(get<api::vm>(vm)->VBDs.empty());
+  EXPECT_EQ(snap_->count(cls("VBD")), 0u);
+}
+
+TEST_F(storage_test, constraint_violations_are_xenapi_errors) {
+  std::string vm = create_vm("vm");
+  std::string uuid = get<api::vm>(vm)->uuid;
+
+  auto dup = db_->begin();
+  api::vm other;
+  other.uuid = uuid;
+  dup.create(other);
+  EXPECT_API_ERROR(db_->commit(std::move(dup)), DB_UNIQUENESS_CONSTRAINT_VIOLATION, "VM", "uuid", uuid);
+
+  auto dangling = db_->begin();
+  api::vbd vbd;
+  vbd.VM.opaque = "OpaqueRef:nowhere";
+  dangling.create(vbd);
+  EXPECT_API_ERROR(db_->commit(std::move(dangling)), HANDLE_INVALID, "VM", "OpaqueRef:nowhere");
+
+  auto wrong_type = db_->begin();
+  wrong_type.set(cls("VM"), vm, fld("VM", "memory_static_max"), value("lots"));
+  EXPECT_API_ERROR(db_->commit(std::move(wrong_type)), XMLRPC_UNMARSHAL_FAILURE, "int", "lots");
+
+  auto key = db_->begin();
+  key.add_to_map(cls("VM"), vm, fld("VM", "other_config"), "k", value("1"));
+  commit(key);
+  auto again = db_->begin();
+  again.add_to_map(cls("VM"), vm, fld("VM", "other_config"), "k", value("2"));
+  EXPECT_API_ERROR(db_->commit(std::move(again)), MAP_DUPLICATE_KEY, "VM", "other_config", uuid, "k");
+
+  auto gone = db_->begin();
+  gone.destroy(cls("VM"), "OpaqueRef:gone");
+  EXPECT_API_ERROR(db_->commit(std::move(gone)), HANDLE_INVALID, "VM", "OpaqueRef:gone");
+}
+
+TEST_F(storage_test, set_and_map_operations) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("a"));
+  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("b"));
+  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("a"));  // sets hold no duplicates
+  t.remove_from_set(cls("VM"), vm, fld("VM", "tags"), value("b"));
+  t.add_to_map(cls("VM"), vm, fld("VM", "other_config"), "x", value("1"));
+  t.add_to_map(cls("VM"), vm, fld("VM", "other_config"), "y", value("2"));
+  t.remove_from_map(cls("VM"), vm, fld("VM", "other_config"), "x");
+  commit(t);
+  const api::vm* rec = get<api::vm>(vm);
+  EXPECT_EQ(rec->tags, std::vector<std::string>{"a"});
+  EXPECT_EQ(rec->other_config, (std::map<std::string, std::string>{{"y", "2"}}));
+}
+
+TEST_F(storage_test, tombstones_stay_for_event_consumers_until_collected) {
+  std::string vm = create_vm("vm");
+  auto d = db_->begin();
+  d.destroy(cls("VM"), vm);
+  generation deleted_at = commit(d);
+  snap_ = db_->snapshot();
+  EXPECT_EQ(snap_->find(cls("VM"), vm), nullptr);
+  ASSERT_NE(snap_->find_any(cls("VM"), vm), nullptr);
+  EXPECT_EQ(snap_->find_any(cls("VM"), vm)->deleted, deleted_at);
+
+  reopen();  // tombstones are durable too
+  ASSERT_NE(db_->snapshot()->find_any(cls("VM"), vm), nullptr);
+  ASSERT_TRUE(db_->collect_tombstones(deleted_at).ok());
+  EXPECT_EQ(db_->snapshot()->find_any(cls("VM"), vm), nullptr);
+  reopen();
+  EXPECT_EQ(db_->snapshot()->find_any(cls("VM"), vm), nullptr);
+}
+
+TEST_F(storage_test, every_commit_is_the_next_generation_and_rows_record_theirs) {
+  generation g0 = db_->current_generation();
+  std::string vm = create_vm("vm");
+  EXPECT_EQ(db_->current_generation(), g0 + 1);
+  auto t = db_->begin();
+  t.set(cls("VM"), vm, fld("VM", "name_label"), value("x"));
+  EXPECT_EQ(commit(t), g0 + 2);
+  const row* r = db_->snapshot()->find(cls("VM"), vm);
+  EXPECT_EQ(r->created, g0 + 1);
+  EXPECT_EQ(r->modified, g0 + 2);
+  EXPECT_EQ(r->deleted, 0u);
+}
+
+TEST_F(storage_test, the_change_feed_answers_what_changed_after_a_generation) {
+  generation g = db_->current_generation();
+  std::string vm = create_vm("vm");
+  auto d = db_->begin();
+  d.destroy(cls("VM"), vm);
+  commit(d);
+  auto r = db_->changes_since(g, std::chrono::milliseconds(0));
+  ASSERT_FALSE(r.lost);
+  ASSERT_EQ(r.changes.size(), 2u);
+  EXPECT_EQ(r.changes[0].kind, change_kind::add);
+  EXPECT_EQ(r.changes[0].ref, vm);
+  EXPECT_EQ(r.changes[1].kind, change_kind::del);
+  EXPECT_EQ(r.gen, g + 2);
+  EXPECT_EQ(db_->changes_since(g + 1, std::chrono::milliseconds(0)).changes.size(), 1u);
+}
+
+TEST_F(storage_test, the_change_feed_waits_for_a_commit_or_the_timeout) {
+  generation g = db_->current_generation();
+  // Nothing changes: the answer comes back empty once the timeout passes.
+  auto quiet = db_->changes_since(g, std::chrono::milliseconds(20));
+  EXPECT_TRUE(quiet.changes.empty());
+  EXPECT_EQ(quiet.gen, g);
+  // A commit from another thread wakes a waiter long before its timeout.
+  std::thread writer([&] { create_vm("late"); });
+  auto woke = db_->changes_since(g, std::chrono::minutes(5));
+  writer.join();
+  ASSERT_EQ(woke.changes.size(), 1u);
+  EXPECT_EQ(woke.changes[0].kind, change_kind::add);
+}
+
+TEST_F(storage_test, the_feed_says_when_it_no_longer_reaches_back) {
+  db_.reset();
+  auto r = database::open({dir_.path() + "/db", &clock_, &ids_, 2});
+  ASSERT_TRUE(r.ok());
+  db_ = std::move(r).value();
+  generation g = db_->current_generation();
+  for (int i = 0; i < 5; ++i) create_vm("vm" + std::to_string(i));
+  EXPECT_TRUE(db_->changes_since(g, std::chrono::milliseconds(0)).lost);
+  EXPECT_FALSE(db_->changes_since(db_->current_generation() - 1, std::chrono::milliseconds(0)).lost);
+}
+
+TEST_F(storage_test, concurrent_writers_each_get_their_own_generation) {
+  constexpr int writers = 16, each = 20;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<generation>> gens(writers);
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < each; ++i) {
+        auto t = db_->begin();
+        api::vm rec;
+        rec.name_label = "w" + std::to_string(w);
+        t.create(rec);
+        auto r = db_->commit(std::move(t));
+        ASSERT_TRUE(r.ok());
+        gens[w].push_back(*r);
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::set<generation> all;
+  for (auto& g : gens) all.insert(g.begin(), g.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(writers * each));
+  EXPECT_EQ(db_->snapshot()->count(cls("VM")), static_cast<std::size_t>(writers * each));
+}
+
+TEST_F(storage_test, a_snapshot_does_not_change_under_its_reader) {
+  std::string vm = create_vm("before");
+  auto snap = db_->snapshot();
+  auto t = db_->begin();
+  t.set(cls("VM"), vm, fld("VM", "name_label"), value("after"));
+  commit(t);
+  create_vm("another");
+  EXPECT_EQ(snap->get<api::vm>(vm)->name_label, "before");
+  EXPECT_EQ(snap->count(cls("VM")), 1u);
+  EXPECT_EQ(db_->snapshot()->get<api::vm>(vm)->name_label, "after");
+}
+
+TEST_F(storage_test, everything_acknowledged_is_there_after_reopening) {
+  std::string vm = create_vm("vm");
+  auto t = db_->begin();
+  t.add_to_map(cls("VM"), vm, fld("VM", "other_config"), "k", value("v"));
+  api::vif vif;
+  vif.VM.opaque = vm;
+  std::string vif_ref = t.create(vif);
+  generation g = commit(t);
+  std::string before = db_->export_checkpoint();
+  reopen();
+  EXPECT_EQ(db_->current_generation(), g);
+  EXPECT_EQ(db_->export_checkpoint(), before);
+  const api::vm* rec = get<api::vm>(vm);
+  EXPECT_EQ(rec->other_config.at("k"), "v");
+  ASSERT_EQ(rec->VIFs.size(), 1u);
+  EXPECT_EQ(snap_->refs_by_field(cls("VIF"), fld("VIF", "VM"), vm), std::vector<std::string>{vif_ref});
+}
+
+TEST_F(storage_test, a_replica_loaded_from_checkpoint_and_entries_answers_identically) {
+  create_vm("a");
+  std::string checkpoint = db_->export_checkpoint();
+  generation at = db_->current_generation();
+  std::string vm = create_vm("b");
+  auto t = db_->begin();
+  api::vbd vbd;
+  vbd.VM.opaque = vm;
+  t.create(vbd);
+  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("t"));
+  commit(t);
+  auto entries = db_->export_entries_after(at);
+  ASSERT_TRUE(entries.ok()) << entries.error();
+  ASSERT_EQ(entries->size(), 2u);
+
+  testing::temp_dir other;
+  manual_clock other_clock(0);
+  id_source other_ids(7);
+  auto replica = database::open({other.path() + "/db", &other_clock, &other_ids});
+  ASSERT_TRUE(replica.ok());
+  ASSERT_TRUE((*replica)->import_checkpoint(checkpoint).ok());
+  for (const auto& e : *entries) ASSERT_TRUE((*replica)->apply_entry(e).ok());
+  for (const auto& e : *entries) ASSERT_TRUE((*replica)->apply_entry(e).ok());  // again: idempotent
+  EXPECT_EQ((*replica)->current_generation(), db_->current_generation());
+  EXPECT_EQ((*replica)->export_checkpoint(), db_->export_checkpoint());
+}
+
+TEST_F(storage_test, log_entries_round_trip) {
+  log_entry e{7, 1234, {op{op_kind::create, 3, "OpaqueRef:x", 0, "", value(wire::structure{{"a", value(1)}})},
+                        op{op_kind::set, 3, "OpaqueRef:x", 5, "", value("v")},
+                        op{op_kind::destroy, 3, "OpaqueRef:x", 0, "", value()}}};
+  auto back = decode_log_entry(encode(e));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, e);
+  EXPECT_FALSE(decode_log_entry("garbage").ok());
+}
+
+TEST(storage_open, a_newer_schema_version_is_refused_and_left_alone) {
+  testing::temp_dir dir;
+  {
+    auto db = database::open({dir.path() + "/db"});
+    ASSERT_TRUE(db.ok());
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path() + "/db", &raw).ok());
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), "m:schema", "2").ok());
+    delete raw;
+  }
+  auto db = database::open({dir.path() + "/db"});
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.error().find("schema version 2"), std::string::npos) << db.error();
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path() + "/db", &raw).ok());
+  std::string v;
+  ASSERT_TRUE(raw->Get(rocksdb::ReadOptions(), "m:schema", &v).ok());
+  EXPECT_EQ(v, "2");
+  delete raw;
+}
+
+TEST(storage_open, corrupted_files_are_a_clear_error_at_start) {
+  testing::temp_dir dir;
+  {
+    auto db = database::open({dir.path() + "/db"});
+    ASSERT_TRUE(db.ok());
+    auto t = (*db)->begin();
+    api::vm rec;
+    rec.name_label = "precious";
+    t.create(rec);
+    ASSERT_TRUE((*db)->commit(std::move(t)).ok());
+  }
+  // Damage every byte range of every file in turn would be slow; damage the middle of each.
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path() + "/db")) {
+    std::string name = entry.path().filename().string();
+    if (name.ends_with(".log") || name.starts_with("MANIFEST")) {
+      std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+      auto size = std::filesystem::file_size(entry.path());
+      if (size < 64) continue;
+      f.seekp(static_cast<std::streamoff>(size / 2));
+      std::string junk(16, '\xA5');
+      f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+  }
+  auto db = database::open({dir.path() + "/db"});
+  ASSERT_FALSE(db.ok()) << "a damaged database opened as if nothing happened";
+  EXPECT_NE(db.error().find(dir.path()), std::string::npos) << db.error();
+}
+
+TEST(storage_open, a_directory_of_something_else_is_refused) {
+  testing::temp_dir dir;
+  {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir.path() + "/db", &raw).ok());
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), "other", "data").ok());
+    delete raw;
+  }
+  auto db = database::open({dir.path() + "/db"});
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.error().find("not a xapid database"), std::string::npos) << db.error();
+}
+
+}  // namespace
+}  // namespace xapid::storage
