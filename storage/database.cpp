@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <optional>
 #include <set>
 
 #include <rocksdb/db.h>
@@ -32,10 +33,18 @@ std::string log_key(generation g) {
   return k;
 }
 
+// A row on disk: [created, modified, deleted, [field values in catalog order]].
+// Written field by field, as the binary form of that array would be, without building it.
 std::string encode_row(const table_schema& ts, const row& r) {
-  return wire::binary::encode(wire::value(wire::array{
-      wire::value(static_cast<std::int64_t>(r.created)), wire::value(static_cast<std::int64_t>(r.modified)),
-      wire::value(static_cast<std::int64_t>(r.deleted)), ts.ops->to_value(r.record.get())}));
+  std::string out;
+  out.reserve(512);
+  wire::binary::append_array_header(out, 4);
+  wire::binary::append(out, wire::value(static_cast<std::int64_t>(r.created)));
+  wire::binary::append(out, wire::value(static_cast<std::int64_t>(r.modified)));
+  wire::binary::append(out, wire::value(static_cast<std::int64_t>(r.deleted)));
+  wire::binary::append_array_header(out, ts.desc->fields.size());
+  for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) wire::binary::append(out, ts.ops->get_field(r.record.get(), f));
+  return out;
 }
 
 result<row, std::string> decode_row(const table_schema& ts, std::string_view bytes) {
@@ -48,7 +57,7 @@ result<row, std::string> decode_row(const table_schema& ts, std::string_view byt
     return fail(std::string("row has the wrong shape"));
   void* raw = ts.ops->create();
   std::shared_ptr<const void> rec(raw, [d = ts.ops->destroy](const void* p) { d(const_cast<void*>(p)); });
-  if (auto st = ts.ops->from_value(raw, (*a)[3]); !st)
+  if (auto st = record_from_fields(ts, raw, (*a)[3]); !st)
     return fail("record does not fit its class: " + st.error().description().at(0));
   return row{std::move(rec), static_cast<generation>(*(*a)[0].as_int()), static_cast<generation>(*(*a)[1].as_int()),
              static_cast<generation>(*(*a)[2].as_int())};
@@ -123,6 +132,8 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   // damage stops the open rather than silently dropping acknowledged writes.
   opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   opts.max_open_files = 256;
+  // Rows and recent entries are small; a smaller memtable keeps their second copy in memory small.
+  opts.write_buffer_size = 4u << 20;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return fail("cannot open the database in " + options.path + ": " + status_text(s));
@@ -254,7 +265,10 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
                                                                    " does not follow " + std::to_string(working->gen()))));
       continue;
     }
-    state before = *working;
+    // A failed operation changes nothing, so only a transaction of several needs a copy to
+    // roll back to.
+    std::optional<state> before;
+    if (p->ops.size() > 1) before.emplace(*working);
     std::size_t changes_before = changes.size();
     std::optional<api::api_error> error;
     for (op& o : p->ops) {
@@ -265,7 +279,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
       working->apply(o, gen, changes);
     }
     if (error) {
-      *working = std::move(before);
+      if (before) *working = std::move(*before);
       changes.resize(changes_before);
       outcomes.emplace_back(fail(std::move(*error)));
       continue;
@@ -273,6 +287,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     working->set_generation(gen);
     log_entry e{gen, p->k == pending::kind::entry ? p->fixed_time : clock_->now_ms(), std::move(p->ops)};
     wb.Put(log_key(gen), encode(e));
+    if (gen > options_.log_entries) wb.Delete(log_key(gen - options_.log_entries));
     outcomes.emplace_back(gen);
   }
 

@@ -60,6 +60,7 @@ struct database_options {
   clock* clk = nullptr;      // default: a real_clock owned by the database
   id_source* ids = nullptr;  // default: a randomly seeded id_source owned by the database
   std::size_t feed_generations = 100000;  // how far back the change feed answers
+  std::size_t log_entries = 100000;       // how many recent log entries are kept for replicas
 };
 
 struct changes_since_result {

@@ -21,6 +21,22 @@ std::optional<std::size_t> schema::field_index(std::size_t cls, std::string_view
   return std::nullopt;
 }
 
+wire::value record_to_fields(const table_schema& ts, const void* rec) {
+  wire::array fields;
+  fields.reserve(ts.desc->fields.size());
+  for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) fields.push_back(ts.ops->get_field(rec, f));
+  return wire::value(std::move(fields));
+}
+
+api::status record_from_fields(const table_schema& ts, void* rec, const wire::value& fields) {
+  const wire::array* a = fields.as_array();
+  if (!a || a->size() != ts.desc->fields.size())
+    return fail(api::unmarshal_failure(std::string(ts.desc->name) + " fields", fields));
+  for (std::size_t f = 0; f < a->size(); ++f)
+    if (auto st = ts.ops->set_field(rec, f, (*a)[f]); !st) return st;
+  return ok_v;
+}
+
 schema::schema() {
   auto classes = api::all_classes();
   tables_.resize(classes.size());

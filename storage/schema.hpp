@@ -55,4 +55,9 @@ class schema {
 
 inline constexpr std::size_t no_class = static_cast<std::size_t>(-1);
 
+// A record as the array of its field values in catalog order: the compact form of rows on disk
+// and of records in log entries (field names are implied by the schema version).
+wire::value record_to_fields(const table_schema& ts, const void* rec);
+api::status record_from_fields(const table_schema& ts, void* rec, const wire::value& fields);
+
 }  // namespace xapid::storage

@@ -71,12 +71,38 @@ class applier {
     }
   }
 
+  // Moves the index entries of one row from its old record to its new one, touching only the
+  // indexes whose key changed.
+  void reindex(std::size_t cls, const std::string& ref, const void* before, const void* after) {
+    const table_schema& ts = schema::get().table(cls);
+    table_data& t = s_.tables_[cls];
+    if (ts.uuid_field) {
+      std::string u0 = string_field(ts, before, *ts.uuid_field), u1 = string_field(ts, after, *ts.uuid_field);
+      if (u0 != u1) {
+        if (const std::string* owner = t.by_uuid.find(u0); owner && *owner == ref) t.by_uuid.erase(u0);
+        t.by_uuid.set(u1, ref);
+      }
+    }
+    if (ts.name_label_field) {
+      std::string l0 = string_field(ts, before, *ts.name_label_field), l1 = string_field(ts, after, *ts.name_label_field);
+      if (l0 != l1) {
+        list_erase(t.by_name_label, l0, ref);
+        list_insert(t.by_name_label, l1, ref);
+      }
+    }
+    for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
+      std::string r0 = string_field(ts, before, ts.ref_fields[i]), r1 = string_field(ts, after, ts.ref_fields[i]);
+      if (r0 == r1) continue;
+      if (!is_null_ref(r0)) list_erase(t.by_ref[i], r0, ref);
+      if (!is_null_ref(r1)) list_insert(t.by_ref[i], r1, ref);
+    }
+  }
+
   // Replaces a live row's record, keeping indexes current; bound fields are the caller's job.
   void replace(std::size_t cls, const std::string& ref, std::shared_ptr<const void> rec) {
     table_data& t = s_.tables_[cls];
     const row_ptr* old = t.rows.find(ref);
-    index(cls, ref, (*old)->record.get(), false);
-    index(cls, ref, rec.get(), true);
+    reindex(cls, ref, (*old)->record.get(), rec.get());
     t.rows.set(ref, std::make_shared<row>(row{std::move(rec), (*old)->created, gen_, 0}));
     changes_.push_back(change{static_cast<std::uint32_t>(cls), ref, change_kind::mod, gen_});
   }
@@ -136,7 +162,8 @@ class applier {
     switch (o.kind) {
       case op_kind::create: {
         void* rec = ts.ops->create();
-        auto st = ts.ops->from_value(rec, o.value);
+        // Entries carry the record positionally (see validate_and_normalize).
+        auto st = o.value.as_array() ? record_from_fields(ts, rec, o.value) : ts.ops->from_value(rec, o.value);
         (void)st;
         auto owned = own(ts, rec);
         t.rows.set(o.ref, std::make_shared<row>(row{owned, gen_, gen_, 0}));
@@ -262,7 +289,8 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
       return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION(cls_name, "_ref", o.ref));
     void* raw = ts.ops->create();
     auto rec = own(ts, raw);
-    if (auto st = ts.ops->from_value(raw, o.value); !st) return st;
+    if (auto st = o.value.as_array() ? record_from_fields(ts, raw, o.value) : ts.ops->from_value(raw, o.value); !st)
+      return st;
     for (std::size_t f = 0; f < ts.bindings.size(); ++f)
       if (ts.bindings[f] && ts.bindings[f]->derived) (void)ts.ops->set_field(raw, f, wire::value(wire::array{}));
     if (ts.uuid_field) {
@@ -275,7 +303,7 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
     }
     for (std::size_t f = 0; f < ts.desc->fields.size(); ++f)
       if (auto st = check_targets(f, ts.ops->get_field(raw, f)); !st) return st;
-    o.value = ts.ops->to_value(raw);
+    o.value = record_to_fields(ts, raw);
     return ok_v;
   }
 
@@ -326,10 +354,12 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
   }
   o.kind = op_kind::set;
 
-  void* raw = ts.ops->clone(r->record.get());
-  auto rec = own(ts, raw);
+  // The value is checked and made canonical (map keys ordered, values typed) on a fresh
+  // default record: far cheaper than a copy of the row, and the field is all that matters.
+  void* raw = ts.ops->create();
+  auto scratch = own(ts, raw);
   if (auto st = ts.ops->set_field(raw, o.field, o.value); !st) return st;
-  o.value = ts.ops->get_field(raw, o.field);  // canonical: map keys ordered, values typed
+  o.value = ts.ops->get_field(raw, o.field);
   if (ts.uuid_field && o.field == *ts.uuid_field) {
     if (o.value.as_string()->empty()) return fail(api::errors::UUID_INVALID(cls_name, ""));
     if (auto st = check_uuid(*o.value.as_string()); !st) return st;

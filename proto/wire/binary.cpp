@@ -168,6 +168,11 @@ void append(std::string& out, const value& v) {
   }
 }
 
+void append_array_header(std::string& out, std::size_t count) {
+  out.push_back(static_cast<char>(t_array));
+  put_varint(out, count);
+}
+
 std::string encode(const value& v) {
   std::string out;
   append(out, v);

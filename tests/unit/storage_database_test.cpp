@@ -404,6 +404,23 @@ TEST_F(storage_test, a_replica_loaded_from_checkpoint_and_entries_answers_identi
   EXPECT_EQ((*replica)->export_checkpoint(), db_->export_checkpoint());
 }
 
+TEST_F(storage_test, only_recent_log_entries_are_kept) {
+  db_.reset();
+  database_options o{dir_.path() + "/db", &clock_, &ids_};
+  o.log_entries = 3;
+  auto r = database::open(o);
+  ASSERT_TRUE(r.ok());
+  db_ = std::move(r).value();
+  generation start = db_->current_generation();
+  for (int i = 0; i < 6; ++i) create_vm("vm" + std::to_string(i));
+  auto recent = db_->export_entries_after(db_->current_generation() - 3);
+  ASSERT_TRUE(recent.ok()) << recent.error();
+  EXPECT_EQ(recent->size(), 3u);
+  auto old = db_->export_entries_after(start);
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.error().find("no longer kept"), std::string::npos) << old.error();
+}
+
 TEST_F(storage_test, log_entries_round_trip) {
   log_entry e{7, 1234, {op{op_kind::create, 3, "OpaqueRef:x", 0, "", value(wire::structure{{"a", value(1)}})},
                         op{op_kind::set, 3, "OpaqueRef:x", 5, "", value("v")},

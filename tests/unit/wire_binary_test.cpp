@@ -20,6 +20,12 @@ TEST(wire_binary, round_trips_every_kind_exactly) {
 TEST(wire_binary, same_value_same_bytes) {
   EXPECT_EQ(binary::encode(testing::sample_every_kind()), binary::encode(testing::sample_every_kind()));
   EXPECT_EQ(binary::encode(value(std::int64_t{-1})), std::string("\x03\x01", 2));
+  // An array written element by element is the array's own encoding.
+  std::string piecewise;
+  binary::append_array_header(piecewise, 2);
+  binary::append(piecewise, value("a"));
+  binary::append(piecewise, value(true));
+  EXPECT_EQ(piecewise, binary::encode(value(array{value("a"), value(true)})));
 }
 
 TEST(wire_binary, every_truncation_is_an_error) {
