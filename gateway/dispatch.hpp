@@ -3,6 +3,7 @@
 // the catalog are MESSAGE_METHOD_UNKNOWN. `coverage()` is the catalog minus the registry.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -17,18 +18,25 @@ namespace xapid::gateway {
 
 struct call_context {
   bool from_unix_socket = false;
+  std::string session;  // the caller's session, already validated, when the RPC takes one
+  // A handler may ask for its answer to be held back (a failed login); the connection waits,
+  // no thread does.
+  std::chrono::milliseconds answer_delay{0};
 };
 
 class dispatcher {
  public:
-  // Receives the parameters without the session (already counted and split off).
-  using handler = std::function<api::api_result<wire::value>(const call_context&, const wire::value* session,
-                                                              const wire::array& params)>;
+  // Receives the parameters without the session (already counted, checked and split off).
+  using handler = std::function<api::api_result<wire::value>(call_context&, const wire::array& params)>;
+  using session_check = std::function<api::status(const std::string& session)>;
 
-  // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such RPC.
-  bool add(std::string_view wire_name, handler h);
+  // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
+  // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).
+  bool add(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
+  // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
+  void set_session_check(session_check check) { check_session_ = std::move(check); }
 
-  wire::response dispatch(const wire::call& c, const call_context& ctx) const;
+  wire::response dispatch(const wire::call& c, call_context& ctx) const;
 
   struct coverage_row {
     const api::method_desc* method;
@@ -37,7 +45,12 @@ class dispatcher {
   std::vector<coverage_row> coverage() const;
 
  private:
-  std::unordered_map<std::string_view, handler> handlers_;  // keys point into the catalog
+  struct entry {
+    handler h;
+    std::size_t min_params;
+  };
+  std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
+  session_check check_session_;
 };
 
 // Every method name a client may call: the catalog, the Async forms, and system.listMethods.

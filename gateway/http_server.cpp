@@ -7,6 +7,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -96,6 +97,12 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
     res->keep_alive(req.keep_alive() && !server_->stopped);
     res->body() = std::move(out.body);
     res->prepare_payload();
+    if (out.delay.count() > 0) {
+      delay_.emplace(stream_.get_executor());
+      delay_->expires_after(out.delay);
+      delay_->async_wait([self = this->shared_from_this(), res](beast::error_code) { self->write(res); });
+      return;
+    }
     write(res);
   }
 
@@ -126,6 +133,7 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
   stream_type stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<net::steady_timer> delay_;
   std::shared_ptr<http_server::impl> server_;
   bool is_unix_;
 };

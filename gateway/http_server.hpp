@@ -27,6 +27,7 @@ struct http_response {
   unsigned status = 200;
   std::string content_type;
   std::string body;
+  std::chrono::milliseconds delay{0};  // hold the answer back this long (a timer, not a thread)
 };
 
 struct http_limits {

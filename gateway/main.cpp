@@ -1,4 +1,5 @@
 // xapid: the XenAPI daemon of one host. main() is the one place that wires the components.
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -15,35 +16,48 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "gateway/dispatch.hpp"
+#include "gateway/first_boot.hpp"
 #include "gateway/http_server.hpp"
+#include "gateway/implicit_rpcs.hpp"
+#include "gateway/passwords.hpp"
 #include "gateway/rpc_endpoint.hpp"
+#include "gateway/session_rpcs.hpp"
+#include "gateway/sessions.hpp"
+#include "storage/database.hpp"
 
 namespace {
 
 const char* usage =
     "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--unix-socket PATH] [--backend sim|libxl]\n"
-    "             [--threads N]\n"
+    "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
     "  --data-dir DIR       where the host keeps its database and logs (created if missing)\n"
     "  --listen ADDR:PORT   XML-RPC and JSON-RPC over HTTP (default 127.0.0.1:8080)\n"
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
-    "  --threads N          threads serving connections (default 2)\n";
+    "  --threads N          threads serving connections (default 2)\n"
+    "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
+    "                       one is generated into DIR/root-password)\n"
+    "  --session-idle-seconds N   sessions unused this long end (default 86400)\n";
 
 struct options {
   std::string data_dir;
   std::string listen = "127.0.0.1:8080";
   std::string unix_socket;
   std::string backend = "sim";
+  std::string root_password_file;
   int threads = 2;
+  long session_idle_seconds = 24 * 3600;
   bool coverage = false;
 };
 
 bool parse_args(int argc, char** argv, options& o, std::string& error) {
   std::map<std::string, std::string*> with_value = {
       {"--data-dir", &o.data_dir}, {"--listen", &o.listen}, {"--unix-socket", &o.unix_socket},
-      {"--backend", &o.backend}};
+      {"--backend", &o.backend}, {"--root-password-file", &o.root_password_file}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--coverage") {
@@ -51,6 +65,9 @@ bool parse_args(int argc, char** argv, options& o, std::string& error) {
     } else if (a == "--threads" && i + 1 < argc) {
       o.threads = std::atoi(argv[++i]);
       if (o.threads < 1 || o.threads > 256) return error = "--threads must be 1..256", false;
+    } else if (a == "--session-idle-seconds" && i + 1 < argc) {
+      o.session_idle_seconds = std::atol(argv[++i]);
+      if (o.session_idle_seconds < 1) return error = "--session-idle-seconds must be positive", false;
     } else if (auto it = with_value.find(a); it != with_value.end() && i + 1 < argc) {
       *it->second = argv[++i];
     } else {
@@ -94,9 +111,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   xapid::gateway::dispatcher dispatcher;
+  std::string coverage_dir;
   if (opt.coverage) {
-    print_coverage(dispatcher);
-    return 0;
+    // The coverage is that of a daemon set up exactly as a real one, on a scratch data dir.
+    std::string pattern = (std::filesystem::temp_directory_path() / "xapid-coverage-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) return 1;
+    coverage_dir = opt.data_dir = pattern;
+    ::setenv("XAPID_ROOT_PASSWORD", "coverage", 1);
   }
   if (opt.backend == "libxl") {
     std::fprintf(stderr, "xapid: --backend libxl is not built yet; use --backend sim\n");
@@ -109,20 +130,62 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xapid: cannot create data dir %s: %s\n", opt.data_dir.c_str(), ec.message().c_str());
     return 1;
   }
-  setup_logging(opt.data_dir);
+  if (!opt.coverage) setup_logging(opt.data_dir);
   if (opt.unix_socket.empty()) opt.unix_socket = opt.data_dir + "/xapid.sock";
+
+  auto colon = opt.listen.rfind(':');
+  std::string listen_host = colon == std::string::npos ? opt.listen : opt.listen.substr(0, colon);
+
+  // The database, the objects of a first boot, root's password, sessions, and the RPCs.
+  auto opened = xapid::storage::database::open({opt.data_dir + "/db"});
+  if (!opened) {
+    spdlog::error("xapid.start.failed reason=\"{}\"", opened.error());
+    return 1;
+  }
+  auto& db = *opened.value();
+  auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host);
+  if (!identity) {
+    spdlog::error("xapid.start.failed reason=\"first boot: {}\"", identity.error().description().at(0));
+    return 1;
+  }
+  auto credentials = xapid::gateway::load_or_create_root_password(opt.data_dir, opt.root_password_file);
+  if (!credentials) {
+    spdlog::error("xapid.start.failed reason=\"{}\"", credentials.error());
+    return 1;
+  }
+  if (!credentials->generated_file.empty())
+    spdlog::warn("xapid.root_password.generated file={} (read it once, then delete it)", credentials->generated_file);
+  xapid::gateway::root_account root;
+  root.data_dir = opt.data_dir;
+  root.hash = credentials->hash;
+
+  xapid::real_clock clock;
+  xapid::gateway::session_manager sessions(db, clock, identity->host,
+                                           {std::chrono::seconds(opt.session_idle_seconds), 500});
+  if (auto st = sessions.clear_stale(); !st) {
+    spdlog::error("xapid.start.failed reason=\"clearing old sessions: {}\"", st.error().description().at(0));
+    return 1;
+  }
+  dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
+  xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
+  std::size_t implicit = xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  if (opt.coverage) {
+    print_coverage(dispatcher);
+    opened.value().reset();
+    std::filesystem::remove_all(coverage_dir, ec);
+    return 0;
+  }
 
   boost::asio::io_context io(opt.threads);
   xapid::gateway::http_server server(io, [&](const xapid::gateway::http_request& req) {
     return xapid::gateway::serve_rpc(dispatcher, req);
   });
 
-  auto colon = opt.listen.rfind(':');
   if (colon == std::string::npos) {
     spdlog::error("xapid.start.failed reason=\"--listen needs ADDR:PORT\" value={}", opt.listen);
     return 2;
   }
-  std::string host = opt.listen.substr(0, colon);
+  const std::string& host = listen_host;
   int port = std::atoi(opt.listen.c_str() + colon + 1);
   if (port < 0 || port > 65535) {
     spdlog::error("xapid.start.failed reason=\"port out of range\" value={}", opt.listen);
@@ -138,15 +201,28 @@ int main(int argc, char** argv) {
   }
   ::chmod(opt.unix_socket.c_str(), 0600);
 
+  // Idle sessions end within a minute of their timeout.
+  boost::asio::steady_timer sweep(io);
+  std::function<void()> schedule_sweep = [&] {
+    sweep.expires_after(std::chrono::seconds(60));
+    sweep.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (std::size_t n = sessions.expire_idle()) spdlog::info("session.expired count={}", n);
+      schedule_sweep();
+    });
+  };
+  schedule_sweep();
+
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     spdlog::info("xapid.stop signal={}", sig);
+    sweep.cancel();
     server.stop();
     io.stop();
   });
 
-  spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={}", host, server.tcp_port(),
-               opt.unix_socket, opt.backend, opt.data_dir);
+  spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}", host,
+               server.tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, identity->host, implicit + 7);
   std::vector<std::thread> pool;
   for (int i = 1; i < opt.threads; ++i) pool.emplace_back([&] { io.run(); });
   io.run();

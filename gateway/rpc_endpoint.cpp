@@ -9,7 +9,8 @@ http_response serve_rpc(const dispatcher& d, const http_request& req, const wire
   if (req.method != "POST") return {405, "text/plain", "only POST carries API calls\n"};
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
-  call_context ctx{req.from_unix_socket};
+  call_context ctx;
+  ctx.from_unix_socket = req.from_unix_socket;
 
   if (path == "/jsonrpc") {
     auto parsed = wire::jsonrpc::parse_request(req.body, lim);
@@ -18,12 +19,13 @@ http_response serve_rpc(const dispatcher& d, const http_request& req, const wire
       return {200, "application/json", wire::jsonrpc::write_error(unknown, parsed.error().code, parsed.error().message)};
     }
     wire::response r = d.dispatch(parsed->c, ctx);
-    return {200, "application/json", wire::jsonrpc::write_response(*parsed, r)};
+    return {200, "application/json", wire::jsonrpc::write_response(*parsed, r), ctx.answer_delay};
   }
 
   auto parsed = wire::xmlrpc::parse_call(req.body, lim);
   if (!parsed) return {200, "text/xml", wire::xmlrpc::write_fault(parsed.error().code, parsed.error().message)};
-  return {200, "text/xml", wire::xmlrpc::write_response(d.dispatch(*parsed, ctx))};
+  wire::response r = d.dispatch(*parsed, ctx);
+  return {200, "text/xml", wire::xmlrpc::write_response(r), ctx.answer_delay};
 }
 
 }  // namespace xapid::gateway

@@ -17,6 +17,7 @@ import unittest
 import xmlrpc.client
 
 XAPID = sys.argv.pop(1) if len(sys.argv) > 1 else "xapid"
+PASSWORD = "integration-secret"
 
 
 class unix_connection(http.client.HTTPConnection):
@@ -29,31 +30,35 @@ class unix_connection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+def start_daemon(data_dir):
+    """Starts xapid on a free loopback port; returns the process and the port it logged."""
+    env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
+    proc = subprocess.Popen([XAPID, "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+    proc.kill()
+    raise RuntimeError("xapid did not become ready")
+
+
+def stop_daemon(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
 class daemon_rpc_test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
-        cls.proc = subprocess.Popen([XAPID, "--data-dir", cls.dir.name, "--listen", "127.0.0.1:0"],
-                                    stderr=subprocess.PIPE, text=True)
-        # The daemon logs the port it bound once it is ready.
-        deadline = time.monotonic() + 30
-        cls.port = None
-        for line in cls.proc.stderr:
-            m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
-            if m:
-                cls.port = int(m.group(1))
-                break
-            if time.monotonic() > deadline:
-                break
-        if cls.port is None:
-            cls.proc.kill()
-            raise RuntimeError("xapid did not become ready")
+        cls.proc, cls.port = start_daemon(cls.dir.name)
         cls.url = f"http://127.0.0.1:{cls.port}"
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGTERM)
-        cls.assert_exit = cls.proc.wait(timeout=30)
+        stop_daemon(cls.proc)
+        cls.proc.stderr.close()
         cls.dir.cleanup()
 
     def post(self, path, body, content_type="text/xml"):
@@ -62,12 +67,113 @@ class daemon_rpc_test(unittest.TestCase):
         r = c.getresponse()
         return r.status, r.getheader("Content-Type"), r.read().decode()
 
+    def login(self, path="/"):
+        answer = xmlrpc.client.ServerProxy(self.url + path).session.login_with_password("root", PASSWORD)
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
     def test_xmlrpc_client_gets_structured_errors_on_every_path(self):
         for path in ("/", "/RPC2", "/xmlrpc"):
             proxy = xmlrpc.client.ServerProxy(self.url + path)
-            answer = proxy.VM.start("OpaqueRef:session", "OpaqueRef:vm", False, False)
+            session = self.login(path)
+            answer = proxy.VM.start(session, "OpaqueRef:vm", False, False)
             self.assertEqual(answer["Status"], "Failure")
             self.assertEqual(answer["ErrorDescription"], ["NOT_IMPLEMENTED", "VM.start"])
+            self.assertEqual(proxy.VM.start("OpaqueRef:bogus", "OpaqueRef:vm", False, False)["ErrorDescription"],
+                             ["SESSION_INVALID", "OpaqueRef:bogus"])
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+    def err(self, answer):
+        self.assertEqual(answer["Status"], "Failure", answer)
+        return answer["ErrorDescription"]
+
+    def test_login_in_both_forms_and_logout(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s2 = self.ok(proxy.session.login_with_password("root", PASSWORD))
+        s4 = self.ok(proxy.session.login_with_password("root", PASSWORD, "1.0", "integration-test"))
+        self.assertTrue(s2.startswith("OpaqueRef:"))
+        self.assertEqual(self.ok(proxy.session.get_originator(s4, s4)), "integration-test")
+        self.assertTrue(self.ok(proxy.session.get_is_local_superuser(s2, s2)))
+        self.ok(proxy.session.logout(s2))
+        self.assertEqual(self.err(proxy.pool.get_all(s2)), ["SESSION_INVALID", s2])
+        self.ok(proxy.pool.get_all(s4))
+
+    def test_a_wrong_password_fails_after_a_delay(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        start = time.monotonic()
+        self.assertEqual(self.err(proxy.session.login_with_password("root", "wrong")), ["SESSION_AUTHENTICATION_FAILED"])
+        self.assertGreaterEqual(time.monotonic() - start, 0.3)
+        self.assertEqual(self.err(proxy.session.login_with_password("nobody", PASSWORD)), ["SESSION_AUTHENTICATION_FAILED"])
+        # Only the unix socket trusts an empty user and password.
+        self.assertEqual(self.err(proxy.session.login_with_password("", "")), ["SESSION_AUTHENTICATION_FAILED"])
+
+    def test_the_first_boot_made_a_pool_whose_master_is_this_host(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        pools = self.ok(proxy.pool.get_all(s))
+        self.assertEqual(len(pools), 1)
+        host = self.ok(proxy.pool.get_master(s, pools[0]))
+        self.assertEqual(self.ok(proxy.session.get_this_host(s, s)), host)
+        record = self.ok(proxy.host.get_record(s, host))
+        self.assertEqual(record["address"], "127.0.0.1")
+        self.assertEqual(record["API_version_major"], "2")  # ints travel as strings in XML-RPC
+        self.assertEqual(self.ok(proxy.host.get_by_uuid(s, record["uuid"])), host)
+        self.assertEqual(self.ok(proxy.host.get_all_records(s)), {host: record})
+
+    def test_implicit_rpcs_read_and_write_fields(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        pool = self.ok(proxy.pool.get_all(s))[0]
+        self.ok(proxy.pool.set_name_label(s, pool, "integration pool"))
+        self.assertEqual(self.ok(proxy.pool.get_name_label(s, pool)), "integration pool")
+        self.ok(proxy.pool.add_to_other_config(s, pool, "owner", "tests"))
+        self.assertEqual(self.err(proxy.pool.add_to_other_config(s, pool, "owner", "again")),
+                         ["MAP_DUPLICATE_KEY", "pool", "other_config", self.ok(proxy.pool.get_uuid(s, pool)), "owner"])
+        self.assertEqual(self.ok(proxy.pool.get_other_config(s, pool)), {"owner": "tests"})
+        self.ok(proxy.pool.remove_from_other_config(s, pool, "owner"))
+        self.assertEqual(self.ok(proxy.pool.get_other_config(s, pool)), {})
+        self.ok(proxy.pool.add_tags(s, pool, "blue"))
+        self.assertEqual(self.ok(proxy.pool.get_tags(s, pool)), ["blue"])
+        self.assertEqual(self.err(proxy.pool.set_ha_allow_overcommit(s, pool, "yes")), ["FIELD_TYPE_ERROR", "ha_allow_overcommit"])
+        self.assertEqual(self.err(proxy.pool.get_name_label(s, "OpaqueRef:nope")), ["HANDLE_INVALID", "pool", "OpaqueRef:nope"])
+        self.assertEqual(self.err(proxy.VM.get_by_uuid(s, "not-a-uuid")), ["UUID_INVALID", "VM", "not-a-uuid"])
+
+    def test_create_find_and_destroy(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        net = self.ok(proxy.network.create(s, {"name_label": "integration net", "MTU": "1500",
+                                                "other_config": {"a": "b"}, "bridge": "xenbr9"}))
+        self.assertEqual(self.ok(proxy.network.get_by_name_label(s, "integration net")), [net])
+        self.assertEqual(self.ok(proxy.network.get_MTU(s, net)), "1500")
+        self.assertEqual(len(self.ok(proxy.network.get_uuid(s, net))), 36)
+        self.assertEqual(self.err(proxy.network.create(s, {"MTU": "lots"})), ["FIELD_TYPE_ERROR", "MTU"])
+        self.ok(proxy.network.destroy(s, net))
+        self.assertEqual(self.ok(proxy.network.get_by_name_label(s, "integration net")), [])
+        self.assertEqual(self.err(proxy.network.destroy(s, net)), ["HANDLE_INVALID", "network", net])
+
+    def test_jsonrpc_login_and_calls(self):
+        _, _, body = self.post("/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": "session.login_with_password",
+                                                        "params": ["root", PASSWORD, "2.0", "json"], "id": 1}))
+        session = json.loads(body)["result"]
+        _, _, body = self.post("/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": "pool.get_all_records",
+                                                        "params": [session], "id": 2}))
+        pools = json.loads(body)["result"]
+        self.assertEqual(len(pools), 1)
+        record = list(pools.values())[0]
+        self.assertIsInstance(record["ha_host_failures_to_tolerate"], int)  # a JSON number, not a string
+        _, _, body = self.post("/jsonrpc", json.dumps({"method": "VM.get_all", "params": ["OpaqueRef:x"], "id": 3}))
+        self.assertEqual(json.loads(body), {"result": None, "error": ["SESSION_INVALID", "OpaqueRef:x"], "id": 3})
+
+    def test_unix_socket_trusts_an_empty_login(self):
+        c = unix_connection(os.path.join(self.dir.name, "xapid.sock"))
+        c.request("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": "session.login_with_password",
+                                                   "params": ["", ""], "id": 1}))
+        session = json.loads(c.getresponse().read())["result"]
+        c.request("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": "pool.get_all", "params": [session], "id": 2}))
+        self.assertEqual(len(json.loads(c.getresponse().read())["result"]), 1)
 
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
@@ -75,6 +181,8 @@ class daemon_rpc_test(unittest.TestCase):
         # The counts exclude the session, as xapi's do.
         self.assertEqual(proxy.VM.start("s", "vm")["ErrorDescription"],
                          ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.start", "3", "1"])
+        self.assertEqual(proxy.session.login_with_password("root")["ErrorDescription"],
+                         ["MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "4", "1"])
         # Field getters have no Async form.
         self.assertEqual(getattr(proxy, "Async").VM.get_name_label("s", "vm")["ErrorDescription"],
                          ["MESSAGE_METHOD_UNKNOWN", "Async.VM.get_name_label"])
@@ -132,6 +240,48 @@ class daemon_rpc_test(unittest.TestCase):
         c.putheader("Content-Length", str(65 << 20))
         c.endheaders()
         self.assertEqual(c.getresponse().status, 413)
+
+
+class daemon_restart_test(unittest.TestCase):
+    def test_a_restart_keeps_the_database_and_ends_the_sessions(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port = start_daemon(d)
+            proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+            s = proxy.session.login_with_password("root", PASSWORD)["Value"]
+            pool = proxy.pool.get_all(s)["Value"][0]
+            host = proxy.pool.get_master(s, pool)["Value"]
+            proxy.pool.set_name_label(s, pool, "kept")
+            self.assertEqual(stop_daemon(proc), 0)
+            proc.stderr.close()
+
+            proc, port = start_daemon(d)
+            try:
+                proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+                self.assertEqual(proxy.pool.get_all(s)["ErrorDescription"], ["SESSION_INVALID", s])
+                s2 = proxy.session.login_with_password("root", PASSWORD)["Value"]
+                self.assertEqual(proxy.pool.get_all(s2)["Value"], [pool])
+                self.assertEqual(proxy.pool.get_name_label(s2, pool)["Value"], "kept")
+                self.assertEqual(proxy.pool.get_master(s2, pool)["Value"], host)
+                self.assertEqual(proxy.session.get_all(s2)["ErrorDescription"][0], "MESSAGE_METHOD_UNKNOWN")
+            finally:
+                stop_daemon(proc)
+                proc.stderr.close()
+
+    def test_change_password(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port = start_daemon(d)
+            try:
+                proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+                s = proxy.session.login_with_password("root", PASSWORD)["Value"]
+                self.assertEqual(proxy.session.change_password(s, "wrong", "new-secret")["ErrorDescription"][0],
+                                 "CHANGE_PASSWORD_REJECTED")
+                self.assertEqual(proxy.session.change_password(s, PASSWORD, "new-secret")["Status"], "Success")
+                self.assertEqual(proxy.session.login_with_password("root", "new-secret")["Status"], "Success")
+                self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["ErrorDescription"],
+                                 ["SESSION_AUTHENTICATION_FAILED"])
+            finally:
+                stop_daemon(proc)
+                proc.stderr.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+#include "gateway/passwords.hpp"
+
+#include <crypt.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace xapid::gateway {
+namespace {
+
+bool write_private_file(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+std::string read_file(const std::string& path, bool& found) {
+  std::ifstream f(path);
+  found = static_cast<bool>(f);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string trim_newline(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::string hash_password(std::string_view clear) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  // yescrypt where libxcrypt has it, SHA-512 otherwise.
+  if (!::crypt_gensalt_rn("$y$", 0, nullptr, 0, salt, sizeof salt) &&
+      !::crypt_gensalt_rn("$6$", 0, nullptr, 0, salt, sizeof salt))
+    return {};
+  struct crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  const char* h = ::crypt_rn(std::string(clear).c_str(), salt, &data, sizeof data);
+  return h ? std::string(h) : std::string();
+}
+
+bool verify_password(std::string_view clear, const std::string& hash) {
+  if (hash.empty()) return false;
+  struct crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  const char* h = ::crypt_rn(std::string(clear).c_str(), hash.c_str(), &data, sizeof data);
+  if (!h || std::strlen(h) != hash.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < hash.size(); ++i) diff |= static_cast<unsigned char>(h[i] ^ hash[i]);
+  return diff == 0;
+}
+
+result<root_credentials, std::string> load_or_create_root_password(const std::string& data_dir,
+                                                                   const std::string& password_file) {
+  const std::string hash_path = data_dir + "/root-password.hash";
+  bool found = false;
+  std::string stored = trim_newline(read_file(hash_path, found));
+  if (found && !stored.empty()) return root_credentials{stored, {}};
+
+  root_credentials out;
+  std::string clear;
+  if (!password_file.empty()) {
+    clear = trim_newline(read_file(password_file, found));
+    if (!found) return fail("cannot read the root password file " + password_file);
+    if (clear.empty()) return fail("the root password file " + password_file + " is empty");
+  } else if (const char* env = std::getenv("XAPID_ROOT_PASSWORD"); env && *env) {
+    clear = env;
+  } else {
+    static constexpr char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    std::random_device rd;
+    for (int i = 0; i < 20; ++i) clear.push_back(alphabet[rd() % (sizeof alphabet - 1)]);
+    out.generated_file = data_dir + "/root-password";
+    if (!write_private_file(out.generated_file, clear + "\n"))
+      return fail("cannot write " + out.generated_file);
+  }
+  out.hash = hash_password(clear);
+  if (out.hash.empty()) return fail(std::string("crypt(3) could not hash the root password"));
+  if (!write_private_file(hash_path, out.hash + "\n")) return fail("cannot write " + hash_path);
+  return out;
+}
+
+result<void, std::string> store_root_hash(const std::string& data_dir, const std::string& hash) {
+  if (!write_private_file(data_dir + "/root-password.hash", hash + "\n"))
+    return fail("cannot write " + data_dir + "/root-password.hash");
+  return ok_v;
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,101 @@
+#include "gateway/sessions.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace xapid::gateway {
+
+session_manager::session_manager(storage::database& db, clock& clk, std::string this_host, session_limits limits)
+    : db_(db), clock_(clk), this_host_(std::move(this_host)), limits_(limits) {}
+
+api::status session_manager::clear_stale() {
+  auto snap = db_.snapshot();
+  const std::size_t cls = storage::schema::get().class_of<api::session>();
+  auto t = db_.begin();
+  snap->for_each(cls, [&](const std::string& ref, const storage::row&) {
+    t.destroy(cls, ref);
+    return true;
+  });
+  if (t.empty()) return ok_v;
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(r.error());
+  return ok_v;
+}
+
+api::api_result<std::string> session_manager::create_root_session(const std::string& originator) {
+  const std::int64_t now = clock_.now_ms();
+  auto t = db_.begin();
+  api::session rec;
+  rec.this_host.opaque = this_host_;
+  rec.last_active = api::datetime{now / 1000};
+  rec.validation_time = rec.last_active;
+  rec.is_local_superuser = true;
+  rec.originator = originator;
+  std::string ref = t.create(rec);
+
+  // At most `per_originator` sessions per originator: the least recently used ones go.
+  std::vector<std::pair<std::int64_t, std::string>> same;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [r, s] : live_)
+      if (s.originator == originator) same.emplace_back(s.last_active_ms, r);
+  }
+  std::sort(same.begin(), same.end());
+  const std::size_t cls = storage::schema::get().class_of<api::session>();
+  std::size_t excess = same.size() + 1 > limits_.per_originator ? same.size() + 1 - limits_.per_originator : 0;
+  for (std::size_t i = 0; i < excess; ++i) t.destroy(cls, same[i].second);
+
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(r.error());
+  std::lock_guard lock(mu_);
+  for (std::size_t i = 0; i < excess; ++i) live_.erase(same[i].second);
+  live_[ref] = live{now, originator};
+  return ref;
+}
+
+api::status session_manager::validate(const std::string& ref) {
+  const std::int64_t now = clock_.now_ms();
+  {
+    std::lock_guard lock(mu_);
+    auto it = live_.find(ref);
+    if (it != live_.end() && now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000) {
+      it->second.last_active_ms = now;
+      return ok_v;
+    }
+    if (it == live_.end()) return fail(api::errors::SESSION_INVALID(ref));
+  }
+  (void)destroy(ref);  // idle too long
+  return fail(api::errors::SESSION_INVALID(ref));
+}
+
+api::status session_manager::destroy(const std::string& ref) {
+  {
+    std::lock_guard lock(mu_);
+    if (live_.erase(ref) == 0) return fail(api::errors::SESSION_INVALID(ref));
+  }
+  auto t = db_.begin();
+  t.destroy(storage::schema::get().class_of<api::session>(), ref);
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(r.error());
+  return ok_v;
+}
+
+std::size_t session_manager::expire_idle() {
+  const std::int64_t now = clock_.now_ms();
+  std::vector<std::string> idle;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [ref, s] : live_)
+      if (now - s.last_active_ms > limits_.idle_timeout.count() * 1000) idle.push_back(ref);
+  }
+  std::size_t n = 0;
+  for (const auto& ref : idle) n += destroy(ref).ok();
+  return n;
+}
+
+std::size_t session_manager::count() const {
+  std::lock_guard lock(mu_);
+  return live_.size();
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,111 @@
+// Sessions on a test clock: idle expiry, the per-originator cap, logout, stale rows at start.
+#include <gtest/gtest.h>
+
+#include "gateway/passwords.hpp"
+#include "gateway/sessions.hpp"
+#include "tests/support/api_error_matchers.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+class sessions_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = storage::database::open({dir_.path() + "/db", &clock_, &ids_});
+    ASSERT_TRUE(r.ok()) << r.error();
+    db_ = std::move(r).value();
+    auto t = db_->begin();
+    host_ = t.create(api::host{});
+    ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  }
+  std::size_t rows() { return db_->snapshot()->count(storage::schema::get().class_of<api::session>()); }
+
+  testing::temp_dir dir_;
+  manual_clock clock_;
+  id_source ids_{1};
+  std::unique_ptr<storage::database> db_;
+  std::string host_;
+};
+
+TEST_F(sessions_test, a_session_lives_while_used_and_ends_when_idle) {
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(60), 500});
+  auto s = sessions.create_root_session("test");
+  ASSERT_TRUE(s.ok());
+  const api::session* rec = db_->snapshot()->get<api::session>(*s);
+  ASSERT_NE(rec, nullptr);
+  EXPECT_TRUE(rec->is_local_superuser);
+  EXPECT_EQ(rec->this_host.opaque, host_);
+  EXPECT_EQ(rec->originator, "test");
+
+  clock_.advance_ms(59'000);
+  EXPECT_TRUE(sessions.validate(*s).ok());  // used: the idle time starts again
+  clock_.advance_ms(59'000);
+  EXPECT_TRUE(sessions.validate(*s).ok());
+  clock_.advance_ms(61'000);
+  EXPECT_API_ERROR(sessions.validate(*s), SESSION_INVALID, *s);
+  EXPECT_EQ(rows(), 0u);
+}
+
+TEST_F(sessions_test, the_sweep_ends_idle_sessions) {
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(60), 500});
+  auto idle = sessions.create_root_session("a");
+  clock_.advance_ms(30'000);
+  auto busy = sessions.create_root_session("b");
+  clock_.advance_ms(31'000);
+  EXPECT_EQ(sessions.expire_idle(), 1u);
+  EXPECT_FALSE(sessions.validate(*idle).ok());
+  EXPECT_TRUE(sessions.validate(*busy).ok());
+}
+
+TEST_F(sessions_test, the_oldest_session_of_an_originator_goes_past_the_cap) {
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(3600), 3});
+  std::vector<std::string> refs;
+  for (int i = 0; i < 3; ++i) {
+    refs.push_back(*sessions.create_root_session("tool"));
+    clock_.advance_ms(1000);
+  }
+  auto other = sessions.create_root_session("other-tool");
+  EXPECT_TRUE(sessions.validate(refs[0]).ok());  // refs[0] is now the most recently used
+  clock_.advance_ms(1000);
+  auto fourth = sessions.create_root_session("tool");
+  EXPECT_FALSE(sessions.validate(refs[1]).ok());  // the least recently used of "tool"
+  EXPECT_TRUE(sessions.validate(refs[0]).ok());
+  EXPECT_TRUE(sessions.validate(refs[2]).ok());
+  EXPECT_TRUE(sessions.validate(*fourth).ok());
+  EXPECT_TRUE(sessions.validate(*other).ok());
+  EXPECT_EQ(sessions.count(), 4u);
+  EXPECT_EQ(rows(), 4u);
+}
+
+TEST_F(sessions_test, logout_ends_a_session_once) {
+  session_manager sessions(*db_, clock_, host_);
+  auto s = sessions.create_root_session("");
+  EXPECT_TRUE(sessions.destroy(*s).ok());
+  EXPECT_API_ERROR(sessions.destroy(*s), SESSION_INVALID, *s);
+  EXPECT_API_ERROR(sessions.validate(*s), SESSION_INVALID, *s);
+}
+
+TEST_F(sessions_test, rows_of_a_previous_run_are_removed_at_start) {
+  {
+    session_manager before(*db_, clock_, host_);
+    ASSERT_TRUE(before.create_root_session("x").ok());
+  }
+  session_manager after(*db_, clock_, host_);
+  EXPECT_EQ(rows(), 1u);
+  ASSERT_TRUE(after.clear_stale().ok());
+  EXPECT_EQ(rows(), 0u);
+}
+
+TEST(passwords, hashes_verify_and_differ) {
+  std::string h = hash_password("s3cret");
+  EXPECT_TRUE(h.rfind("$y$", 0) == 0 || h.rfind("$6$", 0) == 0) << h;
+  EXPECT_TRUE(verify_password("s3cret", h));
+  EXPECT_FALSE(verify_password("s3cret ", h));
+  EXPECT_FALSE(verify_password("", h));
+  EXPECT_FALSE(verify_password("s3cret", ""));
+  EXPECT_NE(hash_password("s3cret"), h);  // salted
+}
+
+}  // namespace
+}  // namespace xapid::gateway
