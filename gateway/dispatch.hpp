@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -26,6 +27,11 @@ struct call_context {
 
 class dispatcher {
  public:
+  dispatcher();
+  ~dispatcher();
+  dispatcher(const dispatcher&) = delete;
+  dispatcher& operator=(const dispatcher&) = delete;
+
   // Receives the parameters without the session (already counted, checked and split off).
   using handler = std::function<api::api_result<wire::value>(call_context&, const wire::array& params)>;
   using session_check = std::function<api::status(const std::string& session)>;
@@ -33,10 +39,17 @@ class dispatcher {
   // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
   // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).
   bool add(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
+  // Registers a handler that may wait (event.from, event.next): it runs on its own thread, never
+  // on an I/O thread.
+  bool add_blocking(std::string_view wire_name, handler h);
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
   void set_session_check(session_check check) { check_session_ = std::move(check); }
 
   wire::response dispatch(const wire::call& c, call_context& ctx) const;
+  // As dispatch, answering through `done` (at once, or from a waiting call's own thread).
+  void dispatch_async(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
+  // Ends waiting calls' threads (they finish their current wait first) and refuses new ones.
+  void stop_blocking();
 
   struct coverage_row {
     const api::method_desc* method;
@@ -48,9 +61,16 @@ class dispatcher {
   struct entry {
     handler h;
     std::size_t min_params;
+    bool blocking = false;
   };
+  // The checks every call passes before its handler: nullptr and a failure, or the entry.
+  const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out) const;
+  wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;
+
   std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
   session_check check_session_;
+  struct waiters;
+  std::shared_ptr<waiters> waiters_;
 };
 
 // Every method name a client may call: the catalog, the Async forms, and system.listMethods.

@@ -88,13 +88,21 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
     in.content_type = std::string(req[http::field::content_type]);
     in.body = std::move(req.body());
     in.from_unix_socket = is_unix_;
-    http_response out = server_->on_request(in);
+    const unsigned version = req.version();
+    const bool keep_alive = req.keep_alive();
+    server_->on_request(std::move(in), [self = this->shared_from_this(), version, keep_alive](http_response out) {
+      // Back onto this connection's strand, whichever thread answered.
+      net::post(self->stream_.get_executor(), [self, version, keep_alive, out = std::move(out)]() mutable {
+        self->respond(version, keep_alive, std::move(out));
+      });
+    });
+  }
 
-    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status),
-                                                                  req.version());
+  void respond(unsigned version, bool keep_alive, http_response out) {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), version);
     res->set(http::field::server, "xapid");
     if (!out.content_type.empty()) res->set(http::field::content_type, out.content_type);
-    res->keep_alive(req.keep_alive() && !server_->stopped);
+    res->keep_alive(keep_alive && !server_->stopped);
     res->body() = std::move(out.body);
     res->prepare_payload();
     if (out.delay.count() > 0) {

@@ -1,6 +1,6 @@
 // The HTTP/1.1 server every API request comes through: plain TCP and a unix socket, keep-alive,
 // bounded request size and header bytes, idle and read timeouts. It knows nothing of XenAPI;
-// a handler turns each request into a response.
+// a handler turns each request into a response, now or later (a long poll answers when it can).
 #pragma once
 
 #include <chrono>
@@ -39,7 +39,10 @@ struct http_limits {
 
 class http_server {
  public:
-  using handler = std::function<http_response(const http_request&)>;
+  // Called on an I/O thread; must not block. It answers by calling `respond` exactly once, from
+  // any thread, at any later time.
+  using responder = std::function<void(http_response)>;
+  using handler = std::function<void(http_request, responder respond)>;
 
   http_server(boost::asio::io_context& io, handler h, http_limits limits = {});
   ~http_server();

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "gateway/dispatch.hpp"
+#include "gateway/event_rpcs.hpp"
 #include "gateway/first_boot.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
@@ -91,6 +93,11 @@ void print_coverage(const xapid::gateway::dispatcher& d) {
                 row.implemented ? "yes" : "no");
   }
   std::printf("%zu of %zu RPCs implemented\n", implemented, total);
+}
+
+std::size_t implemented_count(const xapid::gateway::dispatcher& d) {
+  auto rows = d.coverage();
+  return static_cast<std::size_t>(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.implemented; }));
 }
 
 void setup_logging(const std::string& data_dir) {
@@ -168,7 +175,9 @@ int main(int argc, char** argv) {
   }
   dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
-  std::size_t implicit = xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  xapid::gateway::event_rpcs events(db, clock);
+  events.register_with(dispatcher);
   if (opt.coverage) {
     print_coverage(dispatcher);
     opened.value().reset();
@@ -177,8 +186,9 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context io(opt.threads);
-  xapid::gateway::http_server server(io, [&](const xapid::gateway::http_request& req) {
-    return xapid::gateway::serve_rpc(dispatcher, req);
+  xapid::gateway::http_server server(io, [&](xapid::gateway::http_request req,
+                                             xapid::gateway::http_server::responder respond) {
+    xapid::gateway::serve_rpc(dispatcher, req, respond);
   });
 
   if (colon == std::string::npos) {
@@ -222,11 +232,15 @@ int main(int argc, char** argv) {
   });
 
   spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}", host,
-               server.tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, identity->host, implicit + 7);
+               server.tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, identity->host,
+               implemented_count(dispatcher));
   std::vector<std::thread> pool;
   for (int i = 1; i < opt.threads; ++i) pool.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
+  // Waiting calls (event.from) wake and finish before the database closes.
+  db.stop_waiters();
+  dispatcher.stop_blocking();
   spdlog::info("xapid.stopped");
   return 0;
 }

@@ -8,6 +8,9 @@
 
 namespace xapid::gateway {
 
-http_response serve_rpc(const dispatcher& d, const http_request& req, const wire::limits& lim = {});
+// Decodes the request, dispatches it, and answers through `respond` (at once, or when a waiting
+// call such as event.from finishes).
+void serve_rpc(const dispatcher& d, const http_request& req, const http_server::responder& respond,
+               const wire::limits& lim = {});
 
 }  // namespace xapid::gateway

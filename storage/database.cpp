@@ -331,7 +331,7 @@ void database::publish(std::shared_ptr<const state> next, std::vector<change> ch
 
 changes_since_result database::changes_since(generation after, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(state_mu_);
-  state_cv_.wait_for(lock, timeout, [&] { return current_->gen() > after; });
+  state_cv_.wait_for(lock, timeout, [&] { return current_->gen() > after || waiters_stopped_; });
   changes_since_result out;
   out.gen = current_->gen();
   if (after < feed_start_) {
@@ -341,6 +341,14 @@ changes_since_result database::changes_since(generation after, std::chrono::mill
   auto it = std::upper_bound(feed_.begin(), feed_.end(), after, [](generation g, const change& c) { return g < c.gen; });
   out.changes.assign(it, feed_.end());
   return out;
+}
+
+void database::stop_waiters() {
+  {
+    std::lock_guard lock(state_mu_);
+    waiters_stopped_ = true;
+  }
+  state_cv_.notify_all();
 }
 
 // ------------------------------------------------------------------ replication

@@ -87,6 +87,8 @@ class database {
 
   // Changes committed after generation `after`, waiting up to `timeout` while there are none.
   changes_since_result changes_since(generation after, std::chrono::milliseconds timeout) const;
+  // Wakes every waiter of changes_since now and from now on (the daemon is stopping).
+  void stop_waiters();
 
   // Replication: a consistent checkpoint of every row, and the log entries after a generation.
   std::string export_checkpoint() const;
@@ -119,6 +121,7 @@ class database {
   std::shared_ptr<const state> current_;
   std::deque<change> feed_;
   generation feed_start_ = 0;  // the feed holds every change of generations > feed_start_
+  bool waiters_stopped_ = false;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

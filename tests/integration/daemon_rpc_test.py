@@ -175,6 +175,68 @@ class daemon_rpc_test(unittest.TestCase):
         c.request("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": "pool.get_all", "params": [session], "id": 2}))
         self.assertEqual(len(json.loads(c.getresponse().read())["result"]), 1)
 
+    def test_event_from_starts_with_every_object_and_then_waits_for_changes(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        first = self.ok(getattr(proxy.event, "from")(s, ["pool", "host"], "", 0.0))
+        classes = sorted(e["class"] for e in first["events"])
+        self.assertEqual(classes, ["host", "pool"])
+        self.assertTrue(all(e["operation"] == "add" and "snapshot" in e for e in first["events"]))
+        self.assertEqual(first["valid_ref_counts"], {"host": 1, "pool": 1})
+        pool = self.ok(proxy.pool.get_all(s))[0]
+
+        # Nothing changes: the call returns at its timeout with no events and the same token.
+        quiet = self.ok(getattr(proxy.event, "from")(s, ["pool"], first["token"], 0.2))
+        self.assertEqual(quiet["events"], [])
+        self.assertEqual(quiet["token"], first["token"])
+
+        # A change wakes a waiting call long before its timeout.
+        result = {}
+        def wait():
+            p = xmlrpc.client.ServerProxy(self.url)
+            start = time.monotonic()
+            result["answer"] = getattr(p.event, "from")(s, ["pool"], first["token"], 30.0)
+            result["seconds"] = time.monotonic() - start
+        import threading
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.3)  # let the call start waiting: the change must come after it
+        self.ok(proxy.pool.set_name_description(s, pool, "changed"))
+        waiter.join(30)
+        answer = self.ok(result["answer"])
+        self.assertLess(result["seconds"], 5.0)
+        self.assertEqual([(e["class"], e["operation"], e["ref"]) for e in answer["events"]], [("pool", "mod", pool)])
+        self.assertEqual(answer["events"][0]["snapshot"]["name_description"], "changed")
+        self.assertGreater(answer["token"], first["token"])
+
+    def test_event_filters_tokens_and_inject(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        ev_from = getattr(proxy.event, "from")
+        pool = self.ok(proxy.pool.get_all(s))[0]
+        token = self.ok(proxy.event.inject(s, "pool", pool))
+        net = self.ok(proxy.network.create(s, {"name_label": "events net"}))
+        only_pool = self.ok(ev_from(s, ["pool"], token, 0.0))
+        self.assertEqual([e["class"] for e in only_pool["events"]], ["pool"])  # the injected one
+        everything = self.ok(ev_from(s, ["*"], token, 0.0))
+        self.assertIn(("network", "add", net), [(e["class"], e["operation"], e["ref"]) for e in everything["events"]])
+        self.ok(proxy.network.destroy(s, net))
+        gone = self.ok(ev_from(s, ["network/" + net], everything["token"], 0.0))
+        self.assertEqual([(e["operation"], e["ref"]) for e in gone["events"]], [("del", net)])
+        self.assertEqual(self.err(ev_from(s, ["*"], "not a token", 0.0)), ["EVENT_FROM_TOKEN_PARSE_FAILURE", "not a token"])
+        self.assertEqual(self.err(proxy.event.inject(s, "pool", "OpaqueRef:nope")), ["HANDLE_INVALID", "pool", "OpaqueRef:nope"])
+
+    def test_event_register_and_next(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        self.assertEqual(self.err(proxy.event.next(s)), ["SESSION_NOT_REGISTERED", s])
+        self.ok(proxy.event.register(s, ["network"]))
+        net = self.ok(proxy.network.create(s, {"name_label": "next net"}))
+        events = self.ok(proxy.event.next(s))
+        self.assertEqual([(e["class"], e["operation"], e["ref"]) for e in events], [("network", "add", net)])
+        self.ok(proxy.network.destroy(s, net))
+        self.assertEqual([e["operation"] for e in self.ok(proxy.event.next(s))], ["del"])
+
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
         self.assertEqual(proxy.VM.no_such("s")["ErrorDescription"], ["MESSAGE_METHOD_UNKNOWN", "VM.no_such"])
