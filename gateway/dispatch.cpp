@@ -4,6 +4,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 namespace xapid::gateway {
 namespace {
@@ -38,7 +39,8 @@ std::vector<std::string> list_methods() {
   return names;
 }
 
-const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& ctx, wire::response& out) const {
+const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& ctx, wire::response& out,
+                                             bool& async) const {
   if (c.method == "system.listMethods") {
     wire::array names;
     for (auto& n : list_methods()) names.emplace_back(std::move(n));
@@ -46,7 +48,7 @@ const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& 
     return nullptr;
   }
   std::string_view name = c.method;
-  bool async = name.starts_with(async_prefix);
+  async = name.starts_with(async_prefix);
   if (async) name.remove_prefix(async_prefix.size());
   const api::method_desc* m = api::find_method(name);
   if (!m || (async && !m->has_async)) {
@@ -80,7 +82,7 @@ const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& 
     }
     ctx.session = *session;
   }
-  if (it == handlers_.end() || async) {
+  if (it == handlers_.end() || (async && !tasks_.create)) {
     out = failure(api::errors::NOT_IMPLEMENTED(c.method));
     return nullptr;
   }
@@ -93,12 +95,6 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
   auto r = e.h(ctx, params);
   if (!r) return failure(r.error());
   return wire::response{true, std::move(r).value(), {}};
-}
-
-wire::response dispatcher::dispatch(const wire::call& c, call_context& ctx) const {
-  wire::response out;
-  const entry* e = prepare(c, ctx, out);
-  return e ? run(*e, c, ctx) : out;
 }
 
 // The threads of calls that wait, one each; finished ones are joined as new ones start.
@@ -127,26 +123,56 @@ struct dispatcher::waiters {
 dispatcher::dispatcher() : waiters_(std::make_shared<waiters>()) {}
 dispatcher::~dispatcher() { stop_blocking(); }
 
+bool dispatcher::spawn(std::function<void()> work) const {
+  std::lock_guard lock(waiters_->mu);
+  waiters_->reap();
+  if (waiters_->stopped || waiters_->list.size() >= waiters::max_waiting) return false;
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([work = std::move(work), finished] {
+    work();
+    *finished = true;
+  });
+  waiters_->list.push_back({std::move(t), std::move(finished)});
+  return true;
+}
+
 void dispatcher::dispatch_async(wire::call c, call_context ctx,
                                 std::function<void(wire::response, call_context)> done) const {
   wire::response out;
-  const entry* e = prepare(c, ctx, out);
+  bool async = false;
+  const entry* e = prepare(c, ctx, out, async);
   if (!e) return done(std::move(out), std::move(ctx));
+
+  if (async) {
+    auto task = tasks_.create(ctx.session, c.method);
+    if (!task) return done(failure(task.error()), std::move(ctx));
+    std::string ref = *task;
+    auto shared = std::make_shared<std::pair<wire::call, call_context>>(std::move(c), ctx);
+    bool started = spawn([this, e, ref, shared] {
+      wire::response r = run(*e, shared->first, shared->second);
+      tasks_.complete(ref, r);
+    });
+    if (!started) {
+      tasks_.complete(ref, failure(api::errors::INTERNAL_ERROR("too many calls in progress")));
+      return done(failure(api::errors::INTERNAL_ERROR("too many calls in progress")), std::move(ctx));
+    }
+    return done(wire::response{true, wire::value(ref), {}}, std::move(ctx));
+  }
   if (!e->blocking) {
     out = run(*e, c, ctx);
     return done(std::move(out), std::move(ctx));
   }
-  std::lock_guard lock(waiters_->mu);
-  waiters_->reap();
-  if (waiters_->stopped || waiters_->list.size() >= waiters::max_waiting)
-    return done(failure(api::errors::INTERNAL_ERROR("too many waiting calls")), std::move(ctx));
-  auto finished = std::make_shared<std::atomic<bool>>(false);
-  std::thread t([this, e, finished, c = std::move(c), ctx = std::move(ctx), done = std::move(done)]() mutable {
-    wire::response r = run(*e, c, ctx);
-    done(std::move(r), std::move(ctx));
-    *finished = true;
+  auto shared = std::make_shared<std::tuple<wire::call, call_context, std::function<void(wire::response, call_context)>>>(
+      std::move(c), ctx, std::move(done));
+  bool started = spawn([this, e, shared] {
+    auto& [call, context, reply] = *shared;
+    wire::response r = run(*e, call, context);
+    reply(std::move(r), std::move(context));
   });
-  waiters_->list.push_back({std::move(t), std::move(finished)});
+  if (!started) {
+    auto& [call, context, reply] = *shared;
+    reply(failure(api::errors::INTERNAL_ERROR("too many waiting calls")), std::move(context));
+  }
 }
 
 void dispatcher::stop_blocking() {

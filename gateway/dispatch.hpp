@@ -45,8 +45,15 @@ class dispatcher {
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
   void set_session_check(session_check check) { check_session_ = std::move(check); }
 
-  wire::response dispatch(const wire::call& c, call_context& ctx) const;
-  // As dispatch, answering through `done` (at once, or from a waiting call's own thread).
+  // How Async calls make and finish their tasks; until set, Async calls are NOT_IMPLEMENTED.
+  struct task_hooks {
+    std::function<api::api_result<std::string>(const std::string& session, const std::string& name)> create;
+    std::function<void(const std::string& task, const wire::response& outcome)> complete;
+  };
+  void set_task_hooks(task_hooks hooks) { tasks_ = std::move(hooks); }
+
+  // Decodes nothing, checks everything: answers through `done`, at once, or from the thread of a
+  // call that waits. An Async call answers its task at once and runs on a thread of its own.
   void dispatch_async(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
   // Ends waiting calls' threads (they finish their current wait first) and refuses new ones.
   void stop_blocking();
@@ -64,11 +71,14 @@ class dispatcher {
     bool blocking = false;
   };
   // The checks every call passes before its handler: nullptr and a failure, or the entry.
-  const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out) const;
+  const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out, bool& async) const;
+  // Runs `work` on a thread of its own; false when too many are running or stopping.
+  bool spawn(std::function<void()> work) const;
   wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;
 
   std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
   session_check check_session_;
+  task_hooks tasks_;
   struct waiters;
   std::shared_ptr<waiters> waiters_;
 };

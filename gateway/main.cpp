@@ -28,6 +28,7 @@
 #include "gateway/rpc_endpoint.hpp"
 #include "gateway/session_rpcs.hpp"
 #include "gateway/sessions.hpp"
+#include "gateway/tasks.hpp"
 #include "storage/database.hpp"
 
 namespace {
@@ -178,6 +179,13 @@ int main(int argc, char** argv) {
   xapid::gateway::register_implicit_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
   events.register_with(dispatcher);
+  xapid::gateway::task_manager tasks(db, clock, identity->host);
+  if (auto st = tasks.clear_stale(); !st) {
+    spdlog::error("xapid.start.failed reason=\"clearing old tasks: {}\"", st.error().description().at(0));
+    return 1;
+  }
+  dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
+                             [&](const std::string& task, const xapid::wire::response& r) { tasks.complete(task, r); }});
   if (opt.coverage) {
     print_coverage(dispatcher);
     opened.value().reset();
@@ -218,6 +226,7 @@ int main(int argc, char** argv) {
     sweep.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       if (std::size_t n = sessions.expire_idle()) spdlog::info("session.expired count={}", n);
+      if (std::size_t n = tasks.collect_finished(std::chrono::hours(1))) spdlog::info("task.collected count={}", n);
       schedule_sweep();
     });
   };

@@ -73,7 +73,10 @@ api::status session_manager::destroy(const std::string& ref) {
     std::lock_guard lock(mu_);
     if (live_.erase(ref) == 0) return fail(api::errors::SESSION_INVALID(ref));
   }
+  // The session's tasks end with it, as xapi's do.
   auto t = db_.begin();
+  if (const api::session* rec = db_.snapshot()->get<api::session>(ref))
+    for (const auto& task : rec->tasks) t.destroy(storage::schema::get().class_of<api::task>(), task.opaque);
   t.destroy(storage::schema::get().class_of<api::session>(), ref);
   auto r = db_.commit(std::move(t));
   if (!r) return fail(r.error());

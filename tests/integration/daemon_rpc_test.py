@@ -237,6 +237,42 @@ class daemon_rpc_test(unittest.TestCase):
         self.ok(proxy.network.destroy(s, net))
         self.assertEqual([e["operation"] for e in self.ok(proxy.event.next(s))], ["del"])
 
+    def wait_task(self, proxy, s, task):
+        """Follows a task through event.from, as clients do, until it is no longer pending."""
+        token = self.ok(proxy.event.inject(s, "task", task))
+        while self.ok(proxy.task.get_status(s, task)) == "pending":
+            token = self.ok(getattr(proxy.event, "from")(s, ["task/" + task], token, 10.0))["token"]
+        return self.ok(proxy.task.get_record(s, task))
+
+    def test_async_calls_answer_a_task_that_ends_with_the_result(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        task = self.ok(getattr(proxy, "Async").network.create(s, {"name_label": "async net"}))
+        self.assertTrue(task.startswith("OpaqueRef:"))
+        record = self.wait_task(proxy, s, task)
+        self.assertEqual(record["status"], "success")
+        self.assertEqual(record["name_label"], "Async.network.create")
+        self.assertEqual(record["progress"], 1.0)
+        net = self.ok(proxy.network.get_by_name_label(s, "async net"))[0]
+        self.assertEqual(record["result"], "<value>" + net + "</value>")
+        self.assertEqual(xmlrpc.client.loads("<params><param>" + record["result"] + "</param></params>")[0][0], net)
+
+        failed = self.wait_task(proxy, s, self.ok(getattr(proxy, "Async").network.create(s, {"MTU": "big"})))
+        self.assertEqual(failed["status"], "failure")
+        self.assertEqual(failed["error_info"], ["FIELD_TYPE_ERROR", "MTU"])
+        # Async forms exist only where the seed says so, and unknown ones stay unknown.
+        self.assertEqual(self.err(getattr(proxy, "Async").session.logout(s)), ["MESSAGE_METHOD_UNKNOWN", "Async.session.logout"])
+
+    def test_tasks_end_with_their_session(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        other = self.login()
+        task = self.ok(getattr(proxy, "Async").pool.get_all(other))
+        self.wait_task(proxy, other, task)
+        self.assertIn(task, self.ok(proxy.task.get_all(s)))
+        self.ok(proxy.session.logout(other))
+        self.assertNotIn(task, self.ok(proxy.task.get_all(s)))
+
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
         self.assertEqual(proxy.VM.no_such("s")["ErrorDescription"], ["MESSAGE_METHOD_UNKNOWN", "VM.no_such"])

@@ -1,0 +1,92 @@
+#include "gateway/tasks.hpp"
+
+#include "proto/wire/xmlrpc.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+std::size_t task_class() { return storage::schema::get().class_of<api::task>(); }
+std::size_t task_field(std::string_view name) { return *storage::schema::get().field_index(task_class(), name); }
+
+}  // namespace
+
+task_manager::task_manager(storage::database& db, clock& clk, std::string this_host)
+    : db_(db), clock_(clk), this_host_(std::move(this_host)) {}
+
+api::status task_manager::clear_stale() {
+  auto t = db_.begin();
+  db_.snapshot()->for_each(task_class(), [&](const std::string& ref, const storage::row&) {
+    t.destroy(task_class(), ref);
+    return true;
+  });
+  if (t.empty()) return ok_v;
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(std::move(r).error());
+  return ok_v;
+}
+
+api::api_result<std::string> task_manager::create(const std::string& session, const std::string& name) {
+  api::task rec;
+  rec.name_label = name;
+  rec.created = api::datetime{clock_.now_ms() / 1000};
+  rec.status = api::task_status_type::pending;
+  rec.resident_on.opaque = this_host_;
+  rec.session.opaque = session;
+  auto t = db_.begin();
+  std::string ref = t.create(rec);
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(std::move(r).error());
+  return ref;
+}
+
+std::string task_manager::result_text(const wire::value& v) {
+  if (const std::string* s = v.as_string()) {
+    if (s->empty()) return "";
+    std::string out = "<value>";
+    wire::value inner(*s);
+    std::string element;
+    wire::xmlrpc::append_value(element, inner);  // <value><string>escaped</string></value>
+    const std::string open = "<value><string>", close = "</string></value>";
+    if (element.rfind(open, 0) == 0) out += element.substr(open.size(), element.size() - open.size() - close.size());
+    return out + "</value>";
+  }
+  std::string out;
+  wire::xmlrpc::append_value(out, v);
+  return out;
+}
+
+void task_manager::complete(const std::string& task, const wire::response& outcome) {
+  auto t = db_.begin();
+  const std::size_t cls = task_class();
+  t.set(cls, task, task_field("status"), wire::value(outcome.success ? "success" : "failure"));
+  t.set(cls, task, task_field("progress"), wire::value(1.0));
+  t.set(cls, task, task_field("finished"),
+        wire::value(wire::datetime{api::format_iso8601(api::datetime{clock_.now_ms() / 1000})}));
+  if (outcome.success) {
+    t.set(cls, task, task_field("result"), wire::value(result_text(outcome.result)));
+  } else {
+    wire::array info;
+    for (const auto& e : outcome.error_description) info.emplace_back(e);
+    t.set(cls, task, task_field("error_info"), wire::value(std::move(info)));
+  }
+  (void)db_.commit(std::move(t));  // the task may have been destroyed meanwhile: nothing to record then
+}
+
+std::size_t task_manager::collect_finished(std::chrono::seconds age) {
+  const std::int64_t cutoff = clock_.now_ms() / 1000 - age.count();
+  auto t = db_.begin();
+  std::size_t n = 0;
+  db_.snapshot()->for_each(task_class(), [&](const std::string& ref, const storage::row& r) {
+    const auto& task = *static_cast<const api::task*>(r.record.get());
+    if (task.status != api::task_status_type::pending && task.status != api::task_status_type::cancelling &&
+        task.finished.seconds < cutoff) {
+      t.destroy(task_class(), ref);
+      ++n;
+    }
+    return true;
+  });
+  if (n && !db_.commit(std::move(t))) return 0;
+  return n;
+}
+
+}  // namespace xapid::gateway
