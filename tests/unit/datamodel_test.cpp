@@ -90,13 +90,16 @@ TEST(datamodel, implicit_methods_are_classified) {
   }
 }
 
-TEST(datamodel, async_exists_except_for_session_task_event_and_field_accessors) {
+TEST(datamodel, async_exists_for_custom_rpcs_create_and_destroy_outside_session_task_event) {
   for (const auto& m : all_methods()) {
-    bool accessor = m.kind == method_kind::getter || m.kind == method_kind::setter ||
-                    m.kind == method_kind::add_to || m.kind == method_kind::remove_from;
+    bool with_async_kind = m.kind == method_kind::custom || m.kind == method_kind::constructor ||
+                           m.kind == method_kind::destructor;
     bool excluded_class = m.class_name == "session" || m.class_name == "task" || m.class_name == "event";
-    EXPECT_EQ(m.has_async, !accessor && !excluded_class) << m.wire_name;
+    EXPECT_EQ(m.has_async, with_async_kind && !excluded_class) << m.wire_name;
   }
+  EXPECT_TRUE(find_method("VM.clone")->has_async);
+  EXPECT_TRUE(find_method("network.create")->has_async);
+  EXPECT_FALSE(find_method("VM.get_all_records")->has_async);
 }
 
 TEST(datamodel, field_names_and_qualifiers_are_the_wire_ones) {
