@@ -184,6 +184,7 @@ int main(int argc, char** argv) {
     spdlog::error("xapid.start.failed reason=\"clearing old tasks: {}\"", st.error().description().at(0));
     return 1;
   }
+  xapid::gateway::register_task_rpcs(dispatcher, tasks);
   dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
                              [&](const std::string& task, const xapid::wire::response& r) { tasks.complete(task, r); }});
   if (opt.coverage) {

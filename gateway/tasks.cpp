@@ -25,9 +25,12 @@ api::status task_manager::clear_stale() {
   return ok_v;
 }
 
-api::api_result<std::string> task_manager::create(const std::string& session, const std::string& name) {
+api::api_result<std::string> task_manager::create(const std::string& session, const std::string& name,
+                                                  const std::string& description, bool running) {
   api::task rec;
   rec.name_label = name;
+  rec.name_description = description;
+  if (!running) rec.allowed_operations = {api::task_allowed_operations::cancel};
   rec.created = api::datetime{clock_.now_ms() / 1000};
   rec.status = api::task_status_type::pending;
   rec.resident_on.opaque = this_host_;
@@ -36,7 +39,48 @@ api::api_result<std::string> task_manager::create(const std::string& session, co
   std::string ref = t.create(rec);
   auto r = db_.commit(std::move(t));
   if (!r) return fail(std::move(r).error());
+  if (running) {
+    std::lock_guard lock(mu_);
+    running_.insert(ref);
+  }
   return ref;
+}
+
+api::status task_manager::cancel(const std::string& task) {
+  {
+    std::lock_guard lock(mu_);
+    if (running_.count(task))
+      return fail(api::errors::OPERATION_NOT_ALLOWED("the operation of this task cannot be cancelled"));
+  }
+  const api::task* rec = db_.snapshot()->get<api::task>(task);
+  if (!rec) return fail(api::errors::HANDLE_INVALID("task", task));
+  if (rec->status != api::task_status_type::pending) return ok_v;  // already settled: nothing to cancel
+  auto t = db_.begin();
+  const std::size_t cls = task_class();
+  t.set(cls, task, task_field("status"), wire::value("cancelled"));
+  t.set(cls, task, task_field("finished"),
+        wire::value(wire::datetime{api::format_iso8601(api::datetime{clock_.now_ms() / 1000})}));
+  t.set(cls, task, task_field("allowed_operations"), wire::value(wire::array{}));
+  auto r = db_.commit(std::move(t));
+  if (!r) return fail(std::move(r).error());
+  return ok_v;
+}
+
+void register_task_rpcs(dispatcher& d, task_manager& tasks) {
+  d.add("task.create", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+    std::string label, description;
+    if (!api::from_value(p[0], label)) return fail(api::errors::FIELD_TYPE_ERROR("label"));
+    if (!api::from_value(p[1], description)) return fail(api::errors::FIELD_TYPE_ERROR("description"));
+    auto ref = tasks.create(ctx.session, label, description, false);
+    if (!ref) return fail(ref.error());
+    return wire::value(*ref);
+  });
+  d.add("task.cancel", [&tasks](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    std::string ref;
+    if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("task"));
+    if (auto st = tasks.cancel(ref); !st) return fail(st.error());
+    return wire::value("");
+  });
 }
 
 std::string task_manager::result_text(const wire::value& v) {
@@ -56,6 +100,10 @@ std::string task_manager::result_text(const wire::value& v) {
 }
 
 void task_manager::complete(const std::string& task, const wire::response& outcome) {
+  {
+    std::lock_guard lock(mu_);
+    running_.erase(task);
+  }
   auto t = db_.begin();
   const std::size_t cls = task_class();
   t.set(cls, task, task_field("status"), wire::value(outcome.success ? "success" : "failure"));

@@ -7,7 +7,11 @@
 #include <chrono>
 #include <string>
 
+#include <mutex>
+#include <set>
+
 #include "common/clock.hpp"
+#include "gateway/dispatch.hpp"
 #include "proto/api/convert.hpp"
 #include "proto/wire/codec.hpp"
 #include "storage/database.hpp"
@@ -19,7 +23,13 @@ class task_manager {
   task_manager(storage::database& db, clock& clk, std::string this_host);
 
   api::status clear_stale();
-  api::api_result<std::string> create(const std::string& session, const std::string& name);
+  // A task of an Async call (`running` = its operation runs now), or a client's own task
+  // (task.create), which the client settles or cancels.
+  api::api_result<std::string> create(const std::string& session, const std::string& name,
+                                      const std::string& description = "", bool running = true);
+  // task.cancel: a client's own pending task ends cancelled; an operation that cannot be
+  // cancelled (none can yet) is OPERATION_NOT_ALLOWED.
+  api::status cancel(const std::string& task);
   void complete(const std::string& task, const wire::response& outcome);
   // Forgets tasks finished longer ago than `age`; returns how many.
   std::size_t collect_finished(std::chrono::seconds age);
@@ -32,6 +42,11 @@ class task_manager {
   storage::database& db_;
   clock& clock_;
   std::string this_host_;
+  std::mutex mu_;
+  std::set<std::string> running_;  // tasks whose operation is in progress
 };
+
+// task.create and task.cancel.
+void register_task_rpcs(dispatcher& d, task_manager& tasks);
 
 }  // namespace xapid::gateway

@@ -267,11 +267,23 @@ class daemon_rpc_test(unittest.TestCase):
         proxy = xmlrpc.client.ServerProxy(self.url)
         s = self.login()
         other = self.login()
-        task = self.ok(getattr(proxy, "Async").pool.get_all(other))
+        task = self.ok(getattr(proxy, "Async").network.create(other, {"name_label": "task of a session"}))
         self.wait_task(proxy, other, task)
         self.assertIn(task, self.ok(proxy.task.get_all(s)))
         self.ok(proxy.session.logout(other))
         self.assertNotIn(task, self.ok(proxy.task.get_all(s)))
+
+    def test_a_clients_own_task_can_be_cancelled(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        task = self.ok(proxy.task.create(s, "import", "an import the client runs"))
+        record = self.ok(proxy.task.get_record(s, task))
+        self.assertEqual((record["status"], record["name_label"], record["allowed_operations"]),
+                         ("pending", "import", ["cancel"]))
+        self.ok(proxy.task.cancel(s, task))
+        self.assertEqual(self.ok(proxy.task.get_status(s, task)), "cancelled")
+        self.ok(proxy.task.destroy(s, task))
+        self.assertEqual(self.err(proxy.task.cancel(s, task)), ["HANDLE_INVALID", "task", task])
 
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
