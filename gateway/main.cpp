@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
     std::string pattern = (std::filesystem::temp_directory_path() / "xapid-coverage-XXXXXX").string();
     if (!::mkdtemp(pattern.data())) return 1;
     coverage_dir = opt.data_dir = pattern;
+    spdlog::set_level(spdlog::level::off);
     ::setenv("XAPID_ROOT_PASSWORD", "coverage", 1);
   }
   if (opt.backend == "libxl") {
