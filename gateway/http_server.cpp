@@ -9,7 +9,9 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
@@ -25,26 +27,41 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   http_limits limits;
   std::optional<net::ip::tcp::acceptor> tcp_acceptor;
   std::optional<net::local::stream_protocol::acceptor> unix_acceptor;
+  std::optional<net::ip::tcp::acceptor> tls_acceptor;
+  std::optional<net::ssl::context> tls;
   std::atomic<bool> stopped{false};
 
   impl(net::io_context& io_, handler h, http_limits l) : io(io_), on_request(std::move(h)), limits(l) {}
 
   template <class Acceptor>
-  void accept(Acceptor& acceptor, bool is_unix);
+  void accept(Acceptor& acceptor, bool is_unix, bool is_tls);
 };
 
 namespace {
 
 // One connection: read a request, answer it, repeat while the client keeps the connection alive.
-template <class Protocol>
-class connection : public std::enable_shared_from_this<connection<Protocol>> {
+// Stream is beast::basic_stream<tcp or local> for plain connections, or an ssl_stream over a
+// tcp_stream for TLS (which first shakes hands and ends with a TLS shutdown).
+template <class Stream, bool Tls>
+class connection : public std::enable_shared_from_this<connection<Stream, Tls>> {
  public:
-  using stream_type = beast::basic_stream<Protocol>;
+  static constexpr bool tls = Tls;
 
-  connection(typename Protocol::socket socket, std::shared_ptr<http_server::impl> server, bool is_unix)
-      : stream_(std::move(socket)), server_(std::move(server)), is_unix_(is_unix) {}
+  template <class... Args>
+  connection(std::shared_ptr<http_server::impl> server, bool is_unix, Args&&... stream_args)
+      : stream_(std::forward<Args>(stream_args)...), server_(std::move(server)), is_unix_(is_unix) {}
 
-  void start() { read_next(); }
+  void start() {
+    if constexpr (tls) {
+      lowest().expires_after(server_->limits.read_timeout);
+      stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return self->close();
+        self->read_next();
+      });
+    } else {
+      read_next();
+    }
+  }
 
  private:
   void read_next() {
@@ -53,7 +70,7 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     // Until the first byte arrives the connection is idle; the whole request must then arrive
     // within the read timeout. One deadline covers both, set to the shorter when data is pending.
-    stream_.expires_after(buffer_.size() ? server_->limits.read_timeout : server_->limits.idle_timeout);
+    lowest().expires_after(buffer_.size() ? server_->limits.read_timeout : server_->limits.idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->on_header(ec);
@@ -62,7 +79,7 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
 
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec);
-    stream_.expires_after(server_->limits.read_timeout);
+    lowest().expires_after(server_->limits.read_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_body(ec);
     });
@@ -125,7 +142,7 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
   }
 
   void write(std::shared_ptr<http::response<http::string_body>> res) {
-    stream_.expires_after(server_->limits.read_timeout);
+    lowest().expires_after(server_->limits.read_timeout);
     http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
       if (ec || !res->keep_alive()) return self->close();
       self->read_next();
@@ -133,12 +150,19 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
   }
 
   void close() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(Protocol::socket::shutdown_send, ignored);
-    stream_.close();
+    if constexpr (tls) {
+      lowest().expires_after(std::chrono::seconds(5));
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->lowest().close(); });
+    } else {
+      beast::error_code ignored;
+      stream_.socket().shutdown(net::socket_base::shutdown_send, ignored);
+      stream_.close();
+    }
   }
 
-  stream_type stream_;
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
+
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<net::steady_timer> delay_;
@@ -149,17 +173,23 @@ class connection : public std::enable_shared_from_this<connection<Protocol>> {
 }  // namespace
 
 template <class Acceptor>
-void http_server::impl::accept(Acceptor& acceptor, bool is_unix) {
+void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
   using protocol = typename Acceptor::protocol_type;
-  acceptor.async_accept(net::make_strand(io), [self = shared_from_this(), &acceptor, is_unix](
+  acceptor.async_accept(net::make_strand(io), [self = shared_from_this(), &acceptor, is_unix, is_tls](
                                                   beast::error_code ec, typename protocol::socket socket) {
     if (self->stopped) return;
-    if (!ec) {
-      std::make_shared<connection<protocol>>(std::move(socket), self, is_unix)->start();
-    } else {
+    if (ec) {
       spdlog::warn("http.accept.failed error={}", ec.message());
+    } else if constexpr (std::is_same_v<protocol, net::ip::tcp>) {
+      if (is_tls)
+        std::make_shared<connection<beast::ssl_stream<beast::tcp_stream>, true>>(self, false, std::move(socket), *self->tls)
+            ->start();
+      else
+        std::make_shared<connection<beast::basic_stream<protocol>, false>>(self, false, std::move(socket))->start();
+    } else {
+      std::make_shared<connection<beast::basic_stream<protocol>, false>>(self, is_unix, std::move(socket))->start();
     }
-    self->accept(acceptor, is_unix);
+    self->accept(acceptor, is_unix, is_tls);
   });
 }
 
@@ -178,7 +208,7 @@ result<void, std::string> http_server::listen_tcp(const std::string& address, un
   if (a.set_option(net::socket_base::reuse_address(true), ec); ec) return fail("reuse_address: " + ec.message());
   if (a.bind(ep, ec); ec) return fail("bind " + address + ":" + std::to_string(port) + ": " + ec.message());
   if (a.listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen: " + ec.message());
-  impl_->accept(a, false);
+  impl_->accept(a, false, false);
   return ok_v;
 }
 
@@ -190,7 +220,28 @@ result<void, std::string> http_server::listen_unix(const std::string& path) {
   if (a.open(ep.protocol(), ec); ec) return fail("socket: " + ec.message());
   if (a.bind(ep, ec); ec) return fail("bind " + path + ": " + ec.message());
   if (a.listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen: " + ec.message());
-  impl_->accept(a, true);
+  impl_->accept(a, true, false);
+  return ok_v;
+}
+
+result<void, std::string> http_server::listen_tls(const std::string& address, unsigned short port,
+                                                  const std::string& cert_file, const std::string& key_file) {
+  auto& ctx = impl_->tls.emplace(net::ssl::context::tls_server);
+  ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                  net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  if (ctx.use_certificate_chain_file(cert_file, ec); ec) return fail("certificate " + cert_file + ": " + ec.message());
+  if (ctx.use_private_key_file(key_file, net::ssl::context::pem, ec); ec)
+    return fail("private key " + key_file + ": " + ec.message());
+  auto addr = net::ip::make_address(address, ec);
+  if (ec) return fail("invalid listen address " + address + ": " + ec.message());
+  net::ip::tcp::endpoint ep(addr, port);
+  auto& a = impl_->tls_acceptor.emplace(impl_->io);
+  if (a.open(ep.protocol(), ec); ec) return fail("socket: " + ec.message());
+  if (a.set_option(net::socket_base::reuse_address(true), ec); ec) return fail("reuse_address: " + ec.message());
+  if (a.bind(ep, ec); ec) return fail("bind " + address + ":" + std::to_string(port) + ": " + ec.message());
+  if (a.listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen: " + ec.message());
+  impl_->accept(a, false, true);
   return ok_v;
 }
 
@@ -199,11 +250,17 @@ unsigned short http_server::tcp_port() const noexcept {
   return impl_->tcp_acceptor ? impl_->tcp_acceptor->local_endpoint(ec).port() : 0;
 }
 
+unsigned short http_server::tls_port() const noexcept {
+  beast::error_code ec;
+  return impl_->tls_acceptor ? impl_->tls_acceptor->local_endpoint(ec).port() : 0;
+}
+
 void http_server::stop() {
   if (impl_->stopped.exchange(true)) return;
   beast::error_code ignored;
   if (impl_->tcp_acceptor) impl_->tcp_acceptor->close(ignored);
   if (impl_->unix_acceptor) impl_->unix_acceptor->close(ignored);
+  if (impl_->tls_acceptor) impl_->tls_acceptor->close(ignored);
 }
 
 }  // namespace xapid::gateway

@@ -1,4 +1,4 @@
-// The HTTP/1.1 server every API request comes through: plain TCP and a unix socket, keep-alive,
+// The HTTP/1.1 server every API request comes through: plain TCP, TLS and a unix socket, keep-alive,
 // bounded request size and header bytes, idle and read timeouts. It knows nothing of XenAPI;
 // a handler turns each request into a response, now or later (a long poll answers when it can).
 #pragma once
@@ -51,9 +51,13 @@ class http_server {
 
   // Starts accepting on ADDR:PORT (port 0 picks one; see tcp_port()). Errors say why.
   result<void, std::string> listen_tcp(const std::string& address, unsigned short port);
+  // Starts accepting HTTPS on ADDR:PORT with the PEM certificate (chain) and key given.
+  result<void, std::string> listen_tls(const std::string& address, unsigned short port, const std::string& cert_file,
+                                       const std::string& key_file);
   // Starts accepting on a unix socket at `path`, replacing a stale socket file.
   result<void, std::string> listen_unix(const std::string& path);
   unsigned short tcp_port() const noexcept;
+  unsigned short tls_port() const noexcept;
   // Stops accepting; open connections end after their current request.
   void stop();
 

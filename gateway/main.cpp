@@ -1,6 +1,7 @@
 // xapid: the XenAPI daemon of one host. main() is the one place that wires the components.
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -29,16 +30,20 @@
 #include "gateway/session_rpcs.hpp"
 #include "gateway/sessions.hpp"
 #include "gateway/tasks.hpp"
+#include "gateway/tls_certificate.hpp"
 #include "storage/database.hpp"
 
 namespace {
 
 const char* usage =
-    "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--unix-socket PATH] [--backend sim|libxl]\n"
+    "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--https-listen ADDR:PORT] [--unix-socket PATH]\n"
+    "             [--backend sim|libxl]\n"
     "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
     "  --data-dir DIR       where the host keeps its database and logs (created if missing)\n"
     "  --listen ADDR:PORT   XML-RPC and JSON-RPC over HTTP (default 127.0.0.1:8080)\n"
+    "  --https-listen ADDR:PORT   the same over TLS (off by default), with DIR/xapid.pem and\n"
+    "                       DIR/xapid.key, made self-signed on first boot\n"
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
     "  --threads N          threads serving connections (default 2)\n"
@@ -49,6 +54,7 @@ const char* usage =
 struct options {
   std::string data_dir;
   std::string listen = "127.0.0.1:8080";
+  std::string https_listen;
   std::string unix_socket;
   std::string backend = "sim";
   std::string root_password_file;
@@ -59,7 +65,7 @@ struct options {
 
 bool parse_args(int argc, char** argv, options& o, std::string& error) {
   std::map<std::string, std::string*> with_value = {
-      {"--data-dir", &o.data_dir}, {"--listen", &o.listen}, {"--unix-socket", &o.unix_socket},
+      {"--data-dir", &o.data_dir}, {"--listen", &o.listen}, {"--unix-socket", &o.unix_socket}, {"--https-listen", &o.https_listen},
       {"--backend", &o.backend}, {"--root-password-file", &o.root_password_file}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -99,6 +105,11 @@ void print_coverage(const xapid::gateway::dispatcher& d) {
 std::size_t implemented_count(const xapid::gateway::dispatcher& d) {
   auto rows = d.coverage();
   return static_cast<std::size_t>(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.implemented; }));
+}
+
+std::string local_hostname() {
+  char buf[256] = {};
+  return ::gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string("localhost");
 }
 
 void setup_logging(const std::string& data_dir) {
@@ -220,6 +231,25 @@ int main(int argc, char** argv) {
     return 1;
   }
   ::chmod(opt.unix_socket.c_str(), 0600);
+  if (!opt.https_listen.empty()) {
+    auto c = opt.https_listen.rfind(':');
+    int tls_port = c == std::string::npos ? -1 : std::atoi(opt.https_listen.c_str() + c + 1);
+    if (tls_port < 0 || tls_port > 65535) {
+      spdlog::error("xapid.start.failed reason=\"--https-listen needs ADDR:PORT\" value={}", opt.https_listen);
+      return 2;
+    }
+    std::string tls_host = opt.https_listen.substr(0, c);
+    auto files = xapid::gateway::ensure_tls_certificate(opt.data_dir, local_hostname(), tls_host);
+    if (!files) {
+      spdlog::error("xapid.start.failed reason=\"{}\"", files.error());
+      return 1;
+    }
+    if (auto r = server.listen_tls(tls_host, static_cast<unsigned short>(tls_port), files->certificate, files->key); !r) {
+      spdlog::error("xapid.start.failed https_listen={} reason=\"{}\"", opt.https_listen, r.error());
+      return 1;
+    }
+    spdlog::info("xapid.tls listen={}:{} certificate={}", tls_host, server.tls_port(), files->certificate);
+  }
 
   // Idle sessions end within a minute of their timeout.
   boost::asio::steady_timer sweep(io);

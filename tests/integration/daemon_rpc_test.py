@@ -352,6 +352,38 @@ class daemon_rpc_test(unittest.TestCase):
         self.assertEqual(c.getresponse().status, 413)
 
 
+class daemon_tls_test(unittest.TestCase):
+    def test_https_with_the_certificate_made_on_first_boot(self):
+        import ssl
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
+            proc = subprocess.Popen([XAPID, "--data-dir", d, "--listen", "127.0.0.1:0",
+                                     "--https-listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                port = None
+                for line in proc.stderr:
+                    m = re.search(r"xapid\.tls listen=127\.0\.0\.1:(\d+)", line)
+                    if m:
+                        port = int(m.group(1))
+                    if "xapid.ready" in line:
+                        break
+                self.assertIsNotNone(port)
+                self.assertEqual(os.stat(os.path.join(d, "xapid.key")).st_mode & 0o777, 0o600)
+                # The self-signed certificate verifies for the address it was made for.
+                context = ssl.create_default_context(cafile=os.path.join(d, "xapid.pem"))
+                proxy = xmlrpc.client.ServerProxy(f"https://127.0.0.1:{port}", context=context)
+                s = proxy.session.login_with_password("root", PASSWORD)["Value"]
+                self.assertEqual(len(proxy.pool.get_all(s)["Value"]), 1)
+                # Plain HTTP on the TLS port is refused, not answered.
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                with self.assertRaises((http.client.HTTPException, ConnectionError, OSError)):
+                    c.request("POST", "/", "<methodCall/>")
+                    c.getresponse().read()
+            finally:
+                stop_daemon(proc)
+                proc.stderr.close()
+
+
 class daemon_restart_test(unittest.TestCase):
     def test_a_restart_keeps_the_database_and_ends_the_sessions(self):
         with tempfile.TemporaryDirectory() as d:
