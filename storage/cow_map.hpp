@@ -71,8 +71,16 @@ class cow_map {
     if (!buckets_) buckets_ = std::make_shared<table>();
     else if (buckets_.use_count() > 1) buckets_ = std::make_shared<table>(*buckets_);
     auto& b = (*buckets_)[s];
-    if (!b) b = std::make_shared<bucket>();
-    else if (b.use_count() > 1) b = std::make_shared<bucket>(*b);
+    if (!b) {
+      b = std::make_shared<bucket>();
+    } else if (b.use_count() > 1) {
+      // A copy with a little room: the writer usually adds a few entries before the next
+      // snapshot, and a vector that doubles would leave half of every bucket unused.
+      auto copy = std::make_shared<bucket>();
+      copy->reserve(b->size() + b->size() / 8 + 4);
+      copy->assign(b->begin(), b->end());
+      b = std::move(copy);
+    }
     return *b;
   }
 

@@ -55,9 +55,8 @@ result<row, std::string> decode_row(const table_schema& ts, std::string_view byt
   const wire::array* a = v->as_array();
   if (!a || a->size() != 4 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_int())
     return fail(std::string("row has the wrong shape"));
-  void* raw = ts.ops->create();
-  std::shared_ptr<const void> rec(raw, [d = ts.ops->destroy](const void* p) { d(const_cast<void*>(p)); });
-  if (auto st = record_from_fields(ts, raw, (*a)[3]); !st)
+  std::shared_ptr<void> rec = ts.ops->make_shared(nullptr);
+  if (auto st = record_from_fields(ts, rec.get(), (*a)[3]); !st)
     return fail("record does not fit its class: " + st.error().description().at(0));
   return row{std::move(rec), static_cast<generation>(*(*a)[0].as_int()), static_cast<generation>(*(*a)[1].as_int()),
              static_cast<generation>(*(*a)[2].as_int())};
@@ -133,7 +132,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   opts.max_open_files = 256;
   // Rows and recent entries are small; a smaller memtable keeps their second copy in memory small.
-  opts.write_buffer_size = 4u << 20;
+  opts.write_buffer_size = 1u << 20;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return fail("cannot open the database in " + options.path + ": " + status_text(s));

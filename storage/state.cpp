@@ -111,10 +111,10 @@ class applier {
     const table_schema& ts = schema::get().table(cls);
     const row* r = s_.find(cls, ref);
     if (!r) return;  // a bound partner that no longer exists: nothing to keep consistent
-    void* rec = ts.ops->clone(r->record.get());
-    auto st = ts.ops->set_field(rec, field, v);
+    std::shared_ptr<void> rec = ts.ops->make_shared(r->record.get());
+    auto st = ts.ops->set_field(rec.get(), field, v);
     (void)st;  // values reaching apply were validated (or derived from validated ones)
-    replace(cls, ref, own(ts, rec));
+    replace(cls, ref, std::move(rec));
   }
 
   // Adds or removes `elem` in the set field of a bound partner.
@@ -161,11 +161,11 @@ class applier {
     table_data& t = s_.tables_[o.cls];
     switch (o.kind) {
       case op_kind::create: {
-        void* rec = ts.ops->create();
+        std::shared_ptr<void> owned = ts.ops->make_shared(nullptr);
+        void* rec = owned.get();
         // Entries carry the record positionally (see validate_and_normalize).
         auto st = o.value.as_array() ? record_from_fields(ts, rec, o.value) : ts.ops->from_value(rec, o.value);
         (void)st;
-        auto owned = own(ts, rec);
         t.rows.set(o.ref, std::make_shared<row>(row{owned, gen_, gen_, 0}));
         index(o.cls, o.ref, rec, true);
         changes_.push_back(change{o.cls, o.ref, change_kind::add, gen_});

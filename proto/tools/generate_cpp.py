@@ -213,6 +213,7 @@ def gen_types(model):
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -262,6 +263,8 @@ struct record_ops {
   wire::value (*to_value)(const void* r);
   status (*from_value)(void* r, const wire::value& v);
   bool (*equal)(const void* a, const void* b);
+  // A record in one allocation with its reference count: a copy of `from`, or a default one.
+  std::shared_ptr<void> (*make_shared)(const void* from);
 };
 // The operations of the class at `class_index` in all_classes().
 const record_ops& record_ops_of(std::size_t class_index) noexcept;
@@ -350,7 +353,10 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
              "                    get,\n                    set,\n"
              "                    [](const void* r) { return to_value(*static_cast<const R*>(r)); },\n"
              "                    [](void* r, const wire::value& v) { return from_value(v, *static_cast<R*>(r)); },\n"
-             "                    [](const void* a, const void* b) { return *static_cast<const R*>(a) == *static_cast<const R*>(b); }};\n"
+             "                    [](const void* a, const void* b) { return *static_cast<const R*>(a) == *static_cast<const R*>(b); },\n"
+             "                    [](const void* from) -> std::shared_ptr<void> {\n"
+             "                      return from ? std::make_shared<R>(*static_cast<const R*>(from)) : std::make_shared<R>();\n"
+             "                    }};\n"
              "}\n")
     c.append("const record_ops all_ops[] = {\n")
     for cls in model["classes"]:
