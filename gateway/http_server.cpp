@@ -198,16 +198,26 @@ http_server::http_server(net::io_context& io, handler h, http_limits limits)
 
 http_server::~http_server() { stop(); }
 
-result<void, std::string> http_server::listen_tcp(const std::string& address, unsigned short port) {
+namespace {
+
+// Opens, binds and starts listening on ADDR:PORT.
+result<void, std::string> open_tcp_acceptor(net::ip::tcp::acceptor& a, const std::string& address, unsigned short port) {
   beast::error_code ec;
   auto addr = net::ip::make_address(address, ec);
   if (ec) return fail("invalid listen address " + address + ": " + ec.message());
   net::ip::tcp::endpoint ep(addr, port);
-  auto& a = impl_->tcp_acceptor.emplace(impl_->io);
   if (a.open(ep.protocol(), ec); ec) return fail("socket: " + ec.message());
   if (a.set_option(net::socket_base::reuse_address(true), ec); ec) return fail("reuse_address: " + ec.message());
   if (a.bind(ep, ec); ec) return fail("bind " + address + ":" + std::to_string(port) + ": " + ec.message());
   if (a.listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen: " + ec.message());
+  return ok_v;
+}
+
+}  // namespace
+
+result<void, std::string> http_server::listen_tcp(const std::string& address, unsigned short port) {
+  auto& a = impl_->tcp_acceptor.emplace(impl_->io);
+  if (auto r = open_tcp_acceptor(a, address, port); !r) return r;
   impl_->accept(a, false, false);
   return ok_v;
 }
@@ -233,14 +243,8 @@ result<void, std::string> http_server::listen_tls(const std::string& address, un
   if (ctx.use_certificate_chain_file(cert_file, ec); ec) return fail("certificate " + cert_file + ": " + ec.message());
   if (ctx.use_private_key_file(key_file, net::ssl::context::pem, ec); ec)
     return fail("private key " + key_file + ": " + ec.message());
-  auto addr = net::ip::make_address(address, ec);
-  if (ec) return fail("invalid listen address " + address + ": " + ec.message());
-  net::ip::tcp::endpoint ep(addr, port);
   auto& a = impl_->tls_acceptor.emplace(impl_->io);
-  if (a.open(ep.protocol(), ec); ec) return fail("socket: " + ec.message());
-  if (a.set_option(net::socket_base::reuse_address(true), ec); ec) return fail("reuse_address: " + ec.message());
-  if (a.bind(ep, ec); ec) return fail("bind " + address + ":" + std::to_string(port) + ": " + ec.message());
-  if (a.listen(net::socket_base::max_listen_connections, ec); ec) return fail("listen: " + ec.message());
+  if (auto r = open_tcp_acceptor(a, address, port); !r) return r;
   impl_->accept(a, false, true);
   return ok_v;
 }

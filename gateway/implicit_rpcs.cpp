@@ -29,12 +29,14 @@ class implicit_rpcs {
     const std::string field_name(m.field);
     storage::database& db = db_;
 
-    auto live_row = [&db, cls, class_name](const std::string& ref, std::shared_ptr<const storage::state>& snap)
-        -> api::api_result<const storage::row*> {
-      snap = db.snapshot();
-      const storage::row* r = snap->find(cls, ref);
-      if (!r) return fail(api::errors::HANDLE_INVALID(class_name, ref));
-      return r;
+    // Reads the live row named by the first parameter from a snapshot, and answers `read` of it.
+    auto read_row = [&db, &ts, cls, class_name](const wire::value& ref_param, auto read) -> api::api_result<wire::value> {
+      auto ref = string_param(ref_param);
+      if (!ref) return fail(ref.error());
+      auto snap = db.snapshot();
+      const storage::row* r = snap->find(cls, *ref);
+      if (!r) return fail(api::errors::HANDLE_INVALID(class_name, *ref));
+      return read(ts, r->record.get());
     };
     auto commit = [&db](storage::transaction t, std::string_view param) -> api::api_result<wire::value> {
       auto r = db.commit(std::move(t));
@@ -44,13 +46,10 @@ class implicit_rpcs {
 
     switch (m.kind) {
       case api::method_kind::getter:
-        return [=, &ts](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-          auto ref = string_param(p[0]);
-          if (!ref) return fail(ref.error());
-          std::shared_ptr<const storage::state> snap;
-          auto r = live_row(*ref, snap);
-          if (!r) return fail(r.error());
-          return ts.ops->get_field((*r)->record.get(), field);
+        return [=](call_context&, const wire::array& p) {
+          return read_row(p[0], [field](const storage::table_schema& t, const void* rec) {
+            return t.ops->get_field(rec, field);
+          });
         };
       case api::method_kind::setter:
         return [=, &db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
@@ -82,13 +81,8 @@ class implicit_rpcs {
         };
       }
       case api::method_kind::get_record:
-        return [=, &ts](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-          auto ref = string_param(p[0]);
-          if (!ref) return fail(ref.error());
-          std::shared_ptr<const storage::state> snap;
-          auto r = live_row(*ref, snap);
-          if (!r) return fail(r.error());
-          return ts.ops->to_value((*r)->record.get());
+        return [=](call_context&, const wire::array& p) {
+          return read_row(p[0], [](const storage::table_schema& t, const void* rec) { return t.ops->to_value(rec); });
         };
       case api::method_kind::get_all:
         return [=, &db](call_context&, const wire::array&) -> api::api_result<wire::value> {
