@@ -64,13 +64,27 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
   }
 
  private:
+  // Until the first byte of a request arrives the connection is idle (idle timeout); from then
+  // on the whole request must arrive within the read timeout, so a client that trickles bytes
+  // cannot hold the connection for longer.
   void read_next() {
+    if (buffer_.size() == 0) {
+      lowest().expires_after(server_->limits.idle_timeout);
+      stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+        if (ec) return self->on_read_error(ec);
+        self->buffer_.commit(n);
+        self->read_header();
+      });
+      return;
+    }
+    read_header();
+  }
+
+  void read_header() {
     parser_.emplace();
     parser_->body_limit(server_->limits.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
-    // Until the first byte arrives the connection is idle; the whole request must then arrive
-    // within the read timeout. One deadline covers both, set to the shorter when data is pending.
-    lowest().expires_after(buffer_.size() ? server_->limits.read_timeout : server_->limits.idle_timeout);
+    lowest().expires_after(server_->limits.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->on_header(ec);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -38,7 +39,7 @@ namespace {
 const char* usage =
     "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--https-listen ADDR:PORT] [--unix-socket PATH]\n"
     "             [--backend sim|libxl]\n"
-    "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N]\n"
+    "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N] [--config FILE]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
     "  --data-dir DIR       where the host keeps its database and logs (created if missing)\n"
     "  --listen ADDR:PORT   XML-RPC and JSON-RPC over HTTP (default 127.0.0.1:8080)\n"
@@ -49,7 +50,10 @@ const char* usage =
     "  --threads N          threads serving connections (default 2)\n"
     "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
     "                       one is generated into DIR/root-password)\n"
-    "  --session-idle-seconds N   sessions unused this long end (default 86400)\n";
+    "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
+    "  --http-read-timeout-seconds N   a request must arrive within this (default 30)\n"
+    "  --http-idle-timeout-seconds N   a keep-alive connection may idle this long (default 300)\n"
+    "  --config FILE        NAME = VALUE lines for any option above; the command line wins\n";
 
 struct options {
   std::string data_dir;
@@ -60,29 +64,75 @@ struct options {
   std::string root_password_file;
   int threads = 2;
   long session_idle_seconds = 24 * 3600;
+  long http_read_timeout_s = 30;
+  long http_idle_timeout_s = 300;
   bool coverage = false;
 };
 
+// Every option is NAME VALUE on the command line (--NAME) or a "NAME = VALUE" line of a
+// --config file; the command line wins.
+bool apply_option(options& o, const std::string& name, const std::string& value, std::string& error) {
+  auto number = [&](long lo, long hi, long& out) {
+    char* end = nullptr;
+    long v = std::strtol(value.c_str(), &end, 10);
+    if (value.empty() || *end || v < lo || v > hi)
+      return error = name + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi), false;
+    out = v;
+    return true;
+  };
+  long n = 0;
+  if (name == "data-dir") o.data_dir = value;
+  else if (name == "listen") o.listen = value;
+  else if (name == "https-listen") o.https_listen = value;
+  else if (name == "unix-socket") o.unix_socket = value;
+  else if (name == "backend") o.backend = value;
+  else if (name == "root-password-file") o.root_password_file = value;
+  else if (name == "threads") { if (!number(1, 256, n)) return false; o.threads = static_cast<int>(n); }
+  else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.session_idle_seconds = n; }
+  else if (name == "http-read-timeout-seconds") { if (!number(1, 3600, n)) return false; o.http_read_timeout_s = n; }
+  else if (name == "http-idle-timeout-seconds") { if (!number(1, 86400, n)) return false; o.http_idle_timeout_s = n; }
+  else return error = "unknown option " + name, false;
+  return true;
+}
+
+bool read_config(const std::string& path, options& o, std::string& error) {
+  std::ifstream in(path);
+  if (!in) return error = "cannot read the config file " + path, false;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    auto trim = [](std::string t) {
+      t.erase(0, t.find_first_not_of(" \t\r"));
+      t.erase(t.find_last_not_of(" \t\r") + 1);
+      return t;
+    };
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos)
+      return error = path + ":" + std::to_string(number) + ": expected NAME = VALUE", false;
+    if (!apply_option(o, trim(line.substr(0, eq)), trim(line.substr(eq + 1)), error))
+      return error = path + ":" + std::to_string(number) + ": " + error, false;
+  }
+  return true;
+}
+
 bool parse_args(int argc, char** argv, options& o, std::string& error) {
-  std::map<std::string, std::string*> with_value = {
-      {"--data-dir", &o.data_dir}, {"--listen", &o.listen}, {"--unix-socket", &o.unix_socket}, {"--https-listen", &o.https_listen},
-      {"--backend", &o.backend}, {"--root-password-file", &o.root_password_file}};
+  std::vector<std::pair<std::string, std::string>> given;
+  std::string config;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--coverage") {
       o.coverage = true;
-    } else if (a == "--threads" && i + 1 < argc) {
-      o.threads = std::atoi(argv[++i]);
-      if (o.threads < 1 || o.threads > 256) return error = "--threads must be 1..256", false;
-    } else if (a == "--session-idle-seconds" && i + 1 < argc) {
-      o.session_idle_seconds = std::atol(argv[++i]);
-      if (o.session_idle_seconds < 1) return error = "--session-idle-seconds must be positive", false;
-    } else if (auto it = with_value.find(a); it != with_value.end() && i + 1 < argc) {
-      *it->second = argv[++i];
+    } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
+      if (a == "--config") config = argv[++i];
+      else given.emplace_back(a.substr(2), argv[++i]);
     } else {
       return error = "unknown or incomplete option " + a, false;
     }
   }
+  if (!config.empty() && !read_config(config, o, error)) return false;
+  for (const auto& [name, value] : given)
+    if (!apply_option(o, name, value, error)) return false;
   if (o.coverage) return true;
   if (o.data_dir.empty()) return error = "--data-dir is required", false;
   if (o.backend != "sim" && o.backend != "libxl") return error = "--backend must be sim or libxl", false;
@@ -207,10 +257,15 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context io(opt.threads);
-  xapid::gateway::http_server server(io, [&](xapid::gateway::http_request req,
-                                             xapid::gateway::http_server::responder respond) {
-    xapid::gateway::serve_rpc(dispatcher, req, respond);
-  });
+  xapid::gateway::http_limits limits;
+  limits.read_timeout = std::chrono::seconds(opt.http_read_timeout_s);
+  limits.idle_timeout = std::chrono::seconds(opt.http_idle_timeout_s);
+  xapid::gateway::http_server server(
+      io,
+      [&](xapid::gateway::http_request req, xapid::gateway::http_server::responder respond) {
+        xapid::gateway::serve_rpc(dispatcher, req, respond);
+      },
+      limits);
 
   if (colon == std::string::npos) {
     spdlog::error("xapid.start.failed reason=\"--listen needs ADDR:PORT\" value={}", opt.listen);

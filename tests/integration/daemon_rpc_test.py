@@ -384,6 +384,80 @@ class daemon_tls_test(unittest.TestCase):
                 proc.stderr.close()
 
 
+class daemon_slow_and_malformed_clients_test(unittest.TestCase):
+    """A daemon configured by a --config file with short HTTP timeouts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        config = os.path.join(cls.dir.name, "xapid.conf")
+        with open(config, "w") as f:
+            f.write("# test configuration\nlisten = 127.0.0.1:0\nhttp-read-timeout-seconds = 1\n"
+                    "http-idle-timeout-seconds = 2\n")
+        env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
+        cls.proc = subprocess.Popen([XAPID, "--config", config, "--data-dir", cls.dir.name],
+                                    stderr=subprocess.PIPE, text=True, env=env)
+        for line in cls.proc.stderr:
+            m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
+            if m:
+                cls.port = int(m.group(1))
+                break
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.proc.stderr.close()
+        cls.dir.cleanup()
+
+    def connect(self):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+
+    def closed_within(self, sock, seconds):
+        start = time.monotonic()
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return time.monotonic() - start <= seconds, data
+            data += chunk
+
+    def test_a_client_that_trickles_its_request_is_cut_off_while_others_are_served(self):
+        slow = self.connect()
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
+        self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["Status"], "Success")
+        closed, _ = self.closed_within(slow, 10)
+        self.assertTrue(closed, "the server kept a stalled request open")
+
+    def test_idle_connections_are_closed_and_do_not_starve_others(self):
+        idle = [self.connect() for _ in range(200)]
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
+        self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["Status"], "Success")
+        closed, _ = self.closed_within(idle[0], 15)
+        self.assertTrue(closed)
+        for sock in idle:
+            sock.close()
+
+    def test_malformed_http_is_answered_and_the_connection_closed(self):
+        bad = self.connect()
+        bad.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        _, data = self.closed_within(bad, 10)
+        self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:40])
+        big = self.connect()
+        big.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        _, data = self.closed_within(big, 10)
+        self.assertTrue(data.startswith(b"HTTP/1.1 431"), data[:40])
+
+    def test_a_bad_config_file_is_refused_with_its_line(self):
+        bad = os.path.join(self.dir.name, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("listen = 127.0.0.1:0\nthreads = many\n")
+        r = subprocess.run([XAPID, "--config", bad, "--data-dir", self.dir.name + "/other"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("bad.conf:2: threads must be a number", r.stderr)
+
+
 class daemon_restart_test(unittest.TestCase):
     def test_a_restart_keeps_the_database_and_ends_the_sessions(self):
         with tempfile.TemporaryDirectory() as d:
