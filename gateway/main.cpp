@@ -27,6 +27,7 @@
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
 #include "gateway/passwords.hpp"
+#include "gateway/roles.hpp"
 #include "gateway/rpc_endpoint.hpp"
 #include "gateway/session_rpcs.hpp"
 #include "gateway/sessions.hpp"
@@ -218,6 +219,10 @@ int main(int argc, char** argv) {
     spdlog::error("xapid.start.failed reason=\"first boot: {}\"", identity.error().description().at(0));
     return 1;
   }
+  if (auto st = xapid::gateway::ensure_roles(db); !st) {
+    spdlog::error("xapid.start.failed reason=\"first boot: roles: {}\"", st.error().description().at(0));
+    return 1;
+  }
   auto credentials = xapid::gateway::load_or_create_root_password(opt.data_dir, opt.root_password_file);
   if (!credentials) {
     spdlog::error("xapid.start.failed reason=\"{}\"", credentials.error());
@@ -239,6 +244,7 @@ int main(int argc, char** argv) {
   dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
   xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  xapid::gateway::register_role_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
   events.register_with(dispatcher);
   xapid::gateway::task_manager tasks(db, clock, identity->host);

@@ -2,9 +2,9 @@
 """Generates the C++ of the XenAPI datamodel: record and enum types, their wire conversions,
 the error codes with one builder each, and the catalog of every class, field and RPC.
 
-Usage: generate_cpp.py DATAMODEL_JSON OUT_DIR
+Usage: generate_cpp.py DATAMODEL_JSON RBAC_JSON OUT_DIR
 
-Writes OUT_DIR/xapid/api/{errors,types,catalog,methods}.hpp and {errors,types,catalog}.cpp.
+Writes OUT_DIR/xapid/api/{errors,types,catalog,methods,rbac}.hpp and {errors,types,catalog,rbac}.cpp.
 Run by CMake into the build tree; the output is never committed.
 """
 import json
@@ -625,12 +625,70 @@ namespace xapid::api::method {
     return "".join(h)
 
 
+def gen_rbac(model, rbac):
+    """The roles, most powerful first, and for every RPC the least powerful role allowed to call it."""
+    roles = [r["name"] for r in rbac["roles"]]
+    wire_names = sorted(f"{c['name']}.{m['name']}" for c in model["classes"] for m in c["messages"])
+    missing = [w for w in wire_names if w not in rbac["rpcs"]]
+    if missing:
+        sys.exit(f"generate_cpp: rbac.json has no role for {missing[:5]} (and {max(0, len(missing) - 5)} more)")
+    h = [HEADER, """// Role-based access control as xapi defines it: six roles, each including every less powerful
+// one, and for every RPC the least powerful role that may call it (proto/datamodel/rbac.json).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include "xapid/api/catalog.hpp"
+
+namespace xapid::api {
+
+struct role_desc {
+  std::string_view name;  // "pool-admin", ..., "read-only"
+  std::string_view description;
+};
+
+std::span<const role_desc> all_roles() noexcept;  // the most powerful first
+// The index in all_roles() of the least powerful role allowed to call `m`; a role at index i
+// may call every RPC whose least role has an index >= i.
+std::size_t least_role(const method_desc& m) noexcept;
+
+}  // namespace xapid::api
+"""]
+    c = [HEADER, """#include "xapid/api/rbac.hpp"
+
+#include <cstdint>
+
+namespace xapid::api {
+namespace {
+
+constexpr role_desc roles[] = {
+"""]
+    for r in rbac["roles"]:
+        c.append(f"  {{{string_literal(r['name'])}, {string_literal(r.get('description', ''))}}},\n")
+    c.append("};\n// Parallel to all_methods(), which is sorted by wire name.\nconstexpr std::uint8_t least[] = {")
+    c.append(", ".join(str(roles.index(rbac["rpcs"][w])) for w in wire_names))
+    c.append("""};
+
+}  // namespace
+
+std::span<const role_desc> all_roles() noexcept { return roles; }
+std::size_t least_role(const method_desc& m) noexcept { return least[&m - all_methods().data()]; }
+
+}  // namespace xapid::api
+""")
+    return "".join(h), "".join(c)
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: generate_cpp.py DATAMODEL_JSON OUT_DIR")
+    if len(sys.argv) != 4:
+        sys.exit("usage: generate_cpp.py DATAMODEL_JSON RBAC_JSON OUT_DIR")
     with open(sys.argv[1], encoding="utf-8") as f:
         model = json.load(f)
-    out = os.path.join(sys.argv[2], "xapid", "api")
+    with open(sys.argv[2], encoding="utf-8") as f:
+        rbac = json.load(f)
+    out = os.path.join(sys.argv[3], "xapid", "api")
     names = [type_name(c["name"]) for c in model["classes"]] + [ident(e["name"]) for e in model["enums"]]
     if len(set(names)) != len(names):
         sys.exit("generate_cpp: two classes or enums map to the same C++ name")
@@ -644,6 +702,9 @@ def main():
     write(os.path.join(out, "catalog.hpp"), ch)
     write(os.path.join(out, "catalog.cpp"), cc)
     write(os.path.join(out, "methods.hpp"), gen_methods(model))
+    rh, rc = gen_rbac(model, rbac)
+    write(os.path.join(out, "rbac.hpp"), rh)
+    write(os.path.join(out, "rbac.cpp"), rc)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,38 @@ class daemon_rpc_test(unittest.TestCase):
         self.ok(proxy.task.destroy(s, task))
         self.assertEqual(self.err(proxy.task.cancel(s, task)), ["HANDLE_INVALID", "task", task])
 
+    def test_roles_exist_from_first_boot_with_their_permissions(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+        s = self.login()
+        by_name = lambda n: self.ok(proxy.role.get_by_name_label(s, n))[0]
+        names = ["pool-admin", "pool-operator", "vm-power-admin", "vm-admin", "vm-operator", "read-only"]
+        roles = {n: by_name(n) for n in names}
+        perms = {n: set(self.ok(proxy.role.get_permissions_name_label(s, r))) for n, r in roles.items()}
+        # Each role grants everything the next less powerful one does, and more.
+        for stronger, weaker in zip(names, names[1:]):
+            self.assertTrue(perms[weaker] < perms[stronger], (stronger, weaker))
+        self.assertIn("vm.get_record", perms["read-only"])
+        self.assertNotIn("vm.start", perms["read-only"])
+        self.assertIn("vm.start", perms["vm-operator"])
+        self.assertNotIn("vm.destroy", perms["vm-operator"])
+        self.assertIn("pool.eject", perms["pool-operator"])
+        self.assertNotIn("subject.create", perms["pool-operator"])
+        self.assertIn("subject.create", perms["pool-admin"])
+        granting = set(self.ok(proxy.role.get_by_permission_name_label(s, "vm.start")))
+        self.assertEqual(granting, {roles[n] for n in names[:5]})
+        vm_start = self.ok(proxy.role.get_by_name_label(s, "vm.start"))[0]
+        self.assertEqual(set(self.ok(proxy.role.get_by_permission(s, vm_start))), granting)
+
+        subject = self.ok(proxy.subject.create(s, {"subject_identifier": "u1000", "other_config": {"subject-name": "alice"}}))
+        self.ok(proxy.subject.add_to_roles(s, subject, roles["read-only"]))
+        self.assertEqual(set(self.ok(proxy.subject.get_permissions_name_label(s, subject))), perms["read-only"])
+        self.assertEqual(self.ok(proxy.subject.get_roles(s, subject)), [roles["read-only"]])
+        self.ok(proxy.subject.remove_from_roles(s, subject, roles["read-only"]))
+        self.assertEqual(self.ok(proxy.subject.get_roles(s, subject)), [])
+        self.assertEqual(self.err(proxy.subject.add_to_roles(s, subject, "OpaqueRef:no-role")),
+                         ["HANDLE_INVALID", "role", "OpaqueRef:no-role"])
+        self.ok(proxy.subject.destroy(s, subject))
+
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
         self.assertEqual(proxy.VM.no_such("s")["ErrorDescription"], ["MESSAGE_METHOD_UNKNOWN", "VM.no_such"])

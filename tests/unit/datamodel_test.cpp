@@ -6,6 +6,7 @@
 
 #include "xapid/api/catalog.hpp"
 #include "xapid/api/methods.hpp"
+#include "xapid/api/rbac.hpp"
 #include "xapid/api/types.hpp"
 
 namespace xapid::api {
@@ -259,6 +260,25 @@ TEST(datamodel, typed_method_signatures_follow_the_catalog) {
   static_assert(std::is_same_v<method::host_get_data_sources::result_type, std::vector<data_source>>);
   EXPECT_EQ(method::VM_clone::wire_name, "VM.clone");
   EXPECT_NE(find_method(method::VM_clone::wire_name), nullptr);
+}
+
+TEST(datamodel, every_rpc_has_the_least_role_xapi_gives_it) {
+  std::vector<std::string> names;
+  for (const auto& r : all_roles()) {
+    names.emplace_back(r.name);
+    EXPECT_FALSE(r.description.empty()) << r.name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"pool-admin", "pool-operator", "vm-power-admin", "vm-admin",
+                                             "vm-operator", "read-only"}));
+  auto least = [](const char* wire) { return std::string(all_roles()[least_role(*find_method(wire))].name); };
+  EXPECT_EQ(least("VM.start"), "vm-operator");
+  EXPECT_EQ(least("VM.destroy"), "vm-admin");
+  EXPECT_EQ(least("VM.pool_migrate"), "vm-power-admin");
+  EXPECT_EQ(least("VM.get_record"), "read-only");
+  EXPECT_EQ(least("pool.join"), "pool-operator");
+  EXPECT_EQ(least("subject.create"), "pool-admin");
+  EXPECT_EQ(least("event.from"), "read-only");
+  for (const auto& m : all_methods()) EXPECT_LT(least_role(m), all_roles().size()) << m.wire_name;
 }
 
 }  // namespace
