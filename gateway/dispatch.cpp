@@ -1,5 +1,8 @@
 #include "gateway/dispatch.hpp"
 
+#include "gateway/roles.hpp"
+#include "xapid/api/rbac.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
@@ -76,8 +79,14 @@ const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& 
       out = failure(api::errors::SESSION_INVALID(*session));
       return nullptr;
     }
-    if (auto st = check_session_(*session); !st) {
-      out = failure(st.error());
+    auto level = check_session_(*session);
+    if (!level) {
+      out = failure(level.error());
+      return nullptr;
+    }
+    // RBAC: the session's most powerful role must be at least the RPC's least role.
+    if (*level > api::least_role(*m)) {
+      out = failure(api::errors::RBAC_PERMISSION_DENIED(permission_name(*m), "No permission in user session"));
       return nullptr;
     }
     ctx.session = *session;

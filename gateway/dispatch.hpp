@@ -34,7 +34,8 @@ class dispatcher {
 
   // Receives the parameters without the session (already counted, checked and split off).
   using handler = std::function<api::api_result<wire::value>(call_context&, const wire::array& params)>;
-  using session_check = std::function<api::status(const std::string& session)>;
+  // Checks a session; answers the index in api::all_roles() of its most powerful role.
+  using session_check = std::function<api::api_result<std::size_t>(const std::string& session)>;
 
   // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
   // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).

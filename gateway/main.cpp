@@ -23,6 +23,7 @@
 
 #include "gateway/dispatch.hpp"
 #include "gateway/event_rpcs.hpp"
+#include "gateway/external_auth.hpp"
 #include "gateway/first_boot.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
@@ -245,6 +246,7 @@ int main(int argc, char** argv) {
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
   xapid::gateway::register_implicit_rpcs(dispatcher, db);
   xapid::gateway::register_role_rpcs(dispatcher, db);
+  xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
   events.register_with(dispatcher);
   xapid::gateway::task_manager tasks(db, clock, identity->host);

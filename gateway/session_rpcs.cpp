@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "gateway/external_auth.hpp"
 #include "gateway/passwords.hpp"
 
 namespace xapid::gateway {
@@ -15,7 +16,7 @@ std::string string_at(const wire::array& p, std::size_t i) {
 
 void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::database& db, root_account& root,
                            std::chrono::milliseconds failed_login_delay) {
-  auto login = [&sessions, &root, failed_login_delay](call_context& ctx,
+  auto login = [&sessions, &root, &db, failed_login_delay](call_context& ctx,
                                                        const wire::array& p) -> api::api_result<wire::value> {
     if (!p[0].as_string() || !p[1].as_string()) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
     const std::string& user = *p[0].as_string();
@@ -30,6 +31,14 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
         hash = root.hash;
       }
       ok = verify_password(password, hash);
+    }
+    if (!ok && user != "root" && !user.empty()) {
+      auto id = authenticate_external(db, sessions.this_host(), user, password);
+      if (id) {
+        auto ref = sessions.create_subject_session(originator, id->subject, id->sid, id->user, id->role_level);
+        if (!ref) return fail(ref.error());
+        return wire::value(*ref);
+      }
     }
     if (!ok) {
       ctx.answer_delay = failed_login_delay;

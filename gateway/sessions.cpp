@@ -1,6 +1,9 @@
 #include "gateway/sessions.hpp"
 
 #include <algorithm>
+
+#include "gateway/roles.hpp"
+#include "xapid/api/rbac.hpp"
 #include <vector>
 
 namespace xapid::gateway {
@@ -23,14 +26,33 @@ api::status session_manager::clear_stale() {
 }
 
 api::api_result<std::string> session_manager::create_root_session(const std::string& originator) {
-  const std::int64_t now = clock_.now_ms();
-  auto t = db_.begin();
   api::session rec;
+  rec.is_local_superuser = true;
+  rec.originator = originator;
+  return create(std::move(rec), 0);
+}
+
+api::api_result<std::string> session_manager::create_subject_session(const std::string& originator,
+                                                                     const std::string& subject, const std::string& sid,
+                                                                     const std::string& user, std::size_t role_level) {
+  api::session rec;
+  rec.originator = originator;
+  rec.subject.opaque = subject;
+  rec.auth_user_sid = sid;
+  rec.auth_user_name = user;
+  // The permissions the session holds, as xapi lists them on the session.
+  for (const auto& m : api::all_methods())
+    if (role_level <= api::least_role(m)) rec.rbac_permissions.push_back(permission_name(m));
+  return create(std::move(rec), role_level);
+}
+
+api::api_result<std::string> session_manager::create(api::session rec, std::size_t role_level) {
+  const std::int64_t now = clock_.now_ms();
+  const std::string originator = rec.originator;
+  auto t = db_.begin();
   rec.this_host.opaque = this_host_;
   rec.last_active = api::datetime{now / 1000};
   rec.validation_time = rec.last_active;
-  rec.is_local_superuser = true;
-  rec.originator = originator;
   std::string ref = t.create(rec);
 
   // At most `per_originator` sessions per originator: the least recently used ones go.
@@ -49,18 +71,18 @@ api::api_result<std::string> session_manager::create_root_session(const std::str
   if (!r) return fail(r.error());
   std::lock_guard lock(mu_);
   for (std::size_t i = 0; i < excess; ++i) live_.erase(same[i].second);
-  live_[ref] = live{now, originator};
+  live_[ref] = live{now, originator, role_level};
   return ref;
 }
 
-api::status session_manager::validate(const std::string& ref) {
+api::api_result<std::size_t> session_manager::validate(const std::string& ref) {
   const std::int64_t now = clock_.now_ms();
   {
     std::lock_guard lock(mu_);
     auto it = live_.find(ref);
     if (it != live_.end() && now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000) {
       it->second.last_active_ms = now;
-      return ok_v;
+      return it->second.role_level;
     }
     if (it == live_.end()) return fail(api::errors::SESSION_INVALID(ref));
   }

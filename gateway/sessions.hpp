@@ -30,18 +30,26 @@ class session_manager {
   api::status clear_stale();
   // A new session of the local superuser.
   api::api_result<std::string> create_root_session(const std::string& originator);
-  // SESSION_INVALID(ref) unless `ref` is a live session; marks it used.
-  api::status validate(const std::string& ref);
+  // A new session of an externally authenticated subject.
+  api::api_result<std::string> create_subject_session(const std::string& originator, const std::string& subject,
+                                                      const std::string& sid, const std::string& user,
+                                                      std::size_t role_level);
+  // SESSION_INVALID(ref) unless `ref` is a live session; marks it used. Answers the index in
+  // api::all_roles() of the session's most powerful role (0 for the local superuser; npos: none).
+  api::api_result<std::size_t> validate(const std::string& ref);
   api::status destroy(const std::string& ref);
   // Ends every session idle longer than the timeout; returns how many.
   std::size_t expire_idle();
   std::size_t count() const;
+  const std::string& this_host() const noexcept { return this_host_; }
 
  private:
   struct live {
     std::int64_t last_active_ms;
     std::string originator;
+    std::size_t role_level;
   };
+  api::api_result<std::string> create(api::session rec, std::size_t role_level);
   storage::database& db_;
   clock& clock_;
   std::string this_host_;

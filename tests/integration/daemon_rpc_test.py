@@ -6,6 +6,8 @@ Usage: daemon_rpc_test.py PATH_TO_XAPID"""
 import http.client
 import json
 import os
+import pwd
+import shutil
 import re
 import signal
 import socket
@@ -488,6 +490,76 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("bad.conf:2: threads must be a number", r.stderr)
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("useradd"), "needs root to add a user and a PAM service")
+class daemon_external_auth_test(unittest.TestCase):
+    """A system user, authenticated by PAM, logs in through a subject whose roles bound the calls."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.user = f"xapidpam{os.getpid()}"
+        cls.secret = "pam-secret-1"
+        cls.service = f"xapid-test-{os.getpid()}"
+        subprocess.run(["useradd", "--no-create-home", cls.user], check=True)
+        subprocess.run(["chpasswd"], input=f"{cls.user}:{cls.secret}\n", text=True, check=True)
+        cls.uid = pwd.getpwnam(cls.user).pw_uid
+        with open(f"/etc/pam.d/{cls.service}", "w") as f:
+            f.write("auth required pam_unix.so\naccount required pam_unix.so\n")
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.proc, cls.port = start_daemon(cls.dir.name)
+        cls.url = f"http://127.0.0.1:{cls.port}"
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.proc.stderr.close()
+        cls.dir.cleanup()
+        os.remove(f"/etc/pam.d/{cls.service}")
+        subprocess.run(["userdel", cls.user], check=False)
+
+    def test_a_pam_user_gets_the_rights_of_its_subjects_roles(self):
+        x = xmlrpc.client.ServerProxy(self.url)
+        root = x.session.login_with_password("root", PASSWORD)["Value"]
+        pool = x.pool.get_all(root)["Value"][0]
+        self.assertEqual(x.pool.enable_external_auth(root, pool, {}, "", "LDAP")["ErrorDescription"],
+                         ["AUTH_UNKNOWN_TYPE", "LDAP"])
+        # Before any subject exists, PAM's yes is not enough.
+        self.assertEqual(x.pool.enable_external_auth(root, pool, {"pam_service": self.service}, "", "PAM")["Status"], "Success")
+        self.assertEqual(x.pool.enable_external_auth(root, pool, {}, "", "PAM")["ErrorDescription"],
+                         ["AUTH_ALREADY_ENABLED", "PAM", ""])
+        self.assertEqual(x.session.login_with_password(self.user, self.secret)["ErrorDescription"],
+                         ["SESSION_AUTHENTICATION_FAILED"])
+
+        role = lambda name: x.role.get_by_name_label(root, name)["Value"][0]
+        subject = x.subject.create(root, {"subject_identifier": f"u{self.uid}"})["Value"]
+        x.subject.add_to_roles(root, subject, role("read-only"))
+        self.assertEqual(x.session.login_with_password(self.user, "wrong")["ErrorDescription"],
+                         ["SESSION_AUTHENTICATION_FAILED"])
+        reader = x.session.login_with_password(self.user, self.secret)["Value"]
+        self.assertFalse(x.session.get_is_local_superuser(reader, reader)["Value"])
+        self.assertEqual(x.session.get_auth_user_name(reader, reader)["Value"], self.user)
+        self.assertIn("vm.get_record", x.session.get_rbac_permissions(reader, reader)["Value"])
+        self.assertEqual(x.pool.get_all(reader)["Value"], [pool])
+        self.assertEqual(x.pool.set_name_label(reader, pool, "mine")["ErrorDescription"],
+                         ["RBAC_PERMISSION_DENIED", "pool.set_name_label", "No permission in user session"])
+
+        # A vm-operator may start a VM (not built yet, so NOT_IMPLEMENTED) but not destroy one.
+        x.subject.remove_from_roles(root, subject, role("read-only"))
+        x.subject.add_to_roles(root, subject, role("vm-operator"))
+        operator = x.session.login_with_password(self.user, self.secret)["Value"]
+        self.assertEqual(x.VM.start(operator, "OpaqueRef:vm", False, False)["ErrorDescription"][0], "NOT_IMPLEMENTED")
+        self.assertEqual(x.VM.destroy(operator, "OpaqueRef:vm")["ErrorDescription"],
+                         ["RBAC_PERMISSION_DENIED", "vm.destroy", "No permission in user session"])
+        self.assertEqual(getattr(x, "Async").VM.destroy(operator, "OpaqueRef:vm")["ErrorDescription"][0],
+                         "RBAC_PERMISSION_DENIED")
+
+        # Without a subject, or with external authentication off, the user cannot log in.
+        x.subject.destroy(root, subject)
+        self.assertEqual(x.session.login_with_password(self.user, self.secret)["ErrorDescription"],
+                         ["SESSION_AUTHENTICATION_FAILED"])
+        x.pool.disable_external_auth(root, pool, {})
+        self.assertEqual(x.host.get_external_auth_type(root, x.pool.get_master(root, pool)["Value"])["Value"], "")
 
 
 class daemon_restart_test(unittest.TestCase):

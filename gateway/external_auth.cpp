@@ -1,0 +1,129 @@
+#include "gateway/external_auth.hpp"
+
+#include <pwd.h>
+#include <security/pam_appl.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "xapid/api/rbac.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+std::size_t host_class() { return storage::schema::get().class_of<api::host>(); }
+std::size_t host_field(const char* name) { return *storage::schema::get().field_index(host_class(), name); }
+
+// Answers every PAM prompt for a secret with the password.
+int answer_with_password(int n, const struct pam_message** msg, struct pam_response** resp, void* data) {
+  auto* replies = static_cast<struct pam_response*>(std::calloc(static_cast<std::size_t>(n), sizeof(struct pam_response)));
+  if (!replies) return PAM_BUF_ERR;
+  for (int i = 0; i < n; ++i)
+    if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON)
+      replies[i].resp = ::strdup(static_cast<const char*>(data));
+  *resp = replies;
+  return PAM_SUCCESS;
+}
+
+bool pam_accepts(const std::string& service, const std::string& user, const std::string& password) {
+  struct pam_conv conv = {answer_with_password, const_cast<char*>(password.c_str())};
+  pam_handle_t* handle = nullptr;
+  if (::pam_start(service.c_str(), user.c_str(), &conv, &handle) != PAM_SUCCESS) return false;
+  int rc = ::pam_authenticate(handle, PAM_SILENT);
+  if (rc == PAM_SUCCESS) rc = ::pam_acct_mgmt(handle, PAM_SILENT);
+  ::pam_end(handle, rc);
+  return rc == PAM_SUCCESS;
+}
+
+std::size_t role_level(const storage::state& snap, const api::subject& s) {
+  std::size_t best = static_cast<std::size_t>(-1);
+  auto roles = api::all_roles();
+  for (const auto& r : s.roles)
+    if (const api::role* rec = snap.get<api::role>(r.opaque))
+      for (std::size_t i = 0; i < roles.size(); ++i)
+        if (roles[i].name == rec->name_label) best = std::min(best, i);
+  return best;
+}
+
+api::api_result<wire::value> set_auth(storage::database& db, const std::vector<std::string>& hosts, const wire::value& config,
+                                      const std::string& service, const std::string& type) {
+  auto t = db.begin();
+  for (const auto& h : hosts) {
+    t.set(host_class(), h, host_field("external_auth_type"), wire::value(type));
+    t.set(host_class(), h, host_field("external_auth_service_name"), wire::value(service));
+    t.set(host_class(), h, host_field("external_auth_configuration"), config);
+  }
+  auto r = db.commit(std::move(t));
+  if (!r) return fail(std::move(r).error());
+  return wire::value("");
+}
+
+}  // namespace
+
+api::api_result<external_identity> authenticate_external(storage::database& db, const std::string& host,
+                                                         const std::string& user, const std::string& password) {
+  auto snap = db.snapshot();
+  const api::host* h = snap->get<api::host>(host);
+  if (!h || h->external_auth_type != "PAM") return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+  auto it = h->external_auth_configuration.find("pam_service");
+  std::string service = it != h->external_auth_configuration.end() ? it->second : "login";
+  if (!pam_accepts(service, user, password)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+
+  struct passwd pw, *found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found)
+    return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+  std::string sid = "u" + std::to_string(pw.pw_uid);
+  snap = db.snapshot();
+  std::optional<external_identity> id;
+  snap->for_each(storage::schema::get().class_of<api::subject>(), [&](const std::string& ref, const storage::row& r) {
+    const auto& s = *static_cast<const api::subject*>(r.record.get());
+    if (s.subject_identifier != sid) return true;
+    id = external_identity{ref, sid, user, role_level(*snap, s)};
+    return false;
+  });
+  if (!id) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+  return *id;
+}
+
+void register_external_auth_rpcs(dispatcher& d, storage::database& db) {
+  auto all_hosts = [&db] {
+    std::vector<std::string> hosts;
+    db.snapshot()->for_each(host_class(), [&](const std::string& ref, const storage::row&) {
+      hosts.push_back(ref);
+      return true;
+    });
+    return hosts;
+  };
+  auto enable = [&db](const std::vector<std::string>& hosts, const wire::array& p) -> api::api_result<wire::value> {
+    std::string service, type;
+    if (!p[1].as_struct()) return fail(api::errors::FIELD_TYPE_ERROR("config"));
+    if (!api::from_value(p[2], service)) return fail(api::errors::FIELD_TYPE_ERROR("service_name"));
+    if (!api::from_value(p[3], type)) return fail(api::errors::FIELD_TYPE_ERROR("auth_type"));
+    if (type != "PAM") return fail(api::errors::AUTH_UNKNOWN_TYPE(type));
+    auto snap = db.snapshot();
+    for (const auto& h : hosts)
+      if (const api::host* rec = snap->get<api::host>(h); rec && !rec->external_auth_type.empty())
+        return fail(api::errors::AUTH_ALREADY_ENABLED(rec->external_auth_type, rec->external_auth_service_name));
+    return set_auth(db, hosts, p[1], service, type);
+  };
+  d.add("pool.enable_external_auth", [enable, all_hosts](call_context&, const wire::array& p) {
+    return enable(all_hosts(), p);
+  });
+  d.add("host.enable_external_auth", [enable](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    std::string host;
+    if (!api::from_value(p[0], host)) return fail(api::errors::FIELD_TYPE_ERROR("host"));
+    return enable({host}, p);
+  });
+  d.add("pool.disable_external_auth", [&db, all_hosts](call_context&, const wire::array&) {
+    return set_auth(db, all_hosts(), wire::value(wire::structure{}), "", "");
+  });
+  d.add("host.disable_external_auth", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    std::string host;
+    if (!api::from_value(p[0], host)) return fail(api::errors::FIELD_TYPE_ERROR("host"));
+    return set_auth(db, {host}, wire::value(wire::structure{}), "", "");
+  });
+}
+
+}  // namespace xapid::gateway
