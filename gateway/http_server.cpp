@@ -1,6 +1,7 @@
 #include "gateway/http_server.hpp"
 
 #include <atomic>
+#include <thread>
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -121,12 +122,18 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     in.from_unix_socket = is_unix_;
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
+    handler_thread_ = std::this_thread::get_id();
+    in_handler_ = true;
     server_->on_request(std::move(in), [self = this->shared_from_this(), version, keep_alive](http_response out) {
-      // Back onto this connection's strand, whichever thread answered.
+      // Most calls answer at once, on this connection's strand: write straight away. A call
+      // that answers later, from another thread, goes back onto the strand first.
+      if (self->in_handler_ && std::this_thread::get_id() == self->handler_thread_)
+        return self->respond(version, keep_alive, std::move(out));
       net::post(self->stream_.get_executor(), [self, version, keep_alive, out = std::move(out)]() mutable {
         self->respond(version, keep_alive, std::move(out));
       });
     });
+    in_handler_ = false;
   }
 
   void respond(unsigned version, bool keep_alive, http_response out) {
@@ -180,6 +187,10 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<net::steady_timer> delay_;
+  // While on_request runs, a responder called on the same thread is on the strand and may write
+  // at once; a responder on any other thread (a call that waited) posts to the strand.
+  std::atomic<bool> in_handler_{false};
+  std::thread::id handler_thread_;
   std::shared_ptr<http_server::impl> server_;
   bool is_unix_;
 };
