@@ -1,0 +1,151 @@
+// The simulated Xen host: domain lifecycle, memory accounting, suspend images, persistence
+// across restarts, and seeded fault injection.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/temp_dir.hpp"
+#include "xen/sim_backend.hpp"
+
+namespace xapid::xen {
+namespace {
+
+constexpr std::int64_t gib = std::int64_t{1} << 30;
+
+domain_config vm(const std::string& uuid, std::int64_t memory) {
+  domain_config c;
+  c.uuid = uuid;
+  c.name = "vm " + uuid;
+  c.memory_max_bytes = c.memory_target_bytes = memory;
+  c.vcpus_max = 4;
+  c.vcpus = 2;
+  return c;
+}
+
+std::unique_ptr<sim_backend> open(sim_options o = {}) {
+  auto b = sim_backend::open(std::move(o));
+  EXPECT_TRUE(b.ok());
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+TEST(sim_backend, a_domain_is_built_paused_runs_and_is_destroyed) {
+  auto b = open();
+  const std::int64_t free_before = b->host().memory_free_bytes;
+  EXPECT_EQ(free_before, 15 * gib);  // 16 GiB, 1 GiB of it the control domain's
+  auto domid = b->create(vm("a", 2 * gib));
+  ASSERT_TRUE(domid.ok());
+  EXPECT_GE(*domid, 1);  // domid 0 is the control domain
+  EXPECT_EQ(b->host().memory_free_bytes, free_before - 2 * gib);
+  ASSERT_EQ(b->list().size(), 1u);
+  EXPECT_EQ(b->list()[0].state, domain_state::paused);
+  ASSERT_TRUE(b->unpause(*domid).ok());
+  EXPECT_EQ(b->list()[0].state, domain_state::running);
+  EXPECT_EQ(b->unpause(*domid).error().what, backend_error::kind::bad_state);
+  ASSERT_TRUE(b->shutdown(*domid, shutdown_reason::poweroff).ok());
+  EXPECT_EQ(b->list()[0].state, domain_state::shutdown);
+  EXPECT_EQ(b->list()[0].reason, shutdown_reason::poweroff);
+  EXPECT_EQ(b->host().memory_free_bytes, free_before - 2 * gib);  // held until destroyed
+  ASSERT_TRUE(b->destroy(*domid).ok());
+  EXPECT_EQ(b->host().memory_free_bytes, free_before);
+  EXPECT_EQ(b->destroy(*domid).error().what, backend_error::kind::no_such_domain);
+}
+
+TEST(sim_backend, memory_that_does_not_fit_is_refused_with_the_numbers) {
+  auto b = open();
+  ASSERT_TRUE(b->create(vm("a", 10 * gib)).ok());
+  auto refused = b->create(vm("b", 6 * gib));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().what, backend_error::kind::not_enough_memory);
+  EXPECT_EQ(refused.error().needed_bytes, 6 * gib);
+  EXPECT_EQ(refused.error().available_bytes, 5 * gib);
+  EXPECT_TRUE(b->create(vm("c", 5 * gib)).ok());
+  EXPECT_EQ(b->create(vm("c", 1)).error().what, backend_error::kind::domain_exists);
+}
+
+TEST(sim_backend, domids_are_never_reused) {
+  auto b = open();
+  int first = *b->create(vm("a", gib));
+  ASSERT_TRUE(b->destroy(first).ok());
+  EXPECT_GT(*b->create(vm("a", gib)), first);
+}
+
+TEST(sim_backend, suspend_writes_an_image_that_resume_rebuilds_from) {
+  testing::temp_dir dir;
+  auto b = open();
+  int domid = *b->create(vm("a", 3 * gib));
+  ASSERT_TRUE(b->unpause(domid).ok());
+  ASSERT_TRUE(b->set_vcpus(domid, 3).ok());
+  ASSERT_TRUE(b->suspend(domid, dir / "a.img").ok());
+  EXPECT_TRUE(b->list().empty());
+  EXPECT_EQ(b->host().memory_free_bytes, 15 * gib);
+  EXPECT_FALSE(b->resume(vm("other", gib), dir / "a.img").ok());  // an image of another VM
+  auto back = b->resume(vm("a", gib), dir / "a.img");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(b->list()[0].memory_bytes, 3 * gib);
+  EXPECT_EQ(b->list()[0].vcpus, 3);
+  EXPECT_EQ(b->list()[0].state, domain_state::paused);
+  {
+    std::ofstream junk(dir / "junk.img");
+    junk << "not an image";
+  }
+  EXPECT_FALSE(b->resume(vm("z", gib), dir / "junk.img").ok());
+}
+
+TEST(sim_backend, guests_stop_on_their_own_and_balloon) {
+  auto b = open();
+  int domid = *b->create(vm("a", 2 * gib));
+  ASSERT_TRUE(b->unpause(domid).ok());
+  ASSERT_TRUE(b->set_memory_target(domid, gib).ok());
+  EXPECT_EQ(b->host().memory_free_bytes, 14 * gib);
+  EXPECT_EQ(b->set_memory_target(domid, 20 * gib).error().what, backend_error::kind::not_enough_memory);
+  ASSERT_TRUE(b->guest_stops(domid, shutdown_reason::crash).ok());
+  EXPECT_EQ(b->list()[0].state, domain_state::crashed);
+}
+
+TEST(sim_backend, running_domains_survive_a_restart) {
+  testing::temp_dir dir;
+  sim_options o;
+  o.state_file = dir / "sim-state";
+  int domid;
+  {
+    auto b = open(o);
+    domid = *b->create(vm("a", 2 * gib));
+    ASSERT_TRUE(b->unpause(domid).ok());
+  }
+  auto again = open(o);
+  ASSERT_EQ(again->list().size(), 1u);
+  EXPECT_EQ(again->list()[0].domid, domid);
+  EXPECT_EQ(again->list()[0].state, domain_state::running);
+  EXPECT_EQ(again->host().memory_free_bytes, 13 * gib);
+  EXPECT_GT(*again->create(vm("b", gib)), domid);
+  {
+    std::ofstream broken(o.state_file, std::ios::app);
+    broken << "garbage line\n";
+  }
+  EXPECT_FALSE(sim_backend::open(o).ok());
+}
+
+TEST(sim_backend, injected_faults_follow_their_seed) {
+  auto outcomes = [](std::uint64_t seed) {
+    sim_options o;
+    o.fault_seed = seed;
+    o.fault_probability = 0.5;
+    auto b = open(o);
+    std::string s;
+    for (int i = 0; i < 40; ++i) {
+      auto r = b->create(vm("vm" + std::to_string(i), 1));
+      s += r.ok() ? 'o' : 'x';
+      if (!r.ok()) {
+        EXPECT_EQ(r.error().message, "injected fault: create");
+      }
+    }
+    return s;
+  };
+  EXPECT_EQ(outcomes(7), outcomes(7));
+  EXPECT_NE(outcomes(7), outcomes(8));
+  EXPECT_NE(outcomes(7).find('x'), std::string::npos);
+  EXPECT_NE(outcomes(7).find('o'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xapid::xen

@@ -1,0 +1,100 @@
+// The hypervisor boundary: everything xapid asks of Xen goes through `backend`. Two
+// implementations: sim_backend (a simulated host, the default) and, later, libxl_backend.
+// Calls are synchronous and thread-safe; errors are values naming what went wrong.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace xapid::xen {
+
+struct host_info {
+  int cpu_count = 0;
+  std::string cpu_vendor;
+  std::string cpu_model;
+  std::int64_t cpu_speed_mhz = 0;
+  std::int64_t memory_total_bytes = 0;
+  std::int64_t memory_free_bytes = 0;  // not held by any domain
+  std::string xen_version;
+};
+
+struct disk {
+  std::string device;  // "xvda", "hdc"
+  std::string path;    // the image, or "" for an empty CD drive
+  bool read_only = false;
+  bool cdrom = false;
+};
+
+struct nic {
+  int index = 0;
+  std::string mac;
+  std::string bridge;
+};
+
+struct domain_config {
+  std::string uuid;  // the VM's uuid; a domain is found by it
+  std::string name;
+  bool hvm = false;
+  std::int64_t memory_max_bytes = 0;
+  std::int64_t memory_target_bytes = 0;
+  int vcpus_max = 1;
+  int vcpus = 1;
+  std::string kernel, ramdisk, cmdline, bootloader;  // PV boot
+  std::string boot_order;                            // HVM boot ("cd")
+  std::map<std::string, std::string> platform;
+  std::vector<disk> disks;
+  std::vector<nic> nics;
+};
+
+enum class domain_state { running, paused, shutdown, crashed };
+
+// Why a domain stopped (when state is shutdown): what the guest asked for.
+enum class shutdown_reason { none, poweroff, reboot, suspend, crash, halt };
+
+struct domain_info {
+  int domid = -1;
+  std::string uuid;
+  domain_state state = domain_state::paused;
+  shutdown_reason reason = shutdown_reason::none;
+  std::int64_t memory_bytes = 0;
+  int vcpus = 0;
+};
+
+// What the hypervisor refused, and why.
+struct backend_error {
+  enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, failed } what;
+  std::string message;
+  std::int64_t needed_bytes = 0;     // not_enough_memory
+  std::int64_t available_bytes = 0;  // not_enough_memory
+};
+
+template <class T>
+using backend_result = result<T, backend_error>;
+
+class backend {
+ public:
+  virtual ~backend() = default;
+
+  virtual host_info host() = 0;
+  // Builds a domain, paused, holding its memory; answers its domid.
+  virtual backend_result<int> create(const domain_config& config) = 0;
+  virtual backend_result<void> unpause(int domid) = 0;
+  virtual backend_result<void> pause(int domid) = 0;
+  // Asks the guest to stop (clean shutdown/reboot); it reaches state shutdown with the reason.
+  virtual backend_result<void> shutdown(int domid, shutdown_reason reason) = 0;
+  // Tears the domain down at once and frees its memory.
+  virtual backend_result<void> destroy(int domid) = 0;
+  // Saves a paused or running domain's state to `path` and destroys it.
+  virtual backend_result<void> suspend(int domid, const std::string& path) = 0;
+  // Rebuilds a domain from `path` (written by suspend), paused; answers its domid.
+  virtual backend_result<int> resume(const domain_config& config, const std::string& path) = 0;
+  virtual backend_result<void> set_memory_target(int domid, std::int64_t bytes) = 0;
+  virtual backend_result<void> set_vcpus(int domid, int vcpus) = 0;
+  virtual std::vector<domain_info> list() = 0;
+};
+
+}  // namespace xapid::xen

@@ -1,0 +1,218 @@
+#include "xen/sim_backend.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace xapid::xen {
+namespace {
+
+backend_error no_such_domain(int domid) {
+  return {backend_error::kind::no_such_domain, "no domain " + std::to_string(domid)};
+}
+
+backend_error bad_state(int domid, const char* wanted) {
+  return {backend_error::kind::bad_state, "domain " + std::to_string(domid) + " is not " + wanted};
+}
+
+}  // namespace
+
+result<std::unique_ptr<sim_backend>, std::string> sim_backend::open(sim_options options) {
+  std::unique_ptr<sim_backend> b(new sim_backend(options));
+  if (options.state_file.empty()) return b;
+  std::ifstream in(options.state_file);
+  if (!in) return b;  // first start: no domains yet
+  // One domain per line: domid uuid state reason memory vcpus; the first line is next_domid.
+  std::string line;
+  if (!std::getline(in, line)) return fail("empty simulator state file " + options.state_file);
+  b->next_domid_ = std::stoi(line);
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    domain_info d;
+    int state = 0, reason = 0;
+    if (!(fields >> d.domid >> d.uuid >> state >> reason >> d.memory_bytes >> d.vcpus) || state < 0 || state > 3 ||
+        reason < 0 || reason > 5)
+      return fail("corrupt line in simulator state file " + options.state_file + ": " + line);
+    d.state = static_cast<domain_state>(state);
+    d.reason = static_cast<shutdown_reason>(reason);
+    b->domains_[d.domid] = d;
+  }
+  return b;
+}
+
+sim_backend::sim_backend(sim_options options) : options_(std::move(options)), faults_(options_.fault_seed) {}
+
+void sim_backend::save_locked() {
+  if (options_.state_file.empty()) return;
+  std::string tmp = options_.state_file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << next_domid_ << "\n";
+    for (const auto& [id, d] : domains_)
+      out << d.domid << " " << d.uuid << " " << static_cast<int>(d.state) << " " << static_cast<int>(d.reason) << " "
+          << d.memory_bytes << " " << d.vcpus << "\n";
+  }
+  std::rename(tmp.c_str(), options_.state_file.c_str());
+}
+
+std::int64_t sim_backend::used_locked() const {
+  std::int64_t used = options_.dom0_memory_bytes;
+  for (const auto& [id, d] : domains_) used += d.memory_bytes;
+  return used;
+}
+
+backend_result<void> sim_backend::injected_fault(const char* operation) {
+  if (options_.fault_probability > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(faults_) < options_.fault_probability)
+    return fail(backend_error{backend_error::kind::failed, std::string("injected fault: ") + operation});
+  return ok_v;
+}
+
+host_info sim_backend::host() {
+  std::lock_guard lock(mu_);
+  return host_info{options_.cpu_count, "GenuineIntel", "Simulated Xeon", 2400, options_.memory_total_bytes,
+                   options_.memory_total_bytes - used_locked(), "4.17 (simulated)"};
+}
+
+backend_result<int> sim_backend::build_locked(const domain_config& config, std::int64_t memory) {
+  for (const auto& [id, d] : domains_)
+    if (d.uuid == config.uuid)
+      return fail(backend_error{backend_error::kind::domain_exists, "a domain of " + config.uuid + " exists"});
+  std::int64_t available = options_.memory_total_bytes - used_locked();
+  if (memory > available)
+    return fail(backend_error{backend_error::kind::not_enough_memory,
+                              "domain needs " + std::to_string(memory) + " bytes", memory, available});
+  domain_info d;
+  d.domid = next_domid_++;
+  d.uuid = config.uuid;
+  d.state = domain_state::paused;
+  d.memory_bytes = memory;
+  d.vcpus = config.vcpus;
+  domains_[d.domid] = d;
+  save_locked();
+  return d.domid;
+}
+
+backend_result<int> sim_backend::create(const domain_config& config) {
+  std::lock_guard lock(mu_);
+  if (auto f = injected_fault("create"); !f) return fail(f.error());
+  if (config.vcpus < 1 || config.vcpus > config.vcpus_max)
+    return fail(backend_error{backend_error::kind::failed, "vcpus must be 1.." + std::to_string(config.vcpus_max)});
+  return build_locked(config, config.memory_target_bytes > 0 ? config.memory_target_bytes : config.memory_max_bytes);
+}
+
+backend_result<void> sim_backend::unpause(int domid) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  if (it->second.state != domain_state::paused) return fail(bad_state(domid, "paused"));
+  if (auto f = injected_fault("unpause"); !f) return f;
+  it->second.state = domain_state::running;
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::pause(int domid) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
+  it->second.state = domain_state::paused;
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
+  if (auto f = injected_fault("shutdown"); !f) return f;
+  // The simulated guest obeys at once; a shut-down domain keeps its memory until destroyed.
+  it->second.state = domain_state::shutdown;
+  it->second.reason = reason;
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::guest_stops(int domid, shutdown_reason reason) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  it->second.state = reason == shutdown_reason::crash ? domain_state::crashed : domain_state::shutdown;
+  it->second.reason = reason;
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::destroy(int domid) {
+  std::lock_guard lock(mu_);
+  if (domains_.erase(domid) == 0) return fail(no_such_domain(domid));
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  if (it->second.state != domain_state::running && it->second.state != domain_state::paused)
+    return fail(bad_state(domid, "running or paused"));
+  if (auto f = injected_fault("suspend"); !f) return f;
+  {
+    // The image records what resume needs to check it is the same guest.
+    std::ofstream out(path, std::ios::trunc);
+    out << "xapid-sim-suspend-image 1\n" << it->second.uuid << " " << it->second.memory_bytes << " " << it->second.vcpus << "\n";
+    if (!out) return fail(backend_error{backend_error::kind::failed, "cannot write the suspend image " + path});
+  }
+  domains_.erase(it);
+  save_locked();
+  return ok_v;
+}
+
+backend_result<int> sim_backend::resume(const domain_config& config, const std::string& path) {
+  std::lock_guard lock(mu_);
+  std::ifstream in(path);
+  std::string magic, uuid;
+  int version = 0, vcpus = 0;
+  std::int64_t memory = 0;
+  if (!(in >> magic >> version >> uuid >> memory >> vcpus) || magic != "xapid-sim-suspend-image" || version != 1)
+    return fail(backend_error{backend_error::kind::failed, "not a suspend image: " + path});
+  if (uuid != config.uuid)
+    return fail(backend_error{backend_error::kind::failed, "the suspend image " + path + " is of " + uuid});
+  if (auto f = injected_fault("resume"); !f) return fail(f.error());
+  domain_config restored = config;
+  restored.vcpus = vcpus;
+  return build_locked(restored, memory);
+}
+
+backend_result<void> sim_backend::set_memory_target(int domid, std::int64_t bytes) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  std::int64_t available = options_.memory_total_bytes - used_locked() + it->second.memory_bytes;
+  if (bytes > available)
+    return fail(backend_error{backend_error::kind::not_enough_memory, "balloon target too high", bytes, available});
+  it->second.memory_bytes = bytes;
+  save_locked();
+  return ok_v;
+}
+
+backend_result<void> sim_backend::set_vcpus(int domid, int vcpus) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  if (vcpus < 1) return fail(backend_error{backend_error::kind::failed, "a domain needs a vcpu"});
+  it->second.vcpus = vcpus;
+  save_locked();
+  return ok_v;
+}
+
+std::vector<domain_info> sim_backend::list() {
+  std::lock_guard lock(mu_);
+  std::vector<domain_info> out;
+  for (const auto& [id, d] : domains_) out.push_back(d);
+  return out;
+}
+
+}  // namespace xapid::xen

@@ -1,0 +1,60 @@
+// A simulated Xen host: domids, memory accounting that refuses what does not fit, state
+// changes, suspend images as real files, and seeded fault injection. Its domains are kept in a
+// state file, so they survive a restart of xapid as real domains survive a toolstack restart.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "xen/backend.hpp"
+
+namespace xapid::xen {
+
+struct sim_options {
+  int cpu_count = 4;                                      // default 4
+  std::int64_t memory_total_bytes = std::int64_t{16} << 30;  // default 16 GiB
+  std::int64_t dom0_memory_bytes = std::int64_t{1} << 30;    // held by the control domain, default 1 GiB
+  std::string state_file;       // where domains are kept across restarts; "" keeps them in memory only
+  std::uint64_t fault_seed = 1;  // the fault plan's PRNG seed
+  double fault_probability = 0;  // chance that an operation fails with an injected fault, default 0
+};
+
+class sim_backend final : public backend {
+ public:
+  // Loads the domains of options.state_file when it exists.
+  static result<std::unique_ptr<sim_backend>, std::string> open(sim_options options);
+
+  host_info host() override;
+  backend_result<int> create(const domain_config& config) override;
+  backend_result<void> unpause(int domid) override;
+  backend_result<void> pause(int domid) override;
+  backend_result<void> shutdown(int domid, shutdown_reason reason) override;
+  backend_result<void> destroy(int domid) override;
+  backend_result<void> suspend(int domid, const std::string& path) override;
+  backend_result<int> resume(const domain_config& config, const std::string& path) override;
+  backend_result<void> set_memory_target(int domid, std::int64_t bytes) override;
+  backend_result<void> set_vcpus(int domid, int vcpus) override;
+  std::vector<domain_info> list() override;
+
+  // What a guest does on its own: shuts itself down, reboots, or crashes.
+  backend_result<void> guest_stops(int domid, shutdown_reason reason);
+
+ private:
+  explicit sim_backend(sim_options options);
+  std::int64_t used_locked() const;
+  backend_result<void> injected_fault(const char* operation);
+  backend_result<int> build_locked(const domain_config& config, std::int64_t memory);
+  void save_locked();
+
+  sim_options options_;
+  std::mutex mu_;
+  std::mt19937_64 faults_;
+  std::map<int, domain_info> domains_;
+  int next_domid_ = 1;  // domid 0 is the control domain
+};
+
+}  // namespace xapid::xen
