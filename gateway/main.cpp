@@ -35,6 +35,7 @@
 #include "gateway/tasks.hpp"
 #include "gateway/tls_certificate.hpp"
 #include "storage/database.hpp"
+#include "xen/libxl_config.hpp"
 
 namespace {
 
@@ -192,7 +193,13 @@ int main(int argc, char** argv) {
     ::setenv("XAPID_ROOT_PASSWORD", "coverage", 1);
   }
   if (opt.backend == "libxl") {
-    std::fprintf(stderr, "xapid: --backend libxl is not built yet; use --backend sim\n");
+    if (!xapid::xen::xen_hypervisor_present()) {
+      std::fprintf(stderr,
+                   "xapid: --backend libxl needs a Xen control domain, and this is not one "
+                   "(/proc/xen/capabilities does not say control_d); use --backend sim\n");
+      return 2;
+    }
+    std::fprintf(stderr, "xapid: the libxl backend's VM lifecycle is not built yet; use --backend sim\n");
     return 2;
   }
 
