@@ -5,12 +5,36 @@
 
 #include <fstream>
 
+#include <rapidjson/document.h>
+
 namespace xapid::gateway {
+
+extern const char* const templates_json;  // templates.json, compiled in (templates.cpp.in)
+
 namespace {
 
 // API version reported to clients: that of the release whose API the seed documents.
 constexpr std::int64_t api_version_major = 2;
 constexpr std::int64_t api_version_minor = 1;
+
+// A JSON value of templates.json as a wire value (numbers without a fraction are ints).
+wire::value from_json(const rapidjson::Value& v) {
+  if (v.IsString()) return wire::value(std::string(v.GetString(), v.GetStringLength()));
+  if (v.IsBool()) return wire::value(v.GetBool());
+  if (v.IsInt64()) return wire::value(std::int64_t{v.GetInt64()});
+  if (v.IsNumber()) return wire::value(v.GetDouble());
+  if (v.IsArray()) {
+    wire::array a;
+    for (const auto& e : v.GetArray()) a.push_back(from_json(e));
+    return wire::value(std::move(a));
+  }
+  if (v.IsObject()) {
+    wire::structure s;
+    for (const auto& m : v.GetObject()) s.emplace_back(m.name.GetString(), from_json(m.value));
+    return wire::value(std::move(s));
+  }
+  return {};
+}
 
 std::string local_hostname() {
   char buf[256] = {};
@@ -21,7 +45,7 @@ std::string local_hostname() {
 }  // namespace
 
 api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const std::string& data_dir,
-                                                    const std::string& address) {
+                                                    const std::string& address, const xen::host_info& hardware) {
   const std::string inventory = data_dir + "/inventory";
   std::string host_uuid;
   {
@@ -55,20 +79,102 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
 
   auto t = db.begin();
   if (id.host.empty()) {
+    const std::string hostname = local_hostname();
     api::host h;
     h.uuid = host_uuid;
-    h.name_label = local_hostname();
+    h.name_label = hostname;
     h.name_description = "Default install";
-    h.hostname = h.name_label;
+    h.hostname = hostname;
     h.address = address;
     h.API_version_major = api_version_major;
     h.API_version_minor = api_version_minor;
     h.API_version_vendor = "XenSource";
     h.enabled = true;
-    h.software_version = {{"product_brand", "xapid"}, {"product_version", "0.1.0"}, {"xapi", "1.3"}};
+    h.software_version = {{"product_brand", "xapid"}, {"product_version", "0.1.0"}, {"xapi", "1.3"},
+                          {"xen", hardware.xen_version}};
     h.sched_policy = "credit";
     h.display = api::host_display::enabled;
+    h.capabilities = {"xen-3.0-x86_64", "xen-3.0-x86_32p", "hvm-3.0-x86_32", "hvm-3.0-x86_32p", "hvm-3.0-x86_64"};
+    h.cpu_info = {{"cpu_count", std::to_string(hardware.cpu_count)}, {"socket_count", "1"},
+                  {"vendor", hardware.cpu_vendor}, {"modelname", hardware.cpu_model},
+                  {"speed", std::to_string(hardware.cpu_speed_mhz)}};
+    h.memory_overhead = 0;
+    api::host_metrics metrics;
+    metrics.memory_total = hardware.memory_total_bytes;
+    metrics.memory_free = hardware.memory_free_bytes;
+    metrics.live = true;
+    h.metrics.opaque = t.create(metrics);
     id.host = t.create(h);
+
+    for (int n = 0; n < hardware.cpu_count; ++n) {
+      api::host_cpu cpu;
+      cpu.host.opaque = id.host;
+      cpu.number = n;
+      cpu.vendor = hardware.cpu_vendor;
+      cpu.modelname = hardware.cpu_model;
+      cpu.speed = hardware.cpu_speed_mhz;
+      t.create(cpu);
+    }
+
+    // The control domain: domain 0, running on this host since it booted.
+    api::vm_metrics dom0_metrics;
+    dom0_metrics.memory_actual = hardware.memory_total_bytes - hardware.memory_free_bytes;
+    dom0_metrics.VCPUs_number = hardware.cpu_count;
+    api::vm dom0;
+    dom0.name_label = "Control domain on host: " + hostname;
+    dom0.is_control_domain = true;
+    dom0.power_state = api::vm_power_state::Running;
+    dom0.resident_on.opaque = id.host;
+    dom0.domid = 0;
+    dom0.memory_static_max = dom0.memory_dynamic_max = dom0.memory_dynamic_min = dom0.memory_static_min =
+        dom0.memory_target = dom0_metrics.memory_actual;
+    dom0.VCPUs_max = dom0.VCPUs_at_startup = hardware.cpu_count;
+    dom0.metrics.opaque = t.create(dom0_metrics);
+    std::string dom0_ref = t.create(dom0);
+    api::console console;
+    console.VM.opaque = dom0_ref;
+    console.protocol = api::console_protocol::rfb;
+    console.location = "https://" + address + "/console?ref=" + dom0_ref;
+    t.create(console);
+
+    // The management network and its PIF.
+    api::network net;
+    net.name_label = "Pool-wide network associated with eth0";
+    net.bridge = "xenbr0";
+    net.MTU = 1500;
+    std::string net_ref = t.create(net);
+    api::pif pif;
+    pif.device = "eth0";
+    pif.network.opaque = net_ref;
+    pif.host.opaque = id.host;
+    pif.MAC = "00:16:3e:00:00:01";
+    pif.MTU = 1500;
+    pif.VLAN = -1;
+    pif.physical = true;
+    pif.currently_attached = true;
+    pif.management = true;
+    pif.ip_configuration_mode = api::ip_configuration_mode::Static;
+    pif.IP = address;
+    pif.netmask = "255.255.255.0";
+    t.create(pif);
+
+    // The templates.
+    rapidjson::Document doc;
+    doc.Parse(templates_json);
+    if (doc.HasParseError() || !doc.HasMember("templates"))
+      return fail(api::errors::INTERNAL_ERROR("templates.json is not valid"));
+    const std::size_t vm_cls = storage::schema::get().class_of<api::vm>();
+    for (const auto& tmpl : doc["templates"].GetArray()) {
+      wire::value record = from_json(tmpl);
+      auto& members = *record.as_struct();
+      members.emplace_back("is_a_template", wire::value(true));
+      members.emplace_back("user_version", wire::value(1));
+      members.emplace_back("actions_after_shutdown", wire::value("destroy"));
+      members.emplace_back("actions_after_reboot", wire::value("restart"));
+      members.emplace_back("actions_after_crash", wire::value("restart"));
+      members.emplace_back("domid", wire::value(-1));
+      t.create(vm_cls, std::move(record));
+    }
   }
   if (id.pool.empty()) {
     api::pool p;

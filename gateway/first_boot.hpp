@@ -1,13 +1,15 @@
-// The objects a host has from its first boot: the pool (with this host as master) and the host.
-// The host's uuid is chosen once and kept in DIR/inventory, so a restart finds the same host.
-// (The full first boot — CPUs, metrics, control domain, network, SR, templates — comes with the
-// host lifecycle.)
+// The objects a host has from its first boot, as a XenServer host has them: the pool (with this
+// host as master), the host with its CPUs and metrics, the control domain, the management
+// network and its PIF, a console, and the VM templates of gateway/templates.json. The host's
+// uuid is chosen once and kept in DIR/inventory, so a restart finds the same host.
+// (The local SR comes with the storage repositories.)
 #pragma once
 
 #include <string>
 
 #include "proto/api/convert.hpp"
 #include "storage/database.hpp"
+#include "xen/backend.hpp"
 
 namespace xapid::gateway {
 
@@ -17,6 +19,6 @@ struct host_identity {
 };
 
 api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const std::string& data_dir,
-                                                    const std::string& address);
+                                                    const std::string& address, const xen::host_info& hardware);
 
 }  // namespace xapid::gateway

@@ -36,6 +36,7 @@
 #include "gateway/tls_certificate.hpp"
 #include "storage/database.hpp"
 #include "xen/libxl_config.hpp"
+#include "xen/sim_backend.hpp"
 
 namespace {
 
@@ -222,7 +223,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& db = *opened.value();
-  auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host);
+  // The hypervisor: the simulated host, whose domains live in DIR/sim-state across restarts.
+  xapid::xen::sim_options sim;
+  sim.state_file = opt.data_dir + "/sim-state";
+  auto hypervisor = xapid::xen::sim_backend::open(sim);
+  if (!hypervisor) {
+    spdlog::error("xapid.start.failed reason=\"{}\"", hypervisor.error());
+    return 1;
+  }
+  auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host, (*hypervisor)->host());
   if (!identity) {
     spdlog::error("xapid.start.failed reason=\"first boot: {}\"", identity.error().description().at(0));
     return 1;

@@ -125,6 +125,22 @@ class daemon_rpc_test(unittest.TestCase):
         self.assertEqual(self.ok(proxy.host.get_by_uuid(s, record["uuid"])), host)
         self.assertEqual(self.ok(proxy.host.get_all_records(s)), {host: record})
 
+        # The rest of a XenServer host's first boot: CPUs, metrics, control domain, network, templates.
+        self.assertEqual(len(record["host_CPUs"]), int(record["cpu_info"]["cpu_count"]))
+        self.assertTrue(self.ok(proxy.host_metrics.get_live(s, record["metrics"])))
+        vms = self.ok(proxy.VM.get_all_records(s))
+        dom0 = [v for v in vms.values() if v["is_control_domain"]]
+        self.assertEqual(len(dom0), 1)
+        self.assertEqual((dom0[0]["power_state"], dom0[0]["resident_on"], dom0[0]["domid"]), ("Running", host, "0"))
+        self.assertEqual(len(dom0[0]["consoles"]), 1)
+        templates = sorted(v["name_label"] for v in vms.values() if v["is_a_template"])
+        self.assertIn("Other install media", templates)
+        self.assertGreaterEqual(len(templates), 4)
+        pif = self.ok(proxy.PIF.get_record(s, record["PIFs"][0]))
+        self.assertTrue(pif["management"])
+        self.assertEqual(pif["IP"], "127.0.0.1")
+        self.assertEqual(self.ok(proxy.network.get_bridge(s, pif["network"])), "xenbr0")
+
     def test_implicit_rpcs_read_and_write_fields(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
         s = self.login()
