@@ -32,15 +32,20 @@ class unix_connection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def start_daemon(data_dir):
-    """Starts xapid on a free loopback port; returns the process and the port it logged."""
+def start_daemon(data_dir, *extra_args, config=None):
+    """Starts xapid on a free loopback port; returns the process, the port it logged, and its
+    TLS port when --https-listen was given."""
     env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
-    proc = subprocess.Popen([XAPID, "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    args = [XAPID, "--data-dir", data_dir] + (["--config", config] if config else ["--listen", "127.0.0.1:0"])
+    proc = subprocess.Popen(args + list(extra_args), stderr=subprocess.PIPE, text=True, env=env)
+    tls_port = None
     for line in proc.stderr:
+        m = re.search(r"xapid\.tls listen=127\.0\.0\.1:(\d+)", line)
+        if m:
+            tls_port = int(m.group(1))
         m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
         if m:
-            return proc, int(m.group(1))
+            return proc, int(m.group(1)), tls_port
     proc.kill()
     raise RuntimeError("xapid did not become ready")
 
@@ -54,7 +59,7 @@ class daemon_rpc_test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port = start_daemon(cls.dir.name)
+        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
         cls.url = f"http://127.0.0.1:{cls.port}"
 
     @classmethod
@@ -406,17 +411,8 @@ class daemon_tls_test(unittest.TestCase):
     def test_https_with_the_certificate_made_on_first_boot(self):
         import ssl
         with tempfile.TemporaryDirectory() as d:
-            env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
-            proc = subprocess.Popen([XAPID, "--data-dir", d, "--listen", "127.0.0.1:0",
-                                     "--https-listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, env=env)
+            proc, _, port = start_daemon(d, "--https-listen", "127.0.0.1:0")
             try:
-                port = None
-                for line in proc.stderr:
-                    m = re.search(r"xapid\.tls listen=127\.0\.0\.1:(\d+)", line)
-                    if m:
-                        port = int(m.group(1))
-                    if "xapid.ready" in line:
-                        break
                 self.assertIsNotNone(port)
                 self.assertEqual(os.stat(os.path.join(d, "xapid.key")).st_mode & 0o777, 0o600)
                 # The self-signed certificate verifies for the address it was made for.
@@ -444,14 +440,7 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         with open(config, "w") as f:
             f.write("# test configuration\nlisten = 127.0.0.1:0\nhttp-read-timeout-seconds = 1\n"
                     "http-idle-timeout-seconds = 2\n")
-        env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
-        cls.proc = subprocess.Popen([XAPID, "--config", config, "--data-dir", cls.dir.name],
-                                    stderr=subprocess.PIPE, text=True, env=env)
-        for line in cls.proc.stderr:
-            m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
-            if m:
-                cls.port = int(m.group(1))
-                break
+        cls.proc, cls.port, _ = start_daemon(cls.dir.name, config=config)
 
     @classmethod
     def tearDownClass(cls):
@@ -523,7 +512,7 @@ class daemon_external_auth_test(unittest.TestCase):
         with open(f"/etc/pam.d/{cls.service}", "w") as f:
             f.write("auth required pam_unix.so\naccount required pam_unix.so\n")
         cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port = start_daemon(cls.dir.name)
+        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
         cls.url = f"http://127.0.0.1:{cls.port}"
 
     @classmethod
@@ -581,7 +570,7 @@ class daemon_external_auth_test(unittest.TestCase):
 class daemon_restart_test(unittest.TestCase):
     def test_a_restart_keeps_the_database_and_ends_the_sessions(self):
         with tempfile.TemporaryDirectory() as d:
-            proc, port = start_daemon(d)
+            proc, port, _ = start_daemon(d)
             proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
             s = proxy.session.login_with_password("root", PASSWORD)["Value"]
             pool = proxy.pool.get_all(s)["Value"][0]
@@ -590,7 +579,7 @@ class daemon_restart_test(unittest.TestCase):
             self.assertEqual(stop_daemon(proc), 0)
             proc.stderr.close()
 
-            proc, port = start_daemon(d)
+            proc, port, _ = start_daemon(d)
             try:
                 proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
                 self.assertEqual(proxy.pool.get_all(s)["ErrorDescription"], ["SESSION_INVALID", s])
@@ -605,7 +594,7 @@ class daemon_restart_test(unittest.TestCase):
 
     def test_change_password(self):
         with tempfile.TemporaryDirectory() as d:
-            proc, port = start_daemon(d)
+            proc, port, _ = start_daemon(d)
             try:
                 proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
                 s = proxy.session.login_with_password("root", PASSWORD)["Value"]
