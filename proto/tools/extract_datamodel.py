@@ -224,12 +224,6 @@ def index_of(lines, pred, start, end):
     return None
 
 
-def parse_class_list(lines):
-    start = lines.index("2.1 Classes")
-    end = lines.index("2.2 Relationships Between Classes")
-    return start, end
-
-
 def parse_enums(lines, overrides):
     start = lines.index("2.3.3 Enumeration types")
     end = index_of(lines, lambda l: re.match(r"^2\.4 Class:", l), start, len(lines))
@@ -327,7 +321,7 @@ def parse_field_rows(lines, start, end):
     """The rows of a class's field table as (qualifier, text)."""
     head = index_of(lines, lambda l: l.startswith("Quals Field Type Description"), start, end)
     if head is None:
-        return [], None, None
+        return []
     rows = []
     for line in lines[head + 1:end]:
         q = next((q for q in QUALIFIERS if line.startswith(q + " ")), None)
@@ -335,7 +329,7 @@ def parse_field_rows(lines, start, end):
             rows.append([QUALIFIERS[q], line[len(q) + 1:]])
         elif line and rows:
             rows[-1][1] += "\n" + line
-    return rows, head, None
+    return rows
 
 
 def parse_rpcs(lines, start, end, cls, overrides):
@@ -631,7 +625,7 @@ def main():
         d_at = index_of(lines, lambda l: l.startswith("Description "), start, rpc_head)
         q_at = index_of(lines, lambda l: l.startswith("Quals Field Type Description"), start, rpc_head)
         description = join_text([lines[d_at][len("Description "):]] + lines[d_at + 1:q_at]) if d_at is not None else ""
-        rows, _, _ = parse_field_rows(lines, start, rpc_head)
+        rows = parse_field_rows(lines, start, rpc_head)
         rpcs, used = parse_rpcs(lines, rpc_head, end, cname, overrides)
         used_sig_fixes |= used
         fields = match_fields(cname, rows, rpcs, table_types)
