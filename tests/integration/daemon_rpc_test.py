@@ -55,7 +55,9 @@ def stop_daemon(proc):
     return proc.wait(timeout=30)
 
 
-class daemon_rpc_test(unittest.TestCase):
+class with_daemon(unittest.TestCase):
+    """A daemon of its own for the test class, on a fresh data dir."""
+
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
@@ -67,6 +69,9 @@ class daemon_rpc_test(unittest.TestCase):
         stop_daemon(cls.proc)
         cls.proc.stderr.close()
         cls.dir.cleanup()
+
+
+class daemon_rpc_test(with_daemon):
 
     def post(self, path, body, content_type="text/xml"):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -498,7 +503,7 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
 
 
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("useradd"), "needs root to add a user and a PAM service")
-class daemon_external_auth_test(unittest.TestCase):
+class daemon_external_auth_test(with_daemon):
     """A system user, authenticated by PAM, logs in through a subject whose roles bound the calls."""
 
     @classmethod
@@ -511,15 +516,11 @@ class daemon_external_auth_test(unittest.TestCase):
         cls.uid = pwd.getpwnam(cls.user).pw_uid
         with open(f"/etc/pam.d/{cls.service}", "w") as f:
             f.write("auth required pam_unix.so\naccount required pam_unix.so\n")
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
-        cls.url = f"http://127.0.0.1:{cls.port}"
+        super().setUpClass()
 
     @classmethod
     def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.proc.stderr.close()
-        cls.dir.cleanup()
+        super().tearDownClass()
         os.remove(f"/etc/pam.d/{cls.service}")
         subprocess.run(["userdel", cls.user], check=False)
 
