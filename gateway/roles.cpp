@@ -95,27 +95,25 @@ api::status ensure_roles(storage::database& db) {
 }
 
 void register_role_rpcs(dispatcher& d, storage::database& db) {
-  d.add("role.get_permissions", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    auto self = ref_param(p[0], "self");
-    if (!self) return fail(self.error());
-    auto snap = db.snapshot();
-    if (!snap->get<api::role>(*self)) return fail(api::errors::HANDLE_INVALID("role", *self));
-    return refs_value(permissions_of(*snap, *self));
-  });
-  d.add("role.get_permissions_name_label", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    auto self = ref_param(p[0], "self");
-    if (!self) return fail(self.error());
-    auto snap = db.snapshot();
-    if (!snap->get<api::role>(*self)) return fail(api::errors::HANDLE_INVALID("role", *self));
-    return names_value(*snap, permissions_of(*snap, *self));
-  });
-  d.add("role.get_by_permission", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    auto permission = ref_param(p[0], "permission");
-    if (!permission) return fail(permission.error());
-    auto snap = db.snapshot();
-    if (!snap->get<api::role>(*permission)) return fail(api::errors::HANDLE_INVALID("role", *permission));
-    return refs_value(roles_granting(*snap, *permission));
-  });
+  // The RPCs that take one role: its ref must name a role, read from one snapshot.
+  auto with_role = [&db](const char* param, auto answer) {
+    return [&db, param, answer](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+      auto ref = ref_param(p[0], param);
+      if (!ref) return fail(ref.error());
+      auto snap = db.snapshot();
+      if (!snap->get<api::role>(*ref)) return fail(api::errors::HANDLE_INVALID("role", *ref));
+      return answer(*snap, *ref);
+    };
+  };
+  d.add("role.get_permissions", with_role("self", [](const storage::state& snap, const std::string& role) {
+          return refs_value(permissions_of(snap, role));
+        }));
+  d.add("role.get_permissions_name_label", with_role("self", [](const storage::state& snap, const std::string& role) {
+          return names_value(snap, permissions_of(snap, role));
+        }));
+  d.add("role.get_by_permission", with_role("permission", [](const storage::state& snap, const std::string& role) {
+          return refs_value(roles_granting(snap, role));
+        }));
   d.add("role.get_by_permission_name_label", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
     auto label = ref_param(p[0], "label");
     if (!label) return fail(label.error());

@@ -55,6 +55,12 @@ void sim_backend::save_locked() {
   std::rename(tmp.c_str(), options_.state_file.c_str());
 }
 
+backend_result<std::map<int, domain_info>::iterator> sim_backend::find_locked(int domid) {
+  auto it = domains_.find(domid);
+  if (it == domains_.end()) return fail(no_such_domain(domid));
+  return it;
+}
+
 std::int64_t sim_backend::used_locked() const {
   std::int64_t used = options_.dom0_memory_bytes;
   for (const auto& [id, d] : domains_) used += d.memory_bytes;
@@ -103,8 +109,9 @@ backend_result<int> sim_backend::create(const domain_config& config) {
 
 backend_result<void> sim_backend::unpause(int domid) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   if (it->second.state != domain_state::paused) return fail(bad_state(domid, "paused"));
   if (auto f = injected_fault("unpause"); !f) return f;
   it->second.state = domain_state::running;
@@ -114,8 +121,9 @@ backend_result<void> sim_backend::unpause(int domid) {
 
 backend_result<void> sim_backend::pause(int domid) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
   it->second.state = domain_state::paused;
   save_locked();
@@ -124,8 +132,9 @@ backend_result<void> sim_backend::pause(int domid) {
 
 backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
   if (auto f = injected_fault("shutdown"); !f) return f;
   // The simulated guest obeys at once; a shut-down domain keeps its memory until destroyed.
@@ -137,8 +146,9 @@ backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
 
 backend_result<void> sim_backend::guest_stops(int domid, shutdown_reason reason) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   it->second.state = reason == shutdown_reason::crash ? domain_state::crashed : domain_state::shutdown;
   it->second.reason = reason;
   save_locked();
@@ -154,8 +164,9 @@ backend_result<void> sim_backend::destroy(int domid) {
 
 backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   if (it->second.state != domain_state::running && it->second.state != domain_state::paused)
     return fail(bad_state(domid, "running or paused"));
   if (auto f = injected_fault("suspend"); !f) return f;
@@ -188,8 +199,9 @@ backend_result<int> sim_backend::resume(const domain_config& config, const std::
 
 backend_result<void> sim_backend::set_memory_target(int domid, std::int64_t bytes) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   std::int64_t available = options_.memory_total_bytes - used_locked() + it->second.memory_bytes;
   if (bytes > available)
     return fail(backend_error{backend_error::kind::not_enough_memory, "balloon target too high", bytes, available});
@@ -200,8 +212,9 @@ backend_result<void> sim_backend::set_memory_target(int domid, std::int64_t byte
 
 backend_result<void> sim_backend::set_vcpus(int domid, int vcpus) {
   std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
+  auto found = find_locked(domid);
+  if (!found) return fail(found.error());
+  auto it = *found;
   if (vcpus < 1) return fail(backend_error{backend_error::kind::failed, "a domain needs a vcpu"});
   it->second.vcpus = vcpus;
   save_locked();

@@ -46,6 +46,7 @@ class sim_backend final : public backend {
  private:
   explicit sim_backend(sim_options options);
   std::int64_t used_locked() const;
+  backend_result<std::map<int, domain_info>::iterator> find_locked(int domid);
   backend_result<void> injected_fault(const char* operation);
   backend_result<int> build_locked(const domain_config& config, std::int64_t memory);
   void save_locked();
