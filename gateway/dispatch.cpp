@@ -156,6 +156,7 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
     auto task = tasks_.create(ctx.session, c.method);
     if (!task) return done(failure(task.error()), std::move(ctx));
     std::string ref = *task;
+    ctx.task = ref;
     auto shared = std::make_shared<std::pair<wire::call, call_context>>(std::move(c), ctx);
     bool started = spawn([this, e, ref, shared] {
       wire::response r = run(*e, shared->first, shared->second);

@@ -20,6 +20,7 @@ namespace xapid::gateway {
 struct call_context {
   bool from_unix_socket = false;
   std::string session;  // the caller's session, already validated, when the RPC takes one
+  std::string task;     // the task of an Async call (an operation's key in current_operations)
   // A handler may ask for its answer to be held back (a failed login); the connection waits,
   // no thread does.
   std::chrono::milliseconds answer_delay{0};

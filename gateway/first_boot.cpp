@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include <rapidjson/document.h>
@@ -78,6 +79,7 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
   if (!id.host.empty() && !id.pool.empty()) return id;
 
   auto t = db.begin();
+  std::string local_sr;
   if (id.host.empty()) {
     const std::string hostname = local_hostname();
     api::host h;
@@ -158,6 +160,32 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
     pif.netmask = "255.255.255.0";
     t.create(pif);
 
+    // The local SR: a directory of disk images in the data dir, plugged on this host.
+    const std::string sr_uuid = db.ids().uuid();
+    const std::string sr_dir = data_dir + "/sr/" + sr_uuid;
+    std::error_code ec;
+    std::filesystem::create_directories(sr_dir, ec);
+    if (ec) return fail(api::errors::INTERNAL_ERROR("cannot create " + sr_dir + ": " + ec.message()));
+    api::sr sr;
+    sr.uuid = sr_uuid;
+    sr.name_label = "Local storage";
+    sr.name_description = "Disk images in " + sr_dir;
+    sr.type = "ext";
+    sr.content_type = "user";
+    sr.other_config = {{"i18n-key", "local-storage"}};
+    sr.sm_config = {{"devserial", "xapid-local"}};
+    if (auto space = std::filesystem::space(sr_dir, ec); !ec) {
+      sr.physical_size = static_cast<std::int64_t>(space.capacity);
+      sr.physical_utilisation = static_cast<std::int64_t>(space.capacity - space.available);
+    }
+    local_sr = t.create(sr);
+    api::pbd pbd;
+    pbd.host.opaque = id.host;
+    pbd.SR.opaque = local_sr;
+    pbd.device_config = {{"location", sr_dir}};
+    pbd.currently_attached = true;
+    t.create(pbd);
+
     // The templates.
     rapidjson::Document doc;
     doc.Parse(templates_json);
@@ -179,6 +207,7 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
   if (id.pool.empty()) {
     api::pool p;
     p.master.opaque = id.host;
+    p.default_SR.opaque = p.suspend_image_SR.opaque = p.crash_dump_SR.opaque = local_sr;
     id.pool = t.create(p);
   }
   auto r = db.commit(std::move(t));

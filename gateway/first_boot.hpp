@@ -1,8 +1,8 @@
 // The objects a host has from its first boot, as a XenServer host has them: the pool (with this
 // host as master), the host with its CPUs and metrics, the control domain, the management
-// network and its PIF, a console, and the VM templates of gateway/templates.json. The host's
-// uuid is chosen once and kept in DIR/inventory, so a restart finds the same host.
-// (The local SR comes with the storage repositories.)
+// network and its PIF, a console, a local SR (a directory of disk images, DIR/sr/UUID, the pool's
+// default SR), and the VM templates of gateway/templates.json. The host's uuid is chosen once and
+// kept in DIR/inventory, so a restart finds the same host.
 #pragma once
 
 #include <string>

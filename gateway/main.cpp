@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -34,6 +36,7 @@
 #include "gateway/sessions.hpp"
 #include "gateway/tasks.hpp"
 #include "gateway/tls_certificate.hpp"
+#include "gateway/vm_rpcs.hpp"
 #include "storage/database.hpp"
 #include "xen/libxl_config.hpp"
 #include "xen/sim_backend.hpp"
@@ -57,6 +60,10 @@ const char* usage =
     "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
     "  --http-read-timeout-seconds N   a request must arrive within this (default 30)\n"
     "  --http-idle-timeout-seconds N   a keep-alive connection may idle this long (default 300)\n"
+    "  --sim-cpus N         the simulated host's CPUs (default 4)\n"
+    "  --sim-memory-mib N   the simulated host's memory (default 16384, of which 1024 for dom0)\n"
+    "  --sim-fault-probability P   chance that a simulated operation fails (default 0)\n"
+    "  --sim-fault-seed N   seed of the simulated faults (default 1)\n"
     "  --config FILE        NAME = VALUE lines for any option above; the command line wins\n";
 
 struct options {
@@ -70,6 +77,10 @@ struct options {
   long session_idle_seconds = 24 * 3600;
   long http_read_timeout_s = 30;
   long http_idle_timeout_s = 300;
+  long sim_cpus = 4;
+  long sim_memory_mib = 16384;
+  double sim_fault_probability = 0;
+  long sim_fault_seed = 1;
   bool coverage = false;
 };
 
@@ -95,6 +106,15 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.session_idle_seconds = n; }
   else if (name == "http-read-timeout-seconds") { if (!number(1, 3600, n)) return false; o.http_read_timeout_s = n; }
   else if (name == "http-idle-timeout-seconds") { if (!number(1, 86400, n)) return false; o.http_idle_timeout_s = n; }
+  else if (name == "sim-cpus") { if (!number(1, 4096, n)) return false; o.sim_cpus = n; }
+  else if (name == "sim-memory-mib") { if (!number(2048, 1L << 30, n)) return false; o.sim_memory_mib = n; }
+  else if (name == "sim-fault-seed") { if (!number(0, 1L << 62, n)) return false; o.sim_fault_seed = n; }
+  else if (name == "sim-fault-probability") {
+    char* end = nullptr;
+    double p = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end || !(p >= 0 && p <= 1)) return error = name + " must be a number from 0 to 1", false;
+    o.sim_fault_probability = p;
+  }
   else return error = "unknown option " + name, false;
   return true;
 }
@@ -226,6 +246,10 @@ int main(int argc, char** argv) {
   // The hypervisor: the simulated host, whose domains live in DIR/sim-state across restarts.
   xapid::xen::sim_options sim;
   sim.state_file = opt.data_dir + "/sim-state";
+  sim.cpu_count = static_cast<int>(opt.sim_cpus);
+  sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
+  sim.fault_probability = opt.sim_fault_probability;
+  sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
   auto hypervisor = xapid::xen::sim_backend::open(sim);
   if (!hypervisor) {
     spdlog::error("xapid.start.failed reason=\"{}\"", hypervisor.error());
@@ -260,7 +284,15 @@ int main(int argc, char** argv) {
   }
   dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
-  xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  // The objects' actors and the VM lifecycle over the hypervisor.
+  xapid::actors::host_actors actors(db);
+  xapid::actors::vm_lifecycle vms(db, **hypervisor, actors, clock, identity->host);
+  if (auto st = vms.reconcile(); !st) {
+    spdlog::error("xapid.start.failed reason=\"reconciling VMs with the hypervisor: {}\"", st.error().description().at(0));
+    return 1;
+  }
+  xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids());
+  xapid::gateway::register_implicit_rpcs(dispatcher, db, xapid::gateway::vm_rpcs_replacing_implicit());
   xapid::gateway::register_role_rpcs(dispatcher, db);
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
@@ -354,10 +386,28 @@ int main(int argc, char** argv) {
   spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}", host,
                server.tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, identity->host,
                implemented_count(dispatcher));
+  // What guests do on their own (and their agents report) is noticed every second.
+  std::mutex observe_mu;
+  std::condition_variable observe_cv;
+  bool stopping = false;
+  std::thread observer([&] {
+    std::unique_lock lock(observe_mu);
+    while (!observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+      lock.unlock();
+      vms.observe();
+      lock.lock();
+    }
+  });
   std::vector<std::thread> pool;
   for (int i = 1; i < opt.threads; ++i) pool.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
+  {
+    std::lock_guard lock(observe_mu);
+    stopping = true;
+  }
+  observe_cv.notify_all();
+  observer.join();
   // Waiting calls (event.from) wake and finish before the database closes.
   db.stop_waiters();
   dispatcher.stop_blocking();

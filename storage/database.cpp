@@ -79,6 +79,14 @@ void transaction::set(std::size_t cls, std::string ref, std::size_t field, wire:
                     std::move(v)});
 }
 
+void transaction::update(std::size_t cls, const std::string& ref, const void* before, const void* after) {
+  const table_schema& ts = schema::get().table(cls);
+  for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) {
+    wire::value next = ts.ops->get_field(after, f);
+    if (ts.ops->get_field(before, f) != next) set(cls, ref, f, std::move(next));
+  }
+}
+
 void transaction::add_to_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem) {
   ops_.push_back(op{op_kind::add_to_set, static_cast<std::uint32_t>(cls), std::move(ref),
                     static_cast<std::uint32_t>(field), {}, std::move(elem)});

@@ -41,6 +41,12 @@ class transaction {
     return create(schema::get().class_of<R>(), api::to_value(rec));
   }
   void set(std::size_t cls, std::string ref, std::size_t field, wire::value v);
+  // Sets the fields in which `after` differs from `before` (the row as read from a snapshot).
+  void update(std::size_t cls, const std::string& ref, const void* before, const void* after);
+  template <class R>
+  void update(const std::string& ref, const R& before, const R& after) {
+    update(schema::get().class_of<R>(), ref, &before, &after);
+  }
   void add_to_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem);
   void remove_from_set(std::size_t cls, std::string ref, std::size_t field, wire::value elem);
   void add_to_map(std::size_t cls, std::string ref, std::size_t field, std::string key, wire::value v);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,14 @@ struct domain_info {
   int vcpus = 0;
 };
 
+// What the guest's agent reports once the guest has booted (PV tools in a real guest).
+struct guest_report {
+  std::map<std::string, std::string> os_version;  // name, distro, major, minor, uname
+  std::map<std::string, std::string> pv_drivers_version;
+  std::map<std::string, std::string> networks;  // "0/ip" -> address
+  std::map<std::string, std::string> other;     // "feature-shutdown" -> "1", ...
+};
+
 // What the hypervisor refused, and why.
 struct backend_error {
   enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, failed } what;
@@ -95,6 +104,13 @@ class backend {
   virtual backend_result<void> set_memory_target(int domid, std::int64_t bytes) = 0;
   virtual backend_result<void> set_vcpus(int domid, int vcpus) = 0;
   virtual std::vector<domain_info> list() = 0;
+  // Devices of a live domain.
+  virtual backend_result<void> plug_disk(int domid, const disk& d) = 0;
+  virtual backend_result<void> unplug_disk(int domid, const std::string& device) = 0;
+  virtual backend_result<void> plug_nic(int domid, const nic& n) = 0;
+  virtual backend_result<void> unplug_nic(int domid, int index) = 0;
+  // The guest agent's report, once there is one.
+  virtual std::optional<guest_report> guest(int domid) = 0;
 };
 
 }  // namespace xapid::xen

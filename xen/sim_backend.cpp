@@ -158,6 +158,7 @@ backend_result<void> sim_backend::guest_stops(int domid, shutdown_reason reason)
 backend_result<void> sim_backend::destroy(int domid) {
   std::lock_guard lock(mu_);
   if (domains_.erase(domid) == 0) return fail(no_such_domain(domid));
+  devices_.erase(domid);
   save_locked();
   return ok_v;
 }
@@ -176,6 +177,7 @@ backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
     out << "xapid-sim-suspend-image 1\n" << it->second.uuid << " " << it->second.memory_bytes << " " << it->second.vcpus << "\n";
     if (!out) return fail(backend_error{backend_error::kind::failed, "cannot write the suspend image " + path});
   }
+  devices_.erase(it->first);
   domains_.erase(it);
   save_locked();
   return ok_v;
@@ -226,6 +228,61 @@ std::vector<domain_info> sim_backend::list() {
   std::vector<domain_info> out;
   for (const auto& [id, d] : domains_) out.push_back(d);
   return out;
+}
+
+}  // namespace xapid::xen
+
+namespace xapid::xen {
+namespace {
+
+backend_result<void> plug_device(std::map<int, domain_info>& domains, std::map<int, std::set<std::string>>& devices,
+                                 int domid, const std::string& name, bool plug) {
+  auto it = domains.find(domid);
+  if (it == domains.end()) return fail(no_such_domain(domid));
+  if (it->second.state != domain_state::running && it->second.state != domain_state::paused)
+    return fail(bad_state(domid, "running or paused"));
+  auto& set = devices[domid];
+  if (plug && !set.insert(name).second)
+    return fail(backend_error{backend_error::kind::failed, "device " + name + " is already plugged"});
+  if (!plug && set.erase(name) == 0)
+    return fail(backend_error{backend_error::kind::failed, "device " + name + " is not plugged"});
+  return ok_v;
+}
+
+}  // namespace
+
+backend_result<void> sim_backend::plug_disk(int domid, const disk& d) {
+  std::lock_guard lock(mu_);
+  return plug_device(domains_, devices_, domid, "vbd/" + d.device, true);
+}
+backend_result<void> sim_backend::unplug_disk(int domid, const std::string& device) {
+  std::lock_guard lock(mu_);
+  return plug_device(domains_, devices_, domid, "vbd/" + device, false);
+}
+backend_result<void> sim_backend::plug_nic(int domid, const nic& n) {
+  std::lock_guard lock(mu_);
+  return plug_device(domains_, devices_, domid, "vif/" + std::to_string(n.index), true);
+}
+backend_result<void> sim_backend::unplug_nic(int domid, int index) {
+  std::lock_guard lock(mu_);
+  return plug_device(domains_, devices_, domid, "vif/" + std::to_string(index), false);
+}
+
+std::optional<guest_report> sim_backend::guest(int domid) {
+  std::lock_guard lock(mu_);
+  auto it = domains_.find(domid);
+  if (it == domains_.end() || it->second.state != domain_state::running) return std::nullopt;
+  unsigned h = 0;
+  for (char c : it->second.uuid) h = h * 31 + static_cast<unsigned char>(c);
+  guest_report r;
+  r.os_version = {{"name", "Debian GNU/Linux 12 (simulated)"}, {"distro", "debian"}, {"major", "12"},
+                  {"minor", "0"}, {"uname", "6.1.0-sim-amd64"}};
+  r.pv_drivers_version = {{"major", "9"}, {"minor", "0"}, {"micro", "0"}};
+  r.networks = {{"0/ip", "10." + std::to_string((h >> 16) & 0xff) + "." + std::to_string((h >> 8) & 0xff) + "." +
+                             std::to_string(1 + h % 254)}};
+  r.other = {{"feature-shutdown", "1"}, {"feature-suspend", "1"}, {"feature-vcpu-hotplug", "1"},
+             {"has-vendor-device", "0"}};
+  return r;
 }
 
 }  // namespace xapid::xen

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 
 #include "xen/backend.hpp"
@@ -39,6 +40,12 @@ class sim_backend final : public backend {
   backend_result<void> set_memory_target(int domid, std::int64_t bytes) override;
   backend_result<void> set_vcpus(int domid, int vcpus) override;
   std::vector<domain_info> list() override;
+  backend_result<void> plug_disk(int domid, const disk& d) override;
+  backend_result<void> unplug_disk(int domid, const std::string& device) override;
+  backend_result<void> plug_nic(int domid, const nic& n) override;
+  backend_result<void> unplug_nic(int domid, int index) override;
+  // The simulated agent reports a running guest; its address is derived from the VM's uuid.
+  std::optional<guest_report> guest(int domid) override;
 
   // What a guest does on its own: shuts itself down, reboots, or crashes.
   backend_result<void> guest_stops(int domid, shutdown_reason reason);
@@ -55,6 +62,8 @@ class sim_backend final : public backend {
   std::mutex mu_;
   std::mt19937_64 faults_;
   std::map<int, domain_info> domains_;
+  // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).
+  std::map<int, std::set<std::string>> devices_;
   int next_domid_ = 1;  // domid 0 is the control domain
 };
 

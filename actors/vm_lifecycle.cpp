@@ -1,0 +1,1275 @@
+#include "actors/vm_lifecycle.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include <pugixml.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/vm_rules.hpp"
+#include "sm/images.hpp"
+
+namespace xapid::actors {
+namespace {
+
+using storage::schema;
+using ps = api::vm_power_state;
+using snapshot_ptr = std::shared_ptr<const storage::state>;
+
+api::api_error from_backend(const xen::backend_error& e) {
+  if (e.what == xen::backend_error::kind::not_enough_memory)
+    return api::errors::HOST_NOT_ENOUGH_FREE_MEMORY(std::to_string(e.needed_bytes), std::to_string(e.available_bytes));
+  return api::errors::INTERNAL_ERROR("xen: " + e.message);
+}
+
+template <class R>
+std::vector<std::string> refs_pointing_at(const storage::state& s, std::string_view field, const std::string& target) {
+  const std::size_t cls = schema::get().class_of<R>();
+  return s.refs_by_field(cls, *schema::get().field_index(cls, field), target);
+}
+
+template <class R>
+std::string null_ref() {
+  return api::ref<R>{}.opaque;
+}
+
+}  // namespace
+
+struct vm_lifecycle::impl {
+  storage::database& db;
+  xen::backend& hv;
+  host_actors& actors;
+  clock& clk;
+  std::string host;
+  const std::size_t vm_cls = schema::get().class_of<api::vm>();
+  const std::size_t vbd_cls = schema::get().class_of<api::vbd>();
+  const std::size_t vif_cls = schema::get().class_of<api::vif>();
+
+  api::datetime now() const { return api::datetime{clk.now_ms() / 1000}; }
+
+  // Runs `work` as operation `op` of the VM's actor.
+  api::api_result<wire::value> run_vm(const std::string& vm, api::vm_operations op, const std::string& task,
+                                      std::function<api::api_result<wire::value>()> work) {
+    return actors.run(vm_cls, vm, std::string(api::to_string(op)), task, std::move(work));
+  }
+
+  // --- what the hypervisor is given ---
+
+  // The directory of an SR's images on this host: its plugged PBD's location.
+  api::api_result<std::string> sr_dir(const storage::state& s, const std::string& sr) const {
+    for (const auto& pbd_ref : refs_pointing_at<api::pbd>(s, "SR", sr)) {
+      const api::pbd* pbd = s.get<api::pbd>(pbd_ref);
+      if (pbd && pbd->host.opaque == host && pbd->currently_attached) {
+        auto it = pbd->device_config.find("location");
+        if (it != pbd->device_config.end()) return it->second;
+      }
+    }
+    return fail(api::errors::SR_HAS_NO_PBDS(sr));
+  }
+
+  api::api_result<std::string> vdi_path(const storage::state& s, const std::string& vdi_ref) const {
+    const api::vdi* vdi = s.get<api::vdi>(vdi_ref);
+    if (!vdi) return fail(api::errors::HANDLE_INVALID("VDI", vdi_ref));
+    auto dir = sr_dir(s, vdi->SR.opaque);
+    if (!dir) return fail(dir.error());
+    return *dir + "/" + vdi->location;
+  }
+
+  static std::string disk_device(const api::vbd& vbd, bool hvm) {
+    if (!vbd.device.empty()) return vbd.device;
+    int n = std::atoi(vbd.userdevice.c_str());
+    return std::string(hvm ? "hd" : "xvd") + static_cast<char>('a' + std::clamp(n, 0, 25));
+  }
+
+  api::api_result<xen::disk> disk_of(const storage::state& s, const api::vbd& vbd, bool hvm) const {
+    xen::disk d;
+    d.device = disk_device(vbd, hvm);
+    d.cdrom = vbd.type == api::vbd_type::CD;
+    d.read_only = vbd.mode == api::vbd_mode::RO;
+    if (!vbd.empty && !vbd.VDI.is_null()) {
+      auto path = vdi_path(s, vbd.VDI.opaque);
+      if (!path) return fail(api::errors::VM_REQUIRES_VDI(vbd.VM.opaque, vbd.VDI.opaque));
+      d.path = *path;
+    }
+    return d;
+  }
+
+  xen::nic nic_of(const storage::state& s, const api::vif& vif) const {
+    xen::nic n;
+    n.index = std::atoi(vif.device.c_str());
+    n.mac = vif.MAC;
+    if (const api::network* net = s.get<api::network>(vif.network.opaque)) n.bridge = net->bridge;
+    return n;
+  }
+
+  api::api_result<xen::domain_config> config_of(const storage::state& s, const std::string& ref, const api::vm& vm) const {
+    xen::domain_config c;
+    c.uuid = vm.uuid;
+    c.name = vm.name_label;
+    c.hvm = !vm.HVM_boot_policy.empty();
+    c.memory_max_bytes = vm.memory_static_max;
+    c.memory_target_bytes = vm.memory_dynamic_max;
+    c.vcpus_max = static_cast<int>(vm.VCPUs_max);
+    c.vcpus = static_cast<int>(vm.VCPUs_at_startup);
+    c.kernel = vm.PV_kernel;
+    c.ramdisk = vm.PV_ramdisk;
+    c.cmdline = vm.PV_args;
+    c.bootloader = vm.PV_bootloader;
+    if (auto it = vm.HVM_boot_params.find("order"); it != vm.HVM_boot_params.end()) c.boot_order = it->second;
+    c.platform = vm.platform;
+    for (const auto& vbd_ref : refs_pointing_at<api::vbd>(s, "VM", ref)) {
+      const api::vbd* vbd = s.get<api::vbd>(vbd_ref);
+      auto d = disk_of(s, *vbd, c.hvm);
+      if (!d) return fail(d.error());
+      c.disks.push_back(std::move(*d));
+    }
+    for (const auto& vif_ref : refs_pointing_at<api::vif>(s, "VM", ref))
+      c.nics.push_back(nic_of(s, *s.get<api::vif>(vif_ref)));
+    return c;
+  }
+
+  // --- what the database records ---
+
+  // The VM as running (or paused) on this host as `domid`, its devices attached, its metrics.
+  void record_live(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
+                   int domid, ps power, bool fresh_boot) {
+    api::vm after = before;
+    after.power_state = power;
+    after.domid = domid;
+    after.resident_on.opaque = host;
+    after.scheduled_to_be_resident_on.opaque = null_ref<api::host>();
+    after.suspend_VDI.opaque = null_ref<api::vdi>();
+    after.memory_target = before.memory_dynamic_max;
+    api::vm_metrics m;
+    const api::vm_metrics* old = s.get<api::vm_metrics>(before.metrics.opaque);
+    if (old) m = *old;
+    m.memory_actual = before.memory_dynamic_max;
+    m.VCPUs_number = before.VCPUs_at_startup;
+    m.state = {power == ps::Paused ? "paused" : "running"};
+    if (fresh_boot) m.start_time = now();
+    m.last_updated = now();
+    if (old) {
+      t.update(before.metrics.opaque, *old, m);
+    } else {
+      m.uuid = db.ids().uuid();
+      after.metrics.opaque = t.create(m);
+    }
+    t.update(ref, before, after);
+    set_devices_attached(t, s, ref, true);
+  }
+
+  // The VM halted (or suspended): no domain, nowhere resident, devices detached.
+  void record_stopped(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
+                      ps power, const std::string& suspend_vdi = {}) {
+    api::vm after = before;
+    after.power_state = power;
+    after.domid = -1;
+    after.resident_on.opaque = null_ref<api::host>();
+    after.suspend_VDI.opaque = suspend_vdi.empty() ? null_ref<api::vdi>() : suspend_vdi;
+    if (const api::vm_metrics* old = s.get<api::vm_metrics>(before.metrics.opaque)) {
+      api::vm_metrics m = *old;
+      m.memory_actual = 0;
+      m.state = {};
+      m.last_updated = now();
+      t.update(before.metrics.opaque, *old, m);
+    }
+    // A stopped guest has no agent: its guest metrics go.
+    if (s.get<api::vm_guest_metrics>(before.guest_metrics.opaque)) {
+      t.destroy(schema::get().class_of<api::vm_guest_metrics>(), before.guest_metrics.opaque);
+      after.guest_metrics.opaque = null_ref<api::vm_guest_metrics>();
+    }
+    t.update(ref, before, after);
+    set_devices_attached(t, s, ref, false);
+  }
+
+  void set_devices_attached(storage::transaction& t, const storage::state& s, const std::string& vm, bool attached) {
+    for (const auto& r : refs_pointing_at<api::vbd>(s, "VM", vm)) {
+      const api::vbd* vbd = s.get<api::vbd>(r);
+      bool want = attached && !(vbd->empty && vbd->type != api::vbd_type::CD);
+      if (vbd->currently_attached != want) {
+        api::vbd after = *vbd;
+        after.currently_attached = want;
+        t.update(r, *vbd, after);
+      }
+    }
+    for (const auto& r : refs_pointing_at<api::vif>(s, "VM", vm)) {
+      const api::vif* vif = s.get<api::vif>(r);
+      if (vif->currently_attached != attached) {
+        api::vif after = *vif;
+        after.currently_attached = attached;
+        t.update(r, *vif, after);
+      }
+    }
+  }
+
+  void record_host_memory(storage::transaction& t, const storage::state& s) {
+    const api::host* h = s.get<api::host>(host);
+    if (!h) return;
+    const api::host_metrics* m = s.get<api::host_metrics>(h->metrics.opaque);
+    if (!m) return;
+    auto info = hv.host();
+    if (m->memory_free == info.memory_free_bytes && m->memory_total == info.memory_total_bytes) return;
+    api::host_metrics after = *m;
+    after.memory_free = info.memory_free_bytes;
+    after.memory_total = info.memory_total_bytes;
+    after.last_updated = now();
+    t.update(h->metrics.opaque, *m, after);
+  }
+
+  api::api_result<wire::value> commit(storage::transaction t) {
+    auto r = db.commit(std::move(t));
+    if (!r) return fail(std::move(r).error());
+    return wire::value("");
+  }
+
+  // --- the steps operations share ---
+
+  api::status check_host_can_run(const storage::state& s, const std::string& ref, const api::vm& vm) const {
+    const api::host* h = s.get<api::host>(host);
+    if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
+    if (!h->enabled) return fail(api::errors::HOST_DISABLED(host));
+    if (vm.VCPUs_at_startup < 1) return fail(api::errors::VM_NO_VCPUS(ref));
+    if (vm.VCPUs_at_startup > vm.VCPUs_max)
+      return fail(api::errors::INVALID_VALUE("VCPUs_at_startup", std::to_string(vm.VCPUs_at_startup)));
+    if (vm.memory_static_max <= 0 || vm.memory_dynamic_max <= 0) return fail(api::errors::VM_MEMORY_SIZE_TOO_LOW(ref));
+    return {};
+  }
+
+  // Builds and (unless `paused`) unpauses the VM's domain; answers its domid.
+  api::api_result<int> boot(const storage::state& s, const std::string& ref, const api::vm& vm, bool paused) {
+    auto config = config_of(s, ref, vm);
+    if (!config) return fail(config.error());
+    auto domid = hv.create(*config);
+    if (!domid) return fail(from_backend(domid.error()));
+    if (!paused) {
+      if (auto r = hv.unpause(*domid); !r) {
+        (void)hv.destroy(*domid);
+        return fail(from_backend(r.error()));
+      }
+    }
+    return *domid;
+  }
+
+  // Records a booted domain; destroys it again if the record cannot be made.
+  api::api_result<wire::value> record_boot(const std::string& ref, int domid, bool paused, bool fresh_boot) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    if (!vm) {
+      (void)hv.destroy(domid);
+      return fail(api::errors::HANDLE_INVALID("VM", ref));
+    }
+    auto t = db.begin();
+    record_live(t, *s, ref, *vm, domid, paused ? ps::Paused : ps::Running, fresh_boot);
+    record_host_memory(t, *s);
+    auto r = commit(std::move(t));
+    if (!r) (void)hv.destroy(domid);
+    return r;
+  }
+
+  api::api_result<wire::value> start_work(const std::string& ref, bool paused) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    if (auto st = check_host_can_run(*s, ref, *vm); !st) return fail(st.error());
+    auto domid = boot(*s, ref, *vm, paused);
+    if (!domid) return fail(domid.error());
+    return record_boot(ref, *domid, paused, true);
+  }
+
+  // Tears the domain down (asking the guest first when `clean`) and records the VM halted.
+  api::api_result<wire::value> stop_work(const std::string& ref, bool clean) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    if (vm->power_state == ps::Suspended) return drop_suspended(ref);
+    int domid = static_cast<int>(vm->domid);
+    if (clean) {
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::poweroff); !r) return fail(from_backend(r.error()));
+    }
+    if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
+      return fail(from_backend(r.error()));
+    return record_halted(ref);
+  }
+
+  api::api_result<wire::value> record_halted(const std::string& ref) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    if (!vm) return fail(api::errors::HANDLE_INVALID("VM", ref));
+    auto t = db.begin();
+    record_stopped(t, *s, ref, *vm, ps::Halted);
+    record_host_memory(t, *s);
+    return commit(std::move(t));
+  }
+
+  // A suspended VM halts by forgetting its saved state.
+  api::api_result<wire::value> drop_suspended(const std::string& ref) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    auto t = db.begin();
+    std::string image;
+    if (const api::vdi* vdi = s->get<api::vdi>(vm->suspend_VDI.opaque)) {
+      if (auto path = vdi_path(*s, vm->suspend_VDI.opaque)) image = *path;
+      t.destroy(schema::get().class_of<api::vdi>(), vm->suspend_VDI.opaque);
+      (void)vdi;
+    }
+    record_stopped(t, *s, ref, *vm, ps::Halted);
+    auto r = commit(std::move(t));
+    if (r && !image.empty()) (void)sm::remove_image(image);
+    return r;
+  }
+
+  // Stops the domain (the guest asked to reboot, or not) and boots it again.
+  api::api_result<wire::value> reboot_work(const std::string& ref, bool clean) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    int domid = static_cast<int>(vm->domid);
+    if (clean) {
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::reboot); !r) return fail(from_backend(r.error()));
+    }
+    if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
+      return fail(from_backend(r.error()));
+    auto next = boot(*s, ref, *vm, false);
+    if (!next) {
+      (void)record_halted(ref);  // the old domain is gone either way
+      return fail(next.error());
+    }
+    return record_boot(ref, *next, false, true);
+  }
+
+  // --- copies of VMs: clone, copy, snapshot ---
+
+  struct new_image {
+    std::string path;
+  };
+
+  // Adds a copy of VDI `from` (into SR `sr`, or its own SR) to `t`; the image file is written
+  // now and listed in `written` so that a failed commit can remove it.
+  api::api_result<std::string> copy_vdi(storage::transaction& t, const storage::state& s, const std::string& from,
+                                        const std::string& sr, bool as_snapshot, std::vector<std::string>& written) {
+    const api::vdi* src = s.get<api::vdi>(from);
+    if (!src) return fail(api::errors::HANDLE_INVALID("VDI", from));
+    auto src_path = vdi_path(s, from);
+    if (!src_path) return fail(src_path.error());
+    api::vdi v = *src;
+    v.uuid = db.ids().uuid();
+    v.SR.opaque = sr.empty() ? src->SR.opaque : sr;
+    auto dir = sr_dir(s, v.SR.opaque);
+    if (!dir) return fail(dir.error());
+    v.location = v.uuid + ".img";
+    v.allowed_operations = {};
+    v.current_operations = {};
+    v.VBDs = {};
+    v.crash_dumps = {};
+    v.snapshots = {};
+    v.is_a_snapshot = as_snapshot;
+    v.snapshot_of.opaque = as_snapshot ? from : null_ref<api::vdi>();
+    v.snapshot_time = as_snapshot ? now() : api::datetime{};
+    v.parent.opaque = null_ref<api::vdi>();
+    std::string path = *dir + "/" + v.location;
+    if (auto r = sm::copy_image(*src_path, path); !r) return fail(api::errors::INTERNAL_ERROR(r.error()));
+    written.push_back(path);
+    v.physical_utilisation = sm::allocated_bytes(path);
+    return t.create(v);
+  }
+
+  static std::string random_mac(id_source& ids) {
+    std::string u = ids.uuid();  // hex digits to draw from
+    std::string mac = "c2";      // locally administered, unicast
+    for (int i = 0; i < 5; ++i) mac += ":" + u.substr(static_cast<std::size_t>(i) * 2, 2);
+    return mac;
+  }
+
+  enum class copy_kind { clone, copy, snapshot };
+
+  api::api_result<wire::value> copy_vm(const std::string& ref, const std::string& name, const std::string& sr,
+                                       copy_kind kind) {
+    auto s = db.snapshot();
+    const api::vm* src = s->get<api::vm>(ref);
+    if (!sr.empty() && !s->get<api::sr>(sr)) return fail(api::errors::HANDLE_INVALID("SR", sr));
+    api::vm v = *src;
+    v.uuid = db.ids().uuid();
+    v.name_label = name;
+    v.allowed_operations = {};
+    v.current_operations = {};
+    v.power_state = ps::Halted;
+    v.resident_on.opaque = v.scheduled_to_be_resident_on.opaque = null_ref<api::host>();
+    v.domid = -1;
+    v.suspend_VDI.opaque = null_ref<api::vdi>();
+    v.consoles = {};
+    v.VIFs = {};
+    v.VBDs = {};
+    v.crash_dumps = {};
+    v.VTPMs = {};
+    v.snapshots = {};
+    v.children = {};
+    v.VGPUs = {};
+    v.attached_PCIs = {};
+    v.guest_metrics.opaque = null_ref<api::vm_guest_metrics>();
+    v.other_config.erase("default_template");
+    v.is_a_snapshot = kind == copy_kind::snapshot;
+    v.snapshot_of.opaque = kind == copy_kind::snapshot ? ref : null_ref<api::vm>();
+    v.snapshot_time = kind == copy_kind::snapshot ? now() : api::datetime{};
+    if (kind == copy_kind::snapshot) v.is_a_template = true;  // a snapshot is a template of its VM
+    v.parent.opaque = kind == copy_kind::copy ? null_ref<api::vm>() : ref;
+
+    auto t = db.begin();
+    api::vm_metrics m;
+    m.uuid = db.ids().uuid();
+    m.install_time = now();
+    v.metrics.opaque = t.create(m);
+    const std::string new_ref = t.create(v);
+
+    std::vector<std::string> written;
+    auto undo = [&written] {
+      for (const auto& p : written) (void)sm::remove_image(p);
+    };
+    for (const auto& vbd_ref : refs_pointing_at<api::vbd>(*s, "VM", ref)) {
+      api::vbd b = *s->get<api::vbd>(vbd_ref);
+      b.uuid = db.ids().uuid();
+      b.VM.opaque = new_ref;
+      b.allowed_operations = {};
+      b.current_operations = {};
+      b.currently_attached = false;
+      b.metrics.opaque = null_ref<api::vbd_metrics>();
+      // Disks are copied; CDs share their ISO.
+      if (b.type != api::vbd_type::CD && !b.empty && !b.VDI.is_null()) {
+        auto vdi = copy_vdi(t, *s, b.VDI.opaque, kind == copy_kind::copy ? sr : std::string(),
+                            kind == copy_kind::snapshot, written);
+        if (!vdi) {
+          undo();
+          return fail(vdi.error());
+        }
+        b.VDI.opaque = *vdi;
+      }
+      t.create(b);
+    }
+    for (const auto& vif_ref : refs_pointing_at<api::vif>(*s, "VM", ref)) {
+      api::vif f = *s->get<api::vif>(vif_ref);
+      f.uuid = db.ids().uuid();
+      f.VM.opaque = new_ref;
+      f.allowed_operations = {};
+      f.current_operations = {};
+      f.currently_attached = false;
+      f.metrics.opaque = null_ref<api::vif_metrics>();
+      if (kind != copy_kind::snapshot) {  // a snapshot keeps the addresses; a new VM gets its own
+        f.MAC = random_mac(db.ids());
+        f.MAC_autogenerated = true;
+      }
+      t.create(f);
+    }
+    if (kind == copy_kind::snapshot) {
+      api::vm live = *src;
+      live.parent.opaque = new_ref;
+      t.update(ref, *src, live);
+    }
+    auto r = db.commit(std::move(t));
+    if (!r) {
+      undo();
+      return fail(std::move(r).error());
+    }
+    actors.refresh(vm_cls, new_ref);
+    return wire::value(new_ref);
+  }
+
+  // Destroys the VM's devices and their metrics (not its disks' VDIs) in `t`.
+  void drop_devices(storage::transaction& t, const storage::state& s, const std::string& ref) {
+    for (const auto& r : refs_pointing_at<api::vbd>(s, "VM", ref)) t.destroy(vbd_cls, r);
+    for (const auto& r : refs_pointing_at<api::vif>(s, "VM", ref)) t.destroy(vif_cls, r);
+    for (const auto& r : refs_pointing_at<api::console>(s, "VM", ref))
+      t.destroy(schema::get().class_of<api::console>(), r);
+  }
+
+  // --- provisioning: the template's disks become VDIs and VBDs ---
+
+  api::api_result<wire::value> provision_work(const std::string& ref) {
+    auto s = db.snapshot();
+    const api::vm* vm = s->get<api::vm>(ref);
+    std::string default_sr;
+    s->for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& row) {
+      default_sr = static_cast<const api::pool*>(row.record.get())->default_SR.opaque;
+      return false;
+    });
+    pugi::xml_document doc;
+    auto spec = vm->other_config.find("disks");
+    if (spec != vm->other_config.end() && !spec->second.empty() &&
+        !doc.load_string(spec->second.c_str(), pugi::parse_default))
+      return fail(api::errors::INVALID_VALUE("other_config:disks", spec->second));
+    auto t = db.begin();
+    std::vector<std::string> written;
+    auto undo = [&written] {
+      for (const auto& p : written) (void)sm::remove_image(p);
+    };
+    for (pugi::xml_node disk : doc.child("provision").children("disk")) {
+      std::string sr_uuid = disk.attribute("sr").as_string();
+      std::string sr = default_sr;
+      if (!sr_uuid.empty()) {
+        auto found = s->ref_by_uuid(schema::get().class_of<api::sr>(), sr_uuid);
+        if (!found) {
+          undo();
+          return fail(api::errors::UUID_INVALID("SR", sr_uuid));
+        }
+        sr = *found;
+      }
+      if (sr.empty() || sr == null_ref<api::sr>() || !s->get<api::sr>(sr)) {
+        undo();
+        return fail(api::errors::VM_REQUIRES_SR(ref, sr.empty() ? null_ref<api::sr>() : sr));
+      }
+      auto dir = sr_dir(*s, sr);
+      if (!dir) {
+        undo();
+        return fail(api::errors::VM_REQUIRES_SR(ref, sr));
+      }
+      std::int64_t size = disk.attribute("size").as_llong(-1);
+      std::string device = disk.attribute("device").as_string("0");
+      if (size < 0) {
+        undo();
+        return fail(api::errors::INVALID_VALUE("other_config:disks", spec->second));
+      }
+      api::vdi v;
+      v.uuid = db.ids().uuid();
+      v.name_label = vm->name_label + " " + device;
+      v.SR.opaque = sr;
+      v.virtual_size = size;
+      v.type = std::string(disk.attribute("type").as_string("system")) == "user" ? api::vdi_type::user
+                                                                                 : api::vdi_type::system;
+      v.location = v.uuid + ".img";
+      v.managed = true;
+      v.sm_config = {{"type", "raw"}};
+      v.other_config = {{"provisioned-for", vm->uuid}};
+      std::string path = *dir + "/" + v.location;
+      if (auto r = sm::create_image(path, size); !r) {
+        undo();
+        return fail(api::errors::INTERNAL_ERROR(r.error()));
+      }
+      written.push_back(path);
+      std::string vdi_ref = t.create(v);
+      api::vbd b;
+      b.uuid = db.ids().uuid();
+      b.VM.opaque = ref;
+      b.VDI.opaque = vdi_ref;
+      b.userdevice = device;
+      b.bootable = disk.attribute("bootable").as_bool(false);
+      b.mode = api::vbd_mode::RW;
+      b.type = api::vbd_type::Disk;
+      b.unpluggable = true;
+      t.create(b);
+    }
+    api::vm after = *vm;
+    after.is_a_template = false;
+    after.other_config.erase("disks");
+    t.update(ref, *vm, after);
+    auto r = commit(std::move(t));
+    if (!r) undo();
+    return r;
+  }
+
+  // --- devices: which numbers are free ---
+
+  template <class R>
+  std::vector<std::string> free_devices(const std::string& vm, int count) const {
+    auto s = db.snapshot();
+    std::set<std::string> used;
+    for (const auto& r : refs_pointing_at<R>(*s, "VM", vm)) {
+      const R* d = s->get<R>(r);
+      if constexpr (std::is_same_v<R, api::vbd>) used.insert(d->userdevice);
+      else used.insert(d->device);
+    }
+    std::vector<std::string> out;
+    for (int i = 0; i < count; ++i)
+      if (!used.count(std::to_string(i))) out.push_back(std::to_string(i));
+    return out;
+  }
+
+  // --- VBD and VIF hotplug ---
+
+  // The running VM a device belongs to, or the error a device operation of a stopped VM gets.
+  api::api_result<const api::vm*> live_vm_of(const storage::state& s, const std::string& vm_ref) const {
+    const api::vm* vm = s.get<api::vm>(vm_ref);
+    if (!vm) return fail(api::errors::HANDLE_INVALID("VM", vm_ref));
+    if (vm->power_state != ps::Running && vm->power_state != ps::Paused)
+      return fail(api::errors::VM_BAD_POWER_STATE(vm_ref, "running, paused", power_state_name(vm->power_state)));
+    return vm;
+  }
+
+  template <class R, class F>
+  api::api_result<wire::value> update_device(const std::string& ref, F change) {
+    auto s = db.snapshot();
+    const R* before = s->get<R>(ref);
+    if (!before) return fail(api::errors::HANDLE_INVALID(std::string(R::api_class), ref));
+    R after = *before;
+    change(after);
+    auto t = db.begin();
+    t.update(ref, *before, after);
+    return commit(std::move(t));
+  }
+
+  // --- what guests did on their own ---
+
+  // Applies the VM's after-shutdown/reboot/crash action to its stopped domain.
+  void guest_stopped(const std::string& ref, const api::vm& vm, const xen::domain_info& d) {
+    enum class action { halt, restart, preserve } what = action::halt;
+    switch (d.reason) {
+      case xen::shutdown_reason::reboot:
+        what = vm.actions_after_reboot == api::on_normal_exit::restart ? action::restart : action::halt;
+        break;
+      case xen::shutdown_reason::crash:
+        switch (vm.actions_after_crash) {
+          case api::on_crash_behaviour::restart:
+          case api::on_crash_behaviour::coredump_and_restart:
+          case api::on_crash_behaviour::rename_restart: what = action::restart; break;
+          case api::on_crash_behaviour::preserve: what = action::preserve; break;
+          default: what = action::halt;
+        }
+        break;
+      default:
+        what = vm.actions_after_shutdown == api::on_normal_exit::restart ? action::restart : action::halt;
+    }
+    if (what == action::preserve) {
+      // The crashed domain stays for inspection; the VM shows as paused until it is shut down.
+      if (vm.power_state != ps::Paused) {
+        auto s = db.snapshot();
+        auto t = db.begin();
+        const api::vm* now_vm = s->get<api::vm>(ref);
+        if (!now_vm) return;
+        api::vm after = *now_vm;
+        after.power_state = ps::Paused;
+        t.update(ref, *now_vm, after);
+        (void)commit(std::move(t));
+      }
+      return;
+    }
+    const std::string key = "OpaqueRef:guest-" + vm.uuid;
+    api::vm_operations op = what == action::restart ? api::vm_operations::hard_reboot : api::vm_operations::hard_shutdown;
+    auto r = run_vm(ref, op, key, [this, ref, what]() -> api::api_result<wire::value> {
+      return what == action::restart ? reboot_work(ref, false) : stop_work(ref, false);
+    });
+    spdlog::info("vm.guest_stopped vm={} reason={} action={} ok={}", vm.uuid, static_cast<int>(d.reason),
+                 what == action::restart ? "restart" : "halt", static_cast<bool>(r));
+  }
+};
+
+vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, clock& clk,
+                           std::string host)
+    : impl_(std::shared_ptr<impl>(new impl{db, hypervisor, actors, clk, std::move(host)})) {
+  const std::size_t vm_cls = impl_->vm_cls;
+  actors.add_rules(vm_cls, operation_rules{
+                               [](const void* rec, const std::string& ref, std::string_view op) -> std::optional<api::api_error> {
+                                 api::vm_operations o{};
+                                 if (!api::from_string(op, o)) return api::errors::INTERNAL_ERROR("unknown VM operation");
+                                 return check_vm_operation(*static_cast<const api::vm*>(rec), ref, o);
+                               },
+                               [](const void* rec, const std::string& ref) {
+                                 return api::to_value(allowed_vm_operations(*static_cast<const api::vm*>(rec), ref));
+                               }});
+  // A device does one operation at a time; what it allows follows its attachment and media.
+  actors.add_rules(impl_->vbd_cls,
+                   operation_rules{[](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
+                                     if (!static_cast<const api::vbd*>(rec)->current_operations.empty())
+                                       return api::errors::OTHER_OPERATION_IN_PROGRESS("VBD", ref);
+                                     return std::nullopt;
+                                   },
+                                   [](const void* rec, const std::string&) {
+                                     const auto* b = static_cast<const api::vbd*>(rec);
+                                     std::vector<api::vbd_operations> ops;
+                                     if (b->current_operations.empty()) {
+                                       if (b->currently_attached) ops = {api::vbd_operations::unplug, api::vbd_operations::unplug_force};
+                                       else ops = {api::vbd_operations::attach, api::vbd_operations::plug};
+                                       if (b->type == api::vbd_type::CD)
+                                         ops.push_back(b->empty ? api::vbd_operations::insert : api::vbd_operations::eject);
+                                     }
+                                     return api::to_value(ops);
+                                   }});
+  actors.add_rules(impl_->vif_cls,
+                   operation_rules{[](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
+                                     if (!static_cast<const api::vif*>(rec)->current_operations.empty())
+                                       return api::errors::OTHER_OPERATION_IN_PROGRESS("VIF", ref);
+                                     return std::nullopt;
+                                   },
+                                   [](const void* rec, const std::string&) {
+                                     const auto* f = static_cast<const api::vif*>(rec);
+                                     std::vector<api::vif_operations> ops;
+                                     if (f->current_operations.empty()) {
+                                       if (f->currently_attached) ops = {api::vif_operations::unplug};
+                                       else ops = {api::vif_operations::attach, api::vif_operations::plug};
+                                     }
+                                     return api::to_value(ops);
+                                   }});
+}
+
+api::status vm_lifecycle::reconcile() {
+  auto& d = *impl_;
+  for (std::size_t cls : {d.vm_cls, d.vbd_cls, d.vif_cls})
+    if (auto st = d.actors.reset_operations(cls); !st) return st;
+  // The hypervisor's domains are the truth about what runs here.
+  std::map<std::string, xen::domain_info> domains;
+  for (auto& dom : d.hv.list()) domains[dom.uuid] = dom;
+  auto s = d.db.snapshot();
+  auto t = d.db.begin();
+  std::set<std::string> known;
+  s->for_each(d.vm_cls, [&](const std::string& ref, const storage::row& row) {
+    const auto* vm = static_cast<const api::vm*>(row.record.get());
+    if (vm->is_control_domain) return true;
+    known.insert(vm->uuid);
+    bool live = vm->power_state == ps::Running || vm->power_state == ps::Paused;
+    auto dom = domains.find(vm->uuid);
+    if (live && vm->resident_on.opaque == d.host && dom == domains.end()) {
+      spdlog::warn("vm.reconciled vm={} was={} now=halted reason=\"its domain is gone\"", vm->uuid,
+                   power_state_name(vm->power_state));
+      d.record_stopped(t, *s, ref, *vm, ps::Halted);
+    } else if (!live && dom != domains.end()) {
+      spdlog::warn("vm.reconciled vm={} reason=\"a domain of a stopped VM\" action=destroy", vm->uuid);
+      (void)d.hv.destroy(dom->second.domid);
+    }
+    return true;
+  });
+  for (const auto& [uuid, dom] : domains)
+    if (!known.count(uuid)) {
+      spdlog::warn("vm.reconciled domid={} uuid={} reason=\"no VM has this domain\" action=destroy", dom.domid, uuid);
+      (void)d.hv.destroy(dom.domid);
+    }
+  d.record_host_memory(t, *s);
+  if (!t.empty()) {
+    auto r = d.db.commit(std::move(t));
+    if (!r) return fail(std::move(r).error());
+  }
+  return d.actors.reset_operations(d.vm_cls);
+}
+
+void vm_lifecycle::observe() {
+  auto& d = *impl_;
+  std::map<std::string, xen::domain_info> domains;
+  for (auto& dom : d.hv.list()) domains[dom.uuid] = dom;
+  auto s = d.db.snapshot();
+  std::vector<std::pair<std::string, api::vm>> stopped;
+  auto t = d.db.begin();
+  const std::size_t gm_cls = schema::get().class_of<api::vm_guest_metrics>();
+  s->for_each(d.vm_cls, [&](const std::string& ref, const storage::row& row) {
+    const auto* vm = static_cast<const api::vm*>(row.record.get());
+    if (vm->is_control_domain || vm->resident_on.opaque != d.host) return true;
+    if (vm->power_state != ps::Running && vm->power_state != ps::Paused) return true;
+    if (!vm->current_operations.empty()) return true;  // an operation is changing it right now
+    auto dom = domains.find(vm->uuid);
+    if (dom == domains.end()) return true;  // reconcile's business (it vanished under us)
+    if (dom->second.state == xen::domain_state::shutdown || dom->second.state == xen::domain_state::crashed) {
+      if (!(dom->second.reason == xen::shutdown_reason::crash && vm->power_state == ps::Paused &&
+            vm->actions_after_crash == api::on_crash_behaviour::preserve))
+        stopped.emplace_back(ref, *vm);
+      return true;
+    }
+    // The guest agent: metrics appear once the guest has booted and change as it reports.
+    if (auto report = d.hv.guest(static_cast<int>(vm->domid))) {
+      api::vm_guest_metrics gm;
+      const api::vm_guest_metrics* old = s->get<api::vm_guest_metrics>(vm->guest_metrics.opaque);
+      if (old) gm = *old;
+      gm.os_version = report->os_version;
+      gm.PV_drivers_version = report->pv_drivers_version;
+      gm.PV_drivers_up_to_date = true;
+      gm.networks = report->networks;
+      gm.other = report->other;
+      gm.live = true;
+      if (!old) {
+        gm.uuid = d.db.ids().uuid();
+        gm.last_updated = d.now();
+        api::vm after = *vm;
+        after.guest_metrics.opaque = t.create(gm);
+        t.update(ref, *vm, after);
+      } else if (!(gm == *old)) {
+        gm.last_updated = d.now();
+        t.update(vm->guest_metrics.opaque, *old, gm);
+      }
+    }
+    // The balloon: memory_actual follows the domain.
+    if (const api::vm_metrics* m = s->get<api::vm_metrics>(vm->metrics.opaque);
+        m && m->memory_actual != dom->second.memory_bytes) {
+      api::vm_metrics after = *m;
+      after.memory_actual = dom->second.memory_bytes;
+      after.last_updated = d.now();
+      t.update(vm->metrics.opaque, *m, after);
+    }
+    (void)gm_cls;
+    return true;
+  });
+  d.record_host_memory(t, *s);
+  if (!t.empty())
+    if (auto r = d.db.commit(std::move(t)); !r)
+      spdlog::warn("vm.observe.failed reason=\"{}\"", r.error().description().at(0));
+  for (const auto& [ref, vm] : stopped) d.guest_stopped(ref, vm, domains[vm.uuid]);
+}
+
+namespace {
+api::api_result<void> as_void(api::api_result<wire::value> r) {
+  if (!r) return fail(std::move(r).error());
+  return ok_v;
+}
+}  // namespace
+
+vm_lifecycle::result_void vm_lifecycle::start(const std::string& vm, bool paused, bool, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::start, task, [d, vm, paused] { return d->start_work(vm, paused); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::start_on(const std::string& vm, const std::string& host, bool paused,
+                                                 bool force, const std::string& task) {
+  if (auto st = assert_can_boot_here(vm, host); !st) return st;
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::start_on, task, [d, vm, paused] { return d->start_work(vm, paused); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::pause(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::pause, task, [d, vm]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (auto r = d->hv.pause(static_cast<int>(v->domid)); !r) return fail(from_backend(r.error()));
+    return d->record_boot(vm, static_cast<int>(v->domid), true, false);
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::unpause(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::unpause, task, [d, vm]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (auto r = d->hv.unpause(static_cast<int>(v->domid)); !r) return fail(from_backend(r.error()));
+    return d->record_boot(vm, static_cast<int>(v->domid), false, false);
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::clean_shutdown(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::clean_shutdown, task, [d, vm] { return d->stop_work(vm, true); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::hard_shutdown(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::hard_shutdown, task, [d, vm] { return d->stop_work(vm, false); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::shutdown(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::shutdown, task, [d, vm]() -> api::api_result<wire::value> {
+    // Clean when the guest can, hard when it cannot (or is paused or suspended).
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (v->power_state == ps::Running)
+      if (auto r = d->stop_work(vm, true); r) return r;
+    return d->stop_work(vm, false);
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::clean_reboot(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::clean_reboot, task, [d, vm] { return d->reboot_work(vm, true); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::hard_reboot(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::hard_reboot, task, [d, vm] { return d->reboot_work(vm, false); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::suspend(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::suspend, task, [d, vm]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    // The saved state is a VDI of type suspend on the pool's suspend-image SR.
+    std::string sr = v->suspend_SR.opaque;
+    if (!s->get<api::sr>(sr)) {
+      sr.clear();
+      s->for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& row) {
+        sr = static_cast<const api::pool*>(row.record.get())->suspend_image_SR.opaque;
+        return false;
+      });
+    }
+    if (!s->get<api::sr>(sr)) return fail(api::errors::VM_NO_SUSPEND_SR(vm));
+    auto dir = d->sr_dir(*s, sr);
+    if (!dir) return fail(api::errors::VM_NO_SUSPEND_SR(vm));
+    api::vdi image;
+    image.uuid = d->db.ids().uuid();
+    image.name_label = "Suspend image for " + v->name_label;
+    image.SR.opaque = sr;
+    image.type = api::vdi_type::suspend;
+    image.location = image.uuid + ".suspend";
+    image.managed = true;
+    image.virtual_size = v->memory_static_max;
+    std::string path = *dir + "/" + image.location;
+    if (auto r = d->hv.suspend(static_cast<int>(v->domid), path); !r) return fail(from_backend(r.error()));
+    image.physical_utilisation = sm::allocated_bytes(path);
+    auto s2 = d->db.snapshot();
+    const api::vm* now_vm = s2->get<api::vm>(vm);
+    auto t = d->db.begin();
+    std::string vdi_ref = t.create(image);
+    d->record_stopped(t, *s2, vm, *now_vm, ps::Suspended, vdi_ref);
+    d->record_host_memory(t, *s2);
+    return d->commit(std::move(t));
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::resume(const std::string& vm, bool paused, bool, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::resume, task, [d, vm, paused]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (auto st = d->check_host_can_run(*s, vm, *v); !st) return fail(st.error());
+    auto path = d->vdi_path(*s, v->suspend_VDI.opaque);
+    if (!path) return fail(api::errors::VM_REQUIRES_VDI(vm, v->suspend_VDI.opaque));
+    auto config = d->config_of(*s, vm, *v);
+    if (!config) return fail(config.error());
+    auto domid = d->hv.resume(*config, *path);
+    if (!domid) return fail(from_backend(domid.error()));
+    if (!paused)
+      if (auto r = d->hv.unpause(*domid); !r) {
+        (void)d->hv.destroy(*domid);
+        return fail(from_backend(r.error()));
+      }
+    auto t = d->db.begin();
+    d->record_live(t, *s, vm, *v, *domid, paused ? ps::Paused : ps::Running, false);
+    t.destroy(schema::get().class_of<api::vdi>(), v->suspend_VDI.opaque);
+    d->record_host_memory(t, *s);
+    auto r = d->commit(std::move(t));
+    if (!r) {
+      (void)d->hv.destroy(*domid);
+      return r;
+    }
+    (void)sm::remove_image(*path);
+    return r;
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::resume_on(const std::string& vm, const std::string& host, bool paused, bool force,
+                                                  const std::string& task) {
+  if (auto st = assert_can_boot_here(vm, host); !st) return st;
+  auto d = impl_;
+  return resume(vm, paused, force, task);
+}
+
+api::api_result<std::string> vm_lifecycle::clone(const std::string& vm, const std::string& name, const std::string& task) {
+  auto d = impl_;
+  auto r = d->run_vm(vm, api::vm_operations::clone, task,
+                     [d, vm, name] { return d->copy_vm(vm, name, {}, impl::copy_kind::clone); });
+  if (!r) return fail(std::move(r).error());
+  return *r->as_string();
+}
+
+api::api_result<std::string> vm_lifecycle::copy(const std::string& vm, const std::string& name, const std::string& sr,
+                                                const std::string& task) {
+  auto d = impl_;
+  std::string target = sr == null_ref<api::sr>() ? std::string() : sr;
+  auto r = d->run_vm(vm, api::vm_operations::copy, task,
+                     [d, vm, name, target] { return d->copy_vm(vm, name, target, impl::copy_kind::copy); });
+  if (!r) return fail(std::move(r).error());
+  return *r->as_string();
+}
+
+api::api_result<std::string> vm_lifecycle::snapshot(const std::string& vm, const std::string& name,
+                                                    const std::string& task) {
+  auto d = impl_;
+  auto r = d->run_vm(vm, api::vm_operations::snapshot, task,
+                     [d, vm, name] { return d->copy_vm(vm, name, {}, impl::copy_kind::snapshot); });
+  if (!r) return fail(std::move(r).error());
+  return *r->as_string();
+}
+
+vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(snap_ref, api::vm_operations::revert, task, [d, snap_ref]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* snap = s->get<api::vm>(snap_ref);
+    const std::string vm_ref = snap->snapshot_of.opaque;
+    const api::vm* vm = s->get<api::vm>(vm_ref);
+    if (!vm) return fail(api::errors::VM_REVERT_FAILED(vm_ref, snap_ref));
+    // The VM stops first: it becomes what the snapshot recorded.
+    if (vm->power_state == ps::Running || vm->power_state == ps::Paused) {
+      if (auto r = d->hv.destroy(static_cast<int>(vm->domid)); !r && r.error().what != xen::backend_error::kind::no_such_domain)
+        return fail(from_backend(r.error()));
+      if (auto r = d->record_halted(vm_ref); !r) return r;
+    } else if (vm->power_state == ps::Suspended) {
+      if (auto r = d->drop_suspended(vm_ref); !r) return r;
+    }
+    s = d->db.snapshot();
+    vm = s->get<api::vm>(vm_ref);
+    auto t = d->db.begin();
+    std::vector<std::string> written, replaced;
+    // The VM's disks are replaced by copies of the snapshot's.
+    for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", vm_ref)) {
+      const api::vbd* b = s->get<api::vbd>(r);
+      if (b->type != api::vbd_type::CD && !b->VDI.is_null() && s->get<api::vdi>(b->VDI.opaque) &&
+          refs_pointing_at<api::vbd>(*s, "VDI", b->VDI.opaque).size() == 1) {
+        if (auto p = d->vdi_path(*s, b->VDI.opaque)) replaced.push_back(*p);
+        t.destroy(schema::get().class_of<api::vdi>(), b->VDI.opaque);
+      }
+    }
+    d->drop_devices(t, *s, vm_ref);
+    for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", snap_ref)) {
+      api::vbd b = *s->get<api::vbd>(r);
+      b.uuid = d->db.ids().uuid();
+      b.VM.opaque = vm_ref;
+      b.allowed_operations = {};
+      b.current_operations = {};
+      b.currently_attached = false;
+      if (b.type != api::vbd_type::CD && !b.empty && !b.VDI.is_null()) {
+        auto vdi = d->copy_vdi(t, *s, b.VDI.opaque, {}, false, written);
+        if (!vdi) {
+          for (const auto& p : written) (void)sm::remove_image(p);
+          return fail(api::errors::VM_REVERT_FAILED(vm_ref, snap_ref));
+        }
+        b.VDI.opaque = *vdi;
+      }
+      t.create(b);
+    }
+    for (const auto& r : refs_pointing_at<api::vif>(*s, "VM", snap_ref)) {
+      api::vif f = *s->get<api::vif>(r);
+      f.uuid = d->db.ids().uuid();
+      f.VM.opaque = vm_ref;
+      f.allowed_operations = {};
+      f.current_operations = {};
+      f.currently_attached = false;
+      t.create(f);
+    }
+    api::vm after = *vm;
+    after.memory_static_max = snap->memory_static_max;
+    after.memory_static_min = snap->memory_static_min;
+    after.memory_dynamic_max = snap->memory_dynamic_max;
+    after.memory_dynamic_min = snap->memory_dynamic_min;
+    after.VCPUs_max = snap->VCPUs_max;
+    after.VCPUs_at_startup = snap->VCPUs_at_startup;
+    after.VCPUs_params = snap->VCPUs_params;
+    after.PV_bootloader = snap->PV_bootloader;
+    after.PV_kernel = snap->PV_kernel;
+    after.PV_ramdisk = snap->PV_ramdisk;
+    after.PV_args = snap->PV_args;
+    after.HVM_boot_policy = snap->HVM_boot_policy;
+    after.HVM_boot_params = snap->HVM_boot_params;
+    after.platform = snap->platform;
+    after.actions_after_shutdown = snap->actions_after_shutdown;
+    after.actions_after_reboot = snap->actions_after_reboot;
+    after.actions_after_crash = snap->actions_after_crash;
+    after.parent.opaque = snap_ref;
+    t.update(vm_ref, *vm, after);
+    auto r = d->commit(std::move(t));
+    if (!r) {
+      for (const auto& p : written) (void)sm::remove_image(p);
+      return r;
+    }
+    for (const auto& p : replaced) (void)sm::remove_image(p);
+    d->actors.refresh(d->vm_cls, vm_ref);
+    return r;
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::provision(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::provision, task, [d, vm] { return d->provision_work(vm); }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::destroy(const std::string& vm, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::destroy, task, [d, vm]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (v->power_state == ps::Suspended)
+      if (auto r = d->drop_suspended(vm); !r) return r;
+    s = d->db.snapshot();
+    v = s->get<api::vm>(vm);
+    auto t = d->db.begin();
+    d->drop_devices(t, *s, vm);
+    if (s->get<api::vm_metrics>(v->metrics.opaque)) t.destroy(schema::get().class_of<api::vm_metrics>(), v->metrics.opaque);
+    if (s->get<api::vm_guest_metrics>(v->guest_metrics.opaque))
+      t.destroy(schema::get().class_of<api::vm_guest_metrics>(), v->guest_metrics.opaque);
+    // Snapshots outlive their VM, pointing at nothing.
+    for (const auto& r : refs_pointing_at<api::vm>(*s, "snapshot_of", vm)) {
+      const api::vm* sn = s->get<api::vm>(r);
+      api::vm after = *sn;
+      after.snapshot_of.opaque = null_ref<api::vm>();
+      t.update(r, *sn, after);
+    }
+    t.destroy(d->vm_cls, vm);
+    return d->commit(std::move(t));
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::set_memory_dynamic_range(const std::string& vm, std::int64_t min,
+                                                                 std::int64_t max, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::changing_dynamic_range, task,
+                           [d, vm, min, max]() -> api::api_result<wire::value> {
+                             auto s = d->db.snapshot();
+                             const api::vm* v = s->get<api::vm>(vm);
+                             if (min < v->memory_static_min || min > max)
+                               return fail(api::errors::INVALID_VALUE("memory_dynamic_min", std::to_string(min)));
+                             if (max > v->memory_static_max)
+                               return fail(api::errors::INVALID_VALUE("memory_dynamic_max", std::to_string(max)));
+                             if (v->power_state == ps::Running)
+                               if (auto r = d->hv.set_memory_target(static_cast<int>(v->domid), max); !r)
+                                 return fail(from_backend(r.error()));
+                             api::vm after = *v;
+                             after.memory_dynamic_min = min;
+                             after.memory_dynamic_max = max;
+                             if (v->power_state == ps::Running) after.memory_target = max;
+                             auto t = d->db.begin();
+                             t.update(vm, *v, after);
+                             if (v->power_state == ps::Running) d->record_host_memory(t, *s);
+                             return d->commit(std::move(t));
+                           }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::set_VCPUs_number_live(const std::string& vm, std::int64_t n,
+                                                              const std::string& task) {
+  auto d = impl_;
+  return as_void(d->run_vm(vm, api::vm_operations::changing_VCPUs_live, task, [d, vm, n]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (n < 1 || n > v->VCPUs_max) return fail(api::errors::INVALID_VALUE("nvcpu", std::to_string(n)));
+    if (auto r = d->hv.set_vcpus(static_cast<int>(v->domid), static_cast<int>(n)); !r) return fail(from_backend(r.error()));
+    api::vm after = *v;
+    after.VCPUs_at_startup = n;
+    auto t = d->db.begin();
+    t.update(vm, *v, after);
+    if (const api::vm_metrics* m = s->get<api::vm_metrics>(v->metrics.opaque)) {
+      api::vm_metrics ma = *m;
+      ma.VCPUs_number = n;
+      t.update(v->metrics.opaque, *m, ma);
+    }
+    return d->commit(std::move(t));
+  }));
+}
+
+api::api_result<std::vector<std::string>> vm_lifecycle::allowed_VBD_devices(const std::string& vm) const {
+  auto s = impl_->db.snapshot();
+  const api::vm* v = s->get<api::vm>(vm);
+  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  // HVM guests boot from IDE (4 devices); PV guests have 16 xvd devices.
+  return impl_->free_devices<api::vbd>(vm, v->HVM_boot_policy.empty() ? 16 : 4);
+}
+
+api::api_result<std::vector<std::string>> vm_lifecycle::allowed_VIF_devices(const std::string& vm) const {
+  auto s = impl_->db.snapshot();
+  if (!s->get<api::vm>(vm)) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  return impl_->free_devices<api::vif>(vm, 7);
+}
+
+vm_lifecycle::result_void vm_lifecycle::assert_can_boot_here(const std::string& vm, const std::string& host) const {
+  auto& d = *impl_;
+  auto s = d.db.snapshot();
+  const api::vm* v = s->get<api::vm>(vm);
+  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
+  if (host != d.host) return fail(api::errors::HOST_OFFLINE(host));  // until pools: only this host runs VMs
+  if (v->is_a_template) return fail(api::errors::VM_IS_TEMPLATE(vm));
+  if (auto st = d.check_host_can_run(*s, vm, *v); !st) return st;
+  // Every disk must be on an SR this host can see.
+  for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", vm)) {
+    const api::vbd* b = s->get<api::vbd>(r);
+    if (b->empty || b->VDI.is_null()) continue;
+    const api::vdi* vdi = s->get<api::vdi>(b->VDI.opaque);
+    if (!vdi) return fail(api::errors::VM_REQUIRES_VDI(vm, b->VDI.opaque));
+    if (!d.sr_dir(*s, vdi->SR.opaque)) return fail(api::errors::VM_REQUIRES_SR(vm, vdi->SR.opaque));
+  }
+  if (v->power_state == ps::Halted) {
+    auto info = d.hv.host();
+    if (v->memory_dynamic_max > info.memory_free_bytes)
+      return fail(api::errors::HOST_NOT_ENOUGH_FREE_MEMORY(std::to_string(v->memory_dynamic_max),
+                                                            std::to_string(info.memory_free_bytes)));
+  }
+  return ok_v;
+}
+
+api::api_result<std::vector<std::string>> vm_lifecycle::possible_hosts(const std::string& vm) const {
+  auto s = impl_->db.snapshot();
+  if (!s->get<api::vm>(vm)) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  if (assert_can_boot_here(vm, impl_->host)) return std::vector<std::string>{impl_->host};
+  return std::vector<std::string>{};
+}
+
+vm_lifecycle::result_void vm_lifecycle::vbd_plug(const std::string& vbd, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vbd_cls, vbd, "plug", task, [d, vbd]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vbd* b = s->get<api::vbd>(vbd);
+    auto vm = d->live_vm_of(*s, b->VM.opaque);
+    if (!vm) return fail(vm.error());
+    if (b->currently_attached) return fail(api::errors::DEVICE_ALREADY_ATTACHED(vbd));
+    auto disk = d->disk_of(*s, *b, !(*vm)->HVM_boot_policy.empty());
+    if (!disk) return fail(disk.error());
+    if (auto r = d->hv.plug_disk(static_cast<int>((*vm)->domid), *disk); !r) return fail(from_backend(r.error()));
+    return d->update_device<api::vbd>(vbd, [&](api::vbd& a) {
+      a.currently_attached = true;
+      a.device = disk->device;
+    });
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::vbd_unplug(const std::string& vbd, bool force, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vbd_cls, vbd, force ? "unplug_force" : "unplug", task,
+                               [d, vbd, force]() -> api::api_result<wire::value> {
+                                 auto s = d->db.snapshot();
+                                 const api::vbd* b = s->get<api::vbd>(vbd);
+                                 auto vm = d->live_vm_of(*s, b->VM.opaque);
+                                 if (!vm) return fail(vm.error());
+                                 if (!b->currently_attached) return fail(api::errors::DEVICE_ALREADY_DETACHED(vbd));
+                                 if (!b->unpluggable && !force) return fail(api::errors::VBD_NOT_UNPLUGGABLE(vbd));
+                                 std::string device = impl::disk_device(*b, !(*vm)->HVM_boot_policy.empty());
+                                 if (auto r = d->hv.unplug_disk(static_cast<int>((*vm)->domid), device); !r)
+                                   return fail(from_backend(r.error()));
+                                 return d->update_device<api::vbd>(vbd, [](api::vbd& a) { a.currently_attached = false; });
+                               }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::vbd_insert(const std::string& vbd, const std::string& vdi, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vbd_cls, vbd, "insert", task, [d, vbd, vdi]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vbd* b = s->get<api::vbd>(vbd);
+    if (b->type != api::vbd_type::CD) return fail(api::errors::VBD_NOT_REMOVABLE_MEDIA(vbd));
+    if (!b->empty) return fail(api::errors::VBD_NOT_EMPTY(vbd));
+    if (!s->get<api::vdi>(vdi)) return fail(api::errors::HANDLE_INVALID("VDI", vdi));
+    return d->update_device<api::vbd>(vbd, [&](api::vbd& a) {
+      a.VDI.opaque = vdi;
+      a.empty = false;
+    });
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::vbd_eject(const std::string& vbd, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vbd_cls, vbd, "eject", task, [d, vbd]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vbd* b = s->get<api::vbd>(vbd);
+    if (b->type != api::vbd_type::CD) return fail(api::errors::VBD_NOT_REMOVABLE_MEDIA(vbd));
+    if (b->empty) return fail(api::errors::VBD_IS_EMPTY(vbd));
+    return d->update_device<api::vbd>(vbd, [](api::vbd& a) {
+      a.VDI.opaque = null_ref<api::vdi>();
+      a.empty = true;
+    });
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::vif_plug(const std::string& vif, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vif_cls, vif, "plug", task, [d, vif]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vif* f = s->get<api::vif>(vif);
+    auto vm = d->live_vm_of(*s, f->VM.opaque);
+    if (!vm) return fail(vm.error());
+    if (f->currently_attached) return fail(api::errors::DEVICE_ALREADY_ATTACHED(vif));
+    if (auto r = d->hv.plug_nic(static_cast<int>((*vm)->domid), d->nic_of(*s, *f)); !r)
+      return fail(from_backend(r.error()));
+    return d->update_device<api::vif>(vif, [](api::vif& a) { a.currently_attached = true; });
+  }));
+}
+
+vm_lifecycle::result_void vm_lifecycle::vif_unplug(const std::string& vif, bool, const std::string& task) {
+  auto d = impl_;
+  return as_void(d->actors.run(d->vif_cls, vif, "unplug", task, [d, vif]() -> api::api_result<wire::value> {
+    auto s = d->db.snapshot();
+    const api::vif* f = s->get<api::vif>(vif);
+    auto vm = d->live_vm_of(*s, f->VM.opaque);
+    if (!vm) return fail(vm.error());
+    if (!f->currently_attached) return fail(api::errors::DEVICE_ALREADY_DETACHED(vif));
+    if (auto r = d->hv.unplug_nic(static_cast<int>((*vm)->domid), std::atoi(f->device.c_str())); !r)
+      return fail(from_backend(r.error()));
+    return d->update_device<api::vif>(vif, [](api::vif& a) { a.currently_attached = false; });
+  }));
+}
+
+}  // namespace xapid::actors

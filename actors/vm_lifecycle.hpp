@@ -1,0 +1,71 @@
+// The VM lifecycle of one host (seed Figure 1.1): every operation is admitted by the VM's actor
+// (vm_rules decides), then drives the hypervisor backend and records the outcome in one
+// transaction: power state, domid, residence, metrics, device attachment. VBD and VIF hotplug go
+// through their own objects' actors the same way. Also: the guest's own stops (after-shutdown,
+// after-reboot and after-crash actions) and the guest agent's reports, seen by `observe`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/object_actors.hpp"
+#include "common/clock.hpp"
+#include "storage/database.hpp"
+#include "xen/backend.hpp"
+
+namespace xapid::actors {
+
+class vm_lifecycle {
+ public:
+  // `host` is this host's ref. Registers the operation rules of VM, VBD and VIF with `actors`.
+  vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, clock& clk, std::string host);
+
+  // At start: VMs, VBDs and VIFs get their operation rules; operations of a previous run are
+  // forgotten; VMs resident here whose domain is gone are Halted, running domains are kept.
+  api::status reconcile();
+  // Notices what guests did on their own (shut down, rebooted, crashed) and what their agents
+  // report; call it periodically.
+  void observe();
+
+  using result_void = api::api_result<void>;
+  // `task` is the key the operation has in current_operations (the Async task, or a fresh ref).
+  result_void start(const std::string& vm, bool paused, bool force, const std::string& task);
+  result_void start_on(const std::string& vm, const std::string& host, bool paused, bool force, const std::string& task);
+  result_void pause(const std::string& vm, const std::string& task);
+  result_void unpause(const std::string& vm, const std::string& task);
+  result_void clean_shutdown(const std::string& vm, const std::string& task);
+  result_void hard_shutdown(const std::string& vm, const std::string& task);
+  result_void shutdown(const std::string& vm, const std::string& task);
+  result_void clean_reboot(const std::string& vm, const std::string& task);
+  result_void hard_reboot(const std::string& vm, const std::string& task);
+  result_void suspend(const std::string& vm, const std::string& task);
+  result_void resume(const std::string& vm, bool paused, bool force, const std::string& task);
+  result_void resume_on(const std::string& vm, const std::string& host, bool paused, bool force, const std::string& task);
+  api::api_result<std::string> clone(const std::string& vm, const std::string& name, const std::string& task);
+  api::api_result<std::string> copy(const std::string& vm, const std::string& name, const std::string& sr,
+                                    const std::string& task);
+  api::api_result<std::string> snapshot(const std::string& vm, const std::string& name, const std::string& task);
+  result_void revert(const std::string& snapshot, const std::string& task);
+  result_void provision(const std::string& vm, const std::string& task);
+  result_void destroy(const std::string& vm, const std::string& task);
+  result_void set_memory_dynamic_range(const std::string& vm, std::int64_t min, std::int64_t max, const std::string& task);
+  result_void set_VCPUs_number_live(const std::string& vm, std::int64_t n, const std::string& task);
+  api::api_result<std::vector<std::string>> allowed_VBD_devices(const std::string& vm) const;
+  api::api_result<std::vector<std::string>> allowed_VIF_devices(const std::string& vm) const;
+  result_void assert_can_boot_here(const std::string& vm, const std::string& host) const;
+  api::api_result<std::vector<std::string>> possible_hosts(const std::string& vm) const;
+
+  result_void vbd_plug(const std::string& vbd, const std::string& task);
+  result_void vbd_unplug(const std::string& vbd, bool force, const std::string& task);
+  result_void vbd_insert(const std::string& vbd, const std::string& vdi, const std::string& task);
+  result_void vbd_eject(const std::string& vbd, const std::string& task);
+  result_void vif_plug(const std::string& vif, const std::string& task);
+  result_void vif_unplug(const std::string& vif, bool force, const std::string& task);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace xapid::actors
