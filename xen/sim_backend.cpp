@@ -95,6 +95,9 @@ backend_result<int> sim_backend::build_locked(const domain_config& config, std::
   d.memory_bytes = memory;
   d.vcpus = config.vcpus;
   domains_[d.domid] = d;
+  auto& devices = devices_[d.domid];
+  for (const auto& disk : config.disks) devices.insert("vbd/" + disk.device);
+  for (const auto& nic : config.nics) devices.insert("vif/" + std::to_string(nic.index));
   save_locked();
   return d.domid;
 }

@@ -1,0 +1,364 @@
+// The VM lifecycle on a real database and the simulated host, set up by a real first boot:
+// every transition of the seed's Figure 1.1 and its refusals, memory running out under 500
+// concurrent starts, guests that stop on their own, disks through snapshot and revert, and a
+// restart of everything while VMs run.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "actors/vm_lifecycle.hpp"
+#include "gateway/first_boot.hpp"
+#include "tests/support/api_error_matchers.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "xen/sim_backend.hpp"
+
+namespace xapid::actors {
+namespace {
+
+using ps = api::vm_power_state;
+using storage::schema;
+constexpr std::int64_t mib = std::int64_t{1} << 20;
+
+struct lifecycle_test : ::testing::Test {
+  testing::temp_dir dir;
+  real_clock clk;
+  std::unique_ptr<storage::database> db;
+  std::unique_ptr<xen::sim_backend> hv;
+  std::unique_ptr<host_actors> actors;
+  std::unique_ptr<vm_lifecycle> vms;
+  std::string host;
+  std::int64_t host_memory = std::int64_t{8} << 30;  // 1 GiB of it is the control domain's
+  int task = 0;
+
+  void SetUp() override { open(); }
+
+  // Opens (or reopens) the database, the simulated host and the lifecycle, as the daemon does.
+  void open() {
+    auto opened = storage::database::open({dir / "db"});
+    ASSERT_TRUE(opened.ok()) << opened.error();
+    db = std::move(opened).value();
+    xen::sim_options o;
+    o.state_file = dir / "sim-state";
+    o.memory_total_bytes = host_memory;
+    auto sim = xen::sim_backend::open(o);
+    ASSERT_TRUE(sim.ok());
+    hv = std::move(sim).value();
+    auto id = gateway::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hv->host());
+    ASSERT_TRUE(id.ok());
+    host = id->host;
+    actors = std::make_unique<host_actors>(*db);
+    vms = std::make_unique<vm_lifecycle>(*db, *hv, *actors, clk, host);
+    ASSERT_TRUE(vms->reconcile().ok());
+  }
+  void close() {
+    vms.reset();
+    actors.reset();
+    hv.reset();
+    db.reset();
+  }
+
+  std::string key() { return "OpaqueRef:task-" + std::to_string(++task); }
+  api::vm vm(const std::string& ref) const { return *db->snapshot()->get<api::vm>(ref); }
+  ps power(const std::string& ref) const { return vm(ref).power_state; }
+
+  std::string template_named(const std::string& name) const {
+    auto refs = db->snapshot()->refs_by_name_label(schema::get().class_of<api::vm>(), name);
+    return refs.empty() ? std::string() : refs.front();
+  }
+
+  // The install of the SDK guide: clone a template, provision it.
+  std::string install(const std::string& name) {
+    auto vm_ref = vms->clone(template_named("Debian Bookworm 12"), name, key());
+    EXPECT_TRUE(vm_ref.ok());
+    EXPECT_TRUE(vms->provision(*vm_ref, key()).ok());
+    return *vm_ref;
+  }
+
+  // A VM without disks of `memory` bytes, written straight into the database.
+  std::string small_vm(std::int64_t memory) {
+    api::vm v;
+    v.uuid = db->ids().uuid();
+    v.name_label = "small";
+    v.power_state = ps::Halted;
+    v.memory_static_min = v.memory_dynamic_min = v.memory_dynamic_max = v.memory_static_max = memory;
+    v.VCPUs_max = v.VCPUs_at_startup = 1;
+    v.domid = -1;
+    auto t = db->begin();
+    std::string ref = t.create(v);
+    EXPECT_TRUE(db->commit(std::move(t)).ok());
+    return ref;
+  }
+
+  std::string disk_path(const std::string& vm_ref) const {
+    auto s = db->snapshot();
+    const std::size_t vbd_cls = schema::get().class_of<api::vbd>();
+    auto vbds = s->refs_by_field(vbd_cls, *schema::get().field_index(vbd_cls, "VM"), vm_ref);
+    if (vbds.empty()) return {};
+    const api::vdi* vdi = s->get<api::vdi>(s->get<api::vbd>(vbds.front())->VDI.opaque);
+    return dir.path() + "/sr/" + s->get<api::sr>(vdi->SR.opaque)->uuid + "/" + vdi->location;
+  }
+};
+
+void write_at(const std::string& path, std::int64_t offset, const std::string& bytes) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(offset);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_at(const std::string& path, std::int64_t offset, std::size_t n) {
+  std::ifstream f(path, std::ios::binary);
+  f.seekg(offset);
+  std::string out(n, '\0');
+  f.read(out.data(), static_cast<std::streamsize>(n));
+  return out;
+}
+
+TEST_F(lifecycle_test, the_install_and_start_walk_through) {
+  std::string tmpl = template_named("Debian Bookworm 12");
+  ASSERT_FALSE(tmpl.empty());
+  EXPECT_API_ERROR(vms->start(tmpl, false, false, key()), VM_IS_TEMPLATE, tmpl);
+  std::string v = install("my first VM");
+  EXPECT_FALSE(vm(v).is_a_template);
+  EXPECT_EQ(vm(v).VBDs.size(), 1u);
+  EXPECT_FALSE(disk_path(v).empty());
+  EXPECT_EQ(std::filesystem::file_size(disk_path(v)), 10737418240u);  // sparse: the size, not the space
+
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  EXPECT_EQ(power(v), ps::Running);
+  EXPECT_EQ(vm(v).resident_on.opaque, host);
+  EXPECT_GT(vm(v).domid, 0);
+  EXPECT_TRUE(db->snapshot()->get<api::vbd>(vm(v).VBDs.front().opaque)->currently_attached);
+  ASSERT_TRUE(vms->suspend(v, key()).ok());
+  EXPECT_EQ(power(v), ps::Suspended);
+  EXPECT_FALSE(vm(v).suspend_VDI.is_null());
+  ASSERT_TRUE(vms->resume(v, false, false, key()).ok());
+  EXPECT_EQ(power(v), ps::Running);
+  EXPECT_TRUE(vm(v).suspend_VDI.is_null());
+  ASSERT_TRUE(vms->shutdown(v, key()).ok());
+  EXPECT_EQ(power(v), ps::Halted);
+  EXPECT_EQ(vm(v).domid, -1);
+  EXPECT_TRUE(vm(v).current_operations.empty());
+}
+
+TEST_F(lifecycle_test, every_transition_of_figure_1_1) {
+  std::string v = install("transitions");
+  auto expect = [&](api::api_result<void> r, ps state) {
+    ASSERT_TRUE(r.ok()) << r.error().description().at(0);
+    EXPECT_EQ(power(v), state);
+  };
+  expect(vms->start(v, true, false, key()), ps::Paused);  // start paused
+  expect(vms->unpause(v, key()), ps::Running);
+  expect(vms->pause(v, key()), ps::Paused);
+  expect(vms->hard_reboot(v, key()), ps::Running);  // from paused
+  auto domid = vm(v).domid;
+  expect(vms->clean_reboot(v, key()), ps::Running);
+  EXPECT_NE(vm(v).domid, domid);  // a reboot is a new domain
+  expect(vms->pause(v, key()), ps::Paused);
+  expect(vms->hard_shutdown(v, key()), ps::Halted);  // from paused
+  expect(vms->start(v, false, false, key()), ps::Running);
+  expect(vms->suspend(v, key()), ps::Suspended);
+  expect(vms->hard_shutdown(v, key()), ps::Halted);  // from suspended: the saved state goes
+  expect(vms->start_on(v, host, false, false, key()), ps::Running);
+  expect(vms->clean_shutdown(v, key()), ps::Halted);
+  expect(vms->start(v, false, false, key()), ps::Running);
+  expect(vms->hard_shutdown(v, key()), ps::Halted);
+  // Nothing left behind: no domain, no suspend image.
+  EXPECT_TRUE(hv->list().empty());
+  std::size_t suspend_vdis = 0;
+  db->snapshot()->for_each(schema::get().class_of<api::vdi>(), [&](const std::string&, const storage::row& r) {
+    suspend_vdis += static_cast<const api::vdi*>(r.record.get())->type == api::vdi_type::suspend;
+    return true;
+  });
+  EXPECT_EQ(suspend_vdis, 0u);
+}
+
+TEST_F(lifecycle_test, every_refusal_of_figure_1_1) {
+  std::string v = install("refusals");
+  EXPECT_API_ERROR(vms->pause(v, key()), VM_BAD_POWER_STATE, v, "running", "halted");
+  EXPECT_API_ERROR(vms->unpause(v, key()), VM_BAD_POWER_STATE, v, "paused", "halted");
+  EXPECT_API_ERROR(vms->clean_shutdown(v, key()), VM_BAD_POWER_STATE, v, "running", "halted");
+  EXPECT_API_ERROR(vms->hard_shutdown(v, key()), VM_BAD_POWER_STATE, v, "paused, suspended, running", "halted");
+  EXPECT_API_ERROR(vms->clean_reboot(v, key()), VM_BAD_POWER_STATE, v, "running", "halted");
+  EXPECT_API_ERROR(vms->suspend(v, key()), VM_BAD_POWER_STATE, v, "running", "halted");
+  EXPECT_API_ERROR(vms->resume(v, false, false, key()), VM_BAD_POWER_STATE, v, "suspended", "halted");
+  EXPECT_API_ERROR(vms->provision(v, key()), PROVISION_ONLY_ALLOWED_ON_TEMPLATE);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  EXPECT_API_ERROR(vms->start(v, false, false, key()), VM_BAD_POWER_STATE, v, "halted", "running");
+  EXPECT_API_ERROR(vms->destroy(v, key()), VM_BAD_POWER_STATE, v, "halted, suspended", "running");
+  EXPECT_API_ERROR(vms->clone(v, "c", key()), VM_BAD_POWER_STATE, v, "halted", "running");
+  EXPECT_API_ERROR(vms->resume(v, false, false, key()), VM_BAD_POWER_STATE, v, "suspended", "running");
+  EXPECT_API_ERROR(vms->unpause(v, key()), VM_BAD_POWER_STATE, v, "paused", "running");
+  ASSERT_TRUE(vms->suspend(v, key()).ok());
+  EXPECT_API_ERROR(vms->start(v, false, false, key()), VM_BAD_POWER_STATE, v, "halted", "suspended");
+  EXPECT_API_ERROR(vms->pause(v, key()), VM_BAD_POWER_STATE, v, "running", "suspended");
+  EXPECT_API_ERROR(vms->hard_reboot(v, key()), VM_BAD_POWER_STATE, v, "paused, running", "suspended");
+  // Templates, unknown objects, a disabled host.
+  std::string tmpl = template_named("Debian Bookworm 12");
+  EXPECT_API_ERROR(vms->destroy(tmpl, key()), VM_IS_TEMPLATE, tmpl);
+  EXPECT_API_ERROR(vms->start("OpaqueRef:nope", false, false, key()), HANDLE_INVALID, "VM", "OpaqueRef:nope");
+  ASSERT_TRUE(vms->destroy(v, key()).ok());  // suspended VMs may be destroyed
+  std::string w = install("on a disabled host");
+  {
+    auto s = db->snapshot();
+    api::host h = *s->get<api::host>(host);
+    api::host off = h;
+    off.enabled = false;
+    auto t = db->begin();
+    t.update(host, h, off);
+    ASSERT_TRUE(db->commit(std::move(t)).ok());
+  }
+  EXPECT_API_ERROR(vms->start(w, false, false, key()), HOST_DISABLED, host);
+  EXPECT_EQ(power(w), ps::Halted);
+}
+
+TEST_F(lifecycle_test, five_hundred_concurrent_starts_fill_memory_exactly) {
+  // 7 GiB free after the control domain: 112 VMs of 64 MiB fit, the other 388 are refused.
+  std::vector<std::string> refs;
+  for (int i = 0; i < 500; ++i) refs.push_back(small_vm(64 * mib));
+  std::atomic<int> started{0}, refused{0}, other{0};
+  std::vector<std::thread> clients;
+  for (const auto& r : refs)
+    clients.emplace_back([&, r] {
+      auto out = vms->start(r, false, false, "OpaqueRef:start-" + r);
+      if (out) ++started;
+      else if (out.error().code == api::error_code::HOST_NOT_ENOUGH_FREE_MEMORY) ++refused;
+      else ++other;
+    });
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(started.load(), 112);
+  EXPECT_EQ(refused.load(), 388);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(hv->list().size(), 112u);
+  EXPECT_EQ(hv->host().memory_free_bytes, 0);
+  int running = 0;
+  for (const auto& r : refs) running += power(r) == ps::Running;
+  EXPECT_EQ(running, 112);
+}
+
+TEST_F(lifecycle_test, guests_that_stop_on_their_own_follow_their_actions) {
+  struct row {
+    api::on_crash_behaviour action;
+    ps after;
+    bool new_domain;
+  };
+  const row rows[] = {{api::on_crash_behaviour::destroy, ps::Halted, false},
+                      {api::on_crash_behaviour::coredump_and_destroy, ps::Halted, false},
+                      {api::on_crash_behaviour::restart, ps::Running, true},
+                      {api::on_crash_behaviour::coredump_and_restart, ps::Running, true},
+                      {api::on_crash_behaviour::rename_restart, ps::Running, true},
+                      {api::on_crash_behaviour::preserve, ps::Paused, false}};
+  for (const auto& r : rows) {
+    std::string v = small_vm(128 * mib);
+    {
+      auto s = db->snapshot();
+      api::vm before = *s->get<api::vm>(v);
+      api::vm after = before;
+      after.actions_after_crash = r.action;
+      auto t = db->begin();
+      t.update(v, before, after);
+      ASSERT_TRUE(db->commit(std::move(t)).ok());
+    }
+    ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+    auto domid = vm(v).domid;
+    ASSERT_TRUE(hv->guest_stops(static_cast<int>(domid), xen::shutdown_reason::crash).ok());
+    vms->observe();
+    EXPECT_EQ(power(v), r.after) << api::to_string(r.action);
+    if (r.new_domain) EXPECT_NE(vm(v).domid, domid) << api::to_string(r.action);
+    vms->observe();  // a preserved crash stays as it is
+    EXPECT_EQ(power(v), r.after) << api::to_string(r.action);
+    ASSERT_TRUE(vms->hard_shutdown(v, key()).ok() || r.after == ps::Halted);
+  }
+  // A guest that powers itself off halts (actions_after_shutdown = destroy); one that reboots
+  // comes back in a new domain.
+  std::string v = small_vm(128 * mib);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  auto domid = vm(v).domid;
+  ASSERT_TRUE(hv->guest_stops(static_cast<int>(domid), xen::shutdown_reason::reboot).ok());
+  vms->observe();
+  EXPECT_EQ(power(v), ps::Halted);  // actions_after_reboot of a bare VM is destroy
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  ASSERT_TRUE(hv->guest_stops(static_cast<int>(vm(v).domid), xen::shutdown_reason::poweroff).ok());
+  vms->observe();
+  EXPECT_EQ(power(v), ps::Halted);
+}
+
+TEST_F(lifecycle_test, the_guest_agent_reports_once_the_guest_runs) {
+  std::string v = install("agent");
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  EXPECT_TRUE(vm(v).guest_metrics.is_null());
+  vms->observe();
+  const api::vm_guest_metrics* gm = db->snapshot()->get<api::vm_guest_metrics>(vm(v).guest_metrics.opaque);
+  ASSERT_NE(gm, nullptr);
+  EXPECT_EQ(gm->os_version.at("distro"), "debian");
+  EXPECT_EQ(gm->networks.count("0/ip"), 1u);
+  ASSERT_TRUE(vms->clean_shutdown(v, key()).ok());
+  EXPECT_TRUE(vm(v).guest_metrics.is_null());
+}
+
+TEST_F(lifecycle_test, snapshot_clone_copy_and_revert_carry_the_disks_bytes) {
+  std::string v = install("disks");
+  write_at(disk_path(v), 1 << 20, "before the snapshot");
+  auto snap = vms->snapshot(v, "snap", key());
+  ASSERT_TRUE(snap.ok());
+  EXPECT_TRUE(vm(*snap).is_a_snapshot);
+  EXPECT_EQ(vm(*snap).snapshot_of.opaque, v);
+  EXPECT_EQ(read_at(disk_path(*snap), 1 << 20, 19), "before the snapshot");
+  write_at(disk_path(v), 1 << 20, "after  the snapshot");
+  auto clone = vms->clone(v, "clone", key());
+  ASSERT_TRUE(clone.ok());
+  EXPECT_NE(disk_path(*clone), disk_path(v));
+  EXPECT_EQ(read_at(disk_path(*clone), 1 << 20, 19), "after  the snapshot");
+  auto copy = vms->copy(v, "copy", "OpaqueRef:NULL", key());
+  ASSERT_TRUE(copy.ok());
+  EXPECT_EQ(read_at(disk_path(*copy), 1 << 20, 19), "after  the snapshot");
+
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  ASSERT_TRUE(vms->revert(*snap, key()).ok());  // the running VM stops and becomes the snapshot
+  EXPECT_EQ(power(v), ps::Halted);
+  EXPECT_EQ(read_at(disk_path(v), 1 << 20, 19), "before the snapshot");
+  EXPECT_EQ(vm(v).parent.opaque, *snap);
+  // Destroying a VM keeps its disks (xapi's rule): the VDI outlives it.
+  std::string clone_disk = disk_path(*clone);
+  ASSERT_TRUE(vms->destroy(*clone, key()).ok());
+  EXPECT_TRUE(std::filesystem::exists(clone_disk));
+  EXPECT_EQ(db->snapshot()->get<api::vm>(*clone), nullptr);
+}
+
+TEST_F(lifecycle_test, running_vms_survive_a_restart_and_vanished_domains_halt) {
+  std::string keep = small_vm(128 * mib);
+  std::string lose = small_vm(128 * mib);
+  ASSERT_TRUE(vms->start(keep, false, false, key()).ok());
+  ASSERT_TRUE(vms->start(lose, false, false, key()).ok());
+  auto domid = vm(keep).domid;
+  ASSERT_TRUE(hv->destroy(static_cast<int>(vm(lose).domid)).ok());  // gone behind xapid's back
+  close();
+  open();
+  EXPECT_EQ(power(keep), ps::Running);
+  EXPECT_EQ(vm(keep).domid, domid);
+  EXPECT_EQ(power(lose), ps::Halted);
+  ASSERT_TRUE(vms->clean_shutdown(keep, key()).ok());
+}
+
+TEST_F(lifecycle_test, devices_plug_and_unplug_on_a_running_vm_only) {
+  std::string v = install("devices");
+  std::string vbd = vm(v).VBDs.front().opaque;
+  EXPECT_API_ERROR(vms->vbd_plug(vbd, key()), VM_BAD_POWER_STATE, v, "running, paused", "halted");
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  EXPECT_API_ERROR(vms->vbd_plug(vbd, key()), DEVICE_ALREADY_ATTACHED, vbd);
+  ASSERT_TRUE(vms->vbd_unplug(vbd, false, key()).ok());
+  EXPECT_FALSE(db->snapshot()->get<api::vbd>(vbd)->currently_attached);
+  EXPECT_API_ERROR(vms->vbd_unplug(vbd, false, key()), DEVICE_ALREADY_DETACHED, vbd);
+  ASSERT_TRUE(vms->vbd_plug(vbd, key()).ok());
+  EXPECT_API_ERROR(vms->vbd_eject(vbd, key()), VBD_NOT_REMOVABLE_MEDIA, vbd);
+  // A PV guest has 16 disk slots; its provisioned disk holds "0".
+  std::vector<std::string> free_slots;
+  for (int i = 1; i < 16; ++i) free_slots.push_back(std::to_string(i));
+  EXPECT_EQ(*vms->allowed_VBD_devices(v), free_slots);
+  EXPECT_EQ(vms->allowed_VIF_devices(v)->size(), 7u);
+  ASSERT_TRUE(vms->clean_shutdown(v, key()).ok());
+  EXPECT_EQ(*vms->possible_hosts(v), (std::vector<std::string>{host}));
+}
+
+}  // namespace
+}  // namespace xapid::actors
