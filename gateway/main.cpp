@@ -64,6 +64,8 @@ const char* usage =
     "  --sim-memory-mib N   the simulated host's memory (default 16384, of which 1024 for dom0)\n"
     "  --sim-fault-probability P   chance that a simulated operation fails (default 0)\n"
     "  --sim-fault-seed N   seed of the simulated faults (default 1)\n"
+    "  --sim-operation-ms N how long the simulated host takes to build, shut down, suspend or\n"
+    "                       resume a domain (default 0)\n"
     "  --config FILE        NAME = VALUE lines for any option above; the command line wins\n";
 
 struct options {
@@ -81,6 +83,7 @@ struct options {
   long sim_memory_mib = 16384;
   double sim_fault_probability = 0;
   long sim_fault_seed = 1;
+  long sim_operation_ms = 0;
   bool coverage = false;
 };
 
@@ -108,6 +111,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "http-idle-timeout-seconds") { if (!number(1, 86400, n)) return false; o.http_idle_timeout_s = n; }
   else if (name == "sim-cpus") { if (!number(1, 4096, n)) return false; o.sim_cpus = n; }
   else if (name == "sim-memory-mib") { if (!number(2048, 1L << 30, n)) return false; o.sim_memory_mib = n; }
+  else if (name == "sim-operation-ms") { if (!number(0, 3600000, n)) return false; o.sim_operation_ms = n; }
   else if (name == "sim-fault-seed") { if (!number(0, 1L << 62, n)) return false; o.sim_fault_seed = n; }
   else if (name == "sim-fault-probability") {
     char* end = nullptr;
@@ -250,6 +254,7 @@ int main(int argc, char** argv) {
   sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
   sim.fault_probability = opt.sim_fault_probability;
   sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
+  sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
   auto hypervisor = xapid::xen::sim_backend::open(sim);
   if (!hypervisor) {
     spdlog::error("xapid.start.failed reason=\"{}\"", hypervisor.error());

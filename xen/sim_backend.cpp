@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace xapid::xen {
 namespace {
@@ -74,6 +75,10 @@ backend_result<void> sim_backend::injected_fault(const char* operation) {
   return ok_v;
 }
 
+void sim_backend::takes_time() const {
+  if (options_.operation_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options_.operation_ms));
+}
+
 host_info sim_backend::host() {
   std::lock_guard lock(mu_);
   return host_info{options_.cpu_count, "GenuineIntel", "Simulated Xeon", 2400, options_.memory_total_bytes,
@@ -103,6 +108,7 @@ backend_result<int> sim_backend::build_locked(const domain_config& config, std::
 }
 
 backend_result<int> sim_backend::create(const domain_config& config) {
+  takes_time();
   std::lock_guard lock(mu_);
   if (auto f = injected_fault("create"); !f) return fail(f.error());
   if (config.vcpus < 1 || config.vcpus > config.vcpus_max)
@@ -134,6 +140,7 @@ backend_result<void> sim_backend::pause(int domid) {
 }
 
 backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
+  takes_time();
   std::lock_guard lock(mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
@@ -167,6 +174,7 @@ backend_result<void> sim_backend::destroy(int domid) {
 }
 
 backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
+  takes_time();
   std::lock_guard lock(mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
@@ -187,6 +195,7 @@ backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
 }
 
 backend_result<int> sim_backend::resume(const domain_config& config, const std::string& path) {
+  takes_time();
   std::lock_guard lock(mu_);
   std::ifstream in(path);
   std::string magic, uuid;

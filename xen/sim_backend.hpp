@@ -22,6 +22,7 @@ struct sim_options {
   std::string state_file;       // where domains are kept across restarts; "" keeps them in memory only
   std::uint64_t fault_seed = 1;  // the fault plan's PRNG seed
   double fault_probability = 0;  // chance that an operation fails with an injected fault, default 0
+  int operation_ms = 0;  // how long building, shutting down, suspending and resuming a domain take, default 0
 };
 
 class sim_backend final : public backend {
@@ -55,6 +56,7 @@ class sim_backend final : public backend {
   std::int64_t used_locked() const;
   backend_result<std::map<int, domain_info>::iterator> find_locked(int domid);
   backend_result<void> injected_fault(const char* operation);
+  void takes_time() const;  // the simulated duration of a slow operation, outside the lock
   backend_result<int> build_locked(const domain_config& config, std::int64_t memory);
   void save_locked();
 
