@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -27,6 +28,7 @@
 #include "gateway/event_rpcs.hpp"
 #include "gateway/external_auth.hpp"
 #include "gateway/first_boot.hpp"
+#include "gateway/host_rpcs.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
 #include "gateway/passwords.hpp"
@@ -200,7 +202,8 @@ void setup_logging(const std::string& data_dir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Runs the daemon until it is stopped; `reboot` says whether it should start again (host.reboot).
+int run(int argc, char** argv, bool& reboot) {
   options opt;
   std::string error;
   if (!parse_args(argc, argv, opt, error)) {
@@ -297,6 +300,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids());
+  // host.shutdown and host.reboot stop the daemon once their answer is on its way.
+  std::function<void(bool)> power_off;
+  xapid::gateway::host_context host_ctx{db, **hypervisor, actors, clock, identity->host, opt.data_dir + "/xapid.log",
+                                        [&](bool again) { power_off(again); }};
+  xapid::gateway::register_host_rpcs(dispatcher, host_ctx);
   xapid::gateway::register_implicit_rpcs(dispatcher, db, xapid::gateway::vm_rpcs_replacing_implicit());
   xapid::gateway::register_role_rpcs(dispatcher, db);
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
@@ -381,12 +389,29 @@ int main(int argc, char** argv) {
   schedule_sweep();
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&](const boost::system::error_code&, int sig) {
-    spdlog::info("xapid.stop signal={}", sig);
+  auto stop = [&] {
     sweep.cancel();
+    signals.cancel();
     server.stop();
     io.stop();
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("xapid.stop signal={}", sig);
+    stop();
   });
+  boost::asio::steady_timer power_timer(io);
+  power_off = [&](bool again) {
+    spdlog::info("xapid.stop reason={}", again ? "host.reboot" : "host.shutdown");
+    reboot = again;
+    // A moment for the answer to reach the client, then the daemon stops.
+    boost::asio::post(io, [&] {
+      power_timer.expires_after(std::chrono::milliseconds(200));
+      power_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) stop();
+      });
+    });
+  };
 
   spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}", host,
                server.tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, identity->host,
@@ -418,4 +443,15 @@ int main(int argc, char** argv) {
   dispatcher.stop_blocking();
   spdlog::info("xapid.stopped");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  bool reboot = false;
+  int rc = run(argc, argv, reboot);
+  if (rc == 0 && reboot) {
+    ::execv("/proc/self/exe", argv);
+    std::fprintf(stderr, "xapid: cannot start again after host.reboot: %s\n", std::strerror(errno));
+    return 1;
+  }
+  return rc;
 }

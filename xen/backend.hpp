@@ -111,6 +111,8 @@ class backend {
   virtual backend_result<void> unplug_nic(int domid, int index) = 0;
   // The guest agent's report, once there is one.
   virtual std::optional<guest_report> guest(int domid) = 0;
+  // The hypervisor's message buffer (xl dmesg).
+  virtual std::string dmesg() = 0;
 };
 
 }  // namespace xapid::xen

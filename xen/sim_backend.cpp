@@ -100,6 +100,7 @@ backend_result<int> sim_backend::build_locked(const domain_config& config, std::
   d.memory_bytes = memory;
   d.vcpus = config.vcpus;
   domains_[d.domid] = d;
+  log_locked("d" + std::to_string(d.domid) + ": built for " + config.uuid + ", " + std::to_string(memory >> 20) + " MiB");
   auto& devices = devices_[d.domid];
   for (const auto& disk : config.disks) devices.insert("vbd/" + disk.device);
   for (const auto& nic : config.nics) devices.insert("vif/" + std::to_string(nic.index));
@@ -160,6 +161,7 @@ backend_result<void> sim_backend::guest_stops(int domid, shutdown_reason reason)
   if (!found) return fail(found.error());
   auto it = *found;
   it->second.state = reason == shutdown_reason::crash ? domain_state::crashed : domain_state::shutdown;
+  log_locked("d" + std::to_string(domid) + (reason == shutdown_reason::crash ? ": crashed" : ": shut down by the guest"));
   it->second.reason = reason;
   save_locked();
   return ok_v;
@@ -169,6 +171,7 @@ backend_result<void> sim_backend::destroy(int domid) {
   std::lock_guard lock(mu_);
   if (domains_.erase(domid) == 0) return fail(no_such_domain(domid));
   devices_.erase(domid);
+  log_locked("d" + std::to_string(domid) + ": destroyed");
   save_locked();
   return ok_v;
 }
@@ -295,6 +298,25 @@ std::optional<guest_report> sim_backend::guest(int domid) {
   r.other = {{"feature-shutdown", "1"}, {"feature-suspend", "1"}, {"feature-vcpu-hotplug", "1"},
              {"has-vendor-device", "0"}};
   return r;
+}
+
+}  // namespace xapid::xen
+
+namespace xapid::xen {
+
+void sim_backend::log_locked(std::string line) {
+  messages_.push_back("(XEN) " + std::move(line));
+  if (messages_.size() > 1000) messages_.pop_front();
+}
+
+std::string sim_backend::dmesg() {
+  std::lock_guard lock(mu_);
+  std::string out = "(XEN) Xen version 4.17 (simulated by xapid)\n(XEN) Processors: " +
+                    std::to_string(options_.cpu_count) + "\n(XEN) Memory: " +
+                    std::to_string(options_.memory_total_bytes >> 20) + " MiB, " +
+                    std::to_string(options_.dom0_memory_bytes >> 20) + " MiB for domain 0\n";
+  for (const auto& m : messages_) out += m + "\n";
+  return out;
 }
 
 }  // namespace xapid::xen

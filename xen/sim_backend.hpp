@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,8 @@ class sim_backend final : public backend {
   backend_result<void> unplug_nic(int domid, int index) override;
   // The simulated agent reports a running guest; its address is derived from the VM's uuid.
   std::optional<guest_report> guest(int domid) override;
+  // Its boot banner, then what happened to domains (the last 1,000 events).
+  std::string dmesg() override;
 
   // What a guest does on its own: shuts itself down, reboots, or crashes.
   backend_result<void> guest_stops(int domid, shutdown_reason reason);
@@ -59,6 +62,7 @@ class sim_backend final : public backend {
   void takes_time() const;  // the simulated duration of a slow operation, outside the lock
   backend_result<int> build_locked(const domain_config& config, std::int64_t memory);
   void save_locked();
+  void log_locked(std::string line);
 
   sim_options options_;
   std::mutex mu_;
@@ -67,6 +71,7 @@ class sim_backend final : public backend {
   // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).
   std::map<int, std::set<std::string>> devices_;
   int next_domid_ = 1;  // domid 0 is the control domain
+  std::deque<std::string> messages_;
 };
 
 }  // namespace xapid::xen

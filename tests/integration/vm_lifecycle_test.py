@@ -8,6 +8,7 @@ Usage: vm_lifecycle_test.py PATH_TO_XAPID"""
 import http.client
 import itertools
 import json
+import socket
 import tempfile
 import time
 import unittest
@@ -181,6 +182,72 @@ class operations(unittest.TestCase):
         self.assertEqual(self.ok(self.x.VM.get_power_state(self.session, vm)), "Running")
         self.assertEqual(self.ok(self.x.VM.get_domid(self.session, vm)), domid)
         self.ok(self.x.VM.clean_shutdown(self.session, vm))
+
+
+class host_operations(unittest.TestCase):
+    """The host's own RPCs, down to host.reboot (the daemon starts again) and host.shutdown."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        with socket.socket() as s:  # a fixed port, so that the host answers there again after a reboot
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc, _, _ = start_daemon(self.dir.name, "--listen", f"127.0.0.1:{self.port}")
+        self.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
+        self.session = self.x.session.login_with_password("root", PASSWORD, "1.0", "host")["Value"]
+        self.host = self.x.host.get_all(self.session)["Value"][0]
+
+    def tearDown(self):
+        if self.proc.poll() is None:
+            stop_daemon(self.proc)
+        self.dir.cleanup()
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+    def test_the_host_answers_about_itself(self):
+        x, s, h = self.x, self.session, self.host
+        servertime = self.ok(x.host.get_servertime(s, h))
+        self.assertLess(abs(time.mktime(time.strptime(servertime.value, "%Y%m%dT%H:%M:%SZ")) - time.mktime(time.gmtime())), 60)
+        self.assertIn("Xen version", self.ok(x.host.dmesg(s, h)))
+        self.assertIn("xapid.ready", self.ok(x.host.get_log(s, h)))
+        metrics = self.ok(x.host.get_metrics(s, h))
+        self.assertEqual(self.ok(x.host.compute_free_memory(s, h)), self.ok(x.host_metrics.get_memory_free(s, metrics)))
+        pif = self.ok(x.host.get_management_interface(s, h))
+        self.assertTrue(self.ok(x.PIF.get_management(s, pif)))
+        self.assertEqual(x.host.dmesg(s, "OpaqueRef:nope")["ErrorDescription"], ["HANDLE_INVALID", "host", "OpaqueRef:nope"])
+
+    def test_disable_evacuate_reboot_and_shutdown(self):
+        x, s, h = self.x, self.session, self.host
+        template = self.ok(x.VM.get_by_name_label(s, "Debian Bookworm 12"))[0]
+        vm = self.ok(x.VM.clone(s, template, "resident"))
+        self.ok(x.VM.provision(s, vm))
+        self.ok(x.VM.start(s, vm, False, False))
+        self.assertEqual(x.host.shutdown(s, h)["ErrorDescription"], ["HOST_NOT_DISABLED"])
+        # A running guest has nowhere to go in a one-host pool.
+        self.assertEqual(self.ok(x.host.get_vms_which_prevent_evacuation(s, h)), {vm: ["NO_HOSTS_AVAILABLE"]})
+        self.assertEqual(x.host.evacuate(s, h)["ErrorDescription"], ["NO_HOSTS_AVAILABLE"])
+        self.ok(x.host.disable(s, h))
+        self.assertEqual(x.host.reboot(s, h)["ErrorDescription"], ["HOST_IN_USE", h, "VM", vm])
+        self.ok(x.VM.clean_shutdown(s, vm))
+        self.assertEqual(x.VM.start(s, vm, False, False)["ErrorDescription"], ["HOST_DISABLED", h])
+        self.ok(x.host.evacuate(s, h))
+        self.assertEqual(self.ok(x.host.get_vms_which_prevent_evacuation(s, h)), {})
+        # Reboot: the same process starts again and answers on the same port, its sessions gone.
+        self.ok(x.host.reboot(s, h))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s = self.x.session.login_with_password("root", PASSWORD, "1.0", "host")["Value"]
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+        self.assertIsNone(self.proc.poll())
+        self.assertFalse(self.ok(x.host.get_enabled(s, h)))
+        self.ok(x.host.shutdown(s, h))
+        self.assertEqual(self.proc.wait(timeout=30), 0)
 
 
 if __name__ == "__main__":
