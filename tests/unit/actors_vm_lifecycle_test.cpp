@@ -264,7 +264,9 @@ TEST_F(lifecycle_test, guests_that_stop_on_their_own_follow_their_actions) {
     ASSERT_TRUE(hv->guest_stops(static_cast<int>(domid), xen::shutdown_reason::crash).ok());
     vms->observe();
     EXPECT_EQ(power(v), r.after) << api::to_string(r.action);
-    if (r.new_domain) EXPECT_NE(vm(v).domid, domid) << api::to_string(r.action);
+    if (r.new_domain) {
+      EXPECT_NE(vm(v).domid, domid) << api::to_string(r.action);
+    }
     vms->observe();  // a preserved crash stays as it is
     EXPECT_EQ(power(v), r.after) << api::to_string(r.action);
     ASSERT_TRUE(vms->hard_shutdown(v, key()).ok() || r.after == ps::Halted);
