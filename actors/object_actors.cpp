@@ -202,6 +202,9 @@ host_actors::host_actors(storage::database& db)
     : impl_(std::make_unique<impl>()), restarts_(std::make_shared<std::atomic<std::size_t>>(0)) {
   impl_->ctx->db = &db;
   impl_->config.set("scheduler.max-threads", 2);
+  // A shared queue with a condition variable: a message wakes a sleeping worker at once, where
+  // work stealing's relaxed polling would let it sleep for milliseconds between operations.
+  impl_->config.set("scheduler.policy", caf::atom("sharing"));
   impl_->config.set("logger.console", caf::atom("none"));
   impl_->system = std::make_unique<caf::actor_system>(impl_->config);
   impl_->supervisor = impl_->system->spawn(supervisor_actor, impl_->ctx, restarts_);
