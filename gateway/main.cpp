@@ -40,6 +40,7 @@
 #include "gateway/tls_certificate.hpp"
 #include "gateway/vm_rpcs.hpp"
 #include "storage/database.hpp"
+#include "xen/libxl_backend.hpp"
 #include "xen/libxl_config.hpp"
 #include "xen/sim_backend.hpp"
 
@@ -227,8 +228,6 @@ int run(int argc, char** argv, bool& reboot) {
                    "(/proc/xen/capabilities does not say control_d); use --backend sim\n");
       return 2;
     }
-    std::fprintf(stderr, "xapid: the libxl backend's VM lifecycle is not built yet; use --backend sim\n");
-    return 2;
   }
 
   std::error_code ec;
@@ -250,20 +249,32 @@ int run(int argc, char** argv, bool& reboot) {
     return 1;
   }
   auto& db = *opened.value();
-  // The hypervisor: the simulated host, whose domains live in DIR/sim-state across restarts.
-  xapid::xen::sim_options sim;
-  sim.state_file = opt.data_dir + "/sim-state";
-  sim.cpu_count = static_cast<int>(opt.sim_cpus);
-  sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
-  sim.fault_probability = opt.sim_fault_probability;
-  sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
-  sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
-  auto hypervisor = xapid::xen::sim_backend::open(sim);
-  if (!hypervisor) {
-    spdlog::error("xapid.start.failed reason=\"{}\"", hypervisor.error());
-    return 1;
+  // The hypervisor: libxenlight on a Xen host, else the simulated host, whose domains live in
+  // DIR/sim-state across restarts.
+  std::unique_ptr<xapid::xen::backend> hypervisor;
+  if (opt.backend == "libxl") {
+    auto xl = xapid::xen::libxl_backend::open();
+    if (!xl) {
+      spdlog::error("xapid.start.failed reason=\"libxl: {}\"", xl.error());
+      return 1;
+    }
+    hypervisor = std::move(xl).value();
+  } else {
+    xapid::xen::sim_options sim;
+    sim.state_file = opt.data_dir + "/sim-state";
+    sim.cpu_count = static_cast<int>(opt.sim_cpus);
+    sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
+    sim.fault_probability = opt.sim_fault_probability;
+    sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
+    sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
+    auto simulated = xapid::xen::sim_backend::open(sim);
+    if (!simulated) {
+      spdlog::error("xapid.start.failed reason=\"{}\"", simulated.error());
+      return 1;
+    }
+    hypervisor = std::move(simulated).value();
   }
-  auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host, (*hypervisor)->host());
+  auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host, hypervisor->host());
   if (!identity) {
     spdlog::error("xapid.start.failed reason=\"first boot: {}\"", identity.error().description().at(0));
     return 1;
@@ -294,7 +305,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
   // The objects' actors and the VM lifecycle over the hypervisor.
   xapid::actors::host_actors actors(db);
-  xapid::actors::vm_lifecycle vms(db, **hypervisor, actors, clock, identity->host);
+  xapid::actors::vm_lifecycle vms(db, *hypervisor, actors, clock, identity->host);
   if (auto st = vms.reconcile(); !st) {
     spdlog::error("xapid.start.failed reason=\"reconciling VMs with the hypervisor: {}\"", st.error().description().at(0));
     return 1;
@@ -302,7 +313,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids());
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
   std::function<void(bool)> power_off;
-  xapid::gateway::host_context host_ctx{db, **hypervisor, actors, clock, identity->host, opt.data_dir + "/xapid.log",
+  xapid::gateway::host_context host_ctx{db, *hypervisor, actors, clock, identity->host, opt.data_dir + "/xapid.log",
                                         [&](bool again) { power_off(again); }};
   xapid::gateway::register_host_rpcs(dispatcher, host_ctx);
   xapid::gateway::register_implicit_rpcs(dispatcher, db, xapid::gateway::vm_rpcs_replacing_implicit());

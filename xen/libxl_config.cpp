@@ -4,10 +4,7 @@
 #include <cstring>
 #include <fstream>
 
-extern "C" {
-#include <libxl.h>
-#include <libxl_utils.h>
-}
+#include "xen/libxl_translate.hpp"
 
 namespace xapid::xen {
 namespace {
@@ -39,18 +36,21 @@ bool parse_mac(const std::string& text, libxl_mac& mac) {
   return true;
 }
 
-// libxl_domain_config with its dispose, so every path out frees it.
-struct owned_config {
-  libxl_domain_config c;
-  owned_config() { libxl_domain_config_init(&c); }
-  ~owned_config() { libxl_domain_config_dispose(&c); }
-};
-
 }  // namespace
 
-result<std::string, std::string> libxl_config_json(const domain_config& config) {
-  owned_config o;
-  libxl_domain_config& c = o.c;
+bool parse_libxl_mac(const std::string& text, libxl_mac& mac) { return parse_mac(text, mac); }
+
+void fill_libxl_disk(const disk& d, libxl_device_disk& out) {
+  out.vdev = dup(d.device);
+  out.pdev_path = dup(d.path);
+  out.format = format_of(d);
+  out.backend = LIBXL_DISK_BACKEND_QDISK;
+  out.readwrite = d.read_only ? 0 : 1;
+  out.is_cdrom = d.cdrom ? 1 : 0;
+  out.removable = d.cdrom ? 1 : 0;
+}
+
+result<void, std::string> fill_libxl_config(const domain_config& config, libxl_domain_config& c) {
   const libxl_domain_type type = config.hvm ? LIBXL_DOMAIN_TYPE_HVM : LIBXL_DOMAIN_TYPE_PV;
   c.c_info.type = type;
   c.c_info.name = dup(config.name);
@@ -87,13 +87,7 @@ result<std::string, std::string> libxl_config_json(const domain_config& config) 
   for (std::size_t i = 0; i < config.disks.size(); ++i) {
     const disk& d = config.disks[i];
     libxl_device_disk_init(&c.disks[i]);
-    c.disks[i].vdev = dup(d.device);
-    c.disks[i].pdev_path = dup(d.path);
-    c.disks[i].format = format_of(d);
-    c.disks[i].backend = LIBXL_DISK_BACKEND_QDISK;
-    c.disks[i].readwrite = d.read_only ? 0 : 1;
-    c.disks[i].is_cdrom = d.cdrom ? 1 : 0;
-    c.disks[i].removable = d.cdrom ? 1 : 0;
+    fill_libxl_disk(d, c.disks[i]);
   }
   c.num_nics = static_cast<int>(config.nics.size());
   c.nics = static_cast<libxl_device_nic*>(std::calloc(config.nics.size() + 1, sizeof(libxl_device_nic)));
@@ -101,10 +95,17 @@ result<std::string, std::string> libxl_config_json(const domain_config& config) 
     const nic& n = config.nics[i];
     libxl_device_nic_init(&c.nics[i]);
     c.nics[i].devid = n.index;
-    if (!parse_mac(n.mac, c.nics[i].mac)) return fail("invalid MAC " + n.mac);
+    // An empty MAC is one libxl chooses.
+    if (!n.mac.empty() && !parse_mac(n.mac, c.nics[i].mac)) return fail("invalid MAC " + n.mac);
     c.nics[i].bridge = dup(n.bridge);
   }
+  return ok_v;
+}
 
+result<std::string, std::string> libxl_config_json(const domain_config& config) {
+  owned_libxl_config o;
+  if (auto r = fill_libxl_config(config, o.c); !r) return fail(r.error());
+  libxl_domain_config& c = o.c;
   char* json = libxl_domain_config_to_json(nullptr, &c);
   if (!json) return fail(std::string("libxl could not write the configuration"));
   std::string out(json);

@@ -4,6 +4,7 @@
 
 #include <rapidjson/document.h>
 
+#include "xen/libxl_backend.hpp"
 #include "xen/libxl_config.hpp"
 
 namespace xapid::xen {
@@ -94,6 +95,19 @@ TEST(libxl_config, bad_input_is_refused_with_the_reason) {
   c = base(false);
   c.nics.push_back({0, "zz:16:3e", "xenbr0"});
   EXPECT_EQ(libxl_config_json(c).error(), "invalid MAC zz:16:3e");
+}
+
+TEST(libxl_config, an_empty_mac_is_left_to_libxl) {
+  domain_config c = base(false);
+  c.nics.push_back({1, "", "xenbr0"});
+  ASSERT_TRUE(libxl_config_json(c).ok());
+}
+
+TEST(libxl_backend, refuses_to_open_where_there_is_no_xen) {
+  if (xen_hypervisor_present()) GTEST_SKIP() << "this is a Xen control domain";
+  auto b = libxl_backend::open();
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error(), "this is not a Xen control domain (/proc/xen/capabilities does not say control_d)");
 }
 
 }  // namespace
