@@ -133,9 +133,12 @@ caf::behavior object_actor(caf::stateful_actor<object_state>* self, std::shared_
         if (!ctx->db->snapshot()->find(op->cls, op->ref)) self->quit();
         return op;
       },
-      [=](refresh_atom) {
-        if (auto st = refresh_allowed(*ctx, *ctx->rules_of(cls), cls, ref); !st)
+      [=](refresh_atom) -> bool {
+        if (auto st = refresh_allowed(*ctx, *ctx->rules_of(cls), cls, ref); !st) {
           spdlog::warn("actor.refresh.failed ref={} reason=\"{}\"", ref, st.error().description().at(0));
+          return false;
+        }
+        return true;
       },
       [=](crash_atom) { self->quit(caf::sec::runtime_error); },
   };
@@ -174,7 +177,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, std:
       spdlog::warn("actor.restarted class={} ref={} reason=\"{}\"", schema::get().table(key.first).desc->name,
                    key.second, caf::to_string(down.reason));
       auto a = child(key.first, key.second);
-      self->send(a, refresh_atom::value);  // the new actor starts from the row
+      caf::anon_send(a, refresh_atom::value);  // the new actor starts from the row
     }
   });
   self->set_exit_handler([self](caf::exit_msg& msg) {
@@ -184,7 +187,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, std:
   return {
       [=](run_atom r, operation_ptr op) { return self->delegate(child(op->cls, op->ref), r, std::move(op)); },
       [=](done_atom d, operation_ptr op) { return self->delegate(child(op->cls, op->ref), d, std::move(op)); },
-      [=](refresh_atom r, std::size_t cls, const std::string& ref) { self->send(child(cls, ref), r); },
+      [=](refresh_atom r, std::size_t cls, const std::string& ref) { return self->delegate(child(cls, ref), r); },
       [=](crash_atom c, std::size_t cls, const std::string& ref) { self->send(child(cls, ref), c); },
   };
 }
@@ -257,7 +260,10 @@ api::api_result<wire::value> host_actors::run(std::size_t cls, const std::string
 }
 
 void host_actors::refresh(std::size_t cls, const std::string& ref) {
-  caf::anon_send(impl_->supervisor, refresh_atom::value, cls, ref);
+  if (!impl_->ctx->rules_of(cls)) return;
+  caf::scoped_actor self(*impl_->system);
+  self->request(impl_->supervisor, caf::infinite, refresh_atom::value, cls, ref)
+      .receive([](bool) {}, [](caf::error&) {});
 }
 
 api::status host_actors::reset_operations(std::size_t cls) {

@@ -43,7 +43,8 @@ class host_actors {
   api::api_result<wire::value> run(std::size_t cls, const std::string& ref, std::string op, std::string task,
                                    std::function<api::api_result<wire::value>()> work);
 
-  // Recomputes the object's allowed_operations (after a change the rules depend on).
+  // Recomputes the object's allowed_operations (after a change the rules depend on); answers
+  // once they are written.
   void refresh(std::size_t cls, const std::string& ref);
   // At start: operations recorded by a previous run have no thread any more; clear them and
   // recompute allowed_operations for every object of `cls`.

@@ -51,6 +51,23 @@ class vm_lifecycle {
   result_void destroy(const std::string& vm, const std::string& task);
   result_void set_memory_dynamic_range(const std::string& vm, std::int64_t min, std::int64_t max, const std::string& task);
   result_void set_VCPUs_number_live(const std::string& vm, std::int64_t n, const std::string& task);
+  // A change of the VM's settings as operation `op` (changing_static_range, changing_VCPUs, ...):
+  // `edit` changes a copy; memory must stay static_min <= dynamic_min <= dynamic_max <=
+  // static_max and vCPUs 1 <= VCPUs_at_startup <= VCPUs_max (else INVALID_VALUE naming the
+  // field); a running VM's new dynamic range becomes its balloon target.
+  result_void change_settings(const std::string& vm, api::vm_operations op, std::function<api::status(api::vm&)> edit,
+                              const std::string& task);
+  // A change of fields no operation guards (order, delays, HA priority): one transaction.
+  result_void edit(const std::string& vm, std::function<api::status(api::vm&)> edit);
+  // A snapshot of a running VM with its memory: the snapshot is Suspended, the VM runs on.
+  api::api_result<std::string> checkpoint(const std::string& vm, const std::string& name, const std::string& task);
+  // The VM is Halted in the database, its domain being gone (refused while it exists).
+  result_void power_state_reset(const std::string& vm, const std::string& task);
+  result_void assert_operation_valid(const std::string& vm, api::vm_operations op) const;
+  result_void update_allowed_operations(const std::string& vm);
+  // Devices go only when detached (OPERATION_NOT_ALLOWED otherwise).
+  result_void destroy_vbd(const std::string& vbd);
+  result_void destroy_vif(const std::string& vif);
   api::api_result<std::vector<std::string>> allowed_VBD_devices(const std::string& vm) const;
   api::api_result<std::vector<std::string>> allowed_VIF_devices(const std::string& vm) const;
   result_void assert_can_boot_here(const std::string& vm, const std::string& host) const;

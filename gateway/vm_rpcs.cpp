@@ -16,7 +16,7 @@ std::string task_key(const call_context& ctx, id_source& ids) {
 }  // namespace
 
 const std::set<std::string_view>& vm_rpcs_replacing_implicit() {
-  static const std::set<std::string_view> names{"VM.destroy"};
+  static const std::set<std::string_view> names{"VM.destroy", "VBD.destroy", "VIF.destroy"};
   return names;
 }
 
@@ -78,6 +78,97 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids) 
   add_typed<m::VM_set_VCPUs_number_live>(d, [&vms, key](call_context& c, const vm_ref& vm, std::int64_t n) {
     return vms.set_VCPUs_number_live(vm.opaque, n, key(c));
   }, blocking);
+
+  // Settings that need the VM halted (or, for the dynamic range, halted or running).
+  using op = api::vm_operations;
+  using edit_fn = std::function<api::status(api::vm&)>;
+  auto settings = [&vms, key](call_context& c, const vm_ref& vm, op o, edit_fn e) {
+    return vms.change_settings(vm.opaque, o, std::move(e), key(c));
+  };
+  add_typed<m::VM_set_memory_limits>(d, [settings](call_context& c, const vm_ref& vm, std::int64_t smin, std::int64_t smax,
+                                                   std::int64_t dmin, std::int64_t dmax) {
+    return settings(c, vm, op::changing_memory_limits, [=](api::vm& v) -> api::status {
+      v.memory_static_min = smin;
+      v.memory_static_max = smax;
+      v.memory_dynamic_min = dmin;
+      v.memory_dynamic_max = dmax;
+      return {};
+    });
+  }, blocking);
+  add_typed<m::VM_set_memory_static_range>(d, [settings](call_context& c, const vm_ref& vm, std::int64_t min, std::int64_t max) {
+    return settings(c, vm, op::changing_static_range, [=](api::vm& v) -> api::status {
+      v.memory_static_min = min;
+      v.memory_static_max = max;
+      return {};
+    });
+  }, blocking);
+  // One field each: which field, and the operation that guards it.
+  struct guarded_field {
+    std::int64_t api::vm::*field;
+    op guard;
+  };
+  auto guarded_setter = [&](auto method_tag, guarded_field f) {
+    add_typed<decltype(method_tag)>(d, [settings, f](call_context& c, const vm_ref& vm, std::int64_t value) {
+      return settings(c, vm, f.guard, [=](api::vm& v) -> api::status {
+        v.*f.field = value;
+        return {};
+      });
+    }, blocking);
+  };
+  guarded_setter(m::VM_set_memory_dynamic_max{}, {&api::vm::memory_dynamic_max, op::changing_dynamic_range});
+  guarded_setter(m::VM_set_memory_dynamic_min{}, {&api::vm::memory_dynamic_min, op::changing_dynamic_range});
+  guarded_setter(m::VM_set_memory_static_max{}, {&api::vm::memory_static_max, op::changing_static_range});
+  guarded_setter(m::VM_set_memory_static_min{}, {&api::vm::memory_static_min, op::changing_static_range});
+  guarded_setter(m::VM_set_VCPUs_max{}, {&api::vm::VCPUs_max, op::changing_VCPUs});
+  guarded_setter(m::VM_set_VCPUs_at_startup{}, {&api::vm::VCPUs_at_startup, op::changing_VCPUs});
+  add_typed<m::VM_set_HVM_shadow_multiplier>(d, [settings](call_context& c, const vm_ref& vm, double value) {
+    return settings(c, vm, op::changing_shadow_memory, [=](api::vm& v) -> api::status {
+      if (!(value >= 1.0)) return fail(api::errors::INVALID_VALUE("HVM_shadow_multiplier", std::to_string(value)));
+      v.HVM_shadow_multiplier = value;
+      return {};
+    });
+  }, blocking);
+  // Fields that order start-up and HA, changed without an operation.
+  auto field_setter = [&](auto method_tag, std::int64_t api::vm::*field, const char* name) {
+    add_typed<decltype(method_tag)>(d, [&vms, field, name](call_context&, const vm_ref& vm, std::int64_t value) {
+      return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+        if (value < 0) return fail(api::errors::INVALID_VALUE(name, std::to_string(value)));
+        v.*field = value;
+        return {};
+      });
+    });
+  };
+  field_setter(m::VM_set_order{}, &api::vm::order, "order");
+  field_setter(m::VM_set_start_delay{}, &api::vm::start_delay, "start_delay");
+  field_setter(m::VM_set_shutdown_delay{}, &api::vm::shutdown_delay, "shutdown_delay");
+  add_typed<m::VM_set_ha_restart_priority>(d, [&vms](call_context&, const vm_ref& vm, const std::string& value) {
+    return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+      if (value != "restart" && value != "best-effort" && !value.empty())
+        return fail(api::errors::INVALID_VALUE("ha_restart_priority", value));
+      v.ha_restart_priority = value;
+      return {};
+    });
+  });
+  add_typed<m::VM_set_ha_always_run>(d, [&vms](call_context&, const vm_ref& vm, bool value) {
+    return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+      v.ha_always_run = value;
+      return {};
+    });
+  });
+
+  add_typed<m::VM_checkpoint>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
+    return as_vm_ref(vms.checkpoint(vm.opaque, name, key(c)));
+  }, blocking);
+  simple(m::VM_power_state_reset{}, &actors::vm_lifecycle::power_state_reset);
+  add_typed<m::VM_assert_operation_valid>(d, [&vms](call_context&, const vm_ref& vm, api::vm_operations o) {
+    return vms.assert_operation_valid(vm.opaque, o);
+  });
+  add_typed<m::VM_update_allowed_operations>(d, [&vms](call_context&, const vm_ref& vm) {
+    return vms.update_allowed_operations(vm.opaque);
+  }, blocking);
+  // A device is destroyed only when detached.
+  add_typed<m::VBD_destroy>(d, [&vms](call_context&, const ref<api::vbd>& v) { return vms.destroy_vbd(v.opaque); });
+  add_typed<m::VIF_destroy>(d, [&vms](call_context&, const ref<api::vif>& v) { return vms.destroy_vif(v.opaque); });
 
   // Questions: answered from a snapshot, no operation.
   add_typed<m::VM_get_allowed_VBD_devices>(d, [&vms](call_context&, const vm_ref& vm) {

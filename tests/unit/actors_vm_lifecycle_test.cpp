@@ -362,5 +362,80 @@ TEST_F(lifecycle_test, devices_plug_and_unplug_on_a_running_vm_only) {
   EXPECT_EQ(*vms->possible_hosts(v), (std::vector<std::string>{host}));
 }
 
+TEST_F(lifecycle_test, settings_keep_memory_and_vcpus_in_order) {
+  std::string v = small_vm(256 * mib);
+  using op = api::vm_operations;
+  auto set = [&](op o, auto edit) { return vms->change_settings(v, o, edit, key()); };
+  EXPECT_API_ERROR(set(op::changing_memory_limits, [](api::vm& x) -> api::status {
+                     x.memory_dynamic_min = 512 * mib;  // above dynamic_max
+                     return {};
+                   }),
+                   INVALID_VALUE, "memory_dynamic_max", std::to_string(256 * mib));
+  EXPECT_API_ERROR(set(op::changing_VCPUs, [](api::vm& x) -> api::status {
+                     x.VCPUs_at_startup = 2;  // above VCPUs_max
+                     return {};
+                   }),
+                   INVALID_VALUE, "VCPUs_at_startup", "2");
+  ASSERT_TRUE(set(op::changing_static_range, [](api::vm& x) -> api::status {
+                x.memory_static_max = 1024 * mib;
+                return {};
+              }).ok());
+  EXPECT_EQ(vm(v).memory_static_max, 1024 * mib);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  // Running: the static range is fixed, the dynamic range moves the balloon.
+  EXPECT_API_ERROR(set(op::changing_static_range, [](api::vm&) -> api::status { return {}; }), VM_BAD_POWER_STATE, v,
+                   "halted", "running");
+  ASSERT_TRUE(set(op::changing_dynamic_range, [](api::vm& x) -> api::status {
+                x.memory_dynamic_max = 512 * mib;
+                return {};
+              }).ok());
+  EXPECT_EQ(hv->list().front().memory_bytes, 512 * mib);
+  EXPECT_EQ(vm(v).memory_target, 512 * mib);
+  ASSERT_TRUE(vms->hard_shutdown(v, key()).ok());
+}
+
+TEST_F(lifecycle_test, a_checkpoint_keeps_memory_and_revert_brings_it_back) {
+  std::string v = install("checkpointed");
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  write_at(disk_path(v), 4096, "at the checkpoint");
+  auto cp = vms->checkpoint(v, "cp", key());
+  ASSERT_TRUE(cp.ok()) << cp.error().description().at(0);
+  EXPECT_EQ(power(v), ps::Running);  // the VM runs on
+  EXPECT_EQ(power(*cp), ps::Suspended);
+  EXPECT_TRUE(vm(*cp).is_a_snapshot);
+  EXPECT_NE(db->snapshot()->get<api::vdi>(vm(*cp).suspend_VDI.opaque), nullptr);
+  write_at(disk_path(v), 4096, "after the checkpoint");
+  ASSERT_TRUE(vms->revert(*cp, key()).ok());
+  EXPECT_EQ(power(v), ps::Suspended);
+  EXPECT_EQ(read_at(disk_path(v), 4096, 17), "at the checkpoint");
+  ASSERT_TRUE(vms->resume(v, false, false, key()).ok());
+  EXPECT_EQ(power(v), ps::Running);
+  EXPECT_API_ERROR(vms->checkpoint(*cp, "again", key()), OPERATION_NOT_ALLOWED, "This operation is not allowed on a snapshot");
+  ASSERT_TRUE(vms->hard_shutdown(v, key()).ok());
+}
+
+TEST_F(lifecycle_test, power_state_reset_only_when_the_domain_is_gone) {
+  std::string v = small_vm(128 * mib);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  auto refused = vms->power_state_reset(v, key());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, api::error_code::OPERATION_NOT_ALLOWED);
+  EXPECT_EQ(power(v), ps::Running);
+  ASSERT_TRUE(hv->destroy(static_cast<int>(vm(v).domid)).ok());
+  ASSERT_TRUE(vms->power_state_reset(v, key()).ok());
+  EXPECT_EQ(power(v), ps::Halted);
+}
+
+TEST_F(lifecycle_test, an_attached_device_is_not_destroyed) {
+  std::string v = install("attached");
+  std::string vbd = vm(v).VBDs.front().opaque;
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  EXPECT_API_ERROR(vms->destroy_vbd(vbd), OPERATION_NOT_ALLOWED, "VBD is attached to a running VM: unplug it first");
+  ASSERT_TRUE(vms->vbd_unplug(vbd, false, key()).ok());
+  ASSERT_TRUE(vms->destroy_vbd(vbd).ok());
+  EXPECT_TRUE(vm(v).VBDs.empty());
+  ASSERT_TRUE(vms->hard_shutdown(v, key()).ok());
+}
+
 }  // namespace
 }  // namespace xapid::actors
