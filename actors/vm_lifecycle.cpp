@@ -23,6 +23,12 @@ api::api_error from_backend(const xen::backend_error& e) {
   return api::errors::INTERNAL_ERROR("xen: " + e.message);
 }
 
+// A clean shutdown or reboot the guest never acknowledged is the seed's own error.
+api::api_error shutdown_error(const std::string& vm, const xen::backend_error& e) {
+  if (e.what == xen::backend_error::kind::not_acknowledged) return api::errors::VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT();
+  return from_backend(e);
+}
+
 template <class R>
 std::vector<std::string> refs_pointing_at(const storage::state& s, std::string_view field, const std::string& target) {
   const std::size_t cls = schema::get().class_of<R>();
@@ -283,7 +289,7 @@ struct vm_lifecycle::impl {
     if (vm->power_state == ps::Suspended) return drop_suspended(ref);
     int domid = static_cast<int>(vm->domid);
     if (clean) {
-      if (auto r = hv.shutdown(domid, xen::shutdown_reason::poweroff); !r) return fail(from_backend(r.error()));
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::poweroff); !r) return fail(shutdown_error(ref, r.error()));
     }
     if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
       return fail(from_backend(r.error()));
@@ -323,7 +329,7 @@ struct vm_lifecycle::impl {
     const api::vm* vm = s->get<api::vm>(ref);
     int domid = static_cast<int>(vm->domid);
     if (clean) {
-      if (auto r = hv.shutdown(domid, xen::shutdown_reason::reboot); !r) return fail(from_backend(r.error()));
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::reboot); !r) return fail(shutdown_error(ref, r.error()));
     }
     if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
       return fail(from_backend(r.error()));

@@ -67,6 +67,8 @@ const char* usage =
     "  --sim-memory-mib N   the simulated host's memory (default 16384, of which 1024 for dom0)\n"
     "  --sim-fault-probability P   chance that a simulated operation fails (default 0)\n"
     "  --sim-fault-seed N   seed of the simulated faults (default 1)\n"
+    "  --sim-crash-probability P   chance per second that a running simulated guest crashes (default 0)\n"
+    "  --sim-hang-probability P    chance that a simulated guest ignores a clean shutdown (default 0)\n"
     "  --sim-operation-ms N how long the simulated host takes to build, shut down, suspend or\n"
     "                       resume a domain (default 0)\n"
     "  --config FILE        NAME = VALUE lines for any option above; the command line wins\n";
@@ -85,6 +87,8 @@ struct options {
   long sim_cpus = 4;
   long sim_memory_mib = 16384;
   double sim_fault_probability = 0;
+  double sim_crash_probability = 0;
+  double sim_hang_probability = 0;
   long sim_fault_seed = 1;
   long sim_operation_ms = 0;
   bool coverage = false;
@@ -116,11 +120,12 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "sim-memory-mib") { if (!number(2048, 1L << 30, n)) return false; o.sim_memory_mib = n; }
   else if (name == "sim-operation-ms") { if (!number(0, 3600000, n)) return false; o.sim_operation_ms = n; }
   else if (name == "sim-fault-seed") { if (!number(0, 1L << 62, n)) return false; o.sim_fault_seed = n; }
-  else if (name == "sim-fault-probability") {
+  else if (name == "sim-fault-probability" || name == "sim-crash-probability" || name == "sim-hang-probability") {
     char* end = nullptr;
     double p = std::strtod(value.c_str(), &end);
     if (value.empty() || *end || !(p >= 0 && p <= 1)) return error = name + " must be a number from 0 to 1", false;
-    o.sim_fault_probability = p;
+    (name == "sim-fault-probability" ? o.sim_fault_probability
+     : name == "sim-crash-probability" ? o.sim_crash_probability : o.sim_hang_probability) = p;
   }
   else return error = "unknown option " + name, false;
   return true;
@@ -252,6 +257,7 @@ int run(int argc, char** argv, bool& reboot) {
   // The hypervisor: libxenlight on a Xen host, else the simulated host, whose domains live in
   // DIR/sim-state across restarts.
   std::unique_ptr<xapid::xen::backend> hypervisor;
+  xapid::xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
   if (opt.backend == "libxl") {
     auto xl = xapid::xen::libxl_backend::open();
     if (!xl) {
@@ -267,11 +273,14 @@ int run(int argc, char** argv, bool& reboot) {
     sim.fault_probability = opt.sim_fault_probability;
     sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
     sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
+    sim.crash_probability = opt.sim_crash_probability;
+    sim.hang_probability = opt.sim_hang_probability;
     auto simulated = xapid::xen::sim_backend::open(sim);
     if (!simulated) {
       spdlog::error("xapid.start.failed reason=\"{}\"", simulated.error());
       return 1;
     }
+    simulator = simulated.value().get();
     hypervisor = std::move(simulated).value();
   }
   auto identity = xapid::gateway::ensure_pool_and_host(db, opt.data_dir, listen_host, hypervisor->host());
@@ -435,6 +444,7 @@ int run(int argc, char** argv, bool& reboot) {
     std::unique_lock lock(observe_mu);
     while (!observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
       lock.unlock();
+      if (simulator) simulator->tick();
       vms.observe();
       lock.lock();
     }

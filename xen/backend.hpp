@@ -75,7 +75,8 @@ struct guest_report {
 
 // What the hypervisor refused, and why.
 struct backend_error {
-  enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, failed } what;
+  // not_acknowledged: the guest ignored a clean shutdown or reboot request.
+  enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, not_acknowledged, failed } what;
   std::string message;
   std::int64_t needed_bytes = 0;     // not_enough_memory
   std::int64_t available_bytes = 0;  // not_enough_memory

@@ -163,7 +163,7 @@ backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason) 
     libxl_dominfo_dispose(&info);
     if (stopped) return ok_v;
     if (std::chrono::steady_clock::now() > deadline)
-      return fail(backend_error{backend_error::kind::failed, "the guest did not shut down within 20 minutes"});
+      return fail(backend_error{backend_error::kind::not_acknowledged, "the guest did not shut down within 20 minutes"});
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }

@@ -142,12 +142,21 @@ backend_result<void> sim_backend::pause(int domid) {
 
 backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
   takes_time();
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
   if (auto f = injected_fault("shutdown"); !f) return f;
+  if (options_.hang_probability > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(faults_) < options_.hang_probability) {
+    // The guest ignores the request; the caller waits until someone destroys the domain.
+    log_locked("d" + std::to_string(domid) + ": ignores the shutdown request (injected fault)");
+    destroyed_.wait(lock, [&] { return domains_.count(domid) == 0; });
+    return fail(backend_error{backend_error::kind::not_acknowledged,
+                              "injected fault: the guest of domain " + std::to_string(domid) +
+                                  " never acknowledged the shutdown"});
+  }
   // The simulated guest obeys at once; a shut-down domain keeps its memory until destroyed.
   it->second.state = domain_state::shutdown;
   it->second.reason = reason;
@@ -172,6 +181,7 @@ backend_result<void> sim_backend::destroy(int domid) {
   if (domains_.erase(domid) == 0) return fail(no_such_domain(domid));
   devices_.erase(domid);
   log_locked("d" + std::to_string(domid) + ": destroyed");
+  destroyed_.notify_all();
   save_locked();
   return ok_v;
 }
@@ -193,6 +203,7 @@ backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
   }
   devices_.erase(it->first);
   domains_.erase(it);
+  destroyed_.notify_all();
   save_locked();
   return ok_v;
 }
@@ -303,6 +314,21 @@ std::optional<guest_report> sim_backend::guest(int domid) {
 }  // namespace xapid::xen
 
 namespace xapid::xen {
+
+void sim_backend::tick() {
+  std::lock_guard lock(mu_);
+  if (options_.crash_probability <= 0) return;
+  bool changed = false;
+  for (auto& [domid, d] : domains_) {
+    if (d.state != domain_state::running) continue;
+    if (std::uniform_real_distribution<double>(0, 1)(faults_) >= options_.crash_probability) continue;
+    d.state = domain_state::crashed;
+    d.reason = shutdown_reason::crash;
+    log_locked("d" + std::to_string(domid) + ": crashed (injected fault)");
+    changed = true;
+  }
+  if (changed) save_locked();
+}
 
 void sim_backend::log_locked(std::string line) {
   messages_.push_back("(XEN) " + std::move(line));

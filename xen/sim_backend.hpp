@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
@@ -24,6 +25,8 @@ struct sim_options {
   std::uint64_t fault_seed = 1;  // the fault plan's PRNG seed
   double fault_probability = 0;  // chance that an operation fails with an injected fault, default 0
   int operation_ms = 0;  // how long building, shutting down, suspending and resuming a domain take, default 0
+  double crash_probability = 0;  // chance per running domain per tick() that its guest crashes, default 0
+  double hang_probability = 0;   // chance that a guest ignores a clean shutdown or reboot, default 0
 };
 
 class sim_backend final : public backend {
@@ -53,6 +56,8 @@ class sim_backend final : public backend {
 
   // What a guest does on its own: shuts itself down, reboots, or crashes.
   backend_result<void> guest_stops(int domid, shutdown_reason reason);
+  // Simulated time passes: each running guest may crash (crash_probability, seeded).
+  void tick();
 
  private:
   explicit sim_backend(sim_options options);
@@ -66,6 +71,7 @@ class sim_backend final : public backend {
 
   sim_options options_;
   std::mutex mu_;
+  std::condition_variable destroyed_;  // a guest that ignores a shutdown waits for its domain to go
   std::mt19937_64 faults_;
   std::map<int, domain_info> domains_;
   // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "actors/vm_lifecycle.hpp"
@@ -29,6 +30,8 @@ struct lifecycle_test : ::testing::Test {
   std::unique_ptr<vm_lifecycle> vms;
   std::string host;
   std::int64_t host_memory = std::int64_t{8} << 30;  // 1 GiB of it is the control domain's
+  double hang_probability = 0;
+  double crash_probability = 0;
   int task = 0;
 
   void SetUp() override { open(); }
@@ -41,6 +44,8 @@ struct lifecycle_test : ::testing::Test {
     xen::sim_options o;
     o.state_file = dir / "sim-state";
     o.memory_total_bytes = host_memory;
+    o.hang_probability = hang_probability;
+    o.crash_probability = crash_probability;
     auto sim = xen::sim_backend::open(o);
     ASSERT_TRUE(sim.ok());
     hv = std::move(sim).value();
@@ -360,6 +365,40 @@ TEST_F(lifecycle_test, devices_plug_and_unplug_on_a_running_vm_only) {
   EXPECT_EQ(vms->allowed_VIF_devices(v)->size(), 7u);
   ASSERT_TRUE(vms->clean_shutdown(v, key()).ok());
   EXPECT_EQ(*vms->possible_hosts(v), (std::vector<std::string>{host}));
+}
+
+TEST_F(lifecycle_test, a_guest_that_ignores_a_clean_shutdown_is_ended_by_a_hard_one) {
+  close();
+  hang_probability = 1;
+  open();
+  std::string v = small_vm(128 * mib);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  auto clean = std::async(std::launch::async, [&] { return vms->clean_shutdown(v, "OpaqueRef:clean"); });
+  // Wait (bounded) until the guest is ignoring the request.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (hv->dmesg().find("ignores the shutdown request") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(vm(v).current_operations.at("OpaqueRef:clean"), api::vm_operations::clean_shutdown);
+  // What an operator does: a hard shutdown, which xapi's rules allow beside the stuck one.
+  ASSERT_TRUE(vms->hard_shutdown(v, key()).ok());
+  EXPECT_API_ERROR(clean.get(), VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT);
+  EXPECT_EQ(power(v), ps::Halted);
+  EXPECT_TRUE(vm(v).current_operations.empty());
+}
+
+TEST_F(lifecycle_test, an_injected_crash_is_noticed_and_handled) {
+  close();
+  crash_probability = 1;
+  open();
+  std::string v = small_vm(128 * mib);  // actions_after_crash: destroy
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  hv->tick();
+  EXPECT_NE(hv->dmesg().find("crashed (injected fault)"), std::string::npos);
+  vms->observe();
+  EXPECT_EQ(power(v), ps::Halted);
+  EXPECT_TRUE(hv->list().empty());
 }
 
 TEST_F(lifecycle_test, settings_keep_memory_and_vcpus_in_order) {
