@@ -163,6 +163,17 @@ struct vm_lifecycle::impl {
     }
     t.update(ref, before, after);
     set_devices_attached(t, s, ref, true);
+    // A running VM has a graphical console, as xapi's do: RFB through the host's /console.
+    if (refs_pointing_at<api::console>(s, "VM", ref).empty()) {
+      api::console c;
+      c.uuid = db.ids().uuid();
+      c.protocol = api::console_protocol::rfb;
+      c.VM.opaque = ref;
+      c.port = 5900 + domid;
+      const api::host* h = s.get<api::host>(host);
+      c.location = "https://" + (h ? h->address : std::string("localhost")) + "/console?uuid=" + c.uuid;
+      t.create(c);
+    }
   }
 
   // The VM halted (or suspended): no domain, nowhere resident, devices detached.

@@ -134,6 +134,8 @@ TEST_F(lifecycle_test, the_install_and_start_walk_through) {
   EXPECT_EQ(vm(v).resident_on.opaque, host);
   EXPECT_GT(vm(v).domid, 0);
   EXPECT_TRUE(db->snapshot()->get<api::vbd>(vm(v).VBDs.front().opaque)->currently_attached);
+  ASSERT_EQ(vm(v).consoles.size(), 1u);
+  EXPECT_EQ(db->snapshot()->get<api::console>(vm(v).consoles.front().opaque)->protocol, api::console_protocol::rfb);
   ASSERT_TRUE(vms->suspend(v, key()).ok());
   EXPECT_EQ(power(v), ps::Suspended);
   EXPECT_FALSE(vm(v).suspend_VDI.is_null());
