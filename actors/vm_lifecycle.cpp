@@ -46,6 +46,7 @@ struct vm_lifecycle::impl {
   storage::database& db;
   xen::backend& hv;
   host_actors& actors;
+  storage_repos& repos;
   clock& clk;
   std::string host;
   const std::size_t vm_cls = schema::get().class_of<api::vm>();
@@ -62,24 +63,12 @@ struct vm_lifecycle::impl {
 
   // --- what the hypervisor is given ---
 
-  // The directory of an SR's images on this host: its plugged PBD's location.
   api::api_result<std::string> sr_dir(const storage::state& s, const std::string& sr) const {
-    for (const auto& pbd_ref : refs_pointing_at<api::pbd>(s, "SR", sr)) {
-      const api::pbd* pbd = s.get<api::pbd>(pbd_ref);
-      if (pbd && pbd->host.opaque == host && pbd->currently_attached) {
-        auto it = pbd->device_config.find("location");
-        if (it != pbd->device_config.end()) return it->second;
-      }
-    }
-    return fail(api::errors::SR_HAS_NO_PBDS(sr));
+    return repos.directory(s, sr);
   }
 
   api::api_result<std::string> vdi_path(const storage::state& s, const std::string& vdi_ref) const {
-    const api::vdi* vdi = s.get<api::vdi>(vdi_ref);
-    if (!vdi) return fail(api::errors::HANDLE_INVALID("VDI", vdi_ref));
-    auto dir = sr_dir(s, vdi->SR.opaque);
-    if (!dir) return fail(dir.error());
-    return *dir + "/" + vdi->location;
+    return repos.vdi_path(s, vdi_ref);
   }
 
   static std::string disk_device(const api::vbd& vbd, bool hvm) {
@@ -322,15 +311,11 @@ struct vm_lifecycle::impl {
     auto s = db.snapshot();
     const api::vm* vm = s->get<api::vm>(ref);
     auto t = db.begin();
-    std::string image;
-    if (const api::vdi* vdi = s->get<api::vdi>(vm->suspend_VDI.opaque)) {
-      if (auto path = vdi_path(*s, vm->suspend_VDI.opaque)) image = *path;
-      t.destroy(schema::get().class_of<api::vdi>(), vm->suspend_VDI.opaque);
-      (void)vdi;
-    }
+    const api::vdi* image = s->get<api::vdi>(vm->suspend_VDI.opaque);
+    if (image) t.destroy(schema::get().class_of<api::vdi>(), vm->suspend_VDI.opaque);
     record_stopped(t, *s, ref, *vm, ps::Halted);
     auto r = commit(std::move(t));
-    if (r && !image.empty()) (void)sm::remove_image(image);
+    if (r && image) repos.remove_image(image->SR.opaque, image->location);
     return r;
   }
 
@@ -353,40 +338,6 @@ struct vm_lifecycle::impl {
   }
 
   // --- copies of VMs: clone, copy, snapshot ---
-
-  struct new_image {
-    std::string path;
-  };
-
-  // Adds a copy of VDI `from` (into SR `sr`, or its own SR) to `t`; the image file is written
-  // now and listed in `written` so that a failed commit can remove it.
-  api::api_result<std::string> copy_vdi(storage::transaction& t, const storage::state& s, const std::string& from,
-                                        const std::string& sr, bool as_snapshot, std::vector<std::string>& written) {
-    const api::vdi* src = s.get<api::vdi>(from);
-    if (!src) return fail(api::errors::HANDLE_INVALID("VDI", from));
-    auto src_path = vdi_path(s, from);
-    if (!src_path) return fail(src_path.error());
-    api::vdi v = *src;
-    v.uuid = db.ids().uuid();
-    v.SR.opaque = sr.empty() ? src->SR.opaque : sr;
-    auto dir = sr_dir(s, v.SR.opaque);
-    if (!dir) return fail(dir.error());
-    v.location = v.uuid + ".img";
-    v.allowed_operations = {};
-    v.current_operations = {};
-    v.VBDs = {};
-    v.crash_dumps = {};
-    v.snapshots = {};
-    v.is_a_snapshot = as_snapshot;
-    v.snapshot_of.opaque = as_snapshot ? from : null_ref<api::vdi>();
-    v.snapshot_time = as_snapshot ? now() : api::datetime{};
-    v.parent.opaque = null_ref<api::vdi>();
-    std::string path = *dir + "/" + v.location;
-    if (auto r = sm::copy_image(*src_path, path); !r) return fail(api::errors::INTERNAL_ERROR(r.error()));
-    written.push_back(path);
-    v.physical_utilisation = sm::allocated_bytes(path);
-    return t.create(v);
-  }
 
   static std::string random_mac(id_source& ids) {
     std::string u = ids.uuid();  // hex digits to draw from
@@ -434,16 +385,14 @@ struct vm_lifecycle::impl {
     m.uuid = db.ids().uuid();
     m.install_time = now();
     v.metrics.opaque = t.create(m);
-    std::vector<std::string> written;
-    auto undo = [&written] {
-      for (const auto& p : written) (void)sm::remove_image(p);
-    };
+    std::vector<std::string> made;
+    auto undo = [&] { repos.drop(made); };
     if (kind == copy_kind::checkpoint) {
       // The memory: the running VM is saved to an image and resumed from it at once; the image
       // stays as the snapshot's suspend VDI.
       auto image = save_and_resume(*s, ref, *src);
       if (!image) return fail(image.error());
-      written.push_back(image->second);
+      made.push_back(image->second);
       v.power_state = ps::Suspended;
       v.suspend_VDI.opaque = t.create(image->first);
     }
@@ -459,7 +408,11 @@ struct vm_lifecycle::impl {
       b.metrics.opaque = null_ref<api::vbd_metrics>();
       // Disks are copied; CDs share their ISO.
       if (b.type != api::vbd_type::CD && !b.empty && !b.VDI.is_null()) {
-        auto vdi = copy_vdi(t, *s, b.VDI.opaque, kind == copy_kind::copy ? sr : std::string(), snapshot, written);
+        auto vdi = repos.add_vdi_copy(t, *s, b.VDI.opaque,
+                                      kind == copy_kind::copy ? storage_repos::copy_kind::copy
+                                      : snapshot              ? storage_repos::copy_kind::snapshot
+                                                              : storage_repos::copy_kind::clone,
+                                      sr, made);
         if (!vdi) {
           undo();
           return fail(vdi.error());
@@ -565,10 +518,8 @@ struct vm_lifecycle::impl {
         !doc.load_string(spec->second.c_str(), pugi::parse_default))
       return fail(api::errors::INVALID_VALUE("other_config:disks", spec->second));
     auto t = db.begin();
-    std::vector<std::string> written;
-    auto undo = [&written] {
-      for (const auto& p : written) (void)sm::remove_image(p);
-    };
+    std::vector<std::string> made;
+    auto undo = [&] { repos.drop(made); };
     for (pugi::xml_node disk : doc.child("provision").children("disk")) {
       std::string sr_uuid = disk.attribute("sr").as_string();
       std::string sr = default_sr;
@@ -580,14 +531,9 @@ struct vm_lifecycle::impl {
         }
         sr = *found;
       }
-      if (sr.empty() || sr == null_ref<api::sr>() || !s->get<api::sr>(sr)) {
+      if (sr.empty() || sr == null_ref<api::sr>() || !s->get<api::sr>(sr) || !sr_dir(*s, sr)) {
         undo();
         return fail(api::errors::VM_REQUIRES_SR(ref, sr.empty() ? null_ref<api::sr>() : sr));
-      }
-      auto dir = sr_dir(*s, sr);
-      if (!dir) {
-        undo();
-        return fail(api::errors::VM_REQUIRES_SR(ref, sr));
       }
       std::int64_t size = disk.attribute("size").as_llong(-1);
       std::string device = disk.attribute("device").as_string("0");
@@ -595,24 +541,15 @@ struct vm_lifecycle::impl {
         undo();
         return fail(api::errors::INVALID_VALUE("other_config:disks", spec->second));
       }
-      api::vdi v;
-      v.uuid = db.ids().uuid();
-      v.name_label = vm->name_label + " " + device;
-      v.SR.opaque = sr;
-      v.virtual_size = size;
-      v.type = std::string(disk.attribute("type").as_string("system")) == "user" ? api::vdi_type::user
-                                                                                 : api::vdi_type::system;
-      v.location = v.uuid + ".img";
-      v.managed = true;
-      v.sm_config = {{"type", "raw"}};
-      v.other_config = {{"provisioned-for", vm->uuid}};
-      std::string path = *dir + "/" + v.location;
-      if (auto r = sm::create_image(path, size); !r) {
+      auto type = std::string(disk.attribute("type").as_string("system")) == "user" ? api::vdi_type::user
+                                                                                    : api::vdi_type::system;
+      auto vdi = repos.add_new_vdi(t, *s, sr, size, vm->name_label + " " + device, type,
+                                   {{"provisioned-for", vm->uuid}}, made);
+      if (!vdi) {
         undo();
-        return fail(api::errors::INTERNAL_ERROR(r.error()));
+        return fail(vdi.error());
       }
-      written.push_back(path);
-      std::string vdi_ref = t.create(v);
+      std::string vdi_ref = *vdi;
       api::vbd b;
       b.uuid = db.ids().uuid();
       b.VM.opaque = ref;
@@ -718,9 +655,9 @@ struct vm_lifecycle::impl {
   }
 };
 
-vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, clock& clk,
-                           std::string host)
-    : impl_(std::shared_ptr<impl>(new impl{db, hypervisor, actors, clk, std::move(host)})) {
+vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors,
+                           storage_repos& repos, clock& clk, std::string host)
+    : impl_(std::shared_ptr<impl>(new impl{db, hypervisor, actors, repos, clk, std::move(host)})) {
   const std::size_t vm_cls = impl_->vm_cls;
   actors.add_rules(vm_cls, operation_rules{
                                [](const void* rec, const std::string& ref, std::string_view op) -> std::optional<api::api_error> {
@@ -984,7 +921,8 @@ vm_lifecycle::result_void vm_lifecycle::resume(const std::string& vm, bool pause
       (void)d->hv.destroy(*domid);
       return r;
     }
-    (void)sm::remove_image(*path);
+    const api::vdi* image = s->get<api::vdi>(v->suspend_VDI.opaque);
+    d->repos.remove_image(image->SR.opaque, image->location);
     return r;
   }));
 }
@@ -1042,13 +980,15 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
     s = d->db.snapshot();
     vm = s->get<api::vm>(vm_ref);
     auto t = d->db.begin();
-    std::vector<std::string> written, replaced;
+    std::vector<std::string> made;
+    std::vector<std::pair<std::string, std::string>> replaced;  // SR, location
     // The VM's disks are replaced by copies of the snapshot's.
     for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", vm_ref)) {
       const api::vbd* b = s->get<api::vbd>(r);
       if (b->type != api::vbd_type::CD && !b->VDI.is_null() && s->get<api::vdi>(b->VDI.opaque) &&
           refs_pointing_at<api::vbd>(*s, "VDI", b->VDI.opaque).size() == 1) {
-        if (auto p = d->vdi_path(*s, b->VDI.opaque)) replaced.push_back(*p);
+        const api::vdi* old = s->get<api::vdi>(b->VDI.opaque);
+        replaced.emplace_back(old->SR.opaque, old->location);
         t.destroy(schema::get().class_of<api::vdi>(), b->VDI.opaque);
       }
     }
@@ -1061,9 +1001,9 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
       b.current_operations = {};
       b.currently_attached = false;
       if (b.type != api::vbd_type::CD && !b.empty && !b.VDI.is_null()) {
-        auto vdi = d->copy_vdi(t, *s, b.VDI.opaque, {}, false, written);
+        auto vdi = d->repos.add_vdi_copy(t, *s, b.VDI.opaque, storage_repos::copy_kind::clone, {}, made);
         if (!vdi) {
-          for (const auto& p : written) (void)sm::remove_image(p);
+          d->repos.drop(made);
           return fail(api::errors::VM_REVERT_FAILED(vm_ref, snap_ref));
         }
         b.VDI.opaque = *vdi;
@@ -1100,9 +1040,9 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
     after.parent.opaque = snap_ref;
     // A checkpoint brings its memory back: the VM is suspended with a copy of the image.
     if (snap->power_state == ps::Suspended && s->get<api::vdi>(snap->suspend_VDI.opaque)) {
-      auto image = d->copy_vdi(t, *s, snap->suspend_VDI.opaque, {}, false, written);
+      auto image = d->repos.add_vdi_copy(t, *s, snap->suspend_VDI.opaque, storage_repos::copy_kind::copy, {}, made);
       if (!image) {
-        for (const auto& p : written) (void)sm::remove_image(p);
+        d->repos.drop(made);
         return fail(api::errors::VM_REVERT_FAILED(vm_ref, snap_ref));
       }
       after.power_state = ps::Suspended;
@@ -1111,10 +1051,10 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
     t.update(vm_ref, *vm, after);
     auto r = d->commit(std::move(t));
     if (!r) {
-      for (const auto& p : written) (void)sm::remove_image(p);
+      d->repos.drop(made);
       return r;
     }
-    for (const auto& p : replaced) (void)sm::remove_image(p);
+    for (const auto& [sr, location] : replaced) d->repos.remove_image(sr, location);
     d->actors.refresh(d->vm_cls, vm_ref);
     return r;
   }));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/object_actors.hpp"
+#include "actors/storage_repos.hpp"
 #include "common/clock.hpp"
 #include "storage/database.hpp"
 #include "xen/backend.hpp"
@@ -19,7 +20,8 @@ namespace xapid::actors {
 class vm_lifecycle {
  public:
   // `host` is this host's ref. Registers the operation rules of VM, VBD and VIF with `actors`.
-  vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, clock& clk, std::string host);
+  vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, storage_repos& repos, clock& clk,
+               std::string host);
 
   // At start: VMs, VBDs and VIFs get their operation rules; operations of a previous run are
   // forgotten; VMs resident here whose domain is gone are Halted, running domains are kept.

@@ -167,12 +167,33 @@ class implicit_rpcs {
 
 }  // namespace
 
+// A custom RPC that is a setter in all but name: set_<f>(self, value) of the class's field f
+// with f's type (the datamodel makes these custom because f is read-only for generic clients:
+// SR.set_name_label, VDI.set_virtual_size, ...). It is served as a setter.
+bool is_custom_setter(const api::method_desc& m) {
+  if (m.kind != api::method_kind::custom || !m.name.starts_with("set_") || m.params.size() != 2) return false;
+  auto cls = schema::get().class_index(m.class_name);
+  if (!cls) return false;
+  auto field = schema::get().field_index(*cls, m.name.substr(4));
+  if (!field) return false;
+  const auto& f = schema::get().table(*cls).desc->fields[*field];
+  return m.params[0].type->kind == api::type_kind::ref && m.params[1].type->spelling == f.type->spelling;
+}
+
 std::size_t register_implicit_rpcs(dispatcher& d, storage::database& db, const std::set<std::string_view>& except) {
   implicit_rpcs maker(db);
   std::size_t n = 0;
   for (const auto& m : api::all_methods()) {
-    if (m.kind == api::method_kind::custom || except.count(m.wire_name)) continue;
-    d.add(m.wire_name, maker.make(m));
+    if (except.count(m.wire_name)) continue;
+    if (m.kind == api::method_kind::custom) {
+      if (!is_custom_setter(m)) continue;
+      api::method_desc as_setter = m;
+      as_setter.kind = api::method_kind::setter;
+      as_setter.field = m.name.substr(4);
+      d.add(m.wire_name, maker.make(as_setter));
+    } else {
+      d.add(m.wire_name, maker.make(m));
+    }
     ++n;
   }
   return n;

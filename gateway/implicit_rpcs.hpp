@@ -13,7 +13,9 @@
 namespace xapid::gateway {
 
 // Registers them all but those in `except` (RPCs with behaviour of their own, e.g. session
-// objects that only login makes). Returns how many were registered.
+// objects that only login makes), and serves as setters the custom set_<field>(self, value)
+// RPCs of read-only fields. Handlers registered later for the same RPC replace these. Returns
+// how many were registered.
 std::size_t register_implicit_rpcs(dispatcher& d, storage::database& db, const std::set<std::string_view>& except = {});
 
 }  // namespace xapid::gateway

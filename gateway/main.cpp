@@ -35,6 +35,7 @@
 #include "gateway/roles.hpp"
 #include "gateway/rpc_endpoint.hpp"
 #include "gateway/session_rpcs.hpp"
+#include "gateway/sr_rpcs.hpp"
 #include "gateway/sessions.hpp"
 #include "gateway/tasks.hpp"
 #include "gateway/tls_certificate.hpp"
@@ -312,20 +313,27 @@ int run(int argc, char** argv, bool& reboot) {
   }
   dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
-  // The objects' actors and the VM lifecycle over the hypervisor.
+  // Every implicit RPC over storage; the RPCs with behaviour registered after replace theirs.
+  xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  // The objects' actors, the storage repositories, and the VM lifecycle over the hypervisor.
   xapid::actors::host_actors actors(db);
-  xapid::actors::vm_lifecycle vms(db, *hypervisor, actors, clock, identity->host);
+  xapid::actors::storage_repos repos(db, actors, clock, identity->host, opt.data_dir);
+  if (auto st = repos.start(); !st) {
+    spdlog::error("xapid.start.failed reason=\"storage: {}\"", st.error().description().at(0));
+    return 1;
+  }
+  xapid::actors::vm_lifecycle vms(db, *hypervisor, actors, repos, clock, identity->host);
   if (auto st = vms.reconcile(); !st) {
     spdlog::error("xapid.start.failed reason=\"reconciling VMs with the hypervisor: {}\"", st.error().description().at(0));
     return 1;
   }
+  xapid::gateway::register_sr_rpcs(dispatcher, repos, db.ids());
   xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids());
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
   std::function<void(bool)> power_off;
   xapid::gateway::host_context host_ctx{db, *hypervisor, actors, clock, identity->host, opt.data_dir + "/xapid.log",
                                         [&](bool again) { power_off(again); }};
   xapid::gateway::register_host_rpcs(dispatcher, host_ctx);
-  xapid::gateway::register_implicit_rpcs(dispatcher, db, xapid::gateway::vm_rpcs_replacing_implicit());
   xapid::gateway::register_role_rpcs(dispatcher, db);
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);

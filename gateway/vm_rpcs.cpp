@@ -15,11 +15,6 @@ std::string task_key(const call_context& ctx, id_source& ids) {
 
 }  // namespace
 
-const std::set<std::string_view>& vm_rpcs_replacing_implicit() {
-  static const std::set<std::string_view> names{"VM.destroy", "VBD.destroy", "VIF.destroy"};
-  return names;
-}
-
 void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids) {
   using vm_ref = ref<api::vm>;
   using host_ref = ref<api::host>;

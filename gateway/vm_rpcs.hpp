@@ -1,6 +1,7 @@
 // The VM lifecycle RPCs (VM.start ... VM.destroy) and VBD/VIF hotplug: each decodes its
 // parameters against the generated signature and hands the operation to actors::vm_lifecycle,
-// under the key of its Async task (or of a fresh one) in current_operations.
+// under the key of its Async task (or of a fresh one) in current_operations. Registered after
+// the implicit RPCs, they replace VM.destroy, VBD.destroy and VIF.destroy.
 #pragma once
 
 #include <set>
@@ -12,8 +13,5 @@
 namespace xapid::gateway {
 
 void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids);
-
-// The implicit RPCs that vm_rpcs replaces (they have behaviour beyond a row change).
-const std::set<std::string_view>& vm_rpcs_replacing_implicit();
 
 }  // namespace xapid::gateway

@@ -49,6 +49,7 @@ struct host {
   std::unique_ptr<xen::sim_backend> hv;
   real_clock clk;
   std::unique_ptr<actors::host_actors> actors;
+  std::unique_ptr<actors::storage_repos> repos;
   std::unique_ptr<actors::vm_lifecycle> vms;
 
   explicit host(const std::string& dir) {
@@ -60,7 +61,9 @@ struct host {
     hv = std::move(xen::sim_backend::open(o)).value();
     auto id = gateway::ensure_pool_and_host(*db, dir, "127.0.0.1", hv->host());
     actors = std::make_unique<actors::host_actors>(*db);
-    vms = std::make_unique<actors::vm_lifecycle>(*db, *hv, *actors, clk, id->host);
+    repos = std::make_unique<actors::storage_repos>(*db, *actors, clk, id->host, dir);
+    (void)repos->start();
+    vms = std::make_unique<actors::vm_lifecycle>(*db, *hv, *actors, *repos, clk, id->host);
     (void)vms->reconcile();
   }
 
@@ -184,6 +187,7 @@ int main(int argc, char** argv) {
               percentile(direct, 0.99));
   std::printf("the actor hop adds                        p50 %8.0f us\n", percentile(hop, 0.5) - percentile(direct, 0.5));
   h.vms.reset();
+  h.repos.reset();
   h.actors.reset();
   std::filesystem::remove_all(dir);
   return 0;

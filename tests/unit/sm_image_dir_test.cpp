@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "sm/image_dir.hpp"
+#include "tests/support/qemu_io.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace xapid::sm {
@@ -13,19 +14,8 @@ namespace {
 
 constexpr std::int64_t gib = std::int64_t{1} << 30;
 
-// Writes `byte` over [offset, offset+4 KiB) of the image with qemu-io.
-void write_pattern(const std::string& path, int byte, std::int64_t offset) {
-  auto r = run_tool({"qemu-io", "-f", "qcow2", "-c",
-                     "write -P " + std::to_string(byte) + " " + std::to_string(offset) + " 4k", path});
-  ASSERT_TRUE(r.ok()) << r.error().err;
-}
-
-// Whether [offset, offset+4 KiB) of the image reads as `byte`.
-bool reads_pattern(const std::string& path, int byte, std::int64_t offset) {
-  auto r = run_tool({"qemu-io", "-f", "qcow2", "-c",
-                     "read -P " + std::to_string(byte) + " " + std::to_string(offset) + " 4k", path});
-  return r.ok() && r->find("Pattern verification failed") == std::string::npos;
-}
+using testing::reads_pattern;
+using testing::write_pattern;
 
 std::size_t hidden_files(const std::string& dir) {
   std::size_t n = 0;
