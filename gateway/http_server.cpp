@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -31,8 +32,17 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::optional<net::ip::tcp::acceptor> tls_acceptor;
   std::optional<net::ssl::context> tls;
   std::atomic<bool> stopped{false};
+  std::map<std::pair<std::string, std::string>, stream_handler> streams;  // (method, path)
+  std::atomic<int> streaming{0};
+  static constexpr int max_streams = 16;
 
   impl(net::io_context& io_, handler h, http_limits l) : io(io_), on_request(std::move(h)), limits(l) {}
+
+  const stream_handler* stream_route(std::string_view method, std::string_view target) const {
+    auto path = target.substr(0, target.find('?'));
+    auto it = streams.find({std::string(method), std::string(path)});
+    return it == streams.end() ? nullptr : &it->second;
+  }
 
   template <class Acceptor>
   void accept(Acceptor& acceptor, bool is_unix, bool is_tls);
@@ -94,6 +104,10 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
 
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec);
+    auto method = parser_->get().method_string();
+    auto target = parser_->get().target();
+    if (const auto* route = server_->stream_route({method.data(), method.size()}, {target.data(), target.size()}))
+      return start_stream(*route);
     lowest().expires_after(server_->limits.read_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_body(ec);
@@ -181,6 +195,67 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     }
   }
 
+  // The connection leaves the event loop: a thread of its own runs the handler with blocking
+  // reads and writes (a bulk transfer), then closes the connection.
+  class stream_io final : public http_stream {
+   public:
+    stream_io(connection& c, http::request_parser<http::buffer_body>& p) : c_(c), parser_(p) {
+      method_ = std::string(p.get().method_string());
+      target_ = std::string(p.get().target());
+    }
+    const std::string& method() const override { return method_; }
+    const std::string& target() const override { return target_; }
+    std::string header(const std::string& name) const override { return std::string(parser_.get()[name]); }
+    bool from_unix_socket() const override { return c_.is_unix_; }
+    long read_body(char* buf, std::size_t n) override {
+      if (parser_.is_done()) return 0;
+      auto& body = parser_.get().body();
+      body.data = buf;
+      body.size = n;
+      beast::error_code ec;
+      http::read(c_.stream_, c_.buffer_, parser_, ec);
+      if (ec && ec != http::error::need_buffer) return -1;
+      return static_cast<long>(n - body.size);
+    }
+    bool send_head(unsigned status, const std::string& content_type) override {
+      std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
+                         std::string(http::obsolete_reason(static_cast<http::status>(status))) +
+                         "\r\nServer: xapid\r\nConnection: close\r\n";
+      if (!content_type.empty()) head += "Content-Type: " + content_type + "\r\n";
+      head += "\r\n";
+      return write(head.data(), head.size());
+    }
+    bool write(const char* data, std::size_t n) override {
+      beast::error_code ec;
+      net::write(c_.stream_, net::buffer(data, n), ec);
+      return !ec;
+    }
+
+   private:
+    connection& c_;
+    http::request_parser<http::buffer_body>& parser_;
+    std::string method_, target_;
+  };
+
+  void start_stream(const http_server::stream_handler& route) {
+    if (++server_->streaming > http_server::impl::max_streams) {
+      --server_->streaming;
+      return answer_error(http::status::service_unavailable, "too many transfers in progress");
+    }
+    lowest().expires_never();
+    auto self = this->shared_from_this();
+    std::thread([self, &route] {
+      http::request_parser<http::buffer_body> body_parser(std::move(*self->parser_));
+      body_parser.body_limit(boost::none);  // a disk image may be large; it is read as it comes
+      stream_io io(*self, body_parser);
+      route(io);
+      beast::error_code ignored;
+      if constexpr (tls) self->stream_.shutdown(ignored);
+      self->lowest().close();
+      --self->server_->streaming;
+    }).detach();
+  }
+
   auto& lowest() { return beast::get_lowest_layer(stream_); }
 
   Stream stream_;
@@ -222,6 +297,10 @@ http_server::http_server(net::io_context& io, handler h, http_limits limits)
     : impl_(std::make_shared<impl>(io, std::move(h), limits)) {}
 
 http_server::~http_server() { stop(); }
+
+void http_server::add_stream_route(const std::string& method, const std::string& path, stream_handler h) {
+  impl_->streams[{method, path}] = std::move(h);
+}
 
 namespace {
 

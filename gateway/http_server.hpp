@@ -30,6 +30,22 @@ struct http_response {
   std::chrono::milliseconds delay{0};  // hold the answer back this long (a timer, not a thread)
 };
 
+// A request whose body and answer stream (VM export and import): the handler runs on a thread
+// of its own and reads and writes the connection directly. The connection closes afterwards.
+class http_stream {
+ public:
+  virtual ~http_stream() = default;
+  virtual const std::string& method() const = 0;
+  virtual const std::string& target() const = 0;
+  virtual std::string header(const std::string& name) const = 0;  // "" when absent
+  virtual bool from_unix_socket() const = 0;
+  // Up to `n` bytes of the request body; 0 at its end; -1 on a broken connection.
+  virtual long read_body(char* buf, std::size_t n) = 0;
+  // The status line and headers; the body that follows ends when the connection closes.
+  virtual bool send_head(unsigned status, const std::string& content_type) = 0;
+  virtual bool write(const char* data, std::size_t n) = 0;
+};
+
 struct http_limits {
   std::size_t max_body_bytes = 64u << 20;  // default 64 MiB
   std::size_t max_header_bytes = 16u << 10;  // all header lines together, default 16 KiB
@@ -43,11 +59,17 @@ class http_server {
   // any thread, at any later time.
   using responder = std::function<void(http_response)>;
   using handler = std::function<void(http_request, responder respond)>;
+  using stream_handler = std::function<void(http_stream&)>;
 
   http_server(boost::asio::io_context& io, handler h, http_limits limits = {});
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
+
+  // Requests to `path` (the target without its query) with `method` stream instead (see
+  // http_stream); set before listening. At most `max_streams` run at once (default 16): more
+  // are answered 503.
+  void add_stream_route(const std::string& method, const std::string& path, stream_handler h);
 
   // Starts accepting on ADDR:PORT (port 0 picks one; see tcp_port()). Errors say why.
   result<void, std::string> listen_tcp(const std::string& address, unsigned short port);

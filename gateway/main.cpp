@@ -40,6 +40,7 @@
 #include "gateway/tasks.hpp"
 #include "gateway/tls_certificate.hpp"
 #include "gateway/vm_rpcs.hpp"
+#include "gateway/xva_handlers.hpp"
 #include "storage/database.hpp"
 #include "xen/libxl_backend.hpp"
 #include "xen/libxl_config.hpp"
@@ -363,6 +364,9 @@ int run(int argc, char** argv, bool& reboot) {
         xapid::gateway::serve_rpc(dispatcher, req, respond);
       },
       limits);
+  // VM export and import stream on threads of their own.
+  xapid::gateway::xva_context xva{db, sessions, root, tasks, repos, actors, clock, identity->host};
+  xapid::gateway::register_xva_handlers(server, xva);
 
   if (colon == std::string::npos) {
     spdlog::error("xapid.start.failed reason=\"--listen needs ADDR:PORT\" value={}", opt.listen);

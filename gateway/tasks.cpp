@@ -1,5 +1,7 @@
 #include "gateway/tasks.hpp"
 
+#include <algorithm>
+
 #include "proto/wire/xmlrpc.hpp"
 
 namespace xapid::gateway {
@@ -118,6 +120,12 @@ void task_manager::complete(const std::string& task, const wire::response& outco
     t.set(cls, task, task_field("error_info"), wire::value(std::move(info)));
   }
   (void)db_.commit(std::move(t));  // the task may have been destroyed meanwhile: nothing to record then
+}
+
+void task_manager::set_progress(const std::string& task, double progress) {
+  auto t = db_.begin();
+  t.set(task_class(), task, task_field("progress"), wire::value(std::clamp(progress, 0.0, 1.0)));
+  (void)db_.commit(std::move(t));
 }
 
 std::size_t task_manager::collect_finished(std::chrono::seconds age) {

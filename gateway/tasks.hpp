@@ -31,6 +31,8 @@ class task_manager {
   // cancelled (none can yet) is OPERATION_NOT_ALLOWED.
   api::status cancel(const std::string& task);
   void complete(const std::string& task, const wire::response& outcome);
+  // A long operation's progress, 0 to 1 (written at most every second by its callers).
+  void set_progress(const std::string& task, double progress);
   // Forgets tasks finished longer ago than `age`; returns how many.
   std::size_t collect_finished(std::chrono::seconds age);
 

@@ -119,5 +119,152 @@ class storage(unittest.TestCase):
                          ["SR_UNKNOWN_DRIVER", "zfs"])
 
 
+class export_import(unittest.TestCase):
+    """A VM with two disks out as an XVA with curl, destroyed, and back in: the same bytes and
+    settings; broken archives change nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.work = tempfile.TemporaryDirectory()
+        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
+        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
+        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", "xva")["Value"]
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.dir.cleanup()
+        cls.work.cleanup()
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+    def url(self, path, user="root", password=PASSWORD):
+        return f"http://{user}:{password}@127.0.0.1:{self.port}{path}"
+
+    def curl(self, *args):
+        r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args], capture_output=True, text=True)
+        body, _, code = r.stdout.rpartition("\n")
+        return int(code), body
+
+    def disk_paths(self, vm):
+        x, s = self.x, self.s
+        paths = []
+        for vbd in self.ok(x.VM.get_VBDs(s, vm)):
+            vdi = self.ok(x.VBD.get_VDI(s, vbd))
+            sr_uuid = self.ok(x.SR.get_uuid(s, self.ok(x.VDI.get_SR(s, vdi))))
+            paths.append((self.ok(x.VBD.get_userdevice(s, vbd)),
+                          os.path.join(self.dir.name, "sr", sr_uuid, self.ok(x.VDI.get_location(s, vdi)))))
+        return sorted(paths)
+
+    def everything(self):
+        return (len(self.ok(self.x.VM.get_all(self.s))), len(self.ok(self.x.VDI.get_all(self.s))),
+                sorted(os.listdir(os.path.join(self.dir.name, "sr", os.listdir(os.path.join(self.dir.name, "sr"))[0]))))
+
+    def make_vm(self):
+        x, s = self.x, self.s
+        template = self.ok(x.VM.get_by_name_label(s, "Debian Bookworm 12"))[0]
+        vm = self.ok(x.VM.clone(s, template, "travelling VM"))
+        self.ok(x.VM.provision(s, vm))
+        sr = self.ok(x.pool.get_default_SR(s, self.ok(x.pool.get_all(s))[0]))
+        data = self.ok(x.VDI.create(s, {"SR": sr, "name_label": "data", "name_description": "",
+                                        "virtual_size": str(2 * GIB), "type": "user", "sharable": False,
+                                        "read_only": False, "other_config": {}, "xenstore_data": {},
+                                        "sm_config": {}, "tags": []}))
+        self.ok(x.VBD.create(s, {"VM": vm, "VDI": data, "userdevice": "1", "bootable": False, "mode": "RW",
+                                 "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                                 "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+        self.ok(x.VM.set_memory_limits(s, vm, str(256 << 20), str(768 << 20), str(512 << 20), str(768 << 20)))
+        (_, root), (_, second) = self.disk_paths(vm)
+        for path, pattern, offset in ((root, "0x61", "0"), (root, "0x62", "5G"), (second, "0x63", "1G")):
+            subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} {offset} 1M", path], check=True,
+                           capture_output=True)
+        return vm
+
+    def test_export_destroy_import_gives_the_same_disks_and_settings(self):
+        x, s = self.x, self.s
+        vm = self.make_vm()
+        uuid = self.ok(x.VM.get_uuid(s, vm))
+        saved = []
+        for device, path in self.disk_paths(vm):
+            copy = os.path.join(self.work.name, f"disk{device}.qcow2")
+            subprocess.run(["qemu-img", "convert", "-O", "qcow2", path, copy], check=True)
+            saved.append((device, copy))
+        xva = os.path.join(self.work.name, "vm.xva")
+        code, _ = self.curl("-o", xva, self.url(f"/export?uuid={uuid}"))
+        self.assertEqual(code, 200)
+        names = subprocess.run(["tar", "tf", xva], check=True, capture_output=True, text=True).stdout.split()
+        self.assertEqual(names[0], "ova.xml")
+        self.assertTrue(all(n.endswith(".checksum") for n in names[2::2]))
+
+        for vbd in self.ok(x.VM.get_VBDs(s, vm)):
+            vdi = self.ok(x.VBD.get_VDI(s, vbd))
+            self.ok(x.VBD.destroy(s, vbd))
+            self.ok(x.VDI.destroy(s, vdi))
+        self.ok(x.VM.destroy(s, vm))
+
+        task = self.ok(x.task.create(s, "import", ""))
+        code, body = self.curl("-T", xva, self.url(f"/import?session_id={s}&task_id={task}", "", ""))
+        self.assertEqual(code, 200, body)
+        new_vm = body.strip()
+        self.assertEqual(self.ok(x.task.get_status(s, task)), "success")
+        self.assertIn(new_vm, self.ok(x.task.get_result(s, task)))
+        record = self.ok(x.VM.get_record(s, new_vm))
+        self.assertEqual(record["name_label"], "travelling VM")
+        self.assertEqual(record["memory_static_max"], str(768 << 20))
+        self.assertEqual(record["memory_dynamic_min"], str(512 << 20))
+        self.assertEqual(record["power_state"], "Halted")
+        self.assertNotEqual(record["uuid"], uuid)
+        imported = self.disk_paths(new_vm)
+        self.assertEqual([d for d, _ in imported], [d for d, _ in saved])
+        for (_, got), (_, want) in zip(imported, saved):
+            r = subprocess.run(["qemu-img", "compare", "-U", got, want], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.ok(x.VM.start(s, new_vm, False, False))
+        self.ok(x.VM.hard_shutdown(s, new_vm))
+        # A running VM is not exported.
+        self.ok(x.VM.start(s, new_vm, False, False))
+        code, body = self.curl("-o", os.devnull, self.url(f"/export?uuid={record['uuid']}"))
+        self.assertEqual(code, 409)
+        self.ok(x.VM.hard_shutdown(s, new_vm))
+
+    def test_broken_archives_and_bad_credentials_change_nothing(self):
+        x, s = self.x, self.s
+        vm = self.make_vm()
+        xva = os.path.join(self.work.name, "good.xva")
+        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        self.assertEqual(code, 200)
+        data = open(xva, "rb").read()
+        before = self.everything()
+
+        cut = os.path.join(self.work.name, "cut.xva")
+        open(cut, "wb").write(data[: len(data) // 2])
+        code, body = self.curl("-T", cut, self.url("/import"))
+        self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR_PREMATURE_EOF"))
+
+        # A byte of a chunk changed: its checksum no longer matches.
+        names = subprocess.run(["tar", "tvf", xva], check=True, capture_output=True, text=True).stdout
+        bad = bytearray(data)
+        chunk_at = data.index(b"ustar", data.index(b"ustar") + 1) - 257 + 512  # the first chunk's data
+        bad[chunk_at + 100] ^= 0xFF
+        broken = os.path.join(self.work.name, "bad.xva")
+        open(broken, "wb").write(bad)
+        code, body = self.curl("-T", broken, self.url("/import"))
+        self.assertEqual((code, body.strip()), (400, "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"), names[:200])
+
+        garbage = os.path.join(self.work.name, "garbage.xva")
+        open(garbage, "wb").write(os.urandom(4096))
+        code, body = self.curl("-T", garbage, self.url("/import"))
+        self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"))
+
+        code, body = self.curl("-T", xva, self.url("/import", "root", "wrong"))
+        self.assertEqual((code, body.strip()), (401, "SESSION_AUTHENTICATION_FAILED"))
+        code, body = self.curl("-o", os.devnull, self.url("/export?uuid=nope"))
+        self.assertEqual(code, 404)
+        self.assertEqual(self.everything(), before)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1,0 +1,252 @@
+#include "sm/xva_stream.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <openssl/sha.h>
+
+namespace xapid::sm {
+namespace {
+
+constexpr std::size_t block = 512;
+
+void octal(char* field, std::size_t width, std::int64_t value) {
+  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(value));
+}
+
+std::int64_t parse_octal(const char* field, std::size_t width) {
+  std::int64_t v = 0;
+  for (std::size_t i = 0; i < width && field[i]; ++i) {
+    if (field[i] == ' ') continue;
+    if (field[i] < '0' || field[i] > '7') return -1;
+    v = v * 8 + (field[i] - '0');
+  }
+  return v;
+}
+
+bool all_zero(const char* data, std::size_t n) {
+  return std::all_of(data, data + n, [](char c) { return c == 0; });
+}
+
+}  // namespace
+
+std::string sha1_hex(const char* data, std::size_t n) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(data), n, digest);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : digest) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+bool tar_out::put(const char* data, std::size_t n) {
+  if (!sink_(data, n)) return false;
+  bytes_ += static_cast<std::int64_t>(n);
+  return true;
+}
+
+bool tar_out::add(const std::string& name, const char* data, std::size_t n) {
+  char h[block] = {};
+  if (name.size() >= 100) return false;
+  std::memcpy(h, name.data(), name.size());
+  octal(h + 100, 8, 0644);
+  octal(h + 108, 8, 0);
+  octal(h + 116, 8, 0);
+  octal(h + 124, 12, static_cast<std::int64_t>(n));
+  octal(h + 136, 12, 0);
+  h[156] = '0';
+  std::memcpy(h + 257, "ustar", 6);
+  std::memcpy(h + 263, "00", 2);
+  std::memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(h + 148, 8, "%06o", sum);
+  h[155] = ' ';
+  static const char zeros[block] = {};
+  return put(h, block) && (n == 0 || put(data, n)) && (n % block == 0 || put(zeros, block - n % block));
+}
+
+bool tar_out::finish() {
+  static const char zeros[2 * block] = {};
+  return put(zeros, sizeof zeros);
+}
+
+bool tar_in::read_exact(char* buf, std::size_t n) {
+  while (n > 0) {
+    long got = source_(buf, n);
+    if (got <= 0) {
+      error_ = got == 0 ? "the stream ended in the middle of the archive" : "the stream broke";
+      return false;
+    }
+    buf += got;
+    n -= static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+bool tar_in::skip_padding() {
+  char pad[block];
+  bool ok = padding_ == 0 || read_exact(pad, static_cast<std::size_t>(padding_));
+  padding_ = 0;
+  return ok;
+}
+
+bool tar_in::next(std::string& name, std::int64_t& size) {
+  // Whatever the caller left of the previous entry is skipped.
+  std::vector<char> skip(64 << 10);
+  while (remaining_ > 0) {
+    auto n = static_cast<std::size_t>(std::min<std::int64_t>(remaining_, static_cast<std::int64_t>(skip.size())));
+    if (!read_exact(skip.data(), n)) return false;
+    remaining_ -= static_cast<std::int64_t>(n);
+  }
+  if (!skip_padding()) return false;
+  char h[block];
+  if (!read_exact(h, block)) return false;
+  if (all_zero(h, block)) return false;  // the end of the archive
+  unsigned sum = 0;
+  for (std::size_t i = 0; i < block; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+  if (parse_octal(h + 148, 8) != static_cast<std::int64_t>(sum)) {
+    error_ = "a tar header's checksum is wrong: this is not an XVA archive, or it is damaged";
+    return false;
+  }
+  name.assign(h, strnlen(h, 100));
+  size = parse_octal(h + 124, 12);
+  if (size < 0) {
+    error_ = "a tar header's size is not a number";
+    return false;
+  }
+  remaining_ = size;
+  padding_ = (block - size % block) % block;
+  return true;
+}
+
+bool tar_in::read_entry(std::string& out, std::int64_t max_bytes) {
+  if (remaining_ > max_bytes) {
+    error_ = "an archive entry is larger than " + std::to_string(max_bytes) + " bytes";
+    return false;
+  }
+  out.resize(static_cast<std::size_t>(remaining_));
+  if (!read_exact(out.data(), out.size())) return false;
+  remaining_ = 0;
+  return true;
+}
+
+bool tar_in::read_entry_into(char* buf, std::size_t n) {
+  if (static_cast<std::int64_t>(n) != remaining_) return false;
+  if (!read_exact(buf, n)) return false;
+  remaining_ = 0;
+  return true;
+}
+
+tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, const std::string& image,
+                                    std::int64_t size, const std::string& scratch_dir,
+                                    const std::function<void(std::int64_t)>& progress) {
+  // A raw, sparse view of the guest's data: qemu-img leaves zeroes as holes.
+  std::string raw = scratch_dir + "/.export-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(reinterpret_cast<std::uintptr_t>(&out)) + ".raw";
+  if (auto r = run_tool({"qemu-img", "convert", "-q", "-U", "-O", "raw", image, raw}); !r) return fail(r.error());
+  struct cleanup {
+    std::string path;
+    int fd = -1;
+    ~cleanup() {
+      if (fd >= 0) ::close(fd);
+      ::unlink(path.c_str());
+    }
+  } c{raw};
+  c.fd = ::open(raw.c_str(), O_RDONLY | O_CLOEXEC);
+  if (c.fd < 0) return fail(tool_failure{-1, {}, "cannot read " + raw + ": " + std::strerror(errno)});
+  std::vector<char> buf(static_cast<std::size_t>(xva_chunk_bytes));
+  const std::int64_t chunks = (size + xva_chunk_bytes - 1) / xva_chunk_bytes;
+  char name[128];
+  for (std::int64_t i = 0; i < chunks;) {
+    const std::int64_t offset = i * xva_chunk_bytes;
+    const bool edge = i == 0 || i == chunks - 1;
+    if (!edge) {
+      // Holes are skipped whole: the next chunk with data, or the last one.
+      off_t data = ::lseek(c.fd, offset, SEEK_DATA);
+      std::int64_t next = data < 0 ? chunks - 1 : std::min<std::int64_t>(data / xva_chunk_bytes, chunks - 1);
+      if (next > i) {
+        if (progress) progress((next - i) * xva_chunk_bytes);
+        i = next;
+        continue;
+      }
+    }
+    auto n = static_cast<std::size_t>(std::min<std::int64_t>(xva_chunk_bytes, size - offset));
+    std::memset(buf.data(), 0, n);
+    ssize_t got = ::pread(c.fd, buf.data(), n, offset);
+    if (got < 0) return fail(tool_failure{-1, {}, std::string("cannot read the disk: ") + std::strerror(errno)});
+    if (edge || !all_zero(buf.data(), n)) {
+      std::snprintf(name, sizeof name, "%s/%08lld", prefix.c_str(), static_cast<long long>(i));
+      std::string sum = sha1_hex(buf.data(), n);
+      if (!out.add(name, buf.data(), n) || !out.add(std::string(name) + ".checksum", sum.data(), sum.size()))
+        return fail(tool_failure{-1, {}, "the receiver went away"});
+    }
+    if (progress) progress(static_cast<std::int64_t>(n));
+    ++i;
+  }
+  return ok_v;
+}
+
+tool_result<disk_in> disk_in::open(const std::string& raw_path, std::int64_t size) {
+  int fd = ::open(raw_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(tool_failure{-1, {}, "cannot create " + raw_path + ": " + std::strerror(errno)});
+  if (::ftruncate(fd, size) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    ::unlink(raw_path.c_str());
+    return fail(tool_failure{-1, {}, "cannot size " + raw_path + ": " + why});
+  }
+  return disk_in(raw_path, fd, size);
+}
+
+disk_in::disk_in(disk_in&& o) noexcept
+    : raw_path_(std::move(o.raw_path_)), fd_(o.fd_), size_(o.size_), last_index_(o.last_index_),
+      last_sha1_(std::move(o.last_sha1_)) {
+  o.fd_ = -1;
+  o.raw_path_.clear();
+}
+
+disk_in::~disk_in() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!raw_path_.empty()) ::unlink(raw_path_.c_str());
+}
+
+bool disk_in::write_chunk(std::int64_t index, const std::string& data) {
+  const std::int64_t offset = index * xva_chunk_bytes;
+  if (index < 0 || offset + static_cast<std::int64_t>(data.size()) > size_) return false;
+  for (std::size_t done = 0; done < data.size();) {
+    ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, offset + static_cast<off_t>(done));
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  last_index_ = index;
+  last_sha1_ = sha1_hex(data.data(), data.size());
+  return true;
+}
+
+bool disk_in::check(std::int64_t index, const std::string& sha1_hex_text) const {
+  std::string want = sha1_hex_text;
+  want.erase(std::remove_if(want.begin(), want.end(), [](char c) { return c == '\n' || c == ' ' || c == '\r'; }),
+             want.end());
+  std::transform(want.begin(), want.end(), want.begin(), [](unsigned char c) { return std::tolower(c); });
+  return index == last_index_ && want == last_sha1_;
+}
+
+tool_result<void> disk_in::finish_as_qcow2(const std::string& path) {
+  if (::fsync(fd_) != 0) return fail(tool_failure{-1, {}, std::string("cannot sync the disk: ") + std::strerror(errno)});
+  if (auto r = run_tool({"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw_path_, path}); !r) {
+    ::unlink(path.c_str());
+    return fail(r.error());
+  }
+  return ok_v;
+}
+
+}  // namespace xapid::sm
