@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <optional>
 #include <vector>
@@ -93,7 +94,9 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
 
   void read_header() {
     parser_.emplace();
-    parser_->body_limit(server_->limits.max_body_bytes);
+    // The body's limit is set once the headers say where the request goes (a stream has none).
+    // (Not boost::none: this Beast compares a content length against it and always fails.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     lowest().expires_after(server_->limits.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
@@ -108,6 +111,9 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     auto target = parser_->get().target();
     if (const auto* route = server_->stream_route({method.data(), method.size()}, {target.data(), target.size()}))
       return start_stream(*route);
+    if (auto length = parser_->content_length(); length && *length > server_->limits.max_body_bytes)
+      return answer_error(http::status::payload_too_large, "request body too large");
+    parser_->body_limit(server_->limits.max_body_bytes);
     lowest().expires_after(server_->limits.read_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_body(ec);
@@ -246,7 +252,7 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     auto self = this->shared_from_this();
     std::thread([self, &route] {
       http::request_parser<http::buffer_body> body_parser(std::move(*self->parser_));
-      body_parser.body_limit(boost::none);  // a disk image may be large; it is read as it comes
+      body_parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // a disk may be large; it is read as it comes
       stream_io io(*self, body_parser);
       route(io);
       beast::error_code ignored;
