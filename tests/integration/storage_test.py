@@ -178,8 +178,10 @@ class export_import(unittest.TestCase):
                                  "qos_algorithm_type": "", "qos_algorithm_params": {}}))
         self.ok(x.VM.set_memory_limits(s, vm, str(256 << 20), str(768 << 20), str(512 << 20), str(768 << 20)))
         (_, root), (_, second) = self.disk_paths(vm)
-        for path, pattern, offset in ((root, "0x61", "0"), (root, "0x62", "5G"), (second, "0x63", "1G")):
-            subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} {offset} 1M", path], check=True,
+        # 80 MiB of data in all: the archive is larger than any API request may be.
+        for path, pattern, offset, size in ((root, "0x61", "0", "1M"), (root, "0x62", "5G", "1M"),
+                                            (second, "0x63", "1G", "78M")):
+            subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} {offset} {size}", path], check=True,
                            capture_output=True)
         return vm
 
@@ -197,6 +199,7 @@ class export_import(unittest.TestCase):
         self.assertEqual(code, 200)
         names = subprocess.run(["tar", "tf", xva], check=True, capture_output=True, text=True).stdout.split()
         self.assertEqual(names[0], "ova.xml")
+        self.assertGreater(os.path.getsize(xva), 64 << 20)
         self.assertTrue(all(n.endswith(".checksum") for n in names[2::2]))
 
         for vbd in self.ok(x.VM.get_VBDs(s, vm)):
