@@ -203,7 +203,7 @@ std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vec
   return xml;
 }
 
-void serve_export(xva_context& ctx, http_stream& io) {
+void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto q = query_of(io.target());
   progress_task task{&ctx.tasks, q.count("task_id") ? q["task_id"] : std::string()};
   auto fail_with = [&](unsigned status, const api::api_error& e) {
@@ -225,13 +225,14 @@ void serve_export(xva_context& ctx, http_stream& io) {
   }
   if (!s->get<api::vm>(vm)) return fail_with(404, api::errors::HANDLE_INVALID("VM", vm));
 
-  // The export is an operation of the VM: it keeps the VM from starting meanwhile.
+  // The export is an operation of the VM: it keeps the VM from starting meanwhile. Metadata
+  // alone is a read of one snapshot, of a VM in any state.
   bool streamed = false;
-  auto r = ctx.actors.run(vm_cls, vm, "export", task.ref.empty() ? ctx.db.ids().opaque_ref() : task.ref,
-                          [&]() -> api::api_result<wire::value> {
+  auto stream = [&]() -> api::api_result<wire::value> {
     auto snap = ctx.db.snapshot();
     std::vector<std::pair<std::string, std::string>> disks;  // archive id, VDI ref
     std::string xml = ova_xml(*snap, vm, disks, snap->get<api::host>(ctx.host)->hostname);
+    if (metadata_only) disks.clear();
     std::int64_t total = 0;
     for (const auto& [id, vdi] : disks) total += snap->get<api::vdi>(vdi)->virtual_size;
     if (!io.send_head(200, "application/octet-stream")) return fail(api::errors::INTERNAL_ERROR("the client went away"));
@@ -252,9 +253,12 @@ void serve_export(xva_context& ctx, http_stream& io) {
                                                                 written.error().out, written.error().err));
     }
     if (!out.finish()) return fail(api::errors::INTERNAL_ERROR("the client went away"));
-    spdlog::info("vm.exported vm={} bytes={}", snap->get<api::vm>(vm)->uuid, out.bytes());
+    spdlog::info("vm.exported vm={} bytes={} metadata_only={}", snap->get<api::vm>(vm)->uuid, out.bytes(), metadata_only);
     return wire::value("");
-  });
+  };
+  auto r = metadata_only ? stream()
+                         : ctx.actors.run(vm_cls, vm, "export", task.ref.empty() ? ctx.db.ids().opaque_ref() : task.ref,
+                                          stream);
   if (!r) {
     task.done(wire::response{false, {}, r.error().description()});
     // Once the archive has begun the status line is gone: the cut stream tells the client.
@@ -341,7 +345,7 @@ std::string random_mac(id_source& ids) {
   return mac;
 }
 
-void serve_import(xva_context& ctx, http_stream& io) {
+void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto q = query_of(io.target());
   progress_task task{&ctx.tasks, q.count("task_id") ? q["task_id"] : std::string()};
   auto fail_with = [&](unsigned status, const api::api_error& e) {
@@ -390,8 +394,16 @@ void serve_import(xva_context& ctx, http_stream& io) {
   std::map<std::string, sm::disk_in> disks;  // archive id -> disk
   std::map<std::string, const imported_object*> by_id;
   for (const auto& o : *objects) by_id[o.id] = &o;
+  // Metadata alone refers to disks that are here already, by their uuids.
+  std::map<std::string, std::string> existing_vdis;  // archive id -> VDI ref
   for (const auto& o : *objects) {
-    if (o.cls != "VDI") continue;
+    if (o.cls != "VDI" || !metadata_only) continue;
+    auto found = ctx.db.snapshot()->ref_by_uuid(schema::get().class_of<api::vdi>(), field_of(o.snapshot, "uuid"));
+    if (!found) return fail_with(404, api::errors::IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND());
+    existing_vdis[o.id] = *found;
+  }
+  for (const auto& o : *objects) {
+    if (o.cls != "VDI" || metadata_only) continue;
     auto v = record_from<api::vdi>(o.snapshot);
     auto d = sm::disk_in::open(*dir + "/.import-" + ctx.db.ids().uuid() + ".raw", v.virtual_size);
     if (!d) return fail_with(500, api::errors::SR_BACKEND_FAILURE("28", "", d.error().err));
@@ -429,7 +441,7 @@ void serve_import(xva_context& ctx, http_stream& io) {
   auto drop_images = [&] {
     for (const auto& p : images) fs::remove(p);
   };
-  std::map<std::string, std::string> refs;  // archive id -> new ref
+  std::map<std::string, std::string> refs = existing_vdis;  // archive id -> new (or existing) ref
   for (auto& [id, disk] : disks) {
     auto v = record_from<api::vdi>(by_id[id]->snapshot);
     v.uuid = ctx.db.ids().uuid();
@@ -565,9 +577,12 @@ void serve_import(xva_context& ctx, http_stream& io) {
 }  // namespace
 
 void register_xva_handlers(http_server& server, xva_context& ctx) {
-  server.add_stream_route("GET", "/export", [&ctx](http_stream& io) { serve_export(ctx, io); });
-  server.add_stream_route("PUT", "/import", [&ctx](http_stream& io) { serve_import(ctx, io); });
-  server.add_stream_route("POST", "/import", [&ctx](http_stream& io) { serve_import(ctx, io); });
+  server.add_stream_route("GET", "/export", [&ctx](http_stream& io) { serve_export(ctx, io, false); });
+  server.add_stream_route("GET", "/export_metadata", [&ctx](http_stream& io) { serve_export(ctx, io, true); });
+  for (const char* method : {"PUT", "POST"}) {
+    server.add_stream_route(method, "/import", [&ctx](http_stream& io) { serve_import(ctx, io, false); });
+    server.add_stream_route(method, "/import_metadata", [&ctx](http_stream& io) { serve_import(ctx, io, true); });
+  }
 }
 
 }  // namespace xapid::gateway

@@ -1,7 +1,9 @@
 // The HTTP handlers of VM export and import (seed 003 sections 3.5 and 5.1): GET /export streams
 // a halted or suspended VM with its disks as an XVA archive in XenServer's layout (ova.xml with
 // the VM's, disks', devices' and networks' records, then 1 MiB chunks with SHA-1 checksums); PUT
-// /import creates a VM and its disks from such a stream, all or nothing. Either authenticates by
+// /import creates a VM and its disks from such a stream, all or nothing; /export_metadata and
+// /import_metadata do the same without the disks (the VM is put onto disks already here, by
+// their uuids). Each authenticates by
 // session_id or HTTP basic credentials (root, or a PAM user with a role) and reports progress
 // on task_id when given.
 #pragma once

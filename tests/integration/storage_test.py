@@ -233,6 +233,29 @@ class export_import(unittest.TestCase):
         self.assertEqual(code, 409)
         self.ok(x.VM.hard_shutdown(s, new_vm))
 
+    def test_metadata_alone_moves_a_vm_onto_disks_already_here(self):
+        x, s = self.x, self.s
+        vm = self.make_vm()
+        disks = sorted(self.ok(x.VBD.get_VDI(s, b)) for b in self.ok(x.VM.get_VBDs(s, vm)))
+        meta = os.path.join(self.work.name, "meta.xva")
+        code, _ = self.curl("-o", meta, self.url(f"/export_metadata?ref={vm}"))
+        self.assertEqual(code, 200)
+        self.assertEqual(subprocess.run(["tar", "tf", meta], check=True, capture_output=True, text=True).stdout.split(),
+                         ["ova.xml"])
+        self.ok(x.VM.destroy(s, vm))  # its disks stay
+        code, body = self.curl("-T", meta, self.url("/import_metadata"))
+        self.assertEqual(code, 200, body)
+        new_vm = body.strip()
+        self.assertEqual(sorted(self.ok(x.VBD.get_VDI(s, b)) for b in self.ok(x.VM.get_VBDs(s, new_vm))), disks)
+        self.ok(x.VM.start(s, new_vm, False, False))
+        self.ok(x.VM.hard_shutdown(s, new_vm))
+        for vbd in self.ok(x.VM.get_VBDs(s, new_vm)):
+            vdi = self.ok(x.VBD.get_VDI(s, vbd))
+            self.ok(x.VBD.destroy(s, vbd))
+            self.ok(x.VDI.destroy(s, vdi))
+        code, body = self.curl("-T", meta, self.url("/import_metadata"))
+        self.assertEqual((code, body.strip()), (404, "IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND"))
+
     def test_broken_archives_and_bad_credentials_change_nothing(self):
         x, s = self.x, self.s
         vm = self.make_vm()
