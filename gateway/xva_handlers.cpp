@@ -6,8 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
+#include <pugixml.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/vm_rules.hpp"
@@ -284,8 +286,6 @@ struct imported_object {
 
 // Reads the archive's metadata: XenServer's form (a struct of version and objects).
 api::api_result<std::vector<imported_object>> parse_ova(const std::string& xml) {
-  if (xml.find("<appliance") != std::string::npos)
-    return fail(api::errors::IMPORT_ERROR("this is a legacy XVA (an <appliance> ova.xml): not supported yet"));
   std::string call = "<?xml version=\"1.0\"?><methodCall><methodName>ova</methodName><params><param>" + xml +
                      "</param></params></methodCall>";
   auto start = call.find("<?xml", 10);  // a declaration inside ova.xml would break the wrapper
@@ -345,6 +345,136 @@ std::string random_mac(id_source& ids) {
   return mac;
 }
 
+// The seed's own (legacy) XVA: ova.xml is an <appliance> with one <vm> and its <vdi>s, each
+// disk a directory of gzipped chunks of 1e9 bytes. Answers the new VM's ref.
+api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, const std::string& xml, const std::string& sr,
+                                           const std::string& dir) {
+  pugi::xml_document doc;
+  if (!doc.load_string(xml.c_str())) return fail(api::errors::IMPORT_ERROR("ova.xml is not well-formed XML"));
+  pugi::xml_node appliance = doc.child("appliance"), vm = appliance.child("vm");
+  if (!vm) return fail(api::errors::IMPORT_ERROR("ova.xml holds no <vm>"));
+  auto trim = [](std::string t) {
+    t.erase(0, t.find_first_not_of(" \t\r\n"));
+    t.erase(t.find_last_not_of(" \t\r\n") + 1);
+    return t;
+  };
+  struct legacy_disk {
+    std::int64_t size = 0;
+    std::string source;  // the directory of its chunks in the archive
+    std::optional<sm::disk_in> data;
+  };
+  std::map<std::string, legacy_disk> disks;  // by <vdi name>
+  for (pugi::xml_node v : appliance.children("vdi")) {
+    legacy_disk d;
+    d.size = v.attribute("size").as_llong(-1);
+    d.source = v.attribute("source").as_string();
+    if (d.source.rfind("file://", 0) == 0) d.source = d.source.substr(7);
+    if (d.size < 0 || d.source.empty()) return fail(api::errors::IMPORT_ERROR("a <vdi> has no size or source"));
+    auto raw = sm::disk_in::open(dir + "/.import-" + ctx.db.ids().uuid() + ".raw", d.size);
+    if (!raw) return fail(api::errors::SR_BACKEND_FAILURE("28", "", raw.error().err));
+    auto& slot = disks[v.attribute("name").as_string()];
+    slot.size = d.size;
+    slot.source = d.source;
+    slot.data.emplace(std::move(*raw));
+  }
+  std::string name;
+  std::int64_t size = 0;
+  while (in.next(name, size)) {
+    auto slash = name.rfind('/');
+    std::string folder = slash == std::string::npos ? "" : name.substr(0, slash);
+    std::string leaf = name.substr(slash + 1);
+    if (leaf.empty()) continue;  // a directory entry
+    auto disk = std::find_if(disks.begin(), disks.end(), [&](const auto& d) { return d.second.source == folder; });
+    std::string digits;
+    for (char c : leaf) if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
+    if (disk == disks.end() || leaf.rfind("chunk", 0) != 0 || digits.empty())
+      return fail(api::errors::IMPORT_ERROR_UNEXPECTED_FILE("<disk>/chunk-NNNNNNNNN.gz", name));
+    std::string why;
+    if (!disk->second.data->inflate_entry(in, std::atoll(digits.c_str()) * 1000000000LL, why))
+      return fail(why.find("ended") != std::string::npos ? api::errors::IMPORT_ERROR_PREMATURE_EOF()
+                                                          : api::errors::IMPORT_ERROR(why));
+  }
+  if (!in.error().empty()) return fail(stream_error(in));
+
+  std::vector<std::string> images;
+  auto drop_images = [&] {
+    for (const auto& p : images) fs::remove(p);
+  };
+  auto t = ctx.db.begin();
+  std::map<std::string, std::string> vdi_refs;
+  for (auto& [vdi_name, d] : disks) {
+    api::vdi v;
+    v.uuid = ctx.db.ids().uuid();
+    v.name_label = vdi_name;
+    v.SR.opaque = sr;
+    v.type = api::vdi_type::system;
+    v.location = v.uuid + ".qcow2";
+    v.managed = true;
+    v.sm_config = {{"image-format", "qcow2"}};
+    std::string path = dir + "/" + v.location;
+    if (auto r = d.data->finish_as_qcow2(path); !r) {
+      drop_images();
+      return fail(api::errors::SR_BACKEND_FAILURE(std::to_string(r.error().status), r.error().out, r.error().err));
+    }
+    images.push_back(path);
+    if (auto info = sm::image_info_of(path)) {
+      v.virtual_size = info->virtual_size;
+      v.physical_utilisation = info->actual_size;
+    }
+    vdi_refs[vdi_name] = t.create(v);
+  }
+  api::vm rec;
+  rec.uuid = ctx.db.ids().uuid();
+  rec.name_label = trim(vm.child_value("label"));
+  rec.name_description = trim(vm.child_value("shortdesc"));
+  std::int64_t memory = vm.child("config").attribute("mem_set").as_llong(256 << 20);
+  rec.memory_static_min = rec.memory_dynamic_min = rec.memory_dynamic_max = rec.memory_static_max = rec.memory_target =
+      memory;
+  rec.VCPUs_max = rec.VCPUs_at_startup = std::max<long long>(1, vm.child("config").attribute("vcpus").as_llong(1));
+  if (vm.child("hacks").attribute("is_hvm").as_bool(false)) {
+    rec.HVM_boot_policy = "BIOS order";
+    rec.HVM_boot_params = {{"order", "cd"}};
+  } else {
+    rec.PV_bootloader = "pygrub";
+    rec.PV_args = vm.child("hacks").attribute("kernel_boot_cmdline").as_string();
+  }
+  rec.actions_after_shutdown = api::on_normal_exit::destroy;
+  rec.actions_after_reboot = api::on_normal_exit::restart;
+  rec.actions_after_crash = api::on_crash_behaviour::restart;
+  rec.power_state = api::vm_power_state::Halted;
+  rec.user_version = 1;
+  rec.domid = -1;
+  api::vm_metrics m;
+  m.uuid = ctx.db.ids().uuid();
+  m.install_time = api::datetime{ctx.clk.now_ms() / 1000};
+  rec.metrics.opaque = t.create(m);
+  std::string vm_ref = t.create(rec);
+  for (pugi::xml_node b : vm.children("vbd")) {
+    auto it = vdi_refs.find(b.attribute("vdi").as_string());
+    if (it == vdi_refs.end()) {
+      drop_images();
+      return fail(api::errors::IMPORT_ERROR_FAILED_TO_FIND_OBJECT(b.attribute("vdi").as_string()));
+    }
+    std::string device = b.attribute("device").as_string();
+    api::vbd vbd;
+    vbd.uuid = ctx.db.ids().uuid();
+    vbd.VM.opaque = vm_ref;
+    vbd.VDI.opaque = it->second;
+    vbd.device = device;
+    vbd.userdevice = device.empty() ? "0" : std::to_string(std::max(0, device.back() - 'a'));
+    vbd.bootable = std::string(b.attribute("function").as_string()) == "root";
+    vbd.mode = std::string(b.attribute("mode").as_string("w")) == "w" ? api::vbd_mode::RW : api::vbd_mode::RO;
+    vbd.type = api::vbd_type::Disk;
+    vbd.unpluggable = true;
+    t.create(vbd);
+  }
+  if (auto r = ctx.db.commit(std::move(t)); !r) {
+    drop_images();
+    return fail(std::move(r).error());
+  }
+  return vm_ref;
+}
+
 void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto q = query_of(io.target());
   progress_task task{&ctx.tasks, q.count("task_id") ? q["task_id"] : std::string()};
@@ -387,6 +517,17 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   if (!in.next(name, size)) return fail_with(400, stream_error(in));
   if (name != "ova.xml") return fail_with(400, api::errors::IMPORT_ERROR_UNEXPECTED_FILE("ova.xml", name));
   if (!in.read_entry(xml, 64 << 20)) return fail_with(400, stream_error(in));
+  if (xml.find("<appliance") != std::string::npos && !metadata_only) {
+    auto vm = import_legacy(ctx, in, xml, sr, *dir);
+    if (!vm) return fail_with(400, vm.error());
+    ctx.actors.refresh(schema::get().class_of<api::vm>(), *vm);
+    ctx.repos.refresh_sizes(sr);
+    spdlog::info("vm.imported vm={} bytes={} sr={} format=legacy", *vm, received, sr);
+    task.done(wire::response{true, wire::value(wire::array{wire::value(*vm)}), {}});
+    std::string body = *vm + "\n";
+    if (io.send_head(200, "text/plain")) io.write(body.data(), body.size());
+    return;
+  }
   auto objects = parse_ova(xml);
   if (!objects) return fail_with(400, objects.error());
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <openssl/sha.h>
+#include <zlib.h>
 
 namespace xapid::sm {
 namespace {
@@ -100,32 +101,59 @@ bool tar_in::skip_padding() {
 }
 
 bool tar_in::next(std::string& name, std::int64_t& size) {
-  // Whatever the caller left of the previous entry is skipped.
-  std::vector<char> skip(64 << 10);
-  while (remaining_ > 0) {
-    auto n = static_cast<std::size_t>(std::min<std::int64_t>(remaining_, static_cast<std::int64_t>(skip.size())));
-    if (!read_exact(skip.data(), n)) return false;
-    remaining_ -= static_cast<std::int64_t>(n);
+  std::string long_name;  // from a pax or GNU header before the entry it names
+  for (;;) {
+    // Whatever the caller left of the previous entry is skipped.
+    std::vector<char> skip(64 << 10);
+    while (remaining_ > 0) {
+      auto n = static_cast<std::size_t>(std::min<std::int64_t>(remaining_, static_cast<std::int64_t>(skip.size())));
+      if (!read_exact(skip.data(), n)) return false;
+      remaining_ -= static_cast<std::int64_t>(n);
+    }
+    if (!skip_padding()) return false;
+    char h[block];
+    if (!read_exact(h, block)) return false;
+    if (all_zero(h, block)) return false;  // the end of the archive
+    unsigned sum = 0;
+    for (std::size_t i = 0; i < block; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+    if (parse_octal(h + 148, 8) != static_cast<std::int64_t>(sum)) {
+      error_ = "a tar header's checksum is wrong: this is not an XVA archive, or it is damaged";
+      return false;
+    }
+    name.assign(h, strnlen(h, 100));
+    if (std::memcmp(h + 257, "ustar", 5) == 0 && h[345]) name = std::string(h + 345, strnlen(h + 345, 155)) + "/" + name;
+    size = parse_octal(h + 124, 12);
+    if (size < 0) {
+      error_ = "a tar header's size is not a number";
+      return false;
+    }
+    remaining_ = size;
+    padding_ = (block - size % block) % block;
+    const char type = h[156];
+    if (type == 'x' || type == 'g' || type == 'L') {
+      // Extended headers: a longer name for the next entry; the rest is of no use here.
+      std::string data;
+      if (!read_entry(data, 1 << 20)) return false;
+      if (type == 'L') {
+        long_name = data.substr(0, data.find('\0'));
+      } else if (type == 'x') {
+        for (std::size_t at = 0; at < data.size();) {
+          auto space = data.find(' ', at);
+          if (space == std::string::npos) break;
+          std::size_t len = std::strtoull(data.c_str() + at, nullptr, 10);
+          if (len == 0 || at + len > data.size()) break;
+          std::string record = data.substr(space + 1, at + len - space - 2);
+          if (record.rfind("path=", 0) == 0) long_name = record.substr(5);
+          at += len;
+        }
+      }
+      continue;
+    }
+    if (type == '5') continue;  // a directory
+    if (!long_name.empty()) name = long_name;
+    if (name.rfind("./", 0) == 0) name.erase(0, 2);
+    return true;
   }
-  if (!skip_padding()) return false;
-  char h[block];
-  if (!read_exact(h, block)) return false;
-  if (all_zero(h, block)) return false;  // the end of the archive
-  unsigned sum = 0;
-  for (std::size_t i = 0; i < block; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
-  if (parse_octal(h + 148, 8) != static_cast<std::int64_t>(sum)) {
-    error_ = "a tar header's checksum is wrong: this is not an XVA archive, or it is damaged";
-    return false;
-  }
-  name.assign(h, strnlen(h, 100));
-  size = parse_octal(h + 124, 12);
-  if (size < 0) {
-    error_ = "a tar header's size is not a number";
-    return false;
-  }
-  remaining_ = size;
-  padding_ = (block - size % block) % block;
-  return true;
 }
 
 bool tar_in::read_entry(std::string& out, std::int64_t max_bytes) {
@@ -144,6 +172,18 @@ bool tar_in::read_entry_into(char* buf, std::size_t n) {
   if (!read_exact(buf, n)) return false;
   remaining_ = 0;
   return true;
+}
+
+long tar_in::read_part(char* buf, std::size_t n) {
+  if (remaining_ == 0) return 0;
+  auto want = static_cast<std::size_t>(std::min<std::int64_t>(remaining_, static_cast<std::int64_t>(n)));
+  long got = source_(buf, want);
+  if (got <= 0) {
+    error_ = got == 0 ? "the stream ended in the middle of the archive" : "the stream broke";
+    return -1;
+  }
+  remaining_ -= got;
+  return got;
 }
 
 tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, const std::string& image,
@@ -230,6 +270,59 @@ bool disk_in::write_chunk(std::int64_t index, const std::string& data) {
   last_index_ = index;
   last_sha1_ = sha1_hex(data.data(), data.size());
   return true;
+}
+
+bool disk_in::write_at(std::int64_t offset, const char* data, std::size_t n) {
+  if (offset < 0 || offset + static_cast<std::int64_t>(n) > size_) return false;
+  for (std::size_t done = 0; done < n;) {
+    ssize_t w = ::pwrite(fd_, data + done, n - done, offset + static_cast<off_t>(done));
+    if (w <= 0) return false;
+    done += static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+bool disk_in::inflate_entry(tar_in& in, std::int64_t offset, std::string& error) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return error = "cannot start gunzip", false;
+  std::vector<char> input(1 << 16), output(1 << 20);
+  int rc = Z_OK;
+  bool ok = true;
+  while (ok && rc != Z_STREAM_END) {
+    long got = in.read_part(input.data(), input.size());
+    if (got < 0) {
+      error = in.error();
+      ok = false;
+      break;
+    }
+    if (got == 0) {
+      error = "a gzipped chunk ends before its data";
+      ok = false;
+      break;
+    }
+    z.next_in = reinterpret_cast<Bytef*>(input.data());
+    z.avail_in = static_cast<uInt>(got);
+    while (z.avail_in > 0 && rc != Z_STREAM_END) {
+      z.next_out = reinterpret_cast<Bytef*>(output.data());
+      z.avail_out = static_cast<uInt>(output.size());
+      rc = inflate(&z, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END) {
+        error = "a chunk is not valid gzip data";
+        ok = false;
+        break;
+      }
+      std::size_t produced = output.size() - z.avail_out;
+      // A zero stretch needs no write: the raw file is sparse and starts out zero.
+      if (produced > 0 && !all_zero(output.data(), produced) && !write_at(offset, output.data(), produced)) {
+        error = "a chunk holds more data than its disk";
+        ok = false;
+        break;
+      }
+      offset += static_cast<std::int64_t>(produced);
+    }
+  }
+  inflateEnd(&z);
+  return ok;
 }
 
 bool disk_in::check(std::int64_t index, const std::string& sha1_hex_text) const {

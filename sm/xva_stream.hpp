@@ -41,6 +41,8 @@ class tar_in {
   // The current entry's data (all of it, or the error).
   bool read_entry(std::string& out, std::int64_t max_bytes);
   bool read_entry_into(char* buf, std::size_t n);  // exactly its size, n == size
+  // Up to `n` more bytes of the current entry; 0 at its end, -1 on a cut stream.
+  long read_part(char* buf, std::size_t n);
   const std::string& error() const noexcept { return error_; }
 
  private:
@@ -68,6 +70,11 @@ class disk_in {
   ~disk_in();
   // Chunk `index` (at index MiB): false if it lies beyond the disk or cannot be written.
   bool write_chunk(std::int64_t index, const std::string& data);
+  // Writes bytes anywhere in the disk; false beyond its end or on a write error.
+  bool write_at(std::int64_t offset, const char* data, std::size_t n);
+  // The gzip stream of the current tar entry, inflated into the disk from `offset` on (the
+  // seed's legacy "dir-gzipped-chunks": each chunk is 1e9 bytes once inflated).
+  bool inflate_entry(tar_in& in, std::int64_t offset, std::string& error);
   // The checksum of the last chunk written; false when it does not match.
   bool check(std::int64_t index, const std::string& sha1_hex) const;
   // The received disk as a qcow2 image at `path`; the raw file goes.

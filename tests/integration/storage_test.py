@@ -4,9 +4,11 @@ directory of their own, VDIs made, attached to a VM and snapshotted, sizes check
 qemu-img's own report, an ISO library, and errors as the seed names them.
 
 Usage: storage_test.py PATH_TO_XAPID"""
+import gzip
 import json
 import os
 import subprocess
+import tarfile
 import tempfile
 import unittest
 import xmlrpc.client
@@ -255,6 +257,54 @@ class export_import(unittest.TestCase):
             self.ok(x.VDI.destroy(s, vdi))
         code, body = self.curl("-T", meta, self.url("/import_metadata"))
         self.assertEqual((code, body.strip()), (404, "IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND"))
+
+    def test_the_seeds_legacy_xva_imports(self):
+        """The seed's section 3.5.1 example: an <appliance> with gzipped 1e9-byte chunks."""
+        x, s = self.x, self.s
+        root = os.path.join(self.work.name, "very simple Debian VM")
+        os.makedirs(os.path.join(root, "sda"))
+        os.makedirs(os.path.join(root, "sdb"))
+        with open(os.path.join(root, "ova.xml"), "w") as f:
+            f.write('''<?xml version="1.0" ?>
+<appliance version="0.1">
+  <vm name="vm">
+    <label>very simple Debian VM</label>
+    <shortdesc>the description field can contain any valid UTF-8</shortdesc>
+    <config mem_set="536870912" vcpus="1"/>
+    <hacks is_hvm="false" kernel_boot_cmdline="root=/dev/sda1 ro "></hacks>
+    <vbd device="sda" function="root" mode="w" vdi="vdi_sda"/>
+    <vbd device="sdb" function="swap" mode="w" vdi="vdi_sdb"/>
+  </vm>
+  <vdi name="vdi_sda" size="33554432" source="file://sda" type="dir-gzipped-chunks"/>
+  <vdi name="vdi_sdb" size="16777216" source="file://sdb" type="dir-gzipped-chunks"/>
+</appliance>''')
+        with gzip.open(os.path.join(root, "sda", "chunk-000000000.gz"), "wb") as f:
+            f.write(b"\x61" * (4 << 20) + b"\0" * (8 << 20) + b"\x62" * (1 << 20))
+        with gzip.open(os.path.join(root, "sdb", "chunk-000000000.gz"), "wb") as f:
+            f.write(b"\x63" * (1 << 20))
+        xva = os.path.join(self.work.name, "legacy.xva")
+        with tarfile.open(xva, "w") as tar:
+            for name in ("ova.xml", "sda/chunk-000000000.gz", "sdb/chunk-000000000.gz"):
+                tar.add(os.path.join(root, name), arcname=name)
+        code, body = self.curl("-T", xva, self.url("/import"))
+        self.assertEqual(code, 200, body)
+        vm = body.strip()
+        record = self.ok(x.VM.get_record(s, vm))
+        self.assertEqual(record["name_label"], "very simple Debian VM")
+        self.assertEqual(record["memory_static_max"], "536870912")
+        self.assertEqual(record["VCPUs_at_startup"], "1")
+        self.assertEqual(record["PV_bootloader"], "pygrub")
+        self.assertEqual(record["PV_args"], "root=/dev/sda1 ro ")
+        (dev0, sda), (dev1, sdb) = self.disk_paths(vm)
+        self.assertEqual((dev0, dev1), ("0", "1"))
+        self.assertEqual(json.loads(subprocess.run(["qemu-img", "info", "--output=json", sda], check=True,
+                                                   capture_output=True, text=True).stdout)["virtual-size"], 32 << 20)
+        for path, pattern, offset in ((sda, "0x61", "0"), (sda, "0", "6M"), (sda, "0x62", "12M"), (sdb, "0x63", "0")):
+            r = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 64k", path],
+                               capture_output=True, text=True)
+            self.assertNotIn("Pattern verification failed", r.stdout)
+        self.ok(x.VM.start(s, vm, False, False))
+        self.ok(x.VM.hard_shutdown(s, vm))
 
     def test_broken_archives_and_bad_credentials_change_nothing(self):
         x, s = self.x, self.s
