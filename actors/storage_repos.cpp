@@ -917,65 +917,39 @@ storage_repos::ref_result as_ref(api::api_result<wire::value> r) {
 }
 }  // namespace
 
-storage_repos::ref_result storage_repos::vdi_snapshot(const std::string& vdi, const std::string& task) {
+// VDI.snapshot, VDI.clone and VDI.copy: one new VDI made from `vdi` as an operation of its actor.
+storage_repos::ref_result storage_repos::vdi_duplicate(const std::string& vdi, copy_kind kind, const std::string& sr,
+                                                       const char* op, const std::string& task) {
   auto d = impl_;
   auto self = this;
-  return as_ref(d->run(d->vdi_cls, vdi, "snapshot", task, [d, self, vdi]() -> api::api_result<wire::value> {
+  return as_ref(d->run(d->vdi_cls, vdi, op, task, [d, self, vdi, kind, sr]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
+    const bool elsewhere = !sr.empty() && sr != null_ref;
+    if (elsewhere && !s->get<api::sr>(sr)) return fail(api::errors::HANDLE_INVALID("SR", sr));
     auto t = d->db.begin();
     std::vector<std::string> made;
-    auto ref = self->add_vdi_copy(t, *s, vdi, copy_kind::snapshot, {}, made);
+    auto ref = self->add_vdi_copy(t, *s, vdi, kind, sr, made);
     if (!ref) return fail(ref.error());
-    const std::string sr = s->get<api::vdi>(vdi)->SR.opaque;
     if (auto c = d->commit(std::move(t)); !c) {
       self->drop(made);
       return c;
     }
     d->actors.refresh(d->vdi_cls, *ref);
-    d->refresh_sizes(sr);
+    d->refresh_sizes(elsewhere ? sr : s->get<api::vdi>(vdi)->SR.opaque);
     return wire::value(*ref);
   }));
+}
+
+storage_repos::ref_result storage_repos::vdi_snapshot(const std::string& vdi, const std::string& task) {
+  return vdi_duplicate(vdi, copy_kind::snapshot, {}, "snapshot", task);
 }
 
 storage_repos::ref_result storage_repos::vdi_clone(const std::string& vdi, const std::string& task) {
-  auto d = impl_;
-  auto self = this;
-  return as_ref(d->run(d->vdi_cls, vdi, "clone", task, [d, self, vdi]() -> api::api_result<wire::value> {
-    auto s = d->db.snapshot();
-    auto t = d->db.begin();
-    std::vector<std::string> made;
-    auto ref = self->add_vdi_copy(t, *s, vdi, copy_kind::clone, {}, made);
-    if (!ref) return fail(ref.error());
-    const std::string sr = s->get<api::vdi>(vdi)->SR.opaque;
-    if (auto c = d->commit(std::move(t)); !c) {
-      self->drop(made);
-      return c;
-    }
-    d->actors.refresh(d->vdi_cls, *ref);
-    d->refresh_sizes(sr);
-    return wire::value(*ref);
-  }));
+  return vdi_duplicate(vdi, copy_kind::clone, {}, "clone", task);
 }
 
 storage_repos::ref_result storage_repos::vdi_copy(const std::string& vdi, const std::string& sr, const std::string& task) {
-  auto d = impl_;
-  auto self = this;
-  return as_ref(d->run(d->vdi_cls, vdi, "copy", task, [d, self, vdi, sr]() -> api::api_result<wire::value> {
-    auto s = d->db.snapshot();
-    if (sr != null_ref && !s->get<api::sr>(sr)) return fail(api::errors::HANDLE_INVALID("SR", sr));
-    auto t = d->db.begin();
-    std::vector<std::string> made;
-    auto ref = self->add_vdi_copy(t, *s, vdi, copy_kind::copy, sr, made);
-    if (!ref) return fail(ref.error());
-    const std::string target = sr == null_ref ? s->get<api::vdi>(vdi)->SR.opaque : sr;
-    if (auto c = d->commit(std::move(t)); !c) {
-      self->drop(made);
-      return c;
-    }
-    d->actors.refresh(d->vdi_cls, *ref);
-    d->refresh_sizes(target);
-    return wire::value(*ref);
-  }));
+  return vdi_duplicate(vdi, copy_kind::copy, sr, "copy", task);
 }
 
 storage_repos::ref_result storage_repos::vdi_introduce(api::vdi record) {

@@ -96,6 +96,8 @@ class storage_repos {
   void refresh_sizes(const std::string& sr);
 
  private:
+  ref_result vdi_duplicate(const std::string& vdi, copy_kind kind, const std::string& sr, const char* op,
+                           const std::string& task);
   struct impl;
   std::shared_ptr<impl> impl_;
 };

@@ -17,6 +17,10 @@
 
 namespace xapid::actors {
 
+// A VM record as a new, halted VM: no runtime state (domain, residence, metrics, guest
+// metrics, suspend image), no devices (they are made anew and point at it), no operations.
+api::vm as_new_vm(api::vm v);
+
 class vm_lifecycle {
  public:
   // `host` is this host's ref. Registers the operation rules of VM, VBD and VIF with `actors`.

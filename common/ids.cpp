@@ -27,3 +27,14 @@ std::string id_source::uuid() {
 std::string id_source::opaque_ref() { return "OpaqueRef:" + uuid(); }
 
 }  // namespace xapid
+
+namespace xapid {
+
+std::string id_source::mac() {
+  std::string u = uuid();  // hex digits to draw from
+  std::string out = "c2";  // locally administered, unicast
+  for (int i = 0; i < 5; ++i) out += ":" + u.substr(static_cast<std::size_t>(i) * 2, 2);
+  return out;
+}
+
+}  // namespace xapid

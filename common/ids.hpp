@@ -15,6 +15,7 @@ class id_source {
   explicit id_source(std::uint64_t seed = 0);
   std::string uuid();          // RFC 4122 version 4 text
   std::string opaque_ref();    // "OpaqueRef:<uuid>"
+  std::string mac();           // a locally administered unicast MAC for a new VIF, "c2:xx:xx:xx:xx:xx"
   std::uint64_t seed() const noexcept { return seed_; }
 
  private:

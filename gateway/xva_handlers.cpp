@@ -12,6 +12,7 @@
 #include <pugixml.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/vm_lifecycle.hpp"
 #include "actors/vm_rules.hpp"
 #include "gateway/external_auth.hpp"
 #include "gateway/passwords.hpp"
@@ -121,6 +122,34 @@ struct progress_task {
   }
 };
 
+// What every transfer starts with: its query, the task that follows it, and the caller's right
+// to make it (vm-admin or above, as xapi's VM export and import need).
+struct transfer_start {
+  std::map<std::string, std::string> query;
+  progress_task task;
+  http_stream& io;
+  void fail(unsigned status, const api::api_error& e) {
+    task.done(wire::response{false, {}, e.description()});
+    answer_error(io, status, e);
+  }
+};
+
+std::optional<transfer_start> begin_transfer(xva_context& ctx, http_stream& io, const char* permission) {
+  transfer_start t{query_of(io.target()), {}, io};
+  t.task.tasks = &ctx.tasks;
+  if (auto it = t.query.find("task_id"); it != t.query.end()) t.task.ref = it->second;
+  auto level = authorize(ctx, io, t.query);
+  if (!level) {
+    t.fail(401, level.error());
+    return std::nullopt;
+  }
+  if (*level > role_index("vm-admin")) {
+    t.fail(403, api::errors::RBAC_PERMISSION_DENIED(permission, "No permission in user session"));
+    return std::nullopt;
+  }
+  return t;
+}
+
 // --- export ---
 
 struct exported {
@@ -206,16 +235,11 @@ std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vec
 }
 
 void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
-  auto q = query_of(io.target());
-  progress_task task{&ctx.tasks, q.count("task_id") ? q["task_id"] : std::string()};
-  auto fail_with = [&](unsigned status, const api::api_error& e) {
-    task.done(wire::response{false, {}, e.description()});
-    answer_error(io, status, e);
-  };
-  auto level = authorize(ctx, io, q);
-  if (!level) return fail_with(401, level.error());
-  if (*level > role_index("vm-admin"))
-    return fail_with(403, api::errors::RBAC_PERMISSION_DENIED("vm.export", "No permission in user session"));
+  auto transfer = begin_transfer(ctx, io, "vm.export");
+  if (!transfer) return;
+  auto& q = transfer->query;
+  auto& task = transfer->task;
+  auto fail_with = [&](unsigned status, const api::api_error& e) { transfer->fail(status, e); };
   auto s = ctx.db.snapshot();
   const std::size_t vm_cls = schema::get().class_of<api::vm>();
   std::string vm = q.count("ref") ? q["ref"] : std::string();
@@ -336,13 +360,6 @@ std::string field_of(const wire::value& snapshot, const std::string& name) {
     for (const auto& [k, v] : *st)
       if (k == name && v.as_string()) return *v.as_string();
   return {};
-}
-
-std::string random_mac(id_source& ids) {
-  std::string u = ids.uuid();
-  std::string mac = "c2";
-  for (int i = 0; i < 5; ++i) mac += ":" + u.substr(static_cast<std::size_t>(i) * 2, 2);
-  return mac;
 }
 
 // The seed's own (legacy) XVA: ova.xml is an <appliance> with one <vm> and its <vdi>s, each
@@ -476,16 +493,11 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
 }
 
 void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
-  auto q = query_of(io.target());
-  progress_task task{&ctx.tasks, q.count("task_id") ? q["task_id"] : std::string()};
-  auto fail_with = [&](unsigned status, const api::api_error& e) {
-    task.done(wire::response{false, {}, e.description()});
-    answer_error(io, status, e);
-  };
-  auto level = authorize(ctx, io, q);
-  if (!level) return fail_with(401, level.error());
-  if (*level > role_index("vm-admin"))
-    return fail_with(403, api::errors::RBAC_PERMISSION_DENIED("vm.import", "No permission in user session"));
+  auto transfer = begin_transfer(ctx, io, "vm.import");
+  if (!transfer) return;
+  auto& q = transfer->query;
+  auto& task = transfer->task;
+  auto fail_with = [&](unsigned status, const api::api_error& e) { transfer->fail(status, e); };
   const bool restore = q["restore"] == "true";
   const bool force = q["force"] == "true";
   auto s = ctx.db.snapshot();
@@ -639,28 +651,12 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   }
   for (const auto& o : *objects) {
     if (o.cls != "VM") continue;
-    auto v = record_from<api::vm>(o.snapshot);
+    auto v = actors::as_new_vm(record_from<api::vm>(o.snapshot));
     v.uuid = ctx.db.ids().uuid();
-    v.power_state = api::vm_power_state::Halted;
-    v.allowed_operations = {};
-    v.current_operations = {};
-    v.resident_on.opaque = v.scheduled_to_be_resident_on.opaque = v.affinity.opaque = null_ref;
-    v.domid = -1;
-    v.suspend_VDI.opaque = v.suspend_SR.opaque = null_ref;
-    v.metrics.opaque = v.guest_metrics.opaque = null_ref;
-    v.snapshot_of.opaque = v.parent.opaque = null_ref;
+    // What pointed at objects of the exporting pool points nowhere here.
+    v.affinity.opaque = v.suspend_SR.opaque = v.snapshot_of.opaque = v.parent.opaque = null_ref;
     v.protection_policy.opaque = v.appliance.opaque = null_ref;
-    v.consoles = {};
-    v.VIFs = {};
-    v.VBDs = {};
-    v.crash_dumps = {};
-    v.VTPMs = {};
-    v.snapshots = {};
-    v.children = {};
-    v.VGPUs = {};
-    v.attached_PCIs = {};
     v.blobs = {};
-    v.is_control_domain = false;
     api::vm_metrics m;
     m.uuid = ctx.db.ids().uuid();
     m.install_time = api::datetime{ctx.clk.now_ms() / 1000};
@@ -697,7 +693,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
       f.current_operations = {};
       f.metrics.opaque = null_ref;
       if (!restore) {  // a restore keeps the MAC addresses; a copy gets its own
-        f.MAC = random_mac(ctx.db.ids());
+        f.MAC = ctx.db.ids().mac();
         f.MAC_autogenerated = true;
       }
       t.create(f);

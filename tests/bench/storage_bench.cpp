@@ -18,6 +18,8 @@
 
 #include <rocksdb/db.h>
 
+#include "tests/bench/ceilings.hpp"
+
 #include "storage/database.hpp"
 
 namespace {
@@ -25,7 +27,7 @@ namespace {
 using namespace std::chrono;
 using xapid::storage::database;
 
-double seconds_since(steady_clock::time_point t) { return duration<double>(steady_clock::now() - t).count(); }
+using xapid::bench::seconds_since;
 
 // Resident memory once malloc has returned what it only keeps cached.
 long rss_kib() {
@@ -37,24 +39,6 @@ long rss_kib() {
   return 0;
 }
 
-double raw_rocksdb_synced_writes_per_s(const std::string& path, double duration_s) {
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  rocksdb::DB* db = nullptr;
-  if (!rocksdb::DB::Open(o, path, &db).ok()) return 0;
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  std::string value(512, 'x');
-  long n = 0;
-  auto start = steady_clock::now();
-  while (seconds_since(start) < duration_s) {
-    (void)db->Put(wo, "key" + std::to_string(n % 1000), value);
-    ++n;
-  }
-  double rate = n / seconds_since(start);
-  delete db;
-  return rate;
-}
 
 double commits_per_s(database& db, int writers, double duration_s) {
   // Each commit renames one VM of its writer: a small transaction, as most API writes are.
@@ -114,7 +98,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(base);
   const double seconds = 3;
 
-  double ceiling = raw_rocksdb_synced_writes_per_s(base + "/raw", seconds);
+  double ceiling = xapid::bench::raw_rocksdb_synced_writes_per_s(base + "/raw", seconds);
   std::printf("raw RocksDB synced single-key writes: %10.0f /s   (ceiling)\n", ceiling);
   {
     auto db = database::open({base + "/one"});

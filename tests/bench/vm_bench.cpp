@@ -17,6 +17,8 @@
 
 #include <rocksdb/db.h>
 
+#include "tests/bench/ceilings.hpp"
+
 #include "actors/vm_lifecycle.hpp"
 #include "gateway/first_boot.hpp"
 #include "xen/sim_backend.hpp"
@@ -27,22 +29,8 @@ using namespace std::chrono;
 using namespace xapid;
 using storage::schema;
 
-double seconds_since(steady_clock::time_point t) { return duration<double>(steady_clock::now() - t).count(); }
+using xapid::bench::seconds_since;
 
-double raw_synced_writes_per_s(const std::string& path, double duration_s) {
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  rocksdb::DB* db = nullptr;
-  if (!rocksdb::DB::Open(o, path, &db).ok()) return 0;
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  long n = 0;
-  auto start = steady_clock::now();
-  while (seconds_since(start) < duration_s) (void)db->Put(wo, "key" + std::to_string(n++ % 1000), std::string(512, 'x'));
-  double rate = n / seconds_since(start);
-  delete db;
-  return rate;
-}
 
 struct host {
   std::unique_ptr<storage::database> db;
@@ -137,7 +125,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   const double seconds = 3;
 
-  double raw = raw_synced_writes_per_s(dir + "/raw", seconds);
+  double raw = xapid::bench::raw_rocksdb_synced_writes_per_s(dir + "/raw", seconds);
   double backend = backend_cycles_per_s(1);
   std::printf("ceiling: raw RocksDB synced writes        %10.0f /s\n", raw);
   std::printf("ceiling: simulated hypervisor cycles      %10.0f /s (create, unpause, shutdown, destroy)\n", backend);
