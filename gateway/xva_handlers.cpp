@@ -1,6 +1,7 @@
 #include "gateway/xva_handlers.hpp"
 
 #include <openssl/evp.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -296,6 +297,20 @@ void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
 
 // --- import ---
 
+// The SR ran out of space for a disk of the archive.
+api::api_error sr_full(const std::string& dir, const wire::value& vdi_snapshot) {
+  struct statvfs st {};
+  std::int64_t available = ::statvfs(dir.c_str(), &st) == 0 ? static_cast<std::int64_t>(st.f_bavail) * st.f_frsize : 0;
+  std::int64_t wanted = 0;
+  if (const wire::structure* rec = vdi_snapshot.as_struct())
+    for (const auto& [k, v] : *rec)
+      if (k == "virtual_size") {
+        if (const std::string* text = v.as_string()) wanted = std::atoll(text->c_str());
+        else if (const std::int64_t* i = v.as_int()) wanted = *i;
+      }
+  return api::errors::SR_FULL(std::to_string(wanted), std::to_string(available));
+}
+
 // What a failed read of the archive was: a cut stream, or a damaged one.
 api::api_error stream_error(const sm::tar_in& in) {
   if (in.error().empty() || in.error().find("ended") != std::string::npos) return api::errors::IMPORT_ERROR_PREMATURE_EOF();
@@ -581,6 +596,10 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     } else if (is_xxh) {
       // A newer XenServer's xxHash checksums: this build checks SHA-1 only; the data is taken as is.
     } else if (!disk->second.write_chunk(index, chunk)) {
+      if (disk->second.last_errno() == ENOSPC) return fail_with(507, sr_full(*dir, by_id[disk->first]->snapshot));
+      if (disk->second.last_errno() != 0)
+        return fail_with(500, api::errors::SR_BACKEND_FAILURE(std::to_string(disk->second.last_errno()), "",
+                                                                std::strerror(disk->second.last_errno())));
       return fail_with(400, api::errors::IMPORT_ERROR("chunk " + name + " lies outside its disk"));
     }
     if (!checksums_ok && !force) return fail_with(400, api::errors::IMPORT_ERROR_SOME_CHECKSUMS_FAILED());

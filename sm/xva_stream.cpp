@@ -261,22 +261,21 @@ disk_in::~disk_in() {
 
 bool disk_in::write_chunk(std::int64_t index, const std::string& data) {
   const std::int64_t offset = index * xva_chunk_bytes;
-  if (index < 0 || offset + static_cast<std::int64_t>(data.size()) > size_) return false;
-  for (std::size_t done = 0; done < data.size();) {
-    ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, offset + static_cast<off_t>(done));
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
+  if (index < 0 || !write_at(offset, data.data(), data.size())) return false;
   last_index_ = index;
   last_sha1_ = sha1_hex(data.data(), data.size());
   return true;
 }
 
 bool disk_in::write_at(std::int64_t offset, const char* data, std::size_t n) {
+  errno_ = 0;
   if (offset < 0 || offset + static_cast<std::int64_t>(n) > size_) return false;
   for (std::size_t done = 0; done < n;) {
     ssize_t w = ::pwrite(fd_, data + done, n - done, offset + static_cast<off_t>(done));
-    if (w <= 0) return false;
+    if (w <= 0) {
+      errno_ = w < 0 ? errno : ENOSPC;
+      return false;
+    }
     done += static_cast<std::size_t>(w);
   }
   return true;
@@ -314,7 +313,7 @@ bool disk_in::inflate_entry(tar_in& in, std::int64_t offset, std::string& error)
       std::size_t produced = output.size() - z.avail_out;
       // A zero stretch needs no write: the raw file is sparse and starts out zero.
       if (produced > 0 && !all_zero(output.data(), produced) && !write_at(offset, output.data(), produced)) {
-        error = "a chunk holds more data than its disk";
+        error = errno_ ? std::string("cannot write the disk: ") + std::strerror(errno_) : "a chunk holds more data than its disk";
         ok = false;
         break;
       }

@@ -80,6 +80,8 @@ class disk_in {
   // The received disk as a qcow2 image at `path`; the raw file goes.
   tool_result<void> finish_as_qcow2(const std::string& path);
   const std::string& raw_path() const noexcept { return raw_path_; }
+  // The errno of the last failed write (ENOSPC: the SR is full).
+  int last_errno() const noexcept { return errno_; }
 
  private:
   disk_in(std::string raw_path, int fd, std::int64_t size) : raw_path_(std::move(raw_path)), fd_(fd), size_(size) {}
@@ -88,6 +90,7 @@ class disk_in {
   std::int64_t size_ = 0;
   std::int64_t last_index_ = -1;
   std::string last_sha1_;
+  int errno_ = 0;
 };
 
 std::string sha1_hex(const char* data, std::size_t n);

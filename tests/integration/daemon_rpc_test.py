@@ -33,11 +33,11 @@ class unix_connection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def start_daemon(data_dir, *extra_args, config=None):
-    """Starts xapid on a free loopback port; returns the process, the port it logged, and its
-    TLS port when --https-listen was given."""
+def start_daemon(data_dir, *extra_args, config=None, prefix=()):
+    """Starts xapid on a free loopback port (under the `prefix` command when given); returns the
+    process, the port it logged, and its TLS port when --https-listen was given."""
     env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
-    args = [XAPID, "--data-dir", data_dir] + (["--config", config] if config else ["--listen", "127.0.0.1:0"])
+    args = [*prefix, XAPID, "--data-dir", data_dir] + (["--config", config] if config else ["--listen", "127.0.0.1:0"])
     proc = subprocess.Popen(args + list(extra_args), stderr=subprocess.PIPE, text=True, env=env)
     tls_port = None
     for line in proc.stderr:

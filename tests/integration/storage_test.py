@@ -342,5 +342,71 @@ class export_import(unittest.TestCase):
         self.assertEqual(self.everything(), before)
 
 
+class full_sr(unittest.TestCase):
+    """An SR on a small filesystem (a 48 MiB tmpfs the daemon gets in a mount namespace of its
+    own) fills up: a copy into it is refused up front, an import that runs out of space fails
+    cleanly, and nothing is left behind."""
+
+    @classmethod
+    def setUpClass(cls):
+        if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+            raise unittest.SkipTest("this machine allows no mount namespaces (unshare -rm), so no small disk")
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.small = os.path.join(cls.dir.name, "small")
+        os.makedirs(cls.small)
+        mount = f"mount -t tmpfs -o size=48m tmpfs '{cls.small}' && exec \"$@\""
+        cls.proc, cls.port, _ = start_daemon(os.path.join(cls.dir.name, "data"),
+                                             prefix=("unshare", "-rm", "sh", "-c", mount, "sh"))
+        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
+        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", "full")["Value"]
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.dir.cleanup()
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+    def test_a_full_sr_refuses_and_keeps_nothing(self):
+        x, s = self.x, self.s
+        host = self.ok(x.host.get_all(s))[0]
+        small = self.ok(x.SR.create(s, host, {"location": self.small}, "0", "small", "", "file", "user", False, {}))
+        self.assertLess(int(self.ok(x.SR.get_physical_size(s, small))), 64 << 20)
+        local = self.ok(x.pool.get_default_SR(s, self.ok(x.pool.get_all(s))[0]))
+        big = self.ok(x.VDI.create(s, {"SR": local, "name_label": "big", "name_description": "",
+                                       "virtual_size": str(GIB), "type": "user", "sharable": False,
+                                       "read_only": False, "other_config": {}, "xenstore_data": {}, "sm_config": {},
+                                       "tags": []}))
+        path = os.path.join(self.dir.name, "data", "sr", self.ok(x.SR.get_uuid(s, local)), self.ok(x.VDI.get_location(s, big)))
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 96M", path], check=True, capture_output=True)
+        answer = x.VDI.copy(s, big, small, "OpaqueRef:NULL", "OpaqueRef:NULL")
+        self.assertEqual(answer["ErrorDescription"][0], "SR_FULL", answer)
+
+        # An import into it runs out of space part way.
+        template = self.ok(x.VM.get_by_name_label(s, "Other install media"))[0]
+        vm = self.ok(x.VM.clone(s, template, "too big"))
+        self.ok(x.VBD.create(s, {"VM": vm, "VDI": big, "userdevice": "0", "bootable": True, "mode": "RW",
+                                 "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                                 "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+        xva = os.path.join(self.dir.name, "big.xva")
+        uuid = self.ok(x.VM.get_uuid(s, vm))
+        r = subprocess.run(["curl", "-s", "-o", xva, "-w", "%{http_code}",
+                            f"http://root:{PASSWORD}@127.0.0.1:{self.port}/export?uuid={uuid}"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.stdout, "200")
+        vms_before = len(self.ok(x.VM.get_all(s)))
+        r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-T", xva,
+                            f"http://root:{PASSWORD}@127.0.0.1:{self.port}/import?sr_id={small}"],
+                           capture_output=True, text=True)
+        body, _, code = r.stdout.rpartition("\n")
+        self.assertEqual((code, body.split()[0]), ("507", "SR_FULL"), r.stdout)
+        self.assertEqual(len(self.ok(x.VM.get_all(s))), vms_before)
+        self.ok(x.SR.scan(s, small))
+        self.assertEqual(self.ok(x.SR.get_VDIs(s, small)), [])
+        self.assertLess(int(self.ok(x.SR.get_physical_utilisation(s, small))), 1 << 20)  # no leftovers
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
