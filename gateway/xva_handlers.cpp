@@ -594,7 +594,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     if (is_sum) {
       if (!disk->second.check(index, chunk)) checksums_ok = false;
     } else if (is_xxh) {
-      // A newer XenServer's xxHash checksums: this build checks SHA-1 only; the data is taken as is.
+      if (!disk->second.check_xxhash(index, chunk)) checksums_ok = false;
     } else if (!disk->second.write_chunk(index, chunk)) {
       if (disk->second.last_errno() == ENOSPC) return fail_with(507, sr_full(*dir, by_id[disk->first]->snapshot));
       if (disk->second.last_errno() != 0)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <openssl/sha.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 namespace xapid::sm {
@@ -249,7 +250,7 @@ tool_result<disk_in> disk_in::open(const std::string& raw_path, std::int64_t siz
 
 disk_in::disk_in(disk_in&& o) noexcept
     : raw_path_(std::move(o.raw_path_)), fd_(o.fd_), size_(o.size_), last_index_(o.last_index_),
-      last_sha1_(std::move(o.last_sha1_)) {
+      last_sha1_(std::move(o.last_sha1_)), last_xxh64_(o.last_xxh64_), errno_(o.errno_) {
   o.fd_ = -1;
   o.raw_path_.clear();
 }
@@ -264,7 +265,17 @@ bool disk_in::write_chunk(std::int64_t index, const std::string& data) {
   if (index < 0 || !write_at(offset, data.data(), data.size())) return false;
   last_index_ = index;
   last_sha1_ = sha1_hex(data.data(), data.size());
+  last_xxh64_ = XXH64(data.data(), data.size(), 0);
   return true;
+}
+
+bool disk_in::check_xxhash(std::int64_t index, const std::string& xxh64_hex) const {
+  std::string text = xxh64_hex;
+  text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == ' ' || c == '\r'; }),
+             text.end());
+  char* end = nullptr;
+  std::uint64_t want = std::strtoull(text.c_str(), &end, 16);
+  return index == last_index_ && !text.empty() && end && *end == '\0' && want == last_xxh64_;
 }
 
 bool disk_in::write_at(std::int64_t offset, const char* data, std::size_t n) {

@@ -75,8 +75,10 @@ class disk_in {
   // The gzip stream of the current tar entry, inflated into the disk from `offset` on (the
   // seed's legacy "dir-gzipped-chunks": each chunk is 1e9 bytes once inflated).
   bool inflate_entry(tar_in& in, std::int64_t offset, std::string& error);
-  // The checksum of the last chunk written; false when it does not match.
+  // The checksum of the last chunk written: SHA-1 in hex (".checksum"), or XXH64 in upper-case
+  // hex (".xxhash", newer XenServers); false when it does not match.
   bool check(std::int64_t index, const std::string& sha1_hex) const;
+  bool check_xxhash(std::int64_t index, const std::string& xxh64_hex) const;
   // The received disk as a qcow2 image at `path`; the raw file goes.
   tool_result<void> finish_as_qcow2(const std::string& path);
   const std::string& raw_path() const noexcept { return raw_path_; }
@@ -90,6 +92,7 @@ class disk_in {
   std::int64_t size_ = 0;
   std::int64_t last_index_ = -1;
   std::string last_sha1_;
+  std::uint64_t last_xxh64_ = 0;
   int errno_ = 0;
 };
 

@@ -5,6 +5,7 @@ qemu-img's own report, an ISO library, and errors as the seed names them.
 
 Usage: storage_test.py PATH_TO_XAPID"""
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -305,6 +306,42 @@ class export_import(unittest.TestCase):
             self.assertNotIn("Pattern verification failed", r.stdout)
         self.ok(x.VM.start(s, vm, False, False))
         self.ok(x.VM.hard_shutdown(s, vm))
+
+    def test_xxhash_checksums_of_newer_xenservers_are_checked(self):
+        import ctypes
+        xxh = ctypes.CDLL("libxxhash.so.0")
+        xxh.XXH64.restype = ctypes.c_uint64
+        xxh.XXH64.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+        x, s = self.x, self.s
+        vm = self.make_vm()
+        xva = os.path.join(self.work.name, "sha1.xva")
+        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        self.assertEqual(code, 200)
+
+        def repack(path, corrupt):
+            # The same archive with an XXH64 beside each chunk instead of its SHA-1.
+            with tarfile.open(xva) as src, tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as dst:
+                for member in src.getmembers():
+                    if member.name.endswith(".checksum"):
+                        continue
+                    data = src.extractfile(member).read()
+                    dst.addfile(member, io.BytesIO(data))
+                    if member.name != "ova.xml":
+                        digest = "%016X" % xxh.XXH64(data, len(data), 0)
+                        if corrupt:
+                            digest = "0" * 16
+                        info = tarfile.TarInfo(member.name + ".xxhash")
+                        info.size = len(digest)
+                        dst.addfile(info, io.BytesIO(digest.encode()))
+
+        good, bad = os.path.join(self.work.name, "xxh.xva"), os.path.join(self.work.name, "xxh-bad.xva")
+        repack(good, False)
+        repack(bad, True)
+        code, body = self.curl("-T", bad, self.url("/import"))
+        self.assertEqual((code, body.strip()), (400, "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"))
+        code, body = self.curl("-T", good, self.url("/import"))
+        self.assertEqual(code, 200, body)
+        self.assertEqual(self.ok(x.VM.get_name_label(s, body.strip())), "travelling VM")
 
     def test_broken_archives_and_bad_credentials_change_nothing(self):
         x, s = self.x, self.s
