@@ -100,7 +100,7 @@ struct storage_repos::impl {
 
   // The directory a driver uses for SR `uuid` given its device_config.
   std::string directory_for(const std::string& type, const std::string& uuid,
-                            const std::map<std::string, std::string>& device_config) const {
+                            const api::map<std::string, std::string>& device_config) const {
     if (type == "nfs") return data_dir + "/mnt/" + uuid;
     auto it = device_config.find("location");
     if (it != device_config.end() && !it->second.empty()) return it->second;
@@ -109,7 +109,7 @@ struct storage_repos::impl {
 
   // Makes the SR's directory reachable on this host: checks it, creates ext's, mounts nfs.
   api::status attach(const std::string& sr_ref, const std::string& type, const std::string& uuid,
-                     const std::map<std::string, std::string>& device_config, bool creating) {
+                     const api::map<std::string, std::string>& device_config, bool creating) {
     const sr_driver* d = driver_of(type);
     if (!d) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
     for (const auto& [key, what] : d->configuration)
@@ -154,7 +154,7 @@ struct storage_repos::impl {
     return found;
   }
 
-  void detach(const std::string& type, const std::string& uuid, const std::map<std::string, std::string>& device_config) {
+  void detach(const std::string& type, const std::string& uuid, const api::map<std::string, std::string>& device_config) {
     if (type != "nfs") return;
     std::string dir = directory_for(type, uuid, device_config);
     if (is_mounted(dir)) (void)sm::run_tool({"umount", dir});
@@ -350,11 +350,11 @@ api::api_result<std::string> storage_repos::vdi_path(const storage::state& s, co
 
 // --- SRs ---
 
-storage_repos::ref_result storage_repos::sr_create(const std::string& host, std::map<std::string, std::string> device_config,
+storage_repos::ref_result storage_repos::sr_create(const std::string& host, api::map<std::string, std::string> device_config,
                                                    std::int64_t, const std::string& name_label,
                                                    const std::string& name_description, const std::string& type,
                                                    const std::string& content_type, bool shared,
-                                                   std::map<std::string, std::string> sm_config) {
+                                                   api::map<std::string, std::string> sm_config) {
   auto& d = *impl_;
   auto s = d.db.snapshot();
   if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -393,7 +393,7 @@ storage_repos::ref_result storage_repos::sr_create(const std::string& host, std:
 storage_repos::ref_result storage_repos::sr_introduce(const std::string& uuid, const std::string& name_label,
                                                       const std::string& name_description, const std::string& type,
                                                       const std::string& content_type, bool shared,
-                                                      std::map<std::string, std::string> sm_config) {
+                                                      api::map<std::string, std::string> sm_config) {
   auto& d = *impl_;
   if (!driver_of(type)) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
   if (d.db.snapshot()->ref_by_uuid(d.sr_cls, uuid)) return fail(api::errors::SR_UUID_EXISTS(uuid));
@@ -477,7 +477,7 @@ storage_repos::void_result storage_repos::sr_scan(const std::string& sr, const s
     if (!dir) return fail(dir.error());
     const bool iso = rec->type == "iso";
     sm::image_dir images(*dir);
-    std::map<std::string, std::string> by_location;  // location -> VDI ref
+    api::map<std::string, std::string> by_location;  // location -> VDI ref
     for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", sr)) by_location[s->get<api::vdi>(v)->location] = v;
     auto t = d->db.begin();
     std::set<std::string> present;
@@ -546,7 +546,7 @@ storage_repos::void_result storage_repos::sr_update(const std::string& sr, const
 }
 
 storage_repos::ref_result storage_repos::sr_probe(const std::string& host,
-                                                  const std::map<std::string, std::string>& device_config,
+                                                  const api::map<std::string, std::string>& device_config,
                                                   const std::string& type) {
   auto& d = *impl_;
   if (!d.db.snapshot()->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -582,8 +582,8 @@ storage_repos::ref_result storage_repos::sr_probe(const std::string& host,
 // --- PBDs ---
 
 storage_repos::ref_result storage_repos::pbd_create(const std::string& host, const std::string& sr,
-                                                    std::map<std::string, std::string> device_config,
-                                                    std::map<std::string, std::string> other_config) {
+                                                    api::map<std::string, std::string> device_config,
+                                                    api::map<std::string, std::string> other_config) {
   auto& d = *impl_;
   auto s = d.db.snapshot();
   if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -658,7 +658,7 @@ storage_repos::void_result storage_repos::pbd_destroy(const std::string& pbd) {
 storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, const storage::state& s,
                                                      const std::string& sr, std::int64_t size,
                                                      const std::string& name_label, api::vdi_type type,
-                                                     std::map<std::string, std::string> other_config,
+                                                     api::map<std::string, std::string> other_config,
                                                      std::vector<std::string>& made) {
   auto& d = *impl_;
   const api::sr* rec = s.get<api::sr>(sr);
@@ -785,8 +785,8 @@ void storage_repos::refresh_sizes(const std::string& sr) { impl_->refresh_sizes(
 storage_repos::ref_result storage_repos::vdi_create(const std::string& sr, const std::string& name_label,
                                                     const std::string& name_description, std::int64_t virtual_size,
                                                     api::vdi_type type, bool sharable, bool read_only,
-                                                    std::map<std::string, std::string> other_config,
-                                                    std::map<std::string, std::string> sm_config,
+                                                    api::map<std::string, std::string> other_config,
+                                                    api::map<std::string, std::string> sm_config,
                                                     const std::string& task) {
   auto d = impl_;
   auto self = this;

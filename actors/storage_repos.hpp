@@ -23,7 +23,7 @@ struct sr_driver {
   std::string name;         // "Local EXT3 VHD"-like label
   std::string description;
   std::vector<std::string> capabilities;
-  std::map<std::string, std::string> configuration;  // device_config keys it reads
+  api::map<std::string, std::string> configuration;  // device_config keys it reads
   bool makes_vdis = true;   // iso: read-only VDIs found by scan only
 };
 const std::vector<sr_driver>& sr_drivers();
@@ -45,23 +45,23 @@ class storage_repos {
   using ref_result = api::api_result<std::string>;
   using void_result = api::api_result<void>;
 
-  ref_result sr_create(const std::string& host, std::map<std::string, std::string> device_config,
+  ref_result sr_create(const std::string& host, api::map<std::string, std::string> device_config,
                        std::int64_t physical_size, const std::string& name_label, const std::string& name_description,
                        const std::string& type, const std::string& content_type, bool shared,
-                       std::map<std::string, std::string> sm_config);
+                       api::map<std::string, std::string> sm_config);
   ref_result sr_introduce(const std::string& uuid, const std::string& name_label, const std::string& name_description,
                           const std::string& type, const std::string& content_type, bool shared,
-                          std::map<std::string, std::string> sm_config);
+                          api::map<std::string, std::string> sm_config);
   void_result sr_forget(const std::string& sr, const std::string& task);
   void_result sr_destroy(const std::string& sr, const std::string& task);
   void_result sr_scan(const std::string& sr, const std::string& task);
   void_result sr_update(const std::string& sr, const std::string& task);
   // The SRs the device_config would find, as xapi's probe XML (<SRlist>).
-  ref_result sr_probe(const std::string& host, const std::map<std::string, std::string>& device_config,
+  ref_result sr_probe(const std::string& host, const api::map<std::string, std::string>& device_config,
                       const std::string& type);
 
-  ref_result pbd_create(const std::string& host, const std::string& sr, std::map<std::string, std::string> device_config,
-                        std::map<std::string, std::string> other_config);
+  ref_result pbd_create(const std::string& host, const std::string& sr, api::map<std::string, std::string> device_config,
+                        api::map<std::string, std::string> other_config);
   void_result pbd_plug(const std::string& pbd);
   void_result pbd_unplug(const std::string& pbd);
   void_result pbd_destroy(const std::string& pbd);
@@ -69,7 +69,7 @@ class storage_repos {
   // VDI.create's record: the RW and RO-constructor fields a client gives.
   ref_result vdi_create(const std::string& sr, const std::string& name_label, const std::string& name_description,
                         std::int64_t virtual_size, api::vdi_type type, bool sharable, bool read_only,
-                        std::map<std::string, std::string> other_config, std::map<std::string, std::string> sm_config,
+                        api::map<std::string, std::string> other_config, api::map<std::string, std::string> sm_config,
                         const std::string& task);
   void_result vdi_destroy(const std::string& vdi, const std::string& task);
   void_result vdi_forget(const std::string& vdi, const std::string& task);
@@ -86,7 +86,7 @@ class storage_repos {
   ref_result add_vdi_copy(storage::transaction& t, const storage::state& s, const std::string& from, copy_kind kind,
                           const std::string& sr, std::vector<std::string>& made);
   ref_result add_new_vdi(storage::transaction& t, const storage::state& s, const std::string& sr, std::int64_t size,
-                         const std::string& name_label, api::vdi_type type, std::map<std::string, std::string> other_config,
+                         const std::string& name_label, api::vdi_type type, api::map<std::string, std::string> other_config,
                          std::vector<std::string>& made);
   // Drops images made for a transaction that did not commit, and tidies their SRs' chains.
   void drop(const std::vector<std::string>& made);

@@ -134,7 +134,7 @@ struct vm_lifecycle::impl {
     c.cmdline = vm.PV_args;
     c.bootloader = vm.PV_bootloader;
     if (auto it = vm.HVM_boot_params.find("order"); it != vm.HVM_boot_params.end()) c.boot_order = it->second;
-    c.platform = vm.platform;
+    c.platform = {vm.platform.begin(), vm.platform.end()};
     for (const auto& vbd_ref : refs_pointing_at<api::vbd>(s, "VM", ref)) {
       const api::vbd* vbd = s.get<api::vbd>(vbd_ref);
       auto d = disk_of(s, *vbd, c.hvm);
@@ -768,11 +768,15 @@ void vm_lifecycle::observe() {
       api::vm_guest_metrics gm;
       const api::vm_guest_metrics* old = s->get<api::vm_guest_metrics>(vm->guest_metrics.opaque);
       if (old) gm = *old;
-      gm.os_version = report->os_version;
-      gm.PV_drivers_version = report->pv_drivers_version;
+      // (The hypervisor's maps are std::map: xen/ knows nothing of the datamodel.)
+      auto as_map = [](const std::map<std::string, std::string>& m) {
+        return api::map<std::string, std::string>(m.begin(), m.end());
+      };
+      gm.os_version = as_map(report->os_version);
+      gm.PV_drivers_version = as_map(report->pv_drivers_version);
       gm.PV_drivers_up_to_date = true;
-      gm.networks = report->networks;
-      gm.other = report->other;
+      gm.networks = as_map(report->networks);
+      gm.other = as_map(report->other);
       gm.live = true;
       if (!old) {
         gm.uuid = d.db.ids().uuid();

@@ -12,7 +12,7 @@ bool among(op_t op, std::initializer_list<op_t> ops) { return std::find(ops.begi
 
 // Operations that may run beside those already in progress (xapi's rule): long copies
 // together, snapshots together, and a hard shutdown or reboot to end a stuck operation.
-bool allowed_concurrently(op_t op, const std::map<std::string, op_t>& current) {
+bool allowed_concurrently(op_t op, const api::map<std::string, op_t>& current) {
   auto all_in = [&](std::initializer_list<op_t> group) {
     if (!among(op, group)) return false;
     return std::all_of(current.begin(), current.end(), [&](const auto& kv) { return among(kv.second, group); });

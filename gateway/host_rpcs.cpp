@@ -43,8 +43,8 @@ api::api_result<void> set_enabled(host_context& ctx, const std::string& ref, boo
 }
 
 // Why each running guest cannot leave: in a one-host pool there is no other host.
-std::map<api::ref<api::vm>, std::vector<std::string>> blockers(const host_context& ctx) {
-  std::map<api::ref<api::vm>, std::vector<std::string>> out;
+api::map<api::ref<api::vm>, std::vector<std::string>> blockers(const host_context& ctx) {
+  api::map<api::ref<api::vm>, std::vector<std::string>> out;
   for (const auto& vm : resident_guests(*ctx.db.snapshot(), ctx.host))
     out[api::ref<api::vm>{vm}] = api::errors::NO_HOSTS_AVAILABLE().description();
   return out;
@@ -107,7 +107,7 @@ void register_host_rpcs(dispatcher& d, host_context& ctx) {
   add_typed<m::host_reboot>(d, [power](call_context& c, const host_ref& h) { return power(c, h, true); }, true);
 
   add_typed<m::host_get_vms_which_prevent_evacuation>(
-      d, [&ctx](call_context&, const host_ref& h) -> api::api_result<std::map<api::ref<api::vm>, std::vector<std::string>>> {
+      d, [&ctx](call_context&, const host_ref& h) -> api::api_result<api::map<api::ref<api::vm>, std::vector<std::string>>> {
         if (auto st = known_host(ctx, h.opaque); !st) return fail(st.error());
         return blockers(ctx);
       });

@@ -7,7 +7,7 @@ namespace {
 
 namespace m = api::method;
 using api::ref;
-using string_map = std::map<std::string, std::string>;
+using string_map = api::map<std::string, std::string>;
 
 template <class R>
 api::api_result<ref<R>> as_ref(api::api_result<std::string> r) {

@@ -74,7 +74,7 @@ wire::value to_value(const std::vector<T>& items) {
 }
 
 template <class K, class V>
-wire::value to_value(const std::map<K, V>& m) {
+wire::value to_value(const api::map<K, V>& m) {
   wire::structure s;
   s.reserve(m.size());
   for (const auto& [k, v] : m) s.emplace_back(key_string(k), to_value(v));
@@ -93,10 +93,11 @@ status from_value(const wire::value& v, std::vector<T>& out) {
 }
 
 template <class K, class V>
-status from_value(const wire::value& v, std::map<K, V>& out) {
+status from_value(const wire::value& v, api::map<K, V>& out) {
   const wire::structure* s = v.as_struct();
   if (!s) return fail(unmarshal_failure("struct", v));
   out.clear();
+  out.reserve(s->size());
   for (const auto& [name, item] : *s) {
     K key{};
     if (auto st = key_from_string(name, key); !st) return st;

@@ -81,7 +81,7 @@ def cpp_type(t):
     if t[0] == "set":
         return f"std::vector<{cpp_type(t[1])}>"
     if t[0] == "map":
-        return f"std::map<{cpp_type(t[1])}, {cpp_type(t[2])}>"
+        return f"api::map<{cpp_type(t[1])}, {cpp_type(t[2])}>"
     raise ValueError(t)
 
 

@@ -110,7 +110,7 @@ TEST(api_convert, wrong_shapes_are_unmarshal_failures) {
   expect_failure(from_value(wire::value("2024-13-01T00:00:00Z"), t), "datetime");
   std::vector<std::string> set;
   expect_failure(from_value(wire::value("x"), set), "array");
-  std::map<std::int64_t, std::string> int_map;
+  xapid::api::map<std::int64_t, std::string> int_map;
   expect_failure(from_value(wire::value(wire::structure{{"x", wire::value("y")}}), int_map), "int");
   vm rec;
   expect_failure(from_value(wire::value(wire::array{}), rec), "VM record");

@@ -256,7 +256,7 @@ TEST(datamodel, every_bound_field_pair_resolves_to_fields_of_the_right_types) {
 TEST(datamodel, typed_method_signatures_follow_the_catalog) {
   static_assert(std::is_same_v<method::VM_start::params, std::tuple<ref<vm>, bool, bool>>);
   static_assert(std::is_same_v<method::VM_start::result_type, void>);
-  static_assert(std::is_same_v<method::VM_get_all_records::result_type, std::map<ref<vm>, vm>>);
+  static_assert(std::is_same_v<method::VM_get_all_records::result_type, xapid::api::map<ref<vm>, vm>>);
   static_assert(std::is_same_v<method::host_get_data_sources::result_type, std::vector<data_source>>);
   EXPECT_EQ(method::VM_clone::wire_name, "VM.clone");
   EXPECT_NE(find_method(method::VM_clone::wire_name), nullptr);

@@ -249,7 +249,7 @@ TEST_F(storage_test, set_and_map_operations) {
   commit(t);
   const api::vm* rec = get<api::vm>(vm);
   EXPECT_EQ(rec->tags, std::vector<std::string>{"a"});
-  EXPECT_EQ(rec->other_config, (std::map<std::string, std::string>{{"y", "2"}}));
+  EXPECT_EQ(rec->other_config, (api::map<std::string, std::string>{{"y", "2"}}));
 }
 
 TEST_F(storage_test, tombstones_stay_for_event_consumers_until_collected) {
