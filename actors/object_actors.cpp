@@ -255,9 +255,14 @@ api::api_result<wire::value> host_actors::run(std::size_t cls, const std::string
   // never on the actor, which meanwhile answers other callers.
   o->outcome = o->work();
   // Retired by the object's actor (the restarted one if this one failed meanwhile).
-  for (bool retired = false; !retired;) {
-    self->request(impl_->supervisor, caf::infinite, done_atom::value, o)
-        .receive([&](operation_ptr&) { retired = true; }, [&](caf::error&) {});
+  // A retirement lost with a failing actor is asked again of its successor; if the actors are
+  // gone (the daemon stops), the row keeps the operation and the next start clears it.
+  bool retired = false;
+  for (int attempt = 0; attempt < 10 && !retired; ++attempt) {
+    self->request(impl_->supervisor, std::chrono::seconds(30), done_atom::value, o)
+        .receive([&](operation_ptr&) { retired = true; }, [&](caf::error& e) {
+          spdlog::warn("actor.retire.retry ref={} op={} reason=\"{}\"", o->ref, o->name, caf::to_string(e));
+        });
   }
   return std::move(*o->outcome);
 }
