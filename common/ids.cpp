@@ -1,5 +1,7 @@
 #include "common/ids.hpp"
 
+#include <algorithm>
+
 #include <cstdio>
 
 namespace xapid {
@@ -31,7 +33,8 @@ std::string id_source::opaque_ref() { return "OpaqueRef:" + uuid(); }
 namespace xapid {
 
 std::string id_source::mac() {
-  std::string u = uuid();  // hex digits to draw from
+  std::string u = uuid();  // hex digits to draw from (without the dashes)
+  u.erase(std::remove(u.begin(), u.end(), '-'), u.end());
   std::string out = "c2";  // locally administered, unicast
   for (int i = 0; i < 5; ++i) out += ":" + u.substr(static_cast<std::size_t>(i) * 2, 2);
   return out;
