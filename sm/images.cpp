@@ -24,19 +24,6 @@ struct fd_guard {
 
 }  // namespace
 
-result<void, std::string> create_image(const std::string& path, std::int64_t size_bytes) {
-  if (size_bytes < 0) return fail("negative image size for " + path);
-  fd_guard f{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
-  if (f.fd < 0) return fail(why("cannot create", path));
-  if (::ftruncate(f.fd, size_bytes) != 0) {
-    std::string e = why("cannot size", path);
-    ::unlink(path.c_str());
-    return fail(e);
-  }
-  if (::fsync(f.fd) != 0) return fail(why("cannot sync", path));
-  return ok_v;
-}
-
 result<void, std::string> copy_image(const std::string& from, const std::string& to) {
   fd_guard in{::open(from.c_str(), O_RDONLY | O_CLOEXEC)};
   if (in.fd < 0) return fail(why("cannot open", from));

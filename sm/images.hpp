@@ -1,5 +1,5 @@
-// Disk images as files: sparse raw images that take no space until written, and copies that
-// keep their holes. The local SR's VDIs are such files until the SR drivers (qcow2) land.
+// Image files as files: copies that keep their holes (suspend images, which the hypervisor
+// writes raw), removal, and the space a file takes. qcow2 images are sm/image_dir's.
 #pragma once
 
 #include <cstdint>
@@ -9,8 +9,6 @@
 
 namespace xapid::sm {
 
-// Creates `path` as a sparse image of `size_bytes`; fails if it exists.
-result<void, std::string> create_image(const std::string& path, std::int64_t size_bytes);
 // Copies `from` to `to` (which must not exist), data extents only, so holes stay holes.
 result<void, std::string> copy_image(const std::string& from, const std::string& to);
 // Removes the image; a missing one is not an error.
