@@ -1,4 +1,4 @@
-// Image files as files: copies that keep their holes (suspend images, which the hypervisor
+// Files of disk images: copies that keep their holes (suspend images, which the hypervisor
 // writes raw), removal, and the space a file takes. qcow2 images are sm/image_dir's.
 #pragma once
 
