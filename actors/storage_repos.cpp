@@ -456,9 +456,10 @@ storage_repos::void_result storage_repos::sr_destroy(const std::string& sr, cons
       return true;
     });
     if (auto c = d->commit(std::move(t)); !c) return c;
-    // ext's directory is xapid's own; file and iso directories belong to the operator.
+    // Only a directory xapid made (DIR/sr/<uuid>) is removed; any directory an operator named
+    // (file, iso, or an ext SR given a location) stays, empty of VDIs as it is now.
     std::error_code ec;
-    if (rec->type == "ext") fs::remove_all(*dir, ec);
+    if (*dir == d->data_dir + "/sr/" + rec->uuid) fs::remove_all(*dir, ec);
     d->detach(rec->type, rec->uuid, p->device_config);
     return wire::value("");
   });

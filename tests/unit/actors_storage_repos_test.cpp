@@ -154,6 +154,20 @@ TEST_F(repos_test, a_file_sr_in_a_given_directory_and_its_lifecycle) {
   EXPECT_TRUE(fs::exists(kept_file));  // forgetting an SR loses no data
 }
 
+TEST_F(repos_test, destroying_an_sr_removes_only_a_directory_xapid_made) {
+  { std::ofstream(outside.path() + "/operators-notes.txt") << "keep me"; }
+  auto theirs = repos->sr_create(host, {{"location", outside.path()}}, 0, "ext elsewhere", "", "ext", "user", false, {});
+  ASSERT_TRUE(theirs.ok());
+  auto ours = repos->sr_create(host, {}, 0, "ext of ours", "", "ext", "user", false, {});
+  ASSERT_TRUE(ours.ok());
+  std::string our_dir = *repos->directory(*db->snapshot(), *ours);
+  EXPECT_EQ(our_dir, dir.path() + "/sr/" + sr(*ours).uuid);
+  ASSERT_TRUE(repos->sr_destroy(*theirs, key()).ok());
+  ASSERT_TRUE(repos->sr_destroy(*ours, key()).ok());
+  EXPECT_TRUE(fs::exists(outside.path() + "/operators-notes.txt"));
+  EXPECT_FALSE(fs::exists(our_dir));
+}
+
 TEST_F(repos_test, a_scan_finds_what_came_and_went_behind_the_srs_back) {
   std::string v = make_vdi(local_sr, gib);
   std::string sr_dir = *repos->directory(*db->snapshot(), local_sr);
