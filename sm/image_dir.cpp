@@ -12,6 +12,8 @@ namespace fs = std::filesystem;
 
 tool_failure os_failure(const std::string& what, const std::error_code& ec) { return {-1, {}, what + ": " + ec.message()}; }
 
+// Our parents, and only ours: a hidden file of anyone else's is never collected.
+bool is_parent(const std::string& name) { return name.rfind(".base-", 0) == 0; }
 bool is_hidden(const std::string& name) { return !name.empty() && name[0] == '.'; }
 
 }  // namespace
@@ -99,7 +101,7 @@ std::size_t image_dir::collect(const std::set<std::string>& busy) const {
       else children[name];  // known, maybe childless
     }
     for (const auto& [name, parent] : parent_of) {
-      if (!is_hidden(name)) continue;
+      if (!is_parent(name)) continue;
       const auto& kids = children[name];
       if (kids.empty()) {
         fs::remove(path_of(name), ec);

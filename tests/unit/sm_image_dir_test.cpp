@@ -67,11 +67,13 @@ TEST(image_dir, collecting_merges_a_chain_without_changing_what_images_read) {
   write_pattern(images.path_of(a), 0x63, 131072);
   EXPECT_EQ(hidden_files(dir.path()), 2u);
   EXPECT_EQ(images.collect({}), 0u);  // every parent has two children
+  // A hidden image of someone else's in the directory is never taken for a parent.
+  ASSERT_TRUE(create_qcow2(dir / ".theirs.qcow2", gib).ok());
 
   // The first snapshot goes: its parent has one child left and merges into it.
   ASSERT_TRUE(images.remove(s1).ok());
   EXPECT_EQ(images.collect({}), 1u);
-  EXPECT_EQ(hidden_files(dir.path()), 1u);
+  EXPECT_EQ(hidden_files(dir.path()), 2u);
   EXPECT_TRUE(reads_pattern(images.path_of(a), 0x61, 0));
   EXPECT_TRUE(reads_pattern(images.path_of(a), 0x62, 65536));
   EXPECT_TRUE(reads_pattern(images.path_of(a), 0x63, 131072));
@@ -83,7 +85,8 @@ TEST(image_dir, collecting_merges_a_chain_without_changing_what_images_read) {
   ASSERT_TRUE(images.remove(s2).ok());
   EXPECT_EQ(images.collect({a}), 0u);
   EXPECT_EQ(images.collect({}), 1u);
-  EXPECT_EQ(hidden_files(dir.path()), 0u);
+  EXPECT_EQ(hidden_files(dir.path()), 1u);
+  EXPECT_TRUE(std::filesystem::exists(dir / ".theirs.qcow2"));
   EXPECT_TRUE(images.info(a)->backing_file.empty());
   EXPECT_TRUE(reads_pattern(images.path_of(a), 0x61, 0));
   EXPECT_TRUE(reads_pattern(images.path_of(a), 0x63, 131072));
