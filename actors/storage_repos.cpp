@@ -323,6 +323,18 @@ api::status storage_repos::start() {
     }
     return true;
   });
+  // Staging files of transfers a previous run did not finish (an export's raw view, an
+  // import's raw disks) are of no use to anyone now.
+  s->for_each(d.sr_cls, [&](const std::string& sr, const storage::row&) {
+    if (auto dir = d.directory(*s, sr)) {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(*dir, ec)) {
+        std::string name = e.path().filename().string();
+        if (name.rfind(".import-", 0) == 0 || name.rfind(".export-", 0) == 0) fs::remove(e.path(), ec);
+      }
+    }
+    return true;
+  });
   if (!failed.empty()) {
     auto t2 = d.db.begin();
     for (const auto& ref : failed) {

@@ -76,8 +76,11 @@ TEST_F(repos_test, every_driver_is_an_sm_object_with_its_capabilities) {
   EXPECT_TRUE(has("ext", "VDI_SNAPSHOT"));
   EXPECT_TRUE(has("nfs", "VDI_CREATE"));
   EXPECT_FALSE(has("iso", "VDI_CREATE"));
-  // A restart makes no second set.
+  // A restart makes no second set, and clears what unfinished transfers left.
+  std::string sr_dir = *repos->directory(*db->snapshot(), local_sr);
+  { std::ofstream(sr_dir + "/.import-left-behind.raw") << "x"; }
   ASSERT_TRUE(repos->start().ok());
+  EXPECT_FALSE(fs::exists(sr_dir + "/.import-left-behind.raw"));
   EXPECT_EQ(db->snapshot()->count(schema::get().class_of<api::sm>()), 4u);
 }
 
