@@ -724,16 +724,18 @@ api::status vm_lifecycle::reconcile() {
                    power_state_name(vm->power_state));
       d.record_stopped(t, *s, ref, *vm, ps::Halted);
     } else if (!live && dom != domains.end()) {
-      spdlog::warn("vm.reconciled vm={} reason=\"a domain of a stopped VM\" action=destroy", vm->uuid);
-      (void)d.hv.destroy(dom->second.domid);
+      // A guest runs whatever the record says (a run stopped between building its domain and
+      // recording it): it is adopted, never killed.
+      ps now = dom->second.state == xen::domain_state::paused ? ps::Paused : ps::Running;
+      spdlog::warn("vm.reconciled vm={} was={} now={} domid={} reason=\"its domain runs\"", vm->uuid,
+                   power_state_name(vm->power_state), power_state_name(now), dom->second.domid);
+      d.record_live(t, *s, ref, *vm, dom->second.domid, now, false);
     }
     return true;
   });
   for (const auto& [uuid, dom] : domains)
-    if (!known.count(uuid)) {
-      spdlog::warn("vm.reconciled domid={} uuid={} reason=\"no VM has this domain\" action=destroy", dom.domid, uuid);
-      (void)d.hv.destroy(dom.domid);
-    }
+    if (!known.count(uuid))
+      spdlog::warn("vm.reconciled domid={} uuid={} reason=\"no VM has this domain\" action=none", dom.domid, uuid);
   d.record_host_memory(t, *s);
   if (!t.empty()) {
     auto r = d.db.commit(std::move(t));

@@ -339,12 +339,28 @@ TEST_F(lifecycle_test, running_vms_survive_a_restart_and_vanished_domains_halt) 
   ASSERT_TRUE(vms->start(lose, false, false, key()).ok());
   auto domid = vm(keep).domid;
   ASSERT_TRUE(hv->destroy(static_cast<int>(vm(lose).domid)).ok());  // gone behind xapid's back
+  // A domain built for a halted VM whose record was never updated (a crash in between), and
+  // one no VM knows: the first is adopted, the second left alone — no guest is killed.
+  std::string orphan = small_vm(128 * mib);
+  xen::domain_config c;
+  c.uuid = vm(orphan).uuid;
+  c.memory_max_bytes = c.memory_target_bytes = 128 * mib;
+  auto adopted = hv->create(c);
+  ASSERT_TRUE(adopted.ok());
+  ASSERT_TRUE(hv->unpause(*adopted).ok());
+  c.uuid = "00000000-0000-0000-0000-00000000beef";
+  auto stranger = hv->create(c);
+  ASSERT_TRUE(stranger.ok());
   close();
   open();
+  EXPECT_EQ(power(orphan), ps::Running);
+  EXPECT_EQ(vm(orphan).domid, *adopted);
+  EXPECT_EQ(hv->list().size(), 3u);
   EXPECT_EQ(power(keep), ps::Running);
   EXPECT_EQ(vm(keep).domid, domid);
   EXPECT_EQ(power(lose), ps::Halted);
   ASSERT_TRUE(vms->clean_shutdown(keep, key()).ok());
+  ASSERT_TRUE(vms->hard_shutdown(orphan, key()).ok());
 }
 
 TEST_F(lifecycle_test, devices_plug_and_unplug_on_a_running_vm_only) {
