@@ -48,9 +48,24 @@ api::api_result<std::string> task_manager::create(const std::string& session, co
   return ref;
 }
 
+std::shared_ptr<std::atomic<bool>> task_manager::watch_cancel(const std::string& task) {
+  std::lock_guard lock(mu_);
+  auto& flag = cancellable_[task];
+  if (!flag) flag = std::make_shared<std::atomic<bool>>(false);
+  return flag;
+}
+
 api::status task_manager::cancel(const std::string& task) {
   {
     std::lock_guard lock(mu_);
+    if (auto it = cancellable_.find(task); it != cancellable_.end()) {
+      // The operation stops at its next step and settles the task as cancelled.
+      *it->second = true;
+      auto t = db_.begin();
+      t.set(task_class(), task, task_field("status"), wire::value("cancelling"));
+      if (auto r = db_.commit(std::move(t)); !r) return fail(std::move(r).error());
+      return ok_v;
+    }
     if (running_.count(task))
       return fail(api::errors::OPERATION_NOT_ALLOWED("the operation of this task cannot be cancelled"));
   }
@@ -105,10 +120,13 @@ void task_manager::complete(const std::string& task, const wire::response& outco
   {
     std::lock_guard lock(mu_);
     running_.erase(task);
+    cancellable_.erase(task);
   }
   auto t = db_.begin();
   const std::size_t cls = task_class();
-  t.set(cls, task, task_field("status"), wire::value(outcome.success ? "success" : "failure"));
+  const bool cancelled = !outcome.success && !outcome.error_description.empty() &&
+                         outcome.error_description.front() == "TASK_CANCELLED";
+  t.set(cls, task, task_field("status"), wire::value(outcome.success ? "success" : cancelled ? "cancelled" : "failure"));
   t.set(cls, task, task_field("progress"), wire::value(1.0));
   t.set(cls, task, task_field("finished"),
         wire::value(wire::datetime{api::format_iso8601(api::datetime{clock_.now_ms() / 1000})}));

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <string>
 
+#include <atomic>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -27,9 +30,12 @@ class task_manager {
   // (task.create), which the client settles or cancels.
   api::api_result<std::string> create(const std::string& session, const std::string& name,
                                       const std::string& description = "", bool running = true);
-  // task.cancel: a client's own pending task ends cancelled; an operation that cannot be
-  // cancelled (none can yet) is OPERATION_NOT_ALLOWED.
+  // task.cancel: a client's own pending task ends cancelled; a cancellable operation following
+  // the task (an export or import) is asked to stop — the task is "cancelling" until it does,
+  // then "cancelled"; any other operation in progress is OPERATION_NOT_ALLOWED.
   api::status cancel(const std::string& task);
+  // An operation that can stop part way follows `task`: the flag turns true when it is cancelled.
+  std::shared_ptr<std::atomic<bool>> watch_cancel(const std::string& task);
   void complete(const std::string& task, const wire::response& outcome);
   // A long operation's progress, 0 to 1 (written at most every second by its callers).
   void set_progress(const std::string& task, double progress);
@@ -46,6 +52,7 @@ class task_manager {
   std::string this_host_;
   std::mutex mu_;
   std::set<std::string> running_;  // tasks whose operation is in progress
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> cancellable_;  // tasks of operations that can stop
 };
 
 // task.create and task.cancel.

@@ -110,7 +110,9 @@ void answer_error(http_stream& io, unsigned status, const api::api_error& e) {
 struct progress_task {
   task_manager* tasks = nullptr;
   std::string ref;
+  std::shared_ptr<std::atomic<bool>> cancel;  // set by task.cancel
   std::chrono::steady_clock::time_point last{};
+  bool cancelled() const { return cancel && *cancel; }
   void progress(double fraction) {
     if (ref.empty()) return;
     auto now = std::chrono::steady_clock::now();
@@ -138,7 +140,10 @@ struct transfer_start {
 std::optional<transfer_start> begin_transfer(xva_context& ctx, http_stream& io, const char* permission) {
   transfer_start t{query_of(io.target()), {}, io};
   t.task.tasks = &ctx.tasks;
-  if (auto it = t.query.find("task_id"); it != t.query.end()) t.task.ref = it->second;
+  if (auto it = t.query.find("task_id"); it != t.query.end()) {
+    t.task.ref = it->second;
+    t.task.cancel = ctx.tasks.watch_cancel(it->second);  // a transfer stops part way when cancelled
+  }
   auto level = authorize(ctx, io, t.query);
   if (!level) {
     t.fail(401, level.error());
@@ -275,7 +280,9 @@ void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
                                            [&](std::int64_t n) {
                                              sent += n;
                                              task.progress(total ? static_cast<double>(sent) / total : 1.0);
+                                             return !task.cancelled();
                                            });
+      if (!written && task.cancelled()) return fail(api::errors::TASK_CANCELLED(task.ref));
       if (!written) return fail(api::errors::SR_BACKEND_FAILURE(std::to_string(written.error().status),
                                                                 written.error().out, written.error().err));
     }
@@ -311,8 +318,9 @@ api::api_error sr_full(const std::string& dir, const wire::value& vdi_snapshot) 
   return api::errors::SR_FULL(std::to_string(wanted), std::to_string(available));
 }
 
-// What a failed read of the archive was: a cut stream, or a damaged one.
-api::api_error stream_error(const sm::tar_in& in) {
+// What a failed read of the archive was: a cancelled import, a cut stream, or a damaged one.
+api::api_error stream_error(const sm::tar_in& in, const progress_task& task) {
+  if (task.cancelled()) return api::errors::TASK_CANCELLED(task.ref);
   if (in.error().empty() || in.error().find("ended") != std::string::npos) return api::errors::IMPORT_ERROR_PREMATURE_EOF();
   return api::errors::IMPORT_ERROR(in.error());
 }
@@ -380,7 +388,7 @@ std::string field_of(const wire::value& snapshot, const std::string& name) {
 // The seed's own (legacy) XVA: ova.xml is an <appliance> with one <vm> and its <vdi>s, each
 // disk a directory of gzipped chunks of 1e9 bytes. Answers the new VM's ref.
 api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, const std::string& xml, const std::string& sr,
-                                           const std::string& dir) {
+                                           const std::string& dir, const progress_task& task) {
   pugi::xml_document doc;
   if (!doc.load_string(xml.c_str())) return fail(api::errors::IMPORT_ERROR("ova.xml is not well-formed XML"));
   pugi::xml_node appliance = doc.child("appliance"), vm = appliance.child("vm");
@@ -423,10 +431,11 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
       return fail(api::errors::IMPORT_ERROR_UNEXPECTED_FILE("<disk>/chunk-NNNNNNNNN.gz", name));
     std::string why;
     if (!disk->second.data->inflate_entry(in, std::atoll(digits.c_str()) * 1000000000LL, why))
-      return fail(why.find("ended") != std::string::npos ? api::errors::IMPORT_ERROR_PREMATURE_EOF()
-                                                          : api::errors::IMPORT_ERROR(why));
+      return fail(task.cancelled() ? api::errors::TASK_CANCELLED(task.ref)
+                  : why.find("ended") != std::string::npos ? api::errors::IMPORT_ERROR_PREMATURE_EOF()
+                                                            : api::errors::IMPORT_ERROR(why));
   }
-  if (!in.error().empty()) return fail(stream_error(in));
+  if (!in.error().empty()) return fail(stream_error(in, task));
 
   std::vector<std::string> images;
   auto drop_images = [&] {
@@ -530,7 +539,8 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   const std::int64_t content_length = std::atoll(io.header("Content-Length").c_str());
 
   std::int64_t received = 0;
-  sm::tar_in in([&](char* buf, std::size_t n) {
+  sm::tar_in in([&](char* buf, std::size_t n) -> long {
+    if (task.cancelled()) return -1;
     long got = io.read_body(buf, n);
     if (got > 0) {
       received += got;
@@ -541,11 +551,11 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   // ova.xml first.
   std::string name, xml;
   std::int64_t size = 0;
-  if (!in.next(name, size)) return fail_with(400, stream_error(in));
+  if (!in.next(name, size)) return fail_with(400, stream_error(in, task));
   if (name != "ova.xml") return fail_with(400, api::errors::IMPORT_ERROR_UNEXPECTED_FILE("ova.xml", name));
-  if (!in.read_entry(xml, 64 << 20)) return fail_with(400, stream_error(in));
+  if (!in.read_entry(xml, 64 << 20)) return fail_with(400, stream_error(in, task));
   if (xml.find("<appliance") != std::string::npos && !metadata_only) {
-    auto vm = import_legacy(ctx, in, xml, sr, *dir);
+    auto vm = import_legacy(ctx, in, xml, sr, *dir, task);
     if (!vm) return fail_with(400, vm.error());
     ctx.actors.refresh(schema::get().class_of<api::vm>(), *vm);
     ctx.repos.refresh_sizes(sr);
@@ -590,7 +600,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
       return fail_with(400, api::errors::IMPORT_ERROR_UNEXPECTED_FILE(name.substr(0, slash) + "/<chunk>", name));
     std::int64_t index = std::atoll(digits.c_str());
-    if (!in.read_entry(chunk, sm::xva_chunk_bytes)) return fail_with(400, stream_error(in));
+    if (!in.read_entry(chunk, sm::xva_chunk_bytes)) return fail_with(400, stream_error(in, task));
     if (is_sum) {
       if (!disk->second.check(index, chunk)) checksums_ok = false;
     } else if (is_xxh) {
@@ -604,7 +614,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     }
     if (!checksums_ok && !force) return fail_with(400, api::errors::IMPORT_ERROR_SOME_CHECKSUMS_FAILED());
   }
-  if (!in.error().empty()) return fail_with(400, stream_error(in));
+  if (!in.error().empty()) return fail_with(400, stream_error(in, task));
 
   // Everything arrived: the disks become qcow2 images, then every record is made in one go.
   s = ctx.db.snapshot();

@@ -189,7 +189,7 @@ long tar_in::read_part(char* buf, std::size_t n) {
 
 tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, const std::string& image,
                                     std::int64_t size, const std::string& scratch_dir,
-                                    const std::function<void(std::int64_t)>& progress) {
+                                    const std::function<bool(std::int64_t)>& progress) {
   // A raw, sparse view of the guest's data: qemu-img leaves zeroes as holes.
   std::string raw = scratch_dir + "/.export-" + std::to_string(::getpid()) + "-" +
                     std::to_string(reinterpret_cast<std::uintptr_t>(&out)) + ".raw";
@@ -215,7 +215,7 @@ tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, con
       off_t data = ::lseek(c.fd, offset, SEEK_DATA);
       std::int64_t next = data < 0 ? chunks - 1 : std::min<std::int64_t>(data / xva_chunk_bytes, chunks - 1);
       if (next > i) {
-        if (progress) progress((next - i) * xva_chunk_bytes);
+        if (progress && !progress((next - i) * xva_chunk_bytes)) return fail(tool_failure{-1, {}, "cancelled"});
         i = next;
         continue;
       }
@@ -230,7 +230,7 @@ tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, con
       if (!out.add(name, buf.data(), n) || !out.add(std::string(name) + ".checksum", sum.data(), sum.size()))
         return fail(tool_failure{-1, {}, "the receiver went away"});
     }
-    if (progress) progress(static_cast<std::int64_t>(n));
+    if (progress && !progress(static_cast<std::int64_t>(n))) return fail(tool_failure{-1, {}, "cancelled"});
     ++i;
   }
   return ok_v;

@@ -55,10 +55,11 @@ class tar_in {
 };
 
 // Streams the guest data of `image` (qcow2, or raw) of `size` bytes as chunks under `prefix`,
-// through a raw copy in `scratch_dir`. `progress` hears of every chunk's bytes.
+// through a raw copy in `scratch_dir`. `progress` hears of every chunk's bytes and answers false
+// to stop there (a cancelled export): the failure then says "cancelled".
 tool_result<void> write_disk_chunks(tar_out& out, const std::string& prefix, const std::string& image,
                                     std::int64_t size, const std::string& scratch_dir,
-                                    const std::function<void(std::int64_t)>& progress);
+                                    const std::function<bool(std::int64_t)>& progress);
 
 // A disk being received: chunks land in a sparse raw file; each chunk's checksum is checked.
 class disk_in {

@@ -11,6 +11,7 @@ import os
 import subprocess
 import tarfile
 import tempfile
+import time
 import unittest
 import xmlrpc.client
 
@@ -342,6 +343,30 @@ class export_import(unittest.TestCase):
         code, body = self.curl("-T", good, self.url("/import"))
         self.assertEqual(code, 200, body)
         self.assertEqual(self.ok(x.VM.get_name_label(s, body.strip())), "travelling VM")
+
+    def test_a_cancelled_transfer_stops_and_leaves_nothing(self):
+        x, s = self.x, self.s
+        vm = self.make_vm()
+        xva = os.path.join(self.work.name, "slow.xva")
+        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        self.assertEqual(code, 200)
+        before = self.everything()
+        for what, args in (("import", ["--limit-rate", "4M", "-T", xva]),
+                           ("export", ["--limit-rate", "4M", "-o", os.devnull])):
+            task = self.ok(x.task.create(s, what, ""))
+            path = f"/import?session_id={s}&task_id={task}" if what == "import" else f"/export?session_id={s}&task_id={task}&ref={vm}"
+            transfer = subprocess.Popen(["curl", "-s", "-o", os.devnull, *args, self.url(path, "", "")])
+            deadline = time.monotonic() + 20
+            while self.ok(x.task.get_progress(s, task)) in ("0", "0.0", 0, 0.0) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.ok(x.task.cancel(s, task))
+            transfer.wait(timeout=60)
+            while self.ok(x.task.get_status(s, task)) in ("pending", "cancelling") and time.monotonic() < deadline + 30:
+                time.sleep(0.1)
+            self.assertEqual(self.ok(x.task.get_status(s, task)), "cancelled", what)
+            self.assertEqual(self.ok(x.task.get_error_info(s, task)), ["TASK_CANCELLED", task], what)
+        self.assertEqual(self.everything(), before)
+        self.assertEqual(self.ok(x.VM.get_current_operations(s, vm)), {})  # the export let go of the VM
 
     def test_broken_archives_and_bad_credentials_change_nothing(self):
         x, s = self.x, self.s
