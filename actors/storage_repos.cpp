@@ -712,7 +712,12 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir from_images(*src_dir), to_images(*dst_dir);
   sm::tool_result<std::string> location = fail(sm::tool_failure{});
-  if (kind == copy_kind::copy || src->type == api::vdi_type::suspend || src->read_only) {
+  // A disk in use by a running guest is copied whole: moving its file under a parent (a chain
+  // clone) while the guest writes to the open file would put those writes into the snapshot.
+  bool in_use = false;
+  for (const auto& b : src->VBDs)
+    if (const api::vbd* vbd = s.get<api::vbd>(b.opaque); vbd && vbd->currently_attached) in_use = true;
+  if (kind == copy_kind::copy || src->type == api::vdi_type::suspend || src->read_only || in_use) {
     // A whole copy, checked against the target's free space first.
     struct statvfs st {};
     auto needed = sm::allocated_bytes(from_images.path_of(src->location));

@@ -11,6 +11,7 @@
 #include "actors/vm_lifecycle.hpp"
 #include "gateway/first_boot.hpp"
 #include "tests/support/api_error_matchers.hpp"
+#include "sm/qemu_img.hpp"
 #include "tests/support/qemu_io.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "xen/sim_backend.hpp"
@@ -458,6 +459,9 @@ TEST_F(lifecycle_test, a_checkpoint_keeps_memory_and_revert_brings_it_back) {
   EXPECT_EQ(power(v), ps::Running);  // the VM runs on
   EXPECT_EQ(power(*cp), ps::Suspended);
   EXPECT_TRUE(vm(*cp).is_a_snapshot);
+  // The disk was in use: copied whole, the running guest's file left where it was.
+  EXPECT_TRUE(sm::image_info_of(disk_path(*cp))->backing_file.empty());
+  EXPECT_TRUE(sm::image_info_of(disk_path(v))->backing_file.empty());
   EXPECT_NE(db->snapshot()->get<api::vdi>(vm(*cp).suspend_VDI.opaque), nullptr);
   write_pattern(disk_path(v), 0x72, 4096);
   ASSERT_TRUE(vms->revert(*cp, key()).ok());
