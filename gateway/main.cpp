@@ -471,8 +471,10 @@ int run(int argc, char** argv, bool& reboot) {
   }
   observe_cv.notify_all();
   observer.join();
-  // Waiting calls (event.from) wake and finish before the database closes.
+  // Waiting calls (event.from, a shutdown a guest ignores) wake and finish before the database
+  // closes.
   db.stop_waiters();
+  hypervisor->stop_waiting();
   dispatcher.stop_blocking();
   spdlog::info("xapid.stopped");
   return 0;

@@ -114,6 +114,9 @@ class backend {
   virtual std::optional<guest_report> guest(int domid) = 0;
   // The hypervisor's message buffer (xl dmesg).
   virtual std::string dmesg() = 0;
+  // The daemon stops: calls waiting for a guest (a shutdown it has not acknowledged) give up
+  // now, with not_acknowledged.
+  virtual void stop_waiting() = 0;
 };
 
 }  // namespace xapid::xen

@@ -162,7 +162,7 @@ backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason) 
     bool stopped = found != 0 || info.shutdown || info.dying;
     libxl_dominfo_dispose(&info);
     if (stopped) return ok_v;
-    if (std::chrono::steady_clock::now() > deadline)
+    if (std::chrono::steady_clock::now() > deadline || stopping_)
       return fail(backend_error{backend_error::kind::not_acknowledged, "the guest did not shut down within 20 minutes"});
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -315,6 +315,8 @@ std::optional<guest_report> libxl_backend::guest(int domid) {
     if (auto v = read(std::string("control/") + feature)) r.other[feature] = *v;
   return r;
 }
+
+void libxl_backend::stop_waiting() { stopping_ = true; }
 
 std::string libxl_backend::dmesg() {
   std::string out;

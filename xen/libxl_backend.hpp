@@ -4,6 +4,7 @@
 // It needs a Xen control domain: open() fails elsewhere, and the daemon says so.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,11 +35,13 @@ class libxl_backend final : public backend {
   backend_result<void> unplug_nic(int domid, int index) override;
   std::optional<guest_report> guest(int domid) override;
   std::string dmesg() override;
+  void stop_waiting() override;
 
  private:
   struct handles;
   explicit libxl_backend(std::unique_ptr<handles> h);
   std::unique_ptr<handles> h_;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace xapid::xen

@@ -152,7 +152,7 @@ backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
       std::uniform_real_distribution<double>(0, 1)(faults_) < options_.hang_probability) {
     // The guest ignores the request; the caller waits until someone destroys the domain.
     log_locked("d" + std::to_string(domid) + ": ignores the shutdown request (injected fault)");
-    destroyed_.wait(lock, [&] { return domains_.count(domid) == 0; });
+    destroyed_.wait(lock, [&] { return domains_.count(domid) == 0 || stopping_; });
     return fail(backend_error{backend_error::kind::not_acknowledged,
                               "injected fault: the guest of domain " + std::to_string(domid) +
                                   " never acknowledged the shutdown"});
@@ -314,6 +314,12 @@ std::optional<guest_report> sim_backend::guest(int domid) {
 }  // namespace xapid::xen
 
 namespace xapid::xen {
+
+void sim_backend::stop_waiting() {
+  std::lock_guard lock(mu_);
+  stopping_ = true;
+  destroyed_.notify_all();
+}
 
 void sim_backend::tick() {
   std::lock_guard lock(mu_);

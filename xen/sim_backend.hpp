@@ -53,6 +53,7 @@ class sim_backend final : public backend {
   std::optional<guest_report> guest(int domid) override;
   // Its boot banner, then what happened to domains (the last 1,000 events).
   std::string dmesg() override;
+  void stop_waiting() override;
 
   // What a guest does on its own: shuts itself down, reboots, or crashes.
   backend_result<void> guest_stops(int domid, shutdown_reason reason);
@@ -72,6 +73,7 @@ class sim_backend final : public backend {
   sim_options options_;
   std::mutex mu_;
   std::condition_variable destroyed_;  // a guest that ignores a shutdown waits for its domain to go
+  bool stopping_ = false;             // ... or for the daemon to stop
   std::mt19937_64 faults_;
   std::map<int, domain_info> domains_;
   // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).

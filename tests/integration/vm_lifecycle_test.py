@@ -205,6 +205,37 @@ class operations(unittest.TestCase):
         self.ok(self.x.VM.clean_shutdown(self.session, vm))
 
 
+class stuck_guest(unittest.TestCase):
+    """A guest that ignores a clean shutdown: a hard shutdown ends it, and SIGTERM still stops
+    the daemon at once while a call waits on such a guest."""
+
+    def test_a_waiting_call_does_not_hold_the_daemon(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port, _ = start_daemon(d, "--sim-hang-probability", "1")
+            x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+            s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
+            template = x.VM.get_by_name_label(s, "Debian Bookworm 12")["Value"][0]
+            vm = x.VM.clone(s, template, "stuck")["Value"]
+            x.VM.provision(s, vm)
+            self.assertEqual(x.VM.start(s, vm, False, False)["Status"], "Success")
+            task = getattr(x, "Async").VM.clean_shutdown(s, vm)["Value"]
+            deadline = time.monotonic() + 10
+            while x.VM.get_current_operations(s, vm)["Value"] != {task: "clean_shutdown"}:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            began = time.monotonic()
+            self.assertEqual(stop_daemon(proc), 0)
+            self.assertLess(time.monotonic() - began, 10)
+            # After a restart the guest still runs and nothing is left in progress.
+            proc, port, _ = start_daemon(d)
+            x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+            s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
+            self.assertEqual(x.VM.get_power_state(s, vm)["Value"], "Running")
+            self.assertEqual(x.VM.get_current_operations(s, vm)["Value"], {})
+            self.assertEqual(x.VM.hard_shutdown(s, vm)["Status"], "Success")
+            stop_daemon(proc)
+
+
 class host_operations(unittest.TestCase):
     """The host's own RPCs, down to host.reboot (the daemon starts again) and host.shutdown."""
 
