@@ -76,7 +76,9 @@ TEST(vm_rules, every_row_of_the_table) {
   for (const auto& r : rows) {
     auto got = check_vm_operation(r.vm, ref, r.operation);
     EXPECT_EQ(got.has_value(), r.expected.has_value()) << r.what;
-    if (got && r.expected) EXPECT_EQ(got->description(), r.expected->description()) << r.what;
+    if (got && r.expected) {
+      EXPECT_EQ(got->description(), r.expected->description()) << r.what;
+    }
   }
 }
 
