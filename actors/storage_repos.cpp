@@ -23,11 +23,6 @@ api::api_error backend_failure(const sm::tool_failure& f) {
   return api::errors::SR_BACKEND_FAILURE(std::to_string(f.status), f.out, f.err);
 }
 
-template <class R>
-std::vector<std::string> refs_pointing_at(const storage::state& s, std::string_view field, const std::string& target) {
-  const std::size_t cls = schema::get().class_of<R>();
-  return s.refs_by_field(cls, *schema::get().field_index(cls, field), target);
-}
 
 const sr_driver* driver_of(const std::string& type) {
   for (const auto& d : sr_drivers())
@@ -164,7 +159,7 @@ struct storage_repos::impl {
 
   // This host's PBD of the SR, or "".
   std::string pbd_here(const storage::state& s, const std::string& sr) const {
-    for (const auto& r : refs_pointing_at<api::pbd>(s, "SR", sr))
+    for (const auto& r : s.refs_where<api::pbd>("SR", sr))
       if (s.get<api::pbd>(r)->host.opaque == host) return r;
     return {};
   }
@@ -182,7 +177,7 @@ struct storage_repos::impl {
   // VDIs attached to running guests: their images are not rewritten by collection.
   std::set<std::string> busy_locations(const storage::state& s, const std::string& sr) const {
     std::set<std::string> busy;
-    for (const auto& v : refs_pointing_at<api::vdi>(s, "SR", sr)) {
+    for (const auto& v : s.refs_where<api::vdi>("SR", sr)) {
       const api::vdi* vdi = s.get<api::vdi>(v);
       for (const auto& vbd_ref : vdi->VBDs)
         if (const api::vbd* b = s.get<api::vbd>(vbd_ref.opaque); b && b->currently_attached) busy.insert(vdi->location);
@@ -203,7 +198,7 @@ struct storage_repos::impl {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(*dir, ec))
       if (e.is_regular_file(ec)) used += sm::allocated_bytes(e.path().string());
-    for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", sr)) allocated += s->get<api::vdi>(v)->virtual_size;
+    for (const auto& v : s->refs_where<api::vdi>("SR", sr)) allocated += s->get<api::vdi>(v)->virtual_size;
     after.physical_utilisation = used;
     after.virtual_allocation = allocated;
     if (after == *rec) return;
@@ -428,15 +423,15 @@ storage_repos::void_result storage_repos::sr_forget(const std::string& sr, const
   auto d = impl_;
   auto r = d->run(d->sr_cls, sr, "forget", task, [d, sr]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
-    for (const auto& p : refs_pointing_at<api::pbd>(*s, "SR", sr))
+    for (const auto& p : s->refs_where<api::pbd>("SR", sr))
       if (s->get<api::pbd>(p)->currently_attached) return fail(api::errors::SR_HAS_PBD(sr));
     // The records go; the data stays where it is, for an introduce to find again.
     auto t = d->db.begin();
-    for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", sr)) {
+    for (const auto& v : s->refs_where<api::vdi>("SR", sr)) {
       if (!s->get<api::vdi>(v)->VBDs.empty()) return fail(api::errors::VDI_IN_USE(v, "forget"));
       t.destroy(d->vdi_cls, v);
     }
-    for (const auto& p : refs_pointing_at<api::pbd>(*s, "SR", sr)) t.destroy(d->pbd_cls, p);
+    for (const auto& p : s->refs_where<api::pbd>("SR", sr)) t.destroy(d->pbd_cls, p);
     t.destroy(d->sr_cls, sr);
     return d->commit(std::move(t));
   });
@@ -452,11 +447,11 @@ storage_repos::void_result storage_repos::sr_destroy(const std::string& sr, cons
     auto dir = d->directory(*s, sr);
     if (!dir) return fail(dir.error());
     // Its disks go first (VDI.destroy), so that nothing is lost by accident.
-    if (!refs_pointing_at<api::vdi>(*s, "SR", sr).empty()) return fail(api::errors::SR_NOT_EMPTY());
+    if (!s->refs_where<api::vdi>("SR", sr).empty()) return fail(api::errors::SR_NOT_EMPTY());
     std::string pbd = d->pbd_here(*s, sr);
     const api::pbd* p = s->get<api::pbd>(pbd);
     auto t = d->db.begin();
-    for (const auto& other : refs_pointing_at<api::pbd>(*s, "SR", sr)) t.destroy(d->pbd_cls, other);
+    for (const auto& other : s->refs_where<api::pbd>("SR", sr)) t.destroy(d->pbd_cls, other);
     t.destroy(d->sr_cls, sr);
     // A pool that named it as its default SR names none.
     s->for_each(schema::get().class_of<api::pool>(), [&](const std::string& ref, const storage::row& row) {
@@ -491,7 +486,7 @@ storage_repos::void_result storage_repos::sr_scan(const std::string& sr, const s
     const bool iso = rec->type == "iso";
     sm::image_dir images(*dir);
     api::map<std::string, std::string> by_location;  // location -> VDI ref
-    for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", sr)) by_location[s->get<api::vdi>(v)->location] = v;
+    for (const auto& v : s->refs_where<api::vdi>("SR", sr)) by_location[s->get<api::vdi>(v)->location] = v;
     auto t = d->db.begin();
     std::set<std::string> present;
     for (const auto& name : images.visible_files()) {
@@ -601,7 +596,7 @@ storage_repos::ref_result storage_repos::pbd_create(const std::string& host, con
   auto s = d.db.snapshot();
   if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
   if (!s->get<api::sr>(sr)) return fail(api::errors::HANDLE_INVALID("SR", sr));
-  for (const auto& p : refs_pointing_at<api::pbd>(*s, "SR", sr))
+  for (const auto& p : s->refs_where<api::pbd>("SR", sr))
     if (s->get<api::pbd>(p)->host.opaque == host) return fail(api::errors::PBD_EXISTS(sr, host, p));
   api::pbd pbd;
   pbd.uuid = d.db.ids().uuid();
@@ -641,7 +636,7 @@ storage_repos::void_result storage_repos::pbd_unplug(const std::string& pbd) {
   if (!p->currently_attached) return ok_v;
   const api::sr* sr = s->get<api::sr>(p->SR.opaque);
   // A disk of a running guest keeps its SR plugged.
-  for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", p->SR.opaque))
+  for (const auto& v : s->refs_where<api::vdi>("SR", p->SR.opaque))
     for (const auto& b : s->get<api::vdi>(v)->VBDs)
       if (const api::vbd* vbd = s->get<api::vbd>(b.opaque); vbd && vbd->currently_attached)
         return fail(api::errors::VDI_IN_USE(v, "unplug"));
@@ -981,7 +976,7 @@ storage_repos::ref_result storage_repos::vdi_introduce(api::vdi record) {
   if (record.location.empty() || record.location.find('/') != std::string::npos ||
       !fs::is_regular_file(*dir + "/" + record.location, ec))
     return fail(api::errors::VDI_LOCATION_MISSING(sr, record.location));
-  for (const auto& v : refs_pointing_at<api::vdi>(*s, "SR", sr))
+  for (const auto& v : s->refs_where<api::vdi>("SR", sr))
     if (s->get<api::vdi>(v)->location == record.location)
       return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION("VDI", "location", record.location));
   if (record.uuid.empty()) record.uuid = d.db.ids().uuid();

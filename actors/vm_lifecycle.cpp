@@ -29,11 +29,6 @@ api::api_error shutdown_error(const std::string& vm, const xen::backend_error& e
   return from_backend(e);
 }
 
-template <class R>
-std::vector<std::string> refs_pointing_at(const storage::state& s, std::string_view field, const std::string& target) {
-  const std::size_t cls = schema::get().class_of<R>();
-  return s.refs_by_field(cls, *schema::get().field_index(cls, field), target);
-}
 
 template <class R>
 std::string null_ref() {
@@ -135,13 +130,13 @@ struct vm_lifecycle::impl {
     c.bootloader = vm.PV_bootloader;
     if (auto it = vm.HVM_boot_params.find("order"); it != vm.HVM_boot_params.end()) c.boot_order = it->second;
     c.platform = {vm.platform.begin(), vm.platform.end()};
-    for (const auto& vbd_ref : refs_pointing_at<api::vbd>(s, "VM", ref)) {
+    for (const auto& vbd_ref : s.refs_where<api::vbd>("VM", ref)) {
       const api::vbd* vbd = s.get<api::vbd>(vbd_ref);
       auto d = disk_of(s, *vbd, c.hvm);
       if (!d) return fail(d.error());
       c.disks.push_back(std::move(*d));
     }
-    for (const auto& vif_ref : refs_pointing_at<api::vif>(s, "VM", ref))
+    for (const auto& vif_ref : s.refs_where<api::vif>("VM", ref))
       c.nics.push_back(nic_of(s, *s.get<api::vif>(vif_ref)));
     return c;
   }
@@ -175,7 +170,7 @@ struct vm_lifecycle::impl {
     t.update(ref, before, after);
     set_devices_attached(t, s, ref, true);
     // A running VM has a graphical console, as xapi's do: RFB through the host's /console.
-    if (refs_pointing_at<api::console>(s, "VM", ref).empty()) {
+    if (s.refs_where<api::console>("VM", ref).empty()) {
       api::console c;
       c.uuid = db.ids().uuid();
       c.protocol = api::console_protocol::rfb;
@@ -212,7 +207,7 @@ struct vm_lifecycle::impl {
   }
 
   void set_devices_attached(storage::transaction& t, const storage::state& s, const std::string& vm, bool attached) {
-    for (const auto& r : refs_pointing_at<api::vbd>(s, "VM", vm)) {
+    for (const auto& r : s.refs_where<api::vbd>("VM", vm)) {
       const api::vbd* vbd = s.get<api::vbd>(r);
       bool want = attached && !(vbd->empty && vbd->type != api::vbd_type::CD);
       if (vbd->currently_attached != want) {
@@ -221,7 +216,7 @@ struct vm_lifecycle::impl {
         t.update(r, *vbd, after);
       }
     }
-    for (const auto& r : refs_pointing_at<api::vif>(s, "VM", vm)) {
+    for (const auto& r : s.refs_where<api::vif>("VM", vm)) {
       const api::vif* vif = s.get<api::vif>(r);
       if (vif->currently_attached != attached) {
         api::vif after = *vif;
@@ -398,7 +393,7 @@ struct vm_lifecycle::impl {
     }
     const std::string new_ref = t.create(v);
 
-    for (const auto& vbd_ref : refs_pointing_at<api::vbd>(*s, "VM", ref)) {
+    for (const auto& vbd_ref : s->refs_where<api::vbd>("VM", ref)) {
       api::vbd b = *s->get<api::vbd>(vbd_ref);
       b.uuid = db.ids().uuid();
       b.VM.opaque = new_ref;
@@ -421,7 +416,7 @@ struct vm_lifecycle::impl {
       }
       t.create(b);
     }
-    for (const auto& vif_ref : refs_pointing_at<api::vif>(*s, "VM", ref)) {
+    for (const auto& vif_ref : s->refs_where<api::vif>("VM", ref)) {
       api::vif f = *s->get<api::vif>(vif_ref);
       f.uuid = db.ids().uuid();
       f.VM.opaque = new_ref;
@@ -454,13 +449,7 @@ struct vm_lifecycle::impl {
   api::api_result<std::pair<api::vdi, std::string>> suspend_image_for(const storage::state& s, const std::string& ref,
                                                                        const api::vm& vm) {
     std::string sr = vm.suspend_SR.opaque;
-    if (!s.get<api::sr>(sr)) {
-      sr.clear();
-      s.for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& row) {
-        sr = static_cast<const api::pool*>(row.record.get())->suspend_image_SR.opaque;
-        return false;
-      });
-    }
+    if (const api::pool* pool = s.first<api::pool>(); !s.get<api::sr>(sr) && pool) sr = pool->suspend_image_SR.opaque;
     if (!s.get<api::sr>(sr)) return fail(api::errors::VM_NO_SUSPEND_SR(ref));
     auto dir = sr_dir(s, sr);
     if (!dir) return fail(api::errors::VM_NO_SUSPEND_SR(ref));
@@ -496,9 +485,9 @@ struct vm_lifecycle::impl {
 
   // Destroys the VM's devices and their metrics (not its disks' VDIs) in `t`.
   void drop_devices(storage::transaction& t, const storage::state& s, const std::string& ref) {
-    for (const auto& r : refs_pointing_at<api::vbd>(s, "VM", ref)) t.destroy(vbd_cls, r);
-    for (const auto& r : refs_pointing_at<api::vif>(s, "VM", ref)) t.destroy(vif_cls, r);
-    for (const auto& r : refs_pointing_at<api::console>(s, "VM", ref))
+    for (const auto& r : s.refs_where<api::vbd>("VM", ref)) t.destroy(vbd_cls, r);
+    for (const auto& r : s.refs_where<api::vif>("VM", ref)) t.destroy(vif_cls, r);
+    for (const auto& r : s.refs_where<api::console>("VM", ref))
       t.destroy(schema::get().class_of<api::console>(), r);
   }
 
@@ -507,11 +496,8 @@ struct vm_lifecycle::impl {
   api::api_result<wire::value> provision_work(const std::string& ref) {
     auto s = db.snapshot();
     const api::vm* vm = s->get<api::vm>(ref);
-    std::string default_sr;
-    s->for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& row) {
-      default_sr = static_cast<const api::pool*>(row.record.get())->default_SR.opaque;
-      return false;
-    });
+    const api::pool* pool = s->first<api::pool>();
+    const std::string default_sr = pool ? pool->default_SR.opaque : std::string();
     pugi::xml_document doc;
     auto spec = vm->other_config.find("disks");
     if (spec != vm->other_config.end() && !spec->second.empty() &&
@@ -576,7 +562,7 @@ struct vm_lifecycle::impl {
   std::vector<std::string> free_devices(const std::string& vm, int count) const {
     auto s = db.snapshot();
     std::set<std::string> used;
-    for (const auto& r : refs_pointing_at<R>(*s, "VM", vm)) {
+    for (const auto& r : s->refs_where<R>("VM", vm)) {
       const R* d = s->get<R>(r);
       if constexpr (std::is_same_v<R, api::vbd>) used.insert(d->userdevice);
       else used.insert(d->device);
@@ -989,17 +975,17 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
     std::vector<std::string> made;
     std::vector<std::pair<std::string, std::string>> replaced;  // SR, location
     // The VM's disks are replaced by copies of the snapshot's.
-    for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", vm_ref)) {
+    for (const auto& r : s->refs_where<api::vbd>("VM", vm_ref)) {
       const api::vbd* b = s->get<api::vbd>(r);
       if (b->type != api::vbd_type::CD && !b->VDI.is_null() && s->get<api::vdi>(b->VDI.opaque) &&
-          refs_pointing_at<api::vbd>(*s, "VDI", b->VDI.opaque).size() == 1) {
+          s->refs_where<api::vbd>("VDI", b->VDI.opaque).size() == 1) {
         const api::vdi* old = s->get<api::vdi>(b->VDI.opaque);
         replaced.emplace_back(old->SR.opaque, old->location);
         t.destroy(schema::get().class_of<api::vdi>(), b->VDI.opaque);
       }
     }
     d->drop_devices(t, *s, vm_ref);
-    for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", snap_ref)) {
+    for (const auto& r : s->refs_where<api::vbd>("VM", snap_ref)) {
       api::vbd b = *s->get<api::vbd>(r);
       b.uuid = d->db.ids().uuid();
       b.VM.opaque = vm_ref;
@@ -1016,7 +1002,7 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
       }
       t.create(b);
     }
-    for (const auto& r : refs_pointing_at<api::vif>(*s, "VM", snap_ref)) {
+    for (const auto& r : s->refs_where<api::vif>("VM", snap_ref)) {
       api::vif f = *s->get<api::vif>(r);
       f.uuid = d->db.ids().uuid();
       f.VM.opaque = vm_ref;
@@ -1086,7 +1072,7 @@ vm_lifecycle::result_void vm_lifecycle::destroy(const std::string& vm, const std
     if (s->get<api::vm_guest_metrics>(v->guest_metrics.opaque))
       t.destroy(schema::get().class_of<api::vm_guest_metrics>(), v->guest_metrics.opaque);
     // Snapshots outlive their VM, pointing at nothing.
-    for (const auto& r : refs_pointing_at<api::vm>(*s, "snapshot_of", vm)) {
+    for (const auto& r : s->refs_where<api::vm>("snapshot_of", vm)) {
       const api::vm* sn = s->get<api::vm>(r);
       api::vm after = *sn;
       after.snapshot_of.opaque = null_ref<api::vm>();
@@ -1273,7 +1259,7 @@ vm_lifecycle::result_void vm_lifecycle::assert_can_boot_here(const std::string& 
   if (v->is_a_template) return fail(api::errors::VM_IS_TEMPLATE(vm));
   if (auto st = d.check_host_can_run(*s, vm, *v); !st) return st;
   // Every disk must be on an SR this host can see.
-  for (const auto& r : refs_pointing_at<api::vbd>(*s, "VM", vm)) {
+  for (const auto& r : s->refs_where<api::vbd>("VM", vm)) {
     const api::vbd* b = s->get<api::vbd>(r);
     if (b->empty || b->VDI.is_null()) continue;
     const api::vdi* vdi = s->get<api::vdi>(b->VDI.opaque);

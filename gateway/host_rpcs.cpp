@@ -14,9 +14,8 @@ using storage::schema;
 
 // The running guests resident on the host (the control domain is the host itself).
 std::vector<std::string> resident_guests(const storage::state& s, const std::string& host) {
-  const std::size_t vm_cls = schema::get().class_of<api::vm>();
   std::vector<std::string> out;
-  for (const auto& ref : s.refs_by_field(vm_cls, *schema::get().field_index(vm_cls, "resident_on"), host)) {
+  for (const auto& ref : s.refs_where<api::vm>("resident_on", host)) {
     const api::vm* vm = s.get<api::vm>(ref);
     if (!vm->is_control_domain && vm->power_state != api::vm_power_state::Halted) out.push_back(ref);
   }
@@ -156,8 +155,7 @@ void register_host_rpcs(dispatcher& d, host_context& ctx) {
   add_typed<m::host_get_management_interface>(d, [&ctx](call_context&, const host_ref& h) -> api::api_result<api::ref<api::pif>> {
     auto s = ctx.db.snapshot();
     if (!s->get<api::host>(h.opaque)) return fail(api::errors::HANDLE_INVALID("host", h.opaque));
-    const std::size_t pif_cls = schema::get().class_of<api::pif>();
-    for (const auto& ref : s->refs_by_field(pif_cls, *schema::get().field_index(pif_cls, "host"), h.opaque))
+    for (const auto& ref : s->refs_where<api::pif>("host", h.opaque))
       if (s->get<api::pif>(ref)->management) return api::ref<api::pif>{ref};
     return fail(api::errors::HOST_HAS_NO_MANAGEMENT_IP());
   });

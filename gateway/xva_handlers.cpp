@@ -200,7 +200,7 @@ std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vec
                     vdi_cls = schema::get().class_of<api::vdi>(), sr_cls = schema::get().class_of<api::sr>(),
                     vif_cls = schema::get().class_of<api::vif>(), net_cls = schema::get().class_of<api::network>();
   add(vm_cls, vm_ref);
-  for (const auto& b : s.refs_by_field(vbd_cls, *schema::get().field_index(vbd_cls, "VM"), vm_ref)) {
+  for (const auto& b : s.refs_where<api::vbd>("VM", vm_ref)) {
     add(vbd_cls, b);
     const api::vbd* vbd = s.get<api::vbd>(b);
     if (vbd->empty || !s.get<api::vdi>(vbd->VDI.opaque)) continue;
@@ -209,7 +209,7 @@ std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vec
     add(vdi_cls, vbd->VDI.opaque);
     add(sr_cls, vdi->SR.opaque);
   }
-  for (const auto& f : s.refs_by_field(vif_cls, *schema::get().field_index(vif_cls, "VM"), vm_ref)) {
+  for (const auto& f : s.refs_where<api::vif>("VM", vm_ref)) {
     add(vif_cls, f);
     add(net_cls, s.get<api::vif>(f)->network.opaque);
   }
@@ -527,10 +527,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto s = ctx.db.snapshot();
   std::string sr = q.count("sr_id") ? q["sr_id"] : std::string();
   if (sr.empty()) {
-    s->for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& row) {
-      sr = static_cast<const api::pool*>(row.record.get())->default_SR.opaque;
-      return false;
-    });
+    if (const api::pool* pool = s->first<api::pool>()) sr = pool->default_SR.opaque;
     if (sr.empty() || sr == null_ref || !s->get<api::sr>(sr)) return fail_with(404, api::errors::DEFAULT_SR_NOT_FOUND(sr));
   }
   if (!s->get<api::sr>(sr)) return fail_with(404, api::errors::HANDLE_INVALID("SR", sr));

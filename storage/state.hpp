@@ -60,6 +60,22 @@ class state {
   std::vector<std::string> refs_by_name_label(std::size_t cls, std::string_view label) const;
   // Refs of the live rows of `cls` whose scalar ref field `field` points at `target`.
   std::vector<std::string> refs_by_field(std::size_t cls, std::size_t field, std::string_view target) const;
+  // The same, typed and by field name: refs_where<api::vbd>("VM", vm) is a VM's VBDs.
+  template <class R>
+  std::vector<std::string> refs_where(std::string_view field, std::string_view target) const {
+    const std::size_t cls = schema::get().class_of<R>();
+    return refs_by_field(cls, *schema::get().field_index(cls, field), target);
+  }
+  // The first live row of class R, for classes of one object (the pool), or nullptr.
+  template <class R>
+  const R* first() const {
+    const R* out = nullptr;
+    for_each(schema::get().class_of<R>(), [&](const std::string&, const row& r) {
+      out = static_cast<const R*>(r.record.get());
+      return false;
+    });
+    return out;
+  }
   std::size_t count(std::size_t cls) const;  // live rows
   // Visits live rows (with tombstones if asked); stop by returning false.
   void for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,

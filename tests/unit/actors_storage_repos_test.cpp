@@ -52,8 +52,7 @@ struct repos_test : ::testing::Test {
   api::sr sr(const std::string& ref) const { return *db->snapshot()->get<api::sr>(ref); }
   std::string path(const std::string& vdi_ref) const { return *repos->vdi_path(*db->snapshot(), vdi_ref); }
   std::vector<std::string> vdis_of(const std::string& sr_ref) const {
-    const std::size_t cls = schema::get().class_of<api::vdi>();
-    return db->snapshot()->refs_by_field(cls, *schema::get().field_index(cls, "SR"), sr_ref);
+    return db->snapshot()->refs_where<api::vdi>("SR", sr_ref);
   }
   std::string make_vdi(const std::string& sr_ref, std::int64_t size) {
     auto r = repos->vdi_create(sr_ref, "disk", "", size, api::vdi_type::user, false, false, {}, {}, key());
@@ -142,9 +141,7 @@ TEST_F(repos_test, a_file_sr_in_a_given_directory_and_its_lifecycle) {
   EXPECT_API_ERROR(repos->sr_destroy(s, key()), SR_NOT_EMPTY);
   ASSERT_TRUE(repos->vdi_destroy(v, key()).ok());
   // Unplugged, it is unreachable; forgotten, its directory stays with its files.
-  std::string pbd = db->snapshot()->refs_by_field(schema::get().class_of<api::pbd>(),
-                                                  *schema::get().field_index(schema::get().class_of<api::pbd>(), "SR"), s)
-                        .front();
+  std::string pbd = db->snapshot()->refs_where<api::pbd>("SR", s).front();
   std::string kept = make_vdi(s, gib);
   std::string kept_file = outside.path() + "/" + vdi(kept).location;
   EXPECT_API_ERROR(repos->pbd_destroy(pbd), OPERATION_NOT_ALLOWED, "the PBD is plugged: unplug it first");

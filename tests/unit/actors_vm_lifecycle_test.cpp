@@ -103,8 +103,7 @@ struct lifecycle_test : ::testing::Test {
 
   std::string disk_path(const std::string& vm_ref) const {
     auto s = db->snapshot();
-    const std::size_t vbd_cls = schema::get().class_of<api::vbd>();
-    auto vbds = s->refs_by_field(vbd_cls, *schema::get().field_index(vbd_cls, "VM"), vm_ref);
+    auto vbds = s->refs_where<api::vbd>("VM", vm_ref);
     if (vbds.empty()) return {};
     const api::vdi* vdi = s->get<api::vdi>(s->get<api::vbd>(vbds.front())->VDI.opaque);
     return dir.path() + "/sr/" + s->get<api::sr>(vdi->SR.opaque)->uuid + "/" + vdi->location;
