@@ -385,6 +385,18 @@ std::string field_of(const wire::value& snapshot, const std::string& name) {
   return {};
 }
 
+// An import made its VM: its allowed operations and the SR's sizes follow, the task gets the
+// VM as its result, and the client its ref.
+void finish_import(xva_context& ctx, http_stream& io, progress_task& task, const std::string& vm, const std::string& sr,
+                   std::int64_t received, const char* format) {
+  ctx.actors.refresh(schema::get().class_of<api::vm>(), vm);
+  ctx.repos.refresh_sizes(sr);
+  spdlog::info("vm.imported vm={} bytes={} sr={} format={}", vm, received, sr, format);
+  task.done(wire::response{true, wire::value(wire::array{wire::value(vm)}), {}});
+  std::string body = vm + "\n";
+  if (io.send_head(200, "text/plain")) io.write(body.data(), body.size());
+}
+
 // The seed's own (legacy) XVA: ova.xml is an <appliance> with one <vm> and its <vdi>s, each
 // disk a directory of gzipped chunks of 1e9 bytes. Answers the new VM's ref.
 api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, const std::string& xml, const std::string& sr,
@@ -554,13 +566,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   if (xml.find("<appliance") != std::string::npos && !metadata_only) {
     auto vm = import_legacy(ctx, in, xml, sr, *dir, task);
     if (!vm) return fail_with(400, vm.error());
-    ctx.actors.refresh(schema::get().class_of<api::vm>(), *vm);
-    ctx.repos.refresh_sizes(sr);
-    spdlog::info("vm.imported vm={} bytes={} sr={} format=legacy", *vm, received, sr);
-    task.done(wire::response{true, wire::value(wire::array{wire::value(*vm)}), {}});
-    std::string body = *vm + "\n";
-    if (io.send_head(200, "text/plain")) io.write(body.data(), body.size());
-    return;
+    return finish_import(ctx, io, task, *vm, sr, received, "legacy");
   }
   auto objects = parse_ova(xml);
   if (!objects) return fail_with(400, objects.error());
@@ -729,12 +735,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     drop_images();
     return fail_with(500, r.error());
   }
-  ctx.actors.refresh(schema::get().class_of<api::vm>(), vm_ref);
-  ctx.repos.refresh_sizes(sr);
-  spdlog::info("vm.imported vm={} bytes={} sr={}", vm_ref, received, sr);
-  task.done(wire::response{true, wire::value(wire::array{wire::value(vm_ref)}), {}});
-  std::string body = vm_ref + "\n";
-  if (io.send_head(200, "text/plain")) io.write(body.data(), body.size());
+  finish_import(ctx, io, task, vm_ref, sr, received, metadata_only ? "metadata" : "xenserver");
 }
 
 }  // namespace
