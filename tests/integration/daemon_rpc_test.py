@@ -67,19 +67,32 @@ def stop_daemon(proc):
 
 
 class with_daemon(unittest.TestCase):
-    """A daemon of its own for the test class, on a fresh data dir."""
+    """A daemon of its own for the test class, on a fresh data dir (started with the class's
+    `daemon_args`), and root's session on it: `x` is an XML-RPC proxy, `s` the session."""
+
+    daemon_args = ()
 
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
-        cls.url = f"http://127.0.0.1:{cls.port}"
+        cls.connect(*start_daemon(cls.dir.name, *cls.daemon_args)[:2])
+
+    @classmethod
+    def connect(cls, proc, port):
+        cls.proc, cls.port = proc, port
+        cls.url = f"http://127.0.0.1:{port}"
+        cls.x = xmlrpc.client.ServerProxy(cls.url)
+        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", cls.__name__)["Value"]
 
     @classmethod
     def tearDownClass(cls):
         stop_daemon(cls.proc)
         cls.proc.stderr.close()
         cls.dir.cleanup()
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
 
 
 class daemon_rpc_test(with_daemon):

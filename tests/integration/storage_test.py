@@ -15,7 +15,7 @@ import time
 import unittest
 import xmlrpc.client
 
-from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon  # takes PATH_TO_XAPID from argv
+from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
 
 GIB = 1 << 30
 
@@ -25,26 +25,18 @@ def qemu_img_info(path):
                                      capture_output=True, text=True).stdout)
 
 
-class storage(unittest.TestCase):
+class storage(with_daemon):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
+        super().setUpClass()
         cls.library = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
-        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
-        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", "storage")["Value"]
         cls.host = cls.x.host.get_all(cls.s)["Value"][0]
 
     @classmethod
     def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.dir.cleanup()
+        super().tearDownClass()
         cls.library.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
 
     def test_a_file_sr_its_vdis_and_their_sizes(self):
         x, s = self.x, self.s
@@ -123,29 +115,21 @@ class storage(unittest.TestCase):
                          ["SR_UNKNOWN_DRIVER", "zfs"])
 
 
-class export_import(unittest.TestCase):
+class export_import(with_daemon):
     """A VM with two disks out as an XVA with curl, destroyed, and back in: the same bytes and
     settings; broken archives change nothing."""
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
+        super().setUpClass()
         cls.work = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
-        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
-        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", "xva")["Value"]
 
     @classmethod
     def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.dir.cleanup()
+        super().tearDownClass()
         cls.work.cleanup()
 
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
-
-    def url(self, path, user="root", password=PASSWORD):
+    def http_url(self, path, user="root", password=PASSWORD):
         return f"http://{user}:{password}@127.0.0.1:{self.port}{path}"
 
     def curl(self, *args):
@@ -199,7 +183,7 @@ class export_import(unittest.TestCase):
             subprocess.run(["qemu-img", "convert", "-O", "qcow2", path, copy], check=True)
             saved.append((device, copy))
         xva = os.path.join(self.work.name, "vm.xva")
-        code, _ = self.curl("-o", xva, self.url(f"/export?uuid={uuid}"))
+        code, _ = self.curl("-o", xva, self.http_url(f"/export?uuid={uuid}"))
         self.assertEqual(code, 200)
         names = subprocess.run(["tar", "tf", xva], check=True, capture_output=True, text=True).stdout.split()
         self.assertEqual(names[0], "ova.xml")
@@ -213,7 +197,7 @@ class export_import(unittest.TestCase):
         self.ok(x.VM.destroy(s, vm))
 
         task = self.ok(x.task.create(s, "import", ""))
-        code, body = self.curl("-T", xva, self.url(f"/import?session_id={s}&task_id={task}", "", ""))
+        code, body = self.curl("-T", xva, self.http_url(f"/import?session_id={s}&task_id={task}", "", ""))
         self.assertEqual(code, 200, body)
         new_vm = body.strip()
         self.assertEqual(self.ok(x.task.get_status(s, task)), "success")
@@ -233,7 +217,7 @@ class export_import(unittest.TestCase):
         self.ok(x.VM.hard_shutdown(s, new_vm))
         # A running VM is not exported.
         self.ok(x.VM.start(s, new_vm, False, False))
-        code, body = self.curl("-o", os.devnull, self.url(f"/export?uuid={record['uuid']}"))
+        code, body = self.curl("-o", os.devnull, self.http_url(f"/export?uuid={record['uuid']}"))
         self.assertEqual(code, 409)
         self.ok(x.VM.hard_shutdown(s, new_vm))
 
@@ -242,12 +226,12 @@ class export_import(unittest.TestCase):
         vm = self.make_vm()
         disks = sorted(self.ok(x.VBD.get_VDI(s, b)) for b in self.ok(x.VM.get_VBDs(s, vm)))
         meta = os.path.join(self.work.name, "meta.xva")
-        code, _ = self.curl("-o", meta, self.url(f"/export_metadata?ref={vm}"))
+        code, _ = self.curl("-o", meta, self.http_url(f"/export_metadata?ref={vm}"))
         self.assertEqual(code, 200)
         self.assertEqual(subprocess.run(["tar", "tf", meta], check=True, capture_output=True, text=True).stdout.split(),
                          ["ova.xml"])
         self.ok(x.VM.destroy(s, vm))  # its disks stay
-        code, body = self.curl("-T", meta, self.url("/import_metadata"))
+        code, body = self.curl("-T", meta, self.http_url("/import_metadata"))
         self.assertEqual(code, 200, body)
         new_vm = body.strip()
         self.assertEqual(sorted(self.ok(x.VBD.get_VDI(s, b)) for b in self.ok(x.VM.get_VBDs(s, new_vm))), disks)
@@ -257,7 +241,7 @@ class export_import(unittest.TestCase):
             vdi = self.ok(x.VBD.get_VDI(s, vbd))
             self.ok(x.VBD.destroy(s, vbd))
             self.ok(x.VDI.destroy(s, vdi))
-        code, body = self.curl("-T", meta, self.url("/import_metadata"))
+        code, body = self.curl("-T", meta, self.http_url("/import_metadata"))
         self.assertEqual((code, body.strip()), (404, "IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND"))
 
     def test_the_seeds_legacy_xva_imports(self):
@@ -288,7 +272,7 @@ class export_import(unittest.TestCase):
         with tarfile.open(xva, "w") as tar:
             for name in ("ova.xml", "sda/chunk-000000000.gz", "sdb/chunk-000000000.gz"):
                 tar.add(os.path.join(root, name), arcname=name)
-        code, body = self.curl("-T", xva, self.url("/import"))
+        code, body = self.curl("-T", xva, self.http_url("/import"))
         self.assertEqual(code, 200, body)
         vm = body.strip()
         record = self.ok(x.VM.get_record(s, vm))
@@ -316,7 +300,7 @@ class export_import(unittest.TestCase):
         x, s = self.x, self.s
         vm = self.make_vm()
         xva = os.path.join(self.work.name, "sha1.xva")
-        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        code, _ = self.curl("-o", xva, self.http_url(f"/export?ref={vm}"))
         self.assertEqual(code, 200)
 
         def repack(path, corrupt):
@@ -338,9 +322,9 @@ class export_import(unittest.TestCase):
         good, bad = os.path.join(self.work.name, "xxh.xva"), os.path.join(self.work.name, "xxh-bad.xva")
         repack(good, False)
         repack(bad, True)
-        code, body = self.curl("-T", bad, self.url("/import"))
+        code, body = self.curl("-T", bad, self.http_url("/import"))
         self.assertEqual((code, body.strip()), (400, "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"))
-        code, body = self.curl("-T", good, self.url("/import"))
+        code, body = self.curl("-T", good, self.http_url("/import"))
         self.assertEqual(code, 200, body)
         self.assertEqual(self.ok(x.VM.get_name_label(s, body.strip())), "travelling VM")
 
@@ -348,14 +332,14 @@ class export_import(unittest.TestCase):
         x, s = self.x, self.s
         vm = self.make_vm()
         xva = os.path.join(self.work.name, "slow.xva")
-        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        code, _ = self.curl("-o", xva, self.http_url(f"/export?ref={vm}"))
         self.assertEqual(code, 200)
         before = self.everything()
         for what, args in (("import", ["--limit-rate", "4M", "-T", xva]),
                            ("export", ["--limit-rate", "4M", "-o", os.devnull])):
             task = self.ok(x.task.create(s, what, ""))
             path = f"/import?session_id={s}&task_id={task}" if what == "import" else f"/export?session_id={s}&task_id={task}&ref={vm}"
-            transfer = subprocess.Popen(["curl", "-s", "-o", os.devnull, *args, self.url(path, "", "")])
+            transfer = subprocess.Popen(["curl", "-s", "-o", os.devnull, *args, self.http_url(path, "", "")])
             deadline = time.monotonic() + 20
             while self.ok(x.task.get_progress(s, task)) in ("0", "0.0", 0, 0.0) and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -372,14 +356,14 @@ class export_import(unittest.TestCase):
         x, s = self.x, self.s
         vm = self.make_vm()
         xva = os.path.join(self.work.name, "good.xva")
-        code, _ = self.curl("-o", xva, self.url(f"/export?ref={vm}"))
+        code, _ = self.curl("-o", xva, self.http_url(f"/export?ref={vm}"))
         self.assertEqual(code, 200)
         data = open(xva, "rb").read()
         before = self.everything()
 
         cut = os.path.join(self.work.name, "cut.xva")
         open(cut, "wb").write(data[: len(data) // 2])
-        code, body = self.curl("-T", cut, self.url("/import"))
+        code, body = self.curl("-T", cut, self.http_url("/import"))
         self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR_PREMATURE_EOF"))
 
         # A byte of a chunk changed: its checksum no longer matches.
@@ -389,22 +373,22 @@ class export_import(unittest.TestCase):
         bad[chunk_at + 100] ^= 0xFF
         broken = os.path.join(self.work.name, "bad.xva")
         open(broken, "wb").write(bad)
-        code, body = self.curl("-T", broken, self.url("/import"))
+        code, body = self.curl("-T", broken, self.http_url("/import"))
         self.assertEqual((code, body.strip()), (400, "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"), names[:200])
 
         garbage = os.path.join(self.work.name, "garbage.xva")
         open(garbage, "wb").write(os.urandom(4096))
-        code, body = self.curl("-T", garbage, self.url("/import"))
+        code, body = self.curl("-T", garbage, self.http_url("/import"))
         self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"))
 
-        code, body = self.curl("-T", xva, self.url("/import", "root", "wrong"))
+        code, body = self.curl("-T", xva, self.http_url("/import", "root", "wrong"))
         self.assertEqual((code, body.strip()), (401, "SESSION_AUTHENTICATION_FAILED"))
-        code, body = self.curl("-o", os.devnull, self.url("/export?uuid=nope"))
+        code, body = self.curl("-o", os.devnull, self.http_url("/export?uuid=nope"))
         self.assertEqual(code, 404)
         self.assertEqual(self.everything(), before)
 
 
-class full_sr(unittest.TestCase):
+class full_sr(with_daemon):
     """An SR on a small filesystem (a 48 MiB tmpfs the daemon gets in a mount namespace of its
     own) fills up: a copy into it is refused up front, an import that runs out of space fails
     cleanly, and nothing is left behind."""
@@ -417,19 +401,8 @@ class full_sr(unittest.TestCase):
         cls.small = os.path.join(cls.dir.name, "small")
         os.makedirs(cls.small)
         mount = f"mount -t tmpfs -o size=48m tmpfs '{cls.small}' && exec \"$@\""
-        cls.proc, cls.port, _ = start_daemon(os.path.join(cls.dir.name, "data"),
-                                             prefix=("unshare", "-rm", "sh", "-c", mount, "sh"))
-        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
-        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", "full")["Value"]
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.dir.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
+        cls.connect(*start_daemon(os.path.join(cls.dir.name, "data"),
+                                  prefix=("unshare", "-rm", "sh", "-c", mount, "sh"))[:2])
 
     def test_a_full_sr_refuses_and_keeps_nothing(self):
         x, s = self.x, self.s

@@ -14,7 +14,7 @@ import time
 import unittest
 import xmlrpc.client
 
-from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon  # takes PATH_TO_XAPID from argv
+from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
 
 
 class xmlrpc_api:
@@ -45,22 +45,8 @@ class jsonrpc_api:
         return {"Status": "Success", "Value": answer["result"]}
 
 
-class walk_through(unittest.TestCase):
+class walk_through(with_daemon):
     """The seed's example session and its install-and-start cycle, once per wire format."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name)
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.dir.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
 
     def walk(self, api, name):
         session = self.ok(api.call("session.login_with_password", "root", PASSWORD, "1.0", "walk-through"))
@@ -130,29 +116,15 @@ class walk_through(unittest.TestCase):
         self.walk(jsonrpc_api(self.port), "my JSON VM")
 
 
-class operations(unittest.TestCase):
+class operations(with_daemon):
     """Async calls, conflicts, the guest agent and a restart, on a host whose operations take time."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.proc, cls.port, _ = start_daemon(cls.dir.name, "--sim-operation-ms", "300")
-        cls.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{cls.port}")
-        cls.session = cls.x.session.login_with_password("root", PASSWORD, "1.0", "operations")["Value"]
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.dir.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
+    daemon_args = ("--sim-operation-ms", "300")
 
     def install(self, name):
-        template = self.ok(self.x.VM.get_by_name_label(self.session, "Ubuntu Jammy Jellyfish 22.04"))[0]
-        vm = self.ok(self.x.VM.clone(self.session, template, name))
-        self.ok(self.x.VM.provision(self.session, vm))
+        template = self.ok(self.x.VM.get_by_name_label(self.s, "Ubuntu Jammy Jellyfish 22.04"))[0]
+        vm = self.ok(self.x.VM.clone(self.s, template, name))
+        self.ok(self.x.VM.provision(self.s, vm))
         return vm
 
     def wait_for(self, predicate, seconds=10):
@@ -166,43 +138,41 @@ class operations(unittest.TestCase):
 
     def test_async_start_is_a_task_and_a_conflicting_call_is_refused_meanwhile(self):
         vm = self.install("async")
-        task = self.ok(getattr(self.x, "Async").VM.start(self.session, vm, False, False))
+        task = self.ok(getattr(self.x, "Async").VM.start(self.s, vm, False, False))
         # While the start runs it is in current_operations under its task, and allowed_operations
         # offers only what may run beside it.
-        ops = self.wait_for(lambda: self.ok(self.x.VM.get_current_operations(self.session, vm)))
+        ops = self.wait_for(lambda: self.ok(self.x.VM.get_current_operations(self.s, vm)))
         self.assertEqual(ops, {task: "start"})
-        self.assertEqual(self.x.VM.destroy(self.session, vm)["ErrorDescription"],
+        self.assertEqual(self.x.VM.destroy(self.s, vm)["ErrorDescription"],
                          ["OTHER_OPERATION_IN_PROGRESS", "VM", vm])
-        self.wait_for(lambda: self.ok(self.x.task.get_status(self.session, task)) != "pending")
-        self.assertEqual(self.ok(self.x.task.get_status(self.session, task)), "success")
-        self.assertEqual(self.ok(self.x.VM.get_power_state(self.session, vm)), "Running")
-        self.assertEqual(self.ok(self.x.VM.get_current_operations(self.session, vm)), {})
+        self.wait_for(lambda: self.ok(self.x.task.get_status(self.s, task)) != "pending")
+        self.assertEqual(self.ok(self.x.task.get_status(self.s, task)), "success")
+        self.assertEqual(self.ok(self.x.VM.get_power_state(self.s, vm)), "Running")
+        self.assertEqual(self.ok(self.x.VM.get_current_operations(self.s, vm)), {})
         # A failed Async call puts its error on the task.
-        task = self.ok(getattr(self.x, "Async").VM.start(self.session, vm, False, False))
-        self.wait_for(lambda: self.ok(self.x.task.get_status(self.session, task)) != "pending")
-        self.assertEqual(self.ok(self.x.task.get_error_info(self.session, task)),
+        task = self.ok(getattr(self.x, "Async").VM.start(self.s, vm, False, False))
+        self.wait_for(lambda: self.ok(self.x.task.get_status(self.s, task)) != "pending")
+        self.assertEqual(self.ok(self.x.task.get_error_info(self.s, task)),
                          ["VM_BAD_POWER_STATE", vm, "halted", "running"])
-        self.ok(self.x.VM.hard_shutdown(self.session, vm))
+        self.ok(self.x.VM.hard_shutdown(self.s, vm))
 
     def test_the_guest_agent_reports_addresses(self):
         vm = self.install("agent")
-        self.ok(self.x.VM.start(self.session, vm, False, False))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
         metrics = self.wait_for(lambda: (lambda r: r if r != "OpaqueRef:NULL" else None)(
-            self.ok(self.x.VM.get_guest_metrics(self.session, vm))))
-        self.assertIn("0/ip", self.ok(self.x.VM_guest_metrics.get_networks(self.session, metrics)))
-        self.ok(self.x.VM.hard_shutdown(self.session, vm))
+            self.ok(self.x.VM.get_guest_metrics(self.s, vm))))
+        self.assertIn("0/ip", self.ok(self.x.VM_guest_metrics.get_networks(self.s, metrics)))
+        self.ok(self.x.VM.hard_shutdown(self.s, vm))
 
     def test_running_vms_survive_a_restart_of_xapid(self):
         vm = self.install("survivor")
-        self.ok(self.x.VM.start(self.session, vm, False, False))
-        domid = self.ok(self.x.VM.get_domid(self.session, vm))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+        domid = self.ok(self.x.VM.get_domid(self.s, vm))
         stop_daemon(self.proc)
-        type(self).proc, type(self).port, _ = start_daemon(self.dir.name, "--sim-operation-ms", "300")
-        type(self).x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
-        type(self).session = self.x.session.login_with_password("root", PASSWORD, "1.0", "operations")["Value"]
-        self.assertEqual(self.ok(self.x.VM.get_power_state(self.session, vm)), "Running")
-        self.assertEqual(self.ok(self.x.VM.get_domid(self.session, vm)), domid)
-        self.ok(self.x.VM.clean_shutdown(self.session, vm))
+        type(self).connect(*start_daemon(self.dir.name, *self.daemon_args)[:2])
+        self.assertEqual(self.ok(self.x.VM.get_power_state(self.s, vm)), "Running")
+        self.assertEqual(self.ok(self.x.VM.get_domid(self.s, vm)), domid)
+        self.ok(self.x.VM.clean_shutdown(self.s, vm))
 
 
 class stuck_guest(unittest.TestCase):
