@@ -1,7 +1,6 @@
 #include "storage/database.hpp"
 
 #include <algorithm>
-#include <future>
 #include <optional>
 #include <set>
 
@@ -121,7 +120,8 @@ struct database::pending {
   generation fixed_gen = 0;
   std::int64_t fixed_time = 0;
   generation collect_up_to = 0;
-  std::promise<result<generation, api::api_error>> done;
+  std::uint64_t seq = 0;  // its place in the queue
+  std::optional<result<generation, api::api_error>> outcome;
 };
 
 result<std::unique_ptr<database>, std::string> database::open(database_options options) {
@@ -210,14 +210,21 @@ std::shared_ptr<const state> database::snapshot() const {
 result<generation, api::api_error> database::commit(transaction t) {
   auto p = std::make_shared<pending>();
   p->ops = std::move(t.ops());
-  auto fut = p->done.get_future();
+  return enqueue_and_wait(std::move(p));
+}
+
+result<generation, api::api_error> database::enqueue_and_wait(std::shared_ptr<pending> p) {
   {
     std::lock_guard lock(queue_mu_);
     if (stopping_) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
+    p->seq = ++queued_seq_;
     queue_.push_back(p);
   }
   queue_cv_.notify_one();
-  return fut.get();
+  for (auto acked = acked_seq_.load(std::memory_order_acquire); acked < p->seq;
+       acked = acked_seq_.load(std::memory_order_acquire))
+    acked_seq_.wait(acked, std::memory_order_acquire);
+  return std::move(*p->outcome);
 }
 
 void database::committer_loop() {
@@ -313,12 +320,14 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
   rocksdb::Status s = db_->Write(wo, &wb);
   if (!s.ok()) {
     // Nothing of this batch is durable, so nothing of it is published or acknowledged.
-    for (auto& p : batch)
-      p->done.set_value(fail(api::errors::INTERNAL_ERROR("database write failed: " + status_text(s))));
-    return;
+    for (auto& p : batch) p->outcome = fail(api::errors::INTERNAL_ERROR("database write failed: " + status_text(s)));
+  } else {
+    publish(std::move(working), std::move(changes));
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
   }
-  publish(std::move(working), std::move(changes));
-  for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(outcomes[i]));
+  // One wake-up for the whole batch: a futex call per writer would keep the next batch waiting.
+  acked_seq_.store(batch.back()->seq, std::memory_order_release);
+  acked_seq_.notify_all();
 }
 
 void database::publish(std::shared_ptr<const state> next, std::vector<change> changes) {
@@ -444,14 +453,7 @@ result<void, std::string> database::collect_tombstones(generation up_to) {
 }
 
 result<void, std::string> database::submit_and_wait(std::shared_ptr<pending> p) {
-  auto fut = p->done.get_future();
-  {
-    std::lock_guard lock(queue_mu_);
-    if (stopping_) return fail(std::string("the database is closing"));
-    queue_.push_back(std::move(p));
-  }
-  queue_cv_.notify_one();
-  auto r = fut.get();
+  auto r = enqueue_and_wait(std::move(p));
   if (!r) return fail(r.error().description().at(0) + (r.error().params.empty() ? "" : ": " + r.error().params[0]));
   return ok_v;
 }

@@ -4,6 +4,7 @@
 // snapshot and never wait for the writer.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -114,6 +115,7 @@ class database {
   void run_batch(std::vector<std::shared_ptr<pending>>& batch);
   void publish(std::shared_ptr<const state> next, std::vector<change> changes);
   result<void, std::string> submit_and_wait(std::shared_ptr<pending> p);
+  result<generation, api::api_error> enqueue_and_wait(std::shared_ptr<pending> p);
 
   database_options options_;
   std::unique_ptr<clock> own_clock_;
@@ -132,6 +134,8 @@ class database {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<std::shared_ptr<pending>> queue_;
+  std::uint64_t queued_seq_ = 0;
+  std::atomic<std::uint64_t> acked_seq_{0};  // every queued item up to this one has its outcome
   bool stopping_ = false;
   std::thread committer_;
 };
