@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include "storage/row_values.hpp"
+
 namespace xapid::gateway {
 namespace {
 
@@ -126,7 +128,7 @@ wire::value event_record(const storage::state& snap, const pending_event& e, std
     if (u.as_string()) uuid = *u.as_string();
   }
   ev.emplace_back("obj_uuid", wire::value(uuid));
-  if (r) ev.emplace_back("snapshot", ts.ops->to_value(r->record.get()));
+  if (r) ev.emplace_back("snapshot", storage::record_value(ts, r->record));
   return wire::value(std::move(ev));
 }
 

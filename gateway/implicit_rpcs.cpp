@@ -1,5 +1,7 @@
 #include "gateway/implicit_rpcs.hpp"
 
+#include "storage/row_values.hpp"
+
 namespace xapid::gateway {
 namespace {
 
@@ -59,7 +61,7 @@ class implicit_rpcs {
       auto snap = db.snapshot();
       const storage::row* r = snap->find(cls, *ref);
       if (!r) return fail(api::errors::HANDLE_INVALID(class_name, *ref));
-      return read(ts, r->record.get());
+      return read(ts, r->record);
     };
     auto commit = [&db](storage::transaction t, std::string_view param) -> api::api_result<wire::value> {
       auto r = db.commit(std::move(t));
@@ -70,8 +72,8 @@ class implicit_rpcs {
     switch (m.kind) {
       case api::method_kind::getter:
         return [=](call_context&, const wire::array& p) {
-          return read_row(p[0], [field](const storage::table_schema& t, const void* rec) {
-            return t.ops->get_field(rec, field);
+          return read_row(p[0], [field](const storage::table_schema& t, const std::shared_ptr<const void>& rec) {
+            return t.ops->get_field(rec.get(), field);
           });
         };
       case api::method_kind::setter:
@@ -105,7 +107,9 @@ class implicit_rpcs {
       }
       case api::method_kind::get_record:
         return [=](call_context&, const wire::array& p) {
-          return read_row(p[0], [](const storage::table_schema& t, const void* rec) { return t.ops->to_value(rec); });
+          return read_row(p[0], [](const storage::table_schema& t, const std::shared_ptr<const void>& rec) {
+            return storage::record_value(t, rec);
+          });
         };
       case api::method_kind::get_all:
         return [=, &db](call_context&, const wire::array&) -> api::api_result<wire::value> {
@@ -117,15 +121,8 @@ class implicit_rpcs {
           return wire::value(std::move(refs));
         };
       case api::method_kind::get_all_records:
-        return [=, &db, &ts](call_context&, const wire::array&) -> api::api_result<wire::value> {
-          wire::structure all;
-          auto snap = db.snapshot();
-          all.reserve(snap->count(cls));
-          snap->for_each(cls, [&](const std::string& ref, const storage::row& r) {
-            all.emplace_back(ref, ts.ops->to_value(r.record.get()));
-            return true;
-          });
-          return wire::value(std::move(all));
+        return [=, &db](call_context&, const wire::array&) -> api::api_result<wire::value> {
+          return storage::all_records_value(db.snapshot(), cls);
         };
       case api::method_kind::get_by_uuid:
         return [=, &db](call_context&, const wire::array& p) -> api::api_result<wire::value> {

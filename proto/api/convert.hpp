@@ -8,10 +8,12 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "common/result.hpp"
 #include "proto/api/ref.hpp"
+#include "proto/wire/emitter.hpp"
 #include "proto/wire/value.hpp"
 #include "xapid/api/errors.hpp"
 
@@ -33,6 +35,17 @@ inline wire::value to_value(datetime t) { return wire::value(wire::datetime{form
 template <class C>
 wire::value to_value(const ref<C>& r) {
   return wire::value(r.opaque);
+}
+
+// The same values written as emitter events (answers are written so, without a tree).
+inline void emit(const std::string& s, wire::emitter& e) { e.string(s); }
+inline void emit(std::int64_t i, wire::emitter& e) { e.integer(i); }
+inline void emit(double d, wire::emitter& e) { e.floating(d); }
+inline void emit(bool b, wire::emitter& e) { e.boolean(b); }
+inline void emit(datetime t, wire::emitter& e) { e.datetime(format_iso8601(t)); }
+template <class C>
+void emit(const ref<C>& r, wire::emitter& e) {
+  e.string(r.opaque);
 }
 
 status from_value(const wire::value& v, std::string& out);
@@ -79,6 +92,24 @@ wire::value to_value(const api::map<K, V>& m) {
   s.reserve(m.size());
   for (const auto& [k, v] : m) s.emplace_back(key_string(k), to_value(v));
   return wire::value(std::move(s));
+}
+
+template <class T>
+void emit(const std::vector<T>& items, wire::emitter& e) {
+  e.begin_array();
+  for (const auto& item : items) emit(item, e);
+  e.end_array();
+}
+
+template <class K, class V>
+void emit(const api::map<K, V>& m, wire::emitter& e) {
+  e.begin_struct();
+  for (const auto& [k, v] : m) {
+    if constexpr (std::is_same_v<K, std::string>) e.name(k);
+    else e.name(key_string(k));
+    emit(v, e);
+  }
+  e.end_struct();
 }
 
 template <class T>

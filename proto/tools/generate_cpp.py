@@ -239,6 +239,7 @@ namespace xapid::api {
         h.append(f"inline std::string key_string({en} v) {{ return std::string(to_string(v)); }}\n")
         h.append(f"status key_from_string(std::string_view s, {en}& out);\n")
         h.append(f"inline wire::value to_value({en} v) {{ return wire::value(to_string(v)); }}\n")
+        h.append(f"inline void emit({en} v, wire::emitter& e) {{ e.string(to_string(v)); }}\n")
         h.append(f"status from_value(const wire::value& v, {en}& out);\n\n")
     for cls in model["classes"]:
         tn = type_name(cls["name"])
@@ -249,6 +250,7 @@ namespace xapid::api {
             h.append(f"  {cpp_type(parse_type(f['type']))} {ident(f['name'])}{{}};\n")
         h.append(f"  bool operator==(const {tn}&) const = default;\n")
         h.append("};\n")
+        h.append(f"void emit(const {tn}& r, wire::emitter& e);\n")
         h.append(f"wire::value to_value(const {tn}& r);\n")
         h.append(f"status from_value(const wire::value& v, {tn}& out);\n\n")
     h.append("""// Type-erased access to a record of any class, for generic code (storage, implicit RPCs).
@@ -261,6 +263,7 @@ struct record_ops {
   wire::value (*get_field)(const void* r, std::size_t field);
   status (*set_field)(void* r, std::size_t field, const wire::value& v);
   wire::value (*to_value)(const void* r);
+  void (*emit)(const void* r, wire::emitter& e);  // the record, written without a tree
   status (*from_value)(void* r, const wire::value& v);
   bool (*equal)(const void* a, const void* b);
   // A record in one allocation with its reference count: a copy of `from`, or a default one.
@@ -313,10 +316,11 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
     for cls in model["classes"]:
         tn = type_name(cls["name"])
         fields = cls["fields"]
-        c.append(f"wire::value to_value(const {tn}& r) {{\n  wire::structure s;\n  s.reserve({len(fields)});\n")
+        c.append(f"void emit(const {tn}& r, wire::emitter& e) {{\n  e.begin_struct();\n")
         for f in fields:
-            c.append(f"  s.emplace_back({string_literal(f['name'])}, to_value(r.{ident(f['name'])}));\n")
-        c.append("  return wire::value(std::move(s));\n}\n")
+            c.append(f"  e.name({string_literal(f['name'])});\n  emit(r.{ident(f['name'])}, e);\n")
+        c.append("  e.end_struct();\n}\n")
+        c.append(f"wire::value to_value(const {tn}& r) {{\n  wire::tree_builder b;\n  emit(r, b);\n  return b.result();\n}}\n")
         ordered = sorted(range(len(fields)), key=lambda i: fields[i]["name"])
         c.append(f"namespace {{\nconstexpr std::pair<std::string_view, int> {tn}_field_index[] = {{")
         c.append(", ".join(f"{{{string_literal(fields[i]['name'])}, {i}}}" for i in ordered) if fields else "{\"\", -1}")
@@ -352,6 +356,7 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
              "                    [](void* r) noexcept { delete static_cast<R*>(r); },\n"
              "                    get,\n                    set,\n"
              "                    [](const void* r) { return to_value(*static_cast<const R*>(r)); },\n"
+             "                    [](const void* r, wire::emitter& e) { emit(*static_cast<const R*>(r), e); },\n"
              "                    [](void* r, const wire::value& v) { return from_value(v, *static_cast<R*>(r)); },\n"
              "                    [](const void* a, const void* b) { return *static_cast<const R*>(a) == *static_cast<const R*>(b); },\n"
              "                    [](const void* from) -> std::shared_ptr<void> {\n"

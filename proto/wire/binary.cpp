@@ -126,6 +126,7 @@ struct reader {
 
 void append(std::string& out, const value& v) {
   switch (v.type()) {
+    case kind::deferred: return append(out, built(v));
     case kind::nil: out.push_back(static_cast<char>(t_nil)); break;
     case kind::boolean: out.push_back(static_cast<char>(*v.as_bool() ? t_true : t_false)); break;
     case kind::integer:

@@ -7,7 +7,9 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
 #include "proto/wire/sink.hpp"
 
@@ -76,6 +78,76 @@ void put_double(sink& out, double d) {
     out.put(".0");
 }
 
+void put_value(sink& out, const value& v);
+
+// A deferred value's events, written with the same pieces as put_value.
+class json_emitter final : public emitter {
+ public:
+  explicit json_emitter(sink& out) : out_(out) {}
+  void nil() override {
+    before_value();
+    out_.put("null");
+  }
+  void boolean(bool b) override {
+    before_value();
+    b ? out_.put("true") : out_.put("false");
+  }
+  void integer(std::int64_t i) override {
+    before_value();
+    out_.number(i);
+  }
+  void floating(double d) override {
+    before_value();
+    put_double(out_, d);
+  }
+  void string(std::string_view s) override {
+    before_value();
+    put_string(out_, s);
+  }
+  void datetime(std::string_view iso8601) override {
+    before_value();
+    put_string(out_, iso8601);
+  }
+  void begin_array() override { open('['); }
+  void end_array() override { close(']'); }
+  void begin_struct() override { open('{'); }
+  void name(std::string_view member) override {
+    if (open_.back().written) out_.put(',');
+    open_.back().written = true;
+    put_string(out_, member);
+    out_.put(':');
+  }
+  void end_struct() override { close('}'); }
+  void value(const wire::value& v) override {
+    before_value();
+    put_value(out_, v);
+  }
+
+ private:
+  struct container {
+    bool array;
+    bool written;  // an element or member already: the next one needs a comma
+  };
+  // Array elements are separated here; a struct member's value follows its name directly.
+  void before_value() {
+    if (open_.empty() || !open_.back().array) return;
+    if (open_.back().written) out_.put(',');
+    open_.back().written = true;
+  }
+  void open(char c) {
+    before_value();
+    out_.put(c);
+    open_.push_back({c == '[', false});
+  }
+  void close(char c) {
+    open_.pop_back();
+    out_.put(c);
+  }
+
+  sink& out_;
+  std::vector<container> open_;
+};
+
 void put_value(sink& out, const value& v) {
   switch (v.type()) {
     case kind::nil: return out.put("null");
@@ -107,6 +179,10 @@ void put_value(sink& out, const value& v) {
       }
       return out.put('}');
     }
+    case kind::deferred: {
+      json_emitter e(out);
+      return v.as_deferred()->emit(e);
+    }
   }
 }
 
@@ -124,6 +200,7 @@ std::size_t size_hint(const value& v) {
       for (auto& [k, e] : *v.as_struct()) n += 8 + k.size() + size_hint(e);
       return n;
     }
+    case kind::deferred: return v.as_deferred()->size_hint() / 2;  // JSON is about half XML's size
     default: return 24;
   }
 }

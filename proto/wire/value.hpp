@@ -3,7 +3,9 @@
 // never know the datamodel, and the datamodel never knows the codecs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,12 +34,26 @@ struct int32_value {
   bool operator==(const int32_value&) const = default;
 };
 
-enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure };
+class emitter;
+
+// A value that writes itself when an answer is encoded instead of being built first: a typed
+// record read from a database snapshot goes straight into the XML or JSON of the answer, with
+// no tree of strings made and freed on the way (most of a get_record's cost otherwise).
+// `built()` makes the tree where one is needed.
+class deferred {
+ public:
+  virtual ~deferred() = default;
+  virtual void emit(emitter& out) const = 0;
+  // Roughly how many bytes its XML takes, so the answer's buffer grows once at most.
+  virtual std::size_t size_hint() const { return 4096; }
+};
+
+enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure, deferred };
 
 class value {
  public:
   using storage = std::variant<std::monostate, bool, std::int64_t, int32_value, double,
-                               std::string, datetime, array, structure>;
+                               std::string, datetime, array, structure, std::shared_ptr<const deferred>>;
 
   value() = default;
   value(bool b) : v_(b) {}                    // NOLINT: implicit, values are written inline
@@ -51,6 +67,7 @@ class value {
   value(datetime d) : v_(std::move(d)) {}     // NOLINT
   value(array a) : v_(std::move(a)) {}        // NOLINT
   value(structure s) : v_(std::move(s)) {}    // NOLINT
+  value(std::shared_ptr<const deferred> d) : v_(std::move(d)) {}  // NOLINT
 
   kind type() const noexcept { return static_cast<kind>(v_.index()); }
   bool is_nil() const noexcept { return type() == kind::nil; }
@@ -64,6 +81,10 @@ class value {
   const datetime* as_datetime() const noexcept { return std::get_if<datetime>(&v_); }
   const array* as_array() const noexcept { return std::get_if<array>(&v_); }
   const structure* as_struct() const noexcept { return std::get_if<structure>(&v_); }
+  const deferred* as_deferred() const noexcept {
+    auto* d = std::get_if<std::shared_ptr<const deferred>>(&v_);
+    return d ? d->get() : nullptr;
+  }
   array* as_array() noexcept { return std::get_if<array>(&v_); }
   structure* as_struct() noexcept { return std::get_if<structure>(&v_); }
   std::string* as_string() noexcept { return std::get_if<std::string>(&v_); }
@@ -77,12 +98,17 @@ class value {
   }
 
   const storage& raw() const noexcept { return v_; }
-  bool operator==(const value& o) const { return v_ == o.v_; }
+  // Deferred values compare by what they would write.
+  bool operator==(const value& o) const;
 
  private:
   storage v_;
 };
 
 const char* kind_name(kind k) noexcept;
+
+// The tree a value stands for: itself, or what a deferred value emits (deferred values nested
+// in it are built too).
+value built(const value& v);
 
 }  // namespace xapid::wire

@@ -4,7 +4,9 @@
 #include <memory>
 #include <pugixml.hpp>
 #include <string>
+#include <vector>
 
+#include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
 #include "proto/wire/sink.hpp"
 
@@ -63,29 +65,81 @@ void put_string_value(sink& out, std::string_view s) {
   out.put("</string></value>");
 }
 
+void put_bool(sink& out, bool b) {
+  b ? out.put("<value><boolean>1</boolean></value>") : out.put("<value><boolean>0</boolean></value>");
+}
+
+void put_int(sink& out, std::int64_t i) {  // XenAPI's 64-bit ints travel as decimal strings
+  out.put("<value><string>");
+  out.number(i);
+  out.put("</string></value>");
+}
+
+void put_double(sink& out, double d) {
+  out.put("<value><double>");
+  out.number(d);
+  out.put("</double></value>");
+}
+
+void put_datetime(sink& out, std::string_view iso8601) {
+  out.put("<value><dateTime.iso8601>");
+  put_escaped(out, iso8601);
+  out.put("</dateTime.iso8601></value>");
+}
+
+void put_member_name(sink& out, std::string_view name) {
+  out.put("<member><name>");
+  put_escaped(out, name);
+  out.put("</name>");
+}
+
+void put_value(sink& out, const value& v);
+
+// A deferred value's events, written with the same pieces as put_value.
+class xml_emitter final : public emitter {
+ public:
+  explicit xml_emitter(sink& out) : out_(out) {}
+  void nil() override { out_.put("<value><nil/></value>"); }
+  void boolean(bool b) override { put_bool(out_, b); }
+  void integer(std::int64_t i) override { put_int(out_, i); }
+  void floating(double d) override { put_double(out_, d); }
+  void string(std::string_view s) override { put_string_value(out_, s); }
+  void datetime(std::string_view iso8601) override { put_datetime(out_, iso8601); }
+  void begin_array() override { out_.put("<value><array><data>"); }
+  void end_array() override { out_.put("</data></array></value>"); }
+  void begin_struct() override {
+    out_.put("<value><struct>");
+    member_open_.push_back(false);
+  }
+  void name(std::string_view member) override {
+    if (member_open_.back()) out_.put("</member>");
+    member_open_.back() = true;
+    put_member_name(out_, member);
+  }
+  void end_struct() override {
+    if (member_open_.back()) out_.put("</member>");
+    member_open_.pop_back();
+    out_.put("</struct></value>");
+  }
+  void value(const wire::value& v) override { put_value(out_, v); }
+
+ private:
+  sink& out_;
+  std::vector<bool> member_open_;  // per open struct: a <member> waits for its </member>
+};
+
 void put_value(sink& out, const value& v) {
   switch (v.type()) {
     case kind::nil: return out.put("<value><nil/></value>");
-    case kind::boolean:
-      return *v.as_bool() ? out.put("<value><boolean>1</boolean></value>")
-                          : out.put("<value><boolean>0</boolean></value>");
-    case kind::integer:  // XenAPI's 64-bit ints travel as decimal strings
-      out.put("<value><string>");
-      out.number(*v.as_int());
-      return out.put("</string></value>");
+    case kind::boolean: return put_bool(out, *v.as_bool());
+    case kind::integer: return put_int(out, *v.as_int());
     case kind::int32:
       out.put("<value><i4>");
       out.number(v.as_int32()->v);
       return out.put("</i4></value>");
-    case kind::floating:
-      out.put("<value><double>");
-      out.number(*v.as_double());
-      return out.put("</double></value>");
+    case kind::floating: return put_double(out, *v.as_double());
     case kind::string: return put_string_value(out, *v.as_string());
-    case kind::datetime:
-      out.put("<value><dateTime.iso8601>");
-      put_escaped(out, v.as_datetime()->iso8601);
-      return out.put("</dateTime.iso8601></value>");
+    case kind::datetime: return put_datetime(out, v.as_datetime()->iso8601);
     case kind::array:
       out.put("<value><array><data>");
       for (auto& e : *v.as_array()) put_value(out, e);
@@ -93,13 +147,15 @@ void put_value(sink& out, const value& v) {
     case kind::structure:
       out.put("<value><struct>");
       for (auto& [k, e] : *v.as_struct()) {
-        out.put("<member><name>");
-        put_escaped(out, k);
-        out.put("</name>");
+        put_member_name(out, k);
         put_value(out, e);
         out.put("</member>");
       }
       return out.put("</struct></value>");
+    case kind::deferred: {
+      xml_emitter e(out);
+      return v.as_deferred()->emit(e);
+    }
   }
 }
 
@@ -118,6 +174,7 @@ std::size_t size_hint(const value& v) {
       for (auto& [k, e] : *v.as_struct()) n += 30 + k.size() + size_hint(e);
       return n;
     }
+    case kind::deferred: return v.as_deferred()->size_hint();
     default: return 48;
   }
 }

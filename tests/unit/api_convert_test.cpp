@@ -76,6 +76,43 @@ TEST(api_convert, record_ops_read_and_write_every_field_of_every_class) {
   }
 }
 
+// A record handed to the writers as a deferred value, as answers carry them.
+class deferred_record final : public wire::deferred {
+ public:
+  deferred_record(const record_ops& ops, const void* rec) : ops_(ops), rec_(rec) {}
+  void emit(wire::emitter& out) const override { ops_.emit(rec_, out); }
+
+ private:
+  const record_ops& ops_;
+  const void* rec_;
+};
+
+TEST(api_convert, a_deferred_record_is_written_exactly_as_its_tree_in_both_formats) {
+  auto classes = all_classes();
+  for (std::size_t ci = 0; ci < classes.size(); ++ci) {
+    const record_ops& ops = record_ops_of(ci);
+    for (int seed : {0, 3}) {
+      void* rec = ops.create();
+      ASSERT_TRUE(ops.from_value(rec, testing::sample_record(classes[ci], seed)).ok()) << classes[ci].name;
+      const wire::value tree = ops.to_value(rec);
+      const wire::value lazy(std::make_shared<const deferred_record>(ops, rec));
+      // Alone, and nested where commas and closing tags around it matter.
+      auto nest = [](const wire::value& v) {
+        return wire::value(wire::array{v, wire::value(wire::structure{{"a", v}, {"b", wire::value(1)}}), v});
+      };
+      for (const auto& [expected, given] : {std::pair{tree, lazy}, std::pair{nest(tree), nest(lazy)}}) {
+        wire::response want{true, expected, {}}, got{true, given, {}};
+        EXPECT_EQ(wire::xmlrpc::write_response(got), wire::xmlrpc::write_response(want)) << classes[ci].name;
+        wire::jsonrpc::request req;
+        EXPECT_EQ(wire::jsonrpc::write_response(req, got), wire::jsonrpc::write_response(req, want)) << classes[ci].name;
+        EXPECT_EQ(wire::built(given), expected) << classes[ci].name;
+        EXPECT_EQ(given, expected) << classes[ci].name;
+      }
+      ops.destroy(rec);
+    }
+  }
+}
+
 TEST(api_convert, ints_are_accepted_as_strings_and_every_xmlrpc_int_tag) {
   std::int64_t i = 0;
   for (const char* body : {"<value><string>-42</string></value>", "<value><i4>-42</i4></value>",

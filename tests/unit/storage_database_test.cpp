@@ -4,11 +4,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <rocksdb/db.h>
 
 #include "storage/database.hpp"
+#include "storage/row_values.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -70,6 +72,31 @@ TEST_F(storage_test, create_fills_the_uuid_and_indexes_it) {
   EXPECT_EQ(snap_->refs_by_name_label(cls("VM"), "web"), std::vector<std::string>{ref});
   EXPECT_EQ(snap_->ref_by_uuid(cls("VM"), "no-such-uuid"), std::nullopt);
   EXPECT_EQ(snap_->count(cls("VM")), 1u);
+}
+
+TEST_F(storage_test, rows_as_answers_are_the_records_of_the_snapshot_they_were_read_from) {
+  std::string a = create_vm("a"), b = create_vm("b");
+  std::shared_ptr<const state> before = db_->snapshot();
+  const row* ra = before->find(cls("VM"), a);
+  ASSERT_NE(ra, nullptr);
+  value one = record_value(schema::get().table(cls("VM")), ra->record);
+  value all = all_records_value(before, cls("VM"));
+  // Later changes do not reach values already read.
+  auto t = db_->begin();
+  t.set(cls("VM"), a, fld("VM", "name_label"), value("renamed"));
+  t.destroy(cls("VM"), b);
+  commit(t);
+
+  EXPECT_EQ(wire::built(one), api::to_value(*before->get<api::vm>(a)));
+  std::map<std::string, value> records;
+  const value all_built = wire::built(all);
+  for (auto& [ref, rec] : *all_built.as_struct()) records.emplace(ref, rec);
+  EXPECT_EQ(records, (std::map<std::string, value>{{a, api::to_value(*before->get<api::vm>(a))},
+                                                   {b, api::to_value(*before->get<api::vm>(b))}}));
+  before.reset();  // the values keep what they read alive
+  value again = wire::built(one);
+  EXPECT_EQ(*again.find("name_label")->as_string(), "a");
+  EXPECT_EQ(wire::built(all).as_struct()->size(), 2u);
 }
 
 TEST_F(storage_test, indexes_follow_changes) {
