@@ -11,7 +11,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
@@ -37,7 +36,16 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::atomic<int> streaming{0};
   static constexpr int max_streams = 16;
 
-  impl(net::io_context& io_, handler h, http_limits l) : io(io_), on_request(std::move(h)), limits(l) {}
+  std::vector<net::io_context*> connection_contexts;  // each run by one thread
+  std::atomic<unsigned> next_context{0};
+
+  impl(net::io_context& io_, handler h, http_limits l, std::vector<net::io_context*> contexts)
+      : io(io_), on_request(std::move(h)), limits(l), connection_contexts(std::move(contexts)) {
+    if (connection_contexts.empty()) connection_contexts.push_back(&io);
+  }
+
+  // The context the next connection lives on, in turn.
+  net::io_context& pick_context() { return *connection_contexts[next_context++ % connection_contexts.size()]; }
 
   const stream_handler* stream_route(std::string_view method, std::string_view target) const {
     auto path = target.substr(0, target.find('?'));
@@ -145,8 +153,8 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     handler_thread_ = std::this_thread::get_id();
     in_handler_ = true;
     server_->on_request(std::move(in), [self = this->shared_from_this(), version, keep_alive](http_response out) {
-      // Most calls answer at once, on this connection's strand: write straight away. A call
-      // that answers later, from another thread, goes back onto the strand first.
+      // Most calls answer at once, on this connection's thread: write straight away. A call
+      // that answers later, from another thread, goes back to the connection's thread first.
       if (self->in_handler_ && std::this_thread::get_id() == self->handler_thread_)
         return self->respond(version, keep_alive, std::move(out));
       net::post(self->stream_.get_executor(), [self, version, keep_alive, out = std::move(out)]() mutable {
@@ -268,8 +276,8 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<net::steady_timer> delay_;
-  // While on_request runs, a responder called on the same thread is on the strand and may write
-  // at once; a responder on any other thread (a call that waited) posts to the strand.
+  // While on_request runs, a responder called on the same thread may write at once; a responder
+  // on any other thread (a call that waited) posts to the connection's context.
   std::atomic<bool> in_handler_{false};
   std::thread::id handler_thread_;
   std::shared_ptr<http_server::impl> server_;
@@ -281,7 +289,7 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
 template <class Acceptor>
 void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
   using protocol = typename Acceptor::protocol_type;
-  acceptor.async_accept(net::make_strand(io), [self = shared_from_this(), &acceptor, is_unix, is_tls](
+  acceptor.async_accept(pick_context(), [self = shared_from_this(), &acceptor, is_unix, is_tls](
                                                   beast::error_code ec, typename protocol::socket socket) {
     if (self->stopped) return;
     if (ec) {
@@ -299,8 +307,9 @@ void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
   });
 }
 
-http_server::http_server(net::io_context& io, handler h, http_limits limits)
-    : impl_(std::make_shared<impl>(io, std::move(h), limits)) {}
+http_server::http_server(net::io_context& io, handler h, http_limits limits,
+                         std::vector<net::io_context*> connection_contexts)
+    : impl_(std::make_shared<impl>(io, std::move(h), limits, std::move(connection_contexts))) {}
 
 http_server::~http_server() { stop(); }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -61,7 +62,11 @@ class http_server {
   using handler = std::function<void(http_request, responder respond)>;
   using stream_handler = std::function<void(http_stream&)>;
 
-  http_server(boost::asio::io_context& io, handler h, http_limits limits = {});
+  // Listening happens on `io`. Connections are spread over `connection_contexts` (default: `io`
+  // alone), each of which must be run by exactly one thread: a connection's handlers then run
+  // on one thread without a strand, and no thread hands a request over to another.
+  http_server(boost::asio::io_context& io, handler h, http_limits limits = {},
+              std::vector<boost::asio::io_context*> connection_contexts = {});
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
