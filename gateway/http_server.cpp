@@ -122,7 +122,7 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     if (auto length = parser_->content_length(); length && *length > server_->limits.max_body_bytes)
       return answer_error(http::status::payload_too_large, "request body too large");
     parser_->body_limit(server_->limits.max_body_bytes);
-    lowest().expires_after(server_->limits.read_timeout);
+    // The deadline set when the request began still runs: headers and body share it.
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_body(ec);
     });
