@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,24 @@ struct operation_rules {
   std::function<std::optional<api::api_error>(const void* record, const std::string& ref, std::string_view op)> check;
   std::function<wire::value(const void* record, const std::string& ref)> allowed;
 };
+
+// The rules of a class whose objects do one operation at a time (SR, VDI, VBD, VIF, host): any
+// operation is refused while another is in progress, and nothing is allowed then; otherwise
+// `allowed(record)` lists what may start (a vector of the class's operations enum).
+template <class R, class Allowed>
+operation_rules one_at_a_time(Allowed allowed) {
+  return operation_rules{
+      [](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
+        if (!static_cast<const R*>(rec)->current_operations.empty())
+          return api::errors::OTHER_OPERATION_IN_PROGRESS(std::string(R::api_class), ref);
+        return std::nullopt;
+      },
+      [allowed](const void* rec, const std::string&) {
+        const R& r = *static_cast<const R*>(rec);
+        if (!r.current_operations.empty()) return api::to_value(decltype(allowed(r)){});
+        return api::to_value(allowed(r));
+      }};
+}
 
 class host_actors {
  public:

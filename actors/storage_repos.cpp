@@ -268,40 +268,21 @@ api::status storage_repos::start() {
   }
 
   // One operation at a time per SR and per VDI; what they allow follows the driver and state.
-  d.actors.add_rules(d.sr_cls, operation_rules{
-      [](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
-        if (!static_cast<const api::sr*>(rec)->current_operations.empty())
-          return api::errors::OTHER_OPERATION_IN_PROGRESS("SR", ref);
-        return std::nullopt;
-      },
-      [](const void* rec, const std::string&) {
-        const auto* sr = static_cast<const api::sr*>(rec);
-        using op = api::storage_operations;
-        std::vector<op> ops;
-        if (!sr->current_operations.empty()) return api::to_value(ops);
-        ops = {op::scan, op::destroy, op::forget, op::plug, op::unplug, op::update, op::vdi_introduce, op::pbd_create,
-               op::pbd_destroy};
-        const sr_driver* drv = driver_of(sr->type);
-        if (drv && drv->makes_vdis)
-          ops.insert(ops.end(), {op::vdi_create, op::vdi_destroy, op::vdi_resize, op::vdi_clone, op::vdi_snapshot});
-        return api::to_value(ops);
-      }});
-  d.actors.add_rules(d.vdi_cls, operation_rules{
-      [](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
-        if (!static_cast<const api::vdi*>(rec)->current_operations.empty())
-          return api::errors::OTHER_OPERATION_IN_PROGRESS("VDI", ref);
-        return std::nullopt;
-      },
-      [](const void* rec, const std::string&) {
-        const auto* v = static_cast<const api::vdi*>(rec);
-        using op = api::vdi_operations;
-        std::vector<op> ops;
-        if (!v->current_operations.empty()) return api::to_value(ops);
-        ops = {op::forget, op::update, op::copy, op::generate_config};
-        if (!v->read_only && v->managed)
-          ops.insert(ops.end(), {op::clone, op::snapshot, op::resize, op::resize_online, op::destroy});
-        return api::to_value(ops);
-      }});
+  d.actors.add_rules(d.sr_cls, one_at_a_time<api::sr>([](const api::sr& sr) {
+    using op = api::storage_operations;
+    std::vector<op> ops{op::scan,   op::destroy,       op::forget,     op::plug,       op::unplug,
+                        op::update, op::vdi_introduce, op::pbd_create, op::pbd_destroy};
+    const sr_driver* drv = driver_of(sr.type);
+    if (drv && drv->makes_vdis)
+      ops.insert(ops.end(), {op::vdi_create, op::vdi_destroy, op::vdi_resize, op::vdi_clone, op::vdi_snapshot});
+    return ops;
+  }));
+  d.actors.add_rules(d.vdi_cls, one_at_a_time<api::vdi>([](const api::vdi& v) {
+    using op = api::vdi_operations;
+    std::vector<op> ops{op::forget, op::update, op::copy, op::generate_config};
+    if (!v.read_only && v.managed) ops.insert(ops.end(), {op::clone, op::snapshot, op::resize, op::resize_online, op::destroy});
+    return ops;
+  }));
   for (std::size_t cls : {d.sr_cls, d.vdi_cls})
     if (auto st = d.actors.reset_operations(cls); !st) return st;
 

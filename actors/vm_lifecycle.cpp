@@ -655,38 +655,18 @@ vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host
                                  return api::to_value(allowed_vm_operations(*static_cast<const api::vm*>(rec), ref));
                                }});
   // A device does one operation at a time; what it allows follows its attachment and media.
-  actors.add_rules(impl_->vbd_cls,
-                   operation_rules{[](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
-                                     if (!static_cast<const api::vbd*>(rec)->current_operations.empty())
-                                       return api::errors::OTHER_OPERATION_IN_PROGRESS("VBD", ref);
-                                     return std::nullopt;
-                                   },
-                                   [](const void* rec, const std::string&) {
-                                     const auto* b = static_cast<const api::vbd*>(rec);
-                                     std::vector<api::vbd_operations> ops;
-                                     if (b->current_operations.empty()) {
-                                       if (b->currently_attached) ops = {api::vbd_operations::unplug, api::vbd_operations::unplug_force};
-                                       else ops = {api::vbd_operations::attach, api::vbd_operations::plug};
-                                       if (b->type == api::vbd_type::CD)
-                                         ops.push_back(b->empty ? api::vbd_operations::insert : api::vbd_operations::eject);
-                                     }
-                                     return api::to_value(ops);
-                                   }});
-  actors.add_rules(impl_->vif_cls,
-                   operation_rules{[](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
-                                     if (!static_cast<const api::vif*>(rec)->current_operations.empty())
-                                       return api::errors::OTHER_OPERATION_IN_PROGRESS("VIF", ref);
-                                     return std::nullopt;
-                                   },
-                                   [](const void* rec, const std::string&) {
-                                     const auto* f = static_cast<const api::vif*>(rec);
-                                     std::vector<api::vif_operations> ops;
-                                     if (f->current_operations.empty()) {
-                                       if (f->currently_attached) ops = {api::vif_operations::unplug};
-                                       else ops = {api::vif_operations::attach, api::vif_operations::plug};
-                                     }
-                                     return api::to_value(ops);
-                                   }});
+  actors.add_rules(impl_->vbd_cls, one_at_a_time<api::vbd>([](const api::vbd& b) {
+    using op = api::vbd_operations;
+    std::vector<op> ops;
+    if (b.currently_attached) ops = {op::unplug, op::unplug_force};
+    else ops = {op::attach, op::plug};
+    if (b.type == api::vbd_type::CD) ops.push_back(b.empty ? op::insert : op::eject);
+    return ops;
+  }));
+  actors.add_rules(impl_->vif_cls, one_at_a_time<api::vif>([](const api::vif& f) {
+    using op = api::vif_operations;
+    return f.currently_attached ? std::vector<op>{op::unplug} : std::vector<op>{op::attach, op::plug};
+  }));
 }
 
 api::status vm_lifecycle::reconcile() {

@@ -65,22 +65,12 @@ std::string tail_of(const std::string& path, std::size_t max_bytes) {
 void register_host_rpcs(dispatcher& d, host_context& ctx) {
   const std::size_t host_cls = schema::get().class_of<api::host>();
   // One operation at a time; what is allowed follows `enabled`.
-  ctx.actors.add_rules(host_cls, actors::operation_rules{
-      [](const void* rec, const std::string& ref, std::string_view) -> std::optional<api::api_error> {
-        if (!static_cast<const api::host*>(rec)->current_operations.empty())
-          return api::errors::OTHER_OPERATION_IN_PROGRESS("host", ref);
-        return std::nullopt;
-      },
-      [](const void* rec, const std::string&) {
-        const auto* h = static_cast<const api::host*>(rec);
-        using op = api::host_allowed_operations;
-        std::vector<op> ops;
-        if (h->current_operations.empty()) {
-          ops = {op::evacuate, op::shutdown, op::reboot};
-          if (h->enabled) ops.insert(ops.end(), {op::provision, op::vm_start, op::vm_resume, op::vm_migrate});
-        }
-        return api::to_value(ops);
-      }});
+  ctx.actors.add_rules(host_cls, actors::one_at_a_time<api::host>([](const api::host& h) {
+    using op = api::host_allowed_operations;
+    std::vector<op> ops{op::evacuate, op::shutdown, op::reboot};
+    if (h.enabled) ops.insert(ops.end(), {op::provision, op::vm_start, op::vm_resume, op::vm_migrate});
+    return ops;
+  }));
   (void)ctx.actors.reset_operations(host_cls);
 
   add_typed<m::host_disable>(d, [&ctx](call_context&, const host_ref& h) { return set_enabled(ctx, h.opaque, false); });
