@@ -1,12 +1,18 @@
 #include "gateway/http_server.hpp"
 
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
 #include <atomic>
-#include <thread>
+#include <chrono>
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
-#include <vector>
+#include <thread>
+#include <unordered_set>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -23,6 +29,46 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
+namespace {
+
+using executor = net::io_context::executor_type;
+using tcp_socket = net::basic_stream_socket<net::ip::tcp, executor>;
+using unix_socket = net::basic_stream_socket<net::local::stream_protocol, executor>;
+using clock_type = std::chrono::steady_clock;
+
+// What the server's sweeper needs of a connection: when it must have made progress by, and a
+// way to cut it off then.
+struct timed_connection {
+  static constexpr std::int64_t never = 0;
+  std::atomic<std::int64_t> deadline{never};  // clock_type ticks
+  void expire_after(std::chrono::steady_clock::duration d) {
+    deadline.store((clock_type::now() + d).time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  void expire_never() { deadline.store(never, std::memory_order_relaxed); }
+  // Shuts the socket down, so that whatever the connection waits for fails and it closes.
+  virtual void cut_off() = 0;
+
+ protected:
+  ~timed_connection() = default;
+};
+
+// The status line and headers of an answer. Without a length, the body ends with the connection.
+std::string response_head(unsigned status, std::string_view content_type, std::optional<std::size_t> length,
+                          unsigned version, bool keep_alive) {
+  auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  std::string head;
+  head.reserve(128);
+  head.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ").append(std::to_string(status)).append(" ");
+  head.append(reason.data(), reason.size()).append("\r\nServer: xapid\r\n");
+  if (!content_type.empty()) head.append("Content-Type: ").append(content_type).append("\r\n");
+  if (length) head.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
+  if (!keep_alive && version != 10) head.append("Connection: close\r\n");
+  if (keep_alive && version == 10) head.append("Connection: keep-alive\r\n");
+  return head.append("\r\n");
+}
+
+}  // namespace
+
 struct http_server::impl : std::enable_shared_from_this<impl> {
   net::io_context& io;
   handler on_request;
@@ -36,16 +82,32 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::atomic<int> streaming{0};
   static constexpr int max_streams = 16;
 
-  std::vector<net::io_context*> connection_contexts;  // each run by one thread
-  std::atomic<unsigned> next_context{0};
+  // Timeouts: every connection says by when it must have made progress, and one timer cuts off
+  // those that have not (no timer per connection to set and cancel on every request).
+  std::mutex live_mu;
+  std::unordered_set<timed_connection*> live;
+  net::steady_timer sweep_timer;
+  static constexpr auto sweep_period = std::chrono::milliseconds(250);
 
-  impl(net::io_context& io_, handler h, http_limits l, std::vector<net::io_context*> contexts)
-      : io(io_), on_request(std::move(h)), limits(l), connection_contexts(std::move(contexts)) {
-    if (connection_contexts.empty()) connection_contexts.push_back(&io);
+  impl(net::io_context& io_, handler h, http_limits l)
+      : io(io_), on_request(std::move(h)), limits(l), sweep_timer(io_) {}
+
+  void sweep_soon() {
+    sweep_timer.expires_after(sweep_period);
+    sweep_timer.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->stopped) return;
+      const auto now = clock_type::now().time_since_epoch().count();
+      {
+        std::lock_guard lock(self->live_mu);
+        for (auto* c : self->live) {
+          auto d = c->deadline.load(std::memory_order_relaxed);
+          if (d != timed_connection::never && d <= now) c->cut_off();
+        }
+      }
+      self->sweep_soon();
+    });
   }
-
-  // The context the next connection lives on, in turn.
-  net::io_context& pick_context() { return *connection_contexts[next_context++ % connection_contexts.size()]; }
 
   const stream_handler* stream_route(std::string_view method, std::string_view target) const {
     auto path = target.substr(0, target.find('?'));
@@ -60,87 +122,167 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 namespace {
 
 // One connection: read a request, answer it, repeat while the client keeps the connection alive.
-// Stream is beast::basic_stream<tcp or local> for plain connections, or an ssl_stream over a
-// tcp_stream for TLS (which first shakes hands and ends with a TLS shutdown).
-template <class Stream, bool Tls>
-class connection : public std::enable_shared_from_this<connection<Stream, Tls>> {
+// Socket is a tcp or unix socket; with Tls, an ssl::stream over it that first shakes hands and
+// ends with a TLS shutdown.
+//
+// The connection's context is run by several threads and there is no strand: instead, a
+// connection has at most one thing outstanding at a time — a wait for bytes, a write, a held-back
+// answer, or the call itself — and each step starts the next, so its handlers never overlap.
+// Plain sockets are read and written without blocking from the handler that learns they are
+// ready (no speculative read that finds nothing, no completion handed through the scheduler
+// when a write goes out at once); TLS goes through asio's asynchronous operations.
+template <class Socket, bool Tls>
+class connection : public std::enable_shared_from_this<connection<Socket, Tls>>, public timed_connection {
  public:
-  static constexpr bool tls = Tls;
+  using stream_type = std::conditional_t<Tls, net::ssl::stream<Socket>, Socket>;
 
   template <class... Args>
   connection(std::shared_ptr<http_server::impl> server, bool is_unix, Args&&... stream_args)
       : stream_(std::forward<Args>(stream_args)...), server_(std::move(server)), is_unix_(is_unix) {}
 
+  ~connection() {
+    std::lock_guard lock(server_->live_mu);
+    server_->live.erase(this);
+  }
+
   void start() {
-    if constexpr (tls) {
-      lowest().expires_after(server_->limits.read_timeout);
+    {
+      std::lock_guard lock(server_->live_mu);
+      server_->live.insert(this);
+    }
+    if constexpr (Tls) {
+      expire_after(server_->limits.read_timeout);
       stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
         if (ec) return self->close();
-        self->read_next();
+        self->next_request();
       });
     } else {
-      read_next();
+      beast::error_code ec;
+      socket().non_blocking(true, ec);
+      if (ec) return close();
+      next_request();
     }
+  }
+
+  void cut_off() override {
+    std::lock_guard lock(fd_mu_);
+    if (socket().is_open()) ::shutdown(socket().native_handle(), SHUT_RDWR);
   }
 
  private:
   // Until the first byte of a request arrives the connection is idle (idle timeout); from then
   // on the whole request must arrive within the read timeout, so a client that trickles bytes
   // cannot hold the connection for longer.
-  void read_next() {
-    if (buffer_.size() == 0) {
-      lowest().expires_after(server_->limits.idle_timeout);
-      stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-        if (ec) return self->on_read_error(ec);
-        self->buffer_.commit(n);
-        self->read_header();
-      });
-      return;
-    }
-    read_header();
-  }
-
-  void read_header() {
+  void next_request() {
     parser_.emplace();
     // The body's limit is set once the headers say where the request goes (a stream has none).
     // (Not boost::none: this Beast compares a content length against it and always fails.)
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
-    lowest().expires_after(server_->limits.read_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->on_header(ec);
-                            });
+    header_checked_ = false;
+    started_ = buffer_.size() > 0;
+    if (started_)
+      expire_after(server_->limits.read_timeout);
+    else
+      expire_after(server_->limits.idle_timeout);
+    parse();
   }
 
-  void on_header(beast::error_code ec) {
+  // Feeds the parser what has arrived; reads more while the request is incomplete.
+  void parse() {
+    while (buffer_.size() > 0) {
+      beast::error_code ec;
+      std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return on_read_error(ec);
+      if (parser_->is_header_done() && !header_checked_) {
+        header_checked_ = true;
+        if (!on_header()) return;
+        parser_->eager(true);
+      }
+      if (parser_->is_done()) return on_request();
+      if (used == 0) break;
+    }
+    read_more();
+  }
+
+  void read_more() {
+    if constexpr (Tls) {
+      stream_.async_read_some(buffer_.prepare(read_size()), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+        if (ec) return self->on_eof_or_error(ec);
+        self->buffer_.commit(n);
+        self->arrived();
+      });
+    } else {
+      socket().async_wait(net::socket_base::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return self->close();
+        std::size_t n = self->socket().read_some(self->buffer_.prepare(self->read_size()), ec);
+        if (ec == net::error::would_block) return self->read_more();
+        if (ec) return self->on_eof_or_error(ec);
+        self->buffer_.commit(n);
+        self->arrived();
+      });
+    }
+  }
+
+  std::size_t read_size() const { return std::max<std::size_t>(4096, beast::read_size(buffer_, 65536)); }
+
+  void arrived() {
+    if (!started_) {
+      started_ = true;
+      expire_after(server_->limits.read_timeout);
+    }
+    parse();
+  }
+
+  // The connection ended (or broke) while a request was wanted: nothing to answer unless part
+  // of one had come.
+  void on_eof_or_error(beast::error_code ec) {
+    if (ec != net::error::eof && ec != net::ssl::error::stream_truncated) return close();
+    if (!started_) return close();
+    parser_->put_eof(ec);
     if (ec) return on_read_error(ec);
+    if (parser_->is_done()) return on_request();
+    close();
+  }
+
+  // The headers are in: a stream route takes the connection, a body too large is refused.
+  bool on_header() {
     auto method = parser_->get().method_string();
     auto target = parser_->get().target();
-    if (const auto* route = server_->stream_route({method.data(), method.size()}, {target.data(), target.size()}))
-      return start_stream(*route);
-    if (auto length = parser_->content_length(); length && *length > server_->limits.max_body_bytes)
-      return answer_error(http::status::payload_too_large, "request body too large");
+    if (const auto* route = server_->stream_route({method.data(), method.size()}, {target.data(), target.size()})) {
+      start_stream(*route);
+      return false;
+    }
+    if (auto length = parser_->content_length(); length && *length > server_->limits.max_body_bytes) {
+      answer_error(http::status::payload_too_large, "request body too large");
+      return false;
+    }
     parser_->body_limit(server_->limits.max_body_bytes);
-    // The deadline set when the request began still runs: headers and body share it.
-    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_body(ec);
-    });
+    return true;
   }
 
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit) return answer_error(http::status::payload_too_large, "request body too large");
     if (ec == http::error::header_limit) return answer_error(http::status::request_header_fields_too_large,
                                                              "request headers too large");
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::eof ||
-        ec == net::error::connection_reset || ec == net::error::operation_aborted)
-      return close();
     // Anything else is a malformed request.
     return answer_error(http::status::bad_request, "malformed HTTP request");
   }
 
-  void on_body(beast::error_code ec) {
-    if (ec) return on_read_error(ec);
+  // The handler may answer before it returns (most calls do) or later from any thread; `phase`
+  // tells the two apart without a lock, so that the answer is written by exactly one thread and
+  // only after the handler has returned.
+  struct pending_call {
+    std::thread::id handler_thread = std::this_thread::get_id();
+    std::atomic<int> phase{running};
+    bool answered_inline = false;  // only the handler's thread touches it
+    std::optional<http_response> answer;
+    static constexpr int running = 0, returned = 1, answered_late = 2;
+  };
+
+  void on_request() {
     auto& req = parser_->get();
     http_request in;
     in.method = std::string(req.method_string());
@@ -148,65 +290,96 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
     in.content_type = std::string(req[http::field::content_type]);
     in.body = std::move(req.body());
     in.from_unix_socket = is_unix_;
-    const unsigned version = req.version();
-    const bool keep_alive = req.keep_alive();
-    handler_thread_ = std::this_thread::get_id();
-    in_handler_ = true;
-    server_->on_request(std::move(in), [self = this->shared_from_this(), version, keep_alive](http_response out) {
-      // Most calls answer at once, on this connection's thread: write straight away. A call
-      // that answers later, from another thread, goes back to the connection's thread first.
-      if (self->in_handler_ && std::this_thread::get_id() == self->handler_thread_)
-        return self->respond(version, keep_alive, std::move(out));
-      net::post(self->stream_.get_executor(), [self, version, keep_alive, out = std::move(out)]() mutable {
-        self->respond(version, keep_alive, std::move(out));
-      });
+    version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    expire_never();  // the call itself decides how long it takes (event.from waits)
+    auto call = std::make_shared<pending_call>();
+    server_->on_request(std::move(in), [self = this->shared_from_this(), call](http_response out) {
+      if (std::this_thread::get_id() == call->handler_thread &&
+          call->phase.load(std::memory_order_acquire) == pending_call::running) {
+        call->answer = std::move(out);  // before the handler returned: written below
+        call->answered_inline = true;
+        return;
+      }
+      call->answer = std::move(out);
+      if (call->phase.exchange(pending_call::answered_late, std::memory_order_acq_rel) == pending_call::returned)
+        net::post(self->socket().get_executor(), [self, call] { self->respond(std::move(*call->answer)); });
     });
-    in_handler_ = false;
+    // A late answer that came before this exchange is written here; one after it, by its poster.
+    const int before = call->phase.exchange(pending_call::returned, std::memory_order_acq_rel);
+    if (call->answered_inline || before == pending_call::answered_late) respond(std::move(*call->answer));
   }
 
-  void respond(unsigned version, bool keep_alive, http_response out) {
-    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), version);
-    res->set(http::field::server, "xapid");
-    if (!out.content_type.empty()) res->set(http::field::content_type, out.content_type);
-    res->keep_alive(keep_alive && !server_->stopped);
-    res->body() = std::move(out.body);
-    res->prepare_payload();
+  void respond(http_response out) {
+    const bool keep_alive = keep_alive_ && !server_->stopped;
+    head_ = response_head(out.status, out.content_type, out.body.size(), version_, keep_alive);
+    body_ = std::move(out.body);
+    keep_alive_ = keep_alive;
     if (out.delay.count() > 0) {
-      delay_.emplace(stream_.get_executor());
+      delay_.emplace(socket().get_executor());
       delay_->expires_after(out.delay);
-      delay_->async_wait([self = this->shared_from_this(), res](beast::error_code) { self->write(res); });
+      delay_->async_wait([self = this->shared_from_this()](beast::error_code) { self->send(); });
       return;
     }
-    write(res);
+    send();
   }
 
   void answer_error(http::status status, const char* why) {
-    auto res = std::make_shared<http::response<http::string_body>>(status, 11);
-    res->set(http::field::server, "xapid");
-    res->set(http::field::content_type, "text/plain");
-    res->keep_alive(false);
-    res->body() = why;
-    res->prepare_payload();
-    write(res);
+    version_ = 11;
+    keep_alive_ = false;
+    respond(http_response{static_cast<unsigned>(status), "text/plain", why, {}});
   }
 
-  void write(std::shared_ptr<http::response<http::string_body>> res) {
-    lowest().expires_after(server_->limits.read_timeout);
-    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
-      if (ec || !res->keep_alive()) return self->close();
-      self->read_next();
+  // The answer in head_ and body_ still to go, from `written_` on.
+  std::array<net::const_buffer, 2> unsent() const {
+    if (written_ < head_.size()) return {net::buffer(head_) + written_, net::buffer(body_)};
+    return {net::buffer(body_) + (written_ - head_.size()), net::const_buffer()};
+  }
+
+  void send() {
+    expire_after(server_->limits.read_timeout);
+    written_ = 0;
+    if constexpr (!Tls) {
+      // Usually the whole answer fits in the socket's buffer: write it now.
+      const std::size_t total = head_.size() + body_.size();
+      while (written_ < total) {
+        beast::error_code ec;
+        std::size_t n = socket().write_some(unsent(), ec);
+        if (ec == net::error::would_block) break;
+        if (ec) return close();
+        written_ += n;
+      }
+      if (written_ == total) return sent({});
+    }
+    net::async_write(stream_, unsent(), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->sent(ec);
     });
   }
 
+  void sent(beast::error_code ec) {
+    if (ec || !keep_alive_) return close();
+    // A pipelined request already buffered starts from the event loop, not deeper in this stack.
+    if (buffer_.size() > 0)
+      return net::post(socket().get_executor(), [self = this->shared_from_this()] { self->next_request(); });
+    next_request();
+  }
+
   void close() {
-    if constexpr (tls) {
-      lowest().expires_after(std::chrono::seconds(5));
-      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->lowest().close(); });
+    expire_after(std::chrono::seconds(5));
+    if constexpr (Tls) {
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->close_socket(); });
     } else {
       beast::error_code ignored;
-      stream_.socket().shutdown(net::socket_base::shutdown_send, ignored);
-      stream_.close();
+      socket().shutdown(net::socket_base::shutdown_send, ignored);
+      close_socket();
     }
+  }
+
+  void close_socket() {
+    expire_never();
+    std::lock_guard lock(fd_mu_);
+    beast::error_code ignored;
+    socket().close(ignored);
   }
 
   // The connection leaves the event loop: a thread of its own runs the handler with blocking
@@ -232,11 +405,7 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
       return static_cast<long>(n - body.size);
     }
     bool send_head(unsigned status, const std::string& content_type) override {
-      std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
-                         std::string(http::obsolete_reason(static_cast<http::status>(status))) +
-                         "\r\nServer: xapid\r\nConnection: close\r\n";
-      if (!content_type.empty()) head += "Content-Type: " + content_type + "\r\n";
-      head += "\r\n";
+      std::string head = response_head(status, content_type, std::nullopt, 11, false);
       return write(head.data(), head.size());
     }
     bool write(const char* data, std::size_t n) override {
@@ -256,7 +425,9 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
       --server_->streaming;
       return answer_error(http::status::service_unavailable, "too many transfers in progress");
     }
-    lowest().expires_never();
+    expire_never();
+    beast::error_code ignored;
+    socket().non_blocking(false, ignored);  // the transfer's thread blocks on it
     auto self = this->shared_from_this();
     std::thread([self, &route] {
       http::request_parser<http::buffer_body> body_parser(std::move(*self->parser_));
@@ -264,22 +435,30 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
       stream_io io(*self, body_parser);
       route(io);
       beast::error_code ignored;
-      if constexpr (tls) self->stream_.shutdown(ignored);
-      self->lowest().close();
+      if constexpr (Tls) self->stream_.shutdown(ignored);
+      self->close_socket();
       --self->server_->streaming;
     }).detach();
   }
 
-  auto& lowest() { return beast::get_lowest_layer(stream_); }
+  Socket& socket() {
+    if constexpr (Tls)
+      return stream_.next_layer();
+    else
+      return stream_;
+  }
 
-  Stream stream_;
+  stream_type stream_;
+  std::mutex fd_mu_;  // closing the socket vs the sweeper shutting it down
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  bool header_checked_ = false;
+  bool started_ = false;  // a byte of the current request has come
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+  std::string head_, body_;
+  std::size_t written_ = 0;
   std::optional<net::steady_timer> delay_;
-  // While on_request runs, a responder called on the same thread may write at once; a responder
-  // on any other thread (a call that waited) posts to the connection's context.
-  std::atomic<bool> in_handler_{false};
-  std::thread::id handler_thread_;
   std::shared_ptr<http_server::impl> server_;
   bool is_unix_;
 };
@@ -289,27 +468,28 @@ class connection : public std::enable_shared_from_this<connection<Stream, Tls>> 
 template <class Acceptor>
 void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
   using protocol = typename Acceptor::protocol_type;
-  acceptor.async_accept(pick_context(), [self = shared_from_this(), &acceptor, is_unix, is_tls](
-                                                  beast::error_code ec, typename protocol::socket socket) {
+  acceptor.async_accept(io, [self = shared_from_this(), &acceptor, is_unix, is_tls](
+                                beast::error_code ec,
+                                net::basic_stream_socket<protocol, executor> socket) {
     if (self->stopped) return;
     if (ec) {
       spdlog::warn("http.accept.failed error={}", ec.message());
     } else if constexpr (std::is_same_v<protocol, net::ip::tcp>) {
       if (is_tls)
-        std::make_shared<connection<beast::ssl_stream<beast::tcp_stream>, true>>(self, false, std::move(socket), *self->tls)
-            ->start();
+        std::make_shared<connection<tcp_socket, true>>(self, false, std::move(socket), *self->tls)->start();
       else
-        std::make_shared<connection<beast::basic_stream<protocol>, false>>(self, false, std::move(socket))->start();
+        std::make_shared<connection<tcp_socket, false>>(self, false, std::move(socket))->start();
     } else {
-      std::make_shared<connection<beast::basic_stream<protocol>, false>>(self, is_unix, std::move(socket))->start();
+      std::make_shared<connection<unix_socket, false>>(self, is_unix, std::move(socket))->start();
     }
     self->accept(acceptor, is_unix, is_tls);
   });
 }
 
-http_server::http_server(net::io_context& io, handler h, http_limits limits,
-                         std::vector<net::io_context*> connection_contexts)
-    : impl_(std::make_shared<impl>(io, std::move(h), limits, std::move(connection_contexts))) {}
+http_server::http_server(net::io_context& io, handler h, http_limits limits)
+    : impl_(std::make_shared<impl>(io, std::move(h), limits)) {
+  impl_->sweep_soon();
+}
 
 http_server::~http_server() { stop(); }
 
@@ -384,6 +564,7 @@ void http_server::stop() {
   if (impl_->tcp_acceptor) impl_->tcp_acceptor->close(ignored);
   if (impl_->unix_acceptor) impl_->unix_acceptor->close(ignored);
   if (impl_->tls_acceptor) impl_->tls_acceptor->close(ignored);
+  impl_->sweep_timer.cancel();
 }
 
 }  // namespace xapid::gateway

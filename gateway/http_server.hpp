@@ -8,7 +8,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -62,11 +61,8 @@ class http_server {
   using handler = std::function<void(http_request, responder respond)>;
   using stream_handler = std::function<void(http_stream&)>;
 
-  // Listening happens on `io`. Connections are spread over `connection_contexts` (default: `io`
-  // alone), each of which must be run by exactly one thread: a connection's handlers then run
-  // on one thread without a strand, and no thread hands a request over to another.
-  http_server(boost::asio::io_context& io, handler h, http_limits limits = {},
-              std::vector<boost::asio::io_context*> connection_contexts = {});
+  // Listens and serves on `io`, which any number of threads may run.
+  http_server(boost::asio::io_context& io, handler h, http_limits limits = {});
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;

@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -356,13 +355,9 @@ int run(int argc, char** argv, bool& reboot) {
     return 0;
   }
 
-  // One context per serving thread, each run by that thread alone (see http_server): `io` also
-  // holds the listeners, timers and signals.
-  boost::asio::io_context io(1);
-  std::vector<std::unique_ptr<boost::asio::io_context>> more_contexts;
-  std::vector<boost::asio::io_context*> contexts{&io};
-  for (int i = 1; i < opt.threads; ++i)
-    contexts.push_back(more_contexts.emplace_back(std::make_unique<boost::asio::io_context>(1)).get());
+  // The serving threads all run `io`: a connection's handlers never overlap (see http_server),
+  // so no strand is needed and any free thread serves any ready connection.
+  boost::asio::io_context io(opt.threads);
   xapid::gateway::http_limits limits;
   limits.read_timeout = std::chrono::seconds(opt.http_read_timeout_s);
   limits.idle_timeout = std::chrono::seconds(opt.http_idle_timeout_s);
@@ -371,7 +366,7 @@ int run(int argc, char** argv, bool& reboot) {
       [&](xapid::gateway::http_request req, xapid::gateway::http_server::responder respond) {
         xapid::gateway::serve_rpc(dispatcher, req, respond);
       },
-      limits, contexts);
+      limits);
   // VM export and import stream on threads of their own.
   xapid::gateway::xva_context xva{db, sessions, root, tasks, repos, actors, clock, identity->host};
   xapid::gateway::register_xva_handlers(server, xva);
@@ -433,7 +428,7 @@ int run(int argc, char** argv, bool& reboot) {
     sweep.cancel();
     signals.cancel();
     server.stop();
-    for (auto* c : contexts) c->stop();
+    io.stop();
   };
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
@@ -469,13 +464,8 @@ int run(int argc, char** argv, bool& reboot) {
       lock.lock();
     }
   });
-  // The other contexts have nothing to do until a connection comes: the guards keep them running.
-  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> keep;
   std::vector<std::thread> pool;
-  for (auto& c : more_contexts) {
-    keep.push_back(boost::asio::make_work_guard(*c));
-    pool.emplace_back([&ctx = *c] { ctx.run(); });
-  }
+  for (int i = 1; i < opt.threads; ++i) pool.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
   {
