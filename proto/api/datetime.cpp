@@ -51,11 +51,26 @@ std::string format_iso8601(datetime t) {
   std::int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
-  char buf[40];
-  int n = std::snprintf(buf, sizeof buf, "%04lld%02u%02uT%02u:%02u:%02uZ", static_cast<long long>(y), m, d,
-                        static_cast<unsigned>(rem / 3600), static_cast<unsigned>(rem / 60 % 60),
-                        static_cast<unsigned>(rem % 60));
-  return std::string(buf, static_cast<std::size_t>(n));
+  const auto hh = static_cast<unsigned>(rem / 3600), mm = static_cast<unsigned>(rem / 60 % 60),
+             ss = static_cast<unsigned>(rem % 60);
+  if (y < 0 || y > 9999) {  // beyond four digits: rare enough for snprintf
+    char buf[48];
+    int n = std::snprintf(buf, sizeof buf, "%04lld%02u%02uT%02u:%02u:%02uZ", static_cast<long long>(y), m, d, hh, mm,
+                          ss);
+    return std::string(buf, static_cast<std::size_t>(n));
+  }
+  // Answers carry many of these: written digit by digit.
+  std::string out = "00000000T00:00:00Z";
+  auto put = [&out](std::size_t at, unsigned v, int width) {
+    for (int i = width - 1; i >= 0; --i, v /= 10) out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+  };
+  put(0, static_cast<unsigned>(y), 4);
+  put(4, m, 2);
+  put(6, d, 2);
+  put(9, hh, 2);
+  put(12, mm, 2);
+  put(15, ss, 2);
+  return out;
 }
 
 std::optional<datetime> parse_iso8601(std::string_view s) noexcept {

@@ -1,5 +1,8 @@
 #include "proto/wire/xmlrpc.hpp"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <pugixml.hpp>
@@ -35,12 +38,22 @@ constexpr auto escape_table = [] {
   return t;
 }();
 
+// Whether any of a word's eight bytes may need escaping: one below 0x20, or & < >. Exact as a
+// yes/no (the classic "has a byte less than n" and "has a zero byte" tests); tab and newline say
+// yes too, and the bytes are then looked at one by one.
+constexpr bool may_need_escape(std::uint64_t w) {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  auto has_zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
+  return (((w - ones * 0x20) & ~w & highs) | has_zero_byte(w ^ (ones * '&')) | has_zero_byte(w ^ (ones * '<')) |
+          has_zero_byte(w ^ (ones * '>'))) != 0;
+}
+
 void put_escaped(sink& out, std::string_view s) {
-  const char* run = s.data();
+  const char* run = s.data();  // the start of what is still to be copied as it is
   const char* end = run + s.size();
-  for (const char* p = run; p != end; ++p) {
+  auto escape = [&](const char* p) {
     auto c = static_cast<unsigned char>(*p);
-    if (!escape_table.esc[c]) continue;
+    if (!escape_table.esc[c]) return;
     out.put(run, static_cast<std::size_t>(p - run));
     run = p + 1;
     switch (c) {
@@ -52,7 +65,22 @@ void put_escaped(sink& out, std::string_view s) {
         out.number(static_cast<unsigned>(c));
         out.put(';');
     }
+  };
+  const char* p = run;
+  for (; end - p >= 8; p += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    if (may_need_escape(w))
+      for (int i = 0; i < 8; ++i) escape(p + i);
   }
+  if (p != end && s.size() >= 8) {
+    // The last eight bytes, overlapping those already looked at, which may only say yes again.
+    std::uint64_t w;
+    std::memcpy(&w, end - 8, 8);
+    if (!may_need_escape(w)) p = end;
+  }
+  for (; p != end; ++p)
+    if (escape_table.esc[static_cast<unsigned char>(*p)]) escape(p);
   out.put(run, static_cast<std::size_t>(end - run));
 }
 

@@ -170,6 +170,9 @@ TEST(api_convert, datetimes_use_the_xmlrpc_form) {
   EXPECT_EQ(format_iso8601(datetime{0}), "19700101T00:00:00Z");
   EXPECT_EQ(format_iso8601(datetime{1700000000}), "20231114T22:13:20Z");
   EXPECT_EQ(format_iso8601(datetime{-1}), "19691231T23:59:59Z");
+  EXPECT_EQ(format_iso8601(datetime{-62135596800}), "00010101T00:00:00Z");  // four digits, padded
+  EXPECT_EQ(format_iso8601(datetime{253402300799}), "99991231T23:59:59Z");
+  EXPECT_EQ(format_iso8601(datetime{253402300800}), "100000101T00:00:00Z");  // five digits
   for (const char* s : {"20231114T22:13:20Z", "20231114T22:13:20", "2023-11-14T22:13:20Z", "20231114T22:13:20.123Z"})
     EXPECT_EQ(parse_iso8601(s), datetime{1700000000}) << s;
   for (const char* s : {"", "2023", "20231114 22:13:20", "20231114T25:00:00Z", "20230230T00:00:00Z",

@@ -101,6 +101,36 @@ TEST(wire_xmlrpc, writes_scalars_exactly) {
             "<value><string>&lt;&amp;&gt;&#13;\n\t&#1;</string></value>");
 }
 
+// Strings are scanned eight bytes at a time: a character that needs escaping is found at every
+// offset of strings of every length around a word, alone and next to others.
+TEST(wire_xmlrpc, escapes_at_every_offset) {
+  auto reference = [](const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+      if (c == '&') out += "&amp;";
+      else if (c == '<') out += "&lt;";
+      else if (c == '>') out += "&gt;";
+      else if (c < 0x20 && c != '\t' && c != '\n') out += "&#" + std::to_string(c) + ";";
+      else out += static_cast<char>(c);
+    }
+    return out;
+  };
+  auto written = [](const std::string& s) {
+    std::string answer = write_response({true, value(s), {}});
+    auto begin = answer.rfind("<value><string>"), end = answer.rfind("</string></value></member>");
+    EXPECT_NE(begin, std::string::npos) << answer;
+    return answer.substr(begin + 15, end - begin - 15);
+  };
+  for (std::size_t length = 1; length <= 26; ++length)
+    for (std::size_t at = 0; at < length; ++at)
+      for (char special : {'&', '<', '>', '\r', '\x01', '\x1f', '\t', '\n', ' ', '?', '='}) {
+        std::string s(length, 'x');
+        s[at] = special;
+        if (at + 3 < length) s[at + 3] = '<';
+        EXPECT_EQ(written(s), reference(s)) << "length " << length << " at " << at << " char " << int(special);
+      }
+}
+
 TEST(wire_xmlrpc, writes_call_and_fault_exactly) {
   EXPECT_EQ(write_call({"VM.get_record", {"OpaqueRef:s", "OpaqueRef:vm"}}),
             std::string(decl) +
