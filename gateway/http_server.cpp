@@ -207,23 +207,14 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     read_more();
   }
 
+  // Asio reads as soon as epoll says the socket is ready and hands the bytes to the handler;
+  // after a read that drained the socket it does not try again before the next readiness.
   void read_more() {
-    if constexpr (Tls) {
-      stream_.async_read_some(buffer_.prepare(read_size()), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-        if (ec) return self->on_eof_or_error(ec);
-        self->buffer_.commit(n);
-        self->arrived();
-      });
-    } else {
-      socket().async_wait(net::socket_base::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
-        if (ec) return self->close();
-        std::size_t n = self->socket().read_some(self->buffer_.prepare(self->read_size()), ec);
-        if (ec == net::error::would_block) return self->read_more();
-        if (ec) return self->on_eof_or_error(ec);
-        self->buffer_.commit(n);
-        self->arrived();
-      });
-    }
+    stream_.async_read_some(buffer_.prepare(read_size()), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (ec) return self->on_eof_or_error(ec);
+      self->buffer_.commit(n);
+      self->arrived();
+    });
   }
 
   std::size_t read_size() const { return std::max<std::size_t>(4096, beast::read_size(buffer_, 65536)); }
