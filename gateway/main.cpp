@@ -60,7 +60,7 @@ const char* usage =
     "                       DIR/xapid.key, made self-signed on first boot\n"
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
-    "  --threads N          threads serving connections (default 2)\n"
+    "  --threads N          threads serving connections (default: one less than the CPUs, 1 to 8)\n"
     "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
     "                       one is generated into DIR/root-password)\n"
     "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
@@ -83,7 +83,9 @@ struct options {
   std::string unix_socket;
   std::string backend = "sim";
   std::string root_password_file;
-  int threads = 2;
+  // Serving threads only parse, read the database and write answers (calls that wait have
+  // threads of their own): one CPU stays for the rest of dom0 and the clients beside it.
+  int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 1, 8);
   long session_idle_seconds = 24 * 3600;
   long http_read_timeout_s = 30;
   long http_idle_timeout_s = 300;
