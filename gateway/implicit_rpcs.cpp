@@ -212,6 +212,10 @@ std::size_t register_implicit_rpcs(dispatcher& d, storage::database& db, const s
       as_setter.kind = api::method_kind::setter;
       as_setter.field = m.name.substr(4);
       d.add(m.wire_name, maker.make(as_setter));
+    } else if (m.kind == api::method_kind::get_all_records) {
+      // A whole table's answer takes milliseconds to write: off the serving threads, so that
+      // it neither holds up the small calls behind it nor is limited to their number.
+      d.add_blocking(m.wire_name, maker.make(m));
     } else {
       d.add(m.wire_name, maker.make(m));
     }
