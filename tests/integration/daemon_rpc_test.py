@@ -480,7 +480,9 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         cls.dir.cleanup()
 
     def connect(self):
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.addCleanup(sock.close)
+        return sock
 
     def closed_within(self, sock, seconds):
         start = time.monotonic()
@@ -517,6 +519,82 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         big.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
         _, data = self.closed_within(big, 10)
         self.assertTrue(data.startswith(b"HTTP/1.1 431"), data[:40])
+
+    def read_answers(self, sock, count):
+        """`count` whole HTTP answers from `sock`: (status line, headers, body) each."""
+        data, answers = b"", []
+        while len(answers) < count:
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                head = data[:end].decode()
+                length = int(re.search(r"(?im)^content-length: *(\d+)", head).group(1))
+                if len(data) >= end + 4 + length:
+                    answers.append((head.split("\r\n")[0], head, data[end + 4:end + 4 + length]))
+                    data = data[end + 4 + length:]
+                    continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return answers
+
+    @staticmethod
+    def jsonrpc_request(ident, version=b"HTTP/1.1", extra=b""):
+        body = json.dumps({"jsonrpc": "2.0", "method": "session.login_with_password",
+                           "params": ["root", PASSWORD], "id": ident}).encode()
+        return (b"POST /jsonrpc " + version + b"\r\nHost: x\r\nContent-Type: application/json\r\n" + extra +
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        sock = self.connect()
+        sock.sendall(b"".join(self.jsonrpc_request(i) for i in range(1, 41)))
+        answers = self.read_answers(sock, 40)
+        self.assertEqual([json.loads(body)["id"] for _, _, body in answers], list(range(1, 41)))
+        self.assertTrue(all(json.loads(body)["result"].startswith("OpaqueRef:") for _, _, body in answers))
+
+    def test_http_1_0_closes_unless_asked_to_keep_alive(self):
+        sock = self.connect()
+        sock.sendall(self.jsonrpc_request(1, b"HTTP/1.0"))
+        closed, data = self.closed_within(sock, 10)
+        self.assertTrue(closed)
+        self.assertTrue(data.startswith(b"HTTP/1.0 200 OK\r\n"), data[:40])
+        sock = self.connect()
+        sock.sendall(self.jsonrpc_request(2, b"HTTP/1.0", b"Connection: keep-alive\r\n"))
+        (status, head, body), = self.read_answers(sock, 1)
+        self.assertEqual(status, "HTTP/1.0 200 OK")
+        self.assertIn("Connection: keep-alive", head)
+        sock.sendall(self.jsonrpc_request(3, b"HTTP/1.0", b"Connection: keep-alive\r\n"))
+        (status, _, body), = self.read_answers(sock, 1)
+        self.assertEqual(json.loads(body)["id"], 3)
+
+    def test_a_chunked_request_body_is_read_whole(self):
+        body = xmlrpc.client.dumps(("root", PASSWORD), "session.login_with_password").encode()
+        sock = self.connect()
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+        (status, _, answer), = self.read_answers(sock, 1)
+        self.assertEqual(status, "HTTP/1.1 200 OK")
+        self.assertEqual(xmlrpc.client.loads(answer.decode())[0][0]["Status"], "Success")
+
+    def test_a_client_that_does_not_read_its_answers_is_cut_off_while_others_are_served(self):
+        stuck = socket.socket()
+        self.addCleanup(stuck.close)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(("127.0.0.1", self.port))
+        listing = b"<?xml version='1.0'?><methodCall><methodName>system.listMethods</methodName></methodCall>"
+        request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(listing), listing)
+        stuck.sendall(request * 200)  # 200 answers of ~90 KB: far more than the socket buffers hold
+        time.sleep(3)  # not reading: the server's write stalls past the 1 s read timeout
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
+        self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["Status"], "Success")
+        received = 0
+        stuck.settimeout(30)
+        try:
+            while chunk := stuck.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        self.assertLess(received, 200 * 90000, "the server kept writing to a client that did not read")
 
     def test_a_bad_config_file_is_refused_with_its_line(self):
         bad = os.path.join(self.dir.name, "bad.conf")
