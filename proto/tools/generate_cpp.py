@@ -318,7 +318,9 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
         fields = cls["fields"]
         c.append(f"void emit(const {tn}& r, wire::emitter& e) {{\n  e.begin_struct();\n")
         for f in fields:
-            c.append(f"  e.name({string_literal(f['name'])});\n  emit(r.{ident(f['name'])}, e);\n")
+            # A name of letters, digits and '_' goes out as it is (field); any other is escaped.
+            call = "field" if re.fullmatch(r"[A-Za-z0-9_]+", f["name"]) else "name"
+            c.append(f"  e.{call}({string_literal(f['name'])});\n  emit(r.{ident(f['name'])}, e);\n")
         c.append("  e.end_struct();\n}\n")
         c.append(f"wire::value to_value(const {tn}& r) {{\n  wire::tree_builder b;\n  emit(r, b);\n  return b.result();\n}}\n")
         ordered = sorted(range(len(fields)), key=lambda i: fields[i]["name"])

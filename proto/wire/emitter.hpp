@@ -24,6 +24,9 @@ class emitter {
   virtual void end_array() = 0;
   virtual void begin_struct() = 0;
   virtual void name(std::string_view member) = 0;
+  // A member name that is only letters, digits and '_' (a datamodel field): nothing in it needs
+  // escaping, which writers may skip.
+  virtual void field(std::string_view member) { name(member); }
   virtual void end_struct() = 0;
   // A built value, whole (it may itself hold deferred ones).
   virtual void value(const wire::value& v) = 0;

@@ -112,10 +112,15 @@ class json_emitter final : public emitter {
   void end_array() override { close(']'); }
   void begin_struct() override { open('{'); }
   void name(std::string_view member) override {
-    if (open_.back().written) out_.put(',');
-    open_.back().written = true;
+    next_member();
     put_string(out_, member);
     out_.put(':');
+  }
+  void field(std::string_view member) override {
+    next_member();
+    out_.put('"');
+    out_.put(member);
+    out_.put("\":");
   }
   void end_struct() override { close('}'); }
   void value(const wire::value& v) override {
@@ -128,6 +133,10 @@ class json_emitter final : public emitter {
     bool array;
     bool written;  // an element or member already: the next one needs a comma
   };
+  void next_member() {
+    if (open_.back().written) out_.put(',');
+    open_.back().written = true;
+  }
   // Array elements are separated here; a struct member's value follows its name directly.
   void before_value() {
     if (open_.empty() || !open_.back().array) return;

@@ -140,9 +140,14 @@ class xml_emitter final : public emitter {
     member_open_.push_back(false);
   }
   void name(std::string_view member) override {
-    if (member_open_.back()) out_.put("</member>");
-    member_open_.back() = true;
+    next_member();
     put_member_name(out_, member);
+  }
+  void field(std::string_view member) override {
+    next_member();
+    out_.put("<member><name>");
+    out_.put(member);
+    out_.put("</name>");
   }
   void end_struct() override {
     if (member_open_.back()) out_.put("</member>");
@@ -152,6 +157,10 @@ class xml_emitter final : public emitter {
   void value(const wire::value& v) override { put_value(out_, v); }
 
  private:
+  void next_member() {
+    if (member_open_.back()) out_.put("</member>");
+    member_open_.back() = true;
+  }
   sink& out_;
   std::vector<bool> member_open_;  // per open struct: a <member> waits for its </member>
 };
