@@ -19,7 +19,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
@@ -128,9 +127,11 @@ namespace {
 // The connection's context is run by several threads and there is no strand: instead, a
 // connection has at most one thing outstanding at a time — a wait for bytes, a write, a held-back
 // answer, or the call itself — and each step starts the next, so its handlers never overlap.
-// Plain sockets are read and written without blocking from the handler that learns they are
-// ready (no speculative read that finds nothing, no completion handed through the scheduler
-// when a write goes out at once); TLS goes through asio's asynchronous operations.
+// Requests are parsed with Beast's parser fed from the connection's buffer. On a plain socket
+// the answer is written at once without blocking, from the handler that made it (it usually
+// fits the socket's buffer: one sendmsg, no completion handed through the scheduler, which
+// would wake another thread); only the rest of a larger answer, and everything over TLS, goes
+// through Asio's asynchronous writes.
 template <class Socket, bool Tls>
 class connection : public std::enable_shared_from_this<connection<Socket, Tls>>, public timed_connection {
  public:
