@@ -23,9 +23,18 @@ api::api_error from_backend(const xen::backend_error& e) {
   return api::errors::INTERNAL_ERROR("xen: " + e.message);
 }
 
-// A clean shutdown or reboot the guest never acknowledged is the seed's own error.
-api::api_error shutdown_error(const std::string& vm, const xen::backend_error& e) {
+// How a clean stop waits for its guest: until it acknowledges, or until `cancel` (task.cancel's
+// flag for `task`) turns true.
+struct guest_wait {
+  std::string task;
+  vm_lifecycle::cancel_flag cancel;
+};
+
+// A clean shutdown or reboot the guest never acknowledged is the seed's own error; one whose
+// wait was cancelled ends its task as cancelled.
+api::api_error shutdown_error(const xen::backend_error& e, const guest_wait& wait) {
   if (e.what == xen::backend_error::kind::not_acknowledged) return api::errors::VM_FAILED_SHUTDOWN_ACKNOWLEDGMENT();
+  if (e.what == xen::backend_error::kind::cancelled) return api::errors::TASK_CANCELLED(wait.task);
   return from_backend(e);
 }
 
@@ -300,13 +309,14 @@ struct vm_lifecycle::impl {
   }
 
   // Tears the domain down (asking the guest first when `clean`) and records the VM halted.
-  api::api_result<wire::value> stop_work(const std::string& ref, bool clean) {
+  api::api_result<wire::value> stop_work(const std::string& ref, bool clean, const guest_wait& wait = {}) {
     auto s = db.snapshot();
     const api::vm* vm = s->get<api::vm>(ref);
     if (vm->power_state == ps::Suspended) return drop_suspended(ref);
     int domid = static_cast<int>(vm->domid);
     if (clean) {
-      if (auto r = hv.shutdown(domid, xen::shutdown_reason::poweroff); !r) return fail(shutdown_error(ref, r.error()));
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::poweroff, wait.cancel.get()); !r)
+        return fail(shutdown_error(r.error(), wait));
     }
     if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
       return fail(from_backend(r.error()));
@@ -337,12 +347,13 @@ struct vm_lifecycle::impl {
   }
 
   // Stops the domain (the guest asked to reboot, or not) and boots it again.
-  api::api_result<wire::value> reboot_work(const std::string& ref, bool clean) {
+  api::api_result<wire::value> reboot_work(const std::string& ref, bool clean, const guest_wait& wait = {}) {
     auto s = db.snapshot();
     const api::vm* vm = s->get<api::vm>(ref);
     int domid = static_cast<int>(vm->domid);
     if (clean) {
-      if (auto r = hv.shutdown(domid, xen::shutdown_reason::reboot); !r) return fail(shutdown_error(ref, r.error()));
+      if (auto r = hv.shutdown(domid, xen::shutdown_reason::reboot, wait.cancel.get()); !r)
+        return fail(shutdown_error(r.error(), wait));
     }
     if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
       return fail(from_backend(r.error()));
@@ -814,9 +825,12 @@ vm_lifecycle::result_void vm_lifecycle::unpause(const std::string& vm, const std
   }));
 }
 
-vm_lifecycle::result_void vm_lifecycle::clean_shutdown(const std::string& vm, const std::string& task) {
+vm_lifecycle::result_void vm_lifecycle::clean_shutdown(const std::string& vm, const std::string& task,
+                                                       cancel_flag cancel) {
   auto d = impl_;
-  return as_void(d->run_vm(vm, api::vm_operations::clean_shutdown, task, [d, vm] { return d->stop_work(vm, true); }));
+  return as_void(d->run_vm(vm, api::vm_operations::clean_shutdown, task, [d, vm, wait = guest_wait{task, cancel}] {
+    return d->stop_work(vm, true, wait);
+  }));
 }
 
 vm_lifecycle::result_void vm_lifecycle::hard_shutdown(const std::string& vm, const std::string& task) {
@@ -824,21 +838,28 @@ vm_lifecycle::result_void vm_lifecycle::hard_shutdown(const std::string& vm, con
   return as_void(d->run_vm(vm, api::vm_operations::hard_shutdown, task, [d, vm] { return d->stop_work(vm, false); }));
 }
 
-vm_lifecycle::result_void vm_lifecycle::shutdown(const std::string& vm, const std::string& task) {
+vm_lifecycle::result_void vm_lifecycle::shutdown(const std::string& vm, const std::string& task, cancel_flag cancel) {
   auto d = impl_;
-  return as_void(d->run_vm(vm, api::vm_operations::shutdown, task, [d, vm]() -> api::api_result<wire::value> {
-    // Clean when the guest can, hard when it cannot (or is paused or suspended).
+  return as_void(d->run_vm(vm, api::vm_operations::shutdown, task,
+                           [d, vm, wait = guest_wait{task, cancel}]() -> api::api_result<wire::value> {
+    // Clean when the guest can, hard when it cannot (or is paused or suspended); a cancelled
+    // wait for the guest stops there.
     auto s = d->db.snapshot();
     const api::vm* v = s->get<api::vm>(vm);
-    if (v->power_state == ps::Running)
-      if (auto r = d->stop_work(vm, true); r) return r;
+    if (v->power_state == ps::Running) {
+      auto r = d->stop_work(vm, true, wait);
+      if (r || (wait.cancel && *wait.cancel)) return r;
+    }
     return d->stop_work(vm, false);
   }));
 }
 
-vm_lifecycle::result_void vm_lifecycle::clean_reboot(const std::string& vm, const std::string& task) {
+vm_lifecycle::result_void vm_lifecycle::clean_reboot(const std::string& vm, const std::string& task,
+                                                     cancel_flag cancel) {
   auto d = impl_;
-  return as_void(d->run_vm(vm, api::vm_operations::clean_reboot, task, [d, vm] { return d->reboot_work(vm, true); }));
+  return as_void(d->run_vm(vm, api::vm_operations::clean_reboot, task, [d, vm, wait = guest_wait{task, cancel}] {
+    return d->reboot_work(vm, true, wait);
+  }));
 }
 
 vm_lifecycle::result_void vm_lifecycle::hard_reboot(const std::string& vm, const std::string& task) {

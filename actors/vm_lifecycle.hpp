@@ -5,7 +5,9 @@
 // after-reboot and after-crash actions) and the guest agent's reports, seen by `observe`.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,10 +42,13 @@ class vm_lifecycle {
   result_void start_on(const std::string& vm, const std::string& host, bool paused, bool force, const std::string& task);
   result_void pause(const std::string& vm, const std::string& task);
   result_void unpause(const std::string& vm, const std::string& task);
-  result_void clean_shutdown(const std::string& vm, const std::string& task);
+  // The clean stops wait for the guest to acknowledge: `cancel` (task.cancel's flag for `task`,
+  // or null) ends the wait, and the call fails TASK_CANCELLED [task] with the VM left running.
+  using cancel_flag = std::shared_ptr<const std::atomic<bool>>;
+  result_void clean_shutdown(const std::string& vm, const std::string& task, cancel_flag cancel = nullptr);
   result_void hard_shutdown(const std::string& vm, const std::string& task);
-  result_void shutdown(const std::string& vm, const std::string& task);
-  result_void clean_reboot(const std::string& vm, const std::string& task);
+  result_void shutdown(const std::string& vm, const std::string& task, cancel_flag cancel = nullptr);
+  result_void clean_reboot(const std::string& vm, const std::string& task, cancel_flag cancel = nullptr);
   result_void hard_reboot(const std::string& vm, const std::string& task);
   result_void suspend(const std::string& vm, const std::string& task);
   result_void resume(const std::string& vm, bool paused, bool force, const std::string& task);

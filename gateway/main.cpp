@@ -319,6 +319,11 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
   // Every implicit RPC over storage; the RPCs with behaviour registered after replace theirs.
   xapid::gateway::register_implicit_rpcs(dispatcher, db);
+  xapid::gateway::task_manager tasks(db, clock, identity->host);
+  if (auto st = tasks.clear_stale(); !st) {
+    spdlog::error("xapid.start.failed reason=\"clearing old tasks: {}\"", st.error().description().at(0));
+    return 1;
+  }
   // The objects' actors, the storage repositories, and the VM lifecycle over the hypervisor.
   xapid::actors::host_actors actors(db);
   xapid::actors::storage_repos repos(db, actors, clock, identity->host, opt.data_dir);
@@ -332,7 +337,7 @@ int run(int argc, char** argv, bool& reboot) {
     return 1;
   }
   xapid::gateway::register_sr_rpcs(dispatcher, repos, db.ids());
-  xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids());
+  xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids(), tasks);
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
   std::function<void(bool)> power_off;
   xapid::gateway::host_context host_ctx{db, *hypervisor, actors, clock, identity->host, opt.data_dir + "/xapid.log",
@@ -342,11 +347,6 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
   events.register_with(dispatcher);
-  xapid::gateway::task_manager tasks(db, clock, identity->host);
-  if (auto st = tasks.clear_stale(); !st) {
-    spdlog::error("xapid.start.failed reason=\"clearing old tasks: {}\"", st.error().description().at(0));
-    return 1;
-  }
   xapid::gateway::register_task_rpcs(dispatcher, tasks);
   dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
                              [&](const std::string& task, const xapid::wire::response& r) { tasks.complete(task, r); }});

@@ -49,9 +49,18 @@ api::api_result<std::string> task_manager::create(const std::string& session, co
 }
 
 std::shared_ptr<std::atomic<bool>> task_manager::watch_cancel(const std::string& task) {
-  std::lock_guard lock(mu_);
-  auto& flag = cancellable_[task];
-  if (!flag) flag = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> flag;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = cancellable_[task];
+    if (slot) return slot;
+    flag = slot = std::make_shared<std::atomic<bool>>(false);
+  }
+  // The task says so, as xapi's cancellable tasks do: clients offer "cancel" from it.
+  auto t = db_.begin();
+  t.set(task_class(), task, task_field("allowed_operations"),
+        wire::value(wire::array{wire::value(api::to_string(api::task_allowed_operations::cancel))}));
+  (void)db_.commit(std::move(t));  // a task destroyed meanwhile has nothing to say it on
   return flag;
 }
 
@@ -128,6 +137,7 @@ void task_manager::complete(const std::string& task, const wire::response& outco
                          outcome.error_description.front() == "TASK_CANCELLED";
   t.set(cls, task, task_field("status"), wire::value(outcome.success ? "success" : cancelled ? "cancelled" : "failure"));
   t.set(cls, task, task_field("progress"), wire::value(1.0));
+  t.set(cls, task, task_field("allowed_operations"), wire::value(wire::array{}));
   t.set(cls, task, task_field("finished"),
         wire::value(wire::datetime{api::format_iso8601(api::datetime{clock_.now_ms() / 1000})}));
   if (outcome.success) {

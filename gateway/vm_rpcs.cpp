@@ -15,7 +15,7 @@ std::string task_key(const call_context& ctx, id_source& ids) {
 
 }  // namespace
 
-void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids) {
+void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks) {
   using vm_ref = ref<api::vm>;
   using host_ref = ref<api::host>;
   auto key = [&ids](const call_context& ctx) { return task_key(ctx, ids); };
@@ -34,12 +34,22 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids) 
     add_typed<M>(d, [&vms, key, op](call_context& c, const vm_ref& vm) { return (vms.*op)(vm.opaque, key(c)); },
                  blocking);
   };
+  // The clean stops wait for the guest: task.cancel on their Async task ends the wait.
+  using waiting_op = api::api_result<void> (actors::vm_lifecycle::*)(const std::string&, const std::string&,
+                                                                      actors::vm_lifecycle::cancel_flag);
+  auto waiting = [&](auto method_tag, waiting_op op) {
+    using M = decltype(method_tag);
+    add_typed<M>(d, [&vms, &tasks, key, op](call_context& c, const vm_ref& vm) {
+      auto cancel = c.task.empty() ? nullptr : tasks.watch_cancel(c.task);
+      return (vms.*op)(vm.opaque, key(c), std::move(cancel));
+    }, blocking);
+  };
   simple(m::VM_pause{}, &actors::vm_lifecycle::pause);
   simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause);
-  simple(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown);
+  waiting(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown);
   simple(m::VM_hard_shutdown{}, &actors::vm_lifecycle::hard_shutdown);
-  simple(m::VM_shutdown{}, &actors::vm_lifecycle::shutdown);
-  simple(m::VM_clean_reboot{}, &actors::vm_lifecycle::clean_reboot);
+  waiting(m::VM_shutdown{}, &actors::vm_lifecycle::shutdown);
+  waiting(m::VM_clean_reboot{}, &actors::vm_lifecycle::clean_reboot);
   simple(m::VM_hard_reboot{}, &actors::vm_lifecycle::hard_reboot);
   simple(m::VM_suspend{}, &actors::vm_lifecycle::suspend);
   simple(m::VM_revert{}, &actors::vm_lifecycle::revert);

@@ -9,9 +9,12 @@
 
 #include "actors/vm_lifecycle.hpp"
 #include "gateway/dispatch.hpp"
+#include "gateway/tasks.hpp"
 
 namespace xapid::gateway {
 
-void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids);
+// The clean stops (clean_shutdown, shutdown, clean_reboot) wait for the guest; `tasks` lets
+// task.cancel end that wait for their Async form.
+void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks);
 
 }  // namespace xapid::gateway

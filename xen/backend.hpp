@@ -3,6 +3,7 @@
 // Calls are synchronous and thread-safe; errors are values naming what went wrong.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -75,8 +76,9 @@ struct guest_report {
 
 // What the hypervisor refused, and why.
 struct backend_error {
-  // not_acknowledged: the guest ignored a clean shutdown or reboot request.
-  enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, not_acknowledged, failed } what;
+  // not_acknowledged: the guest ignored a clean shutdown or reboot request; cancelled: the
+  // caller stopped waiting for it (task.cancel).
+  enum class kind { not_enough_memory, no_such_domain, domain_exists, bad_state, not_acknowledged, cancelled, failed } what;
   std::string message;
   std::int64_t needed_bytes = 0;     // not_enough_memory
   std::int64_t available_bytes = 0;  // not_enough_memory
@@ -94,8 +96,9 @@ class backend {
   virtual backend_result<int> create(const domain_config& config) = 0;
   virtual backend_result<void> unpause(int domid) = 0;
   virtual backend_result<void> pause(int domid) = 0;
-  // Asks the guest to stop (clean shutdown/reboot); it reaches state shutdown with the reason.
-  virtual backend_result<void> shutdown(int domid, shutdown_reason reason) = 0;
+  // Asks the guest to stop (clean shutdown/reboot) and waits until it reaches state shutdown
+  // with the reason; gives up with `cancelled` once `*cancelled` turns true (when not null).
+  virtual backend_result<void> shutdown(int domid, shutdown_reason reason, const std::atomic<bool>* cancelled) = 0;
   // Tears the domain down at once and frees its memory.
   virtual backend_result<void> destroy(int domid) = 0;
   // Saves a paused or running domain's state to `path` and destroys it.

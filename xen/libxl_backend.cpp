@@ -148,7 +148,7 @@ backend_result<void> libxl_backend::pause(int domid) {
   return ok_v;
 }
 
-backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason) {
+backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason, const std::atomic<bool>* cancelled) {
   const auto id = static_cast<uint32_t>(domid);
   int rc = reason == shutdown_reason::reboot ? libxl_domain_reboot(h_->ctx, id, nullptr)
                                              : libxl_domain_shutdown(h_->ctx, id, nullptr);
@@ -162,6 +162,8 @@ backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason) 
     bool stopped = found != 0 || info.shutdown || info.dying;
     libxl_dominfo_dispose(&info);
     if (stopped) return ok_v;
+    if (cancelled && *cancelled)
+      return fail(backend_error{backend_error::kind::cancelled, "the wait for the guest to shut down was cancelled"});
     if (std::chrono::steady_clock::now() > deadline || stopping_)
       return fail(backend_error{backend_error::kind::not_acknowledged, "the guest did not shut down within 20 minutes"});
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -22,7 +22,7 @@ class libxl_backend final : public backend {
   backend_result<int> create(const domain_config& config) override;
   backend_result<void> unpause(int domid) override;
   backend_result<void> pause(int domid) override;
-  backend_result<void> shutdown(int domid, shutdown_reason reason) override;
+  backend_result<void> shutdown(int domid, shutdown_reason reason, const std::atomic<bool>* cancelled) override;
   backend_result<void> destroy(int domid) override;
   backend_result<void> suspend(int domid, const std::string& path) override;
   backend_result<int> resume(const domain_config& config, const std::string& path) override;

@@ -140,7 +140,7 @@ backend_result<void> sim_backend::pause(int domid) {
   return ok_v;
 }
 
-backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
+backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason, const std::atomic<bool>* cancelled) {
   takes_time();
   std::unique_lock lock(mu_);
   auto found = find_locked(domid);
@@ -150,9 +150,14 @@ backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason) {
   if (auto f = injected_fault("shutdown"); !f) return f;
   if (options_.hang_probability > 0 &&
       std::uniform_real_distribution<double>(0, 1)(faults_) < options_.hang_probability) {
-    // The guest ignores the request; the caller waits until someone destroys the domain.
+    // The guest ignores the request; the caller waits until someone destroys the domain or it
+    // is cancelled (a flag, looked at every 50 ms).
     log_locked("d" + std::to_string(domid) + ": ignores the shutdown request (injected fault)");
-    destroyed_.wait(lock, [&] { return domains_.count(domid) == 0 || stopping_; });
+    while (!destroyed_.wait_for(lock, std::chrono::milliseconds(50),
+                                [&] { return domains_.count(domid) == 0 || stopping_; }))
+      if (cancelled && *cancelled)
+        return fail(backend_error{backend_error::kind::cancelled, "the wait for domain " + std::to_string(domid) +
+                                                                      " to shut down was cancelled"});
     return fail(backend_error{backend_error::kind::not_acknowledged,
                               "injected fault: the guest of domain " + std::to_string(domid) +
                                   " never acknowledged the shutdown"});

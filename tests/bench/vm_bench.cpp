@@ -105,7 +105,7 @@ double backend_cycles_per_s(double duration_s) {
     c.uuid = "bench-" + std::to_string(n);
     auto domid = hv->create(c);
     (void)hv->unpause(*domid);
-    (void)hv->shutdown(*domid, xen::shutdown_reason::poweroff);
+    (void)hv->shutdown(*domid, xen::shutdown_reason::poweroff, nullptr);
     (void)hv->destroy(*domid);
     ++n;
   }

@@ -205,6 +205,39 @@ class stuck_guest(unittest.TestCase):
             self.assertEqual(x.VM.hard_shutdown(s, vm)["Status"], "Success")
             stop_daemon(proc)
 
+    def test_cancelling_the_task_of_a_clean_shutdown_leaves_the_guest_running(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port, _ = start_daemon(d, "--sim-hang-probability", "1")
+            try:
+                x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+                s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
+                template = x.VM.get_by_name_label(s, "Debian Bookworm 12")["Value"][0]
+                vm = x.VM.clone(s, template, "stuck")["Value"]
+                x.VM.provision(s, vm)
+                self.assertEqual(x.VM.start(s, vm, False, False)["Status"], "Success")
+                task = getattr(x, "Async").VM.clean_shutdown(s, vm)["Value"]
+                deadline = time.monotonic() + 10
+                while x.VM.get_current_operations(s, vm)["Value"] != {task: "clean_shutdown"}:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)
+                self.assertEqual(x.task.get_allowed_operations(s, task)["Value"], ["cancel"])
+                self.assertEqual(x.task.cancel(s, task)["Status"], "Success")
+                while x.task.get_status(s, task)["Value"] in ("pending", "cancelling"):
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)
+                record = x.task.get_record(s, task)["Value"]
+                self.assertEqual((record["status"], record["error_info"], record["allowed_operations"]),
+                                 ("cancelled", ["TASK_CANCELLED", task], []))
+                self.assertEqual(x.VM.get_power_state(s, vm)["Value"], "Running")
+                self.assertEqual(x.VM.get_current_operations(s, vm)["Value"], {})
+                # A task that cannot stop part way says so.
+                start = getattr(x, "Async").VM.hard_shutdown(s, vm)["Value"]
+                answer = x.task.cancel(s, start)
+                if answer["Status"] != "Success":  # unless it had already finished
+                    self.assertEqual(answer["ErrorDescription"][0], "OPERATION_NOT_ALLOWED")
+            finally:
+                stop_daemon(proc)
+
 
 class host_operations(unittest.TestCase):
     """The host's own RPCs, down to host.reboot (the daemon starts again) and host.shutdown."""

@@ -404,6 +404,32 @@ TEST_F(lifecycle_test, a_guest_that_ignores_a_clean_shutdown_is_ended_by_a_hard_
   EXPECT_TRUE(vm(v).current_operations.empty());
 }
 
+TEST_F(lifecycle_test, a_cancelled_wait_for_a_guest_leaves_it_running_and_the_vm_free) {
+  close();
+  hang_probability = 1;
+  open();
+  std::string v = small_vm(128 * mib);
+  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  for (bool reboot : {false, true}) {
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    const std::string task = reboot ? "OpaqueRef:reboot-task" : "OpaqueRef:shutdown-task";
+    auto clean = std::async(std::launch::async, [&] {
+      return reboot ? vms->clean_reboot(v, task, cancel) : vms->shutdown(v, task, cancel);
+    });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (vm(v).current_operations.count(task) == 0) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    *cancel = true;
+    // Neither a hard shutdown after the clean one (VM.shutdown) nor a new boot (clean_reboot).
+    EXPECT_API_ERROR(clean.get(), TASK_CANCELLED, task);
+    EXPECT_EQ(power(v), ps::Running);
+    EXPECT_TRUE(vm(v).current_operations.empty());
+  }
+  ASSERT_TRUE(vms->hard_shutdown(v, key()).ok());
+}
+
 TEST_F(lifecycle_test, an_injected_crash_is_noticed_and_handled) {
   close();
   crash_probability = 1;

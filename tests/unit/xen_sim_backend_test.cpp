@@ -2,7 +2,10 @@
 // across restarts, and seeded fault injection.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
+#include <future>
 
 #include "tests/support/temp_dir.hpp"
 #include "xen/sim_backend.hpp"
@@ -41,13 +44,29 @@ TEST(sim_backend, a_domain_is_built_paused_runs_and_is_destroyed) {
   ASSERT_TRUE(b->unpause(*domid).ok());
   EXPECT_EQ(b->list()[0].state, domain_state::running);
   EXPECT_EQ(b->unpause(*domid).error().what, backend_error::kind::bad_state);
-  ASSERT_TRUE(b->shutdown(*domid, shutdown_reason::poweroff).ok());
+  ASSERT_TRUE(b->shutdown(*domid, shutdown_reason::poweroff, nullptr).ok());
   EXPECT_EQ(b->list()[0].state, domain_state::shutdown);
   EXPECT_EQ(b->list()[0].reason, shutdown_reason::poweroff);
   EXPECT_EQ(b->host().memory_free_bytes, free_before - 2 * gib);  // held until destroyed
   ASSERT_TRUE(b->destroy(*domid).ok());
   EXPECT_EQ(b->host().memory_free_bytes, free_before);
   EXPECT_EQ(b->destroy(*domid).error().what, backend_error::kind::no_such_domain);
+}
+
+TEST(sim_backend, a_wait_for_a_guest_that_ignores_a_shutdown_ends_when_cancelled) {
+  sim_options o;
+  o.hang_probability = 1;
+  auto b = open(std::move(o));
+  auto domid = b->create(vm("a", gib));
+  ASSERT_TRUE(domid.ok());
+  ASSERT_TRUE(b->unpause(*domid).ok());
+  std::atomic<bool> cancelled{false};
+  auto waiting = std::async(std::launch::async, [&] { return b->shutdown(*domid, shutdown_reason::poweroff, &cancelled); });
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  cancelled = true;
+  ASSERT_EQ(waiting.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(waiting.get().error().what, backend_error::kind::cancelled);
+  EXPECT_EQ(b->list()[0].state, domain_state::running);  // the guest goes on
 }
 
 TEST(sim_backend, memory_that_does_not_fit_is_refused_with_the_numbers) {
