@@ -331,7 +331,11 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   void send() {
     expire_after(server_->limits.read_timeout);
     written_ = 0;
-    if constexpr (!Tls) {
+    if constexpr (Tls) {
+      // One buffer, so that head and body travel in one TLS record rather than two.
+      body_.insert(0, head_);
+      head_.clear();
+    } else {
       // Usually the whole answer fits in the socket's buffer: write it now.
       const std::size_t total = head_.size() + body_.size();
       while (written_ < total) {
