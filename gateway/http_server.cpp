@@ -116,6 +116,21 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 
   template <class Acceptor>
   void accept(Acceptor& acceptor, bool is_unix, bool is_tls);
+
+  static constexpr auto accept_retry_after = std::chrono::milliseconds(100);
+  std::mutex accept_log_mu;
+  clock_type::time_point accept_logged{};
+  long accept_failures = 0;  // since the last line about them
+  void note_accept_failure(const beast::error_code& ec) {
+    std::lock_guard lock(accept_log_mu);
+    ++accept_failures;
+    const auto now = clock_type::now();
+    if (now - accept_logged < std::chrono::seconds(10)) return;
+    spdlog::warn("http.accept.failed error=\"{}\" failures={} retry_ms={}", ec.message(), accept_failures,
+                 accept_retry_after.count());
+    accept_logged = now;
+    accept_failures = 0;
+  }
 };
 
 namespace {
@@ -469,8 +484,15 @@ void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
                                 net::basic_stream_socket<protocol, executor> socket) {
     if (self->stopped) return;
     if (ec) {
-      spdlog::warn("http.accept.failed error={}", ec.message());
-    } else if constexpr (std::is_same_v<protocol, net::ip::tcp>) {
+      // Out of descriptors (or memory), the failure repeats at once for as long as it lasts:
+      // wait a little before the next try, and say so at most every ten seconds.
+      self->note_accept_failure(ec);
+      auto pause = std::make_shared<net::steady_timer>(self->io, accept_retry_after);
+      return pause->async_wait([self, pause, &acceptor, is_unix, is_tls](beast::error_code) {
+        if (!self->stopped) self->accept(acceptor, is_unix, is_tls);
+      });
+    }
+    if constexpr (std::is_same_v<protocol, net::ip::tcp>) {
       if (is_tls)
         std::make_shared<connection<tcp_socket, true>>(self, false, std::move(socket), *self->tls)->start();
       else

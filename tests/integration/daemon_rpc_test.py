@@ -606,6 +606,34 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         self.assertIn("bad.conf:2: threads must be a number", r.stderr)
 
 
+@unittest.skipUnless(shutil.which("prlimit"), "needs prlimit (util-linux)")
+class daemon_out_of_descriptors_test(unittest.TestCase):
+    """More connections than the daemon may open descriptors for: it waits for some to close
+    rather than spinning (and logging) on a failing accept, then serves again."""
+
+    @staticmethod
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_it_waits_for_descriptors_without_spinning_and_serves_again(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port, _ = start_daemon(d, prefix=("prlimit", "--nofile=200:200"))
+            try:
+                clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(260)]
+                time.sleep(0.5)  # the daemon has taken what it can; the rest wait in the backlog
+                before = self.cpu_seconds(proc.pid)
+                time.sleep(2)
+                self.assertLess(self.cpu_seconds(proc.pid) - before, 0.5, "the daemon spun on a failing accept")
+                for c in clients:
+                    c.close()
+                proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+                self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["Status"], "Success")
+            finally:
+                stop_daemon(proc)
+
+
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("useradd"), "needs root to add a user and a PAM service")
 class daemon_external_auth_test(with_daemon):
     """A system user, authenticated by PAM, logs in through a subject whose roles bound the calls."""
