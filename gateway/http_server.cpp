@@ -80,6 +80,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::map<std::pair<std::string, std::string>, stream_handler> streams;  // (method, path)
   std::atomic<int> streaming{0};
   static constexpr int max_streams = 16;
+  std::atomic<std::size_t> body_bytes_in_flight{0};  // counted as in http_limits
 
   // Timeouts: every connection says by when it must have made progress, and one timer cuts off
   // those that have not (no timer per connection to set and cancel on every request).
@@ -157,6 +158,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       : stream_(std::forward<Args>(stream_args)...), server_(std::move(server)), is_unix_(is_unix) {}
 
   ~connection() {
+    uncount_body();
     std::lock_guard lock(server_->live_mu);
     server_->live.erase(this);
   }
@@ -217,6 +219,10 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
         if (!on_header()) return;
         parser_->eager(true);
       }
+      if (header_checked_ && !count_body()) {
+        uncount_body();
+        return answer_error(http::status::service_unavailable, "too many large request bodies at once: try again");
+      }
       if (parser_->is_done()) return on_request();
       if (used == 0) break;
     }
@@ -270,6 +276,21 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     return true;
   }
 
+  // Counts what the body holds beyond its free part against the server's budget; false when
+  // that went over it.
+  bool count_body() {
+    const std::size_t size = parser_->get().body().size();
+    const std::size_t over = size > http_limits::free_body_bytes ? size - http_limits::free_body_bytes : 0;
+    if (over <= body_counted_) return true;
+    const std::size_t more = over - body_counted_;
+    body_counted_ = over;
+    return server_->body_bytes_in_flight.fetch_add(more) + more <= server_->limits.max_body_bytes_in_flight;
+  }
+  void uncount_body() {
+    server_->body_bytes_in_flight.fetch_sub(body_counted_);
+    body_counted_ = 0;
+  }
+
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit) return answer_error(http::status::payload_too_large, "request body too large");
     if (ec == http::error::header_limit) return answer_error(http::status::request_header_fields_too_large,
@@ -312,6 +333,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       if (call->phase.exchange(pending_call::answered_late, std::memory_order_acq_rel) == pending_call::returned)
         net::post(self->socket().get_executor(), [self, call] { self->respond(std::move(*call->answer)); });
     });
+    uncount_body();  // the handler has taken the body
     // A late answer that came before this exchange is written here; one after it, by its poster.
     const int before = call->phase.exchange(pending_call::returned, std::memory_order_acq_rel);
     if (call->answered_inline || before == pending_call::answered_late) respond(std::move(*call->answer));
@@ -464,6 +486,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool header_checked_ = false;
+  std::size_t body_counted_ = 0;  // of the body being read, against the server's budget
   bool started_ = false;  // a byte of the current request has come
   unsigned version_ = 11;
   bool keep_alive_ = false;

@@ -66,6 +66,8 @@ const char* usage =
     "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
     "  --http-read-timeout-seconds N   a request must arrive within this (default 30)\n"
     "  --http-idle-timeout-seconds N   a keep-alive connection may idle this long (default 300)\n"
+    "  --http-max-body-mib N           the largest request body (default 64); four times this\n"
+    "                                  for all large bodies being read at once\n"
     "  --sim-cpus N         the simulated host's CPUs (default 4)\n"
     "  --sim-memory-mib N   the simulated host's memory (default 16384, of which 1024 for dom0)\n"
     "  --sim-fault-probability P   chance that a simulated operation fails (default 0)\n"
@@ -89,6 +91,7 @@ struct options {
   long session_idle_seconds = 24 * 3600;
   long http_read_timeout_s = 30;
   long http_idle_timeout_s = 300;
+  long http_max_body_mib = 64;
   long sim_cpus = 4;
   long sim_memory_mib = 16384;
   double sim_fault_probability = 0;
@@ -121,6 +124,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.session_idle_seconds = n; }
   else if (name == "http-read-timeout-seconds") { if (!number(1, 3600, n)) return false; o.http_read_timeout_s = n; }
   else if (name == "http-idle-timeout-seconds") { if (!number(1, 86400, n)) return false; o.http_idle_timeout_s = n; }
+  else if (name == "http-max-body-mib") { if (!number(1, 4096, n)) return false; o.http_max_body_mib = n; }
   else if (name == "sim-cpus") { if (!number(1, 4096, n)) return false; o.sim_cpus = n; }
   else if (name == "sim-memory-mib") { if (!number(2048, 1L << 30, n)) return false; o.sim_memory_mib = n; }
   else if (name == "sim-operation-ms") { if (!number(0, 3600000, n)) return false; o.sim_operation_ms = n; }
@@ -363,6 +367,8 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::http_limits limits;
   limits.read_timeout = std::chrono::seconds(opt.http_read_timeout_s);
   limits.idle_timeout = std::chrono::seconds(opt.http_idle_timeout_s);
+  limits.max_body_bytes = static_cast<std::size_t>(opt.http_max_body_mib) << 20;
+  limits.max_body_bytes_in_flight = 4 * limits.max_body_bytes;
   xapid::gateway::http_server server(
       io,
       [&](xapid::gateway::http_request req, xapid::gateway::http_server::responder respond) {

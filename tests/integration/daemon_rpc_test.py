@@ -606,6 +606,40 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         self.assertIn("bad.conf:2: threads must be a number", r.stderr)
 
 
+class daemon_large_bodies_test(unittest.TestCase):
+    """--http-max-body-mib 1: bodies over 1 MiB are 413; those being read at once may hold 4 MiB
+    beyond their first 64 KiB each, and one more is 503 while small calls go on."""
+
+    def test_large_bodies_share_a_budget_and_small_calls_are_never_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port, _ = start_daemon(d, "--http-max-body-mib", "1")
+            try:
+                def partial_upload(sent):
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    self.addCleanup(sock.close)
+                    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n" + b"x" * sent)
+                    time.sleep(0.3)  # read and counted by the daemon
+                    return sock
+                holders = [partial_upload(1_000_000) for _ in range(4)]  # 4 x 934,464 counted: under 4 MiB
+                refused = partial_upload(1_000_000)
+                refused.settimeout(10)
+                self.assertTrue(refused.recv(100).startswith(b"HTTP/1.1 503"))
+                proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+                self.assertEqual(proxy.session.login_with_password("root", PASSWORD)["Status"], "Success")
+                for sock in holders:
+                    sock.close()
+                time.sleep(0.3)
+                # With the budget free again, a body of nearly 1 MiB is read and answered.
+                answer = proxy.session.login_with_password("root", "p" * 1_000_000)
+                self.assertEqual(answer["ErrorDescription"][0], "SESSION_AUTHENTICATION_FAILED")
+                big = socket.create_connection(("127.0.0.1", port), timeout=10)
+                self.addCleanup(big.close)
+                big.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n")
+                self.assertTrue(big.recv(100).startswith(b"HTTP/1.1 413"))
+            finally:
+                stop_daemon(proc)
+
+
 @unittest.skipUnless(shutil.which("prlimit"), "needs prlimit (util-linux)")
 class daemon_out_of_descriptors_test(unittest.TestCase):
     """More connections than the daemon may open descriptors for: it waits for some to close
