@@ -287,6 +287,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     return server_->body_bytes_in_flight.fetch_add(more) + more <= server_->limits.max_body_bytes_in_flight;
   }
   void uncount_body() {
+    if (body_counted_ == 0) return;
     server_->body_bytes_in_flight.fetch_sub(body_counted_);
     body_counted_ = 0;
   }
