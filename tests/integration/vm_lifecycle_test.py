@@ -176,23 +176,29 @@ class operations(with_daemon):
 
 
 class stuck_guest(unittest.TestCase):
-    """A guest that ignores a clean shutdown: a hard shutdown ends it, and SIGTERM still stops
-    the daemon at once while a call waits on such a guest."""
+    """A guest that ignores a clean shutdown: a hard shutdown ends it, SIGTERM still stops the
+    daemon at once while a call waits on such a guest, and task.cancel ends the wait."""
+
+    def stuck_clean_shutdown(self, data_dir):
+        """A daemon whose guests ignore clean shutdowns, a running VM, and an Async clean
+        shutdown of it waiting for the guest: (process, proxy, session, vm, task)."""
+        proc, port, _ = start_daemon(data_dir, "--sim-hang-probability", "1")
+        x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+        s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
+        template = x.VM.get_by_name_label(s, "Debian Bookworm 12")["Value"][0]
+        vm = x.VM.clone(s, template, "stuck")["Value"]
+        x.VM.provision(s, vm)
+        self.assertEqual(x.VM.start(s, vm, False, False)["Status"], "Success")
+        task = getattr(x, "Async").VM.clean_shutdown(s, vm)["Value"]
+        deadline = time.monotonic() + 10
+        while x.VM.get_current_operations(s, vm)["Value"] != {task: "clean_shutdown"}:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        return proc, x, s, vm, task
 
     def test_a_waiting_call_does_not_hold_the_daemon(self):
         with tempfile.TemporaryDirectory() as d:
-            proc, port, _ = start_daemon(d, "--sim-hang-probability", "1")
-            x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-            s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
-            template = x.VM.get_by_name_label(s, "Debian Bookworm 12")["Value"][0]
-            vm = x.VM.clone(s, template, "stuck")["Value"]
-            x.VM.provision(s, vm)
-            self.assertEqual(x.VM.start(s, vm, False, False)["Status"], "Success")
-            task = getattr(x, "Async").VM.clean_shutdown(s, vm)["Value"]
-            deadline = time.monotonic() + 10
-            while x.VM.get_current_operations(s, vm)["Value"] != {task: "clean_shutdown"}:
-                self.assertLess(time.monotonic(), deadline)
-                time.sleep(0.05)
+            proc, x, s, vm, task = self.stuck_clean_shutdown(d)
             began = time.monotonic()
             self.assertEqual(stop_daemon(proc), 0)
             self.assertLess(time.monotonic() - began, 10)
@@ -207,19 +213,9 @@ class stuck_guest(unittest.TestCase):
 
     def test_cancelling_the_task_of_a_clean_shutdown_leaves_the_guest_running(self):
         with tempfile.TemporaryDirectory() as d:
-            proc, port, _ = start_daemon(d, "--sim-hang-probability", "1")
+            proc, x, s, vm, task = self.stuck_clean_shutdown(d)
             try:
-                x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-                s = x.session.login_with_password("root", PASSWORD, "1.0", "stuck")["Value"]
-                template = x.VM.get_by_name_label(s, "Debian Bookworm 12")["Value"][0]
-                vm = x.VM.clone(s, template, "stuck")["Value"]
-                x.VM.provision(s, vm)
-                self.assertEqual(x.VM.start(s, vm, False, False)["Status"], "Success")
-                task = getattr(x, "Async").VM.clean_shutdown(s, vm)["Value"]
                 deadline = time.monotonic() + 10
-                while x.VM.get_current_operations(s, vm)["Value"] != {task: "clean_shutdown"}:
-                    self.assertLess(time.monotonic(), deadline)
-                    time.sleep(0.05)
                 self.assertEqual(x.task.get_allowed_operations(s, task)["Value"], ["cancel"])
                 self.assertEqual(x.task.cancel(s, task)["Status"], "Success")
                 while x.task.get_status(s, task)["Value"] in ("pending", "cancelling"):

@@ -86,6 +86,16 @@ struct lifecycle_test : ::testing::Test {
     return *vm_ref;
   }
 
+  // A running VM on a simulator restarted so that every guest ignores clean shutdowns.
+  std::string running_vm_whose_guest_ignores_shutdowns() {
+    close();
+    hang_probability = 1;
+    open();
+    std::string v = small_vm(128 * mib);
+    EXPECT_TRUE(vms->start(v, false, false, key()).ok());
+    return v;
+  }
+
   // A VM without disks of `memory` bytes, written straight into the database.
   std::string small_vm(std::int64_t memory) {
     api::vm v;
@@ -384,11 +394,7 @@ TEST_F(lifecycle_test, devices_plug_and_unplug_on_a_running_vm_only) {
 }
 
 TEST_F(lifecycle_test, a_guest_that_ignores_a_clean_shutdown_is_ended_by_a_hard_one) {
-  close();
-  hang_probability = 1;
-  open();
-  std::string v = small_vm(128 * mib);
-  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  std::string v = running_vm_whose_guest_ignores_shutdowns();
   auto clean = std::async(std::launch::async, [&] { return vms->clean_shutdown(v, "OpaqueRef:clean"); });
   // Wait (bounded) until the guest is ignoring the request.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -405,11 +411,7 @@ TEST_F(lifecycle_test, a_guest_that_ignores_a_clean_shutdown_is_ended_by_a_hard_
 }
 
 TEST_F(lifecycle_test, a_cancelled_wait_for_a_guest_leaves_it_running_and_the_vm_free) {
-  close();
-  hang_probability = 1;
-  open();
-  std::string v = small_vm(128 * mib);
-  ASSERT_TRUE(vms->start(v, false, false, key()).ok());
+  std::string v = running_vm_whose_guest_ignores_shutdowns();
   for (bool reboot : {false, true}) {
     auto cancel = std::make_shared<std::atomic<bool>>(false);
     const std::string task = reboot ? "OpaqueRef:reboot-task" : "OpaqueRef:shutdown-task";
