@@ -218,6 +218,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
         header_checked_ = true;
         if (!on_header()) return;
         parser_->eager(true);
+        if (waits_for_continue()) return send_continue();
       }
       if (header_checked_ && !count_body()) {
         uncount_body();
@@ -290,6 +291,22 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     if (body_counted_ == 0) return;
     server_->body_bytes_in_flight.fetch_sub(body_counted_);
     body_counted_ = 0;
+  }
+
+  // A client that asked whether to send its body (Expect: 100-continue, as curl does for large
+  // ones) and has sent none of it yet is told to go on, rather than left to its own timeout.
+  bool waits_for_continue() {
+    const auto& req = parser_->get();
+    return req.version() == 11 && buffer_.size() == 0 && !parser_->is_done() &&
+           beast::iequals(req[http::field::expect], "100-continue");
+  }
+  void send_continue() {
+    static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(stream_, net::buffer(go_on.data(), go_on.size()),
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->close();
+                       self->parse();
+                     });
   }
 
   void on_read_error(beast::error_code ec) {

@@ -576,6 +576,20 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         self.assertEqual(status, "HTTP/1.1 200 OK")
         self.assertEqual(xmlrpc.client.loads(answer.decode())[0][0]["Status"], "Success")
 
+    def test_a_client_that_expects_100_continue_is_told_to_go_on(self):
+        body = xmlrpc.client.dumps(("root", PASSWORD), "session.login_with_password").encode()
+        sock = self.connect()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        self.assertEqual(sock.recv(100), b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        (status, _, answer), = self.read_answers(sock, 1)
+        self.assertEqual(status, "HTTP/1.1 200 OK")
+        self.assertEqual(xmlrpc.client.loads(answer.decode())[0][0]["Status"], "Success")
+        # A body the daemon would refuse is refused at once, without a 100.
+        sock = self.connect()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 999999999\r\n\r\n")
+        self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 413"))
+
     def test_a_client_that_does_not_read_its_answers_is_cut_off_while_others_are_served(self):
         stuck = socket.socket()
         self.addCleanup(stuck.close)
