@@ -300,9 +300,9 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     return req.version() == 11 && buffer_.size() == 0 && !parser_->is_done() &&
            beast::iequals(req[http::field::expect], "100-continue");
   }
+  static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
   void send_continue() {
-    static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-    net::async_write(stream_, net::buffer(go_on.data(), go_on.size()),
+    net::async_write(stream_, net::buffer(continue_line.data(), continue_line.size()),
                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        if (ec) return self->close();
                        self->parse();
@@ -415,15 +415,26 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     next_request();
   }
 
+  // Ends the connection within 5 s: the TLS shutdown first, then a lingering close.
   void close() {
     expire_after(std::chrono::seconds(5));
-    if constexpr (Tls) {
-      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->close_socket(); });
-    } else {
-      beast::error_code ignored;
-      socket().shutdown(net::socket_base::shutdown_send, ignored);
-      close_socket();
-    }
+    if constexpr (Tls)
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->linger(); });
+    else
+      linger();
+  }
+
+  // The client may still be sending (a body refused part way): closing with its bytes unread
+  // would reset the connection, and the reset can destroy the answer before the client reads
+  // it. So the sending side is shut and what still comes is read and dropped until the client
+  // closes too, or the deadline cuts it off.
+  void linger() {
+    beast::error_code ignored;
+    socket().shutdown(net::socket_base::shutdown_send, ignored);
+    socket().async_read_some(buffer_.prepare(65536), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->close_socket();
+      self->linger();  // nothing committed: the bytes are dropped
+    });
   }
 
   void close_socket() {
@@ -480,15 +491,23 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     beast::error_code ignored;
     socket().non_blocking(false, ignored);  // the transfer's thread blocks on it
     auto self = this->shared_from_this();
-    std::thread([self, &route] {
+    std::thread([self, &route, go_on = waits_for_continue()] {
+      if (go_on) {  // an upload with Expect: 100-continue (curl -T)
+        beast::error_code ec;
+        net::write(self->stream_, net::buffer(continue_line.data(), continue_line.size()), ec);
+      }
       http::request_parser<http::buffer_body> body_parser(std::move(*self->parser_));
       body_parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // a disk may be large; it is read as it comes
       stream_io io(*self, body_parser);
       route(io);
       beast::error_code ignored;
       if constexpr (Tls) self->stream_.shutdown(ignored);
-      self->close_socket();
       --self->server_->streaming;
+      // Back to the event loop for the lingering close (an upload refused part way).
+      net::post(self->socket().get_executor(), [self] {
+        self->expire_after(std::chrono::seconds(5));
+        self->linger();
+      });
     }).detach();
   }
 

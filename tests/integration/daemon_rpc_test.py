@@ -576,6 +576,24 @@ class daemon_slow_and_malformed_clients_test(unittest.TestCase):
         self.assertEqual(status, "HTTP/1.1 200 OK")
         self.assertEqual(xmlrpc.client.loads(answer.decode())[0][0]["Status"], "Success")
 
+    def test_an_upload_refused_part_way_still_gets_its_whole_answer(self):
+        # /import reads a little of this junk, refuses it and closes while more is on its way:
+        # closing with bytes unread would reset the connection and lose the answer's body.
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
+        session = proxy.session.login_with_password("root", PASSWORD)["Value"]
+        junk = os.urandom(4 << 20)
+        sock = self.connect()
+        sock.sendall(b"PUT /import?session_id=%s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (session.encode(), len(junk)))
+        self.assertEqual(sock.recv(100), b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            sock.sendall(junk)
+        except OSError:
+            pass  # the daemon stopped reading; the answer is what matters
+        _, data = self.closed_within(sock, 10)
+        self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:40])
+        self.assertIn(b"IMPORT_ERROR", data)
+
     def test_a_client_that_expects_100_continue_is_told_to_go_on(self):
         body = xmlrpc.client.dumps(("root", PASSWORD), "session.login_with_password").encode()
         sock = self.connect()
