@@ -230,8 +230,8 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     read_more();
   }
 
-  // Asio reads as soon as epoll says the socket is ready and hands the bytes to the handler;
-  // after a read that drained the socket it does not try again before the next readiness.
+  // Asio tries the read at once (after an answer, that speculative recv usually finds nothing)
+  // and otherwise reads when epoll says the socket is ready, handing the bytes to the handler.
   void read_more() {
     stream_.async_read_some(buffer_.prepare(read_size()), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->on_eof_or_error(ec);
