@@ -25,8 +25,8 @@ bool dispatcher::add(std::string_view wire_name, handler h, std::size_t min_para
   return true;
 }
 
-bool dispatcher::add_blocking(std::string_view wire_name, handler h) {
-  if (!add(wire_name, std::move(h))) return false;
+bool dispatcher::add_blocking(std::string_view wire_name, handler h, std::size_t min_params) {
+  if (!add(wire_name, std::move(h), min_params)) return false;
   handlers_[api::find_method(wire_name)->wire_name].blocking = true;
   return true;
 }

@@ -41,9 +41,9 @@ class dispatcher {
   // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
   // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).
   bool add(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
-  // Registers a handler that may wait (event.from, event.next) or take long (get_all_records):
-  // it runs on its own thread, never on an I/O thread.
-  bool add_blocking(std::string_view wire_name, handler h);
+  // Registers a handler that may wait (event.from, event.next, a commit's fsync, a password
+  // hash) or take long (get_all_records): it runs on its own thread, never on an I/O thread.
+  bool add_blocking(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
   void set_session_check(session_check check) { check_session_ = std::move(check); }
 

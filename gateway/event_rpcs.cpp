@@ -145,7 +145,7 @@ event_rpcs::~event_rpcs() = default;
 void event_rpcs::register_with(dispatcher& d) {
   d.add_blocking("event.from", [this](call_context&, const wire::array& p) { return from(p); });
   d.add_blocking("event.next", [this](call_context& ctx, const wire::array&) { return next(ctx.session); });
-  d.add("event.inject", [this](call_context&, const wire::array& p) { return inject(p); });
+  d.add_blocking("event.inject", [this](call_context&, const wire::array& p) { return inject(p); });
   d.add("event.get_current_id", [this](call_context&, const wire::array&) -> api::api_result<wire::value> {
     return wire::value(static_cast<std::int64_t>(db_.current_generation()));
   });

@@ -201,6 +201,20 @@ bool is_custom_setter(const api::method_desc& m) {
   return m.params[0].type->kind == api::type_kind::ref && m.params[1].type->spelling == f.type->spelling;
 }
 
+namespace {
+
+// Reads of a snapshot answer on the serving thread. The rest go to threads of their own: a
+// commit waits for the disk's fsync, and a whole table's answer (get_all_records) takes
+// milliseconds to write; on a serving thread either would hold up every small call behind it
+// (and commits made one at a time could not share an fsync).
+bool runs_at_once(api::method_kind k) {
+  using mk = api::method_kind;
+  return k == mk::getter || k == mk::get_record || k == mk::get_all || k == mk::get_by_uuid ||
+         k == mk::get_by_name_label;
+}
+
+}  // namespace
+
 std::size_t register_implicit_rpcs(dispatcher& d, storage::database& db, const std::set<std::string_view>& except) {
   implicit_rpcs maker(db);
   std::size_t n = 0;
@@ -211,13 +225,11 @@ std::size_t register_implicit_rpcs(dispatcher& d, storage::database& db, const s
       api::method_desc as_setter = m;
       as_setter.kind = api::method_kind::setter;
       as_setter.field = m.name.substr(4);
-      d.add(m.wire_name, maker.make(as_setter));
-    } else if (m.kind == api::method_kind::get_all_records) {
-      // A whole table's answer takes milliseconds to write: off the serving threads, so that
-      // it neither holds up the small calls behind it nor is limited to their number.
-      d.add_blocking(m.wire_name, maker.make(m));
-    } else {
+      d.add_blocking(m.wire_name, maker.make(as_setter));
+    } else if (runs_at_once(m.kind)) {
       d.add(m.wire_name, maker.make(m));
+    } else {
+      d.add_blocking(m.wire_name, maker.make(m));
     }
     ++n;
   }

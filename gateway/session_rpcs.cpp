@@ -48,17 +48,19 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
     if (!ref) return fail(ref.error());
     return wire::value(*ref);
   };
-  d.add("session.login_with_password", login, 2);
-  d.add("session.slave_local_login_with_password", login);
+  // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
+  // off the serving threads, as the other calls below that commit.
+  d.add_blocking("session.login_with_password", login, 2);
+  d.add_blocking("session.slave_local_login_with_password", login);
 
   auto logout = [&sessions](call_context& ctx, const wire::array&) -> api::api_result<wire::value> {
     if (auto st = sessions.destroy(ctx.session); !st) return fail(st.error());
     return wire::value("");
   };
-  d.add("session.logout", logout);
-  d.add("session.local_logout", logout);
+  d.add_blocking("session.logout", logout);
+  d.add_blocking("session.local_logout", logout);
 
-  d.add("session.change_password", [&root](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+  d.add_blocking("session.change_password", [&root](call_context&, const wire::array& p) -> api::api_result<wire::value> {
     std::string old_pwd = string_at(p, 0), new_pwd = string_at(p, 1);
     std::lock_guard lock(root.mu);
     if (!verify_password(old_pwd, root.hash))
@@ -82,7 +84,7 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
     for (const auto& s : sids) out.emplace_back(s);
     return wire::value(std::move(out));
   });
-  d.add("session.logout_subject_identifier",
+  d.add_blocking("session.logout_subject_identifier",
         [&db, &sessions, cls](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
           std::string sid = string_at(p, 0);
           std::vector<std::string> refs;

@@ -93,7 +93,7 @@ api::status task_manager::cancel(const std::string& task) {
 }
 
 void register_task_rpcs(dispatcher& d, task_manager& tasks) {
-  d.add("task.create", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+  d.add_blocking("task.create", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     std::string label, description;
     if (!api::from_value(p[0], label)) return fail(api::errors::FIELD_TYPE_ERROR("label"));
     if (!api::from_value(p[1], description)) return fail(api::errors::FIELD_TYPE_ERROR("description"));
@@ -101,7 +101,7 @@ void register_task_rpcs(dispatcher& d, task_manager& tasks) {
     if (!ref) return fail(ref.error());
     return wire::value(*ref);
   });
-  d.add("task.cancel", [&tasks](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+  d.add_blocking("task.cancel", [&tasks](call_context&, const wire::array& p) -> api::api_result<wire::value> {
     std::string ref;
     if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("task"));
     if (auto st = tasks.cancel(ref); !st) return fail(st.error());
