@@ -5,11 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <semaphore>
 #include <sstream>
+#include <thread>
 
 namespace xapid::gateway {
 namespace {
@@ -36,6 +39,20 @@ std::string trim_newline(std::string s) {
   return s;
 }
 
+// A yescrypt hash takes ~20 ms of CPU and megabytes of memory. Logins run on threads of their
+// own, so without a bound a crowd of them (a password-guessing client with many connections)
+// would hash all at once: at most one per CPU does, the others wait their turn.
+std::string crypt_in_slot(const std::string& clear, const char* setting) {
+  static std::counting_semaphore<> slots(std::max(1u, std::thread::hardware_concurrency()));
+  slots.acquire();
+  struct crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  const char* h = ::crypt_rn(clear.c_str(), setting, &data, sizeof data);
+  std::string out = h ? std::string(h) : std::string();
+  slots.release();
+  return out;
+}
+
 }  // namespace
 
 std::string hash_password(std::string_view clear) {
@@ -44,18 +61,13 @@ std::string hash_password(std::string_view clear) {
   if (!::crypt_gensalt_rn("$y$", 0, nullptr, 0, salt, sizeof salt) &&
       !::crypt_gensalt_rn("$6$", 0, nullptr, 0, salt, sizeof salt))
     return {};
-  struct crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* h = ::crypt_rn(std::string(clear).c_str(), salt, &data, sizeof data);
-  return h ? std::string(h) : std::string();
+  return crypt_in_slot(std::string(clear), salt);
 }
 
 bool verify_password(std::string_view clear, const std::string& hash) {
   if (hash.empty()) return false;
-  struct crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* h = ::crypt_rn(std::string(clear).c_str(), hash.c_str(), &data, sizeof data);
-  if (!h || std::strlen(h) != hash.size()) return false;
+  const std::string h = crypt_in_slot(std::string(clear), hash.c_str());
+  if (h.size() != hash.size()) return false;
   unsigned char diff = 0;
   for (std::size_t i = 0; i < hash.size(); ++i) diff |= static_cast<unsigned char>(h[i] ^ hash[i]);
   return diff == 0;
