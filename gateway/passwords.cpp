@@ -44,13 +44,12 @@ std::string trim_newline(std::string s) {
 // would hash all at once: at most one per CPU does, the others wait their turn.
 std::string crypt_in_slot(const std::string& clear, const char* setting) {
   static std::counting_semaphore<> slots(std::max(1u, std::thread::hardware_concurrency()));
-  slots.acquire();
   struct crypt_data data;
   std::memset(&data, 0, sizeof data);
-  const char* h = ::crypt_rn(clear.c_str(), setting, &data, sizeof data);
-  std::string out = h ? std::string(h) : std::string();
+  slots.acquire();
+  const char* h = ::crypt_rn(clear.c_str(), setting, &data, sizeof data);  // throws nothing
   slots.release();
-  return out;
+  return h ? std::string(h) : std::string();  // h points into `data`, still ours
 }
 
 }  // namespace
