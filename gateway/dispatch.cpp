@@ -9,6 +9,8 @@
 #include <thread>
 #include <tuple>
 
+#include <spdlog/spdlog.h>
+
 namespace xapid::gateway {
 namespace {
 
@@ -98,12 +100,19 @@ const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& 
   return &it->second;
 }
 
+// Handlers return errors as values; anything one throws all the same (a library's exception, an
+// allocation that failed) ends that call with INTERNAL_ERROR, never the process.
 wire::response dispatcher::run(const entry& e, const wire::call& c, call_context& ctx) const {
-  std::size_t skip = ctx.session.empty() ? 0 : 1;
-  wire::array params(c.params.begin() + static_cast<std::ptrdiff_t>(skip), c.params.end());
-  auto r = e.h(ctx, params);
-  if (!r) return failure(r.error());
-  return wire::response{true, std::move(r).value(), {}};
+  try {
+    std::size_t skip = ctx.session.empty() ? 0 : 1;
+    wire::array params(c.params.begin() + static_cast<std::ptrdiff_t>(skip), c.params.end());
+    auto r = e.h(ctx, params);
+    if (!r) return failure(r.error());
+    return wire::response{true, std::move(r).value(), {}};
+  } catch (const std::exception& ex) {
+    spdlog::error("rpc.handler.failed method={} error=\"{}\"", c.method, ex.what());
+    return failure(api::errors::INTERNAL_ERROR(std::string("the call failed: ") + ex.what()));
+  }
 }
 
 // The threads of calls that wait, one each; finished ones are joined as new ones start.

@@ -1,5 +1,6 @@
 #include "gateway/http_server.hpp"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -44,6 +45,9 @@ struct timed_connection {
     deadline.store((clock_type::now() + d).time_since_epoch().count(), std::memory_order_relaxed);
   }
   void expire_never() { deadline.store(never, std::memory_order_relaxed); }
+  // Since when the connection has waited for a request with nothing of it yet (0: it has not):
+  // such connections are the first to go when descriptors run short.
+  std::atomic<std::int64_t> idle_since{0};
   // Shuts the socket down, so that whatever the connection waits for fails and it closes.
   virtual void cut_off() = 0;
 
@@ -64,6 +68,15 @@ std::string response_head(unsigned status, std::string_view content_type, std::o
   if (!keep_alive && version != 10) head.append("Connection: close\r\n");
   if (keep_alive && version == 10) head.append("Connection: keep-alive\r\n");
   return head.append("\r\n");
+}
+
+// Refuses obsolete line folding (a header line that starts with a space or a tab continues the
+// one before): RFC 9112 lets a server refuse it, and two parsers that unfold it differently
+// would read two different requests.
+bool plain_header(std::string_view header) {
+  for (auto i = header.find('\n'); i != std::string_view::npos && i + 1 < header.size(); i = header.find('\n', i + 1))
+    if (header[i + 1] == ' ' || header[i + 1] == '\t') return false;
+  return true;
 }
 
 }  // namespace
@@ -90,7 +103,42 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   static constexpr auto sweep_period = std::chrono::milliseconds(250);
 
   impl(net::io_context& io_, handler h, http_limits l)
-      : io(io_), on_request(std::move(h)), limits(l), sweep_timer(io_) {}
+      : io(io_), on_request(std::move(h)), limits(l), sweep_timer(io_), descriptor_limit(open_file_limit()) {}
+
+  // Descriptors: when connections come near the process's limit, or accepting fails for lack
+  // of one, the connections that have waited longest for a request are closed, so that idle
+  // clients cannot lock everyone else out.
+  const std::size_t descriptor_limit;
+  static std::size_t open_file_limit() {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1u << 20;
+    return static_cast<std::size_t>(rl.rlim_cur);
+  }
+  // Descriptors kept for everything but connections: the database, logs, disk images, transfers.
+  std::size_t connection_budget() const {
+    const std::size_t reserve = 64 + descriptor_limit / 16;
+    return descriptor_limit > 2 * reserve ? descriptor_limit - reserve : descriptor_limit / 2;
+  }
+  void shed_idle(std::size_t how_many) {
+    std::vector<std::pair<std::int64_t, timed_connection*>> idle;
+    std::lock_guard lock(live_mu);
+    for (auto* c : live)
+      if (auto since = c->idle_since.load(std::memory_order_relaxed)) idle.emplace_back(since, c);
+    how_many = std::min(how_many, idle.size());
+    std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(how_many), idle.end());
+    for (std::size_t i = 0; i < how_many; ++i) idle[i].second->cut_off();
+    if (how_many) spdlog::warn("http.idle_connections.shed count={} live={} limit={}", how_many, live.size(), descriptor_limit);
+  }
+  // After an accept: above the budget, the oldest idle connections make room (a sixteenth of
+  // the budget at a time, so that shedding is not paid on every accept).
+  void keep_within_budget() {
+    std::size_t n;
+    {
+      std::lock_guard lock(live_mu);
+      n = live.size();
+    }
+    if (n > connection_budget()) shed_idle(n - connection_budget() + connection_budget() / 16);
+  }
 
   void sweep_soon() {
     sweep_timer.expires_after(sweep_period);
@@ -155,7 +203,11 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
 
   template <class... Args>
   connection(std::shared_ptr<http_server::impl> server, bool is_unix, Args&&... stream_args)
-      : stream_(std::forward<Args>(stream_args)...), server_(std::move(server)), is_unix_(is_unix) {}
+      : stream_(std::forward<Args>(stream_args)...), server_(std::move(server)), is_unix_(is_unix) {
+    // Unparsed bytes are at most a header (or a chunk line and trailer, held to the same limit)
+    // and one read beyond it: a client cannot make the connection buffer more.
+    buffer_.max_size(server_->limits.max_header_bytes + 2 * read_chunk);
+  }
 
   ~connection() {
     uncount_body();
@@ -198,21 +250,49 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     header_checked_ = false;
+    header_bytes_ = 0;
     started_ = buffer_.size() > 0;
-    if (started_)
+    if (started_) {
       expire_after(server_->limits.read_timeout);
-    else
+    } else {
       expire_after(server_->limits.idle_timeout);
+      idle_since.store(clock_type::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
     parse();
   }
 
-  // Feeds the parser what has arrived; reads more while the request is incomplete.
+  // Feeds the parser what has arrived; reads more while the request is incomplete. Whatever a
+  // library throws on the way (Beast refuses a field over 64 KiB by throwing) ends this
+  // connection with an answer, never the process.
   void parse() {
+    try {
+      parse_buffered();
+    } catch (const std::length_error&) {
+      fail_safely(http::status::request_header_fields_too_large, "request headers too large");
+    } catch (const std::exception&) {
+      fail_safely(http::status::bad_request, "malformed HTTP request");
+    }
+  }
+
+  void parse_buffered() {
     while (buffer_.size() > 0) {
       beast::error_code ec;
+      const bool header_was_done = parser_->is_header_done();
       std::size_t used = parser_->put(buffer_.data(), ec);
+      if (!header_was_done && parser_->is_header_done()) {
+        // Beast consumes a header only once all of it is here: these are its bytes.
+        header_bytes_ = used;
+        if (!plain_header({static_cast<const char*>(buffer_.data().data()), used}))
+          return answer_error(http::status::bad_request, "malformed HTTP request");
+      }
       buffer_.consume(used);
-      if (ec == http::error::need_more) break;
+      if (ec == http::error::need_more) {
+        // What waits unparsed after the header is a chunk's size line or the trailer: both
+        // count, with the header, against the header limit (Beast bounds neither).
+        if (header_checked_ && header_bytes_ + buffer_.size() > server_->limits.max_header_bytes)
+          return answer_error(http::status::request_header_fields_too_large, "request headers too large");
+        break;
+      }
       if (ec) return on_read_error(ec);
       if (parser_->is_header_done() && !header_checked_) {
         header_checked_ = true;
@@ -230,21 +310,33 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     read_more();
   }
 
+  // Answers an error, or closes if even that throws (out of memory).
+  void fail_safely(http::status status, const char* why) {
+    try {
+      answer_error(status, why);
+    } catch (const std::exception&) {
+      close_socket();
+    }
+  }
+
   // Asio tries the read at once (after an answer, that speculative recv usually finds nothing)
   // and otherwise reads when epoll says the socket is ready, handing the bytes to the handler.
   void read_more() {
-    stream_.async_read_some(buffer_.prepare(read_size()), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+    const std::size_t room = beast::read_size(buffer_, read_chunk);
+    if (room == 0) return answer_error(http::status::request_header_fields_too_large, "request headers too large");
+    stream_.async_read_some(buffer_.prepare(room), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->on_eof_or_error(ec);
       self->buffer_.commit(n);
       self->arrived();
     });
   }
 
-  std::size_t read_size() const { return std::max<std::size_t>(4096, beast::read_size(buffer_, 65536)); }
+  static constexpr std::size_t read_chunk = 65536;
 
   void arrived() {
     if (!started_) {
       started_ = true;
+      idle_since.store(0, std::memory_order_relaxed);
       expire_after(server_->limits.read_timeout);
     }
     parse();
@@ -261,10 +353,19 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     close();
   }
 
-  // The headers are in: a stream route takes the connection, a body too large is refused.
+  // The headers are in: a stream route takes the connection, a body too large is refused, and
+  // so is any framing two parties could read differently (request smuggling): a transfer
+  // coding other than exactly "chunked", or one beside a Content-Length.
   bool on_header() {
-    auto method = parser_->get().method_string();
-    auto target = parser_->get().target();
+    const auto& req = parser_->get();
+    if (req.count(http::field::transfer_encoding) > 0 &&
+        (req.count(http::field::transfer_encoding) > 1 || req.count(http::field::content_length) > 0 ||
+         !beast::iequals(req[http::field::transfer_encoding], "chunked"))) {
+      answer_error(http::status::bad_request, "unsupported Transfer-Encoding");
+      return false;
+    }
+    auto method = req.method_string();
+    auto target = req.target();
     if (const auto* route = server_->stream_route({method.data(), method.size()}, {target.data(), target.size()})) {
       start_stream(*route);
       return false;
@@ -325,7 +426,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     std::atomic<int> phase{running};
     bool answered_inline = false;  // only the handler's thread touches it
     std::optional<http_response> answer;
-    static constexpr int running = 0, returned = 1, answered_late = 2;
+    static constexpr int running = 0, returned = 1, answered_late = 2, abandoned = 3;
   };
 
   void on_request() {
@@ -340,6 +441,21 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     keep_alive_ = req.keep_alive();
     expire_never();  // the call itself decides how long it takes (event.from waits)
     auto call = std::make_shared<pending_call>();
+    try {
+      call_handler(std::move(in), call);
+    } catch (const std::exception& e) {
+      // The handler failed before answering: a late answer, if one ever comes, is dropped.
+      spdlog::error("http.handler.failed error=\"{}\"", e.what());
+      call->phase.store(pending_call::abandoned, std::memory_order_release);
+      return fail_safely(http::status::internal_server_error, "internal error");
+    }
+    uncount_body();  // the handler has taken the body
+    // A late answer that came before this exchange is written here; one after it, by its poster.
+    const int before = call->phase.exchange(pending_call::returned, std::memory_order_acq_rel);
+    if (call->answered_inline || before == pending_call::answered_late) respond(std::move(*call->answer));
+  }
+
+  void call_handler(http_request in, const std::shared_ptr<pending_call>& call) {
     server_->on_request(std::move(in), [self = this->shared_from_this(), call](http_response out) {
       if (std::this_thread::get_id() == call->handler_thread &&
           call->phase.load(std::memory_order_acquire) == pending_call::running) {
@@ -351,10 +467,6 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       if (call->phase.exchange(pending_call::answered_late, std::memory_order_acq_rel) == pending_call::returned)
         net::post(self->socket().get_executor(), [self, call] { self->respond(std::move(*call->answer)); });
     });
-    uncount_body();  // the handler has taken the body
-    // A late answer that came before this exchange is written here; one after it, by its poster.
-    const int before = call->phase.exchange(pending_call::returned, std::memory_order_acq_rel);
-    if (call->answered_inline || before == pending_call::answered_late) respond(std::move(*call->answer));
   }
 
   void respond(http_response out) {
@@ -417,6 +529,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
 
   // Ends the connection within 5 s: the TLS shutdown first, then a lingering close.
   void close() {
+    idle_since.store(0, std::memory_order_relaxed);
     expire_after(std::chrono::seconds(5));
     if constexpr (Tls)
       stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->linger(); });
@@ -431,7 +544,8 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   void linger() {
     beast::error_code ignored;
     socket().shutdown(net::socket_base::shutdown_send, ignored);
-    socket().async_read_some(buffer_.prepare(65536), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+    buffer_.clear();
+    socket().async_read_some(buffer_.prepare(read_chunk), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->close_socket();
       self->linger();  // nothing committed: the bytes are dropped
     });
@@ -456,13 +570,21 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     const std::string& target() const override { return target_; }
     std::string header(const std::string& name) const override { return std::string(parser_.get()[name]); }
     bool from_unix_socket() const override { return c_.is_unix_; }
+    // Each read and write must make progress within the read timeout, or the sweeper cuts the
+    // connection off: a stalled transfer gives back its slot.
     long read_body(char* buf, std::size_t n) override {
       if (parser_.is_done()) return 0;
       auto& body = parser_.get().body();
       body.data = buf;
       body.size = n;
       beast::error_code ec;
-      http::read(c_.stream_, c_.buffer_, parser_, ec);
+      c_.expire_after(c_.server_->limits.read_timeout);
+      try {
+        http::read(c_.stream_, c_.buffer_, parser_, ec);
+      } catch (const std::exception&) {
+        return -1;  // a trailer field beyond what Beast holds
+      }
+      c_.expire_never();  // the handler's own work between reads has no deadline
       if (ec && ec != http::error::need_buffer) return -1;
       return static_cast<long>(n - body.size);
     }
@@ -472,7 +594,9 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     }
     bool write(const char* data, std::size_t n) override {
       beast::error_code ec;
+      c_.expire_after(c_.server_->limits.read_timeout);
       net::write(c_.stream_, net::buffer(data, n), ec);
+      c_.expire_never();
       return !ec;
     }
 
@@ -499,8 +623,13 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       http::request_parser<http::buffer_body> body_parser(std::move(*self->parser_));
       body_parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // a disk may be large; it is read as it comes
       stream_io io(*self, body_parser);
-      route(io);
+      try {
+        route(io);
+      } catch (const std::exception& e) {
+        spdlog::error("http.stream.failed target={} error=\"{}\"", io.target(), e.what());
+      }
       beast::error_code ignored;
+      self->expire_after(std::chrono::seconds(5));
       if constexpr (Tls) self->stream_.shutdown(ignored);
       --self->server_->streaming;
       // Back to the event loop for the lingering close (an upload refused part way).
@@ -523,6 +652,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool header_checked_ = false;
+  std::size_t header_bytes_ = 0;  // of the current request's header
   std::size_t body_counted_ = 0;  // of the body being read, against the server's budget
   bool started_ = false;  // a byte of the current request has come
   unsigned version_ = 11;
@@ -545,8 +675,11 @@ void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
     if (self->stopped) return;
     if (ec) {
       // Out of descriptors (or memory), the failure repeats at once for as long as it lasts:
-      // wait a little before the next try, and say so at most every ten seconds.
+      // idle connections make room, and the next try waits a little; it is said at most every
+      // ten seconds.
       self->note_accept_failure(ec);
+      if (ec == net::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
+        self->shed_idle(std::max<std::size_t>(16, self->connection_budget() / 16));
       auto pause = std::make_shared<net::steady_timer>(self->io, accept_retry_after);
       return pause->async_wait([self, pause, &acceptor, is_unix, is_tls](beast::error_code) {
         if (!self->stopped) self->accept(acceptor, is_unix, is_tls);
@@ -560,6 +693,7 @@ void http_server::impl::accept(Acceptor& acceptor, bool is_unix, bool is_tls) {
     } else {
       std::make_shared<connection<unix_socket, false>>(self, is_unix, std::move(socket))->start();
     }
+    self->keep_within_budget();
     self->accept(acceptor, is_unix, is_tls);
   });
 }

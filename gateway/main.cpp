@@ -1,5 +1,6 @@
 // xapid: the XenAPI daemon of one host. main() is the one place that wires the components.
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,6 +208,41 @@ std::string local_hostname() {
   return ::gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string("localhost");
 }
 
+// The data dir holds session references in its database log, the root password's hash and the
+// TLS key: only root may enter it (0700), and everything in it is made 0600 / 0700 from its
+// first byte (the umask, set before anything is created). A directory shared with others (the
+// sticky bit of /tmp) is refused rather than closed to them.
+xapid::result<void, std::string> make_private_data_dir(const std::string& dir) {
+  ::umask(077);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return xapid::fail("cannot create data dir " + dir + ": " + ec.message());
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return xapid::fail("data dir " + dir + " is not a directory");
+  if (st.st_mode & S_ISVTX) return xapid::fail("data dir " + dir + " is shared (sticky bit): give xapid a directory of its own");
+  if (::chmod(dir.c_str(), 0700) != 0) return xapid::fail("cannot make data dir " + dir + " private: " + std::strerror(errno));
+  return xapid::ok_v;
+}
+
+// Every connection is a descriptor: the soft limit (often 1,024) is raised to the hard one, so
+// that a crowd of idle clients does not lock everyone out (idle ones are also shed near it).
+void raise_descriptor_limit() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);  // best effort: the old limit still works
+  }
+}
+
+// The root password given in the environment is read once: its bytes are wiped from the
+// process's environment block, which /proc/PID/environ shows to anyone who may read it.
+void forget_password_in_environment() {
+  if (char* v = std::getenv("XAPID_ROOT_PASSWORD")) {
+    std::memset(v, 0, std::strlen(v));
+    ::unsetenv("XAPID_ROOT_PASSWORD");
+  }
+}
+
 void setup_logging(const std::string& data_dir) {
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(data_dir + "/xapid.log", 16u << 20, 5);
@@ -245,11 +281,11 @@ int run(int argc, char** argv, bool& reboot) {
   }
 
   std::error_code ec;
-  std::filesystem::create_directories(opt.data_dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "xapid: cannot create data dir %s: %s\n", opt.data_dir.c_str(), ec.message().c_str());
+  if (auto st = make_private_data_dir(opt.data_dir); !st) {
+    std::fprintf(stderr, "xapid: %s\n", st.error().c_str());
     return 1;
   }
+  raise_descriptor_limit();
   if (!opt.coverage) setup_logging(opt.data_dir);
   if (opt.unix_socket.empty()) opt.unix_socket = opt.data_dir + "/xapid.sock";
 
@@ -302,6 +338,7 @@ int run(int argc, char** argv, bool& reboot) {
     return 1;
   }
   auto credentials = xapid::gateway::load_or_create_root_password(opt.data_dir, opt.root_password_file);
+  forget_password_in_environment();
   if (!credentials) {
     spdlog::error("xapid.start.failed reason=\"{}\"", credentials.error());
     return 1;
@@ -472,9 +509,20 @@ int run(int argc, char** argv, bool& reboot) {
       lock.lock();
     }
   });
+  // A handler that throws (which none should) loses its own connection, not the serving thread.
+  auto serve = [&] {
+    for (;;) {
+      try {
+        io.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("http.serve.failed error=\"{}\"", e.what());
+      }
+    }
+  };
   std::vector<std::thread> pool;
-  for (int i = 1; i < opt.threads; ++i) pool.emplace_back([&] { io.run(); });
-  io.run();
+  for (int i = 1; i < opt.threads; ++i) pool.emplace_back(serve);
+  serve();
   for (auto& t : pool) t.join();
   {
     std::lock_guard lock(observe_mu);
