@@ -68,7 +68,7 @@ std::string status_text(const rocksdb::Status& s) { return s.ToString(); }
 // ------------------------------------------------------------------ transaction
 
 std::string transaction::create(std::size_t cls, wire::value record) {
-  std::string ref = ids_->opaque_ref();
+  std::string ref = schema::get().table(cls).secret_refs ? ids_->secret_ref() : ids_->opaque_ref();
   ops_.push_back(op{op_kind::create, static_cast<std::uint32_t>(cls), ref, 0, {}, std::move(record)});
   return ref;
 }

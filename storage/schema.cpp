@@ -47,6 +47,7 @@ schema::schema() {
     t.ops = &api::record_ops_of(c);
     t.bindings.resize(classes[c].fields.size());
     t.ref_target.assign(classes[c].fields.size(), no_class);
+    t.secret_refs = classes[c].name == "session";
     for (std::size_t f = 0; f < classes[c].fields.size(); ++f) {
       const auto& fd = classes[c].fields[f];
       const api::type_desc* ty = fd.type;

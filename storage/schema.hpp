@@ -32,6 +32,7 @@ struct table_schema {
   std::vector<std::size_t> ref_fields;                // scalar ref fields, each indexed
   std::vector<std::optional<binding>> bindings;       // per field
   std::vector<std::size_t> ref_target;                // per field: class index of ref(C)/set(ref(C)), or npos
+  bool secret_refs = false;  // a ref of this class is a credential (a session's): drawn from the CSPRNG
 };
 
 class schema {

@@ -431,6 +431,21 @@ TEST_F(storage_test, a_replica_loaded_from_checkpoint_and_entries_answers_identi
   EXPECT_EQ((*replica)->export_checkpoint(), db_->export_checkpoint());
 }
 
+// A session's ref is its bearer credential: whoever could replay the seeded identifiers (or
+// recover the PRNG's state from uuids it has seen) still cannot name a session.
+TEST_F(storage_test, session_refs_do_not_follow_the_seeded_identifiers) {
+  id_source replay{42};  // the same seed as the database's
+  auto t = db_->begin();
+  std::string vm = t.create(api::vm{});
+  std::string session = t.create(api::session{});
+  commit(t);
+  EXPECT_EQ(vm, replay.opaque_ref());
+  const std::string predicted = replay.opaque_ref();
+  EXPECT_NE(session, predicted);
+  EXPECT_TRUE(session.starts_with("OpaqueRef:"));
+  EXPECT_EQ(session.size(), predicted.size());
+}
+
 TEST_F(storage_test, only_recent_log_entries_are_kept) {
   db_.reset();
   database_options o{dir_.path() + "/db", &clock_, &ids_};
