@@ -3,13 +3,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <mutex>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "sm/image_dir.hpp"
+#include "common/ids.hpp"
 #include "sm/images.hpp"
 
 namespace xapid::actors {
@@ -72,6 +75,12 @@ struct storage_repos::impl {
   clock& clk;
   std::string host;
   std::string data_dir;
+  std::string data_dir_real = real_path(data_dir);
+  static std::string real_path(const std::string& p) {
+    std::error_code ec;
+    auto r = fs::weakly_canonical(p, ec);
+    return ec ? p : r.string();
+  }
   const std::size_t sr_cls = schema::get().class_of<api::sr>();
   const std::size_t vdi_cls = schema::get().class_of<api::vdi>();
   const std::size_t pbd_cls = schema::get().class_of<api::pbd>();
@@ -93,6 +102,55 @@ struct storage_repos::impl {
     return wire::value("");
   }
 
+  // Where an SR's images may be. A client names the directory (device_config:location) and
+  // xapid, as root, writes and deletes images in it; so it must be an absolute path without
+  // `.` or `..` whose real path (symlinks followed) is not /, not a system directory nor in one,
+  // not a top-level directory itself, not the data dir nor above it, and in the data dir only
+  // DIR/sr/<the SR's uuid> (the default) or DIR/mnt/<uuid> (an nfs mount point).
+  api::status check_location(const std::string& sr_uuid, const std::string& location) const {
+    auto refuse = [&] { return fail(api::errors::INVALID_VALUE("device_config:location", location)); };
+    if (location.empty() || location[0] != '/' || location.size() > 4096) return refuse();
+    for (unsigned char c : location)
+      if (c < 0x20 || c == 0x7f) return refuse();
+    for (std::size_t at = 0; at < location.size();) {  // components: none empty, none . or ..
+      std::size_t end = location.find('/', at + 1);
+      std::string_view part = std::string_view(location).substr(at + 1, (end == std::string::npos ? location.size() : end) - at - 1);
+      if (part.empty() || part == "." || part == "..") return refuse();
+      at = end == std::string::npos ? location.size() : end;
+    }
+    std::error_code ec;
+    const std::string real = fs::weakly_canonical(location, ec).string();
+    if (ec || real.empty()) return refuse();
+    auto within = [&](const std::string& dir) { return real == dir || real.starts_with(dir + "/"); };
+    for (const char* system : {"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                               "/sbin", "/sys", "/usr", "/var/run", "/var/lib/dpkg", "/var/lib/apt"})
+      if (within(system)) return refuse();
+    if (std::count(real.begin(), real.end(), '/') < 2) return refuse();  // "/" and "/srv", "/home", "/tmp"...
+    if (within(data_dir_real) && real != data_dir_real + "/sr/" + sr_uuid && real != data_dir_real + "/mnt/" + sr_uuid)
+      return refuse();
+    if (data_dir_real.starts_with(real + "/")) return refuse();
+    return {};
+  }
+
+  // The real path of the directory another SR of this host already uses there, if any: two SRs
+  // never share a directory (each would scan, collect and delete the other's images).
+  std::optional<std::string> sr_using(const storage::state& s, const std::string& sr_ref, const std::string& dir) const {
+    std::error_code ec;
+    const std::string real = fs::weakly_canonical(dir, ec).string();
+    std::optional<std::string> found;
+    s.for_each(pbd_cls, [&](const std::string&, const storage::row& row) {
+      const auto* p = static_cast<const api::pbd*>(row.record.get());
+      if (p->host.opaque != host || p->SR.opaque == sr_ref) return true;
+      const api::sr* other = s.get<api::sr>(p->SR.opaque);
+      if (!other) return true;
+      std::error_code ignored;
+      if (fs::weakly_canonical(directory_for(other->type, other->uuid, p->device_config), ignored).string() == real)
+        found = p->SR.opaque;
+      return !found;
+    });
+    return found;
+  }
+
   // The directory a driver uses for SR `uuid` given its device_config.
   std::string directory_for(const std::string& type, const std::string& uuid,
                             const api::map<std::string, std::string>& device_config) const {
@@ -110,7 +168,11 @@ struct storage_repos::impl {
     for (const auto& [key, what] : d->configuration)
       if (what.find("(required)") != std::string::npos && !device_config.count(key))
         return fail(api::errors::SR_BACKEND_FAILURE("1", "", "device_config has no " + key + " (" + what + ")"));
+    // The uuid names a directory here (DIR/sr/<uuid>, DIR/mnt/<uuid>): only the grammar passes.
+    if (!is_uuid(uuid)) return fail(api::errors::UUID_INVALID("SR", uuid));
     std::string dir = directory_for(type, uuid, device_config);
+    if (auto st = check_location(uuid, dir); !st) return st;
+    if (auto other = sr_using(*db.snapshot(), sr_ref, dir)) return fail(api::errors::LOCATION_NOT_UNIQUE(*other, dir));
     std::error_code ec;
     if (type == "ext" && creating) fs::create_directories(dir, ec);
     if (type == "nfs") {
@@ -130,7 +192,6 @@ struct storage_repos::impl {
       return fail(api::errors::SR_BACKEND_FAILURE("2", "", "the SR's directory " + dir + " does not exist"));
     if (::access(dir.c_str(), type == "iso" ? R_OK : (R_OK | W_OK)) != 0)
       return fail(api::errors::SR_BACKEND_FAILURE("13", "", "the SR's directory " + dir + " is not accessible"));
-    (void)sr_ref;
     return {};
   }
 
@@ -164,9 +225,12 @@ struct storage_repos::impl {
     return {};
   }
 
-  api::api_result<std::string> directory(const storage::state& s, const std::string& sr) const {
+  api::api_result<std::string> directory(const storage::state& s, const std::string& sr, bool writing = false) const {
     const api::sr* rec = s.get<api::sr>(sr);
     if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
+    // An ISO library is read-only: nothing is created in it (imports, copies, suspend images).
+    if (const sr_driver* drv = driver_of(rec->type); writing && (!drv || !drv->makes_vdis))
+      return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(sr));
     std::string pbd = pbd_here(s, sr);
     if (pbd.empty()) return fail(api::errors::SR_HAS_NO_PBDS(sr));
     const api::pbd* p = s.get<api::pbd>(pbd);
@@ -324,8 +388,8 @@ api::status storage_repos::start() {
   return {};
 }
 
-api::api_result<std::string> storage_repos::directory(const storage::state& s, const std::string& sr) const {
-  return impl_->directory(s, sr);
+api::api_result<std::string> storage_repos::directory(const storage::state& s, const std::string& sr, bool writing) const {
+  return impl_->directory(s, sr, writing);
 }
 
 api::api_result<std::string> storage_repos::vdi_path(const storage::state& s, const std::string& vdi) const {
@@ -384,6 +448,7 @@ storage_repos::ref_result storage_repos::sr_introduce(const std::string& uuid, c
                                                       api::map<std::string, std::string> sm_config) {
   auto& d = *impl_;
   if (!driver_of(type)) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
+  if (!uuid.empty() && !is_uuid(uuid)) return fail(api::errors::UUID_INVALID("SR", uuid));
   if (d.db.snapshot()->ref_by_uuid(d.sr_cls, uuid)) return fail(api::errors::SR_UUID_EXISTS(uuid));
   api::sr sr;
   sr.uuid = uuid.empty() ? d.db.ids().uuid() : uuid;
@@ -954,9 +1019,12 @@ storage_repos::ref_result storage_repos::vdi_introduce(api::vdi record) {
   auto dir = d.directory(*s, sr);
   if (!dir) return fail(dir.error());
   std::error_code ec;
-  if (record.location.empty() || record.location.find('/') != std::string::npos ||
-      !fs::is_regular_file(*dir + "/" + record.location, ec))
+  // A location is a file name in the SR's directory: no path, and not a hidden file (the
+  // parents of clones and files being made are hidden).
+  if (record.location.empty() || record.location.find('/') != std::string::npos || record.location[0] == '.' ||
+      record.location.find('\0') != std::string::npos || !fs::is_regular_file(*dir + "/" + record.location, ec))
     return fail(api::errors::VDI_LOCATION_MISSING(sr, record.location));
+  if (!record.uuid.empty() && !is_uuid(record.uuid)) return fail(api::errors::UUID_INVALID("VDI", record.uuid));
   for (const auto& v : s->refs_where<api::vdi>("SR", sr))
     if (s->get<api::vdi>(v)->location == record.location)
       return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION("VDI", "location", record.location));

@@ -38,8 +38,9 @@ class storage_repos {
   // run forgotten, and this host's plugged PBDs attached again (nfs mounted).
   api::status start();
 
-  // Where the SR's images are on this host (its PBD must be plugged here).
-  api::api_result<std::string> directory(const storage::state& s, const std::string& sr) const;
+  // Where the SR's images are on this host (its PBD must be plugged here); `writing`: to make
+  // images there, which a read-only SR (an ISO library) refuses with SR_OPERATION_NOT_SUPPORTED.
+  api::api_result<std::string> directory(const storage::state& s, const std::string& sr, bool writing = false) const;
   api::api_result<std::string> vdi_path(const storage::state& s, const std::string& vdi) const;
 
   using ref_result = api::api_result<std::string>;

@@ -89,8 +89,9 @@ struct vm_lifecycle::impl {
 
   // --- what the hypervisor is given ---
 
+  // An SR's directory to make images in (disks of a provisioned VM, suspend images).
   api::api_result<std::string> sr_dir(const storage::state& s, const std::string& sr) const {
-    return repos.directory(s, sr);
+    return repos.directory(s, sr, true);
   }
 
   api::api_result<std::string> vdi_path(const storage::state& s, const std::string& vdi_ref) const {
@@ -1265,7 +1266,7 @@ vm_lifecycle::result_void vm_lifecycle::assert_can_boot_here(const std::string& 
     if (b->empty || b->VDI.is_null()) continue;
     const api::vdi* vdi = s->get<api::vdi>(b->VDI.opaque);
     if (!vdi) return fail(api::errors::VM_REQUIRES_VDI(vm, b->VDI.opaque));
-    if (!d.sr_dir(*s, vdi->SR.opaque)) return fail(api::errors::VM_REQUIRES_SR(vm, vdi->SR.opaque));
+    if (!d.repos.directory(*s, vdi->SR.opaque)) return fail(api::errors::VM_REQUIRES_SR(vm, vdi->SR.opaque));
   }
   if (v->power_state == ps::Halted) {
     auto info = d.hv.host();

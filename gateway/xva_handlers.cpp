@@ -543,8 +543,8 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     if (sr.empty() || sr == null_ref || !s->get<api::sr>(sr)) return fail_with(404, api::errors::DEFAULT_SR_NOT_FOUND(sr));
   }
   if (!s->get<api::sr>(sr)) return fail_with(404, api::errors::HANDLE_INVALID("SR", sr));
-  auto dir = ctx.repos.directory(*s, sr);
-  if (!dir) return fail_with(500, dir.error());
+  auto dir = ctx.repos.directory(*s, sr, true);
+  if (!dir) return fail_with(dir.error().code == api::error_code::SR_OPERATION_NOT_SUPPORTED ? 400 : 500, dir.error());
   const std::int64_t content_length = std::atoll(io.header("Content-Length").c_str());
 
   std::int64_t received = 0;

@@ -211,5 +211,72 @@ TEST_F(repos_test, bad_drivers_and_configurations_are_refused_with_the_reason) {
   EXPECT_EQ(db->snapshot()->count(schema::get().class_of<api::sr>()), 1u);  // only the local SR: nothing half-made
 }
 
+// An SR's uuid and location name directories where xapid, as root, writes and deletes images:
+// a client can name neither a path outside what it was given nor one another SR uses.
+TEST_F(repos_test, sr_uuids_and_locations_cannot_reach_outside_their_directory) {
+  EXPECT_API_ERROR(repos->sr_introduce("../../victim", "x", "", "ext", "user", false, {}), UUID_INVALID, "SR",
+                   "../../victim");
+  EXPECT_API_ERROR(repos->sr_introduce("0c9a4b6e-2a7d-4e1f-9b3c-5d6e7f809a1b/..", "x", "", "ext", "user", false, {}),
+                   UUID_INVALID, "SR", "0c9a4b6e-2a7d-4e1f-9b3c-5d6e7f809a1b/..");
+  fs::create_directories(outside / "images");
+  fs::create_directory_symlink("/etc", outside / "to-etc");
+  fs::create_directories(outside / "a");
+  const std::string data_dir_sr = dir.path() + "/sr/0c9a4b6e-2a7d-4e1f-9b3c-5d6e7f809a1b";
+  fs::create_directories(data_dir_sr);
+  for (const std::string& bad :
+       {std::string("/"), std::string("/etc"), std::string("/proc"), std::string("/sys/kernel"), std::string("/dev/shm"),
+        std::string("/usr/lib"), std::string("/tmp"), std::string("relative/path"), outside.path() + "/a/../images",
+        outside.path() + "/./images", outside.path() + "//images", outside.path() + "/to-etc", dir.path(),
+        dir.path() + "/db", data_dir_sr, outside.path().substr(0, outside.path().rfind('/'))}) {
+    for (const char* type : {"file", "iso", "ext"}) {
+      SCOPED_TRACE(std::string(type) + " " + bad);
+      EXPECT_API_ERROR(repos->sr_create(host, {{"location", bad}}, 0, "x", "", type, "user", false, {}), INVALID_VALUE,
+                       "device_config:location", bad);
+    }
+  }
+  // The same directory for two SRs, however it is spelled.
+  auto first = repos->sr_create(host, {{"location", outside / "images"}}, 0, "one", "", "file", "user", false, {});
+  ASSERT_TRUE(first.ok()) << first.error().description().back();
+  fs::create_directory_symlink(outside / "images", outside / "again");
+  EXPECT_API_ERROR(repos->sr_create(host, {{"location", outside / "again"}}, 0, "two", "", "file", "user", false, {}),
+                   LOCATION_NOT_UNIQUE, *first, outside / "again");
+  // A PBD made by hand with a bad location does not plug.
+  auto introduced = repos->sr_introduce("", "intro", "", "file", "user", false, {});
+  ASSERT_TRUE(introduced.ok());
+  auto pbd = repos->pbd_create(host, *introduced, {{"location", "/etc"}}, {});
+  ASSERT_TRUE(pbd.ok());
+  EXPECT_API_ERROR(repos->pbd_plug(*pbd), INVALID_VALUE, "device_config:location", "/etc");
+  EXPECT_TRUE(fs::exists(data_dir_sr));
+}
+
+TEST_F(repos_test, a_vdi_location_is_a_plain_file_name_of_its_sr) {
+  std::string sr_dir = *repos->directory(*db->snapshot(), local_sr);
+  { std::ofstream(sr_dir + "/.base-hidden.qcow2") << "x"; }
+  for (const std::string& bad : {std::string("../../etc/shadow"), std::string(".."), std::string(".base-hidden.qcow2"),
+                                 std::string("/etc/shadow")}) {
+    api::vdi rec;
+    rec.SR.opaque = local_sr;
+    rec.location = bad;
+    SCOPED_TRACE(bad);
+    EXPECT_API_ERROR(repos->vdi_introduce(rec), VDI_LOCATION_MISSING, local_sr, bad);
+  }
+  std::string image = make_vdi(local_sr, gib);
+  api::vdi rec;
+  rec.SR.opaque = local_sr;
+  rec.location = vdi(image).location;
+  rec.uuid = "../x";
+  EXPECT_API_ERROR(repos->vdi_introduce(rec), UUID_INVALID, "VDI", "../x");
+}
+
+TEST_F(repos_test, an_iso_library_is_read_only) {
+  fs::create_directories(outside / "isos");
+  auto iso = repos->sr_create(host, {{"location", outside / "isos"}}, 0, "isos", "", "iso", "iso", false, {});
+  ASSERT_TRUE(iso.ok());
+  EXPECT_API_ERROR(repos->directory(*db->snapshot(), *iso, true), SR_OPERATION_NOT_SUPPORTED, *iso);
+  EXPECT_TRUE(repos->directory(*db->snapshot(), *iso).ok());
+  std::string disk = make_vdi(local_sr, gib);
+  EXPECT_API_ERROR(repos->vdi_copy(disk, *iso, key()), SR_OPERATION_NOT_SUPPORTED, *iso);
+}
+
 }  // namespace
 }  // namespace xapid::actors
