@@ -33,6 +33,19 @@ bool dispatcher::add_blocking(std::string_view wire_name, handler h, std::size_t
   return true;
 }
 
+bool dispatcher::guard(std::string_view wire_name, precondition check) {
+  const api::method_desc* m = api::find_method(wire_name);
+  if (!m) return false;
+  auto it = handlers_.find(m->wire_name);
+  if (it == handlers_.end()) return false;
+  it->second.h = [check = std::move(check), h = std::move(it->second.h)](call_context& ctx, const wire::array& p)
+      -> api::api_result<wire::value> {
+    if (auto st = check(ctx, p); !st) return fail(std::move(st).error());
+    return h(ctx, p);
+  };
+  return true;
+}
+
 std::vector<std::string> list_methods() {
   std::vector<std::string> names;
   names.reserve(api::all_methods().size() * 2 + 1);
@@ -81,17 +94,18 @@ const dispatcher::entry* dispatcher::prepare(const wire::call& c, call_context& 
       out = failure(api::errors::SESSION_INVALID(*session));
       return nullptr;
     }
-    auto level = check_session_(*session);
-    if (!level) {
-      out = failure(level.error());
+    auto who = check_session_(*session);
+    if (!who) {
+      out = failure(who.error());
       return nullptr;
     }
     // RBAC: the session's most powerful role must be at least the RPC's least role.
-    if (*level > api::least_role(*m)) {
+    if (who->role > api::least_role(*m)) {
       out = failure(api::errors::RBAC_PERMISSION_DENIED(permission_name(*m), "No permission in user session"));
       return nullptr;
     }
     ctx.session = *session;
+    ctx.who = std::move(who).value();
   }
   if (it == handlers_.end() || (async && !tasks_.create)) {
     out = failure(api::errors::NOT_IMPLEMENTED(c.method));

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gateway/caller.hpp"
 #include "proto/api/convert.hpp"
 #include "proto/wire/codec.hpp"
 #include "xapid/api/catalog.hpp"
@@ -19,7 +20,10 @@ namespace xapid::gateway {
 
 struct call_context {
   bool from_unix_socket = false;
+  std::string client;   // the peer's address ("local" for the unix socket)
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();  // when the request came
   std::string session;  // the caller's session, already validated, when the RPC takes one
+  caller who;           // the user behind `session`, with the rights it has now
   std::string task;     // the task of an Async call (an operation's key in current_operations)
   // A handler may ask for its answer to be held back (a failed login); the connection waits,
   // no thread does.
@@ -35,8 +39,8 @@ class dispatcher {
 
   // Receives the parameters without the session (already counted, checked and split off).
   using handler = std::function<api::api_result<wire::value>(call_context&, const wire::array& params)>;
-  // Checks a session; answers the index in api::all_roles() of its most powerful role.
-  using session_check = std::function<api::api_result<std::size_t>(const std::string& session)>;
+  // Checks a session; answers who it belongs to and the rights it has now.
+  using session_check = std::function<api::api_result<caller>(const std::string& session)>;
 
   // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
   // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).
@@ -44,6 +48,11 @@ class dispatcher {
   // Registers a handler that may wait (event.from, event.next, a commit's fsync, a password
   // hash) or take long (get_all_records): it runs on its own thread, never on an I/O thread.
   bool add_blocking(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
+  // Puts `check` before the handler registered for `wire_name` (a class's rule on a generic
+  // implicit RPC: who may change a task, when a host may be destroyed); the handler runs only
+  // when the check passes. False if nothing is registered under that name.
+  using precondition = std::function<api::status(call_context&, const wire::array& params)>;
+  bool guard(std::string_view wire_name, precondition check);
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
   void set_session_check(session_check check) { check_session_ = std::move(check); }
 

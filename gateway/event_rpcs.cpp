@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "gateway/read_rules.hpp"
 #include "storage/row_values.hpp"
 
 namespace xapid::gateway {
@@ -57,6 +58,25 @@ struct subscription {
     return {out.begin(), out.end()};
   }
 };
+
+// The classes whose events reach `who`: those that have events and that it may read.
+std::vector<bool> readable_classes(const caller& who) {
+  std::vector<bool> out(schema::get().tables().size());
+  for (std::size_t c = 0; c < out.size(); ++c) out[c] = read_rules::has_events(c) && read_rules::may_read(who, c);
+  return out;
+}
+
+// The subscription as `who` may have it: what it may not read is not part of it.
+subscription for_reader(subscription s, const caller& who) {
+  auto readable = readable_classes(who);
+  if (s.all) {
+    s.all = false;
+    for (std::size_t c = 0; c < readable.size(); ++c) s.classes.insert(c);
+  }
+  std::erase_if(s.classes, [&](std::size_t c) { return !readable[c]; });
+  std::erase_if(s.objects, [&](const auto& o) { return !readable[o.first]; });
+  return s;
+}
 
 std::optional<std::size_t> class_by_lower_name(std::string_view name) {
   const auto& tables = schema::get().tables();
@@ -112,7 +132,7 @@ std::vector<pending_event> coalesce(const std::vector<storage::change>& changes,
   return out;
 }
 
-wire::value event_record(const storage::state& snap, const pending_event& e, std::int64_t now_s) {
+wire::value event_record(const storage::state& snap, const pending_event& e, std::int64_t now_s, const caller& who) {
   static constexpr const char* ops[] = {"add", "mod", "del"};
   const auto& ts = schema::get().table(e.cls);
   wire::structure ev;
@@ -128,7 +148,7 @@ wire::value event_record(const storage::state& snap, const pending_event& e, std
     if (u.as_string()) uuid = *u.as_string();
   }
   ev.emplace_back("obj_uuid", wire::value(uuid));
-  if (r) ev.emplace_back("snapshot", storage::record_value(ts, r->record));
+  if (r) ev.emplace_back("snapshot", storage::record_value(ts, read_rules::view(who, snap, e.cls, r->record)));
   return wire::value(std::move(ev));
 }
 
@@ -143,9 +163,9 @@ event_rpcs::event_rpcs(storage::database& db, clock& clk) : db_(db), clock_(clk)
 event_rpcs::~event_rpcs() = default;
 
 void event_rpcs::register_with(dispatcher& d) {
-  d.add_blocking("event.from", [this](call_context&, const wire::array& p) { return from(p); });
-  d.add_blocking("event.next", [this](call_context& ctx, const wire::array&) { return next(ctx.session); });
-  d.add_blocking("event.inject", [this](call_context&, const wire::array& p) { return inject(p); });
+  d.add_blocking("event.from", [this](call_context& ctx, const wire::array& p) { return from(ctx.who, p); });
+  d.add_blocking("event.next", [this](call_context& ctx, const wire::array&) { return next(ctx.who, ctx.session); });
+  d.add_blocking("event.inject", [this](call_context& ctx, const wire::array& p) { return inject(ctx, p); });
   d.add("event.get_current_id", [this](call_context&, const wire::array&) -> api::api_result<wire::value> {
     return wire::value(static_cast<std::int64_t>(db_.current_generation()));
   });
@@ -178,7 +198,7 @@ void event_rpcs::register_with(dispatcher& d) {
   });
 }
 
-api::api_result<wire::value> event_rpcs::from(const wire::array& p) {
+api::api_result<wire::value> event_rpcs::from(const caller& who, const wire::array& p) {
   const wire::array* classes = p[0].as_array();
   if (!classes) return fail(api::errors::FIELD_TYPE_ERROR("classes"));
   const std::string* token_text = p[1].as_string();
@@ -187,7 +207,7 @@ api::api_result<wire::value> event_rpcs::from(const wire::array& p) {
   double timeout_s = 0;
   if (auto st = api::from_value(p[2], timeout_s); !st) return fail(api::errors::FIELD_TYPE_ERROR("timeout"));
   timeout_s = std::clamp(timeout_s, 0.0, 3600.0);
-  subscription sub = parse_subscription(*classes);
+  subscription sub = for_reader(parse_subscription(*classes), who);
 
   std::vector<pending_event> events;
   std::shared_ptr<const storage::state> snap;
@@ -222,7 +242,7 @@ api::api_result<wire::value> event_rpcs::from(const wire::array& p) {
   const std::int64_t now_s = clock_.now_ms() / 1000;
   wire::array out;
   out.reserve(events.size());
-  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s));
+  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, who));
   wire::structure counts;
   for (std::size_t cls : sub.counted_classes())
     counts.emplace_back(lower(schema::get().table(cls).desc->name),
@@ -232,14 +252,14 @@ api::api_result<wire::value> event_rpcs::from(const wire::array& p) {
                                      {"token", wire::value(token_of(upto))}});
 }
 
-api::api_result<wire::value> event_rpcs::next(const std::string& session) {
+api::api_result<wire::value> event_rpcs::next(const caller& who, const std::string& session) {
   subscription sub;
   generation cursor;
   {
     std::lock_guard lock(mu_);
     auto it = registrations_.find(session);
     if (it == registrations_.end()) return fail(api::errors::SESSION_NOT_REGISTERED(session));
-    sub = it->second->sub;
+    sub = for_reader(it->second->sub, who);
     cursor = it->second->cursor;
   }
   // event.next waits until there is something; it wakes every 30 s to notice a stopping daemon.
@@ -261,11 +281,11 @@ api::api_result<wire::value> event_rpcs::next(const std::string& session) {
   auto snap = db_.snapshot();
   const std::int64_t now_s = clock_.now_ms() / 1000;
   wire::array out;
-  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s));
+  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, who));
   return wire::value(std::move(out));
 }
 
-api::api_result<wire::value> event_rpcs::inject(const wire::array& p) {
+api::api_result<wire::value> event_rpcs::inject(const call_context& ctx, const wire::array& p) {
   const std::string* cls_name = p[0].as_string();
   const std::string* ref = p[1].as_string();
   if (!cls_name || !ref) return fail(api::errors::FIELD_TYPE_ERROR(cls_name ? "ref" : "class"));
@@ -274,7 +294,11 @@ api::api_result<wire::value> event_rpcs::inject(const wire::array& p) {
   const auto& ts = schema::get().table(*cls);
   auto snap = db_.snapshot();
   const storage::row* r = snap->find(*cls, *ref);
-  if (!r) return fail(api::errors::HANDLE_INVALID(std::string(ts.desc->name), *ref));
+  // An object the caller could not have an event of is, to it, no object (nor an oracle of refs).
+  if (!r || !read_rules::has_events(*cls) || !read_rules::may_read(ctx.who, *cls))
+    return fail(api::errors::HANDLE_INVALID(std::string(ts.desc->name), *ref));
+  // Each inject is a synced commit: a session gets a burst, then a steady rate (root: no limit).
+  if (!ctx.who.superuser && !take_inject_token(ctx.session)) return fail(api::errors::TOO_BUSY());
   // A modification that changes nothing: the object gets a "mod" event at a new generation.
   auto t = db_.begin();
   std::size_t field = ts.uuid_field.value_or(0);
@@ -282,6 +306,24 @@ api::api_result<wire::value> event_rpcs::inject(const wire::array& p) {
   auto g = db_.commit(std::move(t));
   if (!g) return fail(std::move(g).error());
   return wire::value(token_of(*g - 1));
+}
+
+}  // namespace xapid::gateway
+
+namespace xapid::gateway {
+
+bool event_rpcs::take_inject_token(const std::string& session) {
+  constexpr double burst = 100, per_second = 20;
+  const std::int64_t now = clock_.now_ms();
+  std::lock_guard lock(mu_);
+  if (inject_tokens_.size() > 10000) inject_tokens_.clear();  // sessions come and go: start afresh
+  auto [it, fresh] = inject_tokens_.try_emplace(session, std::pair<double, std::int64_t>{burst, now});
+  auto& [tokens, at] = it->second;
+  tokens = std::min(burst, tokens + static_cast<double>(now - at) / 1000.0 * per_second);
+  at = now;
+  if (tokens < 1) return false;
+  tokens -= 1;
+  return true;
 }
 
 }  // namespace xapid::gateway

@@ -21,12 +21,14 @@ class event_rpcs {
   ~event_rpcs();
   void register_with(dispatcher& d);
 
-  api::api_result<wire::value> from(const wire::array& params);
-  api::api_result<wire::value> next(const std::string& session);
-  api::api_result<wire::value> inject(const wire::array& params);
+  api::api_result<wire::value> from(const caller& who, const wire::array& params);
+  api::api_result<wire::value> next(const caller& who, const std::string& session);
+  api::api_result<wire::value> inject(const call_context& ctx, const wire::array& params);
 
  private:
   struct registration;
+  bool take_inject_token(const std::string& session);
+  std::map<std::string, std::pair<double, std::int64_t>> inject_tokens_;  // by session: tokens, when
   storage::database& db_;
   clock& clock_;
   std::mutex mu_;

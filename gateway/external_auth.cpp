@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gateway/roles.hpp"
 #include "xapid/api/rbac.hpp"
 
 namespace xapid::gateway {
@@ -26,24 +27,20 @@ int answer_with_password(int n, const struct pam_message** msg, struct pam_respo
   return PAM_SUCCESS;
 }
 
+// PAM modules sleep after a failure (pam_faildelay, pam_unix's own ~2 s). The login guard
+// answers every failure at one fixed time instead: a module's sleep would hold a thread, and a
+// failure that answers sooner or later than another tells which check failed.
+void no_fail_delay(int, unsigned, void*) {}
+
 bool pam_accepts(const std::string& service, const std::string& user, const std::string& password) {
   struct pam_conv conv = {answer_with_password, const_cast<char*>(password.c_str())};
   pam_handle_t* handle = nullptr;
   if (::pam_start(service.c_str(), user.c_str(), &conv, &handle) != PAM_SUCCESS) return false;
+  (void)::pam_set_item(handle, PAM_FAIL_DELAY, reinterpret_cast<const void*>(&no_fail_delay));
   int rc = ::pam_authenticate(handle, PAM_SILENT);
   if (rc == PAM_SUCCESS) rc = ::pam_acct_mgmt(handle, PAM_SILENT);
   ::pam_end(handle, rc);
   return rc == PAM_SUCCESS;
-}
-
-std::size_t role_level(const storage::state& snap, const api::subject& s) {
-  std::size_t best = static_cast<std::size_t>(-1);
-  auto roles = api::all_roles();
-  for (const auto& r : s.roles)
-    if (const api::role* rec = snap.get<api::role>(r.opaque))
-      for (std::size_t i = 0; i < roles.size(); ++i)
-        if (roles[i].name == rec->name_label) best = std::min(best, i);
-  return best;
 }
 
 api::api_result<wire::value> set_auth(storage::database& db, const std::vector<std::string>& hosts, const wire::value& config,
@@ -80,7 +77,7 @@ api::api_result<external_identity> authenticate_external(storage::database& db, 
   snap->for_each(storage::schema::get().class_of<api::subject>(), [&](const std::string& ref, const storage::row& r) {
     const auto& s = *static_cast<const api::subject*>(r.record.get());
     if (s.subject_identifier != sid) return true;
-    id = external_identity{ref, sid, user, role_level(*snap, s)};
+    id = external_identity{ref, sid, user, subject_role_level(*snap, s)};
     return false;
   });
   if (!id) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());

@@ -220,6 +220,12 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       std::lock_guard lock(server_->live_mu);
       server_->live.insert(this);
     }
+    peer_ = "local";
+    if constexpr (std::is_same_v<Socket, tcp_socket>) {
+      beast::error_code ec;
+      auto ep = socket().remote_endpoint(ec);
+      if (!ec) peer_ = ep.address().to_string();
+    }
     if constexpr (Tls) {
       expire_after(server_->limits.read_timeout);
       stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
@@ -437,6 +443,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     in.content_type = std::string(req[http::field::content_type]);
     in.body = std::move(req.body());
     in.from_unix_socket = is_unix_;
+    in.peer = peer_;
     version_ = req.version();
     keep_alive_ = req.keep_alive();
     expire_never();  // the call itself decides how long it takes (event.from waits)
@@ -570,6 +577,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     const std::string& target() const override { return target_; }
     std::string header(const std::string& name) const override { return std::string(parser_.get()[name]); }
     bool from_unix_socket() const override { return c_.is_unix_; }
+    const std::string& peer() const override { return c_.peer_; }
     // Each read and write must make progress within the read timeout, or the sweeper cuts the
     // connection off: a stalled transfer gives back its slot.
     long read_body(char* buf, std::size_t n) override {
@@ -662,6 +670,7 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   std::optional<net::steady_timer> delay_;
   std::shared_ptr<http_server::impl> server_;
   bool is_unix_;
+  std::string peer_;
 };
 
 }  // namespace

@@ -21,6 +21,7 @@ struct http_request {
   std::string content_type;
   std::string body;
   bool from_unix_socket = false;  // a local peer, trusted by login (issue: sessions)
+  std::string peer;               // the client's address ("local" for the unix socket)
 };
 
 struct http_response {
@@ -39,6 +40,7 @@ class http_stream {
   virtual const std::string& target() const = 0;
   virtual std::string header(const std::string& name) const = 0;  // "" when absent
   virtual bool from_unix_socket() const = 0;
+  virtual const std::string& peer() const = 0;  // the client's address ("local" for the unix socket)
   // Up to `n` bytes of the request body; 0 at its end; -1 on a broken connection.
   virtual long read_body(char* buf, std::size_t n) = 0;
   // The status line and headers; the body that follows ends when the connection closes.

@@ -1,5 +1,6 @@
 #include "gateway/implicit_rpcs.hpp"
 
+#include "gateway/read_rules.hpp"
 #include "storage/row_values.hpp"
 
 namespace xapid::gateway {
@@ -106,10 +107,13 @@ class implicit_rpcs {
         };
       }
       case api::method_kind::get_record:
-        return [=](call_context&, const wire::array& p) {
-          return read_row(p[0], [](const storage::table_schema& t, const std::shared_ptr<const void>& rec) {
-            return storage::record_value(t, rec);
-          });
+        return [=, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+          auto ref = string_param(p[0]);
+          if (!ref) return fail(ref.error());
+          auto snap = db.snapshot();
+          const storage::row* r = snap->find(cls, *ref);
+          if (!r) return fail(api::errors::HANDLE_INVALID(class_name, *ref));
+          return storage::record_value(ts, read_rules::view(ctx.who, *snap, cls, r->record));
         };
       case api::method_kind::get_all:
         return [=, &db](call_context&, const wire::array&) -> api::api_result<wire::value> {
@@ -121,15 +125,16 @@ class implicit_rpcs {
           return wire::value(std::move(refs));
         };
       case api::method_kind::get_all_records:
-        return [=, &db](call_context&, const wire::array&) -> api::api_result<wire::value> {
-          return storage::all_records_value(db.snapshot(), cls);
+        return [=, &db](call_context& ctx, const wire::array&) -> api::api_result<wire::value> {
+          auto snap = db.snapshot();
+          return storage::all_records_value(snap, cls, read_rules::table_view(ctx.who, snap, cls));
         };
       case api::method_kind::get_by_uuid:
-        return [=, &db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+        return [=, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
           auto uuid = string_param(p[0]);
           if (!uuid) return fail(uuid.error());
           auto ref = db.snapshot()->ref_by_uuid(cls, *uuid);
-          if (!ref) return fail(api::errors::UUID_INVALID(class_name, *uuid));
+          if (!ref || !read_rules::may_find(ctx, cls, *ref)) return fail(api::errors::UUID_INVALID(class_name, *uuid));
           return wire::value(*ref);
         };
       case api::method_kind::get_by_name_label:

@@ -33,6 +33,7 @@
 #include "gateway/host_rpcs.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
+#include "gateway/logins.hpp"
 #include "gateway/passwords.hpp"
 #include "gateway/roles.hpp"
 #include "gateway/rpc_endpoint.hpp"
@@ -348,6 +349,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::root_account root;
   root.data_dir = opt.data_dir;
   root.hash = credentials->hash;
+  xapid::gateway::login_guard logins(db, identity->host, root);
 
   xapid::real_clock clock;
   xapid::gateway::session_manager sessions(db, clock, identity->host,
@@ -357,7 +359,7 @@ int run(int argc, char** argv, bool& reboot) {
     return 1;
   }
   dispatcher.set_session_check([&](const std::string& ref) { return sessions.validate(ref); });
-  xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root);
+  xapid::gateway::register_session_rpcs(dispatcher, sessions, db, root, logins);
   // Every implicit RPC over storage; the RPCs with behaviour registered after replace theirs.
   xapid::gateway::register_implicit_rpcs(dispatcher, db);
   xapid::gateway::task_manager tasks(db, clock, identity->host);
@@ -388,7 +390,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock);
   events.register_with(dispatcher);
-  xapid::gateway::register_task_rpcs(dispatcher, tasks);
+  xapid::gateway::register_task_rpcs(dispatcher, tasks, db);
   dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
                              [&](const std::string& task, const xapid::wire::response& r) { tasks.complete(task, r); }});
   if (opt.coverage) {
@@ -413,7 +415,7 @@ int run(int argc, char** argv, bool& reboot) {
       },
       limits);
   // VM export and import stream on threads of their own.
-  xapid::gateway::xva_context xva{db, sessions, root, tasks, repos, actors, clock, identity->host};
+  xapid::gateway::xva_context xva{db, sessions, logins, tasks, repos, actors, clock, identity->host};
   xapid::gateway::register_xva_handlers(server, xva);
 
   if (colon == std::string::npos) {
@@ -457,12 +459,15 @@ int run(int argc, char** argv, bool& reboot) {
 
   // Idle sessions end within a minute of their timeout.
   boost::asio::steady_timer sweep(io);
+  unsigned long sweeps = 0;
   std::function<void()> schedule_sweep = [&] {
     sweep.expires_after(std::chrono::seconds(60));
     sweep.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       if (std::size_t n = sessions.expire_idle()) spdlog::info("session.expired count={}", n);
       if (std::size_t n = tasks.collect_finished(std::chrono::hours(1))) spdlog::info("task.collected count={}", n);
+      if (++sweeps % 60 == 0)
+        if (auto n = logins.take_failures()) spdlog::warn("session.login.failed_last_hour count={}", n);
       schedule_sweep();
     });
   };

@@ -1,6 +1,7 @@
 // Local passwords: hashed with crypt(3) (yescrypt), compared in constant time, never stored clear.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,13 @@ namespace xapid::gateway {
 
 std::string hash_password(std::string_view clear);
 bool verify_password(std::string_view clear, const std::string& hash);
+
+// root's password hash, as the daemon holds it (change_password replaces it).
+struct root_account {
+  std::string data_dir;  // where the hash is kept
+  std::mutex mu;
+  std::string hash;
+};
 
 // The root password of a host's first boot: from `password_file` if given, else from
 // XAPID_ROOT_PASSWORD, else generated and written once, clear, to DIR/root-password (0600).

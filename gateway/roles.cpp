@@ -61,6 +61,23 @@ api::api_result<std::string> ref_param(const wire::value& v, const char* name) {
 
 }  // namespace
 
+std::size_t subject_role_level(const storage::state& snap, const api::subject& s) {
+  std::size_t best = static_cast<std::size_t>(-1);
+  auto roles = api::all_roles();
+  for (const auto& r : s.roles)
+    if (const api::role* rec = snap.get<api::role>(r.opaque))
+      for (std::size_t i = 0; i < roles.size(); ++i)
+        if (roles[i].name == rec->name_label) best = std::min(best, i);
+  return best;
+}
+
+std::size_t role_index(std::string_view name) {
+  auto roles = api::all_roles();
+  for (std::size_t i = 0; i < roles.size(); ++i)
+    if (roles[i].name == name) return i;
+  return static_cast<std::size_t>(-1);
+}
+
 std::string permission_name(const api::method_desc& m) {
   std::string n(m.wire_name);
   for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

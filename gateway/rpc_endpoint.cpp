@@ -12,6 +12,7 @@ void serve_rpc(const dispatcher& d, const http_request& req, const http_server::
   path = path.substr(0, path.find('?'));
   call_context ctx;
   ctx.from_unix_socket = req.from_unix_socket;
+  ctx.client = req.peer;
 
   if (path == "/jsonrpc") {
     auto parsed = wire::jsonrpc::parse_request(req.body, lim);

@@ -2,7 +2,6 @@
 
 #include <set>
 
-#include "gateway/external_auth.hpp"
 #include "gateway/passwords.hpp"
 
 namespace xapid::gateway {
@@ -15,37 +14,27 @@ std::string string_at(const wire::array& p, std::size_t i) {
 }  // namespace
 
 void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::database& db, root_account& root,
-                           std::chrono::milliseconds failed_login_delay) {
-  auto login = [&sessions, &root, &db, failed_login_delay](call_context& ctx,
-                                                       const wire::array& p) -> api::api_result<wire::value> {
-    if (!p[0].as_string() || !p[1].as_string()) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+                           login_guard& logins) {
+  auto login = [&sessions, &logins](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+    const std::string originator = string_at(p, 3);
+    auto failed = [&] {
+      ctx.answer_delay = logins.remaining_delay(ctx.started);
+      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    };
+    if (!p[0].as_string() || !p[1].as_string()) return failed();
     const std::string& user = *p[0].as_string();
     const std::string& password = *p[1].as_string();
-    const std::string originator = string_at(p, 3);
-    bool trusted_local = ctx.from_unix_socket && user.empty() && password.empty();
-    bool ok = trusted_local;
-    if (!ok && user == "root") {
-      std::string hash;
-      {
-        std::lock_guard lock(root.mu);
-        hash = root.hash;
-      }
-      ok = verify_password(password, hash);
+    // A local peer is root already: an empty user and password are its login.
+    if (ctx.from_unix_socket && user.empty() && password.empty()) {
+      auto ref = sessions.create_root_session(originator);
+      if (!ref) return fail(ref.error());
+      return wire::value(*ref);
     }
-    if (!ok && user != "root" && !user.empty()) {
-      auto id = authenticate_external(db, sessions.this_host(), user, password);
-      if (id) {
-        auto ref = sessions.create_subject_session(originator, id->subject, id->sid, id->user, id->role_level);
-        if (!ref) return fail(ref.error());
-        return wire::value(*ref);
-      }
-    }
-    if (!ok) {
-      ctx.answer_delay = failed_login_delay;
-      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
-    }
-    auto ref = sessions.create_root_session(originator);
-    if (!ref) return fail(ref.error());
+    auto who = logins.authenticate({user, password, ctx.client});
+    if (!who) return failed();
+    auto ref = who->root ? sessions.create_root_session(originator)
+                         : sessions.create_subject_session(originator, who->subject, who->sid, who->user);
+    if (!ref) return ref.error().code == api::error_code::SESSION_AUTHENTICATION_FAILED ? failed() : fail(ref.error());
     return wire::value(*ref);
   };
   // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
@@ -60,12 +49,16 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   d.add_blocking("session.logout", logout);
   d.add_blocking("session.local_logout", logout);
 
-  d.add_blocking("session.change_password", [&root](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+  d.add_blocking("session.change_password", [&root](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+    // root's password is root's to change (xapi: local root only).
+    if (!ctx.who.superuser) return fail(api::errors::PERMISSION_DENIED("only root may change root's password"));
     std::string old_pwd = string_at(p, 0), new_pwd = string_at(p, 1);
     std::lock_guard lock(root.mu);
     if (!verify_password(old_pwd, root.hash))
       return fail(api::errors::CHANGE_PASSWORD_REJECTED("the old password is not the current one"));
     if (new_pwd.empty()) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password is empty"));
+    for (unsigned char c : new_pwd)
+      if (c < 0x20 || c == 0x7f) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password has control characters"));
     std::string hash = hash_password(new_pwd);
     if (auto st = store_root_hash(root.data_dir, hash); !st) return fail(api::errors::INTERNAL_ERROR(st.error()));
     root.hash = hash;
@@ -84,18 +77,17 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
     for (const auto& s : sids) out.emplace_back(s);
     return wire::value(std::move(out));
   });
+  // As xapi: every session of the subject but the caller's own; never a local superuser's.
   d.add_blocking("session.logout_subject_identifier",
-        [&db, &sessions, cls](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
-          std::string sid = string_at(p, 0);
-          std::vector<std::string> refs;
-          db.snapshot()->for_each(cls, [&](const std::string& ref, const storage::row& r) {
-            if (static_cast<const api::session*>(r.record.get())->auth_user_sid == sid && ref != ctx.session)
-              refs.push_back(ref);
-            return true;
-          });
-          for (const auto& ref : refs) (void)sessions.destroy(ref);
-          return wire::value("");
-        });
+                 [&sessions](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+                   const std::string* sid = p[0].as_string();
+                   if (!sid) return fail(api::errors::FIELD_TYPE_ERROR("subject_identifier"));
+                   if (sid->empty()) return wire::value("");
+                   sessions.destroy_where([&](const std::string& ref, const caller& owner) {
+                     return !owner.superuser && owner.identity == *sid && ref != ctx.session;
+                   });
+                   return wire::value("");
+                 });
 }
 
 }  // namespace xapid::gateway

@@ -1,17 +1,25 @@
-// Sessions: created by login, checked on every call, ended by logout or idleness. Their rows
-// live in the database (so session.* getters and get_record work); when each was last used is
-// kept in memory, since writing it on every call would cost a synced commit per call. Like
-// xapi's, sessions do not outlive the daemon: rows left by a previous run are removed at start.
+// Sessions: created by login, checked on every call, ended by logout, idleness, revocation or a
+// newer session past the cap. Their rows live in the database (so session.* getters and
+// get_record work); when each was last used is kept in memory, since writing it on every call
+// would cost a synced commit per call. Like xapi's, sessions do not outlive the daemon: rows
+// left by a previous run are removed at start.
+//
+// A session's rights are those of its user now, not at login: a subject's session follows the
+// subject's roles on every call, and ends when the subject goes or external authentication is
+// turned off on this host.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/clock.hpp"
+#include "gateway/caller.hpp"
 #include "proto/api/convert.hpp"
 #include "storage/database.hpp"
 
@@ -19,7 +27,9 @@ namespace xapid::gateway {
 
 struct session_limits {
   std::chrono::seconds idle_timeout{24 * 3600};  // default 24 h without a call
-  std::size_t per_originator = 500;              // as xapi: the oldest goes when a new one exceeds this
+  // At most this many sessions per user (root: per originator), the least recently used going
+  // first: a user can only ever end its own sessions this way.
+  std::size_t per_user = 500;
 };
 
 class session_manager {
@@ -30,15 +40,17 @@ class session_manager {
   api::status clear_stale();
   // A new session of the local superuser.
   api::api_result<std::string> create_root_session(const std::string& originator);
-  // A new session of an externally authenticated subject.
+  // A new session of an externally authenticated subject (`subject`: its ref).
   api::api_result<std::string> create_subject_session(const std::string& originator, const std::string& subject,
-                                                      const std::string& sid, const std::string& user,
-                                                      std::size_t role_level);
-  // SESSION_INVALID(ref) unless `ref` is a live session; marks it used. Answers the index in
-  // api::all_roles() of the session's most powerful role (0 for the local superuser; npos: none).
-  api::api_result<std::size_t> validate(const std::string& ref);
+                                                      const std::string& sid, const std::string& user);
+  // SESSION_INVALID(ref) unless `ref` is a live session; marks it used and answers its owner
+  // with the rights it has now.
+  api::api_result<caller> validate(const std::string& ref);
   api::status destroy(const std::string& ref);
-  // Ends every session idle longer than the timeout; returns how many.
+  // Ends every session whose owner matches; returns how many.
+  std::size_t destroy_where(const std::function<bool(const std::string& ref, const caller&)>& match);
+  // Ends every session idle longer than the timeout, or whose subject's rights are gone;
+  // returns how many.
   std::size_t expire_idle();
   std::size_t count() const;
   const std::string& this_host() const noexcept { return this_host_; }
@@ -47,9 +59,16 @@ class session_manager {
   struct live {
     std::int64_t last_active_ms;
     std::string originator;
-    std::size_t role_level;
+    caller owner;
+    std::string subject;  // a subject's session: the subject's ref
   };
-  api::api_result<std::string> create(api::session rec, std::size_t role_level);
+  api::api_result<std::string> create(api::session rec, live entry);
+  // The rights of a subject's session now; false when the session must end.
+  bool refresh(live& s) const;
+  // Removes the rows of sessions already taken out of live_ (with their tasks).
+  void end(const std::vector<std::string>& refs);
+  static std::string cap_key(const live& s);
+
   storage::database& db_;
   clock& clock_;
   std::string this_host_;

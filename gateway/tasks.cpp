@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "gateway/roles.hpp"
 #include "proto/wire/xmlrpc.hpp"
 
 namespace xapid::gateway {
@@ -92,7 +93,24 @@ api::status task_manager::cancel(const std::string& task) {
   return ok_v;
 }
 
-void register_task_rpcs(dispatcher& d, task_manager& tasks) {
+std::optional<caller> task_manager::owner_of(const storage::state& s, const std::string& task) const {
+  const api::task* rec = s.get<api::task>(task);
+  if (!rec) return std::nullopt;
+  const api::session* session = s.get<api::session>(rec->session.opaque);
+  if (!session) return std::nullopt;
+  return caller{caller::no_role, session->is_local_superuser ? "" : session->auth_user_sid, session->is_local_superuser};
+}
+
+api::status task_manager::check_owner(const std::string& task, const caller& who) const {
+  auto snap = db_.snapshot();
+  if (!snap->get<api::task>(task)) return fail(api::errors::HANDLE_INVALID("task", task));
+  if (who.role <= role_index("pool-operator")) return ok_v;
+  if (auto owner = owner_of(*snap, task); owner && owner->same_user(who)) return ok_v;
+  return fail(api::errors::RBAC_PERMISSION_DENIED(
+      "task.destroy/any", "No permission in user session. (Roles with this permission: pool-admin, pool-operator)"));
+}
+
+void register_task_rpcs(dispatcher& d, task_manager& tasks, storage::database& db) {
   d.add_blocking("task.create", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     std::string label, description;
     if (!api::from_value(p[0], label)) return fail(api::errors::FIELD_TYPE_ERROR("label"));
@@ -101,12 +119,29 @@ void register_task_rpcs(dispatcher& d, task_manager& tasks) {
     if (!ref) return fail(ref.error());
     return wire::value(*ref);
   });
-  d.add_blocking("task.cancel", [&tasks](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+  d.add_blocking("task.cancel", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     std::string ref;
     if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("task"));
+    if (auto st = tasks.check_owner(ref, ctx.who); !st) return fail(st.error());
     if (auto st = tasks.cancel(ref); !st) return fail(st.error());
     return wire::value("");
   });
+  d.add_blocking("task.destroy", [&tasks, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+    std::string ref;
+    if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("self"));
+    if (auto st = tasks.check_owner(ref, ctx.who); !st) return fail(st.error());
+    auto t = db.begin();
+    t.destroy(task_class(), ref);
+    if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
+    return wire::value("");
+  });
+  // The task's other_config is its owner's too (xapi checks the same permission).
+  for (const char* name : {"task.set_other_config", "task.add_to_other_config", "task.remove_from_other_config"})
+    d.guard(name, [&tasks](call_context& ctx, const wire::array& p) -> api::status {
+      std::string ref;
+      if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("self"));
+      return tasks.check_owner(ref, ctx.who);
+    });
 }
 
 std::string task_manager::result_text(const wire::value& v) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "common/clock.hpp"
@@ -34,6 +35,12 @@ class task_manager {
   // the task (an export or import) is asked to stop — the task is "cancelling" until it does,
   // then "cancelled"; any other operation in progress is OPERATION_NOT_ALLOWED.
   api::status cancel(const std::string& task);
+  // Who made `task`: the user of the session it belongs to (none when that session is gone).
+  std::optional<caller> owner_of(const storage::state& s, const std::string& task) const;
+  // Whether `who` may cancel, destroy, change or follow `task`, as xapi decides: the same user
+  // as its owner, or a role with "task.destroy/any" (pool-operator and above); else
+  // RBAC_PERMISSION_DENIED("task.destroy/any", ...). HANDLE_INVALID for no such task.
+  api::status check_owner(const std::string& task, const caller& who) const;
   // An operation that can stop part way follows `task`: the flag turns true when it is cancelled.
   std::shared_ptr<std::atomic<bool>> watch_cancel(const std::string& task);
   void complete(const std::string& task, const wire::response& outcome);
@@ -55,7 +62,7 @@ class task_manager {
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> cancellable_;  // tasks of operations that can stop
 };
 
-// task.create and task.cancel.
-void register_task_rpcs(dispatcher& d, task_manager& tasks);
+// task.create, task.cancel, task.destroy, and the owner's rule on the task setters.
+void register_task_rpcs(dispatcher& d, task_manager& tasks, storage::database& db);
 
 }  // namespace xapid::gateway

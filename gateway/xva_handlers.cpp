@@ -9,14 +9,14 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <pugixml.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/vm_lifecycle.hpp"
 #include "actors/vm_rules.hpp"
-#include "gateway/external_auth.hpp"
-#include "gateway/passwords.hpp"
+#include "gateway/roles.hpp"
 #include "proto/wire/xmlrpc.hpp"
 #include "sm/xva_stream.hpp"
 #include "xapid/api/rbac.hpp"
@@ -63,39 +63,32 @@ std::map<std::string, std::string> query_of(const std::string& target) {
   return q;
 }
 
-std::size_t role_index(std::string_view name) {
-  auto roles = api::all_roles();
-  for (std::size_t i = 0; i < roles.size(); ++i)
-    if (roles[i].name == name) return i;
-  return 0;
-}
-
-// The caller's most powerful role (index in api::all_roles()), from session_id or HTTP basic
-// credentials; a local peer without either is root, as on the API socket.
-api::api_result<std::size_t> authorize(xva_context& ctx, http_stream& io, const std::map<std::string, std::string>& q) {
+// The caller, from session_id or HTTP basic credentials (checked by the login guard, whose
+// failures answer after its fixed delay); a local peer without either is root, as on the API
+// socket.
+api::api_result<caller> authorize(xva_context& ctx, http_stream& io, const std::map<std::string, std::string>& q) {
   if (auto s = q.find("session_id"); s != q.end()) return ctx.sessions.validate(s->second);
+  const auto started = std::chrono::steady_clock::now();
   std::string auth = io.header("Authorization");
   if (auth.rfind("Basic ", 0) == 0) {
     std::string encoded = auth.substr(6);
     std::string decoded(encoded.size(), '\0');
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
                             reinterpret_cast<const unsigned char*>(encoded.data()), static_cast<int>(encoded.size()));
-    if (n < 0) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
-    decoded.resize(static_cast<std::size_t>(n));
+    decoded.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
     while (!decoded.empty() && decoded.back() == '\0') decoded.pop_back();  // base64 padding
     auto colon = decoded.find(':');
-    if (colon == std::string::npos) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
-    std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
-    if (user == "root") {
-      std::lock_guard lock(ctx.root.mu);
-      if (verify_password(password, ctx.root.hash)) return std::size_t{0};
-      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    login_attempt attempt{colon == std::string::npos ? decoded : decoded.substr(0, colon),
+                          colon == std::string::npos ? std::string() : decoded.substr(colon + 1), io.peer()};
+    auto who = ctx.logins.authenticate(attempt);
+    if (!who) {
+      std::this_thread::sleep_for(ctx.logins.remaining_delay(started));  // this transfer's own thread
+      return fail(who.error());
     }
-    auto id = authenticate_external(ctx.db, ctx.host, user, password);
-    if (!id || id->role_level == static_cast<std::size_t>(-1)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
-    return id->role_level;
+    if (who->root) return caller{0, "", true};
+    return caller{who->role, who->sid, false};
   }
-  if (io.from_unix_socket()) return std::size_t{0};
+  if (io.from_unix_socket()) return caller{0, "", true};
   return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
 }
 
@@ -140,18 +133,23 @@ struct transfer_start {
 std::optional<transfer_start> begin_transfer(xva_context& ctx, http_stream& io, const char* permission) {
   transfer_start t{query_of(io.target()), {}, io};
   t.task.tasks = &ctx.tasks;
+  // Only an authorized caller's own task follows the transfer: nobody else's is touched.
+  auto who = authorize(ctx, io, t.query);
+  if (!who) {
+    answer_error(io, 401, who.error());
+    return std::nullopt;
+  }
+  if (who->role > role_index("vm-admin")) {
+    answer_error(io, 403, api::errors::RBAC_PERMISSION_DENIED(permission, "No permission in user session"));
+    return std::nullopt;
+  }
   if (auto it = t.query.find("task_id"); it != t.query.end()) {
+    if (auto st = ctx.tasks.check_owner(it->second, *who); !st) {
+      answer_error(io, st.error().code == api::error_code::HANDLE_INVALID ? 404 : 403, st.error());
+      return std::nullopt;
+    }
     t.task.ref = it->second;
     t.task.cancel = ctx.tasks.watch_cancel(it->second);  // a transfer stops part way when cancelled
-  }
-  auto level = authorize(ctx, io, t.query);
-  if (!level) {
-    t.fail(401, level.error());
-    return std::nullopt;
-  }
-  if (*level > role_index("vm-admin")) {
-    t.fail(403, api::errors::RBAC_PERMISSION_DENIED(permission, "No permission in user session"));
-    return std::nullopt;
   }
   return t;
 }

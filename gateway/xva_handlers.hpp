@@ -13,7 +13,7 @@
 #include "actors/object_actors.hpp"
 #include "actors/storage_repos.hpp"
 #include "gateway/http_server.hpp"
-#include "gateway/session_rpcs.hpp"
+#include "gateway/logins.hpp"
 #include "gateway/sessions.hpp"
 #include "gateway/tasks.hpp"
 
@@ -22,7 +22,7 @@ namespace xapid::gateway {
 struct xva_context {
   storage::database& db;
   session_manager& sessions;
-  root_account& root;
+  login_guard& logins;
   task_manager& tasks;
   actors::storage_repos& repos;
   actors::host_actors& actors;

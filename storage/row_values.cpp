@@ -21,13 +21,13 @@ class one_record final : public wire::deferred {
 
 class all_records final : public wire::deferred {
  public:
-  all_records(std::shared_ptr<const state> snap, std::size_t cls)
-      : snap_(std::move(snap)), ts_(schema::get().table(cls)) {}
+  all_records(std::shared_ptr<const state> snap, std::size_t cls, row_view view)
+      : snap_(std::move(snap)), ts_(schema::get().table(cls)), view_(std::move(view)) {}
   void emit(wire::emitter& out) const override {
     out.begin_struct();
     snap_->for_each(ts_.index, [&](const std::string& ref, const row& r) {
       out.name(ref);
-      ts_.ops->emit(r.record.get(), out);
+      ts_.ops->emit(view_ ? view_(r.record).get() : r.record.get(), out);
       return true;
     });
     out.end_struct();
@@ -39,6 +39,7 @@ class all_records final : public wire::deferred {
  private:
   std::shared_ptr<const state> snap_;
   const table_schema& ts_;
+  row_view view_;
 };
 
 }  // namespace
@@ -47,8 +48,8 @@ wire::value record_value(const table_schema& ts, std::shared_ptr<const void> rec
   return wire::value(std::make_shared<const one_record>(ts, std::move(record)));
 }
 
-wire::value all_records_value(std::shared_ptr<const state> snap, std::size_t cls) {
-  return wire::value(std::make_shared<const all_records>(std::move(snap), cls));
+wire::value all_records_value(std::shared_ptr<const state> snap, std::size_t cls, row_view view) {
+  return wire::value(std::make_shared<const all_records>(std::move(snap), cls, std::move(view)));
 }
 
 }  // namespace xapid::storage

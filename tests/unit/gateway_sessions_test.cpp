@@ -1,7 +1,10 @@
 // Sessions on a test clock: idle expiry, the per-originator cap, logout, stale rows at start.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "gateway/passwords.hpp"
+#include "gateway/roles.hpp"
 #include "gateway/sessions.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -76,6 +79,99 @@ TEST_F(sessions_test, the_oldest_session_of_an_originator_goes_past_the_cap) {
   EXPECT_TRUE(sessions.validate(*other).ok());
   EXPECT_EQ(sessions.count(), 4u);
   EXPECT_EQ(rows(), 4u);
+}
+
+// A subject's session has the rights its subject has now: a role taken away, the subject gone,
+// or external authentication turned off take effect on the session's next call.
+TEST_F(sessions_test, a_subjects_session_follows_its_rights_on_every_call) {
+  ASSERT_TRUE(ensure_roles(*db_).ok());
+  auto role = [&](const char* name) { return db_->snapshot()->refs_by_name_label(storage::schema::get().class_of<api::role>(), name).at(0); };
+  const std::size_t host_cls = storage::schema::get().class_of<api::host>();
+  auto set_auth = [&](const char* type) {
+    auto t = db_->begin();
+    t.set(host_cls, host_, *storage::schema::get().field_index(host_cls, "external_auth_type"), wire::value(type));
+    ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  };
+  set_auth("PAM");
+  auto t = db_->begin();
+  api::subject subject;
+  subject.subject_identifier = "u1000";
+  subject.roles = {api::ref<api::role>{role("vm-admin")}};
+  const std::string subject_ref = t.create(subject);
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+
+  session_manager sessions(*db_, clock_, host_);
+  auto s = sessions.create_subject_session("", subject_ref, "u1000", "alice");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(sessions.validate(*s)->role, role_index("vm-admin"));
+  EXPECT_EQ(sessions.validate(*s)->identity, "u1000");
+
+  const std::size_t subject_cls = storage::schema::get().class_of<api::subject>();
+  const std::size_t roles_field = *storage::schema::get().field_index(subject_cls, "roles");
+  t = db_->begin();
+  t.set(subject_cls, subject_ref, roles_field, wire::value(wire::array{wire::value(role("read-only"))}));
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  EXPECT_EQ(sessions.validate(*s)->role, role_index("read-only"));
+
+  t = db_->begin();
+  t.set(subject_cls, subject_ref, roles_field, wire::value(wire::array{}));
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  EXPECT_EQ(sessions.validate(*s)->role, caller::no_role);  // no rights, nothing allowed
+
+  auto root = sessions.create_root_session("");
+  set_auth("");
+  EXPECT_API_ERROR(sessions.validate(*s), SESSION_INVALID, *s);
+  EXPECT_TRUE(sessions.validate(*root).ok());
+  set_auth("PAM");
+  auto again = sessions.create_subject_session("", subject_ref, "u1000", "alice");
+  ASSERT_TRUE(again.ok());
+  t = db_->begin();
+  t.destroy(subject_cls, subject_ref);
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  EXPECT_EQ(sessions.expire_idle(), 1u);  // the sweep ends it too, without waiting for a call
+  EXPECT_API_ERROR(sessions.validate(*again), SESSION_INVALID, *again);
+}
+
+// Past the cap, only the user's own sessions go: another user filling an originator's sessions
+// cannot end root's.
+TEST_F(sessions_test, the_cap_is_per_user_and_root_is_never_evicted_by_others) {
+  ASSERT_TRUE(ensure_roles(*db_).ok());
+  const std::size_t host_cls = storage::schema::get().class_of<api::host>();
+  auto t = db_->begin();
+  t.set(host_cls, host_, *storage::schema::get().field_index(host_cls, "external_auth_type"), wire::value("PAM"));
+  api::subject subject;
+  subject.subject_identifier = "u1001";
+  const std::string subject_ref = t.create(subject);
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(3600), 3});
+  auto root = sessions.create_root_session("x");
+  clock_.advance_ms(1000);
+  std::vector<std::string> theirs;
+  for (int i = 0; i < 6; ++i) {
+    theirs.push_back(*sessions.create_subject_session(i % 2 ? "x" : "y", subject_ref, "u1001", "bob"));
+    clock_.advance_ms(1000);
+  }
+  EXPECT_TRUE(sessions.validate(*root).ok());
+  EXPECT_FALSE(sessions.validate(theirs[2]).ok());  // a user has 3 in all, whatever the originators
+  EXPECT_TRUE(sessions.validate(theirs[3]).ok());
+  EXPECT_EQ(sessions.count(), 4u);
+}
+
+// Two logins at the cap must not both pick the same oldest session (the second commit failed
+// with HANDLE_INVALID before).
+TEST_F(sessions_test, concurrent_logins_at_the_cap_all_succeed) {
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(3600), 20});
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      for (int k = 0; k < 40; ++k)
+        if (!sessions.create_root_session("same").ok()) ++failed;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(sessions.count(), 20u);
+  EXPECT_EQ(rows(), 20u);
 }
 
 TEST_F(sessions_test, logout_ends_a_session_once) {

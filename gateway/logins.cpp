@@ -1,0 +1,124 @@
+#include "gateway/logins.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/external_auth.hpp"
+#include "gateway/passwords.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+bool has_control_characters(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+// A user name as the log may show it: printable, at most 64 bytes.
+std::string loggable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 64)) out.push_back(c < 0x20 || c >= 0x7f ? '?' : static_cast<char>(c));
+  return out;
+}
+
+// Counts kept for at most this many addresses and users; the quietest go first.
+constexpr std::size_t max_tracked = 10000;
+
+}  // namespace
+
+login_guard::login_guard(storage::database& db, std::string this_host, root_account& root, login_limits limits)
+    : db_(db), this_host_(std::move(this_host)), root_(root), limits_(limits) {}
+
+bool login_guard::take(bucket& b, double burst, double rate, steady::time_point now) {
+  const double elapsed = std::chrono::duration<double>(now - b.at).count();
+  b.tokens = std::min(burst, b.tokens + elapsed * rate);
+  b.at = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+void login_guard::forget_old(std::map<std::string, bucket>& m, double burst, double rate, steady::time_point now) {
+  if (m.size() < max_tracked) return;
+  for (auto it = m.begin(); it != m.end();) {
+    // Full again by now: nothing to remember.
+    if (std::chrono::duration<double>(now - it->second.at).count() * rate + it->second.tokens >= burst)
+      it = m.erase(it);
+    else
+      ++it;
+  }
+  if (m.size() >= max_tracked) m.erase(m.begin());
+}
+
+bool login_guard::admit(const login_attempt& a) {
+  const auto now = steady::now();
+  std::lock_guard lock(mu_);
+  forget_old(by_address_, limits_.address_burst, limits_.address_per_second, now);
+  forget_old(by_user_, limits_.user_burst, limits_.user_per_second, now);
+  auto& address = by_address_.try_emplace(a.client, bucket{limits_.address_burst, now}).first->second;
+  auto& user = by_user_.try_emplace(a.user, bucket{limits_.user_burst, now}).first->second;
+  const bool from_address = take(address, limits_.address_burst, limits_.address_per_second, now);
+  const bool for_user = take(user, limits_.user_burst, limits_.user_per_second, now);
+  if (from_address && for_user) return true;
+  // Refused: what was taken goes back, so only checked attempts count.
+  if (from_address) address.tokens += 1;
+  if (for_user) user.tokens += 1;
+  return false;
+}
+
+void login_guard::give_back(const login_attempt& a) {
+  std::lock_guard lock(mu_);
+  if (auto it = by_address_.find(a.client); it != by_address_.end())
+    it->second.tokens = std::min(limits_.address_burst, it->second.tokens + 1);
+  if (auto it = by_user_.find(a.user); it != by_user_.end())
+    it->second.tokens = std::min(limits_.user_burst, it->second.tokens + 1);
+}
+
+api::api_result<login_identity> login_guard::authenticate(const login_attempt& a) {
+  const char* why = nullptr;
+  login_identity who;
+  if (a.user.empty() || has_control_characters(a.user) || has_control_characters(a.password)) {
+    why = "malformed";
+  } else if (!admit(a)) {
+    why = "throttled";
+  } else if (a.user == "root") {
+    std::string hash;
+    {
+      std::lock_guard lock(root_.mu);
+      hash = root_.hash;
+    }
+    if (verify_password(a.password, hash)) who.root = true;
+    else why = "wrong password";
+  } else if (auto id = authenticate_external(db_, this_host_, a.user, a.password)) {
+    who.subject = id->subject;
+    who.sid = id->sid;
+    who.user = id->user;
+    who.role = id->role_level;
+  } else {
+    why = "not accepted";
+  }
+  if (!why) {
+    give_back(a);
+    return who;
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++failures_;
+  }
+  spdlog::warn("session.login.failed user=\"{}\" client={} reason=\"{}\"", loggable(a.user), loggable(a.client), why);
+  return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+}
+
+std::chrono::milliseconds login_guard::remaining_delay(steady::time_point started) const {
+  auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
+  return spent >= limits_.failure_delay ? std::chrono::milliseconds(0) : limits_.failure_delay - spent;
+}
+
+std::uint64_t login_guard::take_failures() {
+  std::lock_guard lock(mu_);
+  return std::exchange(failures_, 0);
+}
+
+}  // namespace xapid::gateway
