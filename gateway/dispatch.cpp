@@ -23,7 +23,7 @@ wire::response failure(const api::api_error& e) { return wire::response{false, {
 bool dispatcher::add(std::string_view wire_name, handler h, std::size_t min_params) {
   const api::method_desc* m = api::find_method(wire_name);
   if (!m) return false;
-  handlers_[m->wire_name] = entry{std::move(h), std::min(min_params, m->params.size()), false};
+  handlers_[m->wire_name] = entry{std::move(h), std::min(min_params, m->params.size()), false, {}};
   return true;
 }
 
@@ -129,43 +129,46 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
   }
 }
 
-// The threads of calls that wait, one each; finished ones are joined as new ones start.
-struct dispatcher::waiters {
-  struct waiter {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> finished;
-  };
-  static constexpr std::size_t max_waiting = 1024;
-  std::mutex mu;
-  bool stopped = false;
-  std::vector<waiter> list;
-
-  void reap() {  // with mu held
-    for (auto it = list.begin(); it != list.end();) {
-      if (*it->finished) {
-        it->thread.join();
-        it = list.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-};
-
-dispatcher::dispatcher() : waiters_(std::make_shared<waiters>()) {}
+dispatcher::dispatcher() : pool_(std::make_unique<call_pool>()) {}
 dispatcher::~dispatcher() { stop_blocking(); }
 
-bool dispatcher::spawn(std::function<void()> work) const {
-  std::lock_guard lock(waiters_->mu);
-  waiters_->reap();
-  if (waiters_->stopped || waiters_->list.size() >= waiters::max_waiting) return false;
-  auto finished = std::make_shared<std::atomic<bool>>(false);
-  std::thread t([work = std::move(work), finished] {
-    work();
-    *finished = true;
-  });
-  waiters_->list.push_back({std::move(t), std::move(finished)});
+void dispatcher::set_pool_limits(call_pool_limits limits) { pool_ = std::make_unique<call_pool>(limits); }
+
+bool dispatcher::add_parked(std::string_view wire_name, parked_handler h) {
+  if (!add(wire_name, {})) return false;
+  auto& e = handlers_[api::find_method(wire_name)->wire_name];
+  e.blocking = true;
+  e.parked = std::move(h);
   return true;
+}
+
+// A caller's lane: root (its unix socket — which only root may open — and its sessions) has
+// priority lanes; every other user shares one lane over all its sessions, and calls without a
+// session (logins) share one per client address.
+bool dispatcher::submit(const call_context& ctx, std::function<void()> job) const {
+  if (ctx.from_unix_socket) return pool_->submit("local", true, std::move(job));
+  if (!ctx.session.empty())
+    return ctx.who.superuser ? pool_->submit("root", true, std::move(job))
+                             : pool_->submit("user/" + ctx.who.identity, false, std::move(job));
+  return pool_->submit("address/" + ctx.client, false, std::move(job));
+}
+
+void dispatcher::run_parked(const entry& e, const wire::call& c, call_context& ctx,
+                            std::function<void(wire::response, call_context)> reply) const {
+  std::size_t skip = ctx.session.empty() ? 0 : 1;
+  wire::array params(c.params.begin() + static_cast<std::ptrdiff_t>(skip), c.params.end());
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  auto context = std::make_shared<call_context>(ctx);
+  auto done = [once, context, reply, method = c.method](api::api_result<wire::value> r) {
+    if (once->exchange(true)) return;  // answered already
+    reply(r ? wire::response{true, std::move(r).value(), {}} : failure(r.error()), *context);
+  };
+  try {
+    e.parked(*context, params, done);
+  } catch (const std::exception& ex) {
+    spdlog::error("rpc.handler.failed method={} error=\"{}\"", c.method, ex.what());
+    done(fail(api::errors::INTERNAL_ERROR(std::string("the call failed: ") + ex.what())));
+  }
 }
 
 void dispatcher::dispatch_async(wire::call c, call_context ctx,
@@ -181,13 +184,13 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
     std::string ref = *task;
     ctx.task = ref;
     auto shared = std::make_shared<std::pair<wire::call, call_context>>(std::move(c), ctx);
-    bool started = spawn([this, e, ref, shared] {
-      wire::response r = run(*e, shared->first, shared->second);
-      tasks_.complete(ref, r);
+    bool started = submit(ctx, [this, e, ref, shared] {
+      if (!e->parked) return tasks_.complete(ref, run(*e, shared->first, shared->second));
+      run_parked(*e, shared->first, shared->second, [this, ref](wire::response r, call_context) { tasks_.complete(ref, r); });
     });
     if (!started) {
-      tasks_.complete(ref, failure(api::errors::INTERNAL_ERROR("too many calls in progress")));
-      return done(failure(api::errors::INTERNAL_ERROR("too many calls in progress")), std::move(ctx));
+      tasks_.complete(ref, failure(api::errors::TOO_BUSY()));
+      return done(failure(api::errors::TOO_BUSY()), std::move(ctx));
     }
     return done(wire::response{true, wire::value(ref), {}}, std::move(ctx));
   }
@@ -197,26 +200,19 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
   }
   auto shared = std::make_shared<std::tuple<wire::call, call_context, std::function<void(wire::response, call_context)>>>(
       std::move(c), ctx, std::move(done));
-  bool started = spawn([this, e, shared] {
+  bool started = submit(ctx, [this, e, shared] {
     auto& [call, context, reply] = *shared;
+    if (e->parked) return run_parked(*e, call, context, reply);
     wire::response r = run(*e, call, context);
     reply(std::move(r), std::move(context));
   });
   if (!started) {
     auto& [call, context, reply] = *shared;
-    reply(failure(api::errors::INTERNAL_ERROR("too many waiting calls")), std::move(context));
+    reply(failure(api::errors::TOO_BUSY()), std::move(context));
   }
 }
 
-void dispatcher::stop_blocking() {
-  std::vector<waiters::waiter> list;
-  {
-    std::lock_guard lock(waiters_->mu);
-    waiters_->stopped = true;
-    list.swap(waiters_->list);
-  }
-  for (auto& w : list) w.thread.join();
-}
+void dispatcher::stop_blocking() { pool_->stop(); }
 
 std::vector<dispatcher::coverage_row> dispatcher::coverage() const {
   std::vector<coverage_row> rows;

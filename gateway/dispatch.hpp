@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gateway/call_pool.hpp"
 #include "gateway/caller.hpp"
 #include "proto/api/convert.hpp"
 #include "proto/wire/codec.hpp"
@@ -28,6 +29,9 @@ struct call_context {
   // A handler may ask for its answer to be held back (a failed login); the connection waits,
   // no thread does.
   std::chrono::milliseconds answer_delay{0};
+  // For a call that waits long without a thread (event.from): `gone` runs if the client closes
+  // its connection meanwhile. Empty when the transport cannot tell.
+  std::function<void(std::function<void()> gone)> watch_client;
 };
 
 class dispatcher {
@@ -45,9 +49,15 @@ class dispatcher {
   // Registers the implementation of `wire_name` ("VM.start"); false if the catalog has no such
   // RPC. `min_params` admits shorter calls (session.login_with_password's 2-argument form).
   bool add(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
-  // Registers a handler that may wait (event.from, event.next, a commit's fsync, a password
-  // hash) or take long (get_all_records): it runs on its own thread, never on an I/O thread.
+  // Registers a handler that may wait (a commit's fsync, a password hash) or take long
+  // (get_all_records): it runs on the call pool, in its caller's lane, never on an I/O thread.
   bool add_blocking(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
+  // Registers a handler that answers later through `done`, from any thread, holding no thread
+  // while it waits (event.from parks the call until a commit or its timeout). It starts on the
+  // call pool.
+  using answer = std::function<void(api::api_result<wire::value>)>;
+  using parked_handler = std::function<void(call_context&, const wire::array& params, answer done)>;
+  bool add_parked(std::string_view wire_name, parked_handler h);
   // Puts `check` before the handler registered for `wire_name` (a class's rule on a generic
   // implicit RPC: who may change a task, when a host may be destroyed); the handler runs only
   // when the check passes. False if nothing is registered under that name.
@@ -66,8 +76,13 @@ class dispatcher {
   // Decodes nothing, checks everything: answers through `done`, at once, or from the thread of a
   // call that waits. An Async call answers its task at once and runs on a thread of its own.
   void dispatch_async(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
-  // Ends waiting calls' threads (they finish their current wait first) and refuses new ones.
+  // Waits for the calls running on the pool, drops the queued ones and refuses new ones.
   void stop_blocking();
+  // Runs `job` on the call pool in the lane of the caller `ctx` describes; false when that lane
+  // is full (the caller then answers TOO_BUSY).
+  bool submit(const call_context& ctx, std::function<void()> job) const;
+  // Sets the pool's bounds; before any call.
+  void set_pool_limits(call_pool_limits limits);
 
   struct coverage_row {
     const api::method_desc* method;
@@ -80,18 +95,19 @@ class dispatcher {
     handler h;
     std::size_t min_params;
     bool blocking = false;
+    parked_handler parked;  // set for a parked call (then h is empty)
   };
   // The checks every call passes before its handler: nullptr and a failure, or the entry.
   const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out, bool& async) const;
-  // Runs `work` on a thread of its own; false when too many are running or stopping.
-  bool spawn(std::function<void()> work) const;
   wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;
+  // Starts a parked call; `reply` gets its answer once.
+  void run_parked(const entry& e, const wire::call& c, call_context& ctx,
+                  std::function<void(wire::response, call_context)> reply) const;
 
   std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
   session_check check_session_;
   task_hooks tasks_;
-  struct waiters;
-  std::shared_ptr<waiters> waiters_;
+  std::unique_ptr<call_pool> pool_;
 };
 
 // Every method name a client may call: the catalog, the Async forms, and system.listMethods.

@@ -154,17 +154,75 @@ wire::value event_record(const storage::state& snap, const pending_event& e, std
 
 }  // namespace
 
+namespace {
+
+// event.from's answer: the events, valid_ref_counts of the subscribed classes, and the token.
+wire::value from_answer(const caller& who, const subscription& sub, const storage::state& snap,
+                        const std::vector<pending_event>& events, generation upto, std::int64_t now_s) {
+  wire::array out;
+  out.reserve(events.size());
+  for (const auto& e : events) out.push_back(event_record(snap, e, now_s, who));
+  wire::structure counts;
+  for (std::size_t cls : sub.counted_classes())
+    counts.emplace_back(lower(schema::get().table(cls).desc->name),
+                        wire::value(wire::int32_value{static_cast<std::int32_t>(snap.count(cls))}));
+  return wire::value(wire::structure{{"events", wire::value(std::move(out))},
+                                     {"valid_ref_counts", wire::value(std::move(counts))},
+                                     {"token", wire::value(token_of(upto))}});
+}
+
+}  // namespace
+
 struct event_rpcs::registration {
   subscription sub;
   generation cursor = 0;
 };
 
-event_rpcs::event_rpcs(storage::database& db, clock& clk) : db_(db), clock_(clk) {}
-event_rpcs::~event_rpcs() = default;
+// A parked event.from or event.next: no thread holds it; a commit or its deadline hands it to
+// the call pool, which looks for its events and answers or parks it again.
+struct event_rpcs::waiter {
+  std::uint64_t id = 0;
+  bool is_next = false;      // event.next: answers an array, moves the registration's cursor
+  call_context ctx;          // who asked (its lane on the pool, its session to check again)
+  subscription sub;          // as this reader may have it
+  generation cursor = 0;     // the changes up to here are in `seen`
+  std::vector<storage::change> seen;
+  std::int64_t deadline_ms = 0;  // 0: none (event.next)
+  dispatcher::answer done;
+  bool gone = false;         // the client closed its connection (under mu_)
+  bool counted = false;      // holds a place in the per-session/user/client counts (under mu_)
+  std::multimap<std::int64_t, std::uint64_t>::iterator deadline_entry;  // valid while deadline_ms
+};
+
+event_rpcs::event_rpcs(storage::database& db, clock& clk, const dispatcher& d, session_check check, event_limits limits)
+    : db_(db), clock_(clk), dispatcher_(d), check_session_(std::move(check)), limits_(limits) {
+  db_.on_publish([this](generation g) { on_commit(g); });
+  timer_ = std::thread([this] { timer_loop(); });
+}
+
+event_rpcs::~event_rpcs() { stop(); }
+
+void event_rpcs::stop() {
+  std::map<std::uint64_t, std::shared_ptr<waiter>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    dropped.swap(parked_);
+  }
+  cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+  // The daemon stops: the connections of these calls are closing already.
+  for (auto& [id, w] : dropped) w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
+}
 
 void event_rpcs::register_with(dispatcher& d) {
-  d.add_blocking("event.from", [this](call_context& ctx, const wire::array& p) { return from(ctx.who, p); });
-  d.add_blocking("event.next", [this](call_context& ctx, const wire::array&) { return next(ctx.who, ctx.session); });
+  d.add_parked("event.from", [this](call_context& ctx, const wire::array& p, dispatcher::answer done) {
+    from(ctx, p, std::move(done));
+  });
+  d.add_parked("event.next", [this](call_context& ctx, const wire::array&, dispatcher::answer done) {
+    next(ctx, std::move(done));
+  });
   d.add_blocking("event.inject", [this](call_context& ctx, const wire::array& p) { return inject(ctx, p); });
   d.add("event.get_current_id", [this](call_context&, const wire::array&) -> api::api_result<wire::value> {
     return wire::value(static_cast<std::int64_t>(db_.current_generation()));
@@ -198,91 +256,217 @@ void event_rpcs::register_with(dispatcher& d) {
   });
 }
 
-api::api_result<wire::value> event_rpcs::from(const caller& who, const wire::array& p) {
+void event_rpcs::from(call_context& ctx, const wire::array& p, dispatcher::answer done) {
   const wire::array* classes = p[0].as_array();
-  if (!classes) return fail(api::errors::FIELD_TYPE_ERROR("classes"));
+  if (!classes) return done(fail(api::errors::FIELD_TYPE_ERROR("classes")));
   const std::string* token_text = p[1].as_string();
   auto token = token_text ? parse_token(*token_text) : std::nullopt;
-  if (!token) return fail(api::errors::EVENT_FROM_TOKEN_PARSE_FAILURE(token_text ? *token_text : api::describe(p[1])));
+  if (!token)
+    return done(fail(api::errors::EVENT_FROM_TOKEN_PARSE_FAILURE(token_text ? *token_text : api::describe(p[1]))));
   double timeout_s = 0;
-  if (auto st = api::from_value(p[2], timeout_s); !st) return fail(api::errors::FIELD_TYPE_ERROR("timeout"));
+  if (auto st = api::from_value(p[2], timeout_s); !st) return done(fail(api::errors::FIELD_TYPE_ERROR("timeout")));
   timeout_s = std::clamp(timeout_s, 0.0, 3600.0);
-  subscription sub = for_reader(parse_subscription(*classes), who);
+  subscription sub = for_reader(parse_subscription(*classes), ctx.who);
 
-  std::vector<pending_event> events;
-  std::shared_ptr<const storage::state> snap;
-  generation upto = 0;
   if (*token == 0) {
     // From the beginning: every object there is, as an addition.
-    snap = db_.snapshot();
-    upto = snap->gen();
+    auto snap = db_.snapshot();
+    std::vector<pending_event> events;
     for (std::size_t cls : sub.counted_classes())
       snap->for_each(cls, [&](const std::string& ref, const storage::row& r) {
         if (sub.wants(cls, ref)) events.push_back({cls, ref, storage::change_kind::add, r.modified});
         return true;
       });
-  } else {
-    // Wait until something this subscription wants has changed, or the timeout.
-    const std::int64_t deadline = clock_.now_ms() + static_cast<std::int64_t>(timeout_s * 1000);
-    generation cursor = *token;
-    std::vector<storage::change> seen;
-    for (;;) {
-      std::int64_t left = std::max<std::int64_t>(0, deadline - clock_.now_ms());
-      auto r = db_.changes_since(cursor, std::chrono::milliseconds(left));
-      if (r.lost) return fail(api::errors::EVENTS_LOST());
-      seen.insert(seen.end(), r.changes.begin(), r.changes.end());
-      cursor = r.gen;
-      events = coalesce(seen, sub);
-      if (!events.empty() || clock_.now_ms() >= deadline || r.changes.empty()) break;
-    }
-    upto = cursor;
-    snap = db_.snapshot();
+    return done(from_answer(ctx.who, sub, *snap, events, snap->gen(), clock_.now_ms() / 1000));
   }
-
-  const std::int64_t now_s = clock_.now_ms() / 1000;
-  wire::array out;
-  out.reserve(events.size());
-  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, who));
-  wire::structure counts;
-  for (std::size_t cls : sub.counted_classes())
-    counts.emplace_back(lower(schema::get().table(cls).desc->name),
-                        wire::value(wire::int32_value{static_cast<std::int32_t>(snap->count(cls))}));
-  return wire::value(wire::structure{{"events", wire::value(std::move(out))},
-                                     {"valid_ref_counts", wire::value(std::move(counts))},
-                                     {"token", wire::value(token_of(upto))}});
+  auto w = std::make_shared<waiter>();
+  w->ctx = ctx;
+  w->ctx.watch_client = nullptr;
+  w->sub = std::move(sub);
+  w->cursor = *token;
+  w->deadline_ms = clock_.now_ms() + static_cast<std::int64_t>(timeout_s * 1000);
+  w->done = std::move(done);
+  wait(w, ctx);
 }
 
-api::api_result<wire::value> event_rpcs::next(const caller& who, const std::string& session) {
-  subscription sub;
-  generation cursor;
+void event_rpcs::next(call_context& ctx, dispatcher::answer done) {
+  auto w = std::make_shared<waiter>();
   {
     std::lock_guard lock(mu_);
-    auto it = registrations_.find(session);
-    if (it == registrations_.end()) return fail(api::errors::SESSION_NOT_REGISTERED(session));
-    sub = for_reader(it->second->sub, who);
-    cursor = it->second->cursor;
+    auto it = registrations_.find(ctx.session);
+    if (it == registrations_.end()) return done(fail(api::errors::SESSION_NOT_REGISTERED(ctx.session)));
+    w->sub = for_reader(it->second->sub, ctx.who);
+    w->cursor = it->second->cursor;
   }
-  // event.next waits until there is something; it wakes every 30 s to notice a stopping daemon.
-  std::vector<pending_event> events;
-  std::vector<storage::change> seen;
-  for (int round = 0; events.empty(); ++round) {
-    auto r = db_.changes_since(cursor, std::chrono::seconds(30));
-    if (r.lost) return fail(api::errors::EVENTS_LOST());
-    if (r.changes.empty() && r.gen == cursor && round > 0) break;  // woken without news: stopping
-    seen.insert(seen.end(), r.changes.begin(), r.changes.end());
-    cursor = r.gen;
-    events = coalesce(seen, sub);
+  w->is_next = true;
+  w->ctx = ctx;
+  w->ctx.watch_client = nullptr;
+  w->done = std::move(done);
+  wait(w, ctx);
+}
+
+// Looks for the waiter's events: answers (true) when there are some, when its time is up, or
+// when it cannot go on; false: it waits on.
+bool event_rpcs::look(waiter& w, bool due) {
+  if (auto who = check_session_(w.ctx.session); !who) {
+    w.done(fail(who.error()));  // logged out or its rights gone meanwhile
+    return true;
+  } else {
+    w.ctx.who = *who;
   }
-  {
-    std::lock_guard lock(mu_);
-    auto it = registrations_.find(session);
-    if (it != registrations_.end()) it->second->cursor = cursor;
+  auto r = db_.changes_since(w.cursor, std::chrono::milliseconds(0));
+  if (r.lost) {
+    w.done(fail(api::errors::EVENTS_LOST()));
+    return true;
   }
+  w.seen.insert(w.seen.end(), std::make_move_iterator(r.changes.begin()), std::make_move_iterator(r.changes.end()));
+  w.cursor = r.gen;
+  std::vector<pending_event> events = coalesce(w.seen, w.sub);
+  if (events.empty() && !due) return false;
   auto snap = db_.snapshot();
+  if (!w.is_next) {
+    w.done(from_answer(w.ctx.who, w.sub, *snap, events, w.cursor, clock_.now_ms() / 1000));
+    return true;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = registrations_.find(w.ctx.session); it != registrations_.end()) it->second->cursor = w.cursor;
+  }
   const std::int64_t now_s = clock_.now_ms() / 1000;
   wire::array out;
-  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, who));
-  return wire::value(std::move(out));
+  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, w.ctx.who));
+  w.done(wire::value(std::move(out)));
+  return true;
+}
+
+// Parks a new waiter after a first look, within the limits of its session, user and address.
+void event_rpcs::wait(const std::shared_ptr<waiter>& w, call_context& ctx) {
+  if (look(*w, w->deadline_ms && clock_.now_ms() >= w->deadline_ms)) return;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
+    if (!w->ctx.who.superuser) {
+      auto count = [](std::map<std::string, std::size_t>& m, const std::string& k) {
+        auto it = m.find(k);
+        return it == m.end() ? std::size_t{0} : it->second;
+      };
+      if (count(per_session_, w->ctx.session) >= limits_.per_session ||
+          count(per_client_, w->ctx.client) >= limits_.per_client ||
+          count(per_user_, w->ctx.who.identity) >= limits_.per_user || parked_.size() >= limits_.total)
+        return w->done(fail(api::errors::TOO_BUSY()));
+      ++per_session_[w->ctx.session];
+      ++per_client_[w->ctx.client];
+      ++per_user_[w->ctx.who.identity];
+      w->counted = true;
+    }
+    w->id = ++next_id_;
+    parked_.emplace(w->id, w);
+    if (w->deadline_ms) w->deadline_entry = deadlines_.emplace(w->deadline_ms, w->id);
+  }
+  cv_.notify_all();  // the timer may have to wake sooner
+  // A commit between the look and the parking would be missed: look again if there was one.
+  if (db_.current_generation() > w->cursor) wake(w->id, false);
+  if (ctx.watch_client) {
+    std::weak_ptr<waiter> weak = w;
+    ctx.watch_client([this, weak] {
+      if (auto still = weak.lock()) client_gone(still);
+    });
+  }
+}
+
+// A waiter that has answered gives back its place in the counts and its deadline (under mu_).
+void event_rpcs::forget(waiter& w) {
+  if (w.deadline_ms) {
+    deadlines_.erase(w.deadline_entry);
+    w.deadline_ms = 0;
+  }
+  if (!w.counted) return;
+  w.counted = false;
+  auto drop = [](std::map<std::string, std::size_t>& m, const std::string& k) {
+    auto it = m.find(k);
+    if (it != m.end() && --it->second == 0) m.erase(it);
+  };
+  drop(per_session_, w.ctx.session);
+  drop(per_client_, w.ctx.client);
+  drop(per_user_, w.ctx.who.identity);
+}
+
+// Takes the waiter out of the parked set (if it is still there) and looks at it on the pool.
+void event_rpcs::wake(std::uint64_t id, bool due) {
+  std::shared_ptr<waiter> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = parked_.find(id);
+    if (it == parked_.end()) return;  // being looked at, answered, or gone
+    w = it->second;
+    parked_.erase(it);
+  }
+  const bool queued = dispatcher_.submit(w->ctx, [this, w, due] {
+    const bool is_due = due || (w->deadline_ms && clock_.now_ms() >= w->deadline_ms);
+    if (look(*w, is_due)) {
+      std::lock_guard lock(mu_);
+      forget(*w);
+      return;
+    }
+    repark(w, true);
+  });
+  if (!queued) repark(w, false);  // its lane is full: the next commit or the timer tries again
+}
+
+void event_rpcs::repark(const std::shared_ptr<waiter>& w, bool look_again) {
+  {
+    std::lock_guard lock(mu_);
+    if (w->gone || stopping_) {
+      forget(*w);
+      return;
+    }
+    parked_.emplace(w->id, w);
+  }
+  // What came meanwhile, or a deadline the timer saw pass while the waiter was out, is looked at now.
+  if (!look_again) return;
+  if (w->deadline_ms && clock_.now_ms() >= w->deadline_ms) wake(w->id, true);
+  else if (db_.current_generation() > w->cursor) wake(w->id, false);
+}
+
+void event_rpcs::client_gone(const std::shared_ptr<waiter>& w) {
+  {
+    std::lock_guard lock(mu_);
+    if (!parked_.erase(w->id)) {
+      w->gone = true;  // being looked at: dropped instead of parked again
+      return;
+    }
+    forget(*w);
+  }
+  w->done(fail(api::errors::INTERNAL_ERROR("the client closed its connection")));
+}
+
+void event_rpcs::on_commit(generation g) {
+  std::vector<std::uint64_t> due;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, w] : parked_)
+      if (w->cursor < g) due.push_back(id);
+  }
+  for (auto id : due) wake(id, false);
+}
+
+void event_rpcs::timer_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    const std::int64_t now = clock_.now_ms();
+    std::vector<std::uint64_t> due;
+    for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) due.push_back(it->second);
+    if (!due.empty()) {
+      lock.unlock();
+      for (auto id : due) wake(id, true);  // a waiter answers and forgets its entry; one being looked at reparks due
+      lock.lock();
+      if (!deadlines_.empty() && deadlines_.begin()->first <= now)
+        cv_.wait_for(lock, std::chrono::milliseconds(10));  // entries of waiters out being looked at
+      continue;
+    }
+    const std::int64_t wait_ms = deadlines_.empty() ? 1000 : std::min<std::int64_t>(1000, deadlines_.begin()->first - now);
+    cv_.wait_for(lock, std::chrono::milliseconds(std::max<std::int64_t>(1, wait_ms)));
+  }
 }
 
 api::api_result<wire::value> event_rpcs::inject(const call_context& ctx, const wire::array& p) {

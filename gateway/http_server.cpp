@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -444,6 +446,10 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     in.body = std::move(req.body());
     in.from_unix_socket = is_unix_;
     in.peer = peer_;
+    in.watch_close = [weak = this->weak_from_this()](std::function<void()> gone) {
+      if (auto self = weak.lock()) self->watch_peer(std::move(gone));
+      else gone();
+    };
     version_ = req.version();
     keep_alive_ = req.keep_alive();
     expire_never();  // the call itself decides how long it takes (event.from waits)
@@ -473,6 +479,21 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       call->answer = std::move(out);
       if (call->phase.exchange(pending_call::answered_late, std::memory_order_acq_rel) == pending_call::returned)
         net::post(self->socket().get_executor(), [self, call] { self->respond(std::move(*call->answer)); });
+    });
+  }
+
+  // While a call waits, nothing reads the connection: a readiness wait notices the client
+  // closing it (a peek sees the end), without taking any byte of a request it may send next.
+  // Asio's reactor locks per descriptor, so this wait may be started while another thread
+  // writes the call's answer.
+  void watch_peer(std::function<void()> gone) {
+    socket().async_wait(net::socket_base::wait_read, [self = this->shared_from_this(), gone = std::move(gone)](
+                                                         beast::error_code ec) {
+      if (ec == net::error::operation_aborted) return;  // closed by us: the call ended anyway
+      if (ec) return gone();
+      char byte;
+      const ssize_t n = ::recv(self->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) gone();
     });
   }
 

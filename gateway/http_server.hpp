@@ -22,6 +22,9 @@ struct http_request {
   std::string body;
   bool from_unix_socket = false;  // a local peer, trusted by login (issue: sessions)
   std::string peer;               // the client's address ("local" for the unix socket)
+  // For a call that waits long: `gone` runs if the client closes the connection before the
+  // answer (it may also run after the answer; it must then do nothing).
+  std::function<void(std::function<void()> gone)> watch_close;
 };
 
 struct http_response {

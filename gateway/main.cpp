@@ -388,7 +388,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_host_rpcs(dispatcher, host_ctx);
   xapid::gateway::register_role_rpcs(dispatcher, db);
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
-  xapid::gateway::event_rpcs events(db, clock);
+  xapid::gateway::event_rpcs events(db, clock, dispatcher, [&](const std::string& ref) { return sessions.validate(ref); });
   events.register_with(dispatcher);
   xapid::gateway::register_task_rpcs(dispatcher, tasks, db);
   dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
@@ -537,6 +537,7 @@ int run(int argc, char** argv, bool& reboot) {
   observer.join();
   // Waiting calls (event.from, a shutdown a guest ignores) wake and finish before the database
   // closes.
+  events.stop();
   db.stop_waiters();
   hypervisor->stop_waiting();
   dispatcher.stop_blocking();

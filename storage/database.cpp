@@ -343,7 +343,11 @@ void database::publish(std::shared_ptr<const state> next, std::vector<change> ch
     }
   }
   state_cv_.notify_all();
+  const generation gen = current_generation();
+  for (const auto& listener : publish_listeners_) listener(gen);
 }
+
+void database::on_publish(std::function<void(generation)> listener) { publish_listeners_.push_back(std::move(listener)); }
 
 changes_since_result database::changes_since(generation after, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(state_mu_);

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -96,6 +97,9 @@ class database {
   changes_since_result changes_since(generation after, std::chrono::milliseconds timeout) const;
   // Wakes every waiter of changes_since now and from now on (the daemon is stopping).
   void stop_waiters();
+  // Calls `listener` with the new generation after each commit is published, on the
+  // committer's thread: it must only hand work on, never wait. Set before commits begin.
+  void on_publish(std::function<void(generation)> listener);
 
   // Replication: a consistent checkpoint of every row, and the log entries after a generation.
   std::string export_checkpoint() const;
@@ -130,6 +134,7 @@ class database {
   std::deque<change> feed_;
   generation feed_start_ = 0;  // the feed holds every change of generations > feed_start_
   bool waiters_stopped_ = false;
+  std::vector<std::function<void(generation)>> publish_listeners_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
