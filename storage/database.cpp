@@ -188,6 +188,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   if (!it->status().ok()) return fail("cannot read the rows of " + options.path + ": " + status_text(it->status()));
 
   db->feed_start_ = st->gen();
+  db->index_tombstones(*st);
   db->current_ = std::move(st);
   db->committer_ = std::thread([d = db.get()] { d->committer_loop(); });
   return db;
@@ -305,6 +306,21 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     outcomes.emplace_back(gen);
   }
 
+  // Rows deleted by this batch become tombstones; past the number kept, the oldest are forgotten
+  // here, in the same write (so collecting costs only what it collects).
+  std::vector<tombstone> born;
+  for (const auto& c : changes)
+    if (c.kind == change_kind::del) born.push_back({c.gen, c.cls, c.ref});
+  std::size_t expired = 0;  // of tombstones_, then of born
+  for (std::size_t total = tombstones_.size() + born.size(); total - expired > options_.tombstones_kept; ++expired) {
+    const tombstone& t = expired < tombstones_.size() ? tombstones_[expired] : born[expired - tombstones_.size()];
+    const row* r = working->find_any(t.cls, t.ref);
+    if (r && r->deleted == t.deleted) {
+      working->erase_tombstone(t.cls, t.ref);
+      collected.emplace(t.cls, t.ref);
+    }
+  }
+
   // The rows as they stand after the whole batch, once each.
   std::set<std::pair<std::size_t, std::string>> dirty;
   for (const auto& c : changes) dirty.emplace(c.cls, c.ref);
@@ -322,6 +338,9 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     // Nothing of this batch is durable, so nothing of it is published or acknowledged.
     for (auto& p : batch) p->outcome = fail(api::errors::INTERNAL_ERROR("database write failed: " + status_text(s)));
   } else {
+    const std::size_t from_old = std::min(expired, tombstones_.size());
+    tombstones_.erase(tombstones_.begin(), tombstones_.begin() + static_cast<std::ptrdiff_t>(from_old));
+    for (std::size_t i = expired - from_old; i < born.size(); ++i) tombstones_.push_back(std::move(born[i]));
     publish(std::move(working), std::move(changes));
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
   }
@@ -425,6 +444,7 @@ result<void, std::string> database::import_checkpoint(std::string_view bytes) {
     next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
   }
   next->set_generation(static_cast<generation>(*(*top)[0].as_int()));
+  index_tombstones(*next);  // on an empty database: nothing commits meanwhile
   wb.Put(key_gen, std::to_string(next->gen()));
   rocksdb::WriteOptions wo;
   wo.sync = true;
@@ -447,6 +467,16 @@ result<void, std::string> database::apply_entry(std::string_view bytes) {
   p->fixed_gen = e->gen;
   p->fixed_time = e->time_ms;
   return submit_and_wait(std::move(p));
+}
+
+void database::index_tombstones(const state& s) {
+  tombstones_.clear();
+  for (std::size_t c = 0; c < schema::get().tables().size(); ++c)
+    s.for_each(c, [&](const std::string& ref, const row& r) {
+      if (r.deleted) tombstones_.push_back({r.deleted, c, ref});
+      return true;
+    }, true);
+  std::sort(tombstones_.begin(), tombstones_.end(), [](const tombstone& a, const tombstone& b) { return a.deleted < b.deleted; });
 }
 
 result<void, std::string> database::collect_tombstones(generation up_to) {

@@ -69,6 +69,9 @@ struct database_options {
   id_source* ids = nullptr;  // default: a randomly seeded id_source owned by the database
   std::size_t feed_generations = 100000;  // how far back the change feed answers
   std::size_t log_entries = 100000;       // how many recent log entries are kept for replicas
+  // How many deleted rows are kept as tombstones (for the snapshots of "del" events); older ones
+  // are forgotten as new ones come, so that deleting costs no memory for ever.
+  std::size_t tombstones_kept = 10000;
 };
 
 struct changes_since_result {
@@ -135,6 +138,17 @@ class database {
   generation feed_start_ = 0;  // the feed holds every change of generations > feed_start_
   bool waiters_stopped_ = false;
   std::vector<std::function<void(generation)>> publish_listeners_;
+
+  // The tombstones in the order their rows were deleted (the committer's; at open and
+  // import_checkpoint rebuilt from the rows). An entry whose row was collected otherwise
+  // (collect_tombstones) is skipped when reached.
+  struct tombstone {
+    generation deleted;
+    std::size_t cls;
+    std::string ref;
+  };
+  std::deque<tombstone> tombstones_;
+  void index_tombstones(const state& s);
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

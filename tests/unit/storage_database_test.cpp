@@ -446,6 +446,47 @@ TEST_F(storage_test, session_refs_do_not_follow_the_seeded_identifiers) {
   EXPECT_EQ(session.size(), predicted.size());
 }
 
+// Deleting must not cost memory for ever (a login and logout each left a session's record):
+// past the number kept, the oldest tombstones go, on disk too.
+TEST_F(storage_test, only_the_most_recent_tombstones_are_kept) {
+  db_.reset();
+  database_options o{dir_.path() + "/db", &clock_, &ids_};
+  o.tombstones_kept = 3;
+  auto r = database::open(o);
+  ASSERT_TRUE(r.ok());
+  db_ = std::move(r).value();
+  std::vector<std::string> refs;
+  for (int i = 0; i < 6; ++i) refs.push_back(create_vm("vm" + std::to_string(i)));
+  for (const auto& ref : refs) {
+    auto t = db_->begin();
+    t.destroy(cls("VM"), ref);
+    commit(t);
+  }
+  auto count_tombstones = [&] {
+    std::size_t n = 0;
+    db_->snapshot()->for_each(cls("VM"), [&](const std::string&, const row& row) { return n += row.deleted != 0, true; }, true);
+    return n;
+  };
+  EXPECT_EQ(count_tombstones(), 3u);
+  EXPECT_EQ(db_->snapshot()->find_any(cls("VM"), refs[2]), nullptr);
+  EXPECT_NE(db_->snapshot()->find_any(cls("VM"), refs[3]), nullptr);
+  db_.reset();
+  r = database::open(o);
+  ASSERT_TRUE(r.ok());
+  db_ = std::move(r).value();
+  EXPECT_EQ(count_tombstones(), 3u);  // the forgotten ones are gone from disk too
+  // A batch that deletes more than are kept keeps only the newest.
+  auto t = db_->begin();
+  for (int i = 0; i < 5; ++i) t.create(api::vm{});
+  commit(t);
+  std::vector<std::string> more;
+  db_->snapshot()->for_each(cls("VM"), [&](const std::string& ref, const row&) { return more.push_back(ref), true; });
+  t = db_->begin();
+  for (const auto& ref : more) t.destroy(cls("VM"), ref);
+  commit(t);
+  EXPECT_EQ(count_tombstones(), 3u);
+}
+
 TEST_F(storage_test, only_recent_log_entries_are_kept) {
   db_.reset();
   database_options o{dir_.path() + "/db", &clock_, &ids_};
