@@ -75,9 +75,14 @@ std::string response_head(unsigned status, std::string_view content_type, std::o
 // Refuses obsolete line folding (a header line that starts with a space or a tab continues the
 // one before): RFC 9112 lets a server refuse it, and two parsers that unfold it differently
 // would read two different requests.
-bool plain_header(std::string_view header) {
+// `header` is the next part of a header; `ended_line` says whether the part before ended a line,
+// and is updated.
+bool plain_header(std::string_view header, bool& ended_line) {
+  if (header.empty()) return true;
+  if (ended_line && (header[0] == ' ' || header[0] == '\t')) return false;
   for (auto i = header.find('\n'); i != std::string_view::npos && i + 1 < header.size(); i = header.find('\n', i + 1))
     if (header[i + 1] == ' ' || header[i + 1] == '\t') return false;
+  ended_line = header.back() == '\n';
   return true;
 }
 
@@ -209,6 +214,10 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
     // Unparsed bytes are at most a header (or a chunk line and trailer, held to the same limit)
     // and one read beyond it: a client cannot make the connection buffer more.
     buffer_.max_size(server_->limits.max_header_bytes + 2 * read_chunk);
+    // A chunk's extensions count, with the header, against the header limit.
+    on_chunk_line_ = [this](std::uint64_t, beast::string_view extensions, beast::error_code& ec) {
+      if (header_bytes_ + extensions.size() > server_->limits.max_header_bytes) ec = http::error::header_limit;
+    };
   }
 
   ~connection() {
@@ -253,12 +262,14 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   // cannot hold the connection for longer.
   void next_request() {
     parser_.emplace();
+    parser_->on_chunk_header(on_chunk_line_);
     // The body's limit is set once the headers say where the request goes (a stream has none).
     // (Not boost::none: this Beast compares a content length against it and always fails.)
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     header_checked_ = false;
     header_bytes_ = 0;
+    header_ended_line_ = false;
     started_ = buffer_.size() > 0;
     if (started_) {
       expire_after(server_->limits.read_timeout);
@@ -287,11 +298,15 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
       beast::error_code ec;
       const bool header_was_done = parser_->is_header_done();
       std::size_t used = parser_->put(buffer_.data(), ec);
-      if (!header_was_done && parser_->is_header_done()) {
-        // Beast consumes a header only once all of it is here: these are its bytes.
-        header_bytes_ = used;
-        if (!plain_header({static_cast<const char*>(buffer_.data().data()), used}))
+      if (!header_was_done) {
+        // Beast takes the header a few whole lines at a time (and no body byte with them): these
+        // are its bytes.
+        header_bytes_ += used;
+        if (!plain_header({static_cast<const char*>(buffer_.data().data()), used}, header_ended_line_))
           return answer_error(http::status::bad_request, "malformed HTTP request");
+        if (header_bytes_ > server_->limits.max_header_bytes)
+          return answer_error(http::status::request_header_fields_too_large, "request headers too large");
+        if (parser_->is_header_done()) header_field_bytes_ = field_bytes(parser_->get());
       }
       buffer_.consume(used);
       if (ec == http::error::need_more) {
@@ -312,10 +327,22 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
         uncount_body();
         return answer_error(http::status::service_unavailable, "too many large request bodies at once: try again");
       }
-      if (parser_->is_done()) return on_request();
+      if (parser_->is_done()) {
+        // The trailer's fields joined the header's: together they are held to its limit.
+        if (header_bytes_ + field_bytes(parser_->get()) - header_field_bytes_ > server_->limits.max_header_bytes)
+          return answer_error(http::status::request_header_fields_too_large, "request headers too large");
+        return on_request();
+      }
       if (used == 0) break;
     }
     read_more();
+  }
+
+  // The bytes of a message's fields as they would be written ("name: value\r\n").
+  static std::size_t field_bytes(const http::request<http::string_body>& req) {
+    std::size_t n = 0;
+    for (const auto& f : req) n += f.name_string().size() + f.value().size() + 4;
+    return n;
   }
 
   // Answers an error, or closes if even that throws (out of memory).
@@ -682,6 +709,9 @@ class connection : public std::enable_shared_from_this<connection<Socket, Tls>>,
   std::optional<http::request_parser<http::string_body>> parser_;
   bool header_checked_ = false;
   std::size_t header_bytes_ = 0;  // of the current request's header
+  std::size_t header_field_bytes_ = 0;  // of its fields alone (field_bytes), to tell the trailer's
+  bool header_ended_line_ = false;  // the header's bytes so far end a line (obs-fold check)
+  std::function<void(std::uint64_t, beast::string_view, beast::error_code&)> on_chunk_line_;
   std::size_t body_counted_ = 0;  // of the body being read, against the server's budget
   bool started_ = false;  // a byte of the current request has come
   unsigned version_ = 11;
