@@ -81,6 +81,8 @@ class implicit_rpcs {
         return [=, &db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
           auto ref = string_param(p[0]);
           if (!ref) return fail(ref.error());
+          // Refused here, on the caller's thread, before the committer sees it.
+          if (auto st = storage::check_bounds(ts, field, p[1]); !st) return fail(st.error());
           auto t = db.begin();
           t.set(cls, *ref, field, p[1]);
           return commit(std::move(t), field_name);
@@ -155,6 +157,8 @@ class implicit_rpcs {
             const api::field_desc* f = ts.desc->find_field(name);
             if (f && f->qual != api::qualifier::ro_runtime && f->name != "uuid") record.emplace_back(name, v);
           }
+          for (const auto& [name, v] : record)
+            if (auto st = storage::check_bounds(ts, *schema::get().field_index(cls, name), v); !st) return fail(st.error());
           // Check each field's type first, so that a wrong one is named.
           void* scratch = ts.ops->create();
           for (const auto& [name, v] : record) {

@@ -74,3 +74,45 @@ schema::schema() {
 }
 
 }  // namespace xapid::storage
+
+namespace xapid::storage {
+namespace {
+
+// The first bytes of a value, for an error that names it without echoing megabytes back.
+std::string start_of(const wire::value& v) {
+  if (const std::string* s = v.as_string()) return s->substr(0, 64);
+  if (const wire::array* a = v.as_array()) return "(an array of " + std::to_string(a->size()) + ")";
+  if (const wire::structure* m = v.as_struct()) return "(a map of " + std::to_string(m->size()) + ")";
+  return "";
+}
+
+const char* beyond(const wire::value& v) {
+  if (const std::string* s = v.as_string()) return s->size() > value_bounds::max_string_bytes ? "a string" : nullptr;
+  if (const wire::array* a = v.as_array()) {
+    if (a->size() > value_bounds::max_entries) return "a set";
+    for (const auto& e : *a)
+      if (const char* why = beyond(e)) return why;
+  }
+  if (const wire::structure* m = v.as_struct()) {
+    if (m->size() > value_bounds::max_entries) return "a map";
+    for (const auto& [k, e] : *m) {
+      if (k.size() > value_bounds::max_string_bytes) return "a string";
+      if (const char* why = beyond(e)) return why;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+api::status check_bounds(const table_schema& ts, std::size_t field, const wire::value& v) {
+  const char* what = beyond(v);
+  if (!what) return ok_v;
+  std::string reason = std::string(what) == "a string"
+                           ? "a string holds at most " + std::to_string(value_bounds::max_string_bytes) + " bytes"
+                           : std::string(what) + " holds at most " + std::to_string(value_bounds::max_entries) + " entries";
+  return fail(api::errors::VALUE_NOT_SUPPORTED(std::string(ts.desc->name) + "." + std::string(ts.desc->fields[field].name),
+                                               start_of(v), reason));
+}
+
+}  // namespace xapid::storage

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/api/convert.hpp"
 #include "xapid/api/catalog.hpp"
 #include "xapid/api/types.hpp"
 
@@ -55,6 +56,15 @@ class schema {
 };
 
 inline constexpr std::size_t no_class = static_cast<std::size_t>(-1);
+
+// What one field may hold, whatever its type: a map or a set at most `max_entries`, a string
+// (or a map key) at most `max_string_bytes`. A value beyond is VALUE_NOT_SUPPORTED(Class.field,
+// its start, why): no client can make a commit or an answer cost without bound.
+struct value_bounds {
+  static constexpr std::size_t max_entries = 10000;
+  static constexpr std::size_t max_string_bytes = 1u << 20;
+};
+api::status check_bounds(const table_schema& ts, std::size_t field, const wire::value& v);
 
 // A record as the array of its field values in catalog order: the compact form of rows on disk
 // and of records in log entries (field names are implied by the schema version).

@@ -304,6 +304,9 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
     for (std::size_t f = 0; f < ts.desc->fields.size(); ++f)
       if (auto st = check_targets(f, ts.ops->get_field(raw, f)); !st) return st;
     o.value = record_to_fields(ts, raw);
+    const wire::array& fields = *o.value.as_array();
+    for (std::size_t f = 0; f < fields.size(); ++f)
+      if (auto st = check_bounds(ts, f, fields[f]); !st) return st;
     return ok_v;
   }
 
@@ -353,6 +356,7 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
     default: break;
   }
   o.kind = op_kind::set;
+  if (auto st = check_bounds(ts, o.field, o.value); !st) return st;
 
   // The value is checked and made canonical (map keys ordered, values typed) on a fresh
   // default record: far cheaper than a copy of the row, and the field is all that matters.

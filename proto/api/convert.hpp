@@ -4,6 +4,8 @@
 // when the wire value has the wrong shape.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -123,19 +125,32 @@ status from_value(const wire::value& v, std::vector<T>& out) {
   return ok_v;
 }
 
+// A map from its members in any order, in O(n log n): one insert at a time into the sorted
+// vector would move half of it each time (200,000 members took 49 s). Of members with one key,
+// the last wins, as insert_or_assign would have it.
 template <class K, class V>
 status from_value(const wire::value& v, api::map<K, V>& out) {
   const wire::structure* s = v.as_struct();
   if (!s) return fail(unmarshal_failure("struct", v));
-  out.clear();
-  out.reserve(s->size());
+  typename api::map<K, V>::sequence_type items;
+  items.reserve(s->size());
   for (const auto& [name, item] : *s) {
     K key{};
     if (auto st = key_from_string(name, key); !st) return st;
     V val{};
     if (auto st = from_value(item, val); !st) return st;
-    out.insert_or_assign(std::move(key), std::move(val));
+    items.emplace_back(std::move(key), std::move(val));
   }
+  std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Keep the last of each run of equal keys.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i + 1 < items.size() && !(items[i].first < items[i + 1].first)) continue;
+    if (kept != i) items[kept] = std::move(items[i]);
+    ++kept;
+  }
+  items.erase(items.begin() + static_cast<std::ptrdiff_t>(kept), items.end());
+  out.adopt_sequence(boost::container::ordered_unique_range, std::move(items));
   return ok_v;
 }
 
