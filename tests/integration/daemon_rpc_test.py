@@ -6,93 +6,19 @@ Usage: daemon_rpc_test.py PATH_TO_XAPID"""
 import http.client
 import json
 import os
-import pwd
 import shutil
 import re
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import unittest
 import xmlrpc.client
 
-XAPID = sys.argv.pop(1) if len(sys.argv) > 1 else "xapid"
-PASSWORD = "integration-secret"
-
-
-class unix_connection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def start_daemon(data_dir, *extra_args, config=None, prefix=()):
-    """Starts xapid on a free loopback port (under the `prefix` command when given); returns the
-    process, the port it logged, and its TLS port when --https-listen was given."""
-    env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
-    args = [*prefix, XAPID, "--data-dir", data_dir] + (["--config", config] if config else ["--listen", "127.0.0.1:0"])
-    proc = subprocess.Popen(args + list(extra_args), stderr=subprocess.PIPE, text=True, env=env)
-    tls_port = None
-    for line in proc.stderr:
-        m = re.search(r"xapid\.tls listen=127\.0\.0\.1:(\d+)", line)
-        if m:
-            tls_port = int(m.group(1))
-        m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
-        if m:
-            # The rest of the log is read (and dropped) so that the daemon never blocks on a full pipe.
-            threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
-            return proc, int(m.group(1)), tls_port
-    proc.kill()
-    raise RuntimeError("xapid did not become ready")
-
-
-def drain(stream):
-    try:
-        for _ in stream:
-            pass
-    except (ValueError, OSError):
-        pass
-
-
-def stop_daemon(proc):
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
-
-
-class with_daemon(unittest.TestCase):
-    """A daemon of its own for the test class, on a fresh data dir (started with the class's
-    `daemon_args`), and root's session on it: `x` is an XML-RPC proxy, `s` the session."""
-
-    daemon_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.TemporaryDirectory()
-        cls.connect(*start_daemon(cls.dir.name, *cls.daemon_args)[:2])
-
-    @classmethod
-    def connect(cls, proc, port):
-        cls.proc, cls.port = proc, port
-        cls.url = f"http://127.0.0.1:{port}"
-        cls.x = xmlrpc.client.ServerProxy(cls.url)
-        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", cls.__name__)["Value"]
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.proc)
-        cls.proc.stderr.close()
-        cls.dir.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
+# The helpers are shared with the other integration tests (storage_test and vm_lifecycle_test
+# import them from here); xapid_support takes PATH_TO_XAPID from argv.
+from xapid_support import (PASSWORD, XAPID, needs_pam_users, pam_users, start_daemon, stop_daemon, unix_connection,
+                           with_daemon)
 
 
 class daemon_rpc_test(with_daemon):
@@ -700,27 +626,18 @@ class daemon_out_of_descriptors_test(unittest.TestCase):
                 stop_daemon(proc)
 
 
-@unittest.skipUnless(os.geteuid() == 0 and shutil.which("useradd"), "needs root to add a user and a PAM service")
+@needs_pam_users
 class daemon_external_auth_test(with_daemon):
     """A system user, authenticated by PAM, logs in through a subject whose roles bound the calls."""
 
     @classmethod
     def setUpClass(cls):
-        cls.user = f"xapidpam{os.getpid()}"
+        cls.pam = pam_users()
+        cls.addClassCleanup(cls.pam.cleanup)  # the user and the PAM service go even if a test fails
         cls.secret = "pam-secret-1"
-        cls.service = f"xapid-test-{os.getpid()}"
-        subprocess.run(["useradd", "--no-create-home", cls.user], check=True)
-        subprocess.run(["chpasswd"], input=f"{cls.user}:{cls.secret}\n", text=True, check=True)
-        cls.uid = pwd.getpwnam(cls.user).pw_uid
-        with open(f"/etc/pam.d/{cls.service}", "w") as f:
-            f.write("auth required pam_unix.so\naccount required pam_unix.so\n")
+        cls.account = cls.pam.user(cls.secret)
+        cls.user, cls.service = cls.account.name, cls.pam.service
         super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        os.remove(f"/etc/pam.d/{cls.service}")
-        subprocess.run(["userdel", cls.user], check=False)
 
     def test_a_pam_user_gets_the_rights_of_its_subjects_roles(self):
         x = xmlrpc.client.ServerProxy(self.url)
@@ -736,8 +653,7 @@ class daemon_external_auth_test(with_daemon):
                          ["SESSION_AUTHENTICATION_FAILED"])
 
         role = lambda name: x.role.get_by_name_label(root, name)["Value"][0]
-        subject = x.subject.create(root, {"subject_identifier": f"u{self.uid}"})["Value"]
-        x.subject.add_to_roles(root, subject, role("read-only"))
+        subject = self.pam.grant(x, root, self.account, "read-only")  # subject "u<uid>" with the role
         self.assertEqual(x.session.login_with_password(self.user, "wrong")["ErrorDescription"],
                          ["SESSION_AUTHENTICATION_FAILED"])
         reader = x.session.login_with_password(self.user, self.secret)["Value"]

@@ -1,0 +1,270 @@
+"""What the integration tests share: a real xapid process on a fresh data dir, spoken to over
+loopback HTTP and its unix socket, and system users that log in to it through PAM with roles.
+
+The daemon's path is the first command-line argument of the test script that imports this
+(taken off sys.argv here, so that unittest does not see it)."""
+import http.client
+import itertools
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import xmlrpc.client
+
+XAPID = sys.argv.pop(1) if len(sys.argv) > 1 else "xapid"
+PASSWORD = "integration-secret"
+
+
+class unix_connection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def start_daemon(data_dir, *extra_args, config=None, prefix=()):
+    """Starts xapid on a free loopback port (under the `prefix` command when given); returns the
+    process, the port it logged, and its TLS port when --https-listen was given."""
+    env = dict(os.environ, XAPID_ROOT_PASSWORD=PASSWORD)
+    args = [*prefix, XAPID, "--data-dir", data_dir] + (["--config", config] if config else ["--listen", "127.0.0.1:0"])
+    proc = subprocess.Popen(args + list(extra_args), stderr=subprocess.PIPE, text=True, env=env)
+    tls_port = None
+    for line in proc.stderr:
+        m = re.search(r"xapid\.tls listen=127\.0\.0\.1:(\d+)", line)
+        if m:
+            tls_port = int(m.group(1))
+        m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", line)
+        if m:
+            # The rest of the log is read (and dropped) so that the daemon never blocks on a full pipe.
+            threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
+            return proc, int(m.group(1)), tls_port
+    proc.kill()
+    raise RuntimeError("xapid did not become ready")
+
+
+def drain(stream):
+    try:
+        for _ in stream:
+            pass
+    except (ValueError, OSError):
+        pass
+
+
+def stop_daemon(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+class with_daemon(unittest.TestCase):
+    """A daemon of its own for the test class, on a fresh data dir (started with the class's
+    `daemon_args`), and root's session on it: `x` is an XML-RPC proxy, `s` the session."""
+
+    daemon_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.connect(*start_daemon(cls.dir.name, *cls.daemon_args)[:2])
+
+    @classmethod
+    def connect(cls, proc, port):
+        cls.proc, cls.port = proc, port
+        cls.url = f"http://127.0.0.1:{port}"
+        cls.x = xmlrpc.client.ServerProxy(cls.url)
+        cls.s = cls.x.session.login_with_password("root", PASSWORD, "1.0", cls.__name__)["Value"]
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.proc.stderr.close()
+        cls.dir.cleanup()
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+
+# --- system users that log in through PAM ---
+
+can_add_users = os.geteuid() == 0 and all(shutil.which(tool) for tool in ("useradd", "userdel", "chpasswd"))
+needs_pam_users = unittest.skipUnless(can_add_users, "needs root, useradd, userdel and chpasswd to add users and a PAM service")
+
+
+class pam_user:
+    """A system user made by `pam_users`: its name, password, uid and xapid's subject identifier
+    for it ("u<uid>"); `subject` is its subject's ref once it has one."""
+
+    def __init__(self, name, password, uid):
+        self.name, self.password, self.uid = name, password, uid
+        self.sid = f"u{uid}"
+        self.subject = None
+
+    def login(self, x, originator="integration"):
+        """The user's login answer (a dict with Status) over the proxy `x`."""
+        return x.session.login_with_password(self.name, self.password, "1.0", originator)
+
+
+class pam_users:
+    """System users (useradd) that xapid authenticates through a PAM service file of their own
+    (/etc/pam.d/xapid-test-*, pam_unix), and the API side that gives them rights on a daemon:
+    `enable` turns on external authentication (type PAM, this service) on its pool, `grant`
+    makes a subject for a user with roles, `role_user` does all three at once.
+
+    `cleanup` deletes the users and the service file; register it (addCleanup or
+    addClassCleanup) before making any, so that they go even when a test fails."""
+
+    _serial = itertools.count()
+    _swept = False
+
+    def __init__(self):
+        tag = f"{os.getpid()}-{next(self._serial)}"
+        self.prefix = f"xt{tag}-"
+        self.service = f"xapid-test-{tag}"
+        self.service_path = f"/etc/pam.d/{self.service}"
+        self.users = []
+        if not pam_users._swept:
+            pam_users._swept = True
+            self.sweep_leftovers()
+
+    @classmethod
+    def sweep_leftovers(cls):
+        """Users and service files this helper made in a run that was killed before its cleanup
+        (their names carry the pid of a process that is gone)."""
+        def gone(pid):
+            try:
+                os.kill(int(pid), 0)
+                return False
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        for entry in pwd.getpwall():
+            m = re.fullmatch(r"xt(\d+)-\d+-\d+", entry.pw_name)
+            if m and gone(m.group(1)):
+                cls._run(["userdel", entry.pw_name])
+        for name in os.listdir("/etc/pam.d"):
+            m = re.fullmatch(r"xapid-test-(\d+)-\d+", name)
+            if m and gone(m.group(1)):
+                try:
+                    os.remove(os.path.join("/etc/pam.d", name))
+                except FileNotFoundError:
+                    pass
+
+    def _write_service(self):
+        if not os.path.exists(self.service_path):
+            with open(self.service_path, "w") as f:
+                f.write("auth required pam_unix.so\naccount required pam_unix.so\n")
+
+    @staticmethod
+    def _run(command, **kwargs):
+        # useradd and userdel may find /etc/passwd locked by another process for a moment.
+        for attempt in range(20):
+            r = subprocess.run(command, capture_output=True, text=True, **kwargs)
+            if r.returncode == 0 or "lock" not in (r.stderr or "").lower():
+                return r
+            time.sleep(0.1)
+        return r
+
+    def user(self, password="pam-secret-1"):
+        """A new system user with this password (no subject yet)."""
+        self._write_service()
+        name = f"{self.prefix}{len(self.users)}"
+        self.users.append(name)  # before useradd: cleanup tries userdel whatever useradd did
+        r = self._run(["useradd", "--no-create-home", name])
+        if r.returncode != 0:
+            raise RuntimeError(f"useradd {name}: {r.stderr}")
+        # A cheap hash (SHA-512, 1,000 rounds, not the system's yescrypt): tests log in hundreds
+        # of times, and how costly the hash is proves nothing here.
+        r = self._run(["chpasswd", "-c", "SHA512", "-s", "1000"], input=f"{name}:{password}\n")
+        if r.returncode != 0:
+            raise RuntimeError(f"chpasswd {name}: {r.stderr}")
+        return pam_user(name, password, pwd.getpwnam(name).pw_uid)
+
+    def enable(self, x, s):
+        """pool.enable_external_auth(pool, {"pam_service": this service}, "", "PAM") as root."""
+        pool = x.pool.get_all(s)["Value"][0]
+        answer = x.pool.enable_external_auth(s, pool, {"pam_service": self.service}, "", "PAM")
+        if answer["Status"] != "Success":
+            raise RuntimeError(f"pool.enable_external_auth: {answer}")
+
+    def grant(self, x, s, user, *role_names):
+        """subject.create for `user` ("u<uid>") and subject.add_to_roles with each role; returns
+        (and keeps in user.subject) the subject's ref."""
+        answer = x.subject.create(s, {"subject_identifier": user.sid, "other_config": {}})
+        if answer["Status"] != "Success":
+            raise RuntimeError(f"subject.create: {answer}")
+        user.subject = answer["Value"]
+        for name in role_names:
+            role = x.role.get_by_name_label(s, name)["Value"][0]
+            answer = x.subject.add_to_roles(s, user.subject, role)
+            if answer["Status"] != "Success":
+                raise RuntimeError(f"subject.add_to_roles {name}: {answer}")
+        return user.subject
+
+    def role_user(self, x, s, *role_names, password="pam-secret-1"):
+        """A new user with a subject holding these roles, on the daemon of root's proxy `x` and
+        session `s` (external authentication is enabled there first when it is off)."""
+        host = x.pool.get_master(s, x.pool.get_all(s)["Value"][0])["Value"]
+        if x.host.get_external_auth_type(s, host)["Value"] == "":
+            self.enable(x, s)
+        user = self.user(password)
+        self.grant(x, s, user, *role_names)
+        return user
+
+    def cleanup(self):
+        for name in self.users:
+            self._run(["userdel", name])
+        self.users = []
+        try:
+            os.remove(self.service_path)
+        except FileNotFoundError:
+            pass
+
+
+# --- raw HTTP, for what a client library would not send ---
+
+def http_request(method, target, body=b"", headers=b""):
+    """The bytes of an HTTP/1.1 request with a Content-Length (`headers`: more header lines,
+    each ending with CRLF)."""
+    return (b"%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (method.encode(), target.encode(), headers, len(body), body))
+
+
+def jsonrpc_request(method, params, ident=1, target="/jsonrpc"):
+    """The bytes of a JSON-RPC 2.0 call over HTTP/1.1 (kept alive)."""
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": ident}).encode()
+    return http_request("POST", target, body, b"Content-Type: application/json\r\n")
+
+
+def read_answer(sock, buffered=b""):
+    """One whole HTTP answer from `sock` (after the bytes already `buffered`): its status code,
+    head (text), body and whatever came beyond it. Without a Content-Length the body ends with
+    the connection. Raises EOFError if the connection ends before a whole answer."""
+    data = buffered
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            head = data[:end].decode("latin-1")
+            m = re.search(r"(?im)^content-length: *(\d+)", head)
+            status = int(head.split(" ", 2)[1])
+            if m and len(data) >= end + 4 + int(m.group(1)):
+                length = int(m.group(1))
+                return status, head, data[end + 4:end + 4 + length], data[end + 4 + length:]
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            if end >= 0 and not m:
+                return status, head, data[end + 4:], b""
+            raise EOFError(f"the connection ended after {len(data)} bytes of an answer: {data[:80]!r}")
+        data += chunk
