@@ -1,5 +1,7 @@
 #include "actors/vm_lifecycle.hpp"
 
+#include "proto/wire/codec.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -263,9 +265,12 @@ struct vm_lifecycle::impl {
     if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
     if (!h->enabled) return fail(api::errors::HOST_DISABLED(host));
     if (vm.VCPUs_at_startup < 1) return fail(api::errors::VM_NO_VCPUS(ref));
+    if (vm.VCPUs_max > vm_rules::max_vcpus) return fail(api::errors::VM_TOO_MANY_VCPUS(ref));
     if (vm.VCPUs_at_startup > vm.VCPUs_max)
       return fail(api::errors::INVALID_VALUE("VCPUs_at_startup", std::to_string(vm.VCPUs_at_startup)));
     if (vm.memory_static_max <= 0 || vm.memory_dynamic_max <= 0) return fail(api::errors::VM_MEMORY_SIZE_TOO_LOW(ref));
+    // Whatever set them (a constructor, an import), the memory settings keep their order here.
+    if (auto st = vm_rules::check_memory_order(vm); !st) return st;
     return {};
   }
 
@@ -748,9 +753,15 @@ void vm_lifecycle::observe() {
       api::vm_guest_metrics gm;
       const api::vm_guest_metrics* old = s->get<api::vm_guest_metrics>(vm->guest_metrics.opaque);
       if (old) gm = *old;
-      // (The hypervisor's maps are std::map: xen/ knows nothing of the datamodel.)
+      // (The hypervisor's maps are std::map: xen/ knows nothing of the datamodel.) A guest
+      // writes what it likes: only text XML can carry, within a field's bounds, is recorded.
       auto as_map = [](const std::map<std::string, std::string>& m) {
-        return api::map<std::string, std::string>(m.begin(), m.end());
+        api::map<std::string, std::string> out;
+        for (const auto& [k, v] : m) {
+          if (out.size() >= storage::value_bounds::max_entries) break;
+          out.insert_or_assign(wire::xml_text_of(k.substr(0, 1024)), wire::xml_text_of(v.substr(0, 4096)));
+        }
+        return out;
       };
       gm.os_version = as_map(report->os_version);
       gm.PV_drivers_version = as_map(report->pv_drivers_version);
@@ -1117,7 +1128,7 @@ vm_lifecycle::result_void vm_lifecycle::set_VCPUs_number_live(const std::string&
     auto s = d->db.snapshot();
     const api::vm* v = s->get<api::vm>(vm);
     if (n < 1 || n > v->VCPUs_max) return fail(api::errors::INVALID_VALUE("nvcpu", std::to_string(n)));
-    if (auto r = d->hv.set_vcpus(static_cast<int>(v->domid), static_cast<int>(n)); !r) return fail(from_backend(r.error()));
+    if (auto r = d->hv.set_vcpus(static_cast<int>(v->domid), static_cast<int>(n)); !r) return fail(from_backend(r.error()));  // n <= VCPUs_max <= max_vcpus
     api::vm after = *v;
     after.VCPUs_at_startup = n;
     auto t = d->db.begin();
@@ -1140,18 +1151,8 @@ vm_lifecycle::result_void vm_lifecycle::change_settings(const std::string& vm, a
     const api::vm* v = s->get<api::vm>(vm);
     api::vm after = *v;
     if (auto st = edit(after); !st) return fail(st.error());
-    // The order memory settings must keep, named by the first field that breaks it.
-    if (after.memory_static_min > after.memory_dynamic_min)
-      return fail(api::errors::INVALID_VALUE("memory_dynamic_min", std::to_string(after.memory_dynamic_min)));
-    if (after.memory_dynamic_min > after.memory_dynamic_max)
-      return fail(api::errors::INVALID_VALUE("memory_dynamic_max", std::to_string(after.memory_dynamic_max)));
-    if (after.memory_dynamic_max > after.memory_static_max)
-      return fail(api::errors::INVALID_VALUE("memory_static_max", std::to_string(after.memory_static_max)));
-    if (after.memory_static_min < 0)
-      return fail(api::errors::INVALID_VALUE("memory_static_min", std::to_string(after.memory_static_min)));
-    if (after.VCPUs_max < 1) return fail(api::errors::INVALID_VALUE("VCPUs_max", std::to_string(after.VCPUs_max)));
-    if (after.VCPUs_at_startup < 1 || after.VCPUs_at_startup > after.VCPUs_max)
-      return fail(api::errors::INVALID_VALUE("VCPUs_at_startup", std::to_string(after.VCPUs_at_startup)));
+    if (auto st = vm_rules::check_memory_order(after); !st) return fail(st.error());
+    if (auto st = vm_rules::check_vcpus(after); !st) return fail(st.error());
     auto t = d->db.begin();
     if (v->power_state == ps::Running && after.memory_dynamic_max != v->memory_dynamic_max) {
       if (auto r = d->hv.set_memory_target(static_cast<int>(v->domid), after.memory_dynamic_max); !r)

@@ -142,4 +142,28 @@ std::vector<api::vm_operations> allowed_vm_operations(const api::vm& vm, const s
   return ops;
 }
 
+namespace vm_rules {
+
+api::status check_memory_order(const api::vm& vm) {
+  if (vm.memory_static_min < 0)
+    return fail(api::errors::INVALID_VALUE("memory_static_min", std::to_string(vm.memory_static_min)));
+  if (vm.memory_static_min > vm.memory_dynamic_min)
+    return fail(api::errors::INVALID_VALUE("memory_dynamic_min", std::to_string(vm.memory_dynamic_min)));
+  if (vm.memory_dynamic_min > vm.memory_dynamic_max)
+    return fail(api::errors::INVALID_VALUE("memory_dynamic_max", std::to_string(vm.memory_dynamic_max)));
+  if (vm.memory_dynamic_max > vm.memory_static_max)
+    return fail(api::errors::INVALID_VALUE("memory_static_max", std::to_string(vm.memory_static_max)));
+  return {};
+}
+
+api::status check_vcpus(const api::vm& vm) {
+  if (vm.VCPUs_max < 1 || vm.VCPUs_max > max_vcpus)
+    return fail(api::errors::INVALID_VALUE("VCPUs_max", std::to_string(vm.VCPUs_max)));
+  if (vm.VCPUs_at_startup < 1 || vm.VCPUs_at_startup > vm.VCPUs_max)
+    return fail(api::errors::INVALID_VALUE("VCPUs_at_startup", std::to_string(vm.VCPUs_at_startup)));
+  return {};
+}
+
+}  // namespace vm_rules
+
 }  // namespace xapid::actors

@@ -4,6 +4,7 @@
 // allowed_operations; they read nothing but their arguments.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,5 +26,16 @@ std::vector<api::vm_operations> allowed_vm_operations(const api::vm& vm, const s
 
 // The power state's name as errors spell it ("halted").
 std::string power_state_name(api::vm_power_state s);
+
+namespace vm_rules {
+// More vCPUs than any Xen guest can have: a VM asking for more does not start
+// (VM_TOO_MANY_VCPUS), and no setting may ask for them (INVALID_VALUE).
+inline constexpr std::int64_t max_vcpus = 512;
+// static_min <= dynamic_min <= dynamic_max <= static_max, all at least 0: INVALID_VALUE(field,
+// value) naming the first field that breaks the order.
+api::status check_memory_order(const api::vm& vm);
+// 1 <= VCPUs_at_startup <= VCPUs_max <= max_vcpus: INVALID_VALUE(field, value) otherwise.
+api::status check_vcpus(const api::vm& vm);
+}  // namespace vm_rules
 
 }  // namespace xapid::actors

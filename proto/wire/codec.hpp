@@ -49,5 +49,12 @@ struct response {
 
 // Valid UTF-8 without overlongs or surrogates; both parsers insist on it.
 bool is_valid_utf8(std::string_view s) noexcept;
+// Valid UTF-8 holding only characters XML 1.0 can carry: no control characters but tab, line
+// feed and carriage return, no U+FFFE or U+FFFF. Both parsers refuse other strings, so that
+// nothing is stored that an XML-RPC client could not read back.
+bool is_xml_text(std::string_view s) noexcept;
+// `s` with every byte sequence that is not valid UTF-8, and every character XML 1.0 cannot
+// carry, replaced by U+FFFD: for text from outside any client's call (what a guest reports).
+std::string xml_text_of(std::string_view s);
 
 }  // namespace xapid::wire

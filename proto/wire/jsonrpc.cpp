@@ -4,6 +4,7 @@
 #include <rapidjson/reader.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -259,8 +260,10 @@ class builder {
  public:
   // `buf` is our in-situ copy of `body`: strings and numbers reported by the reader point into
   // it, which is how the id's verbatim text is found in `body`.
-  builder(const limits& lim, std::size_t max_open, const char* buf, std::string_view body)
-      : lim_(lim), max_open_(max_open), buf_(buf), body_(body) {
+  // `strict`: a request from a client, whose numbers must be finite and whose objects may not
+  // name a key twice (which of two "method"s would be the call?).
+  builder(const limits& lim, std::size_t max_open, const char* buf, std::string_view body, bool strict)
+      : lim_(lim), max_open_(max_open), buf_(buf), body_(body), strict_(strict) {
     frames_.reserve(8);  // enough for most calls, so they do not regrow
     pending_.reserve(32);
   }
@@ -297,7 +300,7 @@ class builder {
     bool is_double = t.find_first_of(".eEIN") != std::string_view::npos;
     if (is_double) {
       double d = 0;
-      if (detail::parse_double(t, d) != number_error::none)
+      if (detail::parse_double(t, d) != number_error::none || (strict_ && !std::isfinite(d)))
         return fail("number " + std::string(t.substr(0, 40)) + " is out of range");
       return scalar(value(d));
     }
@@ -339,6 +342,8 @@ class builder {
       return fail("string of " + std::to_string(n) + " bytes exceeds the limit of " +
                   std::to_string(lim_.max_string_bytes));
     if (!is_valid_utf8(std::string_view(s, n))) return fail("string is not valid UTF-8");
+    // What XML-RPC clients could not read back is not taken from JSON-RPC clients either.
+    if (strict_ && !is_xml_text(std::string_view(s, n))) return fail("a string holds a character XML 1.0 cannot carry");
     return true;
   }
 
@@ -380,6 +385,14 @@ class builder {
     auto first = pending_.begin() + static_cast<std::ptrdiff_t>(f.base);
     value done;
     if (f.is_struct) {
+      if (strict_ && pending_.end() - first > 1) {
+        std::vector<std::string_view> keys;
+        keys.reserve(static_cast<std::size_t>(pending_.end() - first));
+        for (auto it = first; it != pending_.end(); ++it) keys.push_back(it->first);
+        std::sort(keys.begin(), keys.end());
+        if (auto dup = std::adjacent_find(keys.begin(), keys.end()); dup != keys.end())
+          return fail("an object names key \"" + std::string(dup->substr(0, 40)) + "\" twice");
+      }
       done = value(structure(std::make_move_iterator(first), std::make_move_iterator(pending_.end())));
     } else {
       array a;
@@ -406,6 +419,7 @@ class builder {
   std::size_t max_open_;
   const char* buf_;
   std::string_view body_;
+  bool strict_;
   bool id_pending_ = false;
   std::string_view id_text_;
   value root_;
@@ -424,7 +438,7 @@ struct parsed {
 };
 
 // Parses `body`, allowing `max_open` nested arrays/objects in all.
-decoded<parsed> run(std::string_view body, const limits& lim, std::size_t max_open) {
+decoded<parsed> run(std::string_view body, const limits& lim, std::size_t max_open, bool strict) {
   if (body.size() > lim.max_body_bytes)
     return fail(parse_err("body of " + std::to_string(body.size()) +
                           " bytes exceeds the limit of " + std::to_string(lim.max_body_bytes)));
@@ -432,7 +446,7 @@ decoded<parsed> run(std::string_view body, const limits& lim, std::size_t max_op
   std::memcpy(buf.get(), body.data(), body.size());
   buf[body.size()] = '\0';
   insitu_stream is(buf.get());
-  builder b(lim, max_open, buf.get(), body);
+  builder b(lim, max_open, buf.get(), body, strict);
   rapidjson::Reader reader;
   constexpr unsigned flags = rapidjson::kParseInsituFlag | rapidjson::kParseIterativeFlag |
                              rapidjson::kParseNumbersAsStringsFlag |
@@ -574,7 +588,7 @@ std::string write_request(const request& req) {
 
 decoded<request> parse_request(std::string_view body, const limits& lim) {
   // The request object and its params array are nesting the caller did not ask to bound.
-  auto p = run(body, lim, lim.max_depth + 2);
+  auto p = run(body, lim, lim.max_depth + 2, true);
   if (!p) return fail(std::move(p).error());
 
   auto* top = p->root.as_struct();
@@ -604,7 +618,7 @@ decoded<request> parse_request(std::string_view body, const limits& lim) {
 
 decoded<response> parse_response(std::string_view body, const limits& lim) {
   // Likewise the response object, and (for any max_depth) room for error: {data: [...]}.
-  auto p = run(body, lim, std::max<std::size_t>(lim.max_depth + 1, 3));
+  auto p = run(body, lim, std::max<std::size_t>(lim.max_depth + 1, 3), false);
   if (!p) return fail(std::move(p).error());
 
   auto* top = p->root.as_struct();

@@ -52,4 +52,39 @@ bool is_valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
+bool is_xml_text(std::string_view s) noexcept {
+  if (!is_valid_utf8(s)) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const unsigned c = p[i];
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+    // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+    if (c == 0xEF && i + 2 < s.size() && p[i + 1] == 0xBF && (p[i + 2] == 0xBE || p[i + 2] == 0xBF)) return false;
+  }
+  return true;
+}
+
+std::string xml_text_of(std::string_view s) {
+  if (is_xml_text(s)) return std::string(s);
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    // The longest valid character at i (1 to 4 bytes) that XML can carry, else one replaced byte.
+    std::size_t n = 0;
+    for (std::size_t len = 1; len <= 4 && i + len <= s.size(); ++len)
+      if (is_xml_text(s.substr(i, len))) {
+        n = len;
+        break;
+      }
+    if (n) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace xapid::wire

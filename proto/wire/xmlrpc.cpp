@@ -1,6 +1,7 @@
 #include "proto/wire/xmlrpc.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -291,7 +292,9 @@ std::string check_bytes(std::string_view body) {
 
 class walker {
  public:
-  walker(const limits& lim, std::size_t max_depth) : lim_(lim), max_depth_(max_depth) {}
+  // `strict`: a call from a client, whose <i4>/<int> must fit 32 bits and whose doubles must be
+  // finite (an answer may carry what xapi writes).
+  walker(const limits& lim, std::size_t max_depth, bool strict) : lim_(lim), max_depth_(max_depth), strict_(strict) {}
 
   const std::string& error() const { return error_; }
 
@@ -301,9 +304,11 @@ class walker {
   }
 
   bool check_len(std::string_view s) {
-    if (s.size() <= lim_.max_string_bytes) return true;
-    return fail("string of " + std::to_string(s.size()) + " bytes exceeds the limit of " +
-                std::to_string(lim_.max_string_bytes));
+    if (s.size() > lim_.max_string_bytes)
+      return fail("string of " + std::to_string(s.size()) + " bytes exceeds the limit of " +
+                  std::to_string(lim_.max_string_bytes));
+    if (strict_ && !is_xml_text(s)) return fail("a string holds a character XML 1.0 cannot carry");
+    return true;
   }
 
   // The text content of `el`, which must hold no elements. Points into the DOM when the
@@ -408,7 +413,7 @@ class walker {
         if (eq(name, "struct")) return parse_struct(t, out, depth + 1);
         break;
       case 'i':
-        if (eq(name, "i4") || eq(name, "int") || eq(name, "i8")) return parse_int(t, out);
+        if (eq(name, "i4") || eq(name, "int") || eq(name, "i8")) return parse_int(t, out, !eq(name, "i8"));
         break;
       case 'a':
         if (eq(name, "array")) return parse_array(t, out, depth + 1);
@@ -444,13 +449,17 @@ class walker {
     return fail(std::string("unknown value type <") + name + ">");
   }
 
-  bool parse_int(pugi::xml_node t, value& out) {
+  bool parse_int(pugi::xml_node t, value& out, bool int32) {
     std::string_view s;
     if (!text(t, s)) return false;
     s = trim(s);
     std::int64_t i = 0;
     switch (detail::parse_int64(s, i)) {
-      case number_error::none: out = value(i); return true;
+      case number_error::none:
+        if (strict_ && int32 && (i < INT32_MIN || i > INT32_MAX))
+          return fail("<" + std::string(t.name()) + "> '" + std::string(s.substr(0, 40)) + "' is out of the 32-bit range");
+        out = value(i);
+        return true;
       case number_error::out_of_range:
         return fail("<" + std::string(t.name()) + "> '" + std::string(s.substr(0, 40)) +
                     "' is out of the 64-bit range");
@@ -465,7 +474,7 @@ class walker {
     if (!text(t, s)) return false;
     s = trim(s);
     double d = 0;
-    if (detail::parse_double(s, d) != number_error::none)
+    if (detail::parse_double(s, d) != number_error::none || (strict_ && !std::isfinite(d)))
       return fail("<double> holds '" + std::string(s.substr(0, 40)) + "', not a number in range");
     out = value(d);
     return true;
@@ -593,6 +602,7 @@ class walker {
  private:
   const limits& lim_;
   std::size_t max_depth_;
+  bool strict_;
   std::string error_;
   std::string scratch_;
 };
@@ -751,7 +761,7 @@ decoded<call> parse_call(std::string_view body, const limits& lim) {
   }
   if (!name_el) return fail(request_err("missing <methodName>"));
 
-  walker w(lim, lim.max_depth);
+  walker w(lim, lim.max_depth, true);
   call out;
   std::string_view name;
   if (!w.text(name_el, name)) return fail(request_err(w.error()));
@@ -781,7 +791,7 @@ decoded<response> parse_response(std::string_view body, const limits& lim) {
   if (auto r = load(body, lim, "methodResponse", d); !r) return fail(std::move(r).error());
 
   // The Status struct around a XenAPI answer is one level the caller did not ask to bound.
-  walker w(lim, lim.max_depth + 1);
+  walker w(lim, lim.max_depth + 1, false);
   pugi::xml_node kind_el;
   if (!w.single_element(d.root, kind_el)) return fail(request_err(w.error()));
 

@@ -13,6 +13,7 @@ namespace {
 
 using testing::after_jsonrpc;
 using testing::identical;
+using testing::sample_call_params;
 using testing::sample_every_kind;
 
 request v2(std::string id = "1") { return {{}, version::v2_0, std::move(id)}; }
@@ -145,23 +146,31 @@ TEST(wire_jsonrpc, reads_params_of_every_kind) {
   EXPECT_EQ(param_of("1e-99999999999999999999999"), value(0.0));
   EXPECT_EQ(param_of("0.1"), value(0.1));  // exact, not RapidJSON's fast approximation
   EXPECT_EQ(param_of("2.2250738585072011e-308"), value(2.2250738585072011e-308));
-  EXPECT_TRUE(std::isnan(*param_of("NaN").as_double()));
-  EXPECT_EQ(param_of("-Infinity"), value(-std::numeric_limits<double>::infinity()));
   EXPECT_EQ(param_of("true"), value(true));
   EXPECT_TRUE(param_of("null").is_nil());
   EXPECT_EQ(param_of(R"("42")"), value("42"));
-  EXPECT_EQ(param_of(R"("\ud83d\ude00 \u00e9 \u0000")"),
-            value(std::string("\xF0\x9F\x98\x80 \xC3\xA9 \0", 9)));
-  EXPECT_EQ(param_of(R"({"b":[],"a":{},"b":1})"),
-            value(structure{{"b", array{}}, {"a", structure{}}, {"b", std::int64_t{1}}}));
+  EXPECT_EQ(param_of(R"("\ud83d\ude00 \u00e9 \t")"), value(std::string("\xF0\x9F\x98\x80 \xC3\xA9 \t", 9)));
   auto nil_params = parse_request(R"({"method":"m","params":null,"id":1})");
   ASSERT_TRUE(nil_params.ok());
   EXPECT_TRUE(nil_params->c.params.empty());
 }
 
+// What a call cannot mean is refused before it is a call: numbers that are not numbers, text an
+// XML-RPC client could not read back (it would break every client reading the record), and an
+// object that names a key twice (which "method" is the call?).
+TEST(wire_jsonrpc, refuses_calls_that_cannot_mean_one_thing) {
+  for (const char* param : {"NaN", "Infinity", "-Infinity", R"("a\u0000b")", R"("a\u0001b")", R"("a\ufffeb")",
+                            R"("\uffff")", "\"a\x01b\"", R"({"k":1,"k":2})", R"({"a\u0000":1})", R"([{"x":[],"x":{}}])"}) {
+    auto r = parse_request(std::string(R"({"method":"m","params":[)") + param + R"(],"id":1})");
+    EXPECT_FALSE(r.ok()) << param;
+  }
+  EXPECT_FALSE(parse_request(R"({"method":"VM.get_record","method":"pool.eject","params":[],"id":1})").ok());
+  EXPECT_FALSE(parse_request(R"({"method":"m","params":[],"params":["x"],"id":1})").ok());
+}
+
 TEST(wire_jsonrpc, round_trips_every_kind) {
   for (version ver : {version::v1_0, version::v2_0}) {
-    request req{{"m", {sample_every_kind(), std::int64_t{1}}}, ver, R"("id-1")"};
+    request req{{"m", {sample_call_params(), std::int64_t{1}}}, ver, R"("id-1")"};
     auto back = parse_request(write_request(req));
     ASSERT_TRUE(back.ok()) << back.error().message;
     EXPECT_EQ(back->ver, ver);
@@ -174,8 +183,7 @@ TEST(wire_jsonrpc, round_trips_every_kind) {
 
 TEST(wire_jsonrpc, round_trips_doubles_exactly) {
   for (double d : {0.0, -0.0, 0.1, 1.0 / 3, 100.0, 1e300, -1e-300, 5e-324,
-                   1.7976931348623157e308, 123456789012345680.0,
-                   std::numeric_limits<double>::infinity()}) {
+                   1.7976931348623157e308, 123456789012345680.0}) {
     value back = param_of(json(d));
     ASSERT_NE(back.as_double(), nullptr) << d;
     EXPECT_EQ(*back.as_double(), d);

@@ -43,6 +43,16 @@ inline value sample_every_kind() {
   };
 }
 
+// The sample as a client's call may carry it: calls refuse characters XML cannot carry and keys
+// named twice (answers may hold both).
+inline value sample_call_params() {
+  structure out;
+  const value all = sample_every_kind();
+  for (const auto& [k, v] : *all.as_struct())
+    if (k != "controls" && !(k == "dup" && !out.empty() && out.back().first == "dup")) out.emplace_back(k, v);
+  return out;
+}
+
 // Equal, with doubles compared bit for bit (so -0.0 != 0.0) except that all NaNs are equal.
 inline bool identical(const value& a, const value& b) {
   if (a.type() != b.type()) return false;

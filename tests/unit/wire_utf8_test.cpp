@@ -109,4 +109,16 @@ TEST(wire_utf8, agrees_with_a_reference_decoder_on_all_short_sequences) {
 }
 
 }  // namespace
+// What XML 1.0 can carry: the check both parsers make of a call's strings, and the repair of
+// text from outside a call (a guest's report).
+TEST(wire_utf8, xml_text_is_utf8_without_control_characters_or_noncharacters) {
+  EXPECT_TRUE(is_xml_text("tab\tnl\ncr\r \xC3\xA9 \xEF\xBF\xBD \xF0\x9F\x98\x80 \x7f"));
+  for (std::string bad : {std::string("a\0b", 3), std::string("\x01"), std::string("\x1f"), std::string("\xEF\xBF\xBE"),
+                          std::string("\xEF\xBF\xBF"), std::string("\xC3"), std::string("\xED\xA0\x80")})
+    EXPECT_FALSE(is_xml_text(bad)) << bad;
+  EXPECT_EQ(xml_text_of(std::string("a\0b\x01\xC3\xA9\xEF\xBF\xBE\xC3", 10)),
+            "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(xml_text_of("plain"), "plain");
+}
+
 }  // namespace xapid::wire
