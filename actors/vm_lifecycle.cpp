@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include <pugixml.hpp>
@@ -260,6 +262,48 @@ struct vm_lifecycle::impl {
 
   // --- the steps operations share ---
 
+  // A disk that is not sharable is used by one running VM at a time when either side writes
+  // (xapi: VDI_IN_USE). The disks' locks are held from the check until the caller has recorded
+  // its VM running (or the plug), so two VMs sharing a disk cannot both pass it.
+  std::mutex disk_locks_mu{};
+  std::map<std::string, std::shared_ptr<std::mutex>> disk_locks{};  // by VDI ref
+  using held_disks = std::vector<std::unique_lock<std::mutex>>;
+  api::api_result<held_disks> claim_disks(const std::string& vm_ref, const std::vector<std::string>& vbds, const char* op) {
+    std::set<std::string> vdis;
+    auto before = db.snapshot();
+    for (const auto& r : vbds)
+      if (const api::vbd* b = before->get<api::vbd>(r); b && !b->empty && !b->VDI.is_null()) vdis.insert(b->VDI.opaque);
+    held_disks held;
+    for (const auto& v : vdis) {  // in order: two claims never wait on each other
+      std::shared_ptr<std::mutex> m;
+      {
+        std::lock_guard lock(disk_locks_mu);
+        auto& slot = disk_locks[v];
+        if (!slot) slot = std::make_shared<std::mutex>();
+        m = slot;
+      }
+      held.emplace_back(*m);
+    }
+    auto s = db.snapshot();  // what others recorded before they let go of the disks
+    const api::vm* vm = s->get<api::vm>(vm_ref);
+    if (!vm || vm->is_control_domain) return held;
+    for (const auto& r : vbds) {
+      const api::vbd* b = s->get<api::vbd>(r);
+      if (!b || b->empty) continue;
+      const api::vdi* vdi = s->get<api::vdi>(b->VDI.opaque);
+      if (!vdi || vdi->sharable) continue;
+      for (const auto& other_ref : vdi->VBDs) {
+        const api::vbd* other = s->get<api::vbd>(other_ref.opaque);
+        if (!other || other_ref.opaque == r || other->VM.opaque == vm_ref || !other->currently_attached) continue;
+        const api::vm* user = s->get<api::vm>(other->VM.opaque);
+        if (!user || user->is_control_domain || (user->power_state != ps::Running && user->power_state != ps::Paused)) continue;
+        if (b->mode == api::vbd_mode::RW || other->mode == api::vbd_mode::RW)
+          return fail(api::errors::VDI_IN_USE(b->VDI.opaque, op));
+      }
+    }
+    return held;
+  }
+
   api::status check_host_can_run(const storage::state& s, const std::string& ref, const api::vm& vm) const {
     const api::host* h = s.get<api::host>(host);
     if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -306,6 +350,8 @@ struct vm_lifecycle::impl {
   }
 
   api::api_result<wire::value> start_work(const std::string& ref, bool paused) {
+    auto disks = claim_disks(ref, db.snapshot()->refs_where<api::vbd>("VM", ref), "start");
+    if (!disks) return fail(disks.error());
     auto s = db.snapshot();
     const api::vm* vm = s->get<api::vm>(ref);
     if (auto st = check_host_can_run(*s, ref, *vm); !st) return fail(st.error());
@@ -903,6 +949,8 @@ vm_lifecycle::result_void vm_lifecycle::suspend(const std::string& vm, const std
 vm_lifecycle::result_void vm_lifecycle::resume(const std::string& vm, bool paused, bool, const std::string& task) {
   auto d = impl_;
   return as_void(d->run_vm(vm, api::vm_operations::resume, task, [d, vm, paused]() -> api::api_result<wire::value> {
+    auto disks = d->claim_disks(vm, d->db.snapshot()->refs_where<api::vbd>("VM", vm), "resume");
+    if (!disks) return fail(disks.error());
     auto s = d->db.snapshot();
     const api::vm* v = s->get<api::vm>(vm);
     if (auto st = d->check_host_can_run(*s, vm, *v); !st) return fail(st.error());
@@ -1288,6 +1336,10 @@ api::api_result<std::vector<std::string>> vm_lifecycle::possible_hosts(const std
 vm_lifecycle::result_void vm_lifecycle::vbd_plug(const std::string& vbd, const std::string& task) {
   auto d = impl_;
   return as_void(d->actors.run(d->vbd_cls, vbd, "plug", task, [d, vbd]() -> api::api_result<wire::value> {
+    auto first = d->db.snapshot();
+    const api::vbd* before = first->get<api::vbd>(vbd);
+    auto disks = d->claim_disks(before ? before->VM.opaque : std::string(), {vbd}, "plug");
+    if (!disks) return fail(disks.error());
     auto s = d->db.snapshot();
     const api::vbd* b = s->get<api::vbd>(vbd);
     auto vm = d->live_vm_of(*s, b->VM.opaque);

@@ -34,6 +34,7 @@
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
 #include "gateway/logins.hpp"
+#include "gateway/object_rules.hpp"
 #include "gateway/passwords.hpp"
 #include "gateway/roles.hpp"
 #include "gateway/rpc_endpoint.hpp"
@@ -379,6 +380,7 @@ int run(int argc, char** argv, bool& reboot) {
     spdlog::error("xapid.start.failed reason=\"reconciling VMs with the hypervisor: {}\"", st.error().description().at(0));
     return 1;
   }
+  xapid::gateway::register_object_rules(dispatcher, db, repos, identity->host);
   xapid::gateway::register_sr_rpcs(dispatcher, repos, db.ids());
   xapid::gateway::register_vm_rpcs(dispatcher, vms, db.ids(), tasks);
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
