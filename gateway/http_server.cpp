@@ -204,7 +204,7 @@ namespace {
 // would wake another thread); only the rest of a larger answer, and everything over TLS, goes
 // through Asio's asynchronous writes.
 template <class Socket, bool Tls>
-class connection : public std::enable_shared_from_this<connection<Socket, Tls>>, public timed_connection {
+class connection final : public std::enable_shared_from_this<connection<Socket, Tls>>, public timed_connection {
  public:
   using stream_type = std::conditional_t<Tls, net::ssl::stream<Socket>, Socket>;
 
