@@ -397,6 +397,25 @@ void finish_import(xva_context& ctx, http_stream& io, progress_task& task, const
 
 // The seed's own (legacy) XVA: ova.xml is an <appliance> with one <vm> and its <vdi>s, each
 // disk a directory of gzipped chunks of 1e9 bytes. Answers the new VM's ref.
+// What an archive may ask for: at most max_import_disks disks of at most max_import_disk_bytes
+// each, and a VM whose vCPUs and memory a host could give it (the rules its settings keep).
+api::status importable_disk(std::int64_t size, std::size_t disks_so_far) {
+  if (disks_so_far >= sm::max_import_disks)
+    return fail(api::errors::IMPORT_ERROR("the archive holds more than " + std::to_string(sm::max_import_disks) + " disks"));
+  if (size < 0 || size > sm::max_import_disk_bytes)
+    return fail(api::errors::IMPORT_ERROR("a disk of " + std::to_string(size) + " bytes: at most " +
+                                          std::to_string(sm::max_import_disk_bytes) + " may be imported"));
+  return ok_v;
+}
+
+api::status importable_vm(const api::vm& vm) {
+  auto st = actors::vm_rules::check_vcpus(vm);
+  if (st) st = actors::vm_rules::check_memory_order(vm);
+  if (!st) return fail(api::errors::IMPORT_ERROR("the VM's settings cannot be: " + st.error().description().at(1) + " " +
+                                                 st.error().description().at(2)));
+  return ok_v;
+}
+
 api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, const std::string& xml, const std::string& sr,
                                            const std::string& dir, const progress_task& task) {
   pugi::xml_document doc;
@@ -420,6 +439,7 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
     d.source = v.attribute("source").as_string();
     if (d.source.rfind("file://", 0) == 0) d.source = d.source.substr(7);
     if (d.size < 0 || d.source.empty()) return fail(api::errors::IMPORT_ERROR("a <vdi> has no size or source"));
+    if (auto st = importable_disk(d.size, disks.size()); !st) return fail(st.error());
     auto raw = sm::disk_in::open(dir + "/.import-" + ctx.db.ids().uuid() + ".raw", d.size);
     if (!raw) return fail(api::errors::SR_BACKEND_FAILURE("28", "", raw.error().err));
     auto& slot = disks[v.attribute("name").as_string()];
@@ -439,8 +459,13 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
     for (char c : leaf) if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
     if (disk == disks.end() || leaf.rfind("chunk", 0) != 0 || digits.empty())
       return fail(api::errors::IMPORT_ERROR_UNEXPECTED_FILE("<disk>/chunk-NNNNNNNNN.gz", name));
+    // Chunks of 1e9 bytes: an index beyond the disk (or one whose offset would overflow) is refused.
+    constexpr std::int64_t legacy_chunk_bytes = 1000000000;
+    const std::int64_t index = digits.size() > 12 ? -1 : std::atoll(digits.c_str());
+    if (index < 0 || index > disk->second.size / legacy_chunk_bytes)
+      return fail(api::errors::IMPORT_ERROR("chunk " + name + " lies outside its disk"));
     std::string why;
-    if (!disk->second.data->inflate_entry(in, std::atoll(digits.c_str()) * 1000000000LL, why))
+    if (!disk->second.data->inflate_entry(in, index * legacy_chunk_bytes, why))
       return fail(task.cancelled() ? api::errors::TASK_CANCELLED(task.ref)
                   : why.find("ended") != std::string::npos ? api::errors::IMPORT_ERROR_PREMATURE_EOF()
                                                             : api::errors::IMPORT_ERROR(why));
@@ -488,6 +513,10 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
   } else {
     rec.PV_bootloader = "pygrub";
     rec.PV_args = vm.child("hacks").attribute("kernel_boot_cmdline").as_string();
+  }
+  if (auto st = importable_vm(rec); !st) {
+    drop_images();
+    return fail(st.error());
   }
   rec.actions_after_shutdown = api::on_normal_exit::destroy;
   rec.actions_after_reboot = api::on_normal_exit::restart;
@@ -584,6 +613,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   for (const auto& o : *objects) {
     if (o.cls != "VDI" || metadata_only) continue;
     auto v = record_from<api::vdi>(o.snapshot);
+    if (auto st = importable_disk(v.virtual_size, disks.size()); !st) return fail_with(400, st.error());
     auto d = sm::disk_in::open(*dir + "/.import-" + ctx.db.ids().uuid() + ".raw", v.virtual_size);
     if (!d) return fail_with(500, api::errors::SR_BACKEND_FAILURE("28", "", d.error().err));
     disks.emplace(o.id, std::move(*d));
@@ -600,7 +630,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     std::string digits = leaf.substr(0, leaf.find('.'));
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
       return fail_with(400, api::errors::IMPORT_ERROR_UNEXPECTED_FILE(name.substr(0, slash) + "/<chunk>", name));
-    std::int64_t index = std::atoll(digits.c_str());
+    const std::int64_t index = digits.size() > 18 ? -1 : std::atoll(digits.c_str());
     if (!in.read_entry(chunk, sm::xva_chunk_bytes)) return fail_with(400, stream_error(in, task));
     if (is_sum) {
       if (!disk->second.check(index, chunk)) checksums_ok = false;
@@ -616,6 +646,9 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     if (!checksums_ok && !force) return fail_with(400, api::errors::IMPORT_ERROR_SOME_CHECKSUMS_FAILED());
   }
   if (!in.error().empty()) return fail_with(400, stream_error(in, task));
+  // A chunk without its checksum is as unchecked as one with a wrong checksum.
+  for (const auto& [id, disk] : disks)
+    if (!disk.every_chunk_checked() && !force) return fail_with(400, api::errors::IMPORT_ERROR_SOME_CHECKSUMS_FAILED());
 
   // Everything arrived: the disks become qcow2 images, then every record is made in one go.
   s = ctx.db.snapshot();
@@ -682,6 +715,10 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   for (const auto& o : *objects) {
     if (o.cls != "VM") continue;
     auto v = actors::as_new_vm(record_from<api::vm>(o.snapshot));
+    if (auto st = importable_vm(v); !st) {
+      drop_images();
+      return fail_with(400, st.error());
+    }
     v.uuid = ctx.db.ids().uuid();
     // What pointed at objects of the exporting pool points nowhere here.
     v.affinity.opaque = v.suspend_SR.opaque = v.snapshot_of.opaque = v.parent.opaque = null_ref;

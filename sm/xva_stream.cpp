@@ -151,6 +151,12 @@ bool tar_in::next(std::string& name, std::int64_t& size) {
       continue;
     }
     if (type == '5') continue;  // a directory
+    // Links, devices and FIFOs are no part of an archive of disks: nothing here follows them.
+    if (type != '0' && type != '\0') {
+      error_ = std::string("an archive entry of type '") + (type >= 0x20 && type < 0x7f ? type : '?') +
+               "' (a link, device or FIFO) is not a file";
+      return false;
+    }
     if (!long_name.empty()) name = long_name;
     if (name.rfind("./", 0) == 0) name.erase(0, 2);
     return true;
@@ -250,7 +256,8 @@ tool_result<disk_in> disk_in::open(const std::string& raw_path, std::int64_t siz
 
 disk_in::disk_in(disk_in&& o) noexcept
     : raw_path_(std::move(o.raw_path_)), fd_(o.fd_), size_(o.size_), last_index_(o.last_index_),
-      last_sha1_(std::move(o.last_sha1_)), last_xxh64_(o.last_xxh64_), errno_(o.errno_) {
+      last_sha1_(std::move(o.last_sha1_)), last_xxh64_(o.last_xxh64_), last_unchecked_(o.last_unchecked_),
+      unchecked_(o.unchecked_), errno_(o.errno_) {
   o.fd_ = -1;
   o.raw_path_.clear();
 }
@@ -261,26 +268,31 @@ disk_in::~disk_in() {
 }
 
 bool disk_in::write_chunk(std::int64_t index, const std::string& data) {
-  const std::int64_t offset = index * xva_chunk_bytes;
-  if (index < 0 || !write_at(offset, data.data(), data.size())) return false;
+  // An index far beyond the disk would overflow its offset (2^44 chunks wrapped to offset 0).
+  if (index < 0 || index > size_ / xva_chunk_bytes) return false;
+  if (!write_at(index * xva_chunk_bytes, data.data(), data.size())) return false;
+  unchecked_ += last_unchecked_;
+  last_unchecked_ = true;
   last_index_ = index;
   last_sha1_ = sha1_hex(data.data(), data.size());
   last_xxh64_ = XXH64(data.data(), data.size(), 0);
   return true;
 }
 
-bool disk_in::check_xxhash(std::int64_t index, const std::string& xxh64_hex) const {
+bool disk_in::check_xxhash(std::int64_t index, const std::string& xxh64_hex) {
   std::string text = xxh64_hex;
   text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == ' ' || c == '\r'; }),
              text.end());
   char* end = nullptr;
   std::uint64_t want = std::strtoull(text.c_str(), &end, 16);
-  return index == last_index_ && !text.empty() && end && *end == '\0' && want == last_xxh64_;
+  const bool ok = index == last_index_ && !text.empty() && end && *end == '\0' && want == last_xxh64_;
+  if (ok) last_unchecked_ = false;
+  return ok;
 }
 
 bool disk_in::write_at(std::int64_t offset, const char* data, std::size_t n) {
   errno_ = 0;
-  if (offset < 0 || offset + static_cast<std::int64_t>(n) > size_) return false;
+  if (offset < 0 || offset > size_ || static_cast<std::int64_t>(n) > size_ - offset) return false;
   for (std::size_t done = 0; done < n;) {
     ssize_t w = ::pwrite(fd_, data + done, n - done, offset + static_cast<off_t>(done));
     if (w <= 0) {
@@ -335,12 +347,14 @@ bool disk_in::inflate_entry(tar_in& in, std::int64_t offset, std::string& error)
   return ok;
 }
 
-bool disk_in::check(std::int64_t index, const std::string& sha1_hex_text) const {
+bool disk_in::check(std::int64_t index, const std::string& sha1_hex_text) {
   std::string want = sha1_hex_text;
   want.erase(std::remove_if(want.begin(), want.end(), [](char c) { return c == '\n' || c == ' ' || c == '\r'; }),
              want.end());
   std::transform(want.begin(), want.end(), want.begin(), [](unsigned char c) { return std::tolower(c); });
-  return index == last_index_ && want == last_sha1_;
+  const bool ok = index == last_index_ && want == last_sha1_;
+  if (ok) last_unchecked_ = false;
+  return ok;
 }
 
 tool_result<void> disk_in::finish_as_qcow2(const std::string& path) {

@@ -14,6 +14,9 @@
 namespace xapid::sm {
 
 inline constexpr std::int64_t xva_chunk_bytes = 1 << 20;
+// What an archive may ask of the host: at most this many disks, each at most 64 TiB.
+inline constexpr std::size_t max_import_disks = 255;
+inline constexpr std::int64_t max_import_disk_bytes = std::int64_t{1} << 46;
 
 // Writes a tar archive to `sink` (false from the sink: the reader went away).
 class tar_out {
@@ -78,8 +81,10 @@ class disk_in {
   bool inflate_entry(tar_in& in, std::int64_t offset, std::string& error);
   // The checksum of the last chunk written: SHA-1 in hex (".checksum"), or XXH64 in upper-case
   // hex (".xxhash", newer XenServers); false when it does not match.
-  bool check(std::int64_t index, const std::string& sha1_hex) const;
-  bool check_xxhash(std::int64_t index, const std::string& xxh64_hex) const;
+  bool check(std::int64_t index, const std::string& sha1_hex);
+  bool check_xxhash(std::int64_t index, const std::string& xxh64_hex);
+  // Whether every chunk written so far was followed by its checksum.
+  bool every_chunk_checked() const noexcept { return unchecked_ == 0 && !last_unchecked_; }
   // The received disk as a qcow2 image at `path`; the raw file goes.
   tool_result<void> finish_as_qcow2(const std::string& path);
   const std::string& raw_path() const noexcept { return raw_path_; }
@@ -94,6 +99,8 @@ class disk_in {
   std::int64_t last_index_ = -1;
   std::string last_sha1_;
   std::uint64_t last_xxh64_ = 0;
+  bool last_unchecked_ = false;  // the last chunk has had no checksum yet
+  std::size_t unchecked_ = 0;    // earlier chunks that had none
   int errno_ = 0;
 };
 

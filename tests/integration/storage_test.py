@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import re
 import tarfile
 import tempfile
 import time
@@ -385,6 +386,83 @@ class export_import(with_daemon):
         self.assertEqual((code, body.strip()), (401, "SESSION_AUTHENTICATION_FAILED"))
         code, body = self.curl("-o", os.devnull, self.http_url("/export?uuid=nope"))
         self.assertEqual(code, 404)
+        self.assertEqual(self.everything(), before)
+
+
+    def repack(self, source, path, *, drop=lambda m: False, rename=lambda n: n, ova=lambda x: x, extra=()):
+        """`source` again as `path`: members for which drop() holds left out, names through
+        rename(), ova.xml through ova(), and the (TarInfo, bytes) of `extra` appended."""
+        with tarfile.open(source) as src, tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as dst:
+            for member in src.getmembers():
+                if drop(member):
+                    continue
+                data = src.extractfile(member).read()
+                if member.name == "ova.xml":
+                    data = ova(data.decode()).encode()
+                member.name = rename(member.name)
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+            for info, data in extra:
+                dst.addfile(info, io.BytesIO(data))
+        return path
+
+    def test_hostile_archives_are_refused_and_change_nothing(self):
+        """An archive asks for nothing a host cannot give and hides nothing: chunks without their
+        checksums, links and FIFOs, a chunk index whose offset would overflow (it wrapped to 0),
+        a VM with 100,000 vCPUs or negative memory, 300 disks: each is refused (400) with
+        nothing left behind."""
+        vm = self.make_vm()
+        xva = os.path.join(self.work.name, "hostile-source.xva")
+        code, _ = self.curl("-o", xva, self.http_url(f"/export?ref={vm}"))
+        self.assertEqual(code, 200)
+        before = self.everything()
+        at = lambda name: os.path.join(self.work.name, name)
+
+        unchecked = self.repack(xva, at("unchecked.xva"), drop=lambda m: m.name.endswith(".checksum"))
+        code, body = self.curl("-T", unchecked, self.http_url("/import"))
+        self.assertEqual((code, body.strip()), (400, "IMPORT_ERROR_SOME_CHECKSUMS_FAILED"))
+
+        for kind in (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE):
+            info = tarfile.TarInfo("Ref:9/00000000")
+            info.type = kind
+            info.linkname = "/etc/shadow"
+            linked = self.repack(xva, at(f"link-{kind!r}.xva"), extra=[(info, b"")])
+            code, body = self.curl("-T", linked, self.http_url("/import"))
+            self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"), (kind, body))
+
+        def far(name):  # chunk 0 of each disk as chunk 2^44: 2^44 MiB wrapped to offset 0 before
+            head, _, leaf = name.rpartition("/")
+            return f"{head}/{2 ** 44}{leaf[8:]}" if head and leaf.startswith("00000000") else name
+        wrapped = self.repack(xva, at("wrapped.xva"), rename=far)
+        code, body = self.curl("-T", wrapped, self.http_url("/import"))
+        self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"), body)
+
+        def edit(change):  # ova.xml through a change of its objects, as Python values
+            def apply(xml):
+                (meta,), _ = xmlrpc.client.loads("<methodResponse><params><param>" + xml + "</param></params></methodResponse>")
+                change(meta["objects"])
+                out = xmlrpc.client.dumps((meta,), methodresponse=True)
+                return out[out.index("<value>"):out.rindex("</param>")]
+            return apply
+
+        def setting(name, value):
+            def change(objects):
+                for o in objects:
+                    if o["class"] == "VM":
+                        o["snapshot"][name] = value
+            return edit(change)
+        for name, value in (("VCPUs_max", "100000"), ("memory_static_max", "-1"), ("memory_dynamic_min", "-1")):
+            odd = self.repack(xva, at(f"odd-{name}.xva"), ova=setting(name, value))
+            code, body = self.curl("-T", odd, self.http_url("/import"))
+            self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"), (name, body))
+
+        def more_disks(objects):
+            vdi = next(o for o in objects if o["class"] == "VDI")
+            objects.extend(dict(vdi, id=f"Ref:x{i}") for i in range(300))
+        many_disks = edit(more_disks)
+        crowded = self.repack(xva, at("crowded.xva"), ova=many_disks)
+        code, body = self.curl("-T", crowded, self.http_url("/import"))
+        self.assertEqual((code, body.split()[0]), (400, "IMPORT_ERROR"), body[:200])
         self.assertEqual(self.everything(), before)
 
 
