@@ -79,10 +79,30 @@ subscription for_reader(subscription s, const caller& who) {
 }
 
 std::optional<std::size_t> class_by_lower_name(std::string_view name) {
-  const auto& tables = schema::get().tables();
-  for (std::size_t c = 0; c < tables.size(); ++c)
-    if (lower(tables[c].desc->name) == lower(name)) return c;
-  return std::nullopt;
+  static const std::map<std::string, std::size_t, std::less<>> by_name = [] {
+    std::map<std::string, std::size_t, std::less<>> m;
+    const auto& tables = schema::get().tables();
+    for (std::size_t c = 0; c < tables.size(); ++c) m.emplace(lower(tables[c].desc->name), c);
+    return m;
+  }();
+  if (name.size() > 64) return std::nullopt;  // longer than any class name
+  auto it = by_name.find(lower(name));
+  return it == by_name.end() ? std::nullopt : std::optional<std::size_t>(it->second);
+}
+
+// What one subscription may name: every class, and a bounded number of single objects.
+constexpr std::size_t max_subscription_names = 1024;
+constexpr std::size_t max_subscription_name_bytes = 256;
+
+// EVENT_SUBSCRIPTION_PARSE_FAILURE for a list no client needs (it would be kept while the call
+// waits, or for the session's life by event.register).
+api::status check_subscription(const wire::array& names) {
+  if (names.size() > max_subscription_names)
+    return fail(api::errors::EVENT_SUBSCRIPTION_PARSE_FAILURE("more than " + std::to_string(max_subscription_names) + " names"));
+  for (const auto& v : names)
+    if (const std::string* n = v.as_string(); n && n->size() > max_subscription_name_bytes)
+      return fail(api::errors::EVENT_SUBSCRIPTION_PARSE_FAILURE(n->substr(0, 64)));
+  return ok_v;
 }
 
 subscription parse_subscription(const wire::array& names) {
@@ -216,6 +236,11 @@ void event_rpcs::stop() {
   for (auto& [id, w] : dropped) w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
 }
 
+void event_rpcs::session_ended(const std::string& session) {
+  std::lock_guard lock(mu_);
+  registrations_.erase(session);
+}
+
 void event_rpcs::register_with(dispatcher& d) {
   d.add_parked("event.from", [this](call_context& ctx, const wire::array& p, dispatcher::answer done) {
     from(ctx, p, std::move(done));
@@ -230,6 +255,7 @@ void event_rpcs::register_with(dispatcher& d) {
   d.add("event.register", [this](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     const wire::array* classes = p[0].as_array();
     if (!classes) return fail(api::errors::FIELD_TYPE_ERROR("classes"));
+    if (auto st = check_subscription(*classes); !st) return fail(st.error());
     std::lock_guard lock(mu_);
     auto& reg = registrations_[ctx.session];
     if (!reg) {
@@ -237,6 +263,8 @@ void event_rpcs::register_with(dispatcher& d) {
       reg->cursor = db_.current_generation();
     }
     subscription more = parse_subscription(*classes);
+    if (reg->sub.objects.size() + more.objects.size() > max_subscription_names)
+      return fail(api::errors::EVENT_SUBSCRIPTION_PARSE_FAILURE("more than " + std::to_string(max_subscription_names) + " objects"));
     reg->sub.all |= more.all;
     reg->sub.classes.insert(more.classes.begin(), more.classes.end());
     reg->sub.objects.insert(more.objects.begin(), more.objects.end());
@@ -259,6 +287,7 @@ void event_rpcs::register_with(dispatcher& d) {
 void event_rpcs::from(call_context& ctx, const wire::array& p, dispatcher::answer done) {
   const wire::array* classes = p[0].as_array();
   if (!classes) return done(fail(api::errors::FIELD_TYPE_ERROR("classes")));
+  if (auto st = check_subscription(*classes); !st) return done(fail(st.error()));
   const std::string* token_text = p[1].as_string();
   auto token = token_text ? parse_token(*token_text) : std::nullopt;
   if (!token)
@@ -319,7 +348,10 @@ bool event_rpcs::look(waiter& w, bool due) {
     w.done(fail(api::errors::EVENTS_LOST()));
     return true;
   }
-  w.seen.insert(w.seen.end(), std::make_move_iterator(r.changes.begin()), std::make_move_iterator(r.changes.end()));
+  // Only what the subscription wants is kept: a wait on one object must not hold every change of
+  // the pool meanwhile.
+  for (auto& c : r.changes)
+    if (w.sub.wants(c.cls, c.ref)) w.seen.push_back(std::move(c));
   w.cursor = r.gen;
   std::vector<pending_event> events = coalesce(w.seen, w.sub);
   if (events.empty() && !due) return false;
@@ -482,7 +514,7 @@ api::api_result<wire::value> event_rpcs::inject(const call_context& ctx, const w
   if (!r || !read_rules::has_events(*cls) || !read_rules::may_read(ctx.who, *cls))
     return fail(api::errors::HANDLE_INVALID(std::string(ts.desc->name), *ref));
   // Each inject is a synced commit: a session gets a burst, then a steady rate (root: no limit).
-  if (!ctx.who.superuser && !take_inject_token(ctx.session)) return fail(api::errors::TOO_BUSY());
+  if (!ctx.who.superuser && !take_inject_token(ctx.who.identity)) return fail(api::errors::TOO_BUSY());
   // A modification that changes nothing: the object gets a "mod" event at a new generation.
   auto t = db_.begin();
   std::size_t field = ts.uuid_field.value_or(0);
@@ -496,12 +528,16 @@ api::api_result<wire::value> event_rpcs::inject(const call_context& ctx, const w
 
 namespace xapid::gateway {
 
-bool event_rpcs::take_inject_token(const std::string& session) {
+bool event_rpcs::take_inject_token(const std::string& user) {
   constexpr double burst = 100, per_second = 20;
   const std::int64_t now = clock_.now_ms();
   std::lock_guard lock(mu_);
-  if (inject_tokens_.size() > 10000) inject_tokens_.clear();  // sessions come and go: start afresh
-  auto [it, fresh] = inject_tokens_.try_emplace(session, std::pair<double, std::int64_t>{burst, now});
+  // Users whose tokens are full again need no entry.
+  if (inject_tokens_.size() > 10000)
+    std::erase_if(inject_tokens_, [&](const auto& e) {
+      return e.second.first + static_cast<double>(now - e.second.second) / 1000.0 * per_second >= burst;
+    });
+  auto [it, fresh] = inject_tokens_.try_emplace(user, std::pair<double, std::int64_t>{burst, now});
   auto& [tokens, at] = it->second;
   tokens = std::min(burst, tokens + static_cast<double>(now - at) / 1000.0 * per_second);
   at = now;

@@ -37,6 +37,8 @@ class event_rpcs {
   void register_with(dispatcher& d);
   // Answers every waiting call (the daemon is stopping).
   void stop();
+  // Forgets what event.register kept for a session that ended.
+  void session_ended(const std::string& session);
 
   api::api_result<wire::value> inject(const call_context& ctx, const wire::array& params);
 
@@ -53,7 +55,7 @@ class event_rpcs {
   void client_gone(const std::shared_ptr<waiter>& w);
   void on_commit(storage::generation g);
   void timer_loop();
-  bool take_inject_token(const std::string& session);
+  bool take_inject_token(const std::string& user);
 
   storage::database& db_;
   clock& clock_;
@@ -64,7 +66,7 @@ class event_rpcs {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::map<std::string, std::unique_ptr<registration>> registrations_;  // by session
-  std::map<std::string, std::pair<double, std::int64_t>> inject_tokens_;  // by session: tokens, when
+  std::map<std::string, std::pair<double, std::int64_t>> inject_tokens_;  // by user: tokens, when
   std::uint64_t next_id_ = 0;
   std::map<std::uint64_t, std::shared_ptr<waiter>> parked_;
   std::multimap<std::int64_t, std::uint64_t> deadlines_;  // deadline (ms) -> waiter

@@ -105,7 +105,15 @@ void register_external_auth_rpcs(dispatcher& d, storage::database& db) {
         return fail(api::errors::AUTH_ALREADY_ENABLED(rec->external_auth_type, rec->external_auth_service_name));
     return set_auth(db, hosts, p[1], service, type);
   };
-  d.add("pool.enable_external_auth", [enable, all_hosts](call_context&, const wire::array& p) {
+  // The pool named must be this pool: a bogus ref changes nothing.
+  auto known_pool = [&db](const wire::value& v) -> api::status {
+    std::string pool;
+    if (!api::from_value(v, pool)) return fail(api::errors::FIELD_TYPE_ERROR("pool"));
+    if (!db.snapshot()->get<api::pool>(pool)) return fail(api::errors::HANDLE_INVALID("pool", pool));
+    return ok_v;
+  };
+  d.add("pool.enable_external_auth", [enable, all_hosts, known_pool](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    if (auto st = known_pool(p[0]); !st) return fail(st.error());
     return enable(all_hosts(), p);
   });
   d.add("host.enable_external_auth", [enable](call_context&, const wire::array& p) -> api::api_result<wire::value> {
@@ -113,7 +121,9 @@ void register_external_auth_rpcs(dispatcher& d, storage::database& db) {
     if (!api::from_value(p[0], host)) return fail(api::errors::FIELD_TYPE_ERROR("host"));
     return enable({host}, p);
   });
-  d.add("pool.disable_external_auth", [&db, all_hosts](call_context&, const wire::array&) {
+  d.add("pool.disable_external_auth", [&db, all_hosts, known_pool](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    if (auto st = known_pool(p[0]); !st) return fail(st.error());
+    if (!p[1].as_struct()) return fail(api::errors::FIELD_TYPE_ERROR("config"));
     return set_auth(db, all_hosts(), wire::value(wire::structure{}), "", "");
   });
   d.add("host.disable_external_auth", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {

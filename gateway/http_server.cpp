@@ -101,6 +101,13 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::atomic<int> streaming{0};
   static constexpr int max_streams = 16;
   std::atomic<std::size_t> body_bytes_in_flight{0};  // counted as in http_limits
+  std::atomic<std::size_t> answer_bytes_waiting{0};  // of answers the clients have not read yet
+  std::atomic<long> dropped_answers{0};
+  void note_dropped_answer() {
+    if (dropped_answers.fetch_add(1) % 1000 == 0)
+      spdlog::warn("http.answer.dropped reason=\"unread answers over budget\" dropped={} waiting_bytes={}",
+                   dropped_answers.load(), answer_bytes_waiting.load());
+  }
 
   // Timeouts: every connection says by when it must have made progress, and one timer cuts off
   // those that have not (no timer per connection to set and cancel on every request).
@@ -222,6 +229,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
 
   ~connection() {
     uncount_body();
+    uncount_answer();
     std::lock_guard lock(server_->live_mu);
     server_->live.erase(this);
   }
@@ -569,12 +577,28 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
       }
       if (written_ == total) return sent({});
     }
+    // What the client has not taken yet waits in memory: all such answers together are held to
+    // a budget, so that clients that ask and never read cannot exhaust memory; an answer that
+    // would go over it is dropped with its connection.
+    const std::size_t waiting = head_.size() + body_.size() - written_;
+    if (server_->answer_bytes_waiting.fetch_add(waiting) + waiting > server_->limits.max_body_bytes_in_flight) {
+      server_->answer_bytes_waiting.fetch_sub(waiting);
+      server_->note_dropped_answer();
+      return close();
+    }
+    answer_counted_ = waiting;
     net::async_write(stream_, unsent(), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->uncount_answer();
       self->sent(ec);
     });
   }
 
+  void uncount_answer() { server_->answer_bytes_waiting.fetch_sub(std::exchange(answer_counted_, 0)); }
+
   void sent(beast::error_code ec) {
+    // An idle keep-alive connection keeps nothing of its last answer (1,500 idle connections
+    // held 0.8 MB each of an event.from answer).
+    std::string().swap(body_);
     if (ec || !keep_alive_) return close();
     // A pipelined request already buffered starts from the event loop, not deeper in this stack.
     if (buffer_.size() > 0)
@@ -713,6 +737,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
   bool header_ended_line_ = false;  // the header's bytes so far end a line (obs-fold check)
   std::function<void(std::uint64_t, beast::string_view, beast::error_code&)> on_chunk_line_;
   std::size_t body_counted_ = 0;  // of the body being read, against the server's budget
+  std::size_t answer_counted_ = 0;  // of the answer being written, against the server's budget
   bool started_ = false;  // a byte of the current request has come
   unsigned version_ = 11;
   bool keep_alive_ = false;

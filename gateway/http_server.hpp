@@ -55,6 +55,8 @@ struct http_limits {
   std::size_t max_body_bytes = 64u << 20;  // default 64 MiB
   // All requests' bodies together, beyond the first `free_body_bytes` of each (RPC bodies are
   // small and never wait for room): more is answered 503 until some are done. Default 256 MiB.
+  // The same bound holds the answers clients have not read yet: one beyond it is dropped with
+  // its connection.
   std::size_t max_body_bytes_in_flight = 256u << 20;
   static constexpr std::size_t free_body_bytes = 64u << 10;
   std::size_t max_header_bytes = 16u << 10;  // all header lines together, default 16 KiB

@@ -1,5 +1,9 @@
 #include "gateway/logins.hpp"
 
+#include <pwd.h>
+
+#include <vector>
+
 #include <spdlog/spdlog.h>
 
 #include "gateway/external_auth.hpp"
@@ -16,11 +20,21 @@ bool has_control_characters(const std::string& s) {
   return false;
 }
 
-// A user name as the log may show it: printable, at most 64 bytes.
+// Text as the log may show it: printable, at most 64 bytes.
 std::string loggable(const std::string& s) {
   std::string out;
   for (unsigned char c : s.substr(0, 64)) out.push_back(c < 0x20 || c >= 0x7f ? '?' : static_cast<char>(c));
   return out;
+}
+
+// A user name the log may show: an account of this host (root included); anything else may be
+// a password typed into the name field.
+std::string loggable_user(const std::string& user) {
+  if (user.empty() || user.size() > login_limits::max_user_bytes) return "(unknown)";
+  struct passwd pw, *found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) return "(unknown)";
+  return loggable(user);
 }
 
 // Counts kept for at most this many addresses and users; the quietest go first.
@@ -31,13 +45,10 @@ constexpr std::size_t max_tracked = 10000;
 login_guard::login_guard(storage::database& db, std::string this_host, root_account& root, login_limits limits)
     : db_(db), this_host_(std::move(this_host)), root_(root), limits_(limits) {}
 
-bool login_guard::take(bucket& b, double burst, double rate, steady::time_point now) {
+void login_guard::refill(bucket& b, double burst, double rate, steady::time_point now) {
   const double elapsed = std::chrono::duration<double>(now - b.at).count();
   b.tokens = std::min(burst, b.tokens + elapsed * rate);
   b.at = now;
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
 }
 
 void login_guard::forget_old(std::map<std::string, bucket>& m, double burst, double rate, steady::time_point now) {
@@ -52,35 +63,35 @@ void login_guard::forget_old(std::map<std::string, bucket>& m, double burst, dou
   if (m.size() >= max_tracked) m.erase(m.begin());
 }
 
+// An attempt is checked while its address, and its user at that address, have a failure left;
+// only a failure spends one (so logins that succeed, however many at once, are never held up).
+// Attempts already being checked may overdraw a bucket; it then takes longer to refill.
 bool login_guard::admit(const login_attempt& a) {
   const auto now = steady::now();
   std::lock_guard lock(mu_);
   forget_old(by_address_, limits_.address_burst, limits_.address_per_second, now);
-  forget_old(by_user_, limits_.user_burst, limits_.user_per_second, now);
+  forget_old(by_user_at_address_, limits_.user_burst, limits_.user_per_second, now);
   auto& address = by_address_.try_emplace(a.client, bucket{limits_.address_burst, now}).first->second;
-  auto& user = by_user_.try_emplace(a.user, bucket{limits_.user_burst, now}).first->second;
-  const bool from_address = take(address, limits_.address_burst, limits_.address_per_second, now);
-  const bool for_user = take(user, limits_.user_burst, limits_.user_per_second, now);
-  if (from_address && for_user) return true;
-  // Refused: what was taken goes back, so only checked attempts count.
-  if (from_address) address.tokens += 1;
-  if (for_user) user.tokens += 1;
-  return false;
+  auto& user = by_user_at_address_.try_emplace(a.user + "@" + a.client, bucket{limits_.user_burst, now}).first->second;
+  refill(address, limits_.address_burst, limits_.address_per_second, now);
+  refill(user, limits_.user_burst, limits_.user_per_second, now);
+  return address.tokens >= 1 && user.tokens >= 1;
 }
 
-void login_guard::give_back(const login_attempt& a) {
+void login_guard::spend(const login_attempt& a) {
   std::lock_guard lock(mu_);
   if (auto it = by_address_.find(a.client); it != by_address_.end())
-    it->second.tokens = std::min(limits_.address_burst, it->second.tokens + 1);
-  if (auto it = by_user_.find(a.user); it != by_user_.end())
-    it->second.tokens = std::min(limits_.user_burst, it->second.tokens + 1);
+    it->second.tokens = std::max(-limits_.address_burst, it->second.tokens - 1);
+  if (auto it = by_user_at_address_.find(a.user + "@" + a.client); it != by_user_at_address_.end())
+    it->second.tokens = std::max(-limits_.user_burst, it->second.tokens - 1);
 }
 
 api::api_result<login_identity> login_guard::authenticate(const login_attempt& a) {
   const char* why = nullptr;
   login_identity who;
-  if (a.user.empty() || has_control_characters(a.user) || has_control_characters(a.password)) {
-    why = "malformed";
+  if (a.user.empty() || a.user.size() > login_limits::max_user_bytes || a.password.size() > login_limits::max_password_bytes ||
+      has_control_characters(a.user) || has_control_characters(a.password)) {
+    why = "malformed";  // refused before anything is kept of it
   } else if (!admit(a)) {
     why = "throttled";
   } else if (a.user == "root") {
@@ -99,15 +110,13 @@ api::api_result<login_identity> login_guard::authenticate(const login_attempt& a
   } else {
     why = "not accepted";
   }
-  if (!why) {
-    give_back(a);
-    return who;
-  }
+  if (!why) return who;
+  if (std::string_view(why) != "malformed" && std::string_view(why) != "throttled") spend(a);
   {
     std::lock_guard lock(mu_);
     ++failures_;
   }
-  spdlog::warn("session.login.failed user=\"{}\" client={} reason=\"{}\"", loggable(a.user), loggable(a.client), why);
+  spdlog::warn("session.login.failed user=\"{}\" client={} reason=\"{}\"", loggable_user(a.user), loggable(a.client), why);
   return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
 }
 

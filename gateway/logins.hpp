@@ -3,9 +3,13 @@
 // and a subject (external_auth). A failure says nothing of why: names and passwords with control
 // characters are refused before any check (PAM would read "root\0x" as "root"), every failed
 // attempt is answered `failure_delay` after it began, and failures are counted per client
-// address and per user: past a burst, further attempts are refused without being checked
-// until the count decays. A success gives its count back, so clients that log in often never
-// notice. Failures are logged (event session.login.failed) and counted for an hourly summary.
+// address and per user at that address: past a burst, further attempts from there are refused
+// without being checked until the count decays. (Not per user alone: guesses spread over many
+// addresses would then lock root out everywhere.) Only failures count, so clients that log in
+// often, or many at once, never notice. Failures are logged (event session.login.failed, naming the
+// user only when it is an account here: a password typed as a name is not written down) and
+// counted for an hourly summary. Names over 256 bytes and passwords over 4 KiB are refused
+// before anything is kept of them.
 #pragma once
 
 #include <chrono>
@@ -34,7 +38,8 @@ struct login_identity {
 struct login_limits {
   std::chrono::milliseconds failure_delay{2000};  // every failure answers this long after it began
   double address_burst = 10, address_per_second = 0.2;  // failures from one address
-  double user_burst = 30, user_per_second = 1.0;        // failures against one user name
+  double user_burst = 5, user_per_second = 0.1;         // failures against one user from one address
+  static constexpr std::size_t max_user_bytes = 256, max_password_bytes = 4096;
 };
 
 class login_guard {
@@ -53,10 +58,9 @@ class login_guard {
     double tokens;
     std::chrono::steady_clock::time_point at;
   };
-  // Takes a token from `b` (refilled at `rate` up to `burst`); false when none is left.
-  static bool take(bucket& b, double burst, double rate, std::chrono::steady_clock::time_point now);
+  static void refill(bucket& b, double burst, double rate, std::chrono::steady_clock::time_point now);
   bool admit(const login_attempt& a);
-  void give_back(const login_attempt& a);
+  void spend(const login_attempt& a);
   static void forget_old(std::map<std::string, bucket>& m, double burst, double rate,
                          std::chrono::steady_clock::time_point now);
 
@@ -65,7 +69,7 @@ class login_guard {
   root_account& root_;
   login_limits limits_;
   std::mutex mu_;
-  std::map<std::string, bucket> by_address_, by_user_;
+  std::map<std::string, bucket> by_address_, by_user_at_address_;
   std::uint64_t failures_ = 0;
 };
 

@@ -1,4 +1,5 @@
 // xapid: the XenAPI daemon of one host. main() is the one place that wires the components.
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -392,6 +393,7 @@ int run(int argc, char** argv, bool& reboot) {
   xapid::gateway::register_external_auth_rpcs(dispatcher, db);
   xapid::gateway::event_rpcs events(db, clock, dispatcher, [&](const std::string& ref) { return sessions.validate(ref); });
   events.register_with(dispatcher);
+  sessions.on_end([&](const std::string& ref) { events.session_ended(ref); });
   xapid::gateway::register_task_rpcs(dispatcher, tasks, db);
   dispatcher.set_task_hooks({[&](const std::string& session, const std::string& name) { return tasks.create(session, name); },
                              [&](const std::string& task, const xapid::wire::response& r) { tasks.complete(task, r); }});
@@ -548,6 +550,11 @@ int run(int argc, char** argv, bool& reboot) {
 }
 
 int main(int argc, char** argv) {
+  // Large buffers (answers of whole tables, request bodies) are mapped and unmapped whole, so
+  // that their memory goes back to the system when they are freed: glibc's moving threshold
+  // would otherwise keep them in its heaps, and a burst of large answers would hold the
+  // process's memory for good.
+  ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   bool reboot = false;
   int rc = run(argc, argv, reboot);
   if (rc == 0 && reboot) {

@@ -147,6 +147,8 @@ std::size_t session_manager::destroy_where(const std::function<bool(const std::s
 
 void session_manager::end(const std::vector<std::string>& refs) {
   if (refs.empty()) return;
+  for (const auto& ref : refs)
+    for (const auto& listener : end_listeners_) listener(ref);
   // The sessions' tasks end with them, as xapi's do. A row another writer removed meanwhile (a
   // task destroyed by its owner) fails the transaction: it is built again from a newer snapshot.
   for (int attempt = 0; attempt < 3; ++attempt) {

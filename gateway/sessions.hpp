@@ -54,6 +54,9 @@ class session_manager {
   std::size_t expire_idle();
   std::size_t count() const;
   const std::string& this_host() const noexcept { return this_host_; }
+  // Calls `listener` with the ref of every session that ends, however it ends (what others
+  // kept for a session goes with it). Set before sessions are made.
+  void on_end(std::function<void(const std::string& ref)> listener) { end_listeners_.push_back(std::move(listener)); }
 
  private:
   struct live {
@@ -75,6 +78,7 @@ class session_manager {
   session_limits limits_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, live> live_;
+  std::vector<std::function<void(const std::string&)>> end_listeners_;
 };
 
 }  // namespace xapid::gateway

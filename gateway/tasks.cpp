@@ -111,10 +111,27 @@ api::status task_manager::check_owner(const std::string& task, const caller& who
 }
 
 void register_task_rpcs(dispatcher& d, task_manager& tasks, storage::database& db) {
-  d.add_blocking("task.create", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+  // A user's own tasks are rows it makes at will: a user other than root has at most
+  // max_pending_per_user pending at once (TOO_MANY_PENDING_TASKS), with labels of at most 4 KiB.
+  d.add_blocking("task.create", [&tasks, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     std::string label, description;
     if (!api::from_value(p[0], label)) return fail(api::errors::FIELD_TYPE_ERROR("label"));
     if (!api::from_value(p[1], description)) return fail(api::errors::FIELD_TYPE_ERROR("description"));
+    constexpr std::size_t max_label_bytes = 4096, max_pending_per_user = 100;
+    if (label.size() > max_label_bytes) return fail(api::errors::VALUE_NOT_SUPPORTED("task.name_label", label.substr(0, 64), "at most 4096 bytes"));
+    if (description.size() > max_label_bytes)
+      return fail(api::errors::VALUE_NOT_SUPPORTED("task.name_description", description.substr(0, 64), "at most 4096 bytes"));
+    if (!ctx.who.superuser) {
+      auto snap = db.snapshot();
+      std::size_t pending = 0;
+      snap->for_each(task_class(), [&](const std::string& ref, const storage::row& r) {
+        const auto& t = *static_cast<const api::task*>(r.record.get());
+        if (t.status == api::task_status_type::pending)
+          if (auto owner = tasks.owner_of(*snap, ref); owner && owner->same_user(ctx.who)) ++pending;
+        return pending < max_pending_per_user;
+      });
+      if (pending >= max_pending_per_user) return fail(api::errors::TOO_MANY_PENDING_TASKS());
+    }
     auto ref = tasks.create(ctx.session, label, description, false);
     if (!ref) return fail(ref.error());
     return wire::value(*ref);
