@@ -364,7 +364,8 @@ api::status storage_repos::start() {
     return true;
   });
   // Staging files of transfers a previous run did not finish (an export's raw view, an
-  // import's raw disks) are of no use to anyone now.
+  // import's raw disks) are of no use to anyone now, nor are images made for a transaction that
+  // never committed (a crash while provisioning): a scan would adopt them as the user's disks.
   s->for_each(d.sr_cls, [&](const std::string& sr, const storage::row&) {
     if (auto dir = d.directory(*s, sr)) {
       std::error_code ec;
@@ -372,6 +373,12 @@ api::status storage_repos::start() {
         std::string name = e.path().filename().string();
         if (name.rfind(".import-", 0) == 0 || name.rfind(".export-", 0) == 0) fs::remove(e.path(), ec);
       }
+      std::set<std::string> recorded;
+      for (const auto& v : s->refs_where<api::vdi>("SR", sr)) recorded.insert(s->get<api::vdi>(v)->location);
+      sm::image_dir images(*dir);
+      for (const auto& image : images.recover_pending(recorded))
+        spdlog::warn("sr.image.uncommitted_removed sr={} image={}", s->get<api::sr>(sr)->uuid, image);
+      images.collect(d.busy_locations(*s, sr));
     }
     return true;
   });
@@ -726,9 +733,10 @@ storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, co
   std::lock_guard guard(*lock);
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir images(*dir);
+  sm::mark_pending(images.path_of(uuid + ".qcow2"));  // until the caller's commit: see keep()
+  made.push_back(images.path_of(uuid + ".qcow2"));
   auto location = images.create(uuid, size);
   if (!location) return fail(backend_failure(location.error()));
-  made.push_back(images.path_of(*location));
   api::vdi v = d.new_vdi_record(sr, uuid, *location);
   v.name_label = name_label;
   v.type = type;
@@ -753,6 +761,10 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir from_images(*src_dir), to_images(*dst_dir);
   sm::tool_result<std::string> location = fail(sm::tool_failure{});
+  // The image's name is known before it exists: marked pending until the caller's commit.
+  const std::string new_name = uuid + (src->type == api::vdi_type::suspend ? ".suspend" : ".qcow2");
+  sm::mark_pending(to_images.path_of(new_name));
+  made.push_back(to_images.path_of(new_name));
   // A disk in use by a running guest is copied whole: moving its file under a parent (a chain
   // clone) while the guest writes to the open file would put those writes into the snapshot.
   bool in_use = false;
@@ -783,7 +795,6 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
     location = from_images.clone(src->location, uuid);
   }
   if (!location) return fail(backend_failure(location.error()));
-  made.push_back(to_images.path_of(*location));
   api::vdi v = *src;
   v.uuid = uuid;
   v.SR.opaque = target_sr;
@@ -806,10 +817,15 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
   return t.create(v);
 }
 
+void storage_repos::keep(const std::vector<std::string>& made) {
+  for (const auto& p : made) sm::unmark_pending(p);
+}
+
 void storage_repos::drop(const std::vector<std::string>& made) {
   std::set<std::string> dirs;
   for (const auto& p : made) {
     (void)sm::remove_image(p);
+    sm::unmark_pending(p);
     dirs.insert(fs::path(p).parent_path().string());
   }
   // The SRs whose directories those were: their chains may have a parent to merge back.
@@ -854,7 +870,10 @@ storage_repos::ref_result storage_repos::vdi_create(const std::string& sr, const
     auto t = d->db.begin();
     std::vector<std::string> made;
     auto ref = self->add_new_vdi(t, *s, sr, virtual_size, name_label, type, std::move(other_config), made);
-    if (!ref) return fail(ref.error());
+    if (!ref) {
+      self->drop(made);
+      return fail(ref.error());
+    }
     // The rest of the client's record.
     t.set(d->vdi_cls, *ref, *schema::get().field_index(d->vdi_cls, "name_description"), wire::value(name_description));
     t.set(d->vdi_cls, *ref, *schema::get().field_index(d->vdi_cls, "sharable"), wire::value(sharable));
@@ -865,6 +884,7 @@ storage_repos::ref_result storage_repos::vdi_create(const std::string& sr, const
       self->drop(made);
       return c;
     }
+    self->keep(made);
     d->actors.refresh(d->vdi_cls, *ref);
     d->refresh_sizes(sr);
     return wire::value(*ref);
@@ -988,11 +1008,15 @@ storage_repos::ref_result storage_repos::vdi_duplicate(const std::string& vdi, c
     auto t = d->db.begin();
     std::vector<std::string> made;
     auto ref = self->add_vdi_copy(t, *s, vdi, kind, sr, made);
-    if (!ref) return fail(ref.error());
+    if (!ref) {
+      self->drop(made);
+      return fail(ref.error());
+    }
     if (auto c = d->commit(std::move(t)); !c) {
       self->drop(made);
       return c;
     }
+    self->keep(made);
     d->actors.refresh(d->vdi_cls, *ref);
     d->refresh_sizes(elsewhere ? sr : s->get<api::vdi>(vdi)->SR.opaque);
     return wire::value(*ref);

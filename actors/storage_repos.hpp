@@ -91,6 +91,8 @@ class storage_repos {
                          std::vector<std::string>& made);
   // Drops images made for a transaction that did not commit, and tidies their SRs' chains.
   void drop(const std::vector<std::string>& made);
+  // The images of a transaction that committed are the records' now: their pending markers go.
+  void keep(const std::vector<std::string>& made);
   // Removes the image of a VDI whose record has gone, then tidies its SR's chains.
   void remove_image(const std::string& sr, const std::string& location);
   // Recomputes the SR's sizes from its files and its VDIs.

@@ -503,6 +503,7 @@ struct vm_lifecycle::impl {
       undo();
       return fail(std::move(r).error());
     }
+    repos.keep(made);
     actors.refresh(vm_cls, new_ref);
     return wire::value(new_ref);
   }
@@ -524,6 +525,7 @@ struct vm_lifecycle::impl {
     image.location = image.uuid + ".suspend";
     image.managed = true;
     image.virtual_size = vm.memory_static_max;
+    sm::mark_pending(*dir + "/" + image.location);  // until its record commits (repos.keep)
     return std::pair{image, *dir + "/" + image.location};
   }
 
@@ -616,6 +618,7 @@ struct vm_lifecycle::impl {
     t.update(ref, *vm, after);
     auto r = commit(std::move(t));
     if (!r) undo();
+    else repos.keep(made);
     return r;
   }
 
@@ -942,7 +945,10 @@ vm_lifecycle::result_void vm_lifecycle::suspend(const std::string& vm, const std
     std::string vdi_ref = t.create(image);
     d->record_stopped(t, *s2, vm, *now_vm, ps::Suspended, vdi_ref);
     d->record_host_memory(t, *s2);
-    return d->commit(std::move(t));
+    auto r = d->commit(std::move(t));
+    if (r) d->repos.keep({path});
+    else d->repos.drop({path});
+    return r;
   }));
 }
 
@@ -1107,6 +1113,7 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
       d->repos.drop(made);
       return r;
     }
+    d->repos.keep(made);
     for (const auto& [sr, location] : replaced) d->repos.remove_image(sr, location);
     d->actors.refresh(d->vm_cls, vm_ref);
     return r;

@@ -18,6 +18,7 @@
 #include "actors/vm_rules.hpp"
 #include "gateway/roles.hpp"
 #include "proto/wire/xmlrpc.hpp"
+#include "sm/images.hpp"
 #include "sm/xva_stream.hpp"
 #include "xapid/api/rbac.hpp"
 
@@ -473,9 +474,7 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
   if (!in.error().empty()) return fail(stream_error(in, task));
 
   std::vector<std::string> images;
-  auto drop_images = [&] {
-    for (const auto& p : images) fs::remove(p);
-  };
+  auto drop_images = [&] { ctx.repos.drop(images); };
   auto t = ctx.db.begin();
   std::map<std::string, std::string> vdi_refs;
   for (auto& [vdi_name, d] : disks) {
@@ -488,11 +487,12 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
     v.managed = true;
     v.sm_config = {{"image-format", "qcow2"}};
     std::string path = dir + "/" + v.location;
+    sm::mark_pending(path);  // until the records commit
+    images.push_back(path);
     if (auto r = d.data->finish_as_qcow2(path); !r) {
       drop_images();
       return fail(api::errors::SR_BACKEND_FAILURE(std::to_string(r.error().status), r.error().out, r.error().err));
     }
-    images.push_back(path);
     if (auto info = sm::image_info_of(path)) {
       v.virtual_size = info->virtual_size;
       v.physical_utilisation = info->actual_size;
@@ -552,6 +552,7 @@ api::api_result<std::string> import_legacy(xva_context& ctx, sm::tar_in& in, con
     drop_images();
     return fail(std::move(r).error());
   }
+  ctx.repos.keep(images);
   return vm_ref;
 }
 
@@ -654,9 +655,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   s = ctx.db.snapshot();
   auto t = ctx.db.begin();
   std::vector<std::string> images;
-  auto drop_images = [&] {
-    for (const auto& p : images) fs::remove(p);
-  };
+  auto drop_images = [&] { ctx.repos.drop(images); };
   std::map<std::string, std::string> refs = existing_vdis;  // archive id -> new (or existing) ref
   for (auto& [id, disk] : disks) {
     auto v = record_from<api::vdi>(by_id[id]->snapshot);
@@ -674,11 +673,12 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     v.missing = false;
     v.sm_config = {{"image-format", "qcow2"}};
     std::string path = *dir + "/" + v.location;
+    sm::mark_pending(path);  // until the records commit
+    images.push_back(path);
     if (auto r = disk.finish_as_qcow2(path); !r) {
       drop_images();
       return fail_with(500, api::errors::SR_BACKEND_FAILURE(std::to_string(r.error().status), r.error().out, r.error().err));
     }
-    images.push_back(path);
     if (auto info = sm::image_info_of(path)) {
       v.virtual_size = info->virtual_size;
       v.physical_utilisation = info->actual_size;
@@ -770,6 +770,7 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
     drop_images();
     return fail_with(500, r.error());
   }
+  ctx.repos.keep(images);
   finish_import(ctx, io, task, vm_ref, sr, received, metadata_only ? "metadata" : "xenserver");
 }
 

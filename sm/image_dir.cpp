@@ -1,5 +1,7 @@
 #include "sm/image_dir.hpp"
 
+#include "sm/images.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -116,6 +118,23 @@ std::size_t image_dir::collect(const std::set<std::string>& busy) const {
       changed = true;
       break;  // the graph changed: read it again
     }
+  }
+  return removed;
+}
+
+std::vector<std::string> image_dir::recover_pending(const std::set<std::string>& recorded) const {
+  static const std::string prefix = ".pending-";
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string image = name.substr(prefix.size());
+    if (!image.empty() && image.find('/') == std::string::npos && !recorded.count(image) && fs::exists(path_of(image), ec)) {
+      (void)remove_image(path_of(image));
+      removed.push_back(image);
+    }
+    fs::remove(e.path(), ec);
   }
   return removed;
 }

@@ -36,6 +36,9 @@ class image_dir {
   // Parents no image needs go; a parent with one child is merged into it unless the child is in
   // `busy` (in use by a running guest). Answers how many parents went.
   std::size_t collect(const std::set<std::string>& busy) const;
+  // After a crash: each image whose pending marker remains (see mark_pending) is removed unless
+  // `recorded` names it, and the markers go. Answers the images removed.
+  std::vector<std::string> recover_pending(const std::set<std::string>& recorded) const;
 
  private:
   std::string dir_;

@@ -68,4 +68,22 @@ std::int64_t allocated_bytes(const std::string& path) {
   return static_cast<std::int64_t>(st.st_blocks) * 512;
 }
 
+namespace {
+std::string marker_of(const std::string& image_path) {
+  const auto slash = image_path.rfind('/');
+  return image_path.substr(0, slash + 1) + ".pending-" + image_path.substr(slash + 1);
+}
+}  // namespace
+
+void mark_pending(const std::string& image_path) {
+  const std::string marker = marker_of(image_path);
+  int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void unmark_pending(const std::string& image_path) { (void)::unlink(marker_of(image_path).c_str()); }
+
 }  // namespace xapid::sm

@@ -8,6 +8,7 @@
 
 #include "actors/storage_repos.hpp"
 #include "gateway/first_boot.hpp"
+#include "sm/images.hpp"
 #include "sm/qemu_img.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "tests/support/qemu_io.hpp"
@@ -276,6 +277,31 @@ TEST_F(repos_test, an_iso_library_is_read_only) {
   EXPECT_TRUE(repos->directory(*db->snapshot(), *iso).ok());
   std::string disk = make_vdi(local_sr, gib);
   EXPECT_API_ERROR(repos->vdi_copy(disk, *iso, key()), SR_OPERATION_NOT_SUPPORTED, *iso);
+}
+
+// A crash between making an image and committing its VDI left a file that SR.scan then adopted as
+// the user's disk. Images are marked pending until their record commits; a restart removes those
+// still marked that no VDI names, and keeps the recorded ones.
+TEST_F(repos_test, images_of_a_transaction_that_never_committed_are_removed_at_start) {
+  std::string sr_dir = *repos->directory(*db->snapshot(), local_sr);
+  std::string kept = make_vdi(local_sr, gib);
+  ASSERT_FALSE(fs::exists(sr_dir + "/.pending-" + vdi(kept).location));  // committed: no marker left
+  // What a crash leaves: a marked image no record names, and a marker beside a recorded one.
+  const std::string orphan = "0c9a4b6e-2a7d-4e1f-9b3c-5d6e7f809a1b.qcow2";
+  ASSERT_TRUE(sm::run_tool({"qemu-img", "create", "-q", "-f", "qcow2", sr_dir + "/" + orphan, "1M"}).ok());
+  sm::mark_pending(sr_dir + "/" + orphan);
+  sm::mark_pending(sr_dir + "/" + vdi(kept).location);
+  repos.reset();
+  actors.reset();
+  actors = std::make_unique<host_actors>(*db);
+  repos = std::make_unique<storage_repos>(*db, *actors, clk, host, dir.path());
+  ASSERT_TRUE(repos->start().ok());
+  EXPECT_FALSE(fs::exists(sr_dir + "/" + orphan));
+  EXPECT_FALSE(fs::exists(sr_dir + "/.pending-" + orphan));
+  EXPECT_TRUE(fs::exists(path(kept)));
+  EXPECT_FALSE(fs::exists(sr_dir + "/.pending-" + vdi(kept).location));
+  ASSERT_TRUE(repos->sr_scan(local_sr, key()).ok());
+  EXPECT_EQ(vdis_of(local_sr).size(), 1u);  // the scan adopted nothing
 }
 
 }  // namespace
