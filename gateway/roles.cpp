@@ -159,6 +159,35 @@ void register_role_rpcs(dispatcher& d, storage::database& db) {
     if (!r) return fail(std::move(r).error());
     return wire::value("");
   };
+  // subject.create takes its roles too (the seed's roles field is runtime-only, and a generic
+  // constructor would drop them without a word): each must be one of the roles, not a
+  // permission (ROLE_NOT_FOUND); an identifier is one subject's (SUBJECT_ALREADY_EXISTS).
+  d.add_blocking("subject.create", [&db, subject_cls](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    const wire::structure* given = p[0].as_struct();
+    if (!given) return fail(api::errors::FIELD_TYPE_ERROR("args"));
+    api::subject rec;
+    for (const auto& [name, v] : *given) {
+      api::status st = ok_v;
+      if (name == "subject_identifier") st = api::from_value(v, rec.subject_identifier);
+      else if (name == "other_config") st = api::from_value(v, rec.other_config);
+      else if (name == "roles") st = api::from_value(v, rec.roles);
+      if (!st) return fail(api::errors::FIELD_TYPE_ERROR(name));
+    }
+    auto snap = db.snapshot();
+    for (const auto& r : rec.roles)
+      if (const api::role* role = snap->get<api::role>(r.opaque); !role || role->subroles.empty())
+        return fail(api::errors::ROLE_NOT_FOUND());
+    bool taken = false;
+    snap->for_each(subject_cls, [&](const std::string&, const storage::row& row) {
+      taken = static_cast<const api::subject*>(row.record.get())->subject_identifier == rec.subject_identifier;
+      return !taken;
+    });
+    if (taken) return fail(api::errors::SUBJECT_ALREADY_EXISTS());
+    auto t = db.begin();
+    std::string ref = t.create(rec);
+    if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
+    return wire::value(ref);
+  });
   d.add("subject.add_to_roles", [edit_roles](call_context&, const wire::array& p) { return edit_roles(p, true); });
   d.add("subject.remove_from_roles", [edit_roles](call_context&, const wire::array& p) { return edit_roles(p, false); });
   d.add("subject.get_permissions_name_label", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {

@@ -295,7 +295,17 @@ class daemon_rpc_test(with_daemon):
         self.assertEqual(self.ok(proxy.subject.get_roles(s, subject)), [])
         self.assertEqual(self.err(proxy.subject.add_to_roles(s, subject, "OpaqueRef:no-role")),
                          ["HANDLE_INVALID", "role", "OpaqueRef:no-role"])
+        # Roles given to subject.create are kept, not dropped; they must be roles, not
+        # permissions; one identifier is one subject.
+        self.assertEqual(self.err(proxy.subject.create(s, {"subject_identifier": "u1000", "other_config": {}})),
+                         ["SUBJECT_ALREADY_EXISTS"])
         self.ok(proxy.subject.destroy(s, subject))
+        self.assertEqual(self.err(proxy.subject.create(s, {"subject_identifier": "u1001", "roles": [vm_start]})),
+                         ["ROLE_NOT_FOUND"])
+        with_roles = self.ok(proxy.subject.create(s, {"subject_identifier": "u1001", "other_config": {},
+                                                      "roles": [roles["vm-admin"], roles["read-only"]]}))
+        self.assertEqual(set(self.ok(proxy.subject.get_roles(s, with_roles))), {roles["vm-admin"], roles["read-only"]})
+        self.ok(proxy.subject.destroy(s, with_roles))
 
     def test_unknown_method_and_parameter_count(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
