@@ -126,7 +126,10 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     if (pif->VLAN < 0) return fail(api::errors::PIF_IS_PHYSICAL(ref));
     if (pif->management) return fail(api::errors::PIF_IS_MANAGEMENT_INTERFACE(ref));
     auto t = db.begin();
-    if (s->get<api::vlan>(pif->VLAN_master_of.opaque)) t.destroy(cls<api::vlan>(), pif->VLAN_master_of.opaque);
+    std::set<std::string> vlans;
+    for (const auto& v : s->refs_where<api::vlan>("untagged_PIF", ref)) vlans.insert(v);
+    if (s->get<api::vlan>(pif->VLAN_master_of.opaque)) vlans.insert(pif->VLAN_master_of.opaque);
+    for (const auto& v : vlans) t.destroy(cls<api::vlan>(), v);
     t.destroy(cls<api::pif>(), ref);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
     return wire::value("");
