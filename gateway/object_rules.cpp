@@ -70,6 +70,25 @@ bool same_bytes(const std::string& a, const std::string& b) {
   }
 }
 
+// `R.destroy` that takes the PIF the object brings up (`pif_field`) with it, if that PIF may go.
+template <class R, class Check>
+dispatcher::handler destroy_with_pif(storage::database& db, const char* class_name, api::ref<api::pif> R::*pif_field,
+                                     Check pif_may_go) {
+  return [&db, class_name, pif_field, pif_may_go](call_context&, const wire::array& p) -> api::api_result<wire::value> {
+    const std::string ref = ref_at(p, 0);
+    auto s = db.snapshot();
+    const R* rec = s->get<R>(ref);
+    if (!rec) return fail(api::errors::HANDLE_INVALID(class_name, ref));
+    const std::string pif = (rec->*pif_field).opaque;
+    if (auto st = pif_may_go(*s, pif); !st) return fail(st.error());
+    auto t = db.begin();
+    if (s->get<api::pif>(pif)) t.destroy(cls<api::pif>(), pif);
+    t.destroy(cls<R>(), ref);
+    if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
+    return wire::value("");
+  };
+}
+
 }  // namespace
 
 void register_object_rules(dispatcher& d, storage::database& db, actors::storage_repos& repos, const std::string& this_host) {
@@ -147,30 +166,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
           return fail(api::errors::VIF_IN_USE(pif->network.opaque, v.opaque));
     return ok_v;
   };
-  d.add_blocking("VLAN.destroy", [&db, pif_may_go](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
-    auto s = db.snapshot();
-    const api::vlan* v = s->get<api::vlan>(ref);
-    if (!v) return fail(api::errors::HANDLE_INVALID("VLAN", ref));
-    if (auto st = pif_may_go(*s, v->untagged_PIF.opaque); !st) return fail(st.error());
-    auto t = db.begin();
-    if (s->get<api::pif>(v->untagged_PIF.opaque)) t.destroy(cls<api::pif>(), v->untagged_PIF.opaque);
-    t.destroy(cls<api::vlan>(), ref);
-    if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
-  d.add_blocking("tunnel.destroy", [&db, pif_may_go](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
-    auto s = db.snapshot();
-    const api::tunnel* tn = s->get<api::tunnel>(ref);
-    if (!tn) return fail(api::errors::HANDLE_INVALID("tunnel", ref));
-    if (auto st = pif_may_go(*s, tn->access_PIF.opaque); !st) return fail(st.error());
-    auto t = db.begin();
-    if (s->get<api::pif>(tn->access_PIF.opaque)) t.destroy(cls<api::pif>(), tn->access_PIF.opaque);
-    t.destroy(cls<api::tunnel>(), ref);
-    if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+  d.add_blocking("VLAN.destroy", destroy_with_pif(db, "VLAN", &api::vlan::untagged_PIF, pif_may_go));
+  d.add_blocking("tunnel.destroy", destroy_with_pif(db, "tunnel", &api::tunnel::access_PIF, pif_may_go));
 
   // A running (or suspended) VM keeps its console; a halted one gets a new one when it starts.
   d.guard("console.destroy", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {

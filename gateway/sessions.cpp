@@ -129,11 +129,15 @@ api::status session_manager::destroy(const std::string& ref) {
 }
 
 std::size_t session_manager::destroy_where(const std::function<bool(const std::string&, const caller&)>& match) {
+  return end_where([&](const std::string& ref, live& s) { return match(ref, s.owner); });
+}
+
+std::size_t session_manager::end_where(const std::function<bool(const std::string&, live&)>& match) {
   std::vector<std::string> gone;
   {
     std::lock_guard lock(mu_);
     for (auto it = live_.begin(); it != live_.end();) {
-      if (match(it->first, it->second.owner)) {
+      if (match(it->first, it->second)) {
         gone.push_back(it->first);
         it = live_.erase(it);
       } else {
@@ -168,20 +172,7 @@ void session_manager::end(const std::vector<std::string>& refs) {
 std::size_t session_manager::expire_idle() {
   const std::int64_t limit_ms = limits_.idle_timeout.count() * 1000;
   const std::int64_t now = clock_.now_ms();
-  std::vector<std::string> idle;
-  {
-    std::lock_guard lock(mu_);
-    for (auto it = live_.begin(); it != live_.end();) {
-      if (now - it->second.last_active_ms > limit_ms || !refresh(it->second)) {
-        idle.push_back(it->first);
-        it = live_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  end(idle);
-  return idle.size();
+  return end_where([&](const std::string&, live& s) { return now - s.last_active_ms > limit_ms || !refresh(s); });
 }
 
 std::size_t session_manager::count() const {

@@ -70,6 +70,8 @@ class session_manager {
   bool refresh(live& s) const;
   // Removes the rows of sessions already taken out of live_ (with their tasks).
   void end(const std::vector<std::string>& refs);
+  // Takes the sessions `match` picks (under the lock) out of live_ and ends them; how many.
+  std::size_t end_where(const std::function<bool(const std::string& ref, live& s)>& match);
   static std::string cap_key(const live& s);
 
   storage::database& db_;
