@@ -33,10 +33,7 @@ bool sees_task_session(const caller& who, const storage::state& snap, const api:
 
 }  // namespace
 
-bool has_events(std::size_t cls) {
-  static const std::size_t session = class_named("session"), secret = class_named("secret");
-  return cls != session && cls != secret;
-}
+bool has_events(std::size_t cls) { return schema::get().table(cls).has_events; }
 
 bool may_read(const caller& who, std::size_t cls) { return who.role <= least_reader(cls); }
 

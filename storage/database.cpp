@@ -309,8 +309,15 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
   // Rows deleted by this batch become tombstones; past the number kept, the oldest are forgotten
   // here, in the same write (so collecting costs only what it collects).
   std::vector<tombstone> born;
-  for (const auto& c : changes)
-    if (c.kind == change_kind::del) born.push_back({c.gen, c.cls, c.ref});
+  for (const auto& c : changes) {
+    if (c.kind != change_kind::del) continue;
+    if (sch.table(c.cls).has_events) {
+      born.push_back({c.gen, c.cls, c.ref});
+    } else if (const row* r = working->find_any(c.cls, c.ref); r && r->deleted) {  // no event wants it
+      working->erase_tombstone(c.cls, c.ref);
+      collected.emplace(c.cls, c.ref);
+    }
+  }
   std::size_t expired = 0;  // of tombstones_, then of born
   for (std::size_t total = tombstones_.size() + born.size(); total - expired > options_.tombstones_kept; ++expired) {
     const tombstone& t = expired < tombstones_.size() ? tombstones_[expired] : born[expired - tombstones_.size()];

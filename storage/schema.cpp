@@ -48,6 +48,7 @@ schema::schema() {
     t.bindings.resize(classes[c].fields.size());
     t.ref_target.assign(classes[c].fields.size(), no_class);
     t.secret_refs = classes[c].name == "session";
+    t.has_events = classes[c].name != "session" && classes[c].name != "secret";
     for (std::size_t f = 0; f < classes[c].fields.size(); ++f) {
       const auto& fd = classes[c].fields[f];
       const api::type_desc* ty = fd.type;

@@ -34,6 +34,9 @@ struct table_schema {
   std::vector<std::optional<binding>> bindings;       // per field
   std::vector<std::size_t> ref_target;                // per field: class index of ref(C)/set(ref(C)), or npos
   bool secret_refs = false;  // a ref of this class is a credential (a session's): drawn from the CSPRNG
+  // Whether objects of this class have events (xapi's gen_events): sessions and secrets do not.
+  // A deleted row of a class without events keeps no tombstone.
+  bool has_events = true;
 };
 
 class schema {

@@ -487,6 +487,20 @@ TEST_F(storage_test, only_the_most_recent_tombstones_are_kept) {
   EXPECT_EQ(count_tombstones(), 3u);
 }
 
+// A class without events (sessions, secrets) keeps no tombstone: no "del" event will ever want
+// its snapshot, and a session's record (its permissions) is tens of kilobytes.
+TEST_F(storage_test, rows_of_classes_without_events_leave_no_tombstone) {
+  auto t = db_->begin();
+  std::string session = t.create(api::session{});
+  commit(t);
+  auto d = db_->begin();
+  d.destroy(cls("session"), session);
+  commit(d);
+  EXPECT_EQ(db_->snapshot()->find_any(cls("session"), session), nullptr);
+  reopen();
+  EXPECT_EQ(db_->snapshot()->find_any(cls("session"), session), nullptr);
+}
+
 TEST_F(storage_test, only_recent_log_entries_are_kept) {
   db_.reset();
   database_options o{dir_.path() + "/db", &clock_, &ids_};
