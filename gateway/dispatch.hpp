@@ -13,6 +13,7 @@
 
 #include "gateway/call_pool.hpp"
 #include "gateway/caller.hpp"
+#include "gateway/client_watch.hpp"
 #include "proto/api/convert.hpp"
 #include "proto/wire/codec.hpp"
 #include "xapid/api/catalog.hpp"
@@ -29,9 +30,9 @@ struct call_context {
   // A handler may ask for its answer to be held back (a failed login); the connection waits,
   // no thread does.
   std::chrono::milliseconds answer_delay{0};
-  // For a call that waits long without a thread (event.from): `gone` runs if the client closes
-  // its connection meanwhile. Empty when the transport cannot tell.
-  std::function<void(std::function<void()> gone)> watch_client;
+  // For a call that waits long without a thread (event.from): its connection, to be told when
+  // the client closes it meanwhile (when_client_gone). Empty when the transport cannot tell.
+  std::weak_ptr<client_watch> connection;
 };
 
 class dispatcher {

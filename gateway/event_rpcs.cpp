@@ -310,7 +310,7 @@ void event_rpcs::from(call_context& ctx, const wire::array& p, dispatcher::answe
   }
   auto w = std::make_shared<waiter>();
   w->ctx = ctx;
-  w->ctx.watch_client = nullptr;
+  w->ctx.connection.reset();
   w->sub = std::move(sub);
   w->cursor = *token;
   w->deadline_ms = clock_.now_ms() + static_cast<std::int64_t>(timeout_s * 1000);
@@ -329,7 +329,7 @@ void event_rpcs::next(call_context& ctx, dispatcher::answer done) {
   }
   w->is_next = true;
   w->ctx = ctx;
-  w->ctx.watch_client = nullptr;
+  w->ctx.connection.reset();
   w->done = std::move(done);
   wait(w, ctx);
 }
@@ -398,9 +398,9 @@ void event_rpcs::wait(const std::shared_ptr<waiter>& w, call_context& ctx) {
   cv_.notify_all();  // the timer may have to wake sooner
   // A commit between the look and the parking would be missed: look again if there was one.
   if (db_.current_generation() > w->cursor) wake(w->id, false);
-  if (ctx.watch_client) {
+  if (!ctx.connection.expired()) {
     std::weak_ptr<waiter> weak = w;
-    ctx.watch_client([this, weak] {
+    when_client_gone(ctx.connection, [this, weak] {
       if (auto still = weak.lock()) client_gone(still);
     });
   }

@@ -211,7 +211,9 @@ namespace {
 // would wake another thread); only the rest of a larger answer, and everything over TLS, goes
 // through Asio's asynchronous writes.
 template <class Socket, bool Tls>
-class connection final : public std::enable_shared_from_this<connection<Socket, Tls>>, public timed_connection {
+class connection final : public std::enable_shared_from_this<connection<Socket, Tls>>,
+                         public timed_connection,
+                         public client_watch {
  public:
   using stream_type = std::conditional_t<Tls, net::ssl::stream<Socket>, Socket>;
 
@@ -481,10 +483,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
     in.body = std::move(req.body());
     in.from_unix_socket = is_unix_;
     in.peer = peer_;
-    in.watch_close = [weak = this->weak_from_this()](std::function<void()> gone) {
-      if (auto self = weak.lock()) self->watch_peer(std::move(gone));
-      else gone();
-    };
+    in.connection = this->weak_from_this();
     version_ = req.version();
     keep_alive_ = req.keep_alive();
     expire_never();  // the call itself decides how long it takes (event.from waits)
@@ -521,7 +520,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
   // closing it (a peek sees the end), without taking any byte of a request it may send next.
   // Asio's reactor locks per descriptor, so this wait may be started while another thread
   // writes the call's answer.
-  void watch_peer(std::function<void()> gone) {
+  void on_client_gone(std::function<void()> gone) override {
     socket().async_wait(net::socket_base::wait_read, [self = this->shared_from_this(), gone = std::move(gone)](
                                                          beast::error_code ec) {
       if (ec == net::error::operation_aborted) return;  // closed by us: the call ended anyway

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/result.hpp"
+#include "gateway/client_watch.hpp"
 
 namespace xapid::gateway {
 
@@ -22,9 +23,7 @@ struct http_request {
   std::string body;
   bool from_unix_socket = false;  // a local peer, trusted by login (issue: sessions)
   std::string peer;               // the client's address ("local" for the unix socket)
-  // For a call that waits long: `gone` runs if the client closes the connection before the
-  // answer (it may also run after the answer; it must then do nothing).
-  std::function<void(std::function<void()> gone)> watch_close;
+  std::weak_ptr<client_watch> connection;  // to be told when the client goes (a call that waits)
 };
 
 struct http_response {

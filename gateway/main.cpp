@@ -1,5 +1,4 @@
 // xapid: the XenAPI daemon of one host. main() is the one place that wires the components.
-#include <malloc.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -550,11 +549,6 @@ int run(int argc, char** argv, bool& reboot) {
 }
 
 int main(int argc, char** argv) {
-  // Large buffers (answers of whole tables, request bodies) are mapped and unmapped whole, so
-  // that their memory goes back to the system when they are freed: glibc's moving threshold
-  // would otherwise keep them in its heaps, and a burst of large answers would hold the
-  // process's memory for good.
-  ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   bool reboot = false;
   int rc = run(argc, argv, reboot);
   if (rc == 0 && reboot) {

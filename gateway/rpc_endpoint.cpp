@@ -13,7 +13,7 @@ void serve_rpc(const dispatcher& d, const http_request& req, const http_server::
   call_context ctx;
   ctx.from_unix_socket = req.from_unix_socket;
   ctx.client = req.peer;
-  ctx.watch_client = req.watch_close;
+  ctx.connection = req.connection;
 
   if (path == "/jsonrpc") {
     auto parsed = wire::jsonrpc::parse_request(req.body, lim);

@@ -53,9 +53,19 @@ bool is_valid_utf8(std::string_view s) noexcept {
 }
 
 bool is_xml_text(std::string_view s) noexcept {
-  if (!is_valid_utf8(s)) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  // Runs of printable ASCII (every byte from 0x20 to 0x7F) are skipped eight bytes at a time:
+  // a call's strings (refs, names) are mostly that.
+  std::size_t i = 0;
+  constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  for (; s.size() - i >= 8; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (((w - ones * 0x20) | w) & highs) break;  // a byte below 0x20, or one with its high bit
+  }
+  if (i == s.size()) return true;
+  if (!is_valid_utf8(s.substr(i))) return false;
+  for (; i < s.size(); ++i) {
     const unsigned c = p[i];
     if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
     // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
