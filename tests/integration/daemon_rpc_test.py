@@ -46,14 +46,6 @@ class daemon_rpc_test(with_daemon):
             self.assertEqual(proxy.VM.start("OpaqueRef:bogus", "OpaqueRef:vm", False, False)["ErrorDescription"],
                              ["SESSION_INVALID", "OpaqueRef:bogus"])
 
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
-
-    def err(self, answer):
-        self.assertEqual(answer["Status"], "Failure", answer)
-        return answer["ErrorDescription"]
-
     def test_login_in_both_forms_and_logout(self):
         proxy = xmlrpc.client.ServerProxy(self.url)
         s2 = self.ok(proxy.session.login_with_password("root", PASSWORD))

@@ -24,7 +24,7 @@ import time
 import unittest
 import xmlrpc.client
 
-from xapid_support import needs_pam_users, pam_users, with_daemon  # takes PATH_TO_XAPID from argv
+from xapid_support import needs_pam_users, pam_users, strings_in, with_daemon  # takes PATH_TO_XAPID from argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATAMODEL = os.path.join(HERE, "..", "..", "proto", "datamodel")
@@ -114,22 +114,6 @@ def call(proxy, method, *params):
         return target(*params)
     except Exception as e:  # noqa: BLE001 - an answer to report
         return {"Status": "Exception", "ErrorDescription": [type(e).__name__, str(e)[:200]]}
-
-
-def strings_in(value):
-    """Every string in `value` (nested lists and dicts, keys too)."""
-    out = set()
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            out.add(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-    return out
 
 
 def brief(answer):

@@ -27,8 +27,8 @@ import unittest
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
-from xapid_support import (PASSWORD, jsonrpc_request, needs_pam_users, pam_users, read_answer, start_daemon, stop_daemon,
-                           with_daemon)  # takes PATH_TO_XAPID from argv
+from xapid_support import (PASSWORD, answers, jsonrpc_request, needs_pam_users, pam_users, read_answer, start_daemon,
+                           stop_daemon, strings_in, with_daemon)  # takes PATH_TO_XAPID from argv
 
 NULL = "OpaqueRef:NULL"
 
@@ -127,19 +127,7 @@ def unix_jsonrpc(data_dir, method, *params, timeout=30):
 
 def refs_in(value):
     """Every string in `value` (nested lists and dicts, keys too) that is an OpaqueRef."""
-    out = set()
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            if v.startswith("OpaqueRef:"):
-                out.add(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-    return out
+    return {v for v in strings_in(value) if v.startswith("OpaqueRef:")}
 
 
 class many_calls:
@@ -228,10 +216,6 @@ class role_daemon(with_daemon):
         except BaseException:
             cls.tearDownClass()
             raise
-
-    def err(self, answer):
-        self.assertEqual(answer["Status"], "Failure", answer)
-        return answer["ErrorDescription"]
 
 
 # --- sessions and reads (RBAC read rules) ---
@@ -792,6 +776,12 @@ class tombstones(with_daemon):
 
 
 class value_checks:
+    @classmethod
+    def make_vm(cls):
+        template = cls.x.VM.get_by_name_label(cls.s, "Other install media")["Value"][0]
+        cls.vm = cls.x.VM.clone(cls.s, template, "values")["Value"]
+        cls.pool = cls.x.pool.get_all(cls.s)["Value"][0]
+
     def assert_not_supported(self, outcome, what):
         ok, value = outcome
         self.assertFalse(ok, f"{what}: accepted")
@@ -806,13 +796,7 @@ class large_and_odd_values(value_checks, with_daemon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        template = cls.x.VM.get_by_name_label(cls.s, "Other install media")["Value"][0]
-        cls.vm = cls.x.VM.clone(cls.s, template, "values")["Value"]
-        cls.pool = cls.x.pool.get_all(cls.s)["Value"][0]
-
-    def err(self, answer):
-        self.assertEqual(answer["Status"], "Failure", answer)
-        return answer["ErrorDescription"]
+        cls.make_vm()
 
     def test_v2_maps_sets_and_strings_have_limits(self):
         """V2 limits: 10,000 entries in a map or a set, 1 MiB in a string; one more is
@@ -904,9 +888,7 @@ class huge_values(value_checks, with_daemon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        template = cls.x.VM.get_by_name_label(cls.s, "Other install media")["Value"][0]
-        cls.vm = cls.x.VM.clone(cls.s, template, "values")["Value"]
-        cls.pool = cls.x.pool.get_all(cls.s)["Value"][0]
+        cls.make_vm()
 
     @classmethod
     def tearDownClass(cls):
@@ -949,7 +931,7 @@ class huge_values(value_checks, with_daemon):
 
 # --- storage repositories and paths ---
 
-class client_paths(unittest.TestCase):
+class client_paths(answers, unittest.TestCase):
     """P1, P2: a daemon whose data dir is DIR/data, DIR being the test's own directory (so that
     a path that climbs out of the data dir lands where the test can see it)."""
 
@@ -967,14 +949,6 @@ class client_paths(unittest.TestCase):
         stop_daemon(cls.proc)
         cls.proc.stderr.close()
         cls.parent.cleanup()
-
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
-
-    def err(self, answer):
-        self.assertEqual(answer["Status"], "Failure", answer)
-        return answer["ErrorDescription"]
 
     def test_p1_a_uuid_given_by_a_client_cannot_climb_out_of_the_data_dir(self):
         """P1: SR.introduce with uuid "../../victim" is UUID_INVALID; were it taken, the SR's
@@ -1094,10 +1068,6 @@ class destructors_and_setters(with_daemon):
         cls.template = cls.x.VM.get_by_name_label(cls.s, "Other install media")["Value"][0]
         cls.pool = cls.x.pool.get_all(cls.s)["Value"][0]
         cls.sr = cls.x.pool.get_default_SR(cls.s, cls.pool)["Value"]
-
-    def err(self, answer):
-        self.assertEqual(answer["Status"], "Failure", answer)
-        return answer["ErrorDescription"]
 
     def test_d1_a_network_in_use_is_not_destroyed(self):
         """D1: network.destroy of a network with an attached VIF is NETWORK_CONTAINS_VIF(vif), of the

@@ -67,7 +67,36 @@ def stop_daemon(proc):
     return proc.wait(timeout=30)
 
 
-class with_daemon(unittest.TestCase):
+def strings_in(value):
+    """Every string in `value` (nested lists and dicts, keys too)."""
+    out = set()
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.add(v)
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return out
+
+
+class answers:
+    """ok(answer) is an XML-RPC answer's Value, err(answer) its ErrorDescription; each asserts
+    the Status first."""
+
+    def ok(self, answer):
+        self.assertEqual(answer["Status"], "Success", answer)
+        return answer["Value"]
+
+    def err(self, answer):
+        self.assertEqual(answer["Status"], "Failure", answer)
+        return answer["ErrorDescription"]
+
+
+class with_daemon(answers, unittest.TestCase):
     """A daemon of its own for the test class, on a fresh data dir (started with the class's
     `daemon_args`), and root's session on it: `x` is an XML-RPC proxy, `s` the session."""
 
@@ -91,9 +120,6 @@ class with_daemon(unittest.TestCase):
         cls.proc.stderr.close()
         cls.dir.cleanup()
 
-    def ok(self, answer):
-        self.assertEqual(answer["Status"], "Success", answer)
-        return answer["Value"]
 
 
 # --- system users that log in through PAM ---
