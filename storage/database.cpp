@@ -42,7 +42,12 @@ std::string encode_row(const table_schema& ts, const row& r) {
   wire::binary::append(out, wire::value(static_cast<std::int64_t>(r.modified)));
   wire::binary::append(out, wire::value(static_cast<std::int64_t>(r.deleted)));
   wire::binary::append_array_header(out, ts.desc->fields.size());
-  for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) wire::binary::append(out, ts.ops->get_field(r.record.get(), f));
+  for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) {
+    // A derived field is stored as empty: it is rebuilt from the other side at load, and a row
+    // is never rewritten because a partner joined or left it.
+    if (ts.bindings[f] && ts.bindings[f]->derived) wire::binary::append_array_header(out, 0);
+    else wire::binary::append(out, ts.ops->get_field(r.record.get(), f));
+  }
   return out;
 }
 
@@ -81,6 +86,7 @@ void transaction::set(std::size_t cls, std::string ref, std::size_t field, wire:
 void transaction::update(std::size_t cls, const std::string& ref, const void* before, const void* after) {
   const table_schema& ts = schema::get().table(cls);
   for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) {
+    if (ts.bindings[f] && ts.bindings[f]->derived) continue;  // the database's to set, never a writer's
     wire::value next = ts.ops->get_field(after, f);
     if (ts.ops->get_field(before, f) != next) set(cls, ref, f, std::move(next));
   }
@@ -186,6 +192,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
     st->load_row(cls, std::string(key.substr(3)), std::move(r).value());
   }
   if (!it->status().ok()) return fail("cannot read the rows of " + options.path + ": " + status_text(it->status()));
+  st->derive_after_load();
 
   db->feed_start_ = st->gen();
   db->index_tombstones(*st);
@@ -330,7 +337,8 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
 
   // The rows as they stand after the whole batch, once each.
   std::set<std::pair<std::size_t, std::string>> dirty;
-  for (const auto& c : changes) dirty.emplace(c.cls, c.ref);
+  for (const auto& c : changes)
+    if (!c.derived_only) dirty.emplace(c.cls, c.ref);
   for (const auto& [cls, ref] : dirty) {
     if (const row* r = working->find_any(cls, ref)) wb.Put(row_key(cls, ref), encode_row(sch.table(cls), *r));
   }
@@ -403,12 +411,19 @@ std::string database::export_checkpoint() const {
   auto snap = snapshot();
   const auto& sch = schema::get();
   wire::array rows;
-  for (std::size_t c = 0; c < sch.tables().size(); ++c)
+  for (std::size_t c = 0; c < sch.tables().size(); ++c) {
+    // In the order of refs: tables iterate in the order of a hash keyed per process, and two
+    // members holding the same state must write the same bytes.
+    std::vector<std::pair<std::string, const row*>> sorted;
     snap->for_each(c, [&](const std::string& ref, const row& r) {
-      rows.emplace_back(wire::array{wire::value(static_cast<std::int64_t>(c)), wire::value(ref),
-                                    wire::value(encode_row(sch.table(c), r))});
+      sorted.emplace_back(ref, &r);
       return true;
     }, true);
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& [ref, r] : sorted)
+      rows.emplace_back(wire::array{wire::value(static_cast<std::int64_t>(c)), wire::value(ref),
+                                    wire::value(encode_row(sch.table(c), *r))});
+  }
   return wire::binary::encode(wire::value(wire::array{wire::value(static_cast<std::int64_t>(snap->gen())),
                                                       wire::value(std::move(rows))}));
 }
@@ -450,6 +465,7 @@ result<void, std::string> database::import_checkpoint(std::string_view bytes) {
     wb.Put(row_key(cls, *(*a)[1].as_string()), *(*a)[2].as_string());
     next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
   }
+  next->derive_after_load();
   next->set_generation(static_cast<generation>(*(*top)[0].as_int()));
   index_tombstones(*next);  // on an empty database: nothing commits meanwhile
   wb.Put(key_gen, std::to_string(next->gen()));

@@ -18,24 +18,38 @@ std::string string_field(const table_schema& ts, const void* rec, std::size_t f)
 
 bool is_null_ref(std::string_view r) { return r.empty() || r == api::null_ref_text; }
 
-void list_insert(cow_map<ref_list>& m, const std::string& key, const std::string& ref) {
-  const ref_list* cur = m.find(key);
-  auto next = cur ? std::make_shared<std::vector<std::string>>(**cur) : std::make_shared<std::vector<std::string>>();
-  auto it = std::lower_bound(next->begin(), next->end(), ref);
-  if (it != next->end() && *it == ref) return;
-  next->insert(it, ref);
+// Adds or removes `ref` in the set of refs under `key`; returns whether the set changed.
+bool set_insert(persistent_map<persistent_set>& m, const std::string& key, const std::string& ref) {
+  const persistent_set* cur = m.find(key);
+  if (cur && cur->find(ref)) return false;
+  persistent_set next = cur ? *cur : persistent_set{};
+  next.set(ref, unit{});
   m.set(key, std::move(next));
+  return true;
 }
 
-void list_erase(cow_map<ref_list>& m, const std::string& key, const std::string& ref) {
-  const ref_list* cur = m.find(key);
-  if (!cur) return;
-  auto next = std::make_shared<std::vector<std::string>>(**cur);
-  auto it = std::lower_bound(next->begin(), next->end(), ref);
-  if (it == next->end() || *it != ref) return;
-  next->erase(it);
-  if (next->empty()) m.erase(key);
-  else m.set(key, std::move(next));
+bool set_erase(persistent_map<persistent_set>& m, const std::string& key, const std::string& ref) {
+  const persistent_set* cur = m.find(key);
+  if (!cur || !cur->find(ref)) return false;
+  if (cur->size() == 1) {
+    m.erase(key);
+    return true;
+  }
+  persistent_set next = *cur;
+  next.erase(ref);
+  m.set(key, std::move(next));
+  return true;
+}
+
+std::vector<std::string> refs_in(const persistent_set* s) {
+  std::vector<std::string> out;
+  if (!s) return out;
+  out.reserve(s->size());
+  s->for_each([&](const std::string& ref, unit) {
+    out.push_back(ref);
+    return true;
+  });
+  return out;
 }
 
 api::api_error handle_invalid(std::size_t cls, std::string_view ref) {
@@ -47,7 +61,11 @@ api::api_error handle_invalid(std::size_t cls, std::string_view ref) {
 // The writer's mutations of a state, with the bound fields kept consistent.
 class applier {
  public:
-  applier(state& s, generation gen, std::vector<change>& changes) : s_(s), gen_(gen), changes_(changes) {}
+
+  // `derive`: whether a change of a scalar ref field updates its partner's derived field now
+  // (false while loading, when derive_after_load fills them all at the end).
+  applier(state& s, generation gen, std::vector<change>& changes, bool derive)
+      : s_(s), gen_(gen), changes_(changes), derive_(derive) {}
 
   void index(std::size_t cls, const std::string& ref, const void* rec, bool add) {
     const table_schema& ts = schema::get().table(cls);
@@ -62,12 +80,12 @@ class applier {
     }
     if (ts.name_label_field) {
       std::string label = string_field(ts, rec, *ts.name_label_field);
-      add ? list_insert(t.by_name_label, label, ref) : list_erase(t.by_name_label, label, ref);
+      add ? set_insert(t.by_name_label, label, ref) : set_erase(t.by_name_label, label, ref);
     }
     for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
       std::string target = string_field(ts, rec, ts.ref_fields[i]);
       if (is_null_ref(target)) continue;
-      add ? list_insert(t.by_ref[i], target, ref) : list_erase(t.by_ref[i], target, ref);
+      if (add ? set_insert(t.by_ref[i], target, ref) : set_erase(t.by_ref[i], target, ref)) derive(cls, i, target);
     }
   }
 
@@ -86,25 +104,46 @@ class applier {
     if (ts.name_label_field) {
       std::string l0 = string_field(ts, before, *ts.name_label_field), l1 = string_field(ts, after, *ts.name_label_field);
       if (l0 != l1) {
-        list_erase(t.by_name_label, l0, ref);
-        list_insert(t.by_name_label, l1, ref);
+        set_erase(t.by_name_label, l0, ref);
+        set_insert(t.by_name_label, l1, ref);
       }
     }
     for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
       std::string r0 = string_field(ts, before, ts.ref_fields[i]), r1 = string_field(ts, after, ts.ref_fields[i]);
       if (r0 == r1) continue;
-      if (!is_null_ref(r0)) list_erase(t.by_ref[i], r0, ref);
-      if (!is_null_ref(r1)) list_insert(t.by_ref[i], r1, ref);
+      if (!is_null_ref(r0) && set_erase(t.by_ref[i], r0, ref)) derive(cls, i, r0);
+      if (!is_null_ref(r1) && set_insert(t.by_ref[i], r1, ref)) derive(cls, i, r1);
     }
   }
 
-  // Replaces a live row's record, keeping indexes current; bound fields are the caller's job.
+  // The rows pointing at `target` through ref field i of `cls` changed: if that field is the
+  // scalar side of a one-to-many pair, the target's derived field becomes the index's new set
+  // (shared, O(1)) and the target has a "mod" event, with nothing written to disk.
+  void derive(std::size_t cls, std::size_t i, const std::string& target) {
+    if (!derive_) return;
+    const table_schema& ts = schema::get().table(cls);
+    const auto& b = ts.bindings[ts.ref_fields[i]];
+    if (!b || b->many_to_many) return;
+    const row_ptr* partner = s_.tables_[b->other_class].rows.find(target);
+    if (!partner || (*partner)->deleted) return;
+    const table_schema& pts = schema::get().table(b->other_class);
+    std::shared_ptr<void> rec = pts.ops->make_shared((*partner)->record.get());
+    const persistent_set* refs = s_.tables_[cls].by_ref[i].find(target);
+    pts.ops->set_derived(rec.get(), b->other_field, refs ? *refs : persistent_set{});
+    s_.tables_[b->other_class].rows.set(target, std::make_shared<row>(row{std::move(rec), (*partner)->created, gen_, 0}));
+    changes_.push_back(change{static_cast<std::uint32_t>(b->other_class), target, change_kind::mod, gen_, true});
+  }
+
+  // Replaces a live row's record, keeping indexes current; many-to-many fields are the caller's
+  // job. The new row is in place before the indexes move, so a partner derived meanwhile (a row
+  // that points at itself) is derived from it.
   void replace(std::size_t cls, const std::string& ref, std::shared_ptr<const void> rec) {
     table_data& t = s_.tables_[cls];
-    const row_ptr* old = t.rows.find(ref);
-    reindex(cls, ref, (*old)->record.get(), rec.get());
-    t.rows.set(ref, std::make_shared<row>(row{std::move(rec), (*old)->created, gen_, 0}));
+    const row_ptr old = *t.rows.find(ref);
+    const std::shared_ptr<const void> after = rec;
+    t.rows.set(ref, std::make_shared<row>(row{std::move(rec), old->created, gen_, 0}));
     changes_.push_back(change{static_cast<std::uint32_t>(cls), ref, change_kind::mod, gen_});
+    reindex(cls, ref, old->record.get(), after.get());
   }
 
   void set_field(std::size_t cls, const std::string& ref, std::size_t field, const wire::value& v) {
@@ -142,11 +181,12 @@ class applier {
     return out;
   }
 
-  // Mirrors the change of a bound field from `before` to `after` on its partners.
+  // Mirrors the change of a many-to-many field from `before` to `after` on its partners (the
+  // one-to-many pairs are derived through the indexes instead: see derive).
   void propagate(std::size_t cls, const std::string& ref, std::size_t field, const wire::value& before,
                  const wire::value& after) {
     const auto& b = schema::get().table(cls).bindings[field];
-    if (!b || b->derived) return;
+    if (!b || !b->many_to_many) return;
     auto old_refs = refs_of(before), new_refs = refs_of(after);
     for (const auto& t : old_refs)
       if (std::find(new_refs.begin(), new_refs.end(), t) == new_refs.end())
@@ -167,10 +207,12 @@ class applier {
         auto st = o.value.as_array() ? record_from_fields(ts, rec, o.value) : ts.ops->from_value(rec, o.value);
         (void)st;
         t.rows.set(o.ref, std::make_shared<row>(row{owned, gen_, gen_, 0}));
-        index(o.cls, o.ref, rec, true);
+        ++t.live;
         changes_.push_back(change{o.cls, o.ref, change_kind::add, gen_});
+        index(o.cls, o.ref, rec, true);
         for (std::size_t f = 0; f < ts.bindings.size(); ++f)
-          if (ts.bindings[f]) propagate(o.cls, o.ref, f, wire::value(), ts.ops->get_field(rec, f));
+          if (ts.bindings[f] && ts.bindings[f]->many_to_many)
+            propagate(o.cls, o.ref, f, wire::value(), ts.ops->get_field(rec, f));
         break;
       }
       case op_kind::set: {
@@ -185,9 +227,13 @@ class applier {
         const row* r = s_.find(o.cls, o.ref);
         if (!r) return;
         auto rec = r->record;
+        // The row becomes a tombstone first: a partner re-derived below no longer sees it.
+        t.rows.set(o.ref, std::make_shared<row>(row{rec, r->created, gen_, gen_}));
+        --t.live;
+        index(o.cls, o.ref, rec.get(), false);
         for (std::size_t f = 0; f < ts.bindings.size(); ++f) {
           const auto& b = ts.bindings[f];
-          if (!b) continue;
+          if (!b || !(b->derived || b->many_to_many)) continue;
           wire::value v = ts.ops->get_field(rec.get(), f);
           if (b->derived) {
             // Rows that point here through the scalar side now point nowhere.
@@ -197,9 +243,6 @@ class applier {
             propagate(o.cls, o.ref, f, v, wire::value());
           }
         }
-        const row_ptr* cur = t.rows.find(o.ref);
-        index(o.cls, o.ref, rec.get(), false);
-        t.rows.set(o.ref, std::make_shared<row>(row{rec, (*cur)->created, gen_, gen_}));
         changes_.push_back(change{o.cls, o.ref, change_kind::del, gen_});
         break;
       }
@@ -211,6 +254,7 @@ class applier {
   state& s_;
   generation gen_;
   std::vector<change>& changes_;
+  bool derive_;
 };
 
 state::state() {
@@ -236,31 +280,22 @@ std::optional<std::string> state::ref_by_uuid(std::size_t cls, std::string_view 
 }
 
 std::vector<std::string> state::refs_by_name_label(std::size_t cls, std::string_view label) const {
-  const ref_list* l = tables_.at(cls).by_name_label.find(label);
-  return l ? **l : std::vector<std::string>{};
+  return refs_in(tables_.at(cls).by_name_label.find(label));
 }
 
 std::vector<std::string> state::refs_by_field(std::size_t cls, std::size_t field, std::string_view target) const {
   const auto& ref_fields = schema::get().table(cls).ref_fields;
   auto it = std::find(ref_fields.begin(), ref_fields.end(), field);
   if (it == ref_fields.end()) return {};
-  const ref_list* l = tables_[cls].by_ref[static_cast<std::size_t>(it - ref_fields.begin())].find(target);
-  return l ? **l : std::vector<std::string>{};
+  return refs_in(tables_[cls].by_ref[static_cast<std::size_t>(it - ref_fields.begin())].find(target));
 }
 
-std::size_t state::count(std::size_t cls) const {
-  std::size_t n = 0;
-  tables_.at(cls).rows.for_each([&](const std::string&, const row_ptr& r) {
-    n += !r->deleted;
-    return true;
-  });
-  return n;
-}
+std::size_t state::count(std::size_t cls) const { return tables_.at(cls).live; }
 
 void state::for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,
                      bool with_tombstones) const {
   tables_.at(cls).rows.for_each([&](const std::string& ref, const row_ptr& r) {
-    return (!with_tombstones && r->deleted) ? true : fn(ref, *r);
+    return (!with_tombstones && r->deleted) || fn(ref, *r);
   });
 }
 
@@ -372,14 +407,42 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
 }
 
 void state::apply(const op& o, generation gen, std::vector<change>& changes) {
-  applier(*this, gen, changes).apply(o);
+  applier(*this, gen, changes, true).apply(o);
 }
 
 void state::load_row(std::size_t cls, std::string ref, row r) {
+  const table_schema& ts = schema::get().table(cls);
+  // The row was just decoded and nothing else holds it yet: its derived fields are cleared in
+  // place (a database of an older build stored them) and filled by derive_after_load.
+  void* rec = const_cast<void*>(r.record.get());
+  for (std::size_t f = 0; f < ts.bindings.size(); ++f)
+    if (ts.bindings[f] && ts.bindings[f]->derived) ts.ops->set_derived(rec, f, persistent_set{});
   std::vector<change> ignored;
-  applier a(*this, r.modified, ignored);
-  if (!r.deleted) a.index(cls, ref, r.record.get(), true);
+  applier a(*this, r.modified, ignored, false);
+  if (!r.deleted) {
+    a.index(cls, ref, rec, true);
+    ++tables_.at(cls).live;
+  }
   tables_.at(cls).rows.set(std::move(ref), std::make_shared<row>(std::move(r)));
+}
+
+void state::derive_after_load() {
+  const auto& sch = schema::get();
+  for (std::size_t c = 0; c < tables_.size(); ++c) {
+    const table_schema& ts = sch.table(c);
+    for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
+      const auto& b = ts.bindings[ts.ref_fields[i]];
+      if (!b || b->many_to_many) continue;
+      const table_schema& pts = sch.table(b->other_class);
+      tables_[c].by_ref[i].for_each([&](const std::string& target, const persistent_set& refs) {
+        const row_ptr* partner = tables_[b->other_class].rows.find(target);
+        // Loaded rows are held by this state alone until it is published.
+        if (partner && !(*partner)->deleted)
+          pts.ops->set_derived(const_cast<void*>((*partner)->record.get()), b->other_field, refs);
+        return true;
+      });
+    }
+  }
 }
 
 void state::erase_tombstone(std::size_t cls, const std::string& ref) {

@@ -1,6 +1,6 @@
 // The database at one generation: every table with its rows, tombstones and indexes. A
 // published state is immutable and shared by readers; the writer derives the next state by
-// applying log entries to a copy (cow_map makes the copy cheap).
+// applying log entries to a copy (persistent maps make the copy O(1) and each update O(log n)).
 #pragma once
 
 #include <functional>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "proto/api/convert.hpp"
-#include "storage/cow_map.hpp"
+#include "common/persistent_map.hpp"
 #include "storage/log_entry.hpp"
 #include "storage/schema.hpp"
 
@@ -25,7 +25,6 @@ struct row {
   generation deleted = 0;  // non-zero: a tombstone, kept for event consumers until collected
 };
 using row_ptr = std::shared_ptr<const row>;
-using ref_list = std::shared_ptr<const std::vector<std::string>>;  // sorted
 
 enum class change_kind : std::uint8_t { add, mod, del };
 
@@ -34,13 +33,19 @@ struct change {
   std::string ref;
   change_kind kind;
   generation gen;
+  // Only a derived field changed (a VBD joined the VM's VBDs): the row has its event, but
+  // nothing of it is stored, so nothing is written to disk.
+  bool derived_only = false;
 };
 
 struct table_data {
-  cow_map<row_ptr> rows;                   // by ref, tombstones included
-  cow_map<std::string> by_uuid;            // uuid -> ref, live rows
-  cow_map<ref_list> by_name_label;         // name_label -> refs, live rows
-  std::vector<cow_map<ref_list>> by_ref;   // per schema ref_fields entry: target ref -> refs
+  persistent_map<row_ptr> rows;                       // by ref, tombstones included
+  persistent_map<std::string> by_uuid;                // uuid -> ref, live rows
+  persistent_map<persistent_set> by_name_label;       // name_label -> refs, live rows
+  // Per schema ref_fields entry: target ref -> the live rows pointing at it. For the scalar side
+  // of a one-to-many pair, the set is also the partner's derived field (VBD.VM -> VM.VBDs).
+  std::vector<persistent_map<persistent_set>> by_ref;
+  std::size_t live = 0;                                // live rows
 };
 
 class state {
@@ -90,8 +95,11 @@ class state {
   void apply(const op& o, generation gen, std::vector<change>& changes);
   void set_generation(generation g) noexcept { gen_ = g; }
 
-  // Loading: put a row as it was stored (rebuilding indexes), and drop collected tombstones.
+  // Loading: put a row as it was stored (rebuilding indexes; its derived fields are cleared),
+  // then, once every row is in, fill the derived fields from the indexes; drop collected
+  // tombstones.
   void load_row(std::size_t cls, std::string ref, row r);
+  void derive_after_load();
   void erase_tombstone(std::size_t cls, const std::string& ref);
 
  private:

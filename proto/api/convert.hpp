@@ -15,6 +15,7 @@
 
 #include "common/result.hpp"
 #include "proto/api/ref.hpp"
+#include "proto/api/ref_set.hpp"
 #include "proto/wire/emitter.hpp"
 #include "proto/wire/value.hpp"
 #include "xapid/api/errors.hpp"
@@ -88,6 +89,17 @@ wire::value to_value(const std::vector<T>& items) {
   return wire::value(std::move(a));
 }
 
+template <class C>
+wire::value to_value(const ref_set<C>& refs) {
+  wire::array a;
+  a.reserve(refs.size());
+  refs.refs().for_each([&](const std::string& r, unit) {
+    a.emplace_back(r);
+    return true;
+  });
+  return wire::value(std::move(a));
+}
+
 template <class K, class V>
 wire::value to_value(const api::map<K, V>& m) {
   wire::structure s;
@@ -100,6 +112,16 @@ template <class T>
 void emit(const std::vector<T>& items, wire::emitter& e) {
   e.begin_array();
   for (const auto& item : items) emit(item, e);
+  e.end_array();
+}
+
+template <class C>
+void emit(const ref_set<C>& refs, wire::emitter& e) {
+  e.begin_array();
+  refs.refs().for_each([&](const std::string& r, unit) {
+    e.string(r);
+    return true;
+  });
   e.end_array();
 }
 
@@ -122,6 +144,22 @@ status from_value(const wire::value& v, std::vector<T>& out) {
   out.resize(a->size());
   for (std::size_t i = 0; i < a->size(); ++i)
     if (auto st = from_value((*a)[i], out[i]); !st) return st;
+  return ok_v;
+}
+
+// A derived set read from a record a client sent, or a row of an older database: storage
+// replaces it with its own index before it is kept.
+template <class C>
+status from_value(const wire::value& v, ref_set<C>& out) {
+  const wire::array* a = v.as_array();
+  if (!a) return fail(unmarshal_failure("array", v));
+  ref_set<C> refs;
+  for (const auto& item : *a) {
+    ref<C> r;
+    if (auto st = from_value(item, r); !st) return st;
+    refs.insert(r);
+  }
+  out = std::move(refs);
   return ok_v;
 }
 

@@ -85,6 +85,19 @@ def cpp_type(t):
     raise ValueError(t)
 
 
+def derived_fields(model):
+    """The "many" side of each one-to-many bound field, as (class, field): storage derives it."""
+    return {(r["b"]["class"], r["b"]["field"]) for r in model["relations"] if r["kind"] == "one-to-many"}
+
+
+def field_cpp_type(model, cls, f):
+    t = parse_type(f["type"])
+    if (cls["name"], f["name"]) in derived_fields(model):
+        assert t[0] == "set" and t[1][0] == "ref", (cls["name"], f["name"], t)
+        return f"api::ref_set<api::{type_name(t[1][1])}>"
+    return cpp_type(t)
+
+
 def string_literal(s):
     return json.dumps(s, ensure_ascii=False)
 
@@ -247,7 +260,7 @@ namespace xapid::api {
         h.append(f"struct {tn} {{\n")
         h.append(f"  static constexpr std::string_view api_class = {string_literal(cls['name'])};\n")
         for f in cls["fields"]:
-            h.append(f"  {cpp_type(parse_type(f['type']))} {ident(f['name'])}{{}};\n")
+            h.append(f"  {field_cpp_type(model, cls, f)} {ident(f['name'])}{{}};\n")
         h.append(f"  bool operator==(const {tn}&) const = default;\n")
         h.append("};\n")
         h.append(f"void emit(const {tn}& r, wire::emitter& e);\n")
@@ -268,6 +281,9 @@ struct record_ops {
   bool (*equal)(const void* a, const void* b);
   // A record in one allocation with its reference count: a copy of `from`, or a default one.
   std::shared_ptr<void> (*make_shared)(const void* from);
+  // Sets a derived field (the many side of a one-to-many pair) to the database's set of refs,
+  // shared, not copied. Any other field is left alone.
+  void (*set_derived)(void* r, std::size_t field, const persistent_set& refs);
 };
 // The operations of the class at `class_index` in all_classes().
 const record_ops& record_ops_of(std::size_t class_index) noexcept;
@@ -350,8 +366,15 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
         for i, f in enumerate(cls["fields"]):
             c.append(f"    case {i}: return from_value(v, r.{ident(f['name'])});\n")
         c.append(f"    default: return fail(unmarshal_failure(\"field of {cls['name']}\", v));\n  }}\n}}\n")
+        c.append(f"void set_derived_{tn}(void* p, std::size_t i, const persistent_set& refs) {{\n"
+                 f"  [[maybe_unused]] auto& r = *static_cast<{tn}*>(p);\n  switch (i) {{\n")
+        for i, f in enumerate(cls["fields"]):
+            if (cls["name"], f["name"]) in derived_fields(model):
+                c.append(f"    case {i}: r.{ident(f['name'])} = decltype(r.{ident(f['name'])})(refs); break;\n")
+        c.append("    default: (void)refs; break;\n  }\n}\n")
     c.append("template <class R>\nconstexpr record_ops ops_for(wire::value (*get)(const void*, std::size_t),\n"
-             "                            status (*set)(void*, std::size_t, const wire::value&)) {\n"
+             "                            status (*set)(void*, std::size_t, const wire::value&),\n"
+             "                            void (*set_derived)(void*, std::size_t, const persistent_set&)) {\n"
              "  return record_ops{R::api_class,\n"
              "                    []() -> void* { return new R(); },\n"
              "                    [](const void* r) -> void* { return new R(*static_cast<const R*>(r)); },\n"
@@ -363,12 +386,13 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
              "                    [](const void* a, const void* b) { return *static_cast<const R*>(a) == *static_cast<const R*>(b); },\n"
              "                    [](const void* from) -> std::shared_ptr<void> {\n"
              "                      return from ? std::make_shared<R>(*static_cast<const R*>(from)) : std::make_shared<R>();\n"
-             "                    }};\n"
+             "                    },\n"
+             "                    set_derived};\n"
              "}\n")
     c.append("const record_ops all_ops[] = {\n")
     for cls in model["classes"]:
         tn = type_name(cls["name"])
-        c.append(f"  ops_for<{tn}>(get_field_{tn}, set_field_{tn}),\n")
+        c.append(f"  ops_for<{tn}>(get_field_{tn}, set_field_{tn}, set_derived_{tn}),\n")
     c.append("};\n}  // namespace\n\n")
     c.append("const record_ops& record_ops_of(std::size_t class_index) noexcept { return all_ops[class_index]; }\n\n")
     c.append("}  // namespace xapid::api\n")

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "tests/support/api_samples.hpp"
 
 #include <cstdio>
@@ -59,6 +60,18 @@ wire::value sample_record(const api::class_desc& c, int seed) {
   int i = 0;
   for (const auto& f : c.fields) s.emplace_back(std::string(f.name), sample_value(*f.type, seed + i++));
   return wire::value(std::move(s));
+}
+
+wire::value with_sets_sorted(wire::value record) {
+  if (auto* members = record.as_struct())
+    for (auto& m : *members)
+      if (auto* items = m.second.as_array())
+        std::stable_sort(items->begin(), items->end(), [](const wire::value& a, const wire::value& b) {
+          const std::string* x = a.as_string();
+          const std::string* y = b.as_string();
+          return x && y ? *x < *y : false;
+        });
+  return record;
 }
 
 }  // namespace xapid::testing

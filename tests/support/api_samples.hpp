@@ -17,4 +17,8 @@ wire::value sample_value(const api::type_desc& t, int seed);
 // A full record of class `c`: every field set to a sample of its type.
 wire::value sample_record(const api::class_desc& c, int seed);
 
+// A record with the elements of each of its sets in sorted order: sets have no order, and the
+// derived ones (VM.VBDs) come back in the database's order, so records compare through this.
+wire::value with_sets_sorted(wire::value record);
+
 }  // namespace xapid::testing

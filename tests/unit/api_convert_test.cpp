@@ -23,7 +23,7 @@ void round_trip_record() {
     if (!cls->fields.empty()) {
       EXPECT_NE(rec, Record{}) << Record::api_class;
     }
-    EXPECT_EQ(to_value(rec), sample) << Record::api_class;
+    EXPECT_EQ(testing::with_sets_sorted(to_value(rec)), testing::with_sets_sorted(sample)) << Record::api_class;
 
     // Through XML-RPC (ints come back as strings) and JSON-RPC (datetimes come back as strings).
     wire::response resp{true, to_value(rec), {}};
@@ -61,9 +61,15 @@ TEST(api_convert, record_ops_read_and_write_every_field_of_every_class) {
     for (std::size_t fi = 0; fi < classes[ci].fields.size(); ++fi) {
       wire::value sample = testing::sample_value(*classes[ci].fields[fi].type, static_cast<int>(fi));
       ASSERT_TRUE(ops.set_field(rec, fi, sample).ok()) << classes[ci].name << "." << classes[ci].fields[fi].name;
-      EXPECT_EQ(ops.get_field(rec, fi), sample) << classes[ci].name << "." << classes[ci].fields[fi].name;
+      wire::value got = ops.get_field(rec, fi);
+      if (got.as_array()) {  // a set: compared without its order
+        got = testing::with_sets_sorted(wire::value(wire::structure{{"", got}})).as_struct()->front().second;
+        sample = testing::with_sets_sorted(wire::value(wire::structure{{"", sample}})).as_struct()->front().second;
+      }
+      EXPECT_EQ(got, sample) << classes[ci].name << "." << classes[ci].fields[fi].name;
     }
-    EXPECT_EQ(ops.to_value(rec), testing::sample_record(classes[ci], 0)) << classes[ci].name;
+    EXPECT_EQ(testing::with_sets_sorted(ops.to_value(rec)), testing::with_sets_sorted(testing::sample_record(classes[ci], 0)))
+        << classes[ci].name;
     void* copy = ops.clone(rec);
     EXPECT_TRUE(ops.equal(rec, copy));
     if (!classes[ci].fields.empty()) {

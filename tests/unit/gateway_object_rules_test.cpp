@@ -272,7 +272,7 @@ TEST_F(rules_test, each_class_refuses_what_xapi_refuses) {
       {"a PBD's device_config from a client",
        [](rules_test& t) {
          return std::pair{std::string("PBD.set_device_config"),
-                          wire::array{w(t.db->snapshot()->get<api::sr>(t.local_sr)->PBDs.at(0).opaque), w(wire::structure{})}};
+                          wire::array{w(t.db->snapshot()->get<api::sr>(t.local_sr)->PBDs.front().opaque), w(wire::structure{})}};
        },
        {"PERMISSION_DENIED"}},
       {"caching of a disk of a running VM",
@@ -316,7 +316,7 @@ TEST_F(rules_test, each_class_refuses_what_xapi_refuses) {
 // What goes with an object, as xapi has it: a network's idle VIFs, a VLAN PIF's VLAN.
 TEST_F(rules_test, a_destroyed_object_takes_what_hangs_on_it) {
   std::string net = network_with(false);
-  std::string vif = db->snapshot()->get<api::network>(net)->VIFs.at(0).opaque;
+  std::string vif = db->snapshot()->get<api::network>(net)->VIFs.front().opaque;
   EXPECT_TRUE(call("network.destroy", {wire::value(net)}).empty());
   EXPECT_EQ(db->snapshot()->get<api::vif>(vif), nullptr);
   api::pif p;
