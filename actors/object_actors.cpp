@@ -61,15 +61,22 @@ wire::value allowed_after(const operation_rules& rules, std::size_t cls, const v
 }
 
 // Writes the change of current_operations (one key added or removed) with the allowed_operations
-// that follow from it, in one transaction.
-api::status record_operation(shared_context& ctx, const operation_rules& rules, const operation& op, bool starting) {
+// that follow from it, in one transaction. Starting, `checked` is the row the rules admitted the
+// operation on: the commit holds only if the row is still that one when it is applied, so no
+// other writer (another process, another member) can have admitted a conflicting operation
+// meanwhile.
+api::status record_operation(shared_context& ctx, const operation_rules& rules, const operation& op, bool starting,
+                             const storage::row* checked = nullptr) {
   auto snap = ctx.db->snapshot();
-  const storage::row* row = snap->find(op.cls, op.ref);
+  const storage::row* row = checked ? checked : snap->find(op.cls, op.ref);
   if (!row && !starting) return {};  // the operation destroyed its object: nothing left to retire
   if (!row) return fail(api::errors::HANDLE_INVALID(std::string(schema::get().table(op.cls).desc->name), op.ref));
   const std::size_t current = *schema::get().field_index(op.cls, "current_operations");
   const std::size_t allowed = *schema::get().field_index(op.cls, "allowed_operations");
   auto t = ctx.db->begin();
+  if (checked)
+    t.expect_unchanged(op.cls, op.ref, checked->modified,
+                       api::errors::OTHER_OPERATION_IN_PROGRESS(std::string(schema::get().table(op.cls).desc->name), op.ref));
   wire::value next = allowed_after(rules, op.cls, row->record.get(), op.ref, [&](wire::structure& m) {
     std::erase_if(m, [&](const wire::member& kv) { return kv.first == op.task; });
     if (starting) m.emplace_back(op.task, wire::value(op.name));
@@ -109,21 +116,26 @@ caf::behavior object_actor(caf::stateful_actor<object_state>* self, std::shared_
   return {
       [=](run_atom, operation_ptr op) -> operation_ptr {
         const operation_rules* rules = ctx->rules_of(op->cls);
-        auto snap = ctx->db->snapshot();
-        const storage::row* row = snap->find(op->cls, op->ref);
-        if (!row) {
-          op->outcome = fail(api::errors::HANDLE_INVALID(std::string(schema::get().table(op->cls).desc->name), op->ref));
-          return op;
+        // Checked and recorded against one row; if the row changed before the record was
+        // applied (a concurrent write), the rules are checked again on the new row.
+        for (int attempt = 0;; ++attempt) {
+          auto snap = ctx->db->snapshot();
+          const storage::row* row = snap->find(op->cls, op->ref);
+          if (!row) {
+            op->outcome = fail(api::errors::HANDLE_INVALID(std::string(schema::get().table(op->cls).desc->name), op->ref));
+            return op;
+          }
+          if (auto refused = rules->check(row->record.get(), op->ref, op->name)) {
+            op->outcome = fail(*refused);
+            return op;
+          }
+          auto st = record_operation(*ctx, *rules, *op, true, row);
+          if (st) return op;  // admitted: the caller's thread runs the work, then asks for it to be retired
+          if (st.error().code != api::error_code::OTHER_OPERATION_IN_PROGRESS || attempt == 16) {
+            op->outcome = fail(st.error());
+            return op;
+          }
         }
-        if (auto refused = rules->check(row->record.get(), op->ref, op->name)) {
-          op->outcome = fail(*refused);
-          return op;
-        }
-        if (auto st = record_operation(*ctx, *rules, *op, true); !st) {
-          op->outcome = fail(st.error());
-          return op;
-        }
-        return op;  // admitted: the caller's thread runs the work, then asks for it to be retired
       },
       [=](done_atom, operation_ptr op) -> operation_ptr {
         if (auto st = record_operation(*ctx, *ctx->rules_of(op->cls), *op, false); !st)

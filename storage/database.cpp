@@ -73,7 +73,18 @@ std::string status_text(const rocksdb::Status& s) { return s.ToString(); }
 // ------------------------------------------------------------------ transaction
 
 std::string transaction::create(std::size_t cls, wire::value record) {
-  std::string ref = schema::get().table(cls).secret_refs ? ids_->secret_ref() : ids_->opaque_ref();
+  const table_schema& ts = schema::get().table(cls);
+  std::string ref = ts.secret_refs ? ids_->secret_ref() : ids_->opaque_ref();
+  // The uuid is chosen here, with the ref, so that the entry fixes it: applying an entry must
+  // give the same row on every member.
+  if (ts.uuid_field) {
+    if (wire::structure* members = record.as_struct()) {
+      const std::string_view name = ts.desc->fields[*ts.uuid_field].name;
+      auto it = std::find_if(members->begin(), members->end(), [&](const wire::member& m) { return m.first == name; });
+      if (it == members->end()) members->emplace_back(std::string(name), wire::value(ids_->uuid()));
+      else if (const std::string* u = it->second.as_string(); u && u->empty()) it->second = wire::value(ids_->uuid());
+    }
+  }
   ops_.push_back(op{op_kind::create, static_cast<std::uint32_t>(cls), ref, 0, {}, std::move(record)});
   return ref;
 }
@@ -112,6 +123,17 @@ void transaction::remove_from_map(std::size_t cls, std::string ref, std::size_t 
                     static_cast<std::uint32_t>(field), std::move(key), {}});
 }
 
+void transaction::expect_unchanged(std::size_t cls, std::string ref, generation modified, const api::api_error& error) {
+  ops_.push_back(op{op_kind::expect_unchanged, static_cast<std::uint32_t>(cls), std::move(ref), 0,
+                    encode_error(error.description()), wire::value(static_cast<std::int64_t>(modified))});
+}
+
+void transaction::expect_field(std::size_t cls, std::string ref, std::size_t field, wire::value v,
+                               const api::api_error& error) {
+  ops_.push_back(op{op_kind::expect_field, static_cast<std::uint32_t>(cls), std::move(ref),
+                    static_cast<std::uint32_t>(field), encode_error(error.description()), std::move(v)});
+}
+
 void transaction::destroy(std::size_t cls, std::string ref) {
   ops_.push_back(op{op_kind::destroy, static_cast<std::uint32_t>(cls), std::move(ref), 0, {}, {}});
 }
@@ -121,8 +143,9 @@ void transaction::destroy(std::size_t cls, std::string ref) {
 // One unit of work for the committer thread: a new transaction, a replicated entry (its
 // generation and time fixed), or housekeeping.
 struct database::pending {
-  enum class kind { transaction, entry, collect } k = kind::transaction;
+  enum class kind { transaction, entry, collect, install } k = kind::transaction;
   std::vector<op> ops;
+  std::string checkpoint;  // install: the whole state, as export_checkpoint writes it
   generation fixed_gen = 0;
   std::int64_t fixed_time = 0;
   generation collect_up_to = 0;
@@ -242,13 +265,18 @@ void database::committer_loop() {
       std::unique_lock lock(queue_mu_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued is done
-      // Everything waiting shares this fsync: that is the group commit.
+      // Everything waiting shares this fsync: that is the group commit. Installing a checkpoint
+      // replaces the whole state, so it goes alone.
       while (!queue_.empty() && batch.size() < 1024) {
+        const bool install = queue_.front()->k == pending::kind::install;
+        if (install && !batch.empty()) break;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        if (install) break;
       }
     }
-    run_batch(batch);
+    if (batch.front()->k == pending::kind::install) run_install(*batch.front());
+    else run_batch(batch);
   }
 }
 
@@ -291,10 +319,13 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     // roll back to.
     std::optional<state> before;
     if (p->ops.size() > 1) before.emplace(*working);
+    // A replicated entry is logged as it came, even when it fails (below).
+    std::optional<std::vector<op>> as_received;
+    if (p->k == pending::kind::entry) as_received = p->ops;
     std::size_t changes_before = changes.size();
     std::optional<api::api_error> error;
     for (op& o : p->ops) {
-      if (auto st = working->validate_and_normalize(o, [&] { return ids_->uuid(); }); !st) {
+      if (auto st = working->validate_and_normalize(o); !st) {
         error = st.error();
         break;
       }
@@ -303,8 +334,15 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     if (error) {
       if (before) *working = std::move(*before);
       changes.resize(changes_before);
-      outcomes.emplace_back(fail(std::move(*error)));
-      continue;
+      if (p->k == pending::kind::transaction) {
+        // The local writer's transaction is refused before it takes a place in the log: this
+        // committer applies to exactly the state it validated against.
+        outcomes.emplace_back(fail(std::move(*error)));
+        continue;
+      }
+      // A replicated entry has its place whatever its outcome: every member fails it alike, at
+      // the same generation, with nothing changed.
+      p->ops = std::move(*as_received);
     }
     working->set_generation(gen);
     log_entry e{gen, p->k == pending::kind::entry ? p->fixed_time : clock_->now_ms(), std::move(p->ops)};
@@ -442,43 +480,64 @@ result<std::vector<std::string>, std::string> database::export_entries_after(gen
 }
 
 result<void, std::string> database::import_checkpoint(std::string_view bytes) {
-  if (current_generation() != 0 || snapshot()->count(0) != 0)
-    return fail(std::string("a checkpoint can only be loaded into an empty database"));
-  wire::limits lim;
-  lim.max_body_bytes = std::size_t{1} << 40;
-  auto v = wire::binary::decode(bytes, lim);
-  if (!v) return fail("corrupt checkpoint: " + v.error().message);
-  const wire::array* top = v->as_array();
-  if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
-    return fail(std::string("corrupt checkpoint: wrong shape"));
-  const auto& sch = schema::get();
-  auto next = std::make_shared<state>();
-  rocksdb::WriteBatch wb;
-  for (const auto& item : *(*top)[1].as_array()) {
-    const wire::array* a = item.as_array();
-    if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_string() || !(*a)[2].as_string())
-      return fail(std::string("corrupt checkpoint row"));
-    auto cls = static_cast<std::size_t>(*(*a)[0].as_int());
-    if (cls >= sch.tables().size()) return fail(std::string("checkpoint row of an unknown class"));
-    auto r = decode_row(sch.table(cls), *(*a)[2].as_string());
-    if (!r) return fail("corrupt checkpoint row: " + r.error());
-    wb.Put(row_key(cls, *(*a)[1].as_string()), *(*a)[2].as_string());
-    next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
-  }
-  next->derive_after_load();
-  next->set_generation(static_cast<generation>(*(*top)[0].as_int()));
-  index_tombstones(*next);  // on an empty database: nothing commits meanwhile
-  wb.Put(key_gen, std::to_string(next->gen()));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  if (auto s = db_->Write(wo, &wb); !s.ok()) return fail("cannot store the checkpoint: " + status_text(s));
-  {
-    std::lock_guard lock(state_mu_);
-    feed_start_ = next->gen();
-    feed_.clear();
-  }
-  publish(std::move(next), {});
-  return ok_v;
+  auto p = std::make_shared<pending>();
+  p->k = pending::kind::install;
+  p->checkpoint = std::string(bytes);
+  return submit_and_wait(std::move(p));
+}
+
+// Replaces the whole state with a checkpoint: a new replica's first state, or a lagging one's
+// when the entries it misses are no longer kept. Rows and log entries of the old state go in the
+// same synced write that stores the new ones; event waiters are told they lost track.
+void database::run_install(pending& p) {
+  auto install = [&]() -> result<void, std::string> {
+    wire::limits lim;
+    lim.max_body_bytes = std::size_t{1} << 40;
+    auto v = wire::binary::decode(p.checkpoint, lim);
+    if (!v) return fail("corrupt checkpoint: " + v.error().message);
+    const wire::array* top = v->as_array();
+    if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
+      return fail(std::string("corrupt checkpoint: wrong shape"));
+    const auto gen = static_cast<generation>(*(*top)[0].as_int());
+    if (gen < current_generation())
+      return fail("the checkpoint (generation " + std::to_string(gen) + ") is older than this database (" +
+                  std::to_string(current_generation()) + ")");
+    const auto& sch = schema::get();
+    auto next = std::make_shared<state>();
+    rocksdb::WriteBatch wb;
+    wb.DeleteRange("r", "s");
+    wb.DeleteRange("l", "m");
+    for (const auto& item : *(*top)[1].as_array()) {
+      const wire::array* a = item.as_array();
+      if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_string() || !(*a)[2].as_string())
+        return fail(std::string("corrupt checkpoint row"));
+      auto cls = static_cast<std::size_t>(*(*a)[0].as_int());
+      if (cls >= sch.tables().size()) return fail(std::string("checkpoint row of an unknown class"));
+      auto r = decode_row(sch.table(cls), *(*a)[2].as_string());
+      if (!r) return fail("corrupt checkpoint row: " + r.error());
+      wb.Put(row_key(cls, *(*a)[1].as_string()), *(*a)[2].as_string());
+      next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
+    }
+    next->derive_after_load();
+    next->set_generation(gen);
+    wb.Put(key_gen, std::to_string(gen));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto s = db_->Write(wo, &wb); !s.ok()) return fail("cannot store the checkpoint: " + status_text(s));
+    index_tombstones(*next);
+    {
+      std::lock_guard lock(state_mu_);
+      feed_start_ = gen;
+      feed_.clear();
+    }
+    publish(std::move(next), {});
+    return ok_v;
+  };
+  auto r = install();
+  p.outcome = r ? result<generation, api::api_error>(current_generation())
+                : fail(api::errors::INTERNAL_ERROR(r.error()));
+  acked_seq_.store(p.seq, std::memory_order_release);
+  acked_seq_.notify_all();
 }
 
 result<void, std::string> database::apply_entry(std::string_view bytes) {

@@ -54,6 +54,12 @@ class transaction {
   void add_to_map(std::size_t cls, std::string ref, std::size_t field, std::string key, wire::value v);
   void remove_from_map(std::size_t cls, std::string ref, std::size_t field, std::string key);
   void destroy(std::size_t cls, std::string ref);
+  // Preconditions, checked when the transaction is applied (not when it is built): the row was
+  // not modified since generation `modified` (as read from a snapshot), or its field holds
+  // `value`. Otherwise the whole transaction fails with `error` and changes nothing — so two
+  // writers that checked the same row can never both commit on what they saw.
+  void expect_unchanged(std::size_t cls, std::string ref, generation modified, const api::api_error& error);
+  void expect_field(std::size_t cls, std::string ref, std::size_t field, wire::value v, const api::api_error& error);
 
   bool empty() const noexcept { return ops_.empty(); }
   std::vector<op>& ops() noexcept { return ops_; }
@@ -107,8 +113,11 @@ class database {
   // Replication: a consistent checkpoint of every row, and the log entries after a generation.
   std::string export_checkpoint() const;
   result<std::vector<std::string>, std::string> export_entries_after(generation g) const;
-  // On an empty database: load a checkpoint, then apply entries in order (ones already applied
-  // are skipped, so applying twice is harmless).
+  // A replica: install a checkpoint (it replaces the whole state: a fresh database's, or a
+  // lagging one's; never with an older one), then apply entries in order. Applying is
+  // idempotent at an entry's generation (one already applied is skipped), and an entry whose
+  // operations fail validation still takes its generation, changing nothing, as it does on
+  // every member: apply_entry fails only for bytes that are not an entry or leave a gap.
   result<void, std::string> import_checkpoint(std::string_view bytes);
   result<void, std::string> apply_entry(std::string_view bytes);
 
@@ -120,6 +129,7 @@ class database {
   database() = default;
   void committer_loop();
   void run_batch(std::vector<std::shared_ptr<pending>>& batch);
+  void run_install(pending& p);
   void publish(std::shared_ptr<const state> next, std::vector<change> changes);
   result<void, std::string> submit_and_wait(std::shared_ptr<pending> p);
   result<generation, api::api_error> enqueue_and_wait(std::shared_ptr<pending> p);

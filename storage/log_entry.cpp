@@ -16,6 +16,21 @@ std::string encode(const log_entry& e) {
                                                       wire::value(e.time_ms), wire::value(std::move(ops))}));
 }
 
+std::string encode_error(const std::vector<std::string>& description) {
+  wire::array a;
+  for (const auto& d : description) a.emplace_back(d);
+  return wire::binary::encode(wire::value(std::move(a)));
+}
+
+std::vector<std::string> decode_error(std::string_view bytes) {
+  std::vector<std::string> out;
+  auto v = wire::binary::decode(bytes, wire::limits{});
+  if (v && v->as_array())
+    for (const auto& d : *v->as_array())
+      if (d.as_string()) out.push_back(*d.as_string());
+  return out;
+}
+
 wire::decoded<log_entry> decode_log_entry(std::string_view bytes) {
   auto bad = [](const char* why) { return fail(wire::decode_error{-32700, std::string("corrupt log entry: ") + why}); };
   wire::limits lim;
@@ -34,7 +49,7 @@ wire::decoded<log_entry> decode_log_entry(std::string_view bytes) {
         !(*o)[4].as_string())
       return bad("wrong operation shape");
     std::int64_t kind = *(*o)[0].as_int();
-    if (kind < 0 || kind > static_cast<std::int64_t>(op_kind::destroy)) return bad("unknown operation");
+    if (kind < 0 || kind > static_cast<std::int64_t>(op_kind::expect_field)) return bad("unknown operation");
     e.ops.push_back(op{static_cast<op_kind>(kind), static_cast<std::uint32_t>(*(*o)[1].as_int()), *(*o)[2].as_string(),
                        static_cast<std::uint32_t>(*(*o)[3].as_int()), *(*o)[4].as_string(), (*o)[5]});
   }

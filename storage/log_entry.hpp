@@ -15,7 +15,21 @@ namespace xapid::storage {
 
 using generation = std::uint64_t;
 
-enum class op_kind : std::uint8_t { create, set, add_to_set, remove_from_set, add_to_map, remove_from_map, destroy };
+enum class op_kind : std::uint8_t {
+  create,
+  set,
+  add_to_set,
+  remove_from_set,
+  add_to_map,
+  remove_from_map,
+  destroy,
+  // Preconditions, checked where the entry is applied: the row was last modified at the
+  // generation in `value` (expect_unchanged), or its field holds `value` (expect_field). If not,
+  // the transaction fails with the error in `key` (the error's strings, code first, each
+  // length-prefixed: see encode_error) and changes nothing.
+  expect_unchanged,
+  expect_field,
+};
 
 struct op {
   op_kind kind = op_kind::set;
@@ -35,6 +49,9 @@ struct log_entry {
 };
 
 std::string encode(const log_entry& e);
+// The error a precondition answers, as it travels in an op's key.
+std::string encode_error(const std::vector<std::string>& description);
+std::vector<std::string> decode_error(std::string_view bytes);
 wire::decoded<log_entry> decode_log_entry(std::string_view bytes);
 
 }  // namespace xapid::storage

@@ -246,7 +246,7 @@ class applier {
         changes_.push_back(change{o.cls, o.ref, change_kind::del, gen_});
         break;
       }
-      default: break;  // add/remove ops are normalised into set before they reach a log entry
+      default: break;  // add/remove are normalised into set; a precondition changes nothing
     }
   }
 
@@ -299,7 +299,7 @@ void state::for_each(std::size_t cls, const std::function<bool(const std::string
   });
 }
 
-api::status state::validate_and_normalize(op& o, const std::function<std::string()>& new_uuid) const {
+api::status state::validate_and_normalize(op& o) const {
   const auto& sch = schema::get();
   if (o.cls >= tables_.size())
     return fail(api::errors::INTERNAL_ERROR("no class with index " + std::to_string(o.cls)));
@@ -329,11 +329,9 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
     for (std::size_t f = 0; f < ts.bindings.size(); ++f)
       if (ts.bindings[f] && ts.bindings[f]->derived) (void)ts.ops->set_field(raw, f, wire::value(wire::array{}));
     if (ts.uuid_field) {
+      // Chosen when the transaction was built (transaction::create): apply cannot draw one.
       std::string uuid = string_field(ts, raw, *ts.uuid_field);
-      if (uuid.empty()) {
-        uuid = new_uuid();
-        (void)ts.ops->set_field(raw, *ts.uuid_field, wire::value(uuid));
-      }
+      if (uuid.empty()) return fail(api::errors::UUID_INVALID(cls_name, ""));
       if (auto st = check_uuid(uuid); !st) return st;
     }
     for (std::size_t f = 0; f < ts.desc->fields.size(); ++f)
@@ -346,6 +344,21 @@ api::status state::validate_and_normalize(op& o, const std::function<std::string
   }
 
   const row* r = find(o.cls, o.ref);
+  if (o.kind == op_kind::expect_unchanged || o.kind == op_kind::expect_field) {
+    auto conflict = [&]() -> api::status {
+      std::vector<std::string> d = decode_error(o.key);
+      auto code = d.empty() ? std::nullopt : api::error_code_from_string(d.front());
+      if (!code) return fail(api::errors::INTERNAL_ERROR("a precondition failed on " + cls_name + " " + o.ref));
+      return fail(api::api_error{*code, std::vector<std::string>(d.begin() + 1, d.end())});
+    };
+    if (!r) return conflict();
+    if (o.kind == op_kind::expect_unchanged) {
+      const std::int64_t* g = o.value.as_int();
+      return g && r->modified == static_cast<generation>(*g) ? api::status(ok_v) : conflict();
+    }
+    if (o.field >= ts.desc->fields.size()) return conflict();
+    return ts.ops->get_field(r->record.get(), o.field) == o.value ? api::status(ok_v) : conflict();
+  }
   if (!r) return fail(handle_invalid(o.cls, o.ref));
   if (o.kind == op_kind::destroy) return ok_v;
 

@@ -88,10 +88,12 @@ class state {
   // The row including a tombstone (for event consumers).
   const row* find_any(std::size_t cls, std::string_view ref) const;
 
-  // The writer's side. validate_and_normalize checks one operation against this state and fills
-  // what the entry must fix in advance (a missing uuid, the whole record of a create); apply
-  // then changes this state deterministically. A rejected operation leaves the state unchanged.
-  api::status validate_and_normalize(op& o, const std::function<std::string()>& new_uuid) const;
+  // Applying an entry. validate_and_normalize checks one operation against this state (and a
+  // precondition: the operation fails with the precondition's error) and puts it in the form
+  // apply takes (the whole record of a create, add/remove as the new set or map); apply then
+  // changes this state. Both are deterministic: the same operation on the same state gives the
+  // same rows or the same error on every member. A rejected operation leaves the state unchanged.
+  api::status validate_and_normalize(op& o) const;
   void apply(const op& o, generation gen, std::vector<change>& changes);
   void set_generation(generation g) noexcept { gen_ = g; }
 

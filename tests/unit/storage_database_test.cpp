@@ -2,6 +2,7 @@
 // transactions, tombstones, the change feed, durability and replication.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +24,7 @@ using wire::value;
 
 std::size_t cls(std::string_view name) { return *schema::get().class_index(name); }
 std::size_t fld(std::string_view c, std::string_view f) { return *schema::get().field_index(cls(c), f); }
+std::optional<std::size_t> fld_index_uuid() { return schema::get().field_index(cls("VM"), "uuid"); }
 
 class storage_test : public ::testing::Test {
  protected:
@@ -545,6 +547,138 @@ TEST_F(storage_test, a_replica_loaded_from_checkpoint_and_entries_answers_identi
   for (const auto& e : *entries) ASSERT_TRUE((*replica)->apply_entry(e).ok());  // again: idempotent
   EXPECT_EQ((*replica)->current_generation(), db_->current_generation());
   EXPECT_EQ((*replica)->export_checkpoint(), db_->export_checkpoint());
+}
+
+// Two writers check one row against the snapshot they read, then commit an operation with the
+// precondition that the row is unchanged: however they interleave, exactly one is admitted.
+TEST_F(storage_test, of_writers_racing_on_one_row_with_preconditions_exactly_one_is_admitted) {
+  std::string vm = create_vm("vm");
+  const std::size_t current = fld("VM", "current_operations");
+  for (int round = 0; round < 20; ++round) {
+    const int writers = 8;
+    std::atomic<int> ready{0}, admitted{0}, refused{0};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w)
+      threads.emplace_back([&, w] {
+        auto snap = db_->snapshot();  // what the writer checked its rules against
+        const row* r = snap->find(cls("VM"), vm);
+        ++ready;
+        while (ready < writers) std::this_thread::yield();
+        auto t = db_->begin();
+        t.expect_unchanged(cls("VM"), vm, r->modified, api::errors::OTHER_OPERATION_IN_PROGRESS("VM", vm));
+        t.add_to_map(cls("VM"), vm, current, "task-" + std::to_string(round) + "-" + std::to_string(w), value("start"));
+        auto out = db_->commit(std::move(t));
+        if (out.ok()) ++admitted;
+        else if (out.error().code == api::error_code::OTHER_OPERATION_IN_PROGRESS) ++refused;
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(admitted, 1) << "round " << round;
+    EXPECT_EQ(refused, writers - 1) << "round " << round;
+  }
+  EXPECT_EQ(get<api::vm>(vm)->current_operations.size(), 20u);
+
+  // A field's value as the precondition: the one holding the expected value wins.
+  auto a = db_->begin(), b = db_->begin();
+  a.expect_field(cls("VM"), vm, fld("VM", "name_label"), value("vm"), api::errors::OTHER_OPERATION_IN_PROGRESS("VM", vm));
+  a.set(cls("VM"), vm, fld("VM", "name_label"), value("renamed by a"));
+  b.expect_field(cls("VM"), vm, fld("VM", "name_label"), value("vm"), api::errors::OTHER_OPERATION_IN_PROGRESS("VM", vm));
+  b.set(cls("VM"), vm, fld("VM", "name_label"), value("renamed by b"));
+  commit(a);
+  EXPECT_API_ERROR(db_->commit(std::move(b)), OTHER_OPERATION_IN_PROGRESS, "VM", vm);
+  EXPECT_EQ(get<api::vm>(vm)->name_label, "renamed by a");
+}
+
+// Applying is deterministic, failures included: the same entries on two fresh databases give
+// byte-identical checkpoints, an entry that fails validation takes its generation and changes
+// nothing on both, and a create's uuid is in its entry (apply never draws one).
+TEST_F(storage_test, the_same_entries_on_two_fresh_databases_give_identical_checkpoints) {
+  std::string vm = create_vm("a");
+  auto t = db_->begin();
+  api::vbd vbd;
+  vbd.VM.opaque = vm;
+  t.create(vbd);
+  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("t"));
+  commit(t);
+  auto d = db_->begin();
+  d.destroy(cls("VM"), create_vm("doomed"));
+  commit(d);
+  auto entries = db_->export_entries_after(0);
+  ASSERT_TRUE(entries.ok()) << entries.error();
+  auto first = decode_log_entry(entries->front());
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->ops.at(0).kind, op_kind::create);
+  EXPECT_NE(first->ops.at(0).value.as_array()->at(*fld_index_uuid()).as_string()->size(), 0u);
+
+  // Entries that fail where they are applied: a set on a ref that does not exist, a failed
+  // precondition, and a create without a uuid.
+  generation next = db_->current_generation() + 1;
+  log_entry missing{next++, 1000, {op{op_kind::set, static_cast<std::uint32_t>(cls("VM")), "OpaqueRef:missing",
+                                      static_cast<std::uint32_t>(fld("VM", "name_label")), {}, value("x")}}};
+  transaction pre(ids_);
+  pre.expect_unchanged(cls("VM"), vm, 1, api::errors::OTHER_OPERATION_IN_PROGRESS("VM", vm));
+  pre.set(cls("VM"), vm, fld("VM", "name_label"), value("changed"));
+  log_entry precondition{next++, 1001, pre.ops()};
+  log_entry no_uuid{next++, 1002, {op{op_kind::create, static_cast<std::uint32_t>(cls("VM")), "OpaqueRef:new", 0, {},
+                                      value(wire::structure{{"name_label", value("n")}})}}};
+  std::vector<std::string> all = *entries;
+  for (const auto* e : {&missing, &precondition, &no_uuid}) all.push_back(encode(*e));
+
+  std::vector<std::string> checkpoints;
+  for (int i = 0; i < 2; ++i) {
+    testing::temp_dir other;
+    manual_clock other_clock(static_cast<std::int64_t>(i) * 999);
+    id_source other_ids(100 + static_cast<std::uint64_t>(i));  // apply must not draw from these
+    auto replica = database::open({other.path() + "/db", &other_clock, &other_ids});
+    ASSERT_TRUE(replica.ok());
+    for (const auto& e : all) ASSERT_TRUE((*replica)->apply_entry(e).ok());
+    EXPECT_EQ((*replica)->current_generation(), next - 1);
+    EXPECT_EQ((*replica)->snapshot()->get<api::vm>(vm)->name_label, "a");
+    EXPECT_FALSE((*replica)->snapshot()->find(cls("VM"), "OpaqueRef:new"));
+    checkpoints.push_back((*replica)->export_checkpoint());
+    auto logged = (*replica)->export_entries_after(0);
+    ASSERT_TRUE(logged.ok());
+    EXPECT_EQ(logged->size(), all.size());  // the failed ones are in the log too
+  }
+  EXPECT_EQ(checkpoints[0], checkpoints[1]);
+}
+
+// A replica that fell behind beyond the entries kept installs a newer checkpoint over its
+// state: afterwards it holds exactly the source's rows (deleted ones gone), also after a restart.
+TEST_F(storage_test, a_checkpoint_installed_over_a_stale_replica_replaces_its_state) {
+  std::string kept = create_vm("kept"), doomed = create_vm("doomed");
+  testing::temp_dir other;
+  manual_clock other_clock(0);
+  id_source other_ids(7);
+  auto opened = database::open({other.path() + "/db", &other_clock, &other_ids});
+  ASSERT_TRUE(opened.ok());
+  std::unique_ptr<database> replica = std::move(opened).value();
+  ASSERT_TRUE(replica->import_checkpoint(db_->export_checkpoint()).ok());
+  const std::string stale = replica->export_checkpoint();
+
+  auto d = db_->begin();
+  d.destroy(cls("VM"), doomed);
+  commit(d);
+  for (int i = 0; i < 50; ++i) create_vm("later-" + std::to_string(i));
+  auto t = db_->begin();
+  t.set(cls("VM"), kept, fld("VM", "name_label"), value("kept and renamed"));
+  commit(t);
+
+  auto waiter_gen = replica->current_generation();
+  ASSERT_TRUE(replica->import_checkpoint(db_->export_checkpoint()).ok());
+  EXPECT_EQ(replica->current_generation(), db_->current_generation());
+  EXPECT_EQ(replica->export_checkpoint(), db_->export_checkpoint());
+  EXPECT_NE(replica->export_checkpoint(), stale);
+  EXPECT_TRUE(replica->changes_since(waiter_gen, std::chrono::milliseconds(0)).lost);
+  // An older checkpoint is refused and changes nothing.
+  EXPECT_FALSE(replica->import_checkpoint(stale).ok());
+  EXPECT_EQ(replica->export_checkpoint(), db_->export_checkpoint());
+
+  replica.reset();
+  auto reopened = database::open({other.path() + "/db", &other_clock, &other_ids});
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->export_checkpoint(), db_->export_checkpoint());
+  EXPECT_EQ((*reopened)->snapshot()->find(cls("VM"), doomed), nullptr);
+  EXPECT_EQ((*reopened)->snapshot()->get<api::vm>(kept)->name_label, "kept and renamed");
 }
 
 // A session's ref is its bearer credential: whoever could replay the seeded identifiers (or
