@@ -73,7 +73,8 @@ bool verify_password(std::string_view clear, const std::string& hash) {
 }
 
 result<root_credentials, std::string> load_or_create_root_password(const std::string& data_dir,
-                                                                   const std::string& password_file) {
+                                                                   const std::string& password_file,
+                                                                   const std::string& given_password) {
   const std::string hash_path = data_dir + "/root-password.hash";
   bool found = false;
   std::string stored = trim_newline(read_file(hash_path, found));
@@ -85,8 +86,8 @@ result<root_credentials, std::string> load_or_create_root_password(const std::st
     clear = trim_newline(read_file(password_file, found));
     if (!found) return fail("cannot read the root password file " + password_file);
     if (clear.empty()) return fail("the root password file " + password_file + " is empty");
-  } else if (const char* env = std::getenv("XAPID_ROOT_PASSWORD"); env && *env) {
-    clear = env;
+  } else if (!given_password.empty()) {
+    clear = given_password;
   } else {
     static constexpr char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     std::random_device rd;

@@ -19,15 +19,17 @@ struct root_account {
   std::string hash;
 };
 
-// The root password of a host's first boot: from `password_file` if given, else from
-// XAPID_ROOT_PASSWORD, else generated and written once, clear, to DIR/root-password (0600).
+// The root password of a host's first boot: from `password_file` if given, else
+// `given_password` (the daemon's XAPID_ROOT_PASSWORD) if not empty, else generated and written
+// once, clear, to DIR/root-password (0600).
 // Only the hash is kept, in DIR/root-password.hash (0600). Later boots read the hash.
 struct root_credentials {
   std::string hash;
   std::string generated_file;  // set when a password was generated on this boot
 };
 result<root_credentials, std::string> load_or_create_root_password(const std::string& data_dir,
-                                                                   const std::string& password_file);
+                                                                   const std::string& password_file,
+                                                                   const std::string& given_password);
 // Replaces the stored hash (change_password), atomically.
 result<void, std::string> store_root_hash(const std::string& data_dir, const std::string& hash);
 

@@ -53,6 +53,16 @@ class storage_test : public ::testing::Test {
     return ref;
   }
 
+  // One transaction of two operations on a VM: a VBD created for it, a tag added.
+  void give_a_vbd_and_a_tag(const std::string& vm) {
+    auto t = db_->begin();
+    api::vbd vbd;
+    vbd.VM.opaque = vm;
+    t.create(vbd);
+    t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("t"));
+    commit(t);
+  }
+
   template <class R>
   const R* get(const std::string& ref) {
     snap_ = db_->snapshot();
@@ -527,12 +537,7 @@ TEST_F(storage_test, a_replica_loaded_from_checkpoint_and_entries_answers_identi
   std::string checkpoint = db_->export_checkpoint();
   generation at = db_->current_generation();
   std::string vm = create_vm("b");
-  auto t = db_->begin();
-  api::vbd vbd;
-  vbd.VM.opaque = vm;
-  t.create(vbd);
-  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("t"));
-  commit(t);
+  give_a_vbd_and_a_tag(vm);
   auto entries = db_->export_entries_after(at);
   ASSERT_TRUE(entries.ok()) << entries.error();
   ASSERT_EQ(entries->size(), 2u);
@@ -593,12 +598,7 @@ TEST_F(storage_test, of_writers_racing_on_one_row_with_preconditions_exactly_one
 // nothing on both, and a create's uuid is in its entry (apply never draws one).
 TEST_F(storage_test, the_same_entries_on_two_fresh_databases_give_identical_checkpoints) {
   std::string vm = create_vm("a");
-  auto t = db_->begin();
-  api::vbd vbd;
-  vbd.VM.opaque = vm;
-  t.create(vbd);
-  t.add_to_set(cls("VM"), vm, fld("VM", "tags"), value("t"));
-  commit(t);
+  give_a_vbd_and_a_tag(vm);
   auto d = db_->begin();
   d.destroy(cls("VM"), create_vm("doomed"));
   commit(d);

@@ -1,0 +1,366 @@
+#include "gateway/host_node.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "gateway/dispatch.hpp"
+#include "gateway/event_rpcs.hpp"
+#include "gateway/external_auth.hpp"
+#include "gateway/first_boot.hpp"
+#include "gateway/host_rpcs.hpp"
+#include "gateway/http_server.hpp"
+#include "gateway/implicit_rpcs.hpp"
+#include "gateway/logins.hpp"
+#include "gateway/object_rules.hpp"
+#include "gateway/passwords.hpp"
+#include "gateway/roles.hpp"
+#include "gateway/rpc_endpoint.hpp"
+#include "gateway/session_rpcs.hpp"
+#include "gateway/sessions.hpp"
+#include "gateway/sr_rpcs.hpp"
+#include "gateway/tasks.hpp"
+#include "gateway/tls_certificate.hpp"
+#include "gateway/vm_rpcs.hpp"
+#include "gateway/xva_handlers.hpp"
+#include "storage/database.hpp"
+#include "xen/libxl_backend.hpp"
+#include "xen/libxl_config.hpp"
+#include "xen/sim_backend.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+std::string local_hostname() {
+  char buf[256] = {};
+  return ::gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string("localhost");
+}
+
+std::size_t implemented_count(const dispatcher& d) {
+  auto rows = d.coverage();
+  return static_cast<std::size_t>(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.implemented; }));
+}
+
+// ADDR:PORT, or an error naming the option.
+result<std::pair<std::string, unsigned short>, std::string> address(const std::string& option, const std::string& value) {
+  auto colon = value.rfind(':');
+  int port = colon == std::string::npos ? -1 : std::atoi(value.c_str() + colon + 1);
+  if (colon == std::string::npos || port < 0 || port > 65535) return fail("--" + option + " needs ADDR:PORT: " + value);
+  return std::pair{value.substr(0, colon), static_cast<unsigned short>(port)};
+}
+
+}  // namespace
+
+result<void, std::string> make_private_data_dir(const std::string& dir) {
+  ::umask(077);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail("cannot create data dir " + dir + ": " + ec.message());
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return fail("data dir " + dir + " is not a directory");
+  if (st.st_mode & S_ISVTX) return fail("data dir " + dir + " is shared (sticky bit): give xapid a directory of its own");
+  if (::chmod(dir.c_str(), 0700) != 0) return fail("cannot make data dir " + dir + " private: " + std::strerror(errno));
+  return ok_v;
+}
+
+// The components in the order they are built; they are destroyed in the reverse order, so
+// each outlives everything that holds a reference to it.
+struct host_node::parts {
+  host_options opt;
+  std::string listen_host;
+  gateway::dispatcher rpcs;
+  std::unique_ptr<storage::database> db;
+  std::unique_ptr<xen::backend> hypervisor;
+  xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
+  std::string host;
+  root_account root;
+  std::optional<login_guard> logins;
+  real_clock clock;
+  std::optional<session_manager> sessions;
+  std::optional<task_manager> tasks;
+  std::optional<actors::host_actors> actors;
+  std::optional<actors::storage_repos> repos;
+  std::optional<actors::vm_lifecycle> vms;
+  std::function<void(bool)> power_off;
+  std::optional<host_context> host_ctx;
+  std::optional<event_rpcs> events;
+
+  std::optional<boost::asio::io_context> io;
+  std::optional<http_server> server;
+  std::optional<xva_context> xva;
+  std::optional<boost::asio::steady_timer> sweep;
+  std::function<void()> schedule_sweep;
+  unsigned long sweeps = 0;
+  std::optional<boost::asio::signal_set> signals;
+  std::optional<boost::asio::steady_timer> power_timer;
+
+  std::atomic<bool> reboot{false};
+  std::mutex observe_mu;
+  std::condition_variable observe_cv;
+  bool stopping = false;
+  std::thread observer;
+  std::vector<std::thread> serving;
+  bool served = false, wound_down = false;
+};
+
+host_node::host_node() : p_(std::make_unique<parts>()) {}
+
+result<std::unique_ptr<host_node>, std::string> host_node::open(host_options options) {
+  std::unique_ptr<host_node> node(new host_node());
+  parts& p = *node->p_;
+  p.opt = std::move(options);
+  host_options& opt = p.opt;
+  if (opt.backend != "sim" && opt.backend != "libxl") return fail(std::string("--backend must be sim or libxl"));
+  if (opt.backend == "libxl" && !xen::xen_hypervisor_present())
+    return fail(std::string("--backend libxl needs a Xen control domain, and this is not one "
+                            "(/proc/xen/capabilities does not say control_d); use --backend sim"));
+  auto listen = address("listen", opt.listen);
+  if (!listen) return fail(listen.error());
+  p.listen_host = listen->first;
+  if (auto st = make_private_data_dir(opt.data_dir); !st) return fail(st.error());
+  if (opt.unix_socket.empty()) opt.unix_socket = opt.data_dir + "/xapid.sock";
+
+  // The database, the objects of a first boot, root's password, sessions, and the RPCs.
+  auto opened = storage::database::open({opt.data_dir + "/db"});
+  if (!opened) return fail(opened.error());
+  p.db = std::move(opened).value();
+  storage::database& db = *p.db;
+  // The hypervisor: libxenlight on a Xen host, else the simulated host, whose domains live in
+  // DIR/sim-state across restarts.
+  if (opt.backend == "libxl") {
+    auto xl = xen::libxl_backend::open();
+    if (!xl) return fail("libxl: " + xl.error());
+    p.hypervisor = std::move(xl).value();
+  } else {
+    xen::sim_options sim;
+    sim.state_file = opt.data_dir + "/sim-state";
+    sim.cpu_count = static_cast<int>(opt.sim_cpus);
+    sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
+    sim.fault_probability = opt.sim_fault_probability;
+    sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
+    sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
+    sim.crash_probability = opt.sim_crash_probability;
+    sim.hang_probability = opt.sim_hang_probability;
+    auto simulated = xen::sim_backend::open(sim);
+    if (!simulated) return fail(simulated.error());
+    p.simulator = simulated.value().get();
+    p.hypervisor = std::move(simulated).value();
+  }
+  auto identity = ensure_pool_and_host(db, opt.data_dir, p.listen_host, p.hypervisor->host());
+  if (!identity) return fail("first boot: " + identity.error().description().at(0));
+  p.host = identity->host;
+  if (auto st = ensure_roles(db); !st) return fail("first boot: roles: " + st.error().description().at(0));
+  auto credentials = load_or_create_root_password(opt.data_dir, opt.root_password_file, opt.root_password);
+  std::fill(opt.root_password.begin(), opt.root_password.end(), '\0');
+  opt.root_password.clear();
+  if (!credentials) return fail(credentials.error());
+  if (!credentials->generated_file.empty())
+    spdlog::warn("xapid.root_password.generated file={} (read it once, then delete it)", credentials->generated_file);
+  p.root.data_dir = opt.data_dir;
+  p.root.hash = credentials->hash;
+  p.logins.emplace(db, p.host, p.root);
+
+  p.sessions.emplace(db, p.clock, p.host, session_limits{std::chrono::seconds(opt.session_idle_seconds), 500});
+  if (auto st = p.sessions->clear_stale(); !st) return fail("clearing old sessions: " + st.error().description().at(0));
+  p.rpcs.set_session_check([s = &*p.sessions](const std::string& ref) { return s->validate(ref); });
+  register_session_rpcs(p.rpcs, *p.sessions, db, p.root, *p.logins);
+  // Every implicit RPC over storage; the RPCs with behaviour registered after replace theirs.
+  register_implicit_rpcs(p.rpcs, db);
+  p.tasks.emplace(db, p.clock, p.host);
+  if (auto st = p.tasks->clear_stale(); !st) return fail("clearing old tasks: " + st.error().description().at(0));
+  // The objects' actors, the storage repositories, and the VM lifecycle over the hypervisor.
+  p.actors.emplace(db);
+  p.repos.emplace(db, *p.actors, p.clock, p.host, opt.data_dir);
+  if (auto st = p.repos->start(); !st) return fail("storage: " + st.error().description().at(0));
+  p.vms.emplace(db, *p.hypervisor, *p.actors, *p.repos, p.clock, p.host);
+  if (auto st = p.vms->reconcile(); !st)
+    return fail("reconciling VMs with the hypervisor: " + st.error().description().at(0));
+  register_object_rules(p.rpcs, db, *p.repos, p.host);
+  register_sr_rpcs(p.rpcs, *p.repos, db.ids());
+  register_vm_rpcs(p.rpcs, *p.vms, db.ids(), *p.tasks);
+  // host.shutdown and host.reboot stop the daemon once their answer is on its way.
+  p.host_ctx.emplace(host_context{db, *p.hypervisor, *p.actors, p.clock, p.host, opt.data_dir + "/xapid.log",
+                                  [&p](bool again) { p.power_off(again); }});
+  register_host_rpcs(p.rpcs, *p.host_ctx);
+  register_role_rpcs(p.rpcs, db);
+  register_external_auth_rpcs(p.rpcs, db);
+  p.events.emplace(db, p.clock, p.rpcs, [s = &*p.sessions](const std::string& ref) { return s->validate(ref); });
+  p.events->register_with(p.rpcs);
+  p.sessions->on_end([e = &*p.events](const std::string& ref) { e->session_ended(ref); });
+  register_task_rpcs(p.rpcs, *p.tasks, db);
+  p.rpcs.set_task_hooks({[t = &*p.tasks](const std::string& session, const std::string& name) { return t->create(session, name); },
+                         [t = &*p.tasks](const std::string& task, const wire::response& r) { t->complete(task, r); }});
+
+  // The serving threads all run `io`: a connection's handlers never overlap (see http_server),
+  // so no strand is needed and any free thread serves any ready connection.
+  p.io.emplace(opt.threads);
+  http_limits limits;
+  limits.read_timeout = std::chrono::seconds(opt.http_read_timeout_s);
+  limits.idle_timeout = std::chrono::seconds(opt.http_idle_timeout_s);
+  limits.max_body_bytes = static_cast<std::size_t>(opt.http_max_body_mib) << 20;
+  limits.max_body_bytes_in_flight = 4 * limits.max_body_bytes;
+  p.server.emplace(
+      *p.io, [d = &p.rpcs](http_request req, http_server::responder respond) { serve_rpc(*d, req, respond); }, limits);
+  // VM export and import stream on threads of their own.
+  p.xva.emplace(xva_context{db, *p.sessions, *p.logins, *p.tasks, *p.repos, *p.actors, p.clock, p.host});
+  register_xva_handlers(*p.server, *p.xva);
+  return node;
+}
+
+result<void, std::string> host_node::serve() { return start_serving(p_->opt.threads); }
+
+result<void, std::string> host_node::run() {
+  if (auto st = start_serving(p_->opt.threads - 1); !st) return st;
+  // The calling thread serves too: the daemon's main thread, whose malloc arena (the main one)
+  // gives freed memory back to the system more readily than a thread's own.
+  serve_here();
+  wait();
+  return ok_v;
+}
+
+void host_node::serve_here() {
+  parts& p = *p_;
+  // A handler that throws (which none should) loses its own connection, not the serving thread.
+  for (;;) {
+    try {
+      p.io->run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("http.serve.failed error=\"{}\"", e.what());
+    }
+  }
+}
+
+result<void, std::string> host_node::start_serving(int threads) {
+  parts& p = *p_;
+  const host_options& opt = p.opt;
+  auto listen = address("listen", opt.listen);
+  if (!listen) return fail(listen.error());
+  if (auto r = p.server->listen_tcp(listen->first, listen->second); !r) return fail("listen " + opt.listen + ": " + r.error());
+  if (auto r = p.server->listen_unix(opt.unix_socket); !r) return fail("unix socket " + opt.unix_socket + ": " + r.error());
+  ::chmod(opt.unix_socket.c_str(), 0600);
+  if (!opt.https_listen.empty()) {
+    auto tls = address("https-listen", opt.https_listen);
+    if (!tls) return fail(tls.error());
+    auto files = ensure_tls_certificate(opt.data_dir, local_hostname(), tls->first);
+    if (!files) return fail(files.error());
+    if (auto r = p.server->listen_tls(tls->first, tls->second, files->certificate, files->key); !r)
+      return fail("https listen " + opt.https_listen + ": " + r.error());
+    spdlog::info("xapid.tls listen={}:{} certificate={}", tls->first, p.server->tls_port(), files->certificate);
+  }
+
+  // Idle sessions end within a minute of their timeout.
+  p.sweep.emplace(*p.io);
+  p.schedule_sweep = [&p] {
+    p.sweep->expires_after(std::chrono::seconds(60));
+    p.sweep->async_wait([&p](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (std::size_t n = p.sessions->expire_idle()) spdlog::info("session.expired count={}", n);
+      if (std::size_t n = p.tasks->collect_finished(std::chrono::hours(1))) spdlog::info("task.collected count={}", n);
+      if (++p.sweeps % 60 == 0)
+        if (auto n = p.logins->take_failures()) spdlog::warn("session.login.failed_last_hour count={}", n);
+      p.schedule_sweep();
+    });
+  };
+  p.schedule_sweep();
+  if (opt.stop_on_signals) {
+    p.signals.emplace(*p.io, SIGTERM, SIGINT);
+    p.signals->async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("xapid.stop signal={}", sig);
+      stop();
+    });
+  }
+  p.power_timer.emplace(*p.io);
+  p.power_off = [this, &p](bool again) {
+    spdlog::info("xapid.stop reason={}", again ? "host.reboot" : "host.shutdown");
+    p.reboot = again;
+    // A moment for the answer to reach the client, then the host stops.
+    boost::asio::post(*p.io, [this, &p] {
+      p.power_timer->expires_after(std::chrono::milliseconds(200));
+      p.power_timer->async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) stop();
+      });
+    });
+  };
+
+  spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}",
+               listen->first, p.server->tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, p.host,
+               implemented_count(p.rpcs));
+  // What guests do on their own (and their agents report) is noticed every second.
+  p.observer = std::thread([&p] {
+    std::unique_lock lock(p.observe_mu);
+    while (!p.observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return p.stopping; })) {
+      lock.unlock();
+      if (p.simulator) p.simulator->tick();
+      p.vms->observe();
+      lock.lock();
+    }
+  });
+  for (int i = 0; i < threads; ++i) p.serving.emplace_back([this] { serve_here(); });
+  p.served = true;
+  return ok_v;
+}
+
+void host_node::stop() {
+  parts& p = *p_;
+  if (!p.io) return;
+  boost::asio::post(*p.io, [&p] {
+    if (p.sweep) p.sweep->cancel();
+    if (p.signals) p.signals->cancel();
+    p.server->stop();
+    p.io->stop();
+  });
+}
+
+void host_node::wait() {
+  parts& p = *p_;
+  if (p.wound_down) return;
+  for (auto& t : p.serving) t.join();
+  p.serving.clear();
+  if (p.observer.joinable()) {
+    {
+      std::lock_guard lock(p.observe_mu);
+      p.stopping = true;
+    }
+    p.observe_cv.notify_all();
+    p.observer.join();
+  }
+  // Waiting calls (event.from, a shutdown a guest ignores) wake and finish before the database
+  // closes. (A host that failed to open stops what it had built.)
+  if (p.events) p.events->stop();
+  if (p.db) p.db->stop_waiters();
+  if (p.hypervisor) p.hypervisor->stop_waiting();
+  p.rpcs.stop_blocking();
+  p.wound_down = true;
+  if (p.served) spdlog::info("xapid.stopped data_dir={}", p.opt.data_dir);
+}
+
+host_node::~host_node() {
+  if (!p_) return;
+  if (p_->served) stop();
+  wait();
+}
+
+bool host_node::reboot_requested() const noexcept { return p_->reboot; }
+unsigned short host_node::tcp_port() const { return p_->server->tcp_port(); }
+const std::string& host_node::host_ref() const noexcept { return p_->host; }
+const host_options& host_node::options() const noexcept { return p_->opt; }
+dispatcher& host_node::rpcs() noexcept { return p_->rpcs; }
+storage::database& host_node::database() noexcept { return *p_->db; }
+
+}  // namespace xapid::gateway
