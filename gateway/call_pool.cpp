@@ -124,7 +124,7 @@ void call_pool::stop() {
   for (auto& t : threads) t.join();
 }
 
-call_pool::counts call_pool::now() const {
+call_pool::counts call_pool::current() const {
   std::lock_guard lock(mu_);
   return {threads_ + priority_threads_, running_, queued_, lanes_.size()};
 }

@@ -45,7 +45,7 @@ class call_pool {
   struct counts {
     std::size_t threads, running, queued, lanes;
   };
-  counts now() const;
+  counts current() const;  // how busy the pool is now
 
  private:
   struct lane {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "gateway/call_pool.hpp"
 #include "gateway/caller.hpp"
 #include "gateway/client_watch.hpp"
@@ -23,7 +24,7 @@ namespace xapid::gateway {
 struct call_context {
   bool from_unix_socket = false;
   std::string client;   // the peer's address ("local" for the unix socket)
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();  // when the request came
+  std::chrono::steady_clock::time_point started = monotonic_now();  // when the request came
   std::string session;  // the caller's session, already validated, when the RPC takes one
   caller who;           // the user behind `session`, with the rights it has now
   std::string task;     // the task of an Async call (an operation's key in current_operations)

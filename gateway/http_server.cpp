@@ -1,4 +1,5 @@
 #include "gateway/http_server.hpp"
+#include "common/clock.hpp"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -44,7 +45,7 @@ struct timed_connection {
   static constexpr std::int64_t never = 0;
   std::atomic<std::int64_t> deadline{never};  // clock_type ticks
   void expire_after(std::chrono::steady_clock::duration d) {
-    deadline.store((clock_type::now() + d).time_since_epoch().count(), std::memory_order_relaxed);
+    deadline.store((monotonic_now() + d).time_since_epoch().count(), std::memory_order_relaxed);
   }
   void expire_never() { deadline.store(never, std::memory_order_relaxed); }
   // Since when the connection has waited for a request with nothing of it yet (0: it has not):
@@ -159,7 +160,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     sweep_timer.async_wait([weak = weak_from_this()](beast::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->stopped) return;
-      const auto now = clock_type::now().time_since_epoch().count();
+      const auto now = monotonic_now().time_since_epoch().count();
       {
         std::lock_guard lock(self->live_mu);
         for (auto* c : self->live) {
@@ -187,7 +188,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   void note_accept_failure(const beast::error_code& ec) {
     std::lock_guard lock(accept_log_mu);
     ++accept_failures;
-    const auto now = clock_type::now();
+    const auto now = monotonic_now();
     if (now - accept_logged < std::chrono::seconds(10)) return;
     spdlog::warn("http.accept.failed error=\"{}\" failures={} retry_ms={}", ec.message(), accept_failures,
                  accept_retry_after.count());
@@ -285,7 +286,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
       expire_after(server_->limits.read_timeout);
     } else {
       expire_after(server_->limits.idle_timeout);
-      idle_since.store(clock_type::now().time_since_epoch().count(), std::memory_order_relaxed);
+      idle_since.store(monotonic_now().time_since_epoch().count(), std::memory_order_relaxed);
     }
     parse();
   }

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/clock.hpp"
 #include "gateway/external_auth.hpp"
 #include "gateway/passwords.hpp"
 
@@ -67,7 +68,7 @@ void login_guard::forget_old(std::map<std::string, bucket>& m, double burst, dou
 // only a failure spends one (so logins that succeed, however many at once, are never held up).
 // Attempts already being checked may overdraw a bucket; it then takes longer to refill.
 bool login_guard::admit(const login_attempt& a) {
-  const auto now = steady::now();
+  const auto now = monotonic_now();
   std::lock_guard lock(mu_);
   forget_old(by_address_, limits_.address_burst, limits_.address_per_second, now);
   forget_old(by_user_at_address_, limits_.user_burst, limits_.user_per_second, now);
@@ -121,7 +122,7 @@ api::api_result<login_identity> login_guard::authenticate(const login_attempt& a
 }
 
 std::chrono::milliseconds login_guard::remaining_delay(steady::time_point started) const {
-  auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
+  auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(monotonic_now() - started);
   return spent >= limits_.failure_delay ? std::chrono::milliseconds(0) : limits_.failure_delay - spent;
 }
 

@@ -1,4 +1,5 @@
 #include "gateway/tls_certificate.hpp"
+#include "common/clock.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -42,7 +43,7 @@ result<tls_files, std::string> ensure_tls_certificate(const std::string& data_di
   if (!key) return fail(std::string("cannot generate a TLS key"));
   owned<X509, X509_free> cert(X509_new());
   X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(::time(nullptr)));
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(wall_seconds()));
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 24 * 3600);
   X509_set_pubkey(cert.get(), key.get());

@@ -14,6 +14,7 @@
 #include <pugixml.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/clock.hpp"
 #include "actors/vm_lifecycle.hpp"
 #include "actors/vm_rules.hpp"
 #include "gateway/roles.hpp"
@@ -69,7 +70,7 @@ std::map<std::string, std::string> query_of(const std::string& target) {
 // socket.
 api::api_result<caller> authorize(xva_context& ctx, http_stream& io, const std::map<std::string, std::string>& q) {
   if (auto s = q.find("session_id"); s != q.end()) return ctx.sessions.validate(s->second);
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = monotonic_now();
   std::string auth = io.header("Authorization");
   if (auth.rfind("Basic ", 0) == 0) {
     std::string encoded = auth.substr(6);
@@ -109,7 +110,7 @@ struct progress_task {
   bool cancelled() const { return cancel && *cancel; }
   void progress(double fraction) {
     if (ref.empty()) return;
-    auto now = std::chrono::steady_clock::now();
+    auto now = monotonic_now();
     if (now - last < std::chrono::seconds(1)) return;
     last = now;
     tasks->set_progress(ref, fraction);
@@ -225,8 +226,7 @@ std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vec
     if (cls == vdi_cls) disks.emplace_back(ids[ref], ref);
   }
   wire::structure version{{"hostname", wire::value(hostname)},
-                          {"date", wire::value(api::format_iso8601(api::datetime{std::chrono::duration_cast<std::chrono::seconds>(
-                                                   std::chrono::system_clock::now().time_since_epoch()).count()}))},
+                          {"date", wire::value(api::format_iso8601(api::datetime{wall_seconds()}))},
                           {"product_version", wire::value("0.1.0")},
                           {"product_brand", wire::value("xapid")},
                           {"build_number", wire::value("0")},

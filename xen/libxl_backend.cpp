@@ -13,6 +13,7 @@ extern "C" {
 #include <xentoollog.h>
 }
 
+#include "common/clock.hpp"
 #include "xen/libxl_config.hpp"
 #include "xen/libxl_translate.hpp"
 
@@ -154,7 +155,7 @@ backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason, 
                                              : libxl_domain_shutdown(h_->ctx, id, nullptr);
   if (rc != 0) return fail(failed(reason == shutdown_reason::reboot ? "libxl_domain_reboot" : "libxl_domain_shutdown", rc));
   // The guest stops in its own time; wait for it, bounded, as xapi's clean shutdown does.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(20);
+  auto deadline = monotonic_now() + std::chrono::minutes(20);
   for (;;) {
     libxl_dominfo info;
     libxl_dominfo_init(&info);
@@ -164,7 +165,7 @@ backend_result<void> libxl_backend::shutdown(int domid, shutdown_reason reason, 
     if (stopped) return ok_v;
     if (cancelled && *cancelled)
       return fail(backend_error{backend_error::kind::cancelled, "the wait for the guest to shut down was cancelled"});
-    if (std::chrono::steady_clock::now() > deadline || stopping_)
+    if (monotonic_now() > deadline || stopping_)
       return fail(backend_error{backend_error::kind::not_acknowledged, "the guest did not shut down within 20 minutes"});
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
