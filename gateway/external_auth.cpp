@@ -59,13 +59,18 @@ api::api_result<wire::value> set_auth(storage::database& db, const std::vector<s
 }  // namespace
 
 api::api_result<external_identity> authenticate_external(storage::database& db, const std::string& host,
-                                                         const std::string& user, const std::string& password) {
+                                                         const std::string& user, const std::string& password,
+                                                         verified_credentials* verified) {
   auto snap = db.snapshot();
   const api::host* h = snap->get<api::host>(host);
   if (!h || h->external_auth_type != "PAM") return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
   auto it = h->external_auth_configuration.find("pam_service");
   std::string service = it != h->external_auth_configuration.end() ? it->second : "login";
-  if (!pam_accepts(service, user, password)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+  const std::string scope = "pam:" + service;
+  if (!verified || !verified->remembered(scope, user, password)) {
+    if (!pam_accepts(service, user, password)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    if (verified) verified->remember(scope, user, password);
+  }
 
   struct passwd pw, *found = nullptr;
   std::vector<char> buf(16384);

@@ -11,6 +11,8 @@
 #include "gateway/dispatch.hpp"
 #include "storage/database.hpp"
 
+#include "gateway/passwords.hpp"
+
 namespace xapid::gateway {
 
 struct external_identity {
@@ -21,9 +23,11 @@ struct external_identity {
 };
 
 // SESSION_AUTHENTICATION_FAILED unless external authentication is on, PAM accepts the
-// password, and a subject exists for the user.
+// password (or accepted it a moment ago: `verified`), and a subject exists for the user (looked
+// up every time, so a removed subject cannot log in even with a remembered password).
 api::api_result<external_identity> authenticate_external(storage::database& db, const std::string& host,
-                                                         const std::string& user, const std::string& password);
+                                                         const std::string& user, const std::string& password,
+                                                         verified_credentials* verified = nullptr);
 
 // pool.enable_external_auth / disable_external_auth and their host.* forms.
 void register_external_auth_rpcs(dispatcher& d, storage::database& db);

@@ -101,9 +101,16 @@ api::api_result<login_identity> login_guard::authenticate(const login_attempt& a
       std::lock_guard lock(root_.mu);
       hash = root_.hash;
     }
-    if (verify_password(a.password, hash)) who.root = true;
-    else why = "wrong password";
-  } else if (auto id = authenticate_external(db_, this_host_, a.user, a.password)) {
+    // Remembered only after a real check, for a fixed time: in use or not, it is checked again.
+    if (verified_.remembered(hash, a.user, a.password)) {
+      who.root = true;
+    } else if (verify_password(a.password, hash)) {
+      who.root = true;
+      verified_.remember(hash, a.user, a.password);
+    } else {
+      why = "wrong password";
+    }
+  } else if (auto id = authenticate_external(db_, this_host_, a.user, a.password, &verified_)) {
     who.subject = id->subject;
     who.sid = id->sid;
     who.user = id->user;

@@ -71,6 +71,7 @@ class login_guard {
   std::mutex mu_;
   std::map<std::string, bucket> by_address_, by_user_at_address_;
   std::uint64_t failures_ = 0;
+  verified_credentials verified_;  // passwords that passed their check a moment ago
 };
 
 }  // namespace xapid::gateway

@@ -1,5 +1,12 @@
 #include "gateway/passwords.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+
 #include <crypt.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -100,6 +107,56 @@ result<root_credentials, std::string> load_or_create_root_password(const std::st
   if (out.hash.empty()) return fail(std::string("crypt(3) could not hash the root password"));
   if (!write_private_file(hash_path, out.hash + "\n")) return fail("cannot write " + hash_path);
   return out;
+}
+
+verified_credentials::verified_credentials(std::chrono::seconds ttl, std::size_t capacity)
+    : ttl_(ttl), capacity_(capacity) {
+  random_bytes(key_, sizeof key_);
+}
+
+std::string verified_credentials::digest(std::string_view scope, std::string_view user, std::string_view password) const {
+  // Each part with its length first, so that no two (scope, user, password) read alike.
+  std::string data;
+  for (std::string_view part : {scope, user, password}) {
+    data += std::to_string(part.size());
+    data.push_back(':');
+    data.append(part);
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  ::HMAC(EVP_sha256(), key_, sizeof key_, reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  OPENSSL_cleanse(data.data(), data.size());
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+
+bool verified_credentials::remembered(std::string_view scope, std::string_view user, std::string_view password) {
+  const std::string d = digest(scope, user, password);
+  const auto now = monotonic_now();
+  std::lock_guard lock(mu_);
+  auto it = until_.find(d);
+  return it != until_.end() && it->second > now;
+}
+
+void verified_credentials::remember(std::string_view scope, std::string_view user, std::string_view password) {
+  std::string d = digest(scope, user, password);
+  const auto now = monotonic_now();
+  const auto until = now + ttl_;
+  std::lock_guard lock(mu_);
+  // The oldest first: expired ones, then as many as keep the count within the capacity. An
+  // entry remembered again is in `order_` twice; only the newest time counts.
+  while (!order_.empty() && (order_.front().second <= now || until_.size() >= capacity_)) {
+    auto it = until_.find(order_.front().first);
+    if (it != until_.end() && it->second == order_.front().second) until_.erase(it);
+    order_.pop_front();
+  }
+  until_[d] = until;
+  order_.emplace_back(std::move(d), until);
+}
+
+void verified_credentials::forget_all() {
+  std::lock_guard lock(mu_);
+  until_.clear();
+  order_.clear();
 }
 
 result<void, std::string> store_root_hash(const std::string& data_dir, const std::string& hash) {

@@ -1,9 +1,13 @@
 // Local passwords: hashed with crypt(3) (yescrypt), compared in constant time, never stored clear.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/result.hpp"
 
@@ -11,6 +15,31 @@ namespace xapid::gateway {
 
 std::string hash_password(std::string_view clear);
 bool verify_password(std::string_view clear, const std::string& hash);
+
+// Successful password checks, remembered for a short while so that a client that logs in again
+// and again with the same credentials (monitoring every few seconds, Xen Orchestra's
+// reconnects) costs microseconds instead of a yescrypt hash or a PAM conversation. What is kept
+// is a keyed digest (HMAC-SHA256 under a key drawn at start, never kept anywhere) of the scope,
+// the user and the password — never the password. Only successes are kept: a wrong password
+// always pays the full check and the failure delay. The scope is what the password was checked
+// against (root's current hash, so a changed password forgets the old one at once; a PAM
+// service), an entry lives at most `ttl`, and at most `capacity` are kept (the oldest go first).
+class verified_credentials {
+ public:
+  explicit verified_credentials(std::chrono::seconds ttl = std::chrono::seconds(60), std::size_t capacity = 4096);
+  bool remembered(std::string_view scope, std::string_view user, std::string_view password);
+  void remember(std::string_view scope, std::string_view user, std::string_view password);
+  void forget_all();
+
+ private:
+  std::string digest(std::string_view scope, std::string_view user, std::string_view password) const;
+  std::chrono::seconds ttl_;
+  std::size_t capacity_;
+  unsigned char key_[32];
+  std::mutex mu_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> until_;
+  std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> order_;  // as remembered
+};
 
 // root's password hash, as the daemon holds it (change_password replaces it).
 struct root_account {

@@ -23,7 +23,8 @@ for i in range(1000):
 host = x.session.get_this_host(s, s)["Value"]
 
 calls = {"get_this_host": ("session.get_this_host", [s, s]), "get_record": ("VM.get_record", [s, vm]),
-         "get_all_records": ("VM.get_all_records", [s])}
+         "get_all_records": ("VM.get_all_records", [s]),
+         "login": ("session.login_with_password", ["root", "bench", "1.0", "bench"])}
 for name, (method, params) in calls.items():
     with open(f"{work}/{name}.xml", "w") as f:
         f.write(xmlrpc.client.dumps(tuple(params), method))
