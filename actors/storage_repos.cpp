@@ -795,15 +795,10 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
     location = from_images.clone(src->location, uuid);
   }
   if (!location) return fail(backend_failure(location.error()));
-  api::vdi v = *src;
+  api::vdi v = storage::as_copy(*src);
   v.uuid = uuid;
   v.SR.opaque = target_sr;
   v.location = *location;
-  v.allowed_operations = {};
-  v.current_operations = {};
-  v.VBDs = {};
-  v.crash_dumps = {};
-  v.snapshots = {};
   v.read_only = kind == copy_kind::snapshot ? false : src->read_only && kind != copy_kind::copy;
   v.is_a_snapshot = kind == copy_kind::snapshot;
   v.snapshot_of.opaque = kind == copy_kind::snapshot ? from : null_ref;
@@ -1054,11 +1049,7 @@ storage_repos::ref_result storage_repos::vdi_introduce(api::vdi record) {
       return fail(api::errors::DB_UNIQUENESS_CONSTRAINT_VIOLATION("VDI", "location", record.location));
   if (record.uuid.empty()) record.uuid = d.db.ids().uuid();
   if (auto info = sm::image_dir(*dir).info(record.location)) impl::sizes_from(*info, record);
-  record.allowed_operations = {};
-  record.current_operations = {};
-  record.VBDs = {};
-  record.crash_dumps = {};
-  record.snapshots = {};
+  record = storage::as_copy(std::move(record));
   auto t = d.db.begin();
   std::string ref = t.create(record);
   if (auto r = d.commit(std::move(t)); !r) return fail(r.error());

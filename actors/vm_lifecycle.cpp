@@ -51,22 +51,13 @@ std::string null_ref() {
 }  // namespace
 
 api::vm as_new_vm(api::vm v) {
-  v.allowed_operations = {};
-  v.current_operations = {};
+  v = storage::as_copy(std::move(v));
   v.power_state = ps::Halted;
   v.resident_on.opaque = v.scheduled_to_be_resident_on.opaque = null_ref<api::host>();
   v.domid = -1;
   v.suspend_VDI.opaque = null_ref<api::vdi>();
   v.metrics.opaque = null_ref<api::vm_metrics>();
   v.guest_metrics.opaque = null_ref<api::vm_guest_metrics>();
-  v.consoles = {};
-  v.VIFs = {};
-  v.VBDs = {};
-  v.crash_dumps = {};
-  v.VTPMs = {};
-  v.snapshots = {};
-  v.children = {};
-  v.VGPUs = {};
   v.attached_PCIs = {};
   v.is_control_domain = false;
   return v;
@@ -457,11 +448,9 @@ struct vm_lifecycle::impl {
     const std::string new_ref = t.create(v);
 
     for (const auto& vbd_ref : s->refs_where<api::vbd>("VM", ref)) {
-      api::vbd b = *s->get<api::vbd>(vbd_ref);
+      api::vbd b = storage::as_copy(*s->get<api::vbd>(vbd_ref));
       b.uuid = db.ids().uuid();
       b.VM.opaque = new_ref;
-      b.allowed_operations = {};
-      b.current_operations = {};
       b.currently_attached = false;
       b.metrics.opaque = null_ref<api::vbd_metrics>();
       // Disks are copied; CDs share their ISO.
@@ -480,11 +469,9 @@ struct vm_lifecycle::impl {
       t.create(b);
     }
     for (const auto& vif_ref : s->refs_where<api::vif>("VM", ref)) {
-      api::vif f = *s->get<api::vif>(vif_ref);
+      api::vif f = storage::as_copy(*s->get<api::vif>(vif_ref));
       f.uuid = db.ids().uuid();
       f.VM.opaque = new_ref;
-      f.allowed_operations = {};
-      f.current_operations = {};
       f.currently_attached = false;
       f.metrics.opaque = null_ref<api::vif_metrics>();
       if (!snapshot) {  // a snapshot keeps the addresses; a new VM gets its own
@@ -1053,11 +1040,9 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
     }
     d->drop_devices(t, *s, vm_ref);
     for (const auto& r : s->refs_where<api::vbd>("VM", snap_ref)) {
-      api::vbd b = *s->get<api::vbd>(r);
+      api::vbd b = storage::as_copy(*s->get<api::vbd>(r));
       b.uuid = d->db.ids().uuid();
       b.VM.opaque = vm_ref;
-      b.allowed_operations = {};
-      b.current_operations = {};
       b.currently_attached = false;
       if (b.type != api::vbd_type::CD && !b.empty && !b.VDI.is_null()) {
         auto vdi = d->repos.add_vdi_copy(t, *s, b.VDI.opaque, storage_repos::copy_kind::clone, {}, made);
@@ -1070,11 +1055,9 @@ vm_lifecycle::result_void vm_lifecycle::revert(const std::string& snap_ref, cons
       t.create(b);
     }
     for (const auto& r : s->refs_where<api::vif>("VM", snap_ref)) {
-      api::vif f = *s->get<api::vif>(r);
+      api::vif f = storage::as_copy(*s->get<api::vif>(r));
       f.uuid = d->db.ids().uuid();
       f.VM.opaque = vm_ref;
-      f.allowed_operations = {};
-      f.current_operations = {};
       f.currently_attached = false;
       t.create(f);
     }

@@ -658,15 +658,10 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto drop_images = [&] { ctx.repos.drop(images); };
   std::map<std::string, std::string> refs = existing_vdis;  // archive id -> new (or existing) ref
   for (auto& [id, disk] : disks) {
-    auto v = record_from<api::vdi>(by_id[id]->snapshot);
+    auto v = storage::as_copy(record_from<api::vdi>(by_id[id]->snapshot));
     v.uuid = ctx.db.ids().uuid();
     v.SR.opaque = sr;
     v.location = v.uuid + ".qcow2";
-    v.VBDs = {};
-    v.snapshots = {};
-    v.crash_dumps = {};
-    v.allowed_operations = {};
-    v.current_operations = {};
     v.snapshot_of.opaque = v.parent.opaque = null_ref;
     v.metadata_of_pool.opaque = null_ref;
     v.managed = true;
@@ -700,12 +695,8 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
         return true;
       });
       if (!refs.count(o.id)) {
-        auto n = record_from<api::network>(o.snapshot);
+        auto n = storage::as_copy(record_from<api::network>(o.snapshot));
         n.uuid = ctx.db.ids().uuid();
-        n.VIFs = {};
-        n.PIFs = {};
-        n.allowed_operations = {};
-        n.current_operations = {};
         refs[o.id] = t.create(n);
       }
     } else if (o.cls == "SR") {
@@ -737,27 +728,23 @@ void serve_import(xva_context& ctx, http_stream& io, bool metadata_only) {
   }
   for (const auto& o : *objects) {
     if (o.cls == "VBD") {
-      auto b = record_from<api::vbd>(o.snapshot);
+      auto b = storage::as_copy(record_from<api::vbd>(o.snapshot));
       std::string vdi_id = field_of(o.snapshot, "VDI");
       b.uuid = ctx.db.ids().uuid();
       b.VM.opaque = vm_ref;
       b.VDI.opaque = refs.count(vdi_id) ? refs[vdi_id] : null_ref;
       if (b.VDI.opaque == null_ref) b.empty = true;  // a CD whose ISO stayed behind
       b.currently_attached = false;
-      b.allowed_operations = {};
-      b.current_operations = {};
       b.metrics.opaque = null_ref;
       t.create(b);
     } else if (o.cls == "VIF") {
-      auto f = record_from<api::vif>(o.snapshot);
+      auto f = storage::as_copy(record_from<api::vif>(o.snapshot));
       std::string net_id = field_of(o.snapshot, "network");
       if (!refs.count(net_id)) continue;
       f.uuid = ctx.db.ids().uuid();
       f.VM.opaque = vm_ref;
       f.network.opaque = refs[net_id];
       f.currently_attached = false;
-      f.allowed_operations = {};
-      f.current_operations = {};
       f.metrics.opaque = null_ref;
       if (!restore) {  // a restore keeps the MAC addresses; a copy gets its own
         f.MAC = ctx.db.ids().mac();

@@ -28,6 +28,14 @@ wire::value record_to_fields(const table_schema& ts, const void* rec) {
   return wire::value(std::move(fields));
 }
 
+void reset_for_copy(std::size_t cls, void* record) {
+  const table_schema& ts = schema::get().table(cls);
+  for (std::size_t f : ts.copy_resets) {
+    const auto kind = ts.desc->fields[f].type->kind;
+    (void)ts.ops->set_field(record, f, kind == api::type_kind::map ? wire::value(wire::structure{}) : wire::value(wire::array{}));
+  }
+}
+
 api::status record_from_fields(const table_schema& ts, void* rec, const wire::value& fields) {
   const wire::array* a = fields.as_array();
   if (!a || a->size() != ts.desc->fields.size())
@@ -72,6 +80,11 @@ schema::schema() {
     tables_[ca].bindings[fa] = binding{cb, fb, false, m2m};
     tables_[cb].bindings[fb] = binding{ca, fa, !m2m, m2m};
   }
+  for (auto& t : tables_)
+    for (std::size_t f = 0; f < t.desc->fields.size(); ++f)
+      if ((t.bindings[f] && t.bindings[f]->derived) || t.desc->fields[f].name == "allowed_operations" ||
+          t.desc->fields[f].name == "current_operations")
+        t.copy_resets.push_back(f);
 }
 
 }  // namespace xapid::storage

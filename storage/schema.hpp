@@ -37,6 +37,9 @@ struct table_schema {
   // Whether objects of this class have events (xapi's gen_events): sessions and secrets do not.
   // A deleted row of a class without events keeps no tombstone.
   bool has_events = true;
+  // What a copy of an object does not take from the original (reset_for_copy): its operations
+  // and its derived sets.
+  std::vector<std::size_t> copy_resets;
 };
 
 class schema {
@@ -68,6 +71,17 @@ struct value_bounds {
   static constexpr std::size_t max_string_bytes = 1u << 20;
 };
 api::status check_bounds(const table_schema& ts, std::size_t field, const wire::value& v);
+
+// A record about to be created as a copy of another (a clone, a snapshot, an import) loses
+// what belongs to the original object alone: its operations (allowed_operations,
+// current_operations) and its derived sets (VM.VBDs: the database fills them from the rows that
+// point at the new object).
+void reset_for_copy(std::size_t cls, void* record);
+template <class R>
+R as_copy(R record) {
+  reset_for_copy(schema::get().class_of<R>(), &record);
+  return record;
+}
 
 // A record as the array of its field values in catalog order: the compact form of rows on disk
 // and of records in log entries (field names are implied by the schema version).
