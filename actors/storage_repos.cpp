@@ -888,6 +888,23 @@ storage_repos::ref_result storage_repos::vdi_create(const std::string& sr, const
   return *r->as_string();
 }
 
+namespace {
+
+// Destroys a VDI's VBDs in `t`, each on the condition that, when the transaction applies, it is
+// still detached with no operation in progress (else the whole transaction is VDI_IN_USE).
+void destroy_idle_vbds(storage::transaction& t, const api::vdi& v, const std::string& vdi, const char* operation) {
+  const std::size_t vbd_cls = schema::get().class_of<api::vbd>();
+  static const std::size_t attached = *schema::get().field_index(vbd_cls, "currently_attached");
+  static const std::size_t current = *schema::get().field_index(vbd_cls, "current_operations");
+  for (const auto& b : v.VBDs) {
+    t.expect_field(vbd_cls, b.opaque, attached, wire::value(false), api::errors::VDI_IN_USE(vdi, operation));
+    t.expect_field(vbd_cls, b.opaque, current, wire::value(wire::structure{}), api::errors::VDI_IN_USE(vdi, operation));
+    t.destroy(vbd_cls, b.opaque);
+  }
+}
+
+}  // namespace
+
 storage_repos::void_result storage_repos::vdi_destroy(const std::string& vdi, const std::string& task) {
   auto d = impl_;
   auto self = this;
@@ -903,8 +920,9 @@ storage_repos::void_result storage_repos::vdi_destroy(const std::string& vdi, co
         return fail(api::errors::VDI_IN_USE(vdi, "destroy"));
     if (auto dir = d->directory(*s, v->SR.opaque); !dir) return fail(dir.error());
     auto t = d->db.begin();
-    // Its VBDs (all detached) go with it, as xapi's do.
-    for (const auto& b : v->VBDs) t.destroy(schema::get().class_of<api::vbd>(), b.opaque);
+    // Its VBDs (all detached) go with it, as xapi's do — if still detached and idle when this
+    // applies: a VBD.plug admitted meanwhile keeps the VDI.
+    destroy_idle_vbds(t, *v, vdi, "destroy");
     t.destroy(d->vdi_cls, vdi);
     if (auto c = d->commit(std::move(t)); !c) return c;
     self->remove_image(v->SR.opaque, v->location);
@@ -923,7 +941,7 @@ storage_repos::void_result storage_repos::vdi_forget(const std::string& vdi, con
       if (const api::vbd* vbd = s->get<api::vbd>(b.opaque); vbd && vbd->currently_attached)
         return fail(api::errors::VDI_IN_USE(vdi, "forget"));
     auto t = d->db.begin();
-    for (const auto& b : v->VBDs) t.destroy(schema::get().class_of<api::vbd>(), b.opaque);
+    destroy_idle_vbds(t, *v, vdi, "forget");
     t.destroy(d->vdi_cls, vdi);
     return d->commit(std::move(t));
   });

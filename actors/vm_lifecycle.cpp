@@ -628,6 +628,15 @@ struct vm_lifecycle::impl {
 
   // --- VBD and VIF hotplug ---
 
+  // A device as its operation finds it: a writer outside its actor (VDI.destroy takes the
+  // VDI's VBDs with it) may have removed it since the operation was admitted.
+  template <class R>
+  static api::api_result<const R*> device_row(const storage::state& s, const std::string& ref) {
+    const R* r = s.get<R>(ref);
+    if (!r) return fail(api::errors::HANDLE_INVALID(std::string(R::api_class), ref));
+    return r;
+  }
+
   // The running VM a device belongs to, or the error a device operation of a stopped VM gets.
   api::api_result<const api::vm*> live_vm_of(const storage::state& s, const std::string& vm_ref) const {
     const api::vm* vm = s.get<api::vm>(vm_ref);
@@ -1331,7 +1340,9 @@ vm_lifecycle::result_void vm_lifecycle::vbd_plug(const std::string& vbd, const s
     auto disks = d->claim_disks(before ? before->VM.opaque : std::string(), {vbd}, "plug");
     if (!disks) return fail(disks.error());
     auto s = d->db.snapshot();
-    const api::vbd* b = s->get<api::vbd>(vbd);
+    auto row = impl::device_row<api::vbd>(*s, vbd);
+    if (!row) return fail(row.error());
+    const api::vbd* b = *row;
     auto vm = d->live_vm_of(*s, b->VM.opaque);
     if (!vm) return fail(vm.error());
     if (b->currently_attached) return fail(api::errors::DEVICE_ALREADY_ATTACHED(vbd));
@@ -1350,7 +1361,9 @@ vm_lifecycle::result_void vm_lifecycle::vbd_unplug(const std::string& vbd, bool 
   return as_void(d->actors.run(d->vbd_cls, vbd, force ? "unplug_force" : "unplug", task,
                                [d, vbd, force]() -> api::api_result<wire::value> {
                                  auto s = d->db.snapshot();
-                                 const api::vbd* b = s->get<api::vbd>(vbd);
+                                 auto row = impl::device_row<api::vbd>(*s, vbd);
+                                 if (!row) return fail(row.error());
+                                 const api::vbd* b = *row;
                                  auto vm = d->live_vm_of(*s, b->VM.opaque);
                                  if (!vm) return fail(vm.error());
                                  if (!b->currently_attached) return fail(api::errors::DEVICE_ALREADY_DETACHED(vbd));
@@ -1366,7 +1379,9 @@ vm_lifecycle::result_void vm_lifecycle::vbd_insert(const std::string& vbd, const
   auto d = impl_;
   return as_void(d->actors.run(d->vbd_cls, vbd, "insert", task, [d, vbd, vdi]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
-    const api::vbd* b = s->get<api::vbd>(vbd);
+    auto row = impl::device_row<api::vbd>(*s, vbd);
+    if (!row) return fail(row.error());
+    const api::vbd* b = *row;
     if (b->type != api::vbd_type::CD) return fail(api::errors::VBD_NOT_REMOVABLE_MEDIA(vbd));
     if (!b->empty) return fail(api::errors::VBD_NOT_EMPTY(vbd));
     if (!s->get<api::vdi>(vdi)) return fail(api::errors::HANDLE_INVALID("VDI", vdi));
@@ -1381,7 +1396,9 @@ vm_lifecycle::result_void vm_lifecycle::vbd_eject(const std::string& vbd, const 
   auto d = impl_;
   return as_void(d->actors.run(d->vbd_cls, vbd, "eject", task, [d, vbd]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
-    const api::vbd* b = s->get<api::vbd>(vbd);
+    auto row = impl::device_row<api::vbd>(*s, vbd);
+    if (!row) return fail(row.error());
+    const api::vbd* b = *row;
     if (b->type != api::vbd_type::CD) return fail(api::errors::VBD_NOT_REMOVABLE_MEDIA(vbd));
     if (b->empty) return fail(api::errors::VBD_IS_EMPTY(vbd));
     return d->update_device<api::vbd>(vbd, [](api::vbd& a) {
@@ -1395,7 +1412,9 @@ vm_lifecycle::result_void vm_lifecycle::vif_plug(const std::string& vif, const s
   auto d = impl_;
   return as_void(d->actors.run(d->vif_cls, vif, "plug", task, [d, vif]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
-    const api::vif* f = s->get<api::vif>(vif);
+    auto row = impl::device_row<api::vif>(*s, vif);
+    if (!row) return fail(row.error());
+    const api::vif* f = *row;
     auto vm = d->live_vm_of(*s, f->VM.opaque);
     if (!vm) return fail(vm.error());
     if (f->currently_attached) return fail(api::errors::DEVICE_ALREADY_ATTACHED(vif));
@@ -1409,7 +1428,9 @@ vm_lifecycle::result_void vm_lifecycle::vif_unplug(const std::string& vif, bool,
   auto d = impl_;
   return as_void(d->actors.run(d->vif_cls, vif, "unplug", task, [d, vif]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
-    const api::vif* f = s->get<api::vif>(vif);
+    auto row = impl::device_row<api::vif>(*s, vif);
+    if (!row) return fail(row.error());
+    const api::vif* f = *row;
     auto vm = d->live_vm_of(*s, f->VM.opaque);
     if (!vm) return fail(vm.error());
     if (!f->currently_attached) return fail(api::errors::DEVICE_ALREADY_DETACHED(vif));

@@ -32,6 +32,18 @@ int answer_with_password(int n, const struct pam_message** msg, struct pam_respo
 // failure that answers sooner or later than another tells which check failed.
 void no_fail_delay(int, unsigned, void*) {}
 
+// Whether the account may log in now (not locked, not expired): PAM's account management
+// alone, without a password. A password remembered by the login guard is still subject to it.
+bool pam_account_valid(const std::string& service, const std::string& user) {
+  struct pam_conv conv = {answer_with_password, const_cast<char*>("")};
+  pam_handle_t* handle = nullptr;
+  if (::pam_start(service.c_str(), user.c_str(), &conv, &handle) != PAM_SUCCESS) return false;
+  (void)::pam_set_item(handle, PAM_FAIL_DELAY, reinterpret_cast<const void*>(&no_fail_delay));
+  int rc = ::pam_acct_mgmt(handle, PAM_SILENT);
+  ::pam_end(handle, rc);
+  return rc == PAM_SUCCESS;
+}
+
 bool pam_accepts(const std::string& service, const std::string& user, const std::string& password) {
   struct pam_conv conv = {answer_with_password, const_cast<char*>(password.c_str())};
   pam_handle_t* handle = nullptr;
@@ -67,7 +79,10 @@ api::api_result<external_identity> authenticate_external(storage::database& db, 
   auto it = h->external_auth_configuration.find("pam_service");
   std::string service = it != h->external_auth_configuration.end() ? it->second : "login";
   const std::string scope = "pam:" + service;
-  if (!verified || !verified->remembered(scope, user, password)) {
+  if (verified && verified->remembered(scope, user, password)) {
+    // The password was checked a moment ago; whether the account may log in is asked anew.
+    if (!pam_account_valid(service, user)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+  } else {
     if (!pam_accepts(service, user, password)) return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
     if (verified) verified->remember(scope, user, password);
   }

@@ -130,7 +130,10 @@ class applier {
     std::shared_ptr<void> rec = pts.ops->make_shared((*partner)->record.get());
     const persistent_set* refs = s_.tables_[cls].by_ref[i].find(target);
     pts.ops->set_derived(rec.get(), b->other_field, refs ? *refs : persistent_set{});
-    s_.tables_[b->other_class].rows.set(target, std::make_shared<row>(row{std::move(rec), (*partner)->created, gen_, 0}));
+    // `modified` stays: it is the generation of the row's own fields, which a writer's
+    // precondition (expect_unchanged) compares; a partner joining is no conflict.
+    s_.tables_[b->other_class].rows.set(
+        target, std::make_shared<row>(row{std::move(rec), (*partner)->created, (*partner)->modified, 0}));
     changes_.push_back(change{static_cast<std::uint32_t>(b->other_class), target, change_kind::mod, gen_, true});
   }
 

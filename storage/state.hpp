@@ -21,7 +21,7 @@ namespace xapid::storage {
 struct row {
   std::shared_ptr<const void> record;
   generation created = 0;
-  generation modified = 0;
+  generation modified = 0;  // of its own fields: a derived set's change (a VBD joining) leaves it
   generation deleted = 0;  // non-zero: a tombstone, kept for event consumers until collected
 };
 using row_ptr = std::shared_ptr<const row>;

@@ -8,8 +8,11 @@ Usage: vm_lifecycle_test.py PATH_TO_XAPID"""
 import http.client
 import itertools
 import json
+import os
+import random
 import socket
 import tempfile
+import threading
 import time
 import unittest
 import xmlrpc.client
@@ -173,6 +176,79 @@ class operations(with_daemon):
         self.assertEqual(self.ok(self.x.VM.get_power_state(self.s, vm)), "Running")
         self.assertEqual(self.ok(self.x.VM.get_domid(self.s, vm)), domid)
         self.ok(self.x.VM.clean_shutdown(self.s, vm))
+
+
+class device_races(with_daemon):
+    """A device's operation racing a writer that removes the device outside its actor: VBD.plug
+    against VDI.destroy (which takes the VDI's detached VBDs with it). Either may win, never
+    both, and the daemon stays up (it crashed within ~40 rounds when plug read the VBD it had
+    lost)."""
+
+    def test_vbd_create_chooses_a_free_userdevice_and_refuses_a_taken_or_bad_one(self):
+        template = self.ok(self.x.VM.get_by_name_label(self.s, "Debian Bookworm 12"))[0]
+        vm = self.ok(self.x.VM.clone(self.s, template, "devices"))
+        self.ok(self.x.VM.provision(self.s, vm))  # its disk is userdevice 0
+
+        def vbd(device):
+            return self.x.VBD.create(self.s, {"VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": device, "bootable": False,
+                                              "mode": "RO", "type": "CD", "empty": True, "other_config": {},
+                                              "qos_algorithm_type": "", "qos_algorithm_params": {}})
+
+        first = self.ok(vbd("autodetect"))
+        self.assertEqual(self.ok(self.x.VBD.get_userdevice(self.s, first)), "1")
+        self.assertEqual(self.ok(self.x.VBD.get_userdevice(self.s, self.ok(vbd("autodetect")))), "2")
+        self.assertEqual(vbd("1")["ErrorDescription"], ["DEVICE_ALREADY_EXISTS", "1"])
+        self.assertEqual(vbd("xvdb")["ErrorDescription"], ["INVALID_DEVICE", "xvdb"])
+        self.assertEqual(vbd("-1")["ErrorDescription"], ["INVALID_DEVICE", "-1"])
+
+    def test_vbd_plug_racing_vdi_destroy(self):
+        template = self.ok(self.x.VM.get_by_name_label(self.s, "Debian Bookworm 12"))[0]
+        vm = self.ok(self.x.VM.clone(self.s, template, "plug-race"))
+        self.ok(self.x.VM.provision(self.s, vm))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+        sr = next(r for r, v in self.ok(self.x.SR.get_all_records(self.s)).items() if v["type"] == "ext")
+        outcomes = {}
+        seed = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 30)))
+        print(f"device race seed: {seed} (XAPID_TEST_SEED replays it)")
+        rng = random.Random(seed)
+        for _ in range(60):
+            vdi = self.ok(self.x.VDI.create(self.s, {"SR": sr, "virtual_size": "1048576", "type": "user",
+                                                     "sharable": False, "read_only": False, "other_config": {},
+                                                     "name_label": "race"}))
+            vbd = self.ok(self.x.VBD.create(self.s, {"VM": vm, "VDI": vdi, "userdevice": "autodetect", "bootable": False,
+                                                     "mode": "RW", "type": "Disk", "empty": False, "other_config": {},
+                                                     "unpluggable": True,
+                                                     "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+            out = {}
+
+            delay = {"plug": rng.random() * 0.004, "destroy": rng.random() * 0.004}  # either may go first
+
+            def call(name, fn):
+                proxy = xmlrpc.client.ServerProxy(self.url)
+                time.sleep(delay[name])
+                out[name] = fn(proxy)
+
+            threads = [threading.Thread(target=call, args=("plug", lambda p: p.VBD.plug(self.s, vbd))),
+                       threading.Thread(target=call, args=("destroy", lambda p: p.VDI.destroy(self.s, vdi)))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            plug, destroy = out["plug"], out["destroy"]
+            key = (plug["Status"] if plug["Status"] == "Success" else plug["ErrorDescription"][0],
+                   destroy["Status"] if destroy["Status"] == "Success" else destroy["ErrorDescription"][0])
+            outcomes[key] = outcomes.get(key, 0) + 1
+            self.assertNotEqual(key, ("Success", "Success"), "a VDI destroyed under a plugged VBD")
+            self.assertIn(key[0], ("Success", "HANDLE_INVALID", "OTHER_OPERATION_IN_PROGRESS"), plug)
+            self.assertIn(key[1], ("Success", "VDI_IN_USE", "OTHER_OPERATION_IN_PROGRESS"), destroy)
+            if self.x.VBD.get_record(self.s, vbd)["Status"] == "Success":
+                if self.ok(self.x.VBD.get_currently_attached(self.s, vbd)):
+                    self.ok(self.x.VBD.unplug(self.s, vbd))
+                self.ok(self.x.VBD.destroy(self.s, vbd))
+            if self.x.VDI.get_record(self.s, vdi)["Status"] == "Success":
+                self.ok(self.x.VDI.destroy(self.s, vdi))
+        self.assertEqual(self.x.session.get_this_host(self.s, self.s)["Status"], "Success")
+        print(f"plug/destroy outcomes over 60 rounds: {outcomes}")
 
 
 class stuck_guest(unittest.TestCase):
