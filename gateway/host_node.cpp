@@ -132,6 +132,14 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (!listen) return fail(listen.error());
   p.listen_host = listen->first;
   if (auto st = make_private_data_dir(opt.data_dir); !st) return fail(st.error());
+  // Every path the host records (the local SR's location) is absolute: a relative one would
+  // name another place from another working directory, and SR locations must be absolute.
+  {
+    std::error_code ec;
+    auto absolute = std::filesystem::canonical(opt.data_dir, ec);
+    if (ec) return fail("cannot resolve data dir " + opt.data_dir + ": " + ec.message());
+    opt.data_dir = absolute.string();
+  }
   if (opt.unix_socket.empty()) opt.unix_socket = opt.data_dir + "/xapid.sock";
 
   // The database, the objects of a first boot, root's password, sessions, and the RPCs.

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -108,6 +109,24 @@ TEST(host_node, three_hosts_in_one_process_each_serve_their_own_api) {
   ASSERT_NE(hosts[0].node, nullptr);
   EXPECT_EQ(hosts[0].node->host_ref(), first_host);
   EXPECT_TRUE(call("127.0.0.2", hosts[0].node->tcp_port(), "session.login_with_password", {"root", "pw2"}).as_string());
+}
+
+// deploy/start passes --data-dir data: the host works with absolute paths from then on (the
+// local SR's location must be absolute, or the SR never attaches).
+TEST(host_node, a_relative_data_dir_becomes_absolute) {
+  testing::temp_dir dir;
+  const auto before = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  host_options o;
+  o.data_dir = "relative/data";
+  o.listen = "127.0.0.5:0";
+  o.root_password = "pw";
+  o.threads = 1;
+  auto node = host_node::open(o);
+  std::filesystem::current_path(before);
+  ASSERT_TRUE(node.ok()) << node.error();
+  EXPECT_EQ((*node)->options().data_dir, std::filesystem::canonical(dir / "relative/data").string());
+  EXPECT_EQ((*node)->options().unix_socket, (*node)->options().data_dir + "/xapid.sock");
 }
 
 TEST(host_node, a_host_that_cannot_open_says_why_and_leaves_nothing_running) {
