@@ -221,9 +221,12 @@ class applier {
       case op_kind::set: {
         const row* r = s_.find(o.cls, o.ref);
         if (!r) return;
-        wire::value before = ts.ops->get_field(r->record.get(), o.field);
+        // Only a many-to-many field needs its old value (to mirror the change on its partners):
+        // reading it for every set would copy a large map or set for nothing.
+        const auto& b = ts.bindings[o.field];
+        wire::value before = b && b->many_to_many ? ts.ops->get_field(r->record.get(), o.field) : wire::value();
         set_field(o.cls, o.ref, o.field, o.value);
-        propagate(o.cls, o.ref, o.field, before, o.value);
+        if (b && b->many_to_many) propagate(o.cls, o.ref, o.field, before, o.value);
         break;
       }
       case op_kind::destroy: {
