@@ -138,24 +138,12 @@ void transaction::destroy(std::size_t cls, std::string ref) {
   ops_.push_back(op{op_kind::destroy, static_cast<std::uint32_t>(cls), std::move(ref), 0, {}, {}});
 }
 
-// ------------------------------------------------------------------ the committer
-
-// One unit of work for the committer thread: a new transaction, a replicated entry (its
-// generation and time fixed), or housekeeping.
-struct database::pending {
-  enum class kind { transaction, entry, collect, install } k = kind::transaction;
-  std::vector<op> ops;
-  std::string checkpoint;  // install: the whole state, as export_checkpoint writes it
-  generation fixed_gen = 0;
-  std::int64_t fixed_time = 0;
-  generation collect_up_to = 0;
-  std::uint64_t seq = 0;  // its place in the queue
-  std::optional<result<generation, api::api_error>> outcome;
-};
+// ------------------------------------------------------------------ open, prepare
 
 result<std::unique_ptr<database>, std::string> database::open(database_options options) {
   std::unique_ptr<database> db(new database());
   db->options_ = options;
+  db->order_ = options.order ? options.order : std::make_shared<local_sequencer>();
   if (!options.clk) db->own_clock_ = std::make_unique<real_clock>();
   if (!options.ids) db->own_ids_ = std::make_unique<id_source>();
   db->clock_ = options.clk ? options.clk : db->own_clock_.get();
@@ -220,67 +208,34 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   db->feed_start_ = st->gen();
   db->index_tombstones(*st);
   db->current_ = std::move(st);
-  db->committer_ = std::thread([d = db.get()] { d->committer_loop(); });
+  db->order_->start([d = db.get()](std::span<const std::shared_ptr<proposal>> batch) { d->apply(batch); });
   return db;
 }
 
-database::~database() {
-  {
-    std::lock_guard lock(queue_mu_);
-    stopping_ = true;
-  }
-  queue_cv_.notify_all();
-  if (committer_.joinable()) committer_.join();
-}
+database::~database() { order_->stop(); }
 
 std::shared_ptr<const state> database::snapshot() const {
   std::lock_guard lock(state_mu_);
   return current_;
 }
 
+// Prepare: the proposal fixes every value its entry will hold, the time included.
 result<generation, api::api_error> database::commit(transaction t) {
-  auto p = std::make_shared<pending>();
+  auto p = std::make_shared<proposal>();
   p->ops = std::move(t.ops());
-  return enqueue_and_wait(std::move(p));
+  p->time_ms = clock_->now_ms();
+  return order_and_wait(std::move(p));
 }
 
-result<generation, api::api_error> database::enqueue_and_wait(std::shared_ptr<pending> p) {
-  {
-    std::lock_guard lock(queue_mu_);
-    if (stopping_) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
-    p->seq = ++queued_seq_;
-    queue_.push_back(p);
-  }
-  queue_cv_.notify_one();
-  for (auto acked = acked_seq_.load(std::memory_order_acquire); acked < p->seq;
-       acked = acked_seq_.load(std::memory_order_acquire))
-    acked_seq_.wait(acked, std::memory_order_acquire);
+result<generation, api::api_error> database::order_and_wait(std::shared_ptr<proposal> p) {
+  if (!order_->order_and_wait(p)) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
   return std::move(*p->outcome);
 }
 
-void database::committer_loop() {
-  for (;;) {
-    std::vector<std::shared_ptr<pending>> batch;
-    {
-      std::unique_lock lock(queue_mu_);
-      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
-      // Everything waiting shares this fsync: that is the group commit. Installing a checkpoint
-      // replaces the whole state, so it goes alone.
-      while (!queue_.empty() && batch.size() < 1024) {
-        const bool install = queue_.front()->k == pending::kind::install;
-        if (install && !batch.empty()) break;
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-        if (install) break;
-      }
-    }
-    if (batch.front()->k == pending::kind::install) run_install(*batch.front());
-    else run_batch(batch);
-  }
-}
+// ------------------------------------------------------------------ apply
 
-void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
+void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
+  if (batch.front()->k == proposal::kind::install) return apply_install(*batch.front());
   const auto& sch = schema::get();
   auto working = std::make_shared<state>(*snapshot());
   std::vector<change> changes;
@@ -290,7 +245,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
   std::set<std::pair<std::size_t, std::string>> collected;
 
   for (auto& p : batch) {
-    if (p->k == pending::kind::collect) {
+    if (p->k == proposal::kind::collect) {
       std::vector<std::string> dead;
       for (std::size_t c = 0; c < sch.tables().size(); ++c) {
         dead.clear();
@@ -307,7 +262,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
       continue;
     }
     generation gen = working->gen() + 1;
-    if (p->k == pending::kind::entry && p->fixed_gen != gen) {
+    if (p->k == proposal::kind::entry && p->fixed_gen != gen) {
       // An entry already applied (or one that would leave a gap): idempotent apply skips it.
       outcomes.emplace_back(p->fixed_gen <= working->gen()
                                 ? result<generation, api::api_error>(p->fixed_gen)
@@ -321,7 +276,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     if (p->ops.size() > 1) before.emplace(*working);
     // A replicated entry is logged as it came, even when it fails (below).
     std::optional<std::vector<op>> as_received;
-    if (p->k == pending::kind::entry) as_received = p->ops;
+    if (p->k == proposal::kind::entry) as_received = p->ops;
     std::size_t changes_before = changes.size();
     std::optional<api::api_error> error;
     for (op& o : p->ops) {
@@ -334,9 +289,9 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     if (error) {
       if (before) *working = std::move(*before);
       changes.resize(changes_before);
-      if (p->k == pending::kind::transaction) {
-        // The local writer's transaction is refused before it takes a place in the log: this
-        // committer applies to exactly the state it validated against.
+      if (p->k == proposal::kind::transaction) {
+        // This host's own transaction is refused before it takes a place in the log: with a
+        // local order, ordering and applying are one step, so its place is given here.
         outcomes.emplace_back(fail(std::move(*error)));
         continue;
       }
@@ -345,7 +300,7 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
       p->ops = std::move(*as_received);
     }
     working->set_generation(gen);
-    log_entry e{gen, p->k == pending::kind::entry ? p->fixed_time : clock_->now_ms(), std::move(p->ops)};
+    log_entry e{gen, p->time_ms, std::move(p->ops)};
     wb.Put(log_key(gen), encode(e));
     if (gen > options_.log_entries) wb.Delete(log_key(gen - options_.log_entries));
     outcomes.emplace_back(gen);
@@ -397,9 +352,6 @@ void database::run_batch(std::vector<std::shared_ptr<pending>>& batch) {
     publish(std::move(working), std::move(changes));
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
   }
-  // One wake-up for the whole batch: a futex call per writer would keep the next batch waiting.
-  acked_seq_.store(batch.back()->seq, std::memory_order_release);
-  acked_seq_.notify_all();
 }
 
 void database::publish(std::shared_ptr<const state> next, std::vector<change> changes) {
@@ -480,8 +432,8 @@ result<std::vector<std::string>, std::string> database::export_entries_after(gen
 }
 
 result<void, std::string> database::import_checkpoint(std::string_view bytes) {
-  auto p = std::make_shared<pending>();
-  p->k = pending::kind::install;
+  auto p = std::make_shared<proposal>();
+  p->k = proposal::kind::install;
   p->checkpoint = std::string(bytes);
   return submit_and_wait(std::move(p));
 }
@@ -489,7 +441,7 @@ result<void, std::string> database::import_checkpoint(std::string_view bytes) {
 // Replaces the whole state with a checkpoint: a new replica's first state, or a lagging one's
 // when the entries it misses are no longer kept. Rows and log entries of the old state go in the
 // same synced write that stores the new ones; event waiters are told they lost track.
-void database::run_install(pending& p) {
+void database::apply_install(proposal& p) {
   auto install = [&]() -> result<void, std::string> {
     wire::limits lim;
     lim.max_body_bytes = std::size_t{1} << 40;
@@ -536,18 +488,16 @@ void database::run_install(pending& p) {
   auto r = install();
   p.outcome = r ? result<generation, api::api_error>(current_generation())
                 : fail(api::errors::INTERNAL_ERROR(r.error()));
-  acked_seq_.store(p.seq, std::memory_order_release);
-  acked_seq_.notify_all();
 }
 
 result<void, std::string> database::apply_entry(std::string_view bytes) {
   auto e = decode_log_entry(bytes);
   if (!e) return fail(e.error().message);
-  auto p = std::make_shared<pending>();
-  p->k = pending::kind::entry;
+  auto p = std::make_shared<proposal>();
+  p->k = proposal::kind::entry;
   p->ops = std::move(e->ops);
   p->fixed_gen = e->gen;
-  p->fixed_time = e->time_ms;
+  p->time_ms = e->time_ms;
   return submit_and_wait(std::move(p));
 }
 
@@ -562,14 +512,14 @@ void database::index_tombstones(const state& s) {
 }
 
 result<void, std::string> database::collect_tombstones(generation up_to) {
-  auto p = std::make_shared<pending>();
-  p->k = pending::kind::collect;
+  auto p = std::make_shared<proposal>();
+  p->k = proposal::kind::collect;
   p->collect_up_to = up_to;
   return submit_and_wait(std::move(p));
 }
 
-result<void, std::string> database::submit_and_wait(std::shared_ptr<pending> p) {
-  auto r = enqueue_and_wait(std::move(p));
+result<void, std::string> database::submit_and_wait(std::shared_ptr<proposal> p) {
+  auto r = order_and_wait(std::move(p));
   if (!r) return fail(r.error().description().at(0) + (r.error().params.empty() ? "" : ": " + r.error().params[0]));
   return ok_v;
 }

@@ -1,7 +1,8 @@
-// The pool database: typed in-memory tables over RocksDB. Every commit is one deterministic log
-// entry, applied at its generation and acknowledged only once the entry and the rows it changed
-// are in RocksDB's synced WAL; concurrent commits share one fsync. Readers take an immutable
-// snapshot and never wait for the writer.
+// The pool database: typed in-memory tables over RocksDB. A commit is prepared here (a proposal
+// with every value chosen), ordered by a sequencer (storage/sequencer.hpp: this host's own, or
+// Raft's in a pool) and applied here, in that order, at its generation: acknowledged only once
+// the entry and the rows it changed are in RocksDB's synced WAL; a batch shares one fsync.
+// Readers take an immutable snapshot and never wait for the writer.
 #pragma once
 
 #include <atomic>
@@ -13,12 +14,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "common/result.hpp"
+#include "storage/sequencer.hpp"
 #include "storage/state.hpp"
 
 namespace rocksdb {
@@ -78,6 +79,8 @@ struct database_options {
   // How many deleted rows are kept as tombstones (for the snapshots of "del" events); older ones
   // are forgotten as new ones come, so that deleting costs no memory for ever.
   std::size_t tombstones_kept = 10000;
+  // Orders the commits (default: a local_sequencer, this host's own order).
+  std::shared_ptr<sequencer> order;
 };
 
 struct changes_since_result {
@@ -107,7 +110,7 @@ class database {
   // Wakes every waiter of changes_since now and from now on (the daemon is stopping).
   void stop_waiters();
   // Calls `listener` with the new generation after each commit is published, on the
-  // committer's thread: it must only hand work on, never wait. Set before commits begin.
+  // thread that applies (the sequencer's): it must only hand work on, never wait. Set before commits begin.
   void on_publish(std::function<void(generation)> listener);
 
   // Replication: a consistent checkpoint of every row, and the log entries after a generation.
@@ -125,14 +128,13 @@ class database {
   result<void, std::string> collect_tombstones(generation up_to);
 
  private:
-  struct pending;
   database() = default;
-  void committer_loop();
-  void run_batch(std::vector<std::shared_ptr<pending>>& batch);
-  void run_install(pending& p);
+  // Apply: the only place that validates and changes the state, called by the sequencer.
+  void apply(std::span<const std::shared_ptr<proposal>> batch);
+  void apply_install(proposal& p);
   void publish(std::shared_ptr<const state> next, std::vector<change> changes);
-  result<void, std::string> submit_and_wait(std::shared_ptr<pending> p);
-  result<generation, api::api_error> enqueue_and_wait(std::shared_ptr<pending> p);
+  result<void, std::string> submit_and_wait(std::shared_ptr<proposal> p);
+  result<generation, api::api_error> order_and_wait(std::shared_ptr<proposal> p);
 
   database_options options_;
   std::unique_ptr<clock> own_clock_;
@@ -149,7 +151,7 @@ class database {
   bool waiters_stopped_ = false;
   std::vector<std::function<void(generation)>> publish_listeners_;
 
-  // The tombstones in the order their rows were deleted (the committer's; at open and
+  // The tombstones in the order their rows were deleted (apply's; at open and
   // import_checkpoint rebuilt from the rows). An entry whose row was collected otherwise
   // (collect_tombstones) is skipped when reached.
   struct tombstone {
@@ -160,13 +162,7 @@ class database {
   std::deque<tombstone> tombstones_;
   void index_tombstones(const state& s);
 
-  std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
-  std::deque<std::shared_ptr<pending>> queue_;
-  std::uint64_t queued_seq_ = 0;
-  std::atomic<std::uint64_t> acked_seq_{0};  // every queued item up to this one has its outcome
-  bool stopping_ = false;
-  std::thread committer_;
+  std::shared_ptr<sequencer> order_;
 };
 
 }  // namespace xapid::storage

@@ -1,0 +1,58 @@
+#include "storage/sequencer.hpp"
+
+namespace xapid::storage {
+
+void local_sequencer::start(apply_fn apply) {
+  apply_ = std::move(apply);
+  thread_ = std::thread([this] { loop(); });
+}
+
+bool local_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {
+  std::uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    seq = ++queued_;
+    queue_.emplace_back(seq, p);
+  }
+  cv_.notify_one();
+  for (auto done = applied_.load(std::memory_order_acquire); done < seq; done = applied_.load(std::memory_order_acquire))
+    applied_.wait(done, std::memory_order_acquire);
+  return true;
+}
+
+void local_sequencer::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void local_sequencer::loop() {
+  std::vector<std::shared_ptr<proposal>> batch;
+  for (;;) {
+    batch.clear();
+    std::uint64_t last = 0;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything ordered is applied
+      // Installing a checkpoint replaces the whole state, so it goes alone.
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        const bool install = queue_.front().second->k == proposal::kind::install;
+        if (install && !batch.empty()) break;
+        last = queue_.front().first;
+        batch.push_back(std::move(queue_.front().second));
+        queue_.pop_front();
+        if (install) break;
+      }
+    }
+    apply_(batch);
+    applied_.store(last, std::memory_order_release);
+    applied_.notify_all();
+  }
+}
+
+}  // namespace xapid::storage

@@ -1,0 +1,88 @@
+// The three steps of a commit: (1) prepare — the writer turns its transaction into a proposal
+// whose every value is chosen (refs, uuids, the time); (2) order — a sequencer decides where each
+// proposal goes in the log; (3) apply — the database validates and applies each proposal in that
+// order, the same way on every member, and sets its outcome. The sequencer is the one piece that
+// differs between a single host (local_sequencer: this host's own queue, every batch one synced
+// write) and a pool (Raft orders the proposals of the master, every member applies them).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.hpp"
+#include "proto/api/convert.hpp"
+#include "storage/log_entry.hpp"
+
+namespace xapid::storage {
+
+// One unit of work in the log's order.
+struct proposal {
+  enum class kind {
+    transaction,  // proposed here: its generation is given when it is applied, and only if it succeeds
+    entry,        // ordered elsewhere: its generation is fixed, and it takes it even if it fails
+    collect,      // forget tombstones up to `collect_up_to`, on every member at the same point
+    install,      // replace the whole state with `checkpoint`
+  } k = kind::transaction;
+  std::vector<op> ops;
+  std::int64_t time_ms = 0;  // fixed when prepared, so every member logs the same entry
+  generation fixed_gen = 0;
+  generation collect_up_to = 0;
+  std::string checkpoint;
+  // Set by apply: the generation the proposal took, or why it changed nothing.
+  std::optional<result<generation, api::api_error>> outcome;
+};
+
+class sequencer {
+ public:
+  // Applies a batch of proposals in order and sets each one's outcome. A batch holding an
+  // install holds nothing else.
+  using apply_fn = std::function<void(std::span<const std::shared_ptr<proposal>> batch)>;
+
+  virtual ~sequencer() = default;
+  // Starts ordering: from now on `apply` is called with each batch, on one thread, in order.
+  virtual void start(apply_fn apply) = 0;
+  // Orders `p` and returns once it has been applied (its outcome is set); false, changing
+  // nothing, once the sequencer is stopping.
+  virtual bool order_and_wait(const std::shared_ptr<proposal>& p) = 0;
+  // Applies everything already ordered, then stops.
+  virtual void stop() = 0;
+};
+
+// One host's own order: proposals are applied in the order they arrive, and everything waiting
+// when a batch begins goes into it (group commit: one synced write acknowledges the batch).
+class local_sequencer final : public sequencer {
+ public:
+  explicit local_sequencer(std::size_t max_batch = 1024) : max_batch_(max_batch) {}
+  ~local_sequencer() override { stop(); }
+
+  void start(apply_fn apply) override;
+  bool order_and_wait(const std::shared_ptr<proposal>& p) override;
+  void stop() override;
+
+ private:
+  void loop();
+
+  const std::size_t max_batch_;
+  apply_fn apply_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::uint64_t, std::shared_ptr<proposal>>> queue_;
+  std::uint64_t queued_ = 0;
+  // Every proposal up to this one in arrival order has its outcome: one wake-up for a whole
+  // batch, since a futex call per writer would keep the next batch waiting.
+  std::atomic<std::uint64_t> applied_{0};
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace xapid::storage
