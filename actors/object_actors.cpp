@@ -5,6 +5,8 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/placement.hpp"
+
 namespace xapid::actors {
 namespace {
 
@@ -286,7 +288,7 @@ void host_actors::refresh(std::size_t cls, const std::string& ref) {
       .receive([](bool) {}, [](caf::error&) {});
 }
 
-api::status host_actors::reset_operations(std::size_t cls) {
+api::status host_actors::reset_operations(std::size_t cls, const std::string& host) {
   const operation_rules* rules = impl_->ctx->rules_of(cls);
   if (!rules) return {};
   auto snap = impl_->ctx->db->snapshot();
@@ -295,6 +297,7 @@ api::status host_actors::reset_operations(std::size_t cls) {
   const std::size_t allowed = *schema::get().field_index(cls, "allowed_operations");
   auto t = impl_->ctx->db->begin();
   snap->for_each(cls, [&](const std::string& ref, const storage::row& row) {
+    if (operations_host(*snap, cls, ref) != host) return true;
     wire::value next = allowed_after(*rules, cls, row.record.get(), ref, [](wire::structure& m) { m.clear(); });
     if (ts.ops->get_field(row.record.get(), current) != wire::value(wire::structure{}))
       t.set(cls, ref, current, wire::value(wire::structure{}));

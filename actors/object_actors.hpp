@@ -65,9 +65,10 @@ class host_actors {
   // Recomputes the object's allowed_operations (after a change the rules depend on); answers
   // once they are written.
   void refresh(std::size_t cls, const std::string& ref);
-  // At start: operations recorded by a previous run have no thread any more; clear them and
-  // recompute allowed_operations for every object of `cls`.
-  api::status reset_operations(std::size_t cls);
+  // At start: operations recorded by this host's previous run have no thread any more; clear
+  // them and recompute allowed_operations for every object of `cls` whose operations `host`
+  // runs (actors/placement.hpp). Other hosts' operations in progress are left alone.
+  api::status reset_operations(std::size_t cls, const std::string& host);
 
   // Fault injection for tests: the object's actor fails as a bug would make it.
   void crash(std::size_t cls, const std::string& ref);

@@ -348,7 +348,7 @@ api::status storage_repos::start() {
     return ops;
   }));
   for (std::size_t cls : {d.sr_cls, d.vdi_cls})
-    if (auto st = d.actors.reset_operations(cls); !st) return st;
+    if (auto st = d.actors.reset_operations(cls, d.host); !st) return st;
 
   // This host's plugged PBDs are attached again (an nfs SR is mounted again after a reboot).
   s = d.db.snapshot();

@@ -734,7 +734,7 @@ vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host
 api::status vm_lifecycle::reconcile() {
   auto& d = *impl_;
   for (std::size_t cls : {d.vm_cls, d.vbd_cls, d.vif_cls})
-    if (auto st = d.actors.reset_operations(cls); !st) return st;
+    if (auto st = d.actors.reset_operations(cls, d.host); !st) return st;
   // The hypervisor's domains are the truth about what runs here.
   std::map<std::string, xen::domain_info> domains;
   for (auto& dom : d.hv.list()) domains[dom.uuid] = dom;
@@ -769,7 +769,7 @@ api::status vm_lifecycle::reconcile() {
     auto r = d.db.commit(std::move(t));
     if (!r) return fail(std::move(r).error());
   }
-  return d.actors.reset_operations(d.vm_cls);
+  return d.actors.reset_operations(d.vm_cls, d.host);
 }
 
 void vm_lifecycle::observe() {

@@ -185,8 +185,10 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
     pbd.device_config = {{"location", sr_dir}};
     pbd.currently_attached = true;
     t.create(pbd);
-
-    // The templates.
+  }
+  if (id.pool.empty()) {
+    // A new pool: this host is its master, and the pool gets the templates. A host whose
+    // database already holds a pool (it was joined to one) is neither.
     rapidjson::Document doc;
     doc.Parse(templates_json);
     if (doc.HasParseError() || !doc.HasMember("templates"))
@@ -203,8 +205,6 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
       members.emplace_back("domid", wire::value(-1));
       t.create(vm_cls, std::move(record));
     }
-  }
-  if (id.pool.empty()) {
     api::pool p;
     p.master.opaque = id.host;
     p.default_SR.opaque = p.suspend_image_SR.opaque = p.crash_dump_SR.opaque = local_sr;

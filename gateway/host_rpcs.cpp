@@ -71,7 +71,7 @@ void register_host_rpcs(dispatcher& d, host_context& ctx) {
     if (h.enabled) ops.insert(ops.end(), {op::provision, op::vm_start, op::vm_resume, op::vm_migrate});
     return ops;
   }));
-  (void)ctx.actors.reset_operations(host_cls);
+  (void)ctx.actors.reset_operations(host_cls, ctx.host);
 
   add_typed<m::host_disable>(d, [&ctx](call_context&, const host_ref& h) { return set_enabled(ctx, h.opaque, false); });
   add_typed<m::host_enable>(d, [&ctx](call_context&, const host_ref& h) { return set_enabled(ctx, h.opaque, true); });

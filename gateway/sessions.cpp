@@ -18,8 +18,9 @@ session_manager::session_manager(storage::database& db, clock& clk, std::string 
 api::status session_manager::clear_stale() {
   auto snap = db_.snapshot();
   auto t = db_.begin();
-  snap->for_each(session_class(), [&](const std::string& ref, const storage::row&) {
-    t.destroy(session_class(), ref);
+  // Only this host's: in a pool, the other members' sessions are alive.
+  snap->for_each(session_class(), [&](const std::string& ref, const storage::row& r) {
+    if (static_cast<const api::session*>(r.record.get())->this_host.opaque == this_host_) t.destroy(session_class(), ref);
     return true;
   });
   if (t.empty()) return ok_v;

@@ -36,7 +36,7 @@ class session_manager {
  public:
   session_manager(storage::database& db, clock& clk, std::string this_host, session_limits limits = {});
 
-  // Removes session rows left by a previous run.
+  // Removes the session rows this host left in a previous run (other hosts' stay).
   api::status clear_stale();
   // A new session of the local superuser.
   api::api_result<std::string> create_root_session(const std::string& originator);

@@ -18,8 +18,9 @@ task_manager::task_manager(storage::database& db, clock& clk, std::string this_h
 
 api::status task_manager::clear_stale() {
   auto t = db_.begin();
-  db_.snapshot()->for_each(task_class(), [&](const std::string& ref, const storage::row&) {
-    t.destroy(task_class(), ref);
+  // Only this host's: in a pool, the other members' tasks are running.
+  db_.snapshot()->for_each(task_class(), [&](const std::string& ref, const storage::row& r) {
+    if (static_cast<const api::task*>(r.record.get())->resident_on.opaque == this_host_) t.destroy(task_class(), ref);
     return true;
   });
   if (t.empty()) return ok_v;

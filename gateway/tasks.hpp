@@ -26,6 +26,7 @@ class task_manager {
  public:
   task_manager(storage::database& db, clock& clk, std::string this_host);
 
+  // Removes the tasks this host left in a previous run (other hosts' stay).
   api::status clear_stale();
   // A task of an Async call (`running` = its operation runs now), or a client's own task
   // (task.create), which the client settles or cancels.

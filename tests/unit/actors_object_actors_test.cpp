@@ -114,17 +114,43 @@ TEST_F(actors_test, a_refused_operation_changes_nothing_and_an_unknown_object_is
 }
 
 TEST_F(actors_test, operations_left_by_a_previous_run_are_cleared_at_start) {
+  // A pool of two hosts: this VM is resident on the master; another runs on the second host and
+  // a third is halted (the master runs its operations). Each host clears only its own.
+  const std::size_t current = *schema::get().field_index(vm_cls, "current_operations");
+  std::string master, other, elsewhere, halted;
   {
     auto t = db->begin();
-    t.add_to_map(vm_cls, vm, *schema::get().field_index(vm_cls, "current_operations"), "OpaqueRef:old",
-                 wire::value("clean_shutdown"));
+    api::host h;
+    h.uuid = db->ids().uuid();
+    master = t.create(h);
+    h.uuid = db->ids().uuid();
+    other = t.create(h);
+    api::pool p;
+    p.master.opaque = master;
+    t.create(p);
+    t.set(vm_cls, vm, *schema::get().field_index(vm_cls, "resident_on"), wire::value(master));
+    api::vm v;
+    v.uuid = db->ids().uuid();
+    v.power_state = api::vm_power_state::Running;
+    v.resident_on.opaque = other;
+    elsewhere = t.create(v);
+    api::vm h2;
+    h2.uuid = db->ids().uuid();
+    halted = t.create(h2);
+    for (const auto& ref : {vm, elsewhere, halted})
+      t.add_to_map(vm_cls, ref, current, "OpaqueRef:old", wire::value("clean_shutdown"));
     ASSERT_TRUE(db->commit(std::move(t)).ok());
   }
+  auto ops_of = [&](const std::string& ref) { return db->snapshot()->get<api::vm>(ref)->current_operations.size(); };
   host_actors actors(*db);
   actors.add_rules(vm_cls, vm_rules());
-  ASSERT_TRUE(actors.reset_operations(vm_cls).ok());
+  ASSERT_TRUE(actors.reset_operations(vm_cls, master).ok());
   EXPECT_TRUE(row().current_operations.empty());
   EXPECT_FALSE(row().allowed_operations.empty());
+  EXPECT_EQ(ops_of(halted), 0u) << "a halted VM's operations are the master's";
+  EXPECT_EQ(ops_of(elsewhere), 1u) << "the master cleared an operation the other host is running";
+  ASSERT_TRUE(actors.reset_operations(vm_cls, other).ok());
+  EXPECT_EQ(ops_of(elsewhere), 0u);
 }
 
 }  // namespace

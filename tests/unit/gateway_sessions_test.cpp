@@ -6,6 +6,7 @@
 #include "gateway/passwords.hpp"
 #include "gateway/roles.hpp"
 #include "gateway/sessions.hpp"
+#include "gateway/tasks.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -183,14 +184,43 @@ TEST_F(sessions_test, logout_ends_a_session_once) {
 }
 
 TEST_F(sessions_test, rows_of_a_previous_run_are_removed_at_start) {
+  // Another member of the pool, whose sessions are alive while this host restarts.
+  std::string other_host;
+  {
+    auto t = db_->begin();
+    other_host = t.create(api::host{});
+    ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  }
+  session_manager other(*db_, clock_, other_host);
+  auto others = other.create_root_session("y");
+  ASSERT_TRUE(others.ok());
   {
     session_manager before(*db_, clock_, host_);
     ASSERT_TRUE(before.create_root_session("x").ok());
   }
   session_manager after(*db_, clock_, host_);
-  EXPECT_EQ(rows(), 1u);
+  EXPECT_EQ(rows(), 2u);
   ASSERT_TRUE(after.clear_stale().ok());
-  EXPECT_EQ(rows(), 0u);
+  EXPECT_EQ(rows(), 1u);
+  EXPECT_TRUE(other.validate(*others).ok()) << "a restart of one host ended another host's session";
+}
+
+TEST_F(sessions_test, only_this_hosts_tasks_are_removed_at_start) {
+  std::string other_host;
+  {
+    auto t = db_->begin();
+    other_host = t.create(api::host{});
+    ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  }
+  task_manager mine(*db_, clock_, host_), theirs(*db_, clock_, other_host);
+  auto left = mine.create("", "left by the previous run", "", true);
+  auto running = theirs.create("", "running on another member", "", true);
+  ASSERT_TRUE(left.ok() && running.ok());
+  task_manager restarted(*db_, clock_, host_);
+  ASSERT_TRUE(restarted.clear_stale().ok());
+  auto snap = db_->snapshot();
+  EXPECT_EQ(snap->get<api::task>(*left), nullptr);
+  EXPECT_NE(snap->get<api::task>(*running), nullptr) << "a restart of one host removed another host's task";
 }
 
 TEST(passwords, hashes_verify_and_differ) {
