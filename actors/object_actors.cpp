@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/placement.hpp"
+#include "common/log_host.hpp"
 
 namespace xapid::actors {
 namespace {
@@ -206,6 +207,20 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, std:
   };
 }
 
+// The actor system's threads work for the host that made it: their log lines name it.
+class log_host_hook final : public caf::thread_hook {
+ public:
+  explicit log_host_hook(std::shared_ptr<const std::string> host) : host_(std::move(host)) {}
+  void init(caf::actor_system&) override {}
+  void thread_started() override { scope_ = std::make_unique<scoped_log_host>(host_); }
+  void thread_terminates() override { scope_.reset(); }
+
+ private:
+  std::shared_ptr<const std::string> host_;
+  static thread_local std::unique_ptr<scoped_log_host> scope_;
+};
+thread_local std::unique_ptr<scoped_log_host> log_host_hook::scope_;
+
 }  // namespace
 
 struct host_actors::impl {
@@ -226,6 +241,7 @@ host_actors::host_actors(storage::database& db)
   // work stealing's relaxed polling would let it sleep for milliseconds between operations.
   impl_->config.set("scheduler.policy", caf::atom("sharing"));
   impl_->config.set("logger.console", caf::atom("none"));
+  impl_->config.add_thread_hook<log_host_hook>(current_log_host_ptr());
   impl_->system = std::make_unique<caf::actor_system>(impl_->config);
   impl_->supervisor = impl_->system->spawn(supervisor_actor, impl_->ctx, restarts_);
 }

@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_host.hpp"
+
 namespace xapid::gateway {
 
 call_pool::call_pool(call_pool_limits limits) : limits_(limits) {}
@@ -51,7 +53,7 @@ void call_pool::start_thread(bool priority_only) {
   }
   finished_.clear();
   ++(priority_only ? priority_threads_ : threads_);
-  all_threads_.emplace_back([this, priority_only] { work(priority_only); });
+  all_threads_.emplace_back(carry_log_host([this, priority_only] { work(priority_only); }));
 }
 
 call_pool::lane* call_pool::next_lane(bool priority_only) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "common/log_host.hpp"
 #include "gateway/read_rules.hpp"
 #include "storage/row_values.hpp"
 
@@ -217,7 +218,7 @@ struct event_rpcs::waiter {
 event_rpcs::event_rpcs(storage::database& db, clock& clk, const dispatcher& d, session_check check, event_limits limits)
     : db_(db), clock_(clk), dispatcher_(d), check_session_(std::move(check)), limits_(limits) {
   db_.on_publish([this](generation g) { on_commit(g); });
-  timer_ = std::thread([this] { timer_loop(); });
+  timer_ = std::thread(carry_log_host([this] { timer_loop(); }));
 }
 
 event_rpcs::~event_rpcs() { stop(); }

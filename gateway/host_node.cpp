@@ -18,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/log_host.hpp"
 #include "gateway/dispatch.hpp"
 #include "gateway/event_rpcs.hpp"
 #include "gateway/external_auth.hpp"
@@ -25,6 +26,7 @@
 #include "gateway/host_rpcs.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
+#include "gateway/logging.hpp"
 #include "gateway/logins.hpp"
 #include "gateway/object_rules.hpp"
 #include "gateway/passwords.hpp"
@@ -81,6 +83,9 @@ result<void, std::string> make_private_data_dir(const std::string& dir) {
 // each outlives everything that holds a reference to it.
 struct host_node::parts {
   host_options opt;
+  // The name this host's log lines carry, and its log file: the last to go.
+  std::shared_ptr<const std::string> log_name;
+  std::unique_ptr<host_log> log;
   std::string listen_host;
   gateway::dispatcher rpcs;
   std::unique_ptr<storage::database> db;
@@ -141,6 +146,18 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     opt.data_dir = absolute.string();
   }
   if (opt.unix_socket.empty()) opt.unix_socket = opt.data_dir + "/xapid.sock";
+  // Log lines name the host by its address (by its data dir too when another host of this
+  // process listens there, as tests' hosts on ephemeral ports may); every thread it starts
+  // from here on carries the name.
+  for (const std::string& name : {opt.listen, opt.listen + "," + opt.data_dir}) {
+    auto log = host_log::open(name, opt.data_dir);
+    if (!log && name == opt.listen) continue;
+    if (!log) return fail(log.error());
+    p.log = std::move(log).value();
+    p.log_name = std::make_shared<const std::string>(name);
+    break;
+  }
+  scoped_log_host log_scope(p.log_name);
 
   // The database, the objects of a first boot, root's password, sessions, and the RPCs.
   auto opened = storage::database::open({opt.data_dir + "/db"});
@@ -229,9 +246,13 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   return node;
 }
 
-result<void, std::string> host_node::serve() { return start_serving(p_->opt.threads); }
+result<void, std::string> host_node::serve() {
+  scoped_log_host log_scope(p_->log_name);
+  return start_serving(p_->opt.threads);
+}
 
 result<void, std::string> host_node::run() {
+  scoped_log_host log_scope(p_->log_name);
   if (auto st = start_serving(p_->opt.threads - 1); !st) return st;
   // The calling thread serves too: the daemon's main thread, whose malloc arena (the main one)
   // gives freed memory back to the system more readily than a thread's own.
@@ -306,11 +327,11 @@ result<void, std::string> host_node::start_serving(int threads) {
     });
   };
 
-  spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host={} rpcs_implemented={}",
+  spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host_ref={} rpcs_implemented={}",
                listen->first, p.server->tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, p.host,
                implemented_count(p.rpcs));
   // What guests do on their own (and their agents report) is noticed every second.
-  p.observer = std::thread([&p] {
+  p.observer = std::thread(carry_log_host([&p] {
     std::unique_lock lock(p.observe_mu);
     while (!p.observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return p.stopping; })) {
       lock.unlock();
@@ -318,8 +339,8 @@ result<void, std::string> host_node::start_serving(int threads) {
       p.vms->observe();
       lock.lock();
     }
-  });
-  for (int i = 0; i < threads; ++i) p.serving.emplace_back([this] { serve_here(); });
+  }));
+  for (int i = 0; i < threads; ++i) p.serving.emplace_back(carry_log_host([this] { serve_here(); }));
   p.served = true;
   return ok_v;
 }
@@ -338,6 +359,7 @@ void host_node::stop() {
 void host_node::wait() {
   parts& p = *p_;
   if (p.wound_down) return;
+  scoped_log_host log_scope(p.log_name);
   for (auto& t : p.serving) t.join();
   p.serving.clear();
   if (p.observer.joinable()) {
@@ -360,6 +382,7 @@ void host_node::wait() {
 
 host_node::~host_node() {
   if (!p_) return;
+  scoped_log_host log_scope(p_->log_name);
   if (p_->served) stop();
   wait();
 }

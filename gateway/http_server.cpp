@@ -1,5 +1,6 @@
 #include "gateway/http_server.hpp"
 #include "common/clock.hpp"
+#include "common/log_host.hpp"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -695,7 +696,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
     beast::error_code ignored;
     socket().non_blocking(false, ignored);  // the transfer's thread blocks on it
     auto self = this->shared_from_this();
-    std::thread([self, &route, go_on = waits_for_continue()] {
+    std::thread(carry_log_host([self, &route, go_on = waits_for_continue()] {
       if (go_on) {  // an upload with Expect: 100-continue (curl -T)
         beast::error_code ec;
         net::write(self->stream_, net::buffer(continue_line.data(), continue_line.size()), ec);
@@ -717,7 +718,7 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
         self->expire_after(std::chrono::seconds(5));
         self->linger();
       });
-    }).detach();
+    })).detach();
   }
 
   Socket& socket() {

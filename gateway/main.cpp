@@ -12,12 +12,11 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/rotating_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "gateway/dispatch.hpp"
 #include "gateway/host_node.hpp"
+#include "gateway/logging.hpp"
 
 namespace {
 
@@ -172,13 +171,6 @@ std::string take_password_from_environment() {
   return password;
 }
 
-void setup_logging(const std::string& data_dir) {
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(data_dir + "/xapid.log", 16u << 20, 5);
-  auto logger = std::make_shared<spdlog::logger>("xapid", spdlog::sinks_init_list{console, file});
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
-}
 
 }  // namespace
 
@@ -213,7 +205,7 @@ int run(int argc, char** argv, bool& reboot) {
     std::fprintf(stderr, "xapid: %s\n", st.error().c_str());
     return 1;
   }
-  setup_logging(opt.host.data_dir);
+  xapid::gateway::install_logging();
   opt.host.stop_on_signals = true;
   auto node = xapid::gateway::host_node::open(opt.host);
   if (!node) {

@@ -1,10 +1,12 @@
 #include "storage/sequencer.hpp"
 
+#include "common/log_host.hpp"
+
 namespace xapid::storage {
 
 void local_sequencer::start(apply_fn apply) {
   apply_ = std::move(apply);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread(carry_log_host([this] { loop(); }));
 }
 
 bool local_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {

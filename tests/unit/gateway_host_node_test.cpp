@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "gateway/host_node.hpp"
+#include "gateway/logging.hpp"
 #include "proto/wire/xmlrpc.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -109,6 +111,33 @@ TEST(host_node, three_hosts_in_one_process_each_serve_their_own_api) {
   ASSERT_NE(hosts[0].node, nullptr);
   EXPECT_EQ(hosts[0].node->host_ref(), first_host);
   EXPECT_TRUE(call("127.0.0.2", hosts[0].node->tcp_port(), "session.login_with_password", {"root", "pw2"}).as_string());
+}
+
+// Each host's log lines name it and go to its own DIR/xapid.log, from every thread it runs on
+// (the failed login is logged on a call's thread, the start on the caller's).
+TEST(host_node, each_hosts_log_lines_name_it_and_go_to_its_own_file) {
+  install_logging(false);
+  testing::temp_dir dir;
+  std::vector<running_host> hosts;
+  for (int i = 6; i <= 7; ++i) hosts.push_back(start_host(dir, "127.0.0." + std::to_string(i), "pw"));
+  for (const auto& h : hosts) ASSERT_NE(h.node, nullptr);
+  EXPECT_FALSE(call(hosts[1].address, hosts[1].node->tcp_port(), "session.login_with_password", {"root", "wrong"}).as_string());
+  for (auto& h : hosts) {
+    h.node->stop();
+    h.node->wait();
+  }
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    std::ifstream in(dir / (hosts[i].address + "/xapid.log"));
+    const std::string own = "host=" + hosts[i].address + ":0 ";
+    std::size_t lines = 0, ready = 0, failed_logins = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+      EXPECT_NE(line.find(own), std::string::npos) << "in " << hosts[i].address << "'s log: " << line;
+      ready += line.find("xapid.ready") != std::string::npos;
+      failed_logins += line.find("session.login.failed") != std::string::npos;
+    }
+    EXPECT_EQ(ready, 1u) << hosts[i].address;
+    EXPECT_EQ(failed_logins, i == 1 ? 1u : 0u) << hosts[i].address;
+  }
 }
 
 // deploy/start passes --data-dir data: the host works with absolute paths from then on (the
