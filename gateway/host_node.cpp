@@ -172,7 +172,6 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     p.hypervisor = std::move(xl).value();
   } else {
     xen::sim_options sim;
-    sim.state_file = opt.data_dir + "/sim-state";
     sim.cpu_count = static_cast<int>(opt.sim_cpus);
     sim.memory_total_bytes = std::int64_t{opt.sim_memory_mib} << 20;
     sim.fault_probability = opt.sim_fault_probability;
@@ -180,7 +179,10 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
     sim.crash_probability = opt.sim_crash_probability;
     sim.hang_probability = opt.sim_hang_probability;
-    auto simulated = xen::sim_backend::open(sim);
+    auto world = opt.sim_world ? result<std::shared_ptr<xen::sim_world>, std::string>(opt.sim_world)
+                               : xen::sim_world::open(opt.data_dir + "/sim-state");
+    if (!world) return fail(world.error());
+    auto simulated = (*world)->attach(opt.sim_world ? opt.listen : "host", sim);
     if (!simulated) return fail(simulated.error());
     p.simulator = simulated.value().get();
     p.hypervisor = std::move(simulated).value();

@@ -15,6 +15,10 @@ namespace xapid::storage {
 class database;
 }
 
+namespace xapid::xen {
+class sim_world;
+}
+
 namespace xapid::gateway {
 
 class dispatcher;
@@ -47,6 +51,9 @@ struct host_options {
   double sim_hang_probability = 0;
   long sim_fault_seed = 1;
   long sim_operation_ms = 0;
+  // Simulated hosts of one process may share a world (the host is in it under its --listen
+  // address); by default a host's world is its own, kept in DIR/sim-state.
+  std::shared_ptr<xen::sim_world> sim_world;
   bool stop_on_signals = false;  // SIGTERM/SIGINT stop this host (the daemon's one host)
 };
 

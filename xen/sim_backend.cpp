@@ -1,5 +1,6 @@
 #include "xen/sim_backend.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -16,145 +17,238 @@ backend_error bad_state(int domid, const char* wanted) {
   return {backend_error::kind::bad_state, "domain " + std::to_string(domid) + " is not " + wanted};
 }
 
+void log_to(std::deque<std::string>& messages, std::string line) {
+  messages.push_back("(XEN) " + std::move(line));
+  if (messages.size() > 1000) messages.pop_front();
+}
+
 }  // namespace
 
-result<std::unique_ptr<sim_backend>, std::string> sim_backend::open(sim_options options) {
-  std::unique_ptr<sim_backend> b(new sim_backend(options));
-  if (options.state_file.empty()) return b;
-  std::ifstream in(options.state_file);
-  if (!in) return b;  // first start: no domains yet
-  // One domain per line: domid uuid state reason memory vcpus; the first line is next_domid.
+// The state file: "xapid-sim-world 1", then per host a line "host NAME NEXT_DOMID" and its
+// domains, one per line: domid uuid state reason memory vcpus. (A file of one host, as this
+// simulator wrote before it had worlds, starts with next_domid: its host is the first to attach.)
+result<std::shared_ptr<sim_world>, std::string> sim_world::open(std::string state_file) {
+  std::shared_ptr<sim_world> w(new sim_world(state_file));
+  if (state_file.empty()) return w;
+  std::ifstream in(state_file);
+  if (!in) return w;  // first start: no domains yet
   std::string line;
-  if (!std::getline(in, line)) return fail("empty simulator state file " + options.state_file);
-  b->next_domid_ = std::stoi(line);
+  if (!std::getline(in, line)) return fail("empty simulator state file " + state_file);
+  host_state* current = nullptr;
+  auto corrupt = [&] { return fail("corrupt line in simulator state file " + state_file + ": " + line); };
+  if (line != "xapid-sim-world 1") {
+    std::istringstream first(line);
+    current = &w->hosts_[""];
+    if (!(first >> current->next_domid)) return corrupt();
+  }
   while (std::getline(in, line)) {
     std::istringstream fields(line);
+    if (line.rfind("host ", 0) == 0) {
+      std::string word, name;
+      int next = 0;
+      if (!(fields >> word >> name >> next)) return corrupt();
+      current = &w->hosts_[name];
+      current->next_domid = next;
+      continue;
+    }
     domain_info d;
     int state = 0, reason = 0;
-    if (!(fields >> d.domid >> d.uuid >> state >> reason >> d.memory_bytes >> d.vcpus) || state < 0 || state > 3 ||
-        reason < 0 || reason > 5)
-      return fail("corrupt line in simulator state file " + options.state_file + ": " + line);
+    if (!current || !(fields >> d.domid >> d.uuid >> state >> reason >> d.memory_bytes >> d.vcpus) || state < 0 ||
+        state > 3 || reason < 0 || reason > 5)
+      return corrupt();
     d.state = static_cast<domain_state>(state);
     d.reason = static_cast<shutdown_reason>(reason);
-    b->domains_[d.domid] = d;
+    current->domains[d.domid] = d;
   }
-  return b;
+  return w;
 }
 
-sim_backend::sim_backend(sim_options options) : options_(std::move(options)), faults_(options_.fault_seed) {}
+result<std::unique_ptr<sim_backend>, std::string> sim_world::attach(const std::string& name, sim_options options) {
+  if (name.empty() || name.find_first_of(" \t\n") != std::string::npos)
+    return fail("a simulated host needs a name without spaces: \"" + name + "\"");
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(name);
+  if (it == hosts_.end()) {
+    // A world of one host as written before worlds: its host is this one.
+    auto unnamed = hosts_.find("");
+    if (unnamed != hosts_.end()) {
+      auto node = hosts_.extract(unnamed);
+      node.key() = name;
+      it = hosts_.insert(std::move(node)).position;
+    } else {
+      it = hosts_.try_emplace(name).first;
+    }
+  }
+  host_state& h = it->second;
+  if (h.attached) return fail("simulated host " + name + " is already in use");
+  h.attached = true;
+  h.stopping = false;
+  h.options = std::move(options);
+  h.faults.seed(h.options.fault_seed);
+  return std::unique_ptr<sim_backend>(new sim_backend(shared_from_this(), h));
+}
 
-void sim_backend::save_locked() {
-  if (options_.state_file.empty()) return;
-  std::string tmp = options_.state_file + ".tmp";
+std::vector<std::string> sim_world::hosts() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, h] : hosts_) out.push_back(name);
+  return out;
+}
+
+void sim_world::save_locked() {
+  if (state_file_.empty()) return;
+  std::string tmp = state_file_ + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << next_domid_ << "\n";
-    for (const auto& [id, d] : domains_)
-      out << d.domid << " " << d.uuid << " " << static_cast<int>(d.state) << " " << static_cast<int>(d.reason) << " "
-          << d.memory_bytes << " " << d.vcpus << "\n";
+    out << "xapid-sim-world 1\n";
+    for (const auto& [name, h] : hosts_) {
+      out << "host " << name << " " << h.next_domid << "\n";
+      for (const auto& [id, d] : h.domains)
+        out << d.domid << " " << d.uuid << " " << static_cast<int>(d.state) << " " << static_cast<int>(d.reason) << " "
+            << d.memory_bytes << " " << d.vcpus << "\n";
+    }
   }
-  std::rename(tmp.c_str(), options_.state_file.c_str());
+  std::rename(tmp.c_str(), state_file_.c_str());
 }
 
-backend_result<std::map<int, domain_info>::iterator> sim_backend::find_locked(int domid) {
-  auto it = domains_.find(domid);
-  if (it == domains_.end()) return fail(no_such_domain(domid));
-  return it;
-}
-
-std::int64_t sim_backend::used_locked() const {
-  std::int64_t used = options_.dom0_memory_bytes;
-  for (const auto& [id, d] : domains_) used += d.memory_bytes;
+std::int64_t sim_world::used_locked(const host_state& h) const {
+  std::int64_t used = h.options.dom0_memory_bytes;
+  for (const auto& [id, d] : h.domains) used += d.memory_bytes;
   return used;
 }
 
-backend_result<void> sim_backend::injected_fault(const char* operation) {
-  if (options_.fault_probability > 0 &&
-      std::uniform_real_distribution<double>(0, 1)(faults_) < options_.fault_probability)
-    return fail(backend_error{backend_error::kind::failed, std::string("injected fault: ") + operation});
-  return ok_v;
-}
-
-void sim_backend::takes_time() const {
-  if (options_.operation_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options_.operation_ms));
-}
-
-host_info sim_backend::host() {
-  std::lock_guard lock(mu_);
-  return host_info{options_.cpu_count, "GenuineIntel", "Simulated Xeon", 2400, options_.memory_total_bytes,
-                   options_.memory_total_bytes - used_locked(), "4.17 (simulated)"};
-}
-
-backend_result<int> sim_backend::build_locked(const domain_config& config, std::int64_t memory) {
-  for (const auto& [id, d] : domains_)
+backend_result<int> sim_world::build_locked(host_state& h, const domain_config& config, std::int64_t memory) {
+  for (const auto& [id, d] : h.domains)
     if (d.uuid == config.uuid)
       return fail(backend_error{backend_error::kind::domain_exists, "a domain of " + config.uuid + " exists"});
-  std::int64_t available = options_.memory_total_bytes - used_locked();
+  std::int64_t available = h.options.memory_total_bytes - used_locked(h);
   if (memory > available)
     return fail(backend_error{backend_error::kind::not_enough_memory,
                               "domain needs " + std::to_string(memory) + " bytes", memory, available});
   domain_info d;
-  d.domid = next_domid_++;
+  d.domid = h.next_domid++;
   d.uuid = config.uuid;
   d.state = domain_state::paused;
   d.memory_bytes = memory;
   d.vcpus = config.vcpus;
-  domains_[d.domid] = d;
-  log_locked("d" + std::to_string(d.domid) + ": built for " + config.uuid + ", " + std::to_string(memory >> 20) + " MiB");
-  auto& devices = devices_[d.domid];
+  h.domains[d.domid] = d;
+  log_to(h.messages, "d" + std::to_string(d.domid) + ": built for " + config.uuid + ", " + std::to_string(memory >> 20) + " MiB");
+  auto& devices = h.devices[d.domid];
   for (const auto& disk : config.disks) devices.insert("vbd/" + disk.device);
   for (const auto& nic : config.nics) devices.insert("vif/" + std::to_string(nic.index));
   save_locked();
   return d.domid;
 }
 
+backend_result<int> sim_world::move_domain(const std::string& uuid, const std::string& from, const std::string& to) {
+  std::lock_guard lock(mu_);
+  auto src = hosts_.find(from), dst = hosts_.find(to);
+  if (src == hosts_.end() || dst == hosts_.end() || from == to)
+    return fail(backend_error{backend_error::kind::failed, "no simulated hosts " + from + " and " + to + " to move between"});
+  auto& domains = src->second.domains;
+  auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& d) { return d.second.uuid == uuid; });
+  if (it == domains.end()) return fail(backend_error{backend_error::kind::no_such_domain, "no domain of " + uuid + " on " + from});
+  const domain_info moving = it->second;
+  if (moving.state != domain_state::running && moving.state != domain_state::paused)
+    return fail(bad_state(moving.domid, "running or paused"));
+  domain_config config;
+  config.uuid = uuid;
+  config.vcpus = moving.vcpus;
+  auto built = build_locked(dst->second, config, moving.memory_bytes);
+  if (!built) return built;
+  dst->second.domains[*built].state = moving.state;
+  dst->second.devices[*built] = src->second.devices[moving.domid];
+  src->second.devices.erase(moving.domid);
+  domains.erase(it);
+  log_to(src->second.messages, "d" + std::to_string(moving.domid) + ": moved to " + to);
+  destroyed_.notify_all();
+  save_locked();
+  return built;
+}
+
+// ------------------------------------------------------------------ one host's view
+
+result<std::unique_ptr<sim_backend>, std::string> sim_backend::open(sim_options options) {
+  auto world = sim_world::open(options.state_file);
+  if (!world) return fail(world.error());
+  return (*world)->attach("host", std::move(options));
+}
+
+sim_backend::~sim_backend() {
+  std::lock_guard lock(world_->mu_);
+  h_.attached = false;
+}
+
+backend_result<std::map<int, domain_info>::iterator> sim_backend::find_locked(int domid) {
+  auto it = h_.domains.find(domid);
+  if (it == h_.domains.end()) return fail(no_such_domain(domid));
+  return it;
+}
+
+backend_result<void> sim_backend::injected_fault(const char* operation) {
+  if (h_.options.fault_probability > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(h_.faults) < h_.options.fault_probability)
+    return fail(backend_error{backend_error::kind::failed, std::string("injected fault: ") + operation});
+  return ok_v;
+}
+
+void sim_backend::takes_time() const {
+  if (h_.options.operation_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(h_.options.operation_ms));
+}
+
+host_info sim_backend::host() {
+  std::lock_guard lock(world_->mu_);
+  return host_info{h_.options.cpu_count, "GenuineIntel", "Simulated Xeon", 2400, h_.options.memory_total_bytes,
+                   h_.options.memory_total_bytes - world_->used_locked(h_), "4.17 (simulated)"};
+}
+
 backend_result<int> sim_backend::create(const domain_config& config) {
   takes_time();
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   if (auto f = injected_fault("create"); !f) return fail(f.error());
   if (config.vcpus < 1 || config.vcpus > config.vcpus_max)
     return fail(backend_error{backend_error::kind::failed, "vcpus must be 1.." + std::to_string(config.vcpus_max)});
-  return build_locked(config, config.memory_target_bytes > 0 ? config.memory_target_bytes : config.memory_max_bytes);
+  return world_->build_locked(h_, config, config.memory_target_bytes > 0 ? config.memory_target_bytes : config.memory_max_bytes);
 }
 
 backend_result<void> sim_backend::unpause(int domid) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   if (it->second.state != domain_state::paused) return fail(bad_state(domid, "paused"));
   if (auto f = injected_fault("unpause"); !f) return f;
   it->second.state = domain_state::running;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::pause(int domid) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
   it->second.state = domain_state::paused;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason, const std::atomic<bool>* cancelled) {
   takes_time();
-  std::unique_lock lock(mu_);
+  std::unique_lock lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   if (it->second.state != domain_state::running) return fail(bad_state(domid, "running"));
   if (auto f = injected_fault("shutdown"); !f) return f;
-  if (options_.hang_probability > 0 &&
-      std::uniform_real_distribution<double>(0, 1)(faults_) < options_.hang_probability) {
+  if (h_.options.hang_probability > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(h_.faults) < h_.options.hang_probability) {
     // The guest ignores the request; the caller waits until someone destroys the domain or it
     // is cancelled (a flag, looked at every 50 ms).
-    log_locked("d" + std::to_string(domid) + ": ignores the shutdown request (injected fault)");
-    while (!destroyed_.wait_for(lock, std::chrono::milliseconds(50),
-                                [&] { return domains_.count(domid) == 0 || stopping_; }))
+    log_to(h_.messages, "d" + std::to_string(domid) + ": ignores the shutdown request (injected fault)");
+    while (!world_->destroyed_.wait_for(lock, std::chrono::milliseconds(50),
+                                [&] { return h_.domains.count(domid) == 0 || h_.stopping; }))
       if (cancelled && *cancelled)
         return fail(backend_error{backend_error::kind::cancelled, "the wait for domain " + std::to_string(domid) +
                                                                       " to shut down was cancelled"});
@@ -165,35 +259,35 @@ backend_result<void> sim_backend::shutdown(int domid, shutdown_reason reason, co
   // The simulated guest obeys at once; a shut-down domain keeps its memory until destroyed.
   it->second.state = domain_state::shutdown;
   it->second.reason = reason;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::guest_stops(int domid, shutdown_reason reason) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   it->second.state = reason == shutdown_reason::crash ? domain_state::crashed : domain_state::shutdown;
-  log_locked("d" + std::to_string(domid) + (reason == shutdown_reason::crash ? ": crashed" : ": shut down by the guest"));
+  log_to(h_.messages, "d" + std::to_string(domid) + (reason == shutdown_reason::crash ? ": crashed" : ": shut down by the guest"));
   it->second.reason = reason;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::destroy(int domid) {
-  std::lock_guard lock(mu_);
-  if (domains_.erase(domid) == 0) return fail(no_such_domain(domid));
-  devices_.erase(domid);
-  log_locked("d" + std::to_string(domid) + ": destroyed");
-  destroyed_.notify_all();
-  save_locked();
+  std::lock_guard lock(world_->mu_);
+  if (h_.domains.erase(domid) == 0) return fail(no_such_domain(domid));
+  h_.devices.erase(domid);
+  log_to(h_.messages, "d" + std::to_string(domid) + ": destroyed");
+  world_->destroyed_.notify_all();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
   takes_time();
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
@@ -206,16 +300,16 @@ backend_result<void> sim_backend::suspend(int domid, const std::string& path) {
     out << "xapid-sim-suspend-image 1\n" << it->second.uuid << " " << it->second.memory_bytes << " " << it->second.vcpus << "\n";
     if (!out) return fail(backend_error{backend_error::kind::failed, "cannot write the suspend image " + path});
   }
-  devices_.erase(it->first);
-  domains_.erase(it);
-  destroyed_.notify_all();
-  save_locked();
+  h_.devices.erase(it->first);
+  h_.domains.erase(it);
+  world_->destroyed_.notify_all();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<int> sim_backend::resume(const domain_config& config, const std::string& path) {
   takes_time();
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   std::ifstream in(path);
   std::string magic, uuid;
   int version = 0, vcpus = 0;
@@ -227,37 +321,37 @@ backend_result<int> sim_backend::resume(const domain_config& config, const std::
   if (auto f = injected_fault("resume"); !f) return fail(f.error());
   domain_config restored = config;
   restored.vcpus = vcpus;
-  return build_locked(restored, memory);
+  return world_->build_locked(h_, restored, memory);
 }
 
 backend_result<void> sim_backend::set_memory_target(int domid, std::int64_t bytes) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
-  std::int64_t available = options_.memory_total_bytes - used_locked() + it->second.memory_bytes;
+  std::int64_t available = h_.options.memory_total_bytes - world_->used_locked(h_) + it->second.memory_bytes;
   if (bytes > available)
     return fail(backend_error{backend_error::kind::not_enough_memory, "balloon target too high", bytes, available});
   it->second.memory_bytes = bytes;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 backend_result<void> sim_backend::set_vcpus(int domid, int vcpus) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   auto found = find_locked(domid);
   if (!found) return fail(found.error());
   auto it = *found;
   if (vcpus < 1) return fail(backend_error{backend_error::kind::failed, "a domain needs a vcpu"});
   it->second.vcpus = vcpus;
-  save_locked();
+  world_->save_locked();
   return ok_v;
 }
 
 std::vector<domain_info> sim_backend::list() {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   std::vector<domain_info> out;
-  for (const auto& [id, d] : domains_) out.push_back(d);
+  for (const auto& [id, d] : h_.domains) out.push_back(d);
   return out;
 }
 
@@ -283,26 +377,26 @@ backend_result<void> plug_device(std::map<int, domain_info>& domains, std::map<i
 }  // namespace
 
 backend_result<void> sim_backend::plug_disk(int domid, const disk& d) {
-  std::lock_guard lock(mu_);
-  return plug_device(domains_, devices_, domid, "vbd/" + d.device, true);
+  std::lock_guard lock(world_->mu_);
+  return plug_device(h_.domains, h_.devices, domid, "vbd/" + d.device, true);
 }
 backend_result<void> sim_backend::unplug_disk(int domid, const std::string& device) {
-  std::lock_guard lock(mu_);
-  return plug_device(domains_, devices_, domid, "vbd/" + device, false);
+  std::lock_guard lock(world_->mu_);
+  return plug_device(h_.domains, h_.devices, domid, "vbd/" + device, false);
 }
 backend_result<void> sim_backend::plug_nic(int domid, const nic& n) {
-  std::lock_guard lock(mu_);
-  return plug_device(domains_, devices_, domid, "vif/" + std::to_string(n.index), true);
+  std::lock_guard lock(world_->mu_);
+  return plug_device(h_.domains, h_.devices, domid, "vif/" + std::to_string(n.index), true);
 }
 backend_result<void> sim_backend::unplug_nic(int domid, int index) {
-  std::lock_guard lock(mu_);
-  return plug_device(domains_, devices_, domid, "vif/" + std::to_string(index), false);
+  std::lock_guard lock(world_->mu_);
+  return plug_device(h_.domains, h_.devices, domid, "vif/" + std::to_string(index), false);
 }
 
 std::optional<guest_report> sim_backend::guest(int domid) {
-  std::lock_guard lock(mu_);
-  auto it = domains_.find(domid);
-  if (it == domains_.end() || it->second.state != domain_state::running) return std::nullopt;
+  std::lock_guard lock(world_->mu_);
+  auto it = h_.domains.find(domid);
+  if (it == h_.domains.end() || it->second.state != domain_state::running) return std::nullopt;
   unsigned h = 0;
   for (char c : it->second.uuid) h = h * 31 + static_cast<unsigned char>(c);
   guest_report r;
@@ -321,38 +415,33 @@ std::optional<guest_report> sim_backend::guest(int domid) {
 namespace xapid::xen {
 
 void sim_backend::stop_waiting() {
-  std::lock_guard lock(mu_);
-  stopping_ = true;
-  destroyed_.notify_all();
+  std::lock_guard lock(world_->mu_);
+  h_.stopping = true;
+  world_->destroyed_.notify_all();
 }
 
 void sim_backend::tick() {
-  std::lock_guard lock(mu_);
-  if (options_.crash_probability <= 0) return;
+  std::lock_guard lock(world_->mu_);
+  if (h_.options.crash_probability <= 0) return;
   bool changed = false;
-  for (auto& [domid, d] : domains_) {
+  for (auto& [domid, d] : h_.domains) {
     if (d.state != domain_state::running) continue;
-    if (std::uniform_real_distribution<double>(0, 1)(faults_) >= options_.crash_probability) continue;
+    if (std::uniform_real_distribution<double>(0, 1)(h_.faults) >= h_.options.crash_probability) continue;
     d.state = domain_state::crashed;
     d.reason = shutdown_reason::crash;
-    log_locked("d" + std::to_string(domid) + ": crashed (injected fault)");
+    log_to(h_.messages, "d" + std::to_string(domid) + ": crashed (injected fault)");
     changed = true;
   }
-  if (changed) save_locked();
-}
-
-void sim_backend::log_locked(std::string line) {
-  messages_.push_back("(XEN) " + std::move(line));
-  if (messages_.size() > 1000) messages_.pop_front();
+  if (changed) world_->save_locked();
 }
 
 std::string sim_backend::dmesg() {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(world_->mu_);
   std::string out = "(XEN) Xen version 4.17 (simulated by xapid)\n(XEN) Processors: " +
-                    std::to_string(options_.cpu_count) + "\n(XEN) Memory: " +
-                    std::to_string(options_.memory_total_bytes >> 20) + " MiB, " +
-                    std::to_string(options_.dom0_memory_bytes >> 20) + " MiB for domain 0\n";
-  for (const auto& m : messages_) out += m + "\n";
+                    std::to_string(h_.options.cpu_count) + "\n(XEN) Memory: " +
+                    std::to_string(h_.options.memory_total_bytes >> 20) + " MiB, " +
+                    std::to_string(h_.options.dom0_memory_bytes >> 20) + " MiB for domain 0\n";
+  for (const auto& m : h_.messages) out += m + "\n";
   return out;
 }
 

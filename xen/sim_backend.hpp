@@ -1,6 +1,10 @@
-// A simulated Xen host: domids, memory accounting that refuses what does not fit, state
-// changes, suspend images as real files, and seeded fault injection. Its domains are kept in a
-// state file, so they survive a restart of xapid as real domains survive a toolstack restart.
+// Simulated Xen hosts: a `sim_world` holds any number of hosts, each with its CPUs, memory,
+// domains and devices; a `sim_backend` is one host's view of it (the `backend` a host node
+// drives): domids, memory accounting that refuses what does not fit, state changes, suspend
+// images as real files, and seeded fault injection. Several host nodes of one process (tests,
+// the simulator of a pool) can share one world, where a guest can move from host to host. The
+// world is kept in a state file, so domains survive a restart of xapid as real domains survive
+// a toolstack restart.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +16,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "xen/backend.hpp"
 
@@ -29,10 +34,51 @@ struct sim_options {
   double hang_probability = 0;   // chance that a guest ignores a clean shutdown or reboot, default 0
 };
 
+class sim_backend;
+
+class sim_world : public std::enable_shared_from_this<sim_world> {
+ public:
+  // Loads the hosts and domains of `state_file` when it exists ("": kept in memory only).
+  static result<std::shared_ptr<sim_world>, std::string> open(std::string state_file);
+
+  // Host `name`'s view, made with `options` (its state_file is ignored: the world's is used) on
+  // its first use; a host already in the world (loaded from the file) keeps its domains. One
+  // view per host at a time.
+  result<std::unique_ptr<sim_backend>, std::string> attach(const std::string& name, sim_options options);
+  // A guest moves: the domain of `uuid` on host `from` (running or paused) is rebuilt on host
+  // `to`, in the same state, with its memory and devices; answers its domid there.
+  backend_result<int> move_domain(const std::string& uuid, const std::string& from, const std::string& to);
+  std::vector<std::string> hosts();
+
+ private:
+  friend class sim_backend;
+  struct host_state {
+    sim_options options;
+    std::mt19937_64 faults;
+    std::map<int, domain_info> domains;
+    // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).
+    std::map<int, std::set<std::string>> devices;
+    int next_domid = 1;  // domid 0 is the control domain
+    std::deque<std::string> messages;
+    bool stopping = false;  // its daemon stops: waits for its guests give up
+    bool attached = false;
+  };
+  explicit sim_world(std::string state_file) : state_file_(std::move(state_file)) {}
+  void save_locked();
+  std::int64_t used_locked(const host_state& h) const;
+  backend_result<int> build_locked(host_state& h, const domain_config& config, std::int64_t memory);
+
+  std::string state_file_;
+  std::mutex mu_;
+  std::condition_variable destroyed_;  // a guest that ignores a shutdown waits for its domain to go
+  std::map<std::string, host_state> hosts_;
+};
+
 class sim_backend final : public backend {
  public:
-  // Loads the domains of options.state_file when it exists.
+  // One host in a world of its own, kept in options.state_file.
   static result<std::unique_ptr<sim_backend>, std::string> open(sim_options options);
+  ~sim_backend() override;
 
   host_info host() override;
   backend_result<int> create(const domain_config& config) override;
@@ -61,25 +107,14 @@ class sim_backend final : public backend {
   void tick();
 
  private:
-  explicit sim_backend(sim_options options);
-  std::int64_t used_locked() const;
+  friend class sim_world;
+  sim_backend(std::shared_ptr<sim_world> world, sim_world::host_state& h) : world_(std::move(world)), h_(h) {}
   backend_result<std::map<int, domain_info>::iterator> find_locked(int domid);
   backend_result<void> injected_fault(const char* operation);
   void takes_time() const;  // the simulated duration of a slow operation, outside the lock
-  backend_result<int> build_locked(const domain_config& config, std::int64_t memory);
-  void save_locked();
-  void log_locked(std::string line);
 
-  sim_options options_;
-  std::mutex mu_;
-  std::condition_variable destroyed_;  // a guest that ignores a shutdown waits for its domain to go
-  bool stopping_ = false;             // ... or for the daemon to stop
-  std::mt19937_64 faults_;
-  std::map<int, domain_info> domains_;
-  // Plugged devices: "vbd/xvda", "vif/0" per domid (simulated hotplug only checks for clashes).
-  std::map<int, std::set<std::string>> devices_;
-  int next_domid_ = 1;  // domid 0 is the control domain
-  std::deque<std::string> messages_;
+  std::shared_ptr<sim_world> world_;
+  sim_world::host_state& h_;  // the world's, as long as it lives (map nodes do not move)
 };
 
 }  // namespace xapid::xen

@@ -18,6 +18,7 @@
 #include "gateway/logging.hpp"
 #include "proto/wire/xmlrpc.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "xen/sim_backend.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -53,8 +54,10 @@ struct running_host {
   std::unique_ptr<host_node> node;
 };
 
-running_host start_host(const testing::temp_dir& dir, const std::string& address, const std::string& password) {
+running_host start_host(const testing::temp_dir& dir, const std::string& address, const std::string& password,
+                        std::shared_ptr<xen::sim_world> world = nullptr) {
   host_options o;
+  o.sim_world = std::move(world);
   o.data_dir = dir / address;
   o.listen = address + ":0";
   o.root_password = password;
@@ -69,9 +72,14 @@ running_host start_host(const testing::temp_dir& dir, const std::string& address
 
 TEST(host_node, three_hosts_in_one_process_each_serve_their_own_api) {
   testing::temp_dir dir;
+  // Their simulated hypervisors are hosts of one world.
+  auto world = xen::sim_world::open("");
+  ASSERT_TRUE(world.ok());
   std::vector<running_host> hosts;
-  for (int i = 2; i <= 4; ++i) hosts.push_back(start_host(dir, "127.0.0." + std::to_string(i), "pw" + std::to_string(i)));
+  for (int i = 2; i <= 4; ++i)
+    hosts.push_back(start_host(dir, "127.0.0." + std::to_string(i), "pw" + std::to_string(i), *world));
   for (const auto& h : hosts) ASSERT_NE(h.node, nullptr);
+  EXPECT_EQ((*world)->hosts(), (std::vector<std::string>{"127.0.0.2:0", "127.0.0.3:0", "127.0.0.4:0"}));
 
   std::set<std::string> host_refs, pools;
   for (std::size_t i = 0; i < hosts.size(); ++i) {
@@ -107,7 +115,7 @@ TEST(host_node, three_hosts_in_one_process_each_serve_their_own_api) {
                      {"root", "pw" + std::to_string(i + 2)}).as_string());
 
   // Opened again on its data dir, it is the same host.
-  hosts[0] = start_host(dir, "127.0.0.2", "ignored: not a first boot");
+  hosts[0] = start_host(dir, "127.0.0.2", "ignored: not a first boot", *world);
   ASSERT_NE(hosts[0].node, nullptr);
   EXPECT_EQ(hosts[0].node->host_ref(), first_host);
   EXPECT_TRUE(call("127.0.0.2", hosts[0].node->tcp_port(), "session.login_with_password", {"root", "pw2"}).as_string());

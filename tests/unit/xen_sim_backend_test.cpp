@@ -166,5 +166,71 @@ TEST(sim_backend, injected_faults_follow_their_seed) {
   EXPECT_NE(outcomes(7).find('o'), std::string::npos);
 }
 
+// Several hosts in one world: each with its own memory, domids and devices; a guest moves from
+// one to another; the whole world survives a restart in its state file.
+TEST(sim_world, hosts_share_a_world_and_a_guest_moves_between_them) {
+  testing::temp_dir dir;
+  const std::string file = dir / "world";
+  std::string moved_uuid = "guest-1";
+  {
+    auto world = sim_world::open(file);
+    ASSERT_TRUE(world.ok()) << world.error();
+    sim_options small;
+    small.memory_total_bytes = 4 * gib;
+    auto a = (*world)->attach("127.0.0.2", small);
+    auto b = (*world)->attach("127.0.0.3", small);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_FALSE((*world)->attach("127.0.0.2", small).ok()) << "one view per host";
+    EXPECT_FALSE((*world)->attach("with space", small).ok());
+    disk d;
+    d.device = "xvda";
+    domain_config c = vm(moved_uuid, 2 * gib);
+    c.disks.push_back(d);
+    auto on_a = (*a)->create(c);
+    ASSERT_TRUE(on_a.ok());
+    ASSERT_TRUE((*a)->unpause(*on_a).ok());
+    // Each host has its own memory: 3 GiB free on the 4 GiB host is not enough for 3.5 GiB.
+    EXPECT_EQ((*b)->create(vm("too big", 3 * gib + gib / 2)).error().what, backend_error::kind::not_enough_memory);
+    EXPECT_EQ((*b)->list().size(), 0u);
+
+    auto on_b = (*world)->move_domain(moved_uuid, "127.0.0.2", "127.0.0.3");
+    ASSERT_TRUE(on_b.ok()) << on_b.error().message;
+    EXPECT_TRUE((*a)->list().empty());
+    ASSERT_EQ((*b)->list().size(), 1u);
+    EXPECT_EQ((*b)->list()[0].uuid, moved_uuid);
+    EXPECT_EQ((*b)->list()[0].state, domain_state::running);
+    EXPECT_EQ((*a)->host().memory_free_bytes, 3 * gib);
+    EXPECT_EQ((*b)->host().memory_free_bytes, gib);
+    // Its devices came with it.
+    EXPECT_EQ((*b)->plug_disk(*on_b, d).error().what, backend_error::kind::failed);
+    EXPECT_EQ((*world)->move_domain(moved_uuid, "127.0.0.2", "127.0.0.3").error().what, backend_error::kind::no_such_domain);
+  }
+  auto again = sim_world::open(file);
+  ASSERT_TRUE(again.ok()) << again.error();
+  auto b = (*again)->attach("127.0.0.3", {});
+  auto a = (*again)->attach("127.0.0.2", {});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ((*b)->list().size(), 1u);
+  EXPECT_EQ((*b)->list()[0].uuid, moved_uuid);
+  EXPECT_TRUE((*a)->list().empty());
+}
+
+// A state file of one host, written before the simulator had worlds, is that host's.
+TEST(sim_world, a_state_file_of_one_host_is_read_as_the_first_host_to_attach) {
+  testing::temp_dir dir;
+  const std::string file = dir / "sim-state";
+  {
+    std::ofstream old(file);
+    old << "7\n3 some-uuid 0 0 1073741824 2\n";
+  }
+  sim_options o;
+  o.state_file = file;
+  auto b = sim_backend::open(o);
+  ASSERT_TRUE(b.ok()) << b.error();
+  ASSERT_EQ((*b)->list().size(), 1u);
+  EXPECT_EQ((*b)->list()[0].domid, 3);
+  EXPECT_EQ(*(*b)->create(vm("next", 1)), 7);
+}
+
 }  // namespace
 }  // namespace xapid::xen
