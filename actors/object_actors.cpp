@@ -1,5 +1,6 @@
 #include "actors/object_actors.hpp"
 
+#include <deque>
 #include <mutex>
 
 #include <caf/all.hpp>
@@ -9,33 +10,53 @@
 #include "common/log_host.hpp"
 
 namespace xapid::actors {
+
+// An operation as the actors see it: which object, what, under which key of current_operations.
+// (The work itself never travels to an actor: it runs on the caller's thread.)
+struct operation_key {
+  std::uint64_t cls = 0;
+  std::string ref;
+  std::string name;  // "start"
+  std::string task;  // its key in current_operations
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, operation_key& x) {
+  return f(caf::meta::type_name("operation_key"), x.cls, x.ref, x.name, x.task);
+}
+
 namespace {
 
 using storage::schema;
 
-// An operation on its way through the actors: what to run, and, once run, its outcome.
-struct operation {
-  std::size_t cls = 0;
-  std::string ref;
-  std::string name;  // "start"
-  std::string task;  // its key in current_operations
-  std::function<api::api_result<wire::value>()> work;
-  std::optional<api::api_result<wire::value>> outcome;  // set when refused or done
-};
-using operation_ptr = std::shared_ptr<operation>;
+// An admission's verdict: the refusal's description (code first), empty when admitted.
+using verdict = std::vector<std::string>;
 
-using run_atom = caf::atom_constant<caf::atom("run")>;
-using done_atom = caf::atom_constant<caf::atom("done")>;
+using admit_atom = caf::atom_constant<caf::atom("admit")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
 using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 using crash_atom = caf::atom_constant<caf::atom("crash")>;
+using committed_atom = caf::atom_constant<caf::atom("committed")>;
 
-}  // namespace
-}  // namespace xapid::actors
+// One object's actor. `committed` is its own: the database's answer to the commit it started.
+using object_actor = caf::typed_actor<caf::replies_to<admit_atom, operation_key>::with<verdict>,
+                                      caf::replies_to<retire_atom, operation_key>::with<bool>,
+                                      caf::replies_to<refresh_atom>::with<bool>,
+                                      caf::reacts_to<crash_atom>,
+                                      caf::reacts_to<committed_atom, verdict>>;
+// The host's supervisor: the same requests, addressed by class and ref.
+using supervisor_actor = caf::typed_actor<caf::replies_to<admit_atom, operation_key>::with<verdict>,
+                                          caf::replies_to<retire_atom, operation_key>::with<bool>,
+                                          caf::replies_to<refresh_atom, std::uint64_t, std::string>::with<bool>,
+                                          caf::reacts_to<crash_atom, std::uint64_t, std::string>>;
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(xapid::actors::operation_ptr)
+verdict verdict_of(const api::api_error& e) { return e.description(); }
 
-namespace xapid::actors {
-namespace {
+api::api_error error_of(const verdict& v) {
+  auto code = v.empty() ? std::nullopt : api::error_code_from_string(v.front());
+  if (!code) return api::errors::INTERNAL_ERROR("an object's actor refused without a reason");
+  return api::api_error{*code, std::vector<std::string>(v.begin() + 1, v.end())};
+}
 
 struct shared_context {
   storage::database* db = nullptr;
@@ -63,147 +84,193 @@ wire::value allowed_after(const operation_rules& rules, std::size_t cls, const v
   return allowed;
 }
 
-// Writes the change of current_operations (one key added or removed) with the allowed_operations
-// that follow from it, in one transaction. Starting, `checked` is the row the rules admitted the
+// The change of current_operations (one key added or removed) with the allowed_operations that
+// follow from it, as one transaction. Starting, `row` is the row the rules admitted the
 // operation on: the commit holds only if the row is still that one when it is applied, so no
 // other writer (another process, another member) can have admitted a conflicting operation
 // meanwhile.
-api::status record_operation(shared_context& ctx, const operation_rules& rules, const operation& op, bool starting,
-                             const storage::row* checked = nullptr) {
-  auto snap = ctx.db->snapshot();
-  const storage::row* row = checked ? checked : snap->find(op.cls, op.ref);
-  if (!row && !starting) return {};  // the operation destroyed its object: nothing left to retire
-  if (!row) return fail(api::errors::HANDLE_INVALID(std::string(schema::get().table(op.cls).desc->name), op.ref));
-  const std::size_t current = *schema::get().field_index(op.cls, "current_operations");
-  const std::size_t allowed = *schema::get().field_index(op.cls, "allowed_operations");
-  auto t = ctx.db->begin();
-  if (checked)
-    t.expect_unchanged(op.cls, op.ref, checked->modified,
-                       api::errors::OTHER_OPERATION_IN_PROGRESS(std::string(schema::get().table(op.cls).desc->name), op.ref));
-  wire::value next = allowed_after(rules, op.cls, row->record.get(), op.ref, [&](wire::structure& m) {
+storage::transaction record_operation(storage::database& db, const operation_rules& rules, const operation_key& op,
+                                      bool starting, const storage::row& row) {
+  const std::size_t cls = op.cls;
+  const std::size_t current = *schema::get().field_index(cls, "current_operations");
+  const std::size_t allowed = *schema::get().field_index(cls, "allowed_operations");
+  auto t = db.begin();
+  if (starting)
+    t.expect_unchanged(cls, op.ref, row.modified,
+                       api::errors::OTHER_OPERATION_IN_PROGRESS(std::string(schema::get().table(cls).desc->name), op.ref));
+  wire::value next = allowed_after(rules, cls, row.record.get(), op.ref, [&](wire::structure& m) {
     std::erase_if(m, [&](const wire::member& kv) { return kv.first == op.task; });
     if (starting) m.emplace_back(op.task, wire::value(op.name));
   });
-  if (starting) t.add_to_map(op.cls, op.ref, current, op.task, wire::value(op.name));
-  else t.remove_from_map(op.cls, op.ref, current, op.task);
-  t.set(op.cls, op.ref, allowed, std::move(next));
-  auto r = ctx.db->commit(std::move(t));
-  if (!r) return fail(std::move(r).error());
-  return {};
+  if (starting) t.add_to_map(cls, op.ref, current, op.task, wire::value(op.name));
+  else t.remove_from_map(cls, op.ref, current, op.task);
+  t.set(cls, op.ref, allowed, std::move(next));
+  return t;
 }
 
-api::status refresh_allowed(shared_context& ctx, const operation_rules& rules, std::size_t cls, const std::string& ref) {
-  auto snap = ctx.db->snapshot();
-  const storage::row* row = snap->find(cls, ref);
-  if (!row) return {};
-  wire::value next = rules.allowed(row->record.get(), ref);
-  const std::size_t allowed = *schema::get().field_index(cls, "allowed_operations");
-  if (schema::get().table(cls).ops->get_field(row->record.get(), allowed) == next) return {};
-  auto t = ctx.db->begin();
-  t.set(cls, ref, allowed, std::move(next));
-  auto r = ctx.db->commit(std::move(t));
-  if (!r) return fail(std::move(r).error());
-  return {};
-}
+// What an object's actor has been asked, in arrival order: each is settled (with one commit at
+// most) before the next begins, so the actor never checks its rules on a row it is changing.
+struct step {
+  enum class kind { admit, retire, refresh } k = kind::admit;
+  operation_key op;
+  int attempts = 0;
+  caf::typed_response_promise<verdict> admitted;
+  caf::typed_response_promise<bool> done;  // retire, refresh
+};
 
 struct object_state {
   std::size_t cls = 0;
   std::string ref;
+  std::deque<step> steps;
+  bool committing = false;  // the front step's commit is on its way; its answer is `committed`
 };
 
-// One object's actor: admits, records and retires its operations, one message at a time.
-caf::behavior object_actor(caf::stateful_actor<object_state>* self, std::shared_ptr<shared_context> ctx,
-                           std::size_t cls, std::string ref) {
+using object_pointer = object_actor::stateful_pointer<object_state>;
+
+// Settles the steps in order until one needs a commit, which is started without waiting: the
+// database answers with a `committed` message, so no actor thread ever waits for an fsync.
+void next_steps(object_pointer self, const std::shared_ptr<shared_context>& ctx) {
+  auto& st = self->state;
+  while (!st.committing && !st.steps.empty()) {
+    step& s = st.steps.front();
+    const operation_rules* rules = ctx->rules_of(st.cls);
+    auto snap = ctx->db->snapshot();
+    const storage::row* row = snap->find(st.cls, st.ref);
+    std::optional<storage::transaction> t;
+    if (s.k == step::kind::admit) {
+      if (!row) {
+        s.admitted.deliver(verdict_of(api::errors::HANDLE_INVALID(std::string(schema::get().table(st.cls).desc->name), st.ref)));
+      } else if (auto refused = rules->check(row->record.get(), st.ref, s.op.name)) {
+        s.admitted.deliver(verdict_of(*refused));
+      } else {
+        t = record_operation(*ctx->db, *rules, s.op, true, *row);
+      }
+    } else if (s.k == step::kind::retire) {
+      if (row) t = record_operation(*ctx->db, *rules, s.op, false, *row);
+      else s.done.deliver(true);  // the operation destroyed its object: nothing left to retire
+    } else {
+      wire::value next = row ? rules->allowed(row->record.get(), st.ref) : wire::value();
+      const std::size_t allowed = *schema::get().field_index(st.cls, "allowed_operations");
+      if (row && schema::get().table(st.cls).ops->get_field(row->record.get(), allowed) != next) {
+        t.emplace(ctx->db->begin());
+        t->set(st.cls, st.ref, allowed, std::move(next));
+      } else {
+        s.done.deliver(true);
+      }
+    }
+    if (!t) {
+      st.steps.pop_front();
+      continue;
+    }
+    st.committing = true;
+    ctx->db->commit_async(std::move(*t), [a = caf::actor_cast<object_actor>(self)](auto r) {
+      caf::anon_send(a, committed_atom::value, r ? verdict{} : verdict_of(r.error()));
+    });
+  }
+  // An object that is gone needs no actor any more.
+  if (st.steps.empty() && !st.committing && !ctx->db->snapshot()->find(st.cls, st.ref)) self->quit();
+}
+
+// One object's actor: admits, records and retires its operations, one step at a time.
+object_actor::behavior_type object_behavior(object_pointer self, std::shared_ptr<shared_context> ctx, std::size_t cls,
+                                            std::string ref) {
   self->state.cls = cls;
   self->state.ref = ref;
+  auto queue = [self, ctx](step s) {
+    self->state.steps.push_back(std::move(s));
+    next_steps(self, ctx);
+  };
   return {
-      [=](run_atom, operation_ptr op) -> operation_ptr {
-        const operation_rules* rules = ctx->rules_of(op->cls);
-        // Checked and recorded against one row; if the row changed before the record was
-        // applied (a concurrent write), the rules are checked again on the new row.
-        for (int attempt = 0;; ++attempt) {
-          auto snap = ctx->db->snapshot();
-          const storage::row* row = snap->find(op->cls, op->ref);
-          if (!row) {
-            op->outcome = fail(api::errors::HANDLE_INVALID(std::string(schema::get().table(op->cls).desc->name), op->ref));
-            return op;
-          }
-          if (auto refused = rules->check(row->record.get(), op->ref, op->name)) {
-            op->outcome = fail(*refused);
-            return op;
-          }
-          auto st = record_operation(*ctx, *rules, *op, true, row);
-          if (st) return op;  // admitted: the caller's thread runs the work, then asks for it to be retired
-          if (st.error().code != api::error_code::OTHER_OPERATION_IN_PROGRESS || attempt == 16) {
-            op->outcome = fail(st.error());
-            return op;
-          }
-        }
+      [=](admit_atom, operation_key op) -> caf::result<verdict> {
+        step s{step::kind::admit, std::move(op)};
+        s.admitted = self->make_response_promise<verdict>();
+        auto promise = s.admitted;
+        queue(std::move(s));
+        return promise;
       },
-      [=](done_atom, operation_ptr op) -> operation_ptr {
-        if (auto st = record_operation(*ctx, *ctx->rules_of(op->cls), *op, false); !st)
-          spdlog::error("actor.retire.failed class={} ref={} op={} reason=\"{}\"",
-                        schema::get().table(op->cls).desc->name, op->ref, op->name, st.error().description().at(0));
-        // An object that is gone needs no actor any more.
-        if (!ctx->db->snapshot()->find(op->cls, op->ref)) self->quit();
-        return op;
+      [=](retire_atom, operation_key op) -> caf::result<bool> {
+        step s{step::kind::retire, std::move(op)};
+        s.done = self->make_response_promise<bool>();
+        auto promise = s.done;
+        queue(std::move(s));
+        return promise;
       },
-      [=](refresh_atom) -> bool {
-        if (auto st = refresh_allowed(*ctx, *ctx->rules_of(cls), cls, ref); !st) {
-          spdlog::warn("actor.refresh.failed ref={} reason=\"{}\"", ref, st.error().description().at(0));
-          return false;
+      [=](refresh_atom) -> caf::result<bool> {
+        step s{step::kind::refresh};
+        s.done = self->make_response_promise<bool>();
+        auto promise = s.done;
+        queue(std::move(s));
+        return promise;
+      },
+      [=](committed_atom, verdict v) {
+        auto& st = self->state;
+        st.committing = false;
+        step& s = st.steps.front();
+        if (s.k == step::kind::admit) {
+          // A concurrent write changed the row after the rules were checked: check them again
+          // on the new row.
+          const bool conflict = !v.empty() && v.front() == "OTHER_OPERATION_IN_PROGRESS";
+          if (conflict && ++s.attempts <= 16) return next_steps(self, ctx);
+          s.admitted.deliver(std::move(v));  // admitted: the caller's thread runs the work
+        } else {
+          if (!v.empty())
+            spdlog::error("actor.{}.failed class={} ref={} op={} reason=\"{}\"",
+                          s.k == step::kind::retire ? "retire" : "refresh", schema::get().table(st.cls).desc->name,
+                          st.ref, s.op.name, v.front());
+          s.done.deliver(v.empty());
         }
-        return true;
+        st.steps.pop_front();
+        next_steps(self, ctx);
       },
       [=](crash_atom) { self->quit(caf::sec::runtime_error); },
   };
 }
 
-using object_key = std::pair<std::size_t, std::string>;
+using object_id = std::pair<std::size_t, std::string>;
 
 struct supervisor_state {
-  std::map<object_key, caf::actor> children;
-  std::map<caf::actor_addr, object_key> keys;
+  std::map<object_id, object_actor> children;
+  std::map<caf::actor_addr, object_id> ids;
 };
 
 // The host's supervisor: finds or starts the actor of an object, forwards to it, and restarts it
 // when it fails. A restarted actor starts from the object's row.
-caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self, std::shared_ptr<shared_context> ctx,
-                               std::shared_ptr<std::atomic<std::size_t>> restarts) {
-  auto child = [self, ctx](std::size_t cls, const std::string& ref) -> caf::actor {
+supervisor_actor::behavior_type supervisor_behavior(supervisor_actor::stateful_pointer<supervisor_state> self,
+                                                    std::shared_ptr<shared_context> ctx,
+                                                    std::shared_ptr<std::atomic<std::size_t>> restarts) {
+  auto child = [self, ctx](std::size_t cls, const std::string& ref) -> object_actor {
     auto& st = self->state;
     auto it = st.children.find({cls, ref});
     if (it != st.children.end()) return it->second;
-    auto a = self->spawn(object_actor, ctx, cls, ref);
+    auto a = self->spawn(object_behavior, ctx, cls, ref);
     self->monitor(a);
-    st.children.emplace(object_key{cls, ref}, a);
-    st.keys.emplace(a.address(), object_key{cls, ref});
+    st.children.emplace(object_id{cls, ref}, a);
+    st.ids.emplace(a.address(), object_id{cls, ref});
     return a;
   };
-  self->set_down_handler([self, ctx, child, restarts](caf::down_msg& down) {
+  self->set_down_handler([self, child, restarts](caf::down_msg& down) {
     auto& st = self->state;
-    auto it = st.keys.find(down.source);
-    if (it == st.keys.end()) return;
-    object_key key = it->second;
-    st.keys.erase(it);
-    st.children.erase(key);
+    auto it = st.ids.find(down.source);
+    if (it == st.ids.end()) return;
+    object_id id = it->second;
+    st.ids.erase(it);
+    st.children.erase(id);
     if (down.reason && down.reason != caf::exit_reason::user_shutdown) {
       ++*restarts;
-      spdlog::warn("actor.restarted class={} ref={} reason=\"{}\"", schema::get().table(key.first).desc->name,
-                   key.second, caf::to_string(down.reason));
-      auto a = child(key.first, key.second);
-      caf::anon_send(a, refresh_atom::value);  // the new actor starts from the row
+      spdlog::warn("actor.restarted class={} ref={} reason=\"{}\"", schema::get().table(id.first).desc->name, id.second,
+                   caf::to_string(down.reason));
+      caf::anon_send(child(id.first, id.second), refresh_atom::value);  // the new actor starts from the row
     }
   });
   self->set_exit_handler([self](caf::exit_msg& msg) {
-    for (auto& [key, a] : self->state.children) self->send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& [id, a] : self->state.children) self->send_exit(a, caf::exit_reason::user_shutdown);
     self->quit(msg.reason);
   });
   return {
-      [=](run_atom r, operation_ptr op) { return self->delegate(child(op->cls, op->ref), r, std::move(op)); },
-      [=](done_atom d, operation_ptr op) { return self->delegate(child(op->cls, op->ref), d, std::move(op)); },
-      [=](refresh_atom r, std::size_t cls, const std::string& ref) { return self->delegate(child(cls, ref), r); },
-      [=](crash_atom c, std::size_t cls, const std::string& ref) { self->send(child(cls, ref), c); },
+      [=](admit_atom a, operation_key op) { return self->delegate(child(op.cls, op.ref), a, std::move(op)); },
+      [=](retire_atom r, operation_key op) { return self->delegate(child(op.cls, op.ref), r, std::move(op)); },
+      [=](refresh_atom r, std::uint64_t cls, const std::string& ref) { return self->delegate(child(cls, ref), r); },
+      [=](crash_atom c, std::uint64_t cls, const std::string& ref) { self->send(child(cls, ref), c); },
   };
 }
 
@@ -227,23 +294,22 @@ struct host_actors::impl {
   caf::actor_system_config config;
   std::unique_ptr<caf::actor_system> system;
   std::shared_ptr<shared_context> ctx = std::make_shared<shared_context>();
-  caf::actor supervisor;
+  supervisor_actor supervisor;
 };
 
 host_actors::host_actors(storage::database& db)
     : impl_(std::make_unique<impl>()), restarts_(std::make_shared<std::atomic<std::size_t>>(0)) {
   impl_->ctx->db = &db;
-  // An actor admits and retires operations with a synced commit, which holds its scheduler
-  // thread for an fsync: 16 threads let that many admissions share one group commit (2
-  // threads capped 64 concurrent VM cycles at 1.5x one client; 16 reach 4.5x).
-  impl_->config.set("scheduler.max-threads", 16);
+  // No actor waits for a commit (see next_steps), so two threads serve every object: what
+  // an actor does between commits is a check of rules on a snapshot.
+  impl_->config.set("scheduler.max-threads", 2);
   // A shared queue with a condition variable: a message wakes a sleeping worker at once, where
   // work stealing's relaxed polling would let it sleep for milliseconds between operations.
   impl_->config.set("scheduler.policy", caf::atom("sharing"));
   impl_->config.set("logger.console", caf::atom("none"));
   impl_->config.add_thread_hook<log_host_hook>(current_log_host_ptr());
   impl_->system = std::make_unique<caf::actor_system>(impl_->config);
-  impl_->supervisor = impl_->system->spawn(supervisor_actor, impl_->ctx, restarts_);
+  impl_->supervisor = impl_->system->spawn(supervisor_behavior, impl_->ctx, restarts_);
 }
 
 host_actors::~host_actors() {
@@ -262,45 +328,40 @@ api::api_result<wire::value> host_actors::run(std::size_t cls, const std::string
   if (!impl_->ctx->rules_of(cls))
     return fail(api::errors::INTERNAL_ERROR("no operation rules for class " +
                                             std::string(schema::get().table(cls).desc->name)));
-  auto o = std::make_shared<operation>();
-  o->cls = cls;
-  o->ref = ref;
-  o->name = std::move(op);
-  o->task = std::move(task);
-  o->work = std::move(work);
+  const operation_key key{cls, ref, std::move(op), std::move(task)};
   caf::scoped_actor self(*impl_->system);
   // The admission is a request: if the object's actor fails with it unread, the request
   // fails and is asked again of its restarted successor.
-  bool admitted = false;
-  for (int attempt = 0; attempt < 3 && !o->outcome && !admitted; ++attempt) {
-    self->request(impl_->supervisor, caf::infinite, run_atom::value, o)
-        .receive([&](operation_ptr& answer) { admitted = !answer->outcome; },
+  std::optional<verdict> answer;
+  for (int attempt = 0; attempt < 3 && !answer; ++attempt) {
+    self->request(impl_->supervisor, caf::infinite, admit_atom::value, key)
+        .receive([&](verdict& v) { answer = std::move(v); },
                  [&](caf::error& e) {
-                   spdlog::warn("actor.run.retry ref={} op={} reason=\"{}\"", o->ref, o->name, caf::to_string(e));
+                   spdlog::warn("actor.run.retry ref={} op={} reason=\"{}\"", key.ref, key.name, caf::to_string(e));
                  });
   }
-  if (o->outcome) return std::move(*o->outcome);
-  if (!admitted) return fail(api::errors::INTERNAL_ERROR("the object's actor did not answer"));
+  if (!answer) return fail(api::errors::INTERNAL_ERROR("the object's actor did not answer"));
+  if (!answer->empty()) return fail(error_of(*answer));
   // Admitted and recorded in current_operations: the work runs on this (the call's own) thread,
   // never on the actor, which meanwhile answers other callers.
-  o->outcome = o->work();
+  auto outcome = work();
   // Retired by the object's actor (the restarted one if this one failed meanwhile).
   // A retirement lost with a failing actor is asked again of its successor; if the actors are
   // gone (the daemon stops), the row keeps the operation and the next start clears it.
   bool retired = false;
   for (int attempt = 0; attempt < 10 && !retired; ++attempt) {
-    self->request(impl_->supervisor, std::chrono::seconds(30), done_atom::value, o)
-        .receive([&](operation_ptr&) { retired = true; }, [&](caf::error& e) {
-          spdlog::warn("actor.retire.retry ref={} op={} reason=\"{}\"", o->ref, o->name, caf::to_string(e));
+    self->request(impl_->supervisor, std::chrono::seconds(30), retire_atom::value, key)
+        .receive([&](bool) { retired = true; }, [&](caf::error& e) {
+          spdlog::warn("actor.retire.retry ref={} op={} reason=\"{}\"", key.ref, key.name, caf::to_string(e));
         });
   }
-  return std::move(*o->outcome);
+  return outcome;
 }
 
 void host_actors::refresh(std::size_t cls, const std::string& ref) {
   if (!impl_->ctx->rules_of(cls)) return;
   caf::scoped_actor self(*impl_->system);
-  self->request(impl_->supervisor, caf::infinite, refresh_atom::value, cls, ref)
+  self->request(impl_->supervisor, caf::infinite, refresh_atom::value, std::uint64_t{cls}, ref)
       .receive([](bool) {}, [](caf::error&) {});
 }
 
@@ -327,7 +388,7 @@ api::status host_actors::reset_operations(std::size_t cls, const std::string& ho
 }
 
 void host_actors::crash(std::size_t cls, const std::string& ref) {
-  caf::anon_send(impl_->supervisor, crash_atom::value, cls, ref);
+  caf::anon_send(impl_->supervisor, crash_atom::value, std::uint64_t{cls}, ref);
 }
 
 }  // namespace xapid::actors

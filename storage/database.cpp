@@ -227,6 +227,14 @@ result<generation, api::api_error> database::commit(transaction t) {
   return order_and_wait(std::move(p));
 }
 
+void database::commit_async(transaction t, commit_done done) {
+  auto p = std::make_shared<proposal>();
+  p->ops = std::move(t.ops());
+  p->time_ms = clock_->now_ms();
+  p->applied = [done](proposal& applied) { done(std::move(*applied.outcome)); };
+  if (!order_->order(p)) done(fail(api::errors::INTERNAL_ERROR("the database is closing")));
+}
+
 result<generation, api::api_error> database::order_and_wait(std::shared_ptr<proposal> p) {
   if (!order_->order_and_wait(p)) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
   return std::move(*p->outcome);

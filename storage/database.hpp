@@ -104,6 +104,11 @@ class database {
 
   // Validates, logs and applies the transaction atomically; returns its generation once durable.
   result<generation, api::api_error> commit(transaction t);
+  // The same without waiting: `done` gets the outcome once it is known, on the thread that
+  // applies (or at once, on the caller's, when the database is closing): it must only hand the
+  // outcome on, never wait.
+  using commit_done = std::function<void(result<generation, api::api_error>)>;
+  void commit_async(transaction t, commit_done done);
 
   // Changes committed after generation `after`, waiting up to `timeout` while there are none.
   changes_since_result changes_since(generation after, std::chrono::milliseconds timeout) const;

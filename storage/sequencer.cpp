@@ -9,15 +9,23 @@ void local_sequencer::start(apply_fn apply) {
   thread_ = std::thread(carry_log_host([this] { loop(); }));
 }
 
-bool local_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {
+std::uint64_t local_sequencer::enqueue(const std::shared_ptr<proposal>& p) {
   std::uint64_t seq;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return 0;
     seq = ++queued_;
     queue_.emplace_back(seq, p);
   }
   cv_.notify_one();
+  return seq;
+}
+
+bool local_sequencer::order(const std::shared_ptr<proposal>& p) { return enqueue(p) != 0; }
+
+bool local_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {
+  const std::uint64_t seq = enqueue(p);
+  if (seq == 0) return false;
   for (auto done = applied_.load(std::memory_order_acquire); done < seq; done = applied_.load(std::memory_order_acquire))
     applied_.wait(done, std::memory_order_acquire);
   return true;
@@ -54,6 +62,8 @@ void local_sequencer::loop() {
     apply_(batch);
     applied_.store(last, std::memory_order_release);
     applied_.notify_all();
+    for (const auto& p : batch)
+      if (p->applied) p->applied(*p);
   }
 }
 

@@ -40,6 +40,9 @@ struct proposal {
   std::string checkpoint;
   // Set by apply: the generation the proposal took, or why it changed nothing.
   std::optional<result<generation, api::api_error>> outcome;
+  // Called by the sequencer, on the thread that applies, once the outcome is set (for a
+  // proposal ordered without waiting): it must only hand the outcome on, never wait.
+  std::function<void(proposal&)> applied;
 };
 
 class sequencer {
@@ -54,6 +57,9 @@ class sequencer {
   // Orders `p` and returns once it has been applied (its outcome is set); false, changing
   // nothing, once the sequencer is stopping.
   virtual bool order_and_wait(const std::shared_ptr<proposal>& p) = 0;
+  // Orders `p` and returns at once; its `applied` is called once it has been applied. False,
+  // changing nothing and calling nothing, once the sequencer is stopping.
+  virtual bool order(const std::shared_ptr<proposal>& p) = 0;
   // Applies everything already ordered, then stops.
   virtual void stop() = 0;
 };
@@ -67,9 +73,12 @@ class local_sequencer final : public sequencer {
 
   void start(apply_fn apply) override;
   bool order_and_wait(const std::shared_ptr<proposal>& p) override;
+  bool order(const std::shared_ptr<proposal>& p) override;
   void stop() override;
 
  private:
+  // Queues `p`; its place in arrival order, or 0 when stopping.
+  std::uint64_t enqueue(const std::shared_ptr<proposal>& p);
   void loop();
 
   const std::size_t max_batch_;

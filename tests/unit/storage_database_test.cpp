@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -718,6 +719,7 @@ class recording_sequencer final : public sequencer {
     });
   }
   bool order_and_wait(const std::shared_ptr<proposal>& p) override { return inner_.order_and_wait(p); }
+  bool order(const std::shared_ptr<proposal>& p) override { return inner_.order(p); }
   void stop() override { inner_.stop(); }
 
   std::mutex mu;
@@ -765,6 +767,25 @@ TEST_F(storage_test, commits_are_ordered_by_the_sequencer_the_database_is_given)
   auto first = decode_log_entry(entries->front());
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->time_ms, prepared_at) << "the entry holds the time it was prepared at";
+}
+
+// A commit need not hold its caller's thread: commit_async hands the outcome over once the
+// entry is applied (what the objects' actors do, so that no actor waits for an fsync).
+TEST_F(storage_test, an_asynchronous_commit_hands_its_outcome_over_once_applied) {
+  std::promise<result<generation, api::api_error>> good, bad;
+  auto t = db_->begin();
+  api::vm rec;
+  rec.name_label = "async";
+  const std::string ref = t.create(rec);
+  db_->commit_async(std::move(t), [&](result<generation, api::api_error> r) { good.set_value(std::move(r)); });
+  auto refused = db_->begin();
+  refused.set(cls("VM"), "OpaqueRef:missing", fld("VM", "name_label"), value("x"));
+  db_->commit_async(std::move(refused), [&](result<generation, api::api_error> r) { bad.set_value(std::move(r)); });
+  auto g = good.get_future().get();
+  ASSERT_TRUE(g.ok());
+  EXPECT_GE(db_->current_generation(), *g) << "the outcome came before the state was published";
+  EXPECT_NE(db_->snapshot()->get<api::vm>(ref), nullptr);
+  EXPECT_API_ERROR(bad.get_future().get(), HANDLE_INVALID, "VM", "OpaqueRef:missing");
 }
 
 // Deleting must not cost memory for ever (a login and logout each left a session's record):
