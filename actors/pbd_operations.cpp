@@ -32,7 +32,8 @@ storage_repos::void_result storage_repos::pbd_plug(const std::string& pbd) {
   if (p->currently_attached) return ok_v;  // xapi: plugging a plugged PBD does nothing
   if (p->host.opaque != d.host) return fail(api::errors::HOST_OFFLINE(p->host.opaque));
   const api::sr* sr = s->get<api::sr>(p->SR.opaque);
-  if (auto st = d.attach(p->SR.opaque, sr->type, sr->uuid, p->device_config, sr->type == "ext"); !st) return st;
+  // A plug asks for the SR's directory: one its driver makes (ext's) is made again if missing.
+  if (auto st = d.attach(p->SR.opaque, sr->type, sr->uuid, p->device_config, true); !st) return st;
   api::pbd after = *p;
   after.currently_attached = true;
   auto t = d.db.begin();

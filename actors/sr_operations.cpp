@@ -10,15 +10,6 @@ namespace {
 namespace fs = std::filesystem;
 using storage::schema;
 
-// Images an SR scan takes for VDIs: what qemu-img reads, and ISOs.
-bool is_image_name(const std::string& name, bool iso) {
-  auto ends = [&](const char* s) {
-    std::string suffix(s);
-    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return iso ? ends(".iso") : (ends(".qcow2") || ends(".img") || ends(".raw") || ends(".vhd"));
-}
-
 }  // namespace
 
 storage_repos::ref_result storage_repos::sr_create(const std::string& host, api::map<std::string, std::string> device_config,
@@ -30,16 +21,18 @@ storage_repos::ref_result storage_repos::sr_create(const std::string& host, api:
   auto s = d.db.snapshot();
   if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
   if (host != d.host) return fail(api::errors::HOST_OFFLINE(host));
-  if (!driver_of(type)) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
+  const sm::sr_driver* drv = sm::find_driver(type);
+  if (!drv) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
   const std::string uuid = d.db.ids().uuid();
-  if (type == "ext" && !device_config.count("location")) device_config["location"] = d.data_dir + "/sr/" + uuid;
+  std::string content = content_type;
+  drv->add_defaults(device_config, content, d.data_dir, uuid);
   if (auto st = d.attach({}, type, uuid, device_config, true); !st) return fail(st.error());
   api::sr sr;
   sr.uuid = uuid;
   sr.name_label = name_label;
   sr.name_description = name_description;
   sr.type = type;
-  sr.content_type = content_type.empty() && type == "iso" ? "iso" : content_type;
+  sr.content_type = content;
   sr.shared = shared;
   sr.sm_config = std::move(sm_config);
   auto t = d.db.begin();
@@ -66,7 +59,7 @@ storage_repos::ref_result storage_repos::sr_introduce(const std::string& uuid, c
                                                       const std::string& content_type, bool shared,
                                                       api::map<std::string, std::string> sm_config) {
   auto& d = *impl_;
-  if (!driver_of(type)) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
+  if (!sm::find_driver(type)) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
   if (!uuid.empty() && !is_uuid(uuid)) return fail(api::errors::UUID_INVALID("SR", uuid));
   if (d.db.snapshot()->ref_by_uuid(d.sr_cls, uuid)) return fail(api::errors::SR_UUID_EXISTS(uuid));
   api::sr sr;
@@ -148,7 +141,11 @@ storage_repos::void_result storage_repos::sr_scan(const std::string& sr, const s
     const api::sr* rec = s->get<api::sr>(sr);
     auto dir = d->directory(*s, sr);
     if (!dir) return fail(dir.error());
-    const bool iso = rec->type == "iso";
+    // The files are VDIs as the SR's driver reads them (qcow2 images for an SR of a type no
+    // driver knows, which no RPC makes).
+    const sm::sr_driver* drv = sm::find_driver(rec->type);
+    const sm::image_format format = drv ? drv->images() : sm::image_format::qcow2;
+    const bool iso = format == sm::image_format::iso;
     sm::image_dir images(*dir);
     api::map<std::string, std::string> by_location;  // location -> VDI ref
     for (const auto& v : s->refs_where<api::vdi>("SR", sr)) by_location[s->get<api::vdi>(v)->location] = v;
@@ -157,7 +154,7 @@ storage_repos::void_result storage_repos::sr_scan(const std::string& sr, const s
     for (const auto& name : images.visible_files()) {
       present.insert(name);
       auto known = by_location.find(name);
-      if (!is_image_name(name, iso) && known == by_location.end()) continue;
+      if (!sm::is_image_name(format, name) && known == by_location.end()) continue;
       api::vdi v;
       if (known != by_location.end()) v = *s->get<api::vdi>(known->second);
       if (iso) {
@@ -223,33 +220,22 @@ storage_repos::ref_result storage_repos::sr_probe(const std::string& host,
                                                   const std::string& type) {
   auto& d = *impl_;
   if (!d.db.snapshot()->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
-  const sr_driver* drv = driver_of(type);
+  const sm::sr_driver* drv = sm::find_driver(type);
   if (!drv) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
-  if (type == "nfs") {
-    for (const char* key : {"server", "serverpath"})
-      if (!device_config.count(key))
-        return fail(api::errors::SR_BACKEND_FAILURE("1", "", std::string("device_config has no ") + key));
-    auto r = sm::run_tool({"timeout", "30", "showmount", "-e", device_config.at("server")});
-    if (!r) return fail(backend_failure(r.error()));
-    return "<?xml version=\"1.0\" ?><nfs-exports>" + *r + "</nfs-exports>";
-  }
-  auto location = device_config.find("location");
-  if (location == device_config.end())
-    return fail(api::errors::SR_BACKEND_FAILURE("1", "", "device_config has no location"));
-  std::error_code ec;
-  if (!fs::is_directory(location->second, ec))
-    return fail(api::errors::SR_BACKEND_FAILURE("2", "", "no directory " + location->second));
-  // The SRs known at that location (a directory is one SR).
-  std::string xml = "<?xml version=\"1.0\" ?><SRlist>";
-  d.db.snapshot()->for_each(d.pbd_cls, [&](const std::string&, const storage::row& row) {
-    const auto* p = static_cast<const api::pbd*>(row.record.get());
-    auto it = p->device_config.find("location");
-    if (it != p->device_config.end() && it->second == location->second)
-      if (const api::sr* sr = d.db.snapshot()->get<api::sr>(p->SR.opaque))
-        xml += "<SR><UUID>" + sr->uuid + "</UUID></SR>";
-    return true;
-  });
-  return xml + "</SRlist>";
+  auto srs_at = [&d](const std::string& location) {
+    std::vector<std::string> uuids;
+    d.db.snapshot()->for_each(d.pbd_cls, [&](const std::string&, const storage::row& row) {
+      const auto* p = static_cast<const api::pbd*>(row.record.get());
+      auto it = p->device_config.find("location");
+      if (it != p->device_config.end() && it->second == location)
+        if (const api::sr* sr = d.db.snapshot()->get<api::sr>(p->SR.opaque)) uuids.push_back(sr->uuid);
+      return true;
+    });
+    return uuids;
+  };
+  auto xml = drv->probe(device_config, srs_at);
+  if (!xml) return fail(backend_failure(xml.error()));
+  return std::move(*xml);
 }
 
 }  // namespace xapid::actors

@@ -22,29 +22,6 @@ using storage::schema;
 
 }  // namespace
 
-const std::vector<sr_driver>& sr_drivers() {
-  static const std::vector<sr_driver> drivers = {
-      {"ext", "Local storage", "Disk images (qcow2) in a directory of the host's own disk",
-       {"SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT",
-        "VDI_RESIZE", "VDI_RESIZE_ONLINE", "VDI_INTRODUCE", "VDI_UPDATE", "VDI_GENERATE_CONFIG"},
-       {{"location", "the directory (default: one under the data dir)"}}, true},
-      {"file", "File-based storage", "Disk images (qcow2) in a given directory; shared when every host sees it",
-       {"SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT",
-        "VDI_RESIZE", "VDI_RESIZE_ONLINE", "VDI_INTRODUCE", "VDI_UPDATE", "VDI_GENERATE_CONFIG"},
-       {{"location", "the directory of the images (required)"}}, true},
-      {"nfs", "NFS storage", "Disk images (qcow2) on an NFS export, mounted by each host",
-       {"SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT",
-        "VDI_RESIZE", "VDI_RESIZE_ONLINE", "VDI_INTRODUCE", "VDI_UPDATE", "VDI_GENERATE_CONFIG"},
-       {{"server", "the NFS server (required)"}, {"serverpath", "the exported path (required)"},
-        {"nfsversion", "3 or 4 (default: what mount chooses)"}},
-       true},
-      {"iso", "ISO library", "ISO images in a directory: read-only VDIs, found by scan",
-       {"SR_PROBE", "SR_UPDATE", "VDI_ATTACH", "VDI_DETACH", "VDI_INTRODUCE", "VDI_UPDATE"},
-       {{"location", "the directory of the ISO images (required)"}}, false},
-  };
-  return drivers;
-}
-
 std::string storage_repos::impl::real_path(const std::string& p) {
   std::error_code ec;
   auto r = fs::weakly_canonical(p, ec);
@@ -109,17 +86,16 @@ std::optional<std::string> storage_repos::impl::sr_using(const storage::state& s
 
 std::string storage_repos::impl::directory_for(const std::string& type, const std::string& uuid,
                                                const api::map<std::string, std::string>& device_config) const {
-  if (type == "nfs") return data_dir + "/mnt/" + uuid;
-  auto it = device_config.find("location");
-  if (it != device_config.end() && !it->second.empty()) return it->second;
-  return data_dir + "/sr/" + uuid;  // ext without a location
+  if (const sm::sr_driver* drv = sm::find_driver(type)) return drv->directory(data_dir, uuid, device_config);
+  // No RPC makes an SR of a type without a driver; one from elsewhere is read as a directory.
+  return sm::location_or_default(data_dir, uuid, device_config);
 }
 
 api::status storage_repos::impl::attach(const std::string& sr_ref, const std::string& type, const std::string& uuid,
-                                        const api::map<std::string, std::string>& device_config, bool creating) {
-  const sr_driver* d = driver_of(type);
+                                        const api::map<std::string, std::string>& device_config, bool make_missing) {
+  const sm::sr_driver* d = sm::find_driver(type);
   if (!d) return fail(api::errors::SR_UNKNOWN_DRIVER(type));
-  for (const auto& [key, what] : d->configuration)
+  for (const auto& [key, what] : d->description().configuration)
     if (what.find("(required)") != std::string::npos && !device_config.count(key))
       return fail(api::errors::SR_BACKEND_FAILURE("1", "", "device_config has no " + key + " (" + what + ")"));
   // The uuid names a directory here (DIR/sr/<uuid>, DIR/mnt/<uuid>): only the grammar passes.
@@ -127,50 +103,18 @@ api::status storage_repos::impl::attach(const std::string& sr_ref, const std::st
   std::string dir = directory_for(type, uuid, device_config);
   if (auto st = check_location(uuid, dir); !st) return st;
   if (auto other = sr_using(*db.snapshot(), sr_ref, dir)) return fail(api::errors::LOCATION_NOT_UNIQUE(*other, dir));
+  if (auto r = d->attach(dir, device_config, make_missing); !r) return fail(backend_failure(r.error()));
   std::error_code ec;
-  if (type == "ext" && creating) fs::create_directories(dir, ec);
-  if (type == "nfs") {
-    fs::create_directories(dir, ec);
-    if (!is_mounted(dir)) {
-      std::string options = "soft,timeo=50,retrans=1,retry=0";
-      if (auto v = device_config.find("nfsversion"); v != device_config.end()) options += ",vers=" + v->second;
-      auto r = sm::run_tool({"timeout", "30", "mount", "-t", "nfs", "-o", options,
-                             device_config.at("server") + ":" + device_config.at("serverpath"), dir});
-      if (!r) {
-        fs::remove(dir, ec);
-        return fail(backend_failure(r.error()));
-      }
-    }
-  }
   if (!fs::is_directory(dir, ec))
     return fail(api::errors::SR_BACKEND_FAILURE("2", "", "the SR's directory " + dir + " does not exist"));
-  if (::access(dir.c_str(), type == "iso" ? R_OK : (R_OK | W_OK)) != 0)
+  if (::access(dir.c_str(), d->writable() ? (R_OK | W_OK) : R_OK) != 0)
     return fail(api::errors::SR_BACKEND_FAILURE("13", "", "the SR's directory " + dir + " is not accessible"));
   return {};
 }
 
-bool storage_repos::impl::is_mounted(const std::string& dir) {
-  std::error_code ec;
-  auto canonical = fs::weakly_canonical(dir, ec).string();
-  FILE* f = std::fopen("/proc/self/mounts", "r");
-  if (!f) return false;
-  char line[4096];
-  bool found = false;
-  while (std::fgets(line, sizeof line, f)) {
-    char src[2048], target[2048];
-    if (std::sscanf(line, "%2047s %2047s", src, target) == 2 && canonical == target) found = true;
-  }
-  std::fclose(f);
-  return found;
-}
-
 void storage_repos::impl::detach(const std::string& type, const std::string& uuid,
                                  const api::map<std::string, std::string>& device_config) {
-  if (type != "nfs") return;
-  std::string dir = directory_for(type, uuid, device_config);
-  if (is_mounted(dir)) (void)sm::run_tool({"umount", dir});
-  std::error_code ec;
-  fs::remove(dir, ec);
+  if (const sm::sr_driver* drv = sm::find_driver(type)) drv->detach(directory_for(type, uuid, device_config));
 }
 
 std::string storage_repos::impl::pbd_here(const storage::state& s, const std::string& sr) const {
@@ -184,7 +128,7 @@ api::api_result<std::string> storage_repos::impl::directory(const storage::state
   const api::sr* rec = s.get<api::sr>(sr);
   if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
   // An ISO library is read-only: nothing is created in it (imports, copies, suspend images).
-  if (const sr_driver* drv = driver_of(rec->type); writing && (!drv || !drv->makes_vdis))
+  if (const sm::sr_driver* drv = sm::find_driver(rec->type); writing && (!drv || !drv->writable()))
     return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(sr));
   std::string pbd = pbd_here(s, sr);
   if (pbd.empty()) return fail(api::errors::SR_HAS_NO_PBDS(sr));
@@ -252,7 +196,8 @@ api::status storage_repos::start() {
     known.insert(static_cast<const api::sm*>(row.record.get())->type);
     return true;
   });
-  for (const auto& drv : sr_drivers()) {
+  for (const sm::sr_driver* driver : sm::all_drivers()) {
+    const sm::sm_description& drv = driver->description();
     if (known.count(drv.type)) continue;
     api::sm rec;
     rec.uuid = d.db.ids().uuid();
@@ -278,8 +223,8 @@ api::status storage_repos::start() {
     using op = api::storage_operations;
     std::vector<op> ops{op::scan,   op::destroy,       op::forget,     op::plug,       op::unplug,
                         op::update, op::vdi_introduce, op::pbd_create, op::pbd_destroy};
-    const sr_driver* drv = driver_of(sr.type);
-    if (drv && drv->makes_vdis)
+    const sm::sr_driver* drv = sm::find_driver(sr.type);
+    if (drv && drv->description().makes_vdis)
       ops.insert(ops.end(), {op::vdi_create, op::vdi_destroy, op::vdi_resize, op::vdi_clone, op::vdi_snapshot});
     return ops;
   }));

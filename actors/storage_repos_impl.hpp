@@ -14,6 +14,7 @@
 
 #include "actors/storage_repos.hpp"
 #include "sm/qemu_img.hpp"
+#include "sm/sr_driver.hpp"
 
 namespace xapid::actors {
 
@@ -21,12 +22,6 @@ const std::string null_ref(api::null_ref_text);  // one per file (internal linka
 
 inline api::api_error backend_failure(const sm::tool_failure& f) {
   return api::errors::SR_BACKEND_FAILURE(std::to_string(f.status), f.out, f.err);
-}
-
-inline const sr_driver* driver_of(const std::string& type) {
-  for (const auto& d : sr_drivers())
-    if (d.type == type) return &d;
-  return nullptr;
 }
 
 struct storage_repos::impl {
@@ -60,13 +55,13 @@ struct storage_repos::impl {
   // The real path of the directory another SR of this host already uses there, if any: two SRs
   // never share a directory (each would scan, collect and delete the other's images).
   std::optional<std::string> sr_using(const storage::state& s, const std::string& sr_ref, const std::string& dir) const;
-  // The directory a driver uses for SR `uuid` given its device_config.
+  // The directory SR `uuid`'s driver uses given its device_config.
   std::string directory_for(const std::string& type, const std::string& uuid,
                             const api::map<std::string, std::string>& device_config) const;
-  // Makes the SR's directory reachable on this host: checks it, creates ext's, mounts nfs.
+  // Makes the SR's directory reachable on this host: checks it, then its driver attaches it
+  // (`make_missing`: see sm::sr_driver::attach).
   api::status attach(const std::string& sr_ref, const std::string& type, const std::string& uuid,
-                     const api::map<std::string, std::string>& device_config, bool creating);
-  static bool is_mounted(const std::string& dir);
+                     const api::map<std::string, std::string>& device_config, bool make_missing);
   void detach(const std::string& type, const std::string& uuid,
               const api::map<std::string, std::string>& device_config);
   // This host's PBD of the SR, or "".

@@ -24,8 +24,8 @@ storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, co
   auto& d = *impl_;
   const api::sr* rec = s.get<api::sr>(sr);
   if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
-  const sr_driver* drv = driver_of(rec->type);
-  if (!drv || !drv->makes_vdis) return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(sr));
+  const sm::sr_driver* drv = sm::find_driver(rec->type);
+  if (!drv || !drv->description().makes_vdis) return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(sr));
   if (size < 0) return fail(api::errors::INVALID_VALUE("virtual_size", std::to_string(size)));
   auto dir = d.directory(s, sr);
   if (!dir) return fail(dir.error());
@@ -56,8 +56,8 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
   const std::string target_sr = kind == copy_kind::copy && !sr.empty() && sr != null_ref ? sr : src->SR.opaque;
   auto dst_dir = d.directory(s, target_sr);
   if (!dst_dir) return fail(dst_dir.error());
-  const sr_driver* drv = driver_of(s.get<api::sr>(target_sr)->type);
-  if (!drv || !drv->makes_vdis) return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(target_sr));
+  const sm::sr_driver* drv = sm::find_driver(s.get<api::sr>(target_sr)->type);
+  if (!drv || !drv->description().makes_vdis) return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(target_sr));
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir from_images(*src_dir), to_images(*dst_dir);
   sm::tool_result<std::string> location = fail(sm::tool_failure{});
@@ -212,7 +212,7 @@ storage_repos::void_result storage_repos::vdi_destroy(const std::string& vdi, co
     const api::vdi* v = s->get<api::vdi>(vdi);
     if (!v->managed) return fail(api::errors::VDI_NOT_MANAGED(vdi));
     const api::sr* sr = s->get<api::sr>(v->SR.opaque);
-    if (const sr_driver* drv = sr ? driver_of(sr->type) : nullptr; !drv || !drv->makes_vdis)
+    if (const sm::sr_driver* drv = sr ? sm::find_driver(sr->type) : nullptr; !drv || !drv->description().makes_vdis)
       return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(v->SR.opaque));
     for (const auto& b : v->VBDs)
       if (const api::vbd* vbd = s->get<api::vbd>(b.opaque); vbd && vbd->currently_attached)
