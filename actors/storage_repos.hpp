@@ -1,6 +1,6 @@
-// The storage repositories of one host: SR drivers (ext, file, nfs, iso) advertised as SM
-// objects, SR and PBD lifecycle, and VDIs as qcow2 images (sm::image_dir) whose sizes the API
-// reports from the files. SR and VDI operations go through their objects' actors
+// The storage repositories of one host: the SR drivers (sm::sr_driver: ext, file, nfs, iso)
+// advertised as SM objects, SR and PBD lifecycle, and VDIs as qcow2 images (sm::image_dir) whose
+// sizes the API reports from the files. SR and VDI operations go through their objects' actors
 // (allowed/current_operations); image changes in one SR directory are serialised, since clones
 // rename files and collection rewrites chains.
 #pragma once
@@ -16,17 +16,6 @@
 #include "storage/database.hpp"
 
 namespace xapid::actors {
-
-// What a driver is, as its SM object says.
-struct sr_driver {
-  std::string type;         // "ext"
-  std::string name;         // "Local EXT3 VHD"-like label
-  std::string description;
-  std::vector<std::string> capabilities;
-  api::map<std::string, std::string> configuration;  // device_config keys it reads
-  bool makes_vdis = true;   // iso: read-only VDIs found by scan only
-};
-const std::vector<sr_driver>& sr_drivers();
 
 class storage_repos {
  public:

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "actors/vm_rules.hpp"
+#include "sm/sr_driver.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -329,10 +330,10 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     if (!v || v->on_boot == value) return ok_v;
     if (auto st = vms_halted(s, *v); !st) return st;
     const api::sr* sr = s.get<api::sr>(v->SR.opaque);
-    for (const auto& drv : actors::sr_drivers())
-      if (sr && drv.type == sr->type &&
-          std::find(drv.capabilities.begin(), drv.capabilities.end(), "VDI_RESET_ON_BOOT") != drv.capabilities.end())
-        return ok_v;
+    if (const sm::sr_driver* drv = sr ? sm::find_driver(sr->type) : nullptr) {
+      const auto& caps = drv->description().capabilities;
+      if (std::find(caps.begin(), caps.end(), "VDI_RESET_ON_BOOT") != caps.end()) return ok_v;
+    }
     return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(v->SR.opaque));
   }));
 

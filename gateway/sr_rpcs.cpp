@@ -1,6 +1,7 @@
 #include "gateway/sr_rpcs.hpp"
 
 #include "gateway/typed_rpcs.hpp"
+#include "sm/sr_driver.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -50,7 +51,7 @@ void register_sr_rpcs(dispatcher& d, actors::storage_repos& repos, id_source& id
   }, blocking);
   add_typed<m::SR_get_supported_types>(d, [](call_context&) -> api::api_result<std::vector<std::string>> {
     std::vector<std::string> types;
-    for (const auto& drv : actors::sr_drivers()) types.push_back(drv.type);
+    for (const sm::sr_driver* drv : sm::all_drivers()) types.push_back(drv->type());
     return types;
   });
 
