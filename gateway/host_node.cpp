@@ -100,6 +100,7 @@ struct host_node::parts {
   std::optional<actors::host_actors> actors;
   std::optional<actors::storage_repos> repos;
   std::optional<actors::vm_lifecycle> vms;
+  std::optional<actors::host_operations> host_ops;
   std::function<void(bool)> power_off;
   std::optional<host_context> host_ctx;
   std::optional<event_rpcs> events;
@@ -220,7 +221,9 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   register_sr_rpcs(p.rpcs, *p.repos, db.ids());
   register_vm_rpcs(p.rpcs, *p.vms, db.ids(), *p.tasks);
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
-  p.host_ctx.emplace(host_context{db, *p.hypervisor, *p.actors, p.clock, p.host, opt.data_dir + "/xapid.log",
+  p.host_ops.emplace(db, *p.actors, p.host);
+  if (auto st = p.host_ops->reset(); !st) return fail("host operations: " + st.error().description().at(0));
+  p.host_ctx.emplace(host_context{db, *p.hypervisor, *p.host_ops, p.clock, p.host, opt.data_dir + "/xapid.log",
                                   [&p](bool again) { p.power_off(again); }});
   register_host_rpcs(p.rpcs, *p.host_ctx);
   register_role_rpcs(p.rpcs, db);

@@ -1,13 +1,12 @@
-// The host's own RPCs: enable/disable, shutdown/reboot (the daemon stops, or starts again),
-// evacuation (on a one-host pool a running VM has nowhere to go: NO_HOSTS_AVAILABLE), its
-// clock, log, the hypervisor's messages, and its free memory. Shutdown, reboot and evacuate are
-// operations of the host's actor, so they exclude each other.
+// The host's own RPCs: enable/disable, shutdown/reboot (the daemon stops, or starts again) and
+// evacuation — the operations and their rules are actors::host_operations' — and its clock,
+// log, the hypervisor's messages, and its free memory.
 #pragma once
 
 #include <functional>
 #include <string>
 
-#include "actors/object_actors.hpp"
+#include "actors/host_operations.hpp"
 #include "common/clock.hpp"
 #include "gateway/dispatch.hpp"
 #include "storage/database.hpp"
@@ -18,7 +17,7 @@ namespace xapid::gateway {
 struct host_context {
   storage::database& db;
   xen::backend& hypervisor;
-  actors::host_actors& actors;
+  actors::host_operations& operations;
   clock& clk;
   std::string host;      // this host's ref
   std::string log_file;  // what host.get_log answers the end of
