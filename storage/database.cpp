@@ -9,6 +9,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "proto/wire/binary.hpp"
+#include "xapid/api/rows.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -51,19 +52,21 @@ std::string encode_row(const table_schema& ts, const row& r) {
   return out;
 }
 
+// Read straight into the typed record (api::decode_fields): start-up decodes every row, and a
+// tree of wire values per row made it several times a raw scan of the same bytes.
 result<row, std::string> decode_row(const table_schema& ts, std::string_view bytes) {
   wire::limits lim;
   lim.max_body_bytes = std::size_t{1} << 31;
-  auto v = wire::binary::decode(bytes, lim);
-  if (!v) return fail(v.error().message);
-  const wire::array* a = v->as_array();
-  if (!a || a->size() != 4 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_int())
-    return fail(std::string("row has the wrong shape"));
+  wire::binary::reader in(bytes, lim);
+  std::uint64_t n = 0;
+  std::int64_t created = 0, modified = 0, deleted = 0;
+  if (!in.array(n) || n != 4 || !in.integer(created) || !in.integer(modified) || !in.integer(deleted))
+    return fail("row has the wrong shape" + (in.error().empty() ? std::string() : ": " + in.error()));
   std::shared_ptr<void> rec = ts.ops->make_shared(nullptr);
-  if (auto st = record_from_fields(ts, rec.get(), (*a)[3]); !st)
-    return fail("record does not fit its class: " + st.error().description().at(0));
-  return row{std::move(rec), static_cast<generation>(*(*a)[0].as_int()), static_cast<generation>(*(*a)[1].as_int()),
-             static_cast<generation>(*(*a)[2].as_int())};
+  if (!api::decode_fields(ts.index, rec.get(), in)) return fail("record does not fit its class: " + in.error());
+  if (!in.at_end()) return fail(std::string("trailing bytes after the row"));
+  return row{std::move(rec), static_cast<generation>(created), static_cast<generation>(modified),
+             static_cast<generation>(deleted)};
 }
 
 std::string status_text(const rocksdb::Status& s) { return s.ToString(); }

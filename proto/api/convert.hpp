@@ -165,7 +165,25 @@ status from_value(const wire::value& v, ref_set<C>& out) {
 
 // A map from its members in any order, in O(n log n): one insert at a time into the sorted
 // vector would move half of it each time (200,000 members took 49 s). Of members with one key,
-// the last wins, as insert_or_assign would have it.
+// the last wins, as insert_or_assign would have it. Members already in order are taken as they are.
+template <class K, class V>
+void adopt_members(typename api::map<K, V>::sequence_type items, api::map<K, V>& out) {
+  const bool sorted = std::adjacent_find(items.begin(), items.end(), [](const auto& a, const auto& b) {
+                        return !(a.first < b.first);
+                      }) == items.end();
+  if (!sorted) {
+    std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i + 1 < items.size() && !(items[i].first < items[i + 1].first)) continue;
+      if (kept != i) items[kept] = std::move(items[i]);
+      ++kept;
+    }
+    items.erase(items.begin() + static_cast<std::ptrdiff_t>(kept), items.end());
+  }
+  out.adopt_sequence(boost::container::ordered_unique_range, std::move(items));
+}
+
 template <class K, class V>
 status from_value(const wire::value& v, api::map<K, V>& out) {
   const wire::structure* s = v.as_struct();
@@ -179,16 +197,7 @@ status from_value(const wire::value& v, api::map<K, V>& out) {
     if (auto st = from_value(item, val); !st) return st;
     items.emplace_back(std::move(key), std::move(val));
   }
-  std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  // Keep the last of each run of equal keys.
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i + 1 < items.size() && !(items[i].first < items[i + 1].first)) continue;
-    if (kept != i) items[kept] = std::move(items[i]);
-    ++kept;
-  }
-  items.erase(items.begin() + static_cast<std::ptrdiff_t>(kept), items.end());
-  out.adopt_sequence(boost::container::ordered_unique_range, std::move(items));
+  adopt_members(std::move(items), out);
   return ok_v;
 }
 

@@ -399,6 +399,48 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
     return "".join(h), "".join(c)
 
 
+# ---------------------------------------------------------------- rows
+
+def gen_rows(model):
+    h = [HEADER, """// A stored row's fields decoded straight into the class's record (storage's start-up path):
+// the fields' array in catalog order, each read by from_binary, with no tree of wire values.
+#pragma once
+
+#include <cstddef>
+
+#include "proto/wire/binary.hpp"
+
+namespace xapid::api {
+
+// Reads the array of the fields of the class at `class_index` into `record`; false (the
+// reader's error says where) on a row of another shape.
+bool decode_fields(std::size_t class_index, void* record, wire::binary::reader& in);
+
+}  // namespace xapid::api
+"""]
+    c = [HEADER, '#include "xapid/api/rows.hpp"\n\n#include "proto/api/binary_convert.hpp"\n#include "xapid/api/types.hpp"\n\n'
+         "namespace xapid::api {\nnamespace {\n\n"]
+    for cls in model["classes"]:
+        tn = type_name(cls["name"])
+        fields = cls["fields"]
+        c.append(f"bool decode_{tn}(void* p, wire::binary::reader& in) {{\n"
+                 f"  [[maybe_unused]] auto& r = *static_cast<{tn}*>(p);\n"
+                 f"  std::uint64_t n = 0;\n"
+                 f"  if (!in.array(n)) return false;\n"
+                 f"  if (n != {len(fields)}) return in.fail(\"a row of {cls['name']} with the wrong number of fields\");\n"
+                 f"  return true")
+        for f in fields:
+            c.append(f" &&\n         from_binary(in, r.{ident(f['name'])})")
+        c.append(";\n}\n\n")
+    c.append("using decoder = bool (*)(void*, wire::binary::reader&);\nconst decoder decoders[] = {\n")
+    for cls in model["classes"]:
+        c.append(f"  decode_{type_name(cls['name'])},\n")
+    c.append("};\n\n}  // namespace\n\n"
+             "bool decode_fields(std::size_t class_index, void* record, wire::binary::reader& in) {\n"
+             "  return decoders[class_index](record, in);\n}\n\n}  // namespace xapid::api\n")
+    return "".join(h), "".join(c)
+
+
 # ---------------------------------------------------------------- catalog
 
 def gen_catalog(model):
@@ -730,6 +772,9 @@ def main():
     write(os.path.join(out, "errors.cpp"), ec)
     write(os.path.join(out, "types.hpp"), th)
     write(os.path.join(out, "types.cpp"), tc)
+    rowh, rowc = gen_rows(model)
+    write(os.path.join(out, "rows.hpp"), rowh)
+    write(os.path.join(out, "rows.cpp"), rowc)
     write(os.path.join(out, "catalog.hpp"), ch)
     write(os.path.join(out, "catalog.cpp"), cc)
     write(os.path.join(out, "methods.hpp"), gen_methods(model))

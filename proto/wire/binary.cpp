@@ -25,103 +25,6 @@ void put_bytes(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-struct reader {
-  std::string_view in;
-  std::size_t pos = 0;
-  const limits& lim;
-  std::string error;
-
-  bool fail(const char* why) {
-    if (error.empty()) error = std::string(why) + " at byte " + std::to_string(pos);
-    return false;
-  }
-  bool varint(std::uint64_t& v) {
-    v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos >= in.size()) return fail("truncated varint");
-      auto b = static_cast<unsigned char>(in[pos++]);
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return true;
-    }
-    return fail("overlong varint");
-  }
-  bool bytes(std::string& s) {
-    std::uint64_t n;
-    if (!varint(n)) return false;
-    if (n > in.size() - pos) return fail("truncated string");
-    if (n > lim.max_string_bytes) return fail("string over the size limit");
-    s.assign(in.data() + pos, n);
-    pos += n;
-    return true;
-  }
-  bool count(std::uint64_t& n) {
-    if (!varint(n)) return false;
-    // Every element takes at least one byte, so a count beyond the rest of the input is corrupt.
-    if (n > in.size() - pos) return fail("element count beyond the input");
-    return true;
-  }
-  bool read(value& out, std::size_t depth) {
-    if (depth > lim.max_depth) return fail("nesting deeper than the limit");
-    if (pos >= in.size()) return fail("truncated value");
-    auto t = static_cast<unsigned char>(in[pos++]);
-    switch (t) {
-      case t_nil: out = value(); return true;
-      case t_false: out = value(false); return true;
-      case t_true: out = value(true); return true;
-      case t_int: {
-        std::uint64_t v;
-        if (!varint(v)) return false;
-        out = value(unzigzag(v));
-        return true;
-      }
-      case t_int32: {
-        std::uint64_t v;
-        if (!varint(v)) return false;
-        std::int64_t i = unzigzag(v);
-        if (i < INT32_MIN || i > INT32_MAX) return fail("int32 out of range");
-        out = value(int32_value{static_cast<std::int32_t>(i)});
-        return true;
-      }
-      case t_double: {
-        if (in.size() - pos < 8) return fail("truncated double");
-        std::uint64_t bits = 0;
-        for (int i = 0; i < 8; ++i) bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[pos + i])) << (8 * i);
-        pos += 8;
-        double d;
-        std::memcpy(&d, &bits, 8);
-        out = value(d);
-        return true;
-      }
-      case t_string:
-      case t_datetime: {
-        std::string s;
-        if (!bytes(s)) return false;
-        out = t == t_string ? value(std::move(s)) : value(datetime{std::move(s)});
-        return true;
-      }
-      case t_array: {
-        std::uint64_t n;
-        if (!count(n)) return false;
-        array a(n);
-        for (auto& item : a)
-          if (!read(item, depth + 1)) return false;
-        out = value(std::move(a));
-        return true;
-      }
-      case t_struct: {
-        std::uint64_t n;
-        if (!count(n)) return false;
-        structure s(n);
-        for (auto& [k, item] : s)
-          if (!bytes(k) || !read(item, depth + 1)) return false;
-        out = value(std::move(s));
-        return true;
-      }
-      default: return fail("unknown value tag");
-    }
-  }
-};
-
 }  // namespace
 
 void append(std::string& out, const value& v) {
@@ -180,12 +83,146 @@ std::string encode(const value& v) {
   return out;
 }
 
+bool reader::fail(const char* why) {
+  if (error_.empty()) error_ = std::string(why) + " at byte " + std::to_string(pos_);
+  return false;
+}
+
+bool reader::varint(std::uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (pos_ >= in_.size()) return fail("truncated varint");
+    auto b = static_cast<unsigned char>(in_[pos_++]);
+    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return fail("overlong varint");
+}
+
+bool reader::bytes(std::string& s) {
+  std::uint64_t n;
+  if (!varint(n)) return false;
+  if (n > in_.size() - pos_) return fail("truncated string");
+  if (n > lim_.max_string_bytes) return fail("string over the size limit");
+  s.assign(in_.data() + pos_, n);
+  pos_ += n;
+  return true;
+}
+
+bool reader::count(std::uint64_t& n) {
+  if (!varint(n)) return false;
+  // Every element takes at least one byte, so a count beyond the rest of the input is corrupt.
+  if (n > in_.size() - pos_) return fail("element count beyond the input");
+  return true;
+}
+
+bool reader::tag(unsigned char expected, const char* what) {
+  if (pos_ >= in_.size()) return fail("truncated value");
+  if (static_cast<unsigned char>(in_[pos_]) != expected) return fail(what);
+  ++pos_;
+  return true;
+}
+
+bool reader::integer(std::int64_t& out) {
+  if (pos_ >= in_.size()) return fail("truncated value");
+  auto t = static_cast<unsigned char>(in_[pos_]);
+  if (t != t_int && t != t_int32) return fail("not an int");
+  ++pos_;
+  std::uint64_t v;
+  if (!varint(v)) return false;
+  out = unzigzag(v);
+  return true;
+}
+
+bool reader::floating(double& out) {
+  if (!tag(t_double, "not a double")) return false;
+  if (in_.size() - pos_ < 8) return fail("truncated double");
+  std::uint64_t bits = 0;
+  for (int i = 0; i < 8; ++i) bits |= static_cast<std::uint64_t>(static_cast<unsigned char>(in_[pos_ + i])) << (8 * i);
+  pos_ += 8;
+  std::memcpy(&out, &bits, 8);
+  return true;
+}
+
+bool reader::boolean(bool& out) {
+  if (pos_ >= in_.size()) return fail("truncated value");
+  auto t = static_cast<unsigned char>(in_[pos_]);
+  if (t != t_true && t != t_false) return fail("not a boolean");
+  ++pos_;
+  out = t == t_true;
+  return true;
+}
+
+bool reader::string(std::string& out) { return tag(t_string, "not a string") && bytes(out); }
+bool reader::datetime_text(std::string& out) { return tag(t_datetime, "not a datetime") && bytes(out); }
+bool reader::array(std::uint64_t& n) { return tag(t_array, "not an array") && count(n); }
+bool reader::structure(std::uint64_t& n) { return tag(t_struct, "not a struct") && count(n); }
+bool reader::name(std::string& out) { return bytes(out); }
+
+bool reader::read(value& out, std::size_t depth) {
+  if (depth > lim_.max_depth) return fail("nesting deeper than the limit");
+  if (pos_ >= in_.size()) return fail("truncated value");
+  auto t = static_cast<unsigned char>(in_[pos_++]);
+  switch (t) {
+    case t_nil: out = value(); return true;
+    case t_false: out = value(false); return true;
+    case t_true: out = value(true); return true;
+    case t_int: {
+      std::uint64_t v;
+      if (!varint(v)) return false;
+      out = value(unzigzag(v));
+      return true;
+    }
+    case t_int32: {
+      std::uint64_t v;
+      if (!varint(v)) return false;
+      std::int64_t i = unzigzag(v);
+      if (i < INT32_MIN || i > INT32_MAX) return fail("int32 out of range");
+      out = value(int32_value{static_cast<std::int32_t>(i)});
+      return true;
+    }
+    case t_double: {
+      --pos_;
+      double d;
+      if (!floating(d)) return false;
+      out = value(d);
+      return true;
+    }
+    case t_string:
+    case t_datetime: {
+      std::string s;
+      if (!bytes(s)) return false;
+      out = t == t_string ? value(std::move(s)) : value(datetime{std::move(s)});
+      return true;
+    }
+    case t_array: {
+      std::uint64_t n;
+      if (!count(n)) return false;
+      wire::array a(n);
+      for (auto& item : a)
+        if (!read(item, depth + 1)) return false;
+      out = value(std::move(a));
+      return true;
+    }
+    case t_struct: {
+      std::uint64_t n;
+      if (!count(n)) return false;
+      wire::structure s(n);
+      for (auto& [k, item] : s)
+        if (!bytes(k) || !read(item, depth + 1)) return false;
+      out = value(std::move(s));
+      return true;
+    }
+    default: return fail("unknown value tag");
+  }
+}
+
 decoded<value> decode(std::string_view bytes, const limits& lim) {
   if (bytes.size() > lim.max_body_bytes) return fail(decode_error{-32700, "binary value over the size limit"});
-  reader r{bytes, 0, lim, {}};
+  reader r(bytes, lim);
   value v;
-  if (!r.read(v, 0)) return fail(decode_error{-32700, r.error});
-  if (r.pos != bytes.size()) return fail(decode_error{-32700, "trailing bytes after the value"});
+  if (!r.read(v, 0)) return fail(decode_error{-32700, r.error()});
+  if (!r.at_end()) return fail(decode_error{-32700, "trailing bytes after the value"});
   return v;
 }
 
