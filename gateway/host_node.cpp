@@ -18,11 +18,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
 #include "gateway/dispatch.hpp"
 #include "gateway/event_rpcs.hpp"
 #include "gateway/external_auth.hpp"
-#include "gateway/first_boot.hpp"
 #include "gateway/host_rpcs.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/implicit_rpcs.hpp"
@@ -188,7 +188,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     p.simulator = simulated.value().get();
     p.hypervisor = std::move(simulated).value();
   }
-  auto identity = ensure_pool_and_host(db, opt.data_dir, p.listen_host, p.hypervisor->host());
+  auto identity = actors::ensure_pool_and_host(db, opt.data_dir, p.listen_host, p.hypervisor->host());
   if (!identity) return fail("first boot: " + identity.error().description().at(0));
   p.host = identity->host;
   if (auto st = ensure_roles(db); !st) return fail("first boot: roles: " + st.error().description().at(0));

@@ -19,8 +19,8 @@
 
 #include "tests/bench/ceilings.hpp"
 
+#include "actors/first_boot.hpp"
 #include "actors/vm_lifecycle.hpp"
-#include "gateway/first_boot.hpp"
 #include "xen/sim_backend.hpp"
 
 namespace {
@@ -47,7 +47,7 @@ struct host {
     o.memory_total_bytes = std::int64_t{1} << 40;  // room for every VM of the run
     o.cpu_count = 64;
     hv = std::move(xen::sim_backend::open(o)).value();
-    auto id = gateway::ensure_pool_and_host(*db, dir, "127.0.0.1", hv->host());
+    auto id = actors::ensure_pool_and_host(*db, dir, "127.0.0.1", hv->host());
     actors = std::make_unique<actors::host_actors>(*db);
     repos = std::make_unique<actors::storage_repos>(*db, *actors, clk, id->host, dir);
     (void)repos->start();

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "actors/first_boot.hpp"
 #include "actors/storage_repos.hpp"
-#include "gateway/first_boot.hpp"
 #include "sm/images.hpp"
 #include "sm/qemu_img.hpp"
 #include "tests/support/api_error_matchers.hpp"
@@ -36,7 +36,7 @@ struct repos_test : ::testing::Test {
   void SetUp() override {
     db = std::move(storage::database::open({dir / "db"})).value();
     xen::host_info hw{4, "v", "m", 2000, std::int64_t{8} << 30, std::int64_t{7} << 30, "4.17"};
-    auto id = gateway::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hw);
+    auto id = actors::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hw);
     ASSERT_TRUE(id.ok());
     host = id->host;
     db->snapshot()->for_each(schema::get().class_of<api::pool>(), [&](const std::string&, const storage::row& r) {

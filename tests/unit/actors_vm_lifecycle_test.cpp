@@ -8,8 +8,8 @@
 #include <future>
 #include <thread>
 
+#include "actors/first_boot.hpp"
 #include "actors/vm_lifecycle.hpp"
-#include "gateway/first_boot.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "sm/qemu_img.hpp"
 #include "tests/support/qemu_io.hpp"
@@ -52,7 +52,7 @@ struct lifecycle_test : ::testing::Test {
     auto sim = xen::sim_backend::open(o);
     ASSERT_TRUE(sim.ok());
     hv = std::move(sim).value();
-    auto id = gateway::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hv->host());
+    auto id = actors::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hv->host());
     ASSERT_TRUE(id.ok());
     host = id->host;
     actors = std::make_unique<host_actors>(*db);

@@ -9,7 +9,7 @@
 
 #include "actors/storage_repos.hpp"
 #include "gateway/dispatch.hpp"
-#include "gateway/first_boot.hpp"
+#include "actors/first_boot.hpp"
 #include "gateway/implicit_rpcs.hpp"
 #include "gateway/object_rules.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -32,7 +32,7 @@ struct rules_test : ::testing::Test {
   void SetUp() override {
     db = std::move(storage::database::open({dir / "db"})).value();
     xen::host_info hw{4, "v", "m", 2000, std::int64_t{8} << 30, std::int64_t{7} << 30, "4.17"};
-    auto id = ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hw);
+    auto id = actors::ensure_pool_and_host(*db, dir.path(), "127.0.0.1", hw);
     ASSERT_TRUE(id.ok());
     host = id->host;
     pool = id->pool;

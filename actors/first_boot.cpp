@@ -1,4 +1,4 @@
-#include "gateway/first_boot.hpp"
+#include "actors/first_boot.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 
 #include <rapidjson/document.h>
 
-namespace xapid::gateway {
+namespace xapid::actors {
 
 extern const char* const templates_json;  // templates.json, compiled in (templates.cpp.in)
 
@@ -215,4 +215,4 @@ api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const
   return id;
 }
 
-}  // namespace xapid::gateway
+}  // namespace xapid::actors
