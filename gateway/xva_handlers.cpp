@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <thread>
@@ -12,10 +11,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/vm_export.hpp"
 #include "actors/vm_import.hpp"
 #include "common/clock.hpp"
 #include "gateway/roles.hpp"
-#include "proto/wire/xmlrpc.hpp"
+#include "proto/wire/codec.hpp"
 #include "sm/xva_stream.hpp"
 #include "xapid/api/rbac.hpp"
 
@@ -23,8 +23,6 @@ namespace xapid::gateway {
 namespace {
 
 using storage::schema;
-namespace fs = std::filesystem;
-const std::string null_ref(api::null_ref_text);
 
 // --- the request: query parameters and who is asking ---
 
@@ -154,87 +152,6 @@ std::optional<transfer_start> begin_transfer(xva_context& ctx, http_stream& io, 
 
 // --- export ---
 
-struct exported {
-  std::map<std::string, std::string> ids;  // OpaqueRef -> "Ref:N"
-  wire::array objects;
-};
-
-// A record with references to exported objects as their archive ids, others dropped (in sets)
-// or null.
-wire::value remap(const wire::value& v, const std::map<std::string, std::string>& ids) {
-  if (const std::string* s = v.as_string()) {
-    if (s->rfind("OpaqueRef:", 0) != 0) return v;
-    auto it = ids.find(*s);
-    return wire::value(it == ids.end() ? null_ref : it->second);
-  }
-  if (const auto* a = v.as_array()) {
-    wire::array out;
-    for (const auto& e : *a) {
-      if (const std::string* s = e.as_string(); s && s->rfind("OpaqueRef:", 0) == 0 && !ids.count(*s)) continue;
-      out.push_back(remap(e, ids));
-    }
-    return wire::value(std::move(out));
-  }
-  if (const wire::structure* st = v.as_struct()) {
-    wire::structure out;
-    for (const auto& [k, e] : *st) out.emplace_back(k, remap(e, ids));
-    return wire::value(std::move(out));
-  }
-  return v;
-}
-
-std::string ova_xml(const storage::state& s, const std::string& vm_ref, std::vector<std::pair<std::string, std::string>>& disks,
-                     const std::string& hostname) {
-  // Which objects go: the VM, its VBDs and their VDIs and SRs, its VIFs and their networks.
-  std::vector<std::pair<std::size_t, std::string>> order;
-  auto add = [&](std::size_t cls, const std::string& ref) {
-    for (const auto& [c, r] : order)
-      if (r == ref) return;
-    order.emplace_back(cls, ref);
-  };
-  const std::size_t vm_cls = schema::get().class_of<api::vm>(), vbd_cls = schema::get().class_of<api::vbd>(),
-                    vdi_cls = schema::get().class_of<api::vdi>(), sr_cls = schema::get().class_of<api::sr>(),
-                    vif_cls = schema::get().class_of<api::vif>(), net_cls = schema::get().class_of<api::network>();
-  add(vm_cls, vm_ref);
-  for (const auto& b : s.refs_where<api::vbd>("VM", vm_ref)) {
-    add(vbd_cls, b);
-    const api::vbd* vbd = s.get<api::vbd>(b);
-    if (vbd->empty || !s.get<api::vdi>(vbd->VDI.opaque)) continue;
-    const api::vdi* vdi = s.get<api::vdi>(vbd->VDI.opaque);
-    if (vdi->read_only && vbd->type == api::vbd_type::CD) continue;  // an ISO stays in its library
-    add(vdi_cls, vbd->VDI.opaque);
-    add(sr_cls, vdi->SR.opaque);
-  }
-  for (const auto& f : s.refs_where<api::vif>("VM", vm_ref)) {
-    add(vif_cls, f);
-    add(net_cls, s.get<api::vif>(f)->network.opaque);
-  }
-  std::map<std::string, std::string> ids;
-  for (std::size_t i = 0; i < order.size(); ++i) ids[order[i].second] = "Ref:" + std::to_string(i);
-  wire::array objects;
-  for (const auto& [cls, ref] : order) {
-    const storage::row* r = s.find(cls, ref);
-    if (!r) continue;
-    wire::value snapshot = remap(schema::get().table(cls).ops->to_value(r->record.get()), ids);
-    objects.emplace_back(wire::structure{{"class", wire::value(std::string(schema::get().table(cls).desc->name))},
-                                         {"id", wire::value(ids[ref])},
-                                         {"snapshot", std::move(snapshot)}});
-    if (cls == vdi_cls) disks.emplace_back(ids[ref], ref);
-  }
-  wire::structure version{{"hostname", wire::value(hostname)},
-                          {"date", wire::value(api::format_iso8601(api::datetime{wall_seconds()}))},
-                          {"product_version", wire::value("0.1.0")},
-                          {"product_brand", wire::value("xapid")},
-                          {"build_number", wire::value("0")},
-                          {"xapi_major", wire::value(std::int64_t{1})},
-                          {"xapi_minor", wire::value(std::int64_t{3})},
-                          {"export_vsn", wire::value(std::int64_t{2})}};
-  std::string xml;
-  wire::xmlrpc::append_value(xml, wire::value(wire::structure{{"version", wire::value(std::move(version))},
-                                                              {"objects", wire::value(std::move(objects))}}));
-  return xml;
-}
-
 void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
   auto transfer = begin_transfer(ctx, io, "vm.export");
   if (!transfer) return;
@@ -257,29 +174,24 @@ void serve_export(xva_context& ctx, http_stream& io, bool metadata_only) {
   bool streamed = false;
   auto stream = [&]() -> api::api_result<wire::value> {
     auto snap = ctx.db.snapshot();
-    std::vector<std::pair<std::string, std::string>> disks;  // archive id, VDI ref
-    std::string xml = ova_xml(*snap, vm, disks, snap->get<api::host>(ctx.host)->hostname);
-    if (metadata_only) disks.clear();
+    const actors::vm_export exporter(ctx.repos);
+    auto archive = exporter.contents(*snap, vm, snap->get<api::host>(ctx.host)->hostname);
+    if (metadata_only) archive.disks.clear();
     std::int64_t total = 0;
-    for (const auto& [id, vdi] : disks) total += snap->get<api::vdi>(vdi)->virtual_size;
+    for (const auto& disk : archive.disks) total += disk.size;
     if (!io.send_head(200, "application/octet-stream")) return fail(api::errors::INTERNAL_ERROR("the client went away"));
     streamed = true;
     sm::tar_out out([&](const char* d, std::size_t n) { return io.write(d, n); });
-    if (!out.add("ova.xml", xml.data(), xml.size())) return fail(api::errors::INTERNAL_ERROR("the client went away"));
+    if (!out.add("ova.xml", archive.ova_xml.data(), archive.ova_xml.size()))
+      return fail(api::errors::INTERNAL_ERROR("the client went away"));
     std::int64_t sent = 0;
-    for (const auto& [id, vdi_ref] : disks) {
-      const api::vdi* vdi = snap->get<api::vdi>(vdi_ref);
-      auto path = ctx.repos.vdi_path(*snap, vdi_ref);
-      if (!path) return fail(path.error());
-      auto written = sm::write_disk_chunks(out, id, *path, vdi->virtual_size, fs::path(*path).parent_path().string(),
-                                           [&](std::int64_t n) {
-                                             sent += n;
-                                             task.progress(total ? static_cast<double>(sent) / total : 1.0);
-                                             return !task.cancelled();
-                                           });
-      if (!written && task.cancelled()) return fail(api::errors::TASK_CANCELLED(task.ref));
-      if (!written) return fail(api::errors::SR_BACKEND_FAILURE(std::to_string(written.error().status),
-                                                                written.error().out, written.error().err));
+    for (const auto& disk : archive.disks) {
+      auto written = exporter.write_disk(out, *snap, disk, [&](std::int64_t n) {
+        sent += n;
+        task.progress(total ? static_cast<double>(sent) / total : 1.0);
+        return !task.cancelled();
+      });
+      if (!written) return fail(task.cancelled() ? api::errors::TASK_CANCELLED(task.ref) : written.error());
     }
     if (!out.finish()) return fail(api::errors::INTERNAL_ERROR("the client went away"));
     spdlog::info("vm.exported vm={} bytes={} metadata_only={}", snap->get<api::vm>(vm)->uuid, out.bytes(), metadata_only);
