@@ -168,7 +168,7 @@ storage_repos::void_result storage_repos::sr_scan(const std::string& sr, const s
       }
       if (known == by_location.end()) {
         // Found behind the SR's back: it becomes a VDI named after its file.
-        api::vdi found = d->new_vdi_record(sr, d->db.ids().uuid(), name);
+        api::vdi found = d->new_vdi_record({}, sr, d->db.ids().uuid(), name);
         found.name_label = name;
         found.virtual_size = v.virtual_size;
         found.physical_utilisation = v.physical_utilisation;

@@ -169,13 +169,13 @@ void storage_repos::impl::refresh_sizes(const std::string& sr) {
   (void)db.commit(std::move(t));
 }
 
-api::vdi storage_repos::impl::new_vdi_record(const std::string& sr, const std::string& uuid,
+api::vdi storage_repos::impl::new_vdi_record(api::vdi v, const std::string& sr, const std::string& uuid,
                                              const std::string& location) const {
-  api::vdi v;
   v.uuid = uuid;
   v.SR.opaque = sr;
   v.location = location;
   v.managed = true;
+  v.missing = false;
   v.sm_config = {{"image-format", "qcow2"}};
   return v;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "actors/object_actors.hpp"
 #include "common/clock.hpp"
+#include "sm/qemu_img.hpp"
 #include "storage/database.hpp"
 
 namespace xapid::actors {
@@ -78,6 +80,11 @@ class storage_repos {
   ref_result add_new_vdi(storage::transaction& t, const storage::state& s, const std::string& sr, std::int64_t size,
                          const std::string& name_label, api::vdi_type type, api::map<std::string, std::string> other_config,
                          std::vector<std::string>& made);
+  // A new VDI of `fields` whose image `make` writes at the path it is given (an empty disk, a
+  // disk an import received): the image is named after the VDI, which gets the image's sizes.
+  using image_maker = std::function<sm::tool_result<void>(const std::string& path)>;
+  ref_result add_vdi_from_image(storage::transaction& t, const storage::state& s, const std::string& sr,
+                                api::vdi fields, const image_maker& make, std::vector<std::string>& made);
   // Drops images made for a transaction that did not commit, and tidies their SRs' chains.
   void drop(const std::vector<std::string>& made);
   // The images of a transaction that committed are the records' now: their pending markers go.

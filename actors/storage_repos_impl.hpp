@@ -77,7 +77,9 @@ struct storage_repos::impl {
     return actors.run(cls, ref, op, task.empty() ? db.ids().opaque_ref() : task, std::move(work));
   }
 
-  api::vdi new_vdi_record(const std::string& sr, const std::string& uuid, const std::string& location) const;
+  // `fields` as the record of a new managed VDI `uuid` whose qcow2 image is `location` in the SR.
+  api::vdi new_vdi_record(api::vdi fields, const std::string& sr, const std::string& uuid,
+                          const std::string& location) const;
   // Reads an image's sizes into its record.
   static void sizes_from(const sm::image_info& info, api::vdi& v) {
     v.virtual_size = info.virtual_size;

@@ -21,27 +21,36 @@ storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, co
                                                      const std::string& name_label, api::vdi_type type,
                                                      api::map<std::string, std::string> other_config,
                                                      std::vector<std::string>& made) {
+  if (size < 0) return fail(api::errors::INVALID_VALUE("virtual_size", std::to_string(size)));
+  api::vdi fields;
+  fields.name_label = name_label;
+  fields.type = type;
+  fields.other_config = std::move(other_config);
+  return add_vdi_from_image(t, s, sr, std::move(fields), [&](const std::string& path) {
+    auto lock = impl_->lock_of(sr);
+    std::lock_guard guard(*lock);
+    return sm::create_qcow2(path, size);
+  }, made);
+}
+
+storage_repos::ref_result storage_repos::add_vdi_from_image(storage::transaction& t, const storage::state& s,
+                                                            const std::string& sr, api::vdi fields,
+                                                            const image_maker& make, std::vector<std::string>& made) {
   auto& d = *impl_;
   const api::sr* rec = s.get<api::sr>(sr);
   if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
   const sm::sr_driver* drv = sm::find_driver(rec->type);
   if (!drv || !drv->description().makes_vdis) return fail(api::errors::SR_OPERATION_NOT_SUPPORTED(sr));
-  if (size < 0) return fail(api::errors::INVALID_VALUE("virtual_size", std::to_string(size)));
   auto dir = d.directory(s, sr);
   if (!dir) return fail(dir.error());
-  auto lock = d.lock_of(sr);
-  std::lock_guard guard(*lock);
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir images(*dir);
-  sm::mark_pending(images.path_of(uuid + ".qcow2"));  // until the caller's commit: see keep()
-  made.push_back(images.path_of(uuid + ".qcow2"));
-  auto location = images.create(uuid, size);
-  if (!location) return fail(backend_failure(location.error()));
-  api::vdi v = d.new_vdi_record(sr, uuid, *location);
-  v.name_label = name_label;
-  v.type = type;
-  v.other_config = std::move(other_config);
-  if (auto info = images.info(*location)) impl::sizes_from(*info, v);
+  const std::string location = sm::image_dir::location_of(uuid);
+  sm::mark_pending(images.path_of(location));  // until the caller's commit: see keep()
+  made.push_back(images.path_of(location));
+  if (auto r = make(images.path_of(location)); !r) return fail(backend_failure(r.error()));
+  api::vdi v = d.new_vdi_record(std::move(fields), sr, uuid, location);
+  if (auto info = images.info(location)) impl::sizes_from(*info, v);
   return t.create(v);
 }
 
@@ -62,7 +71,7 @@ storage_repos::ref_result storage_repos::add_vdi_copy(storage::transaction& t, c
   sm::image_dir from_images(*src_dir), to_images(*dst_dir);
   sm::tool_result<std::string> location = fail(sm::tool_failure{});
   // The image's name is known before it exists: marked pending until the caller's commit.
-  const std::string new_name = uuid + (src->type == api::vdi_type::suspend ? ".suspend" : ".qcow2");
+  const std::string new_name = src->type == api::vdi_type::suspend ? uuid + ".suspend" : sm::image_dir::location_of(uuid);
   sm::mark_pending(to_images.path_of(new_name));
   made.push_back(to_images.path_of(new_name));
   // A disk in use by a running guest is copied whole: moving its file under a parent (a chain

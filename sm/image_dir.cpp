@@ -21,7 +21,7 @@ bool is_hidden(const std::string& name) { return !name.empty() && name[0] == '.'
 }  // namespace
 
 tool_result<std::string> image_dir::create(const std::string& uuid, std::int64_t size) const {
-  std::string location = uuid + ".qcow2";
+  std::string location = location_of(uuid);
   if (auto r = create_qcow2(path_of(location), size); !r) return fail(r.error());
   return location;
 }
@@ -30,7 +30,7 @@ tool_result<std::string> image_dir::clone(const std::string& location, const std
   auto current = info(location);
   if (!current) return fail(current.error());
   const std::string base = ".base-" + uuid + ".qcow2";
-  const std::string copy = uuid + ".qcow2";
+  const std::string copy = location_of(uuid);
   std::error_code ec;
   fs::rename(path_of(location), path_of(base), ec);
   if (ec) return fail(os_failure("cannot move " + path_of(location), ec));
@@ -52,7 +52,7 @@ tool_result<std::string> image_dir::clone(const std::string& location, const std
 }
 
 tool_result<std::string> image_dir::copy_to(const std::string& location, const image_dir& to, const std::string& uuid) const {
-  std::string copy = uuid + ".qcow2";
+  std::string copy = location_of(uuid);
   if (auto r = convert_to_qcow2(path_of(location), to.path_of(copy)); !r) {
     std::error_code ec;
     fs::remove(to.path_of(copy), ec);
