@@ -50,10 +50,10 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   add_typed<m::session_logout>(d, logout, blocking);
   add_typed<m::session_local_logout>(d, logout, blocking);
 
-  d.add_blocking("session.change_password", [&root](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+  add_typed<m::session_change_password>(d, [&root](call_context& ctx, const std::string& old_pwd,
+                                                   const std::string& new_pwd) -> api::status {
     // root's password is root's to change (xapi: local root only).
     if (!ctx.who.superuser) return fail(api::errors::PERMISSION_DENIED("only root may change root's password"));
-    std::string old_pwd = string_at(p, 0), new_pwd = string_at(p, 1);
     std::lock_guard lock(root.mu);
     if (!verify_password(old_pwd, root.hash))
       return fail(api::errors::CHANGE_PASSWORD_REJECTED("the old password is not the current one"));
@@ -63,8 +63,8 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
     std::string hash = hash_password(new_pwd);
     if (auto st = store_root_hash(root.data_dir, hash); !st) return fail(api::errors::INTERNAL_ERROR(st.error()));
     root.hash = hash;
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
 
   const std::size_t cls = storage::schema::get().class_of<api::session>();
   add_typed<m::session_get_all_subject_identifiers>(d, [&db, cls](call_context&) -> api::api_result<std::vector<std::string>> {
