@@ -8,6 +8,7 @@
 
 #include "common/log_host.hpp"
 #include "gateway/read_rules.hpp"
+#include "gateway/typed_rpcs.hpp"
 #include "storage/row_values.hpp"
 
 namespace xapid::gateway {
@@ -249,10 +250,15 @@ void event_rpcs::register_with(dispatcher& d) {
   d.add_parked("event.next", [this](call_context& ctx, const wire::array&, dispatcher::answer done) {
     next(ctx, std::move(done));
   });
-  d.add_blocking("event.inject", [this](call_context& ctx, const wire::array& p) { return inject(ctx, p); });
-  d.add("event.get_current_id", [this](call_context&, const wire::array&) -> api::api_result<wire::value> {
-    return wire::value(static_cast<std::int64_t>(db_.current_generation()));
+  namespace m = api::method;
+  constexpr bool blocking = true;  // a commit
+  add_typed<m::event_inject>(d, [this](call_context& ctx, const std::string& cls, const std::string& ref) {
+    return inject(ctx, cls, ref);
+  }, blocking);
+  add_typed<m::event_get_current_id>(d, [this](call_context&) -> api::api_result<std::int64_t> {
+    return static_cast<std::int64_t>(db_.current_generation());
   });
+  // Untyped, as event.from: a name that is not a string is skipped (typed: FIELD_TYPE_ERROR).
   d.add("event.register", [this](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     const wire::array* classes = p[0].as_array();
     if (!classes) return fail(api::errors::FIELD_TYPE_ERROR("classes"));
@@ -271,6 +277,7 @@ void event_rpcs::register_with(dispatcher& d) {
     reg->sub.objects.insert(more.objects.begin(), more.objects.end());
     return wire::value("");
   });
+  // Untyped, as event.register.
   d.add("event.unregister", [this](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     const wire::array* classes = p[0].as_array();
     if (!classes) return fail(api::errors::FIELD_TYPE_ERROR("classes"));
@@ -502,27 +509,24 @@ void event_rpcs::timer_loop() {
   }
 }
 
-api::api_result<wire::value> event_rpcs::inject(const call_context& ctx, const wire::array& p) {
-  const std::string* cls_name = p[0].as_string();
-  const std::string* ref = p[1].as_string();
-  if (!cls_name || !ref) return fail(api::errors::FIELD_TYPE_ERROR(cls_name ? "ref" : "class"));
-  auto cls = class_by_lower_name(*cls_name);
-  if (!cls) return fail(api::errors::HANDLE_INVALID(*cls_name, *ref));
+api::api_result<std::string> event_rpcs::inject(const call_context& ctx, const std::string& cls_name, const std::string& ref) {
+  auto cls = class_by_lower_name(cls_name);
+  if (!cls) return fail(api::errors::HANDLE_INVALID(cls_name, ref));
   const auto& ts = schema::get().table(*cls);
   auto snap = db_.snapshot();
-  const storage::row* r = snap->find(*cls, *ref);
+  const storage::row* r = snap->find(*cls, ref);
   // An object the caller could not have an event of is, to it, no object (nor an oracle of refs).
   if (!r || !read_rules::has_events(*cls) || !read_rules::may_read(ctx.who, *cls))
-    return fail(api::errors::HANDLE_INVALID(std::string(ts.desc->name), *ref));
+    return fail(api::errors::HANDLE_INVALID(std::string(ts.desc->name), ref));
   // Each inject is a synced commit: a session gets a burst, then a steady rate (root: no limit).
   if (!ctx.who.superuser && !take_inject_token(ctx.who.identity)) return fail(api::errors::TOO_BUSY());
   // A modification that changes nothing: the object gets a "mod" event at a new generation.
   auto t = db_.begin();
   std::size_t field = ts.uuid_field.value_or(0);
-  t.set(*cls, *ref, field, ts.ops->get_field(r->record.get(), field));
+  t.set(*cls, ref, field, ts.ops->get_field(r->record.get(), field));
   auto g = db_.commit(std::move(t));
   if (!g) return fail(std::move(g).error());
-  return wire::value(token_of(*g - 1));
+  return token_of(*g - 1);
 }
 
 }  // namespace xapid::gateway

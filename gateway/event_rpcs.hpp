@@ -40,7 +40,7 @@ class event_rpcs {
   // Forgets what event.register kept for a session that ended.
   void session_ended(const std::string& session);
 
-  api::api_result<wire::value> inject(const call_context& ctx, const wire::array& params);
+  api::api_result<std::string> inject(const call_context& ctx, const std::string& cls_name, const std::string& ref);
 
  private:
   struct registration;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gateway/roles.hpp"
+#include "gateway/typed_rpcs.hpp"
 #include "xapid/api/rbac.hpp"
 
 namespace xapid::gateway {
@@ -55,17 +56,19 @@ bool pam_accepts(const std::string& service, const std::string& user, const std:
   return rc == PAM_SUCCESS;
 }
 
-api::api_result<wire::value> set_auth(storage::database& db, const std::vector<std::string>& hosts, const wire::value& config,
-                                      const std::string& service, const std::string& type) {
+using string_map = api::map<std::string, std::string>;
+
+api::status set_auth(storage::database& db, const std::vector<std::string>& hosts, const string_map& config,
+                     const std::string& service, const std::string& type) {
   auto t = db.begin();
   for (const auto& h : hosts) {
     t.set(host_class(), h, host_field("external_auth_type"), wire::value(type));
     t.set(host_class(), h, host_field("external_auth_service_name"), wire::value(service));
-    t.set(host_class(), h, host_field("external_auth_configuration"), config);
+    t.set(host_class(), h, host_field("external_auth_configuration"), api::to_value(config));
   }
   auto r = db.commit(std::move(t));
   if (!r) return fail(std::move(r).error());
-  return wire::value("");
+  return ok_v;
 }
 
 }  // namespace
@@ -105,6 +108,7 @@ api::api_result<external_identity> authenticate_external(storage::database& db, 
 }
 
 void register_external_auth_rpcs(dispatcher& d, storage::database& db) {
+  namespace m = api::method;
   auto all_hosts = [&db] {
     std::vector<std::string> hosts;
     db.snapshot()->for_each(host_class(), [&](const std::string& ref, const storage::row&) {
@@ -113,43 +117,37 @@ void register_external_auth_rpcs(dispatcher& d, storage::database& db) {
     });
     return hosts;
   };
-  auto enable = [&db](const std::vector<std::string>& hosts, const wire::array& p) -> api::api_result<wire::value> {
-    std::string service, type;
-    if (!p[1].as_struct()) return fail(api::errors::FIELD_TYPE_ERROR("config"));
-    if (!api::from_value(p[2], service)) return fail(api::errors::FIELD_TYPE_ERROR("service_name"));
-    if (!api::from_value(p[3], type)) return fail(api::errors::FIELD_TYPE_ERROR("auth_type"));
+  auto enable = [&db](const std::vector<std::string>& hosts, const string_map& config, const std::string& service,
+                      const std::string& type) -> api::status {
     if (type != "PAM") return fail(api::errors::AUTH_UNKNOWN_TYPE(type));
     auto snap = db.snapshot();
     for (const auto& h : hosts)
       if (const api::host* rec = snap->get<api::host>(h); rec && !rec->external_auth_type.empty())
         return fail(api::errors::AUTH_ALREADY_ENABLED(rec->external_auth_type, rec->external_auth_service_name));
-    return set_auth(db, hosts, p[1], service, type);
+    return set_auth(db, hosts, config, service, type);
   };
   // The pool named must be this pool: a bogus ref changes nothing.
-  auto known_pool = [&db](const wire::value& v) -> api::status {
-    std::string pool;
-    if (!api::from_value(v, pool)) return fail(api::errors::FIELD_TYPE_ERROR("pool"));
-    if (!db.snapshot()->get<api::pool>(pool)) return fail(api::errors::HANDLE_INVALID("pool", pool));
+  auto known_pool = [&db](const api::ref<api::pool>& pool) -> api::status {
+    if (!db.snapshot()->get<api::pool>(pool.opaque)) return fail(api::errors::HANDLE_INVALID("pool", pool.opaque));
     return ok_v;
   };
-  d.add("pool.enable_external_auth", [enable, all_hosts, known_pool](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    if (auto st = known_pool(p[0]); !st) return fail(st.error());
-    return enable(all_hosts(), p);
+  add_typed<m::pool_enable_external_auth>(d, [enable, all_hosts, known_pool](call_context&, const api::ref<api::pool>& pool,
+                                                                             const string_map& config, const std::string& service_name,
+                                                                             const std::string& auth_type) -> api::status {
+    if (auto st = known_pool(pool); !st) return st;
+    return enable(all_hosts(), config, service_name, auth_type);
   });
-  d.add("host.enable_external_auth", [enable](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    std::string host;
-    if (!api::from_value(p[0], host)) return fail(api::errors::FIELD_TYPE_ERROR("host"));
-    return enable({host}, p);
+  add_typed<m::host_enable_external_auth>(d, [enable](call_context&, const api::ref<api::host>& host, const string_map& config,
+                                                      const std::string& service_name, const std::string& auth_type) {
+    return enable({host.opaque}, config, service_name, auth_type);
   });
-  d.add("pool.disable_external_auth", [&db, all_hosts, known_pool](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    if (auto st = known_pool(p[0]); !st) return fail(st.error());
-    if (!p[1].as_struct()) return fail(api::errors::FIELD_TYPE_ERROR("config"));
-    return set_auth(db, all_hosts(), wire::value(wire::structure{}), "", "");
+  add_typed<m::pool_disable_external_auth>(d, [&db, all_hosts, known_pool](call_context&, const api::ref<api::pool>& pool,
+                                                                           const string_map&) -> api::status {
+    if (auto st = known_pool(pool); !st) return st;
+    return set_auth(db, all_hosts(), {}, "", "");
   });
-  d.add("host.disable_external_auth", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    std::string host;
-    if (!api::from_value(p[0], host)) return fail(api::errors::FIELD_TYPE_ERROR("host"));
-    return set_auth(db, {host}, wire::value(wire::structure{}), "", "");
+  add_typed<m::host_disable_external_auth>(d, [&db](call_context&, const api::ref<api::host>& host, const string_map&) {
+    return set_auth(db, {host.opaque}, {}, "", "");
   });
 }
 

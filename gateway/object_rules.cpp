@@ -6,6 +6,7 @@
 #include <set>
 
 #include "actors/vm_rules.hpp"
+#include "gateway/typed_rpcs.hpp"
 #include "sm/sr_driver.hpp"
 
 namespace xapid::gateway {
@@ -73,26 +74,27 @@ bool same_bytes(const std::string& a, const std::string& b) {
 
 // `R.destroy` that takes the PIF the object brings up (`pif_field`) with it, if that PIF may go.
 template <class R, class Check>
-dispatcher::handler destroy_with_pif(storage::database& db, const char* class_name, api::ref<api::pif> R::*pif_field,
-                                     Check pif_may_go) {
-  return [&db, class_name, pif_field, pif_may_go](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
+auto destroy_with_pif(storage::database& db, const char* class_name, api::ref<api::pif> R::*pif_field, Check pif_may_go) {
+  return [&db, class_name, pif_field, pif_may_go](call_context&, const api::ref<R>& self) -> api::status {
+    const std::string& ref = self.opaque;
     auto s = db.snapshot();
     const R* rec = s->get<R>(ref);
     if (!rec) return fail(api::errors::HANDLE_INVALID(class_name, ref));
     const std::string pif = (rec->*pif_field).opaque;
-    if (auto st = pif_may_go(*s, pif); !st) return fail(st.error());
+    if (auto st = pif_may_go(*s, pif); !st) return st;
     auto t = db.begin();
     if (s->get<api::pif>(pif)) t.destroy(cls<api::pif>(), pif);
     t.destroy(cls<R>(), ref);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
+    return ok_v;
   };
 }
 
 }  // namespace
 
 void register_object_rules(dispatcher& d, storage::database& db, actors::storage_repos& repos, const std::string& this_host) {
+  namespace m = api::method;
+  constexpr bool blocking = true;  // the destructors and setters below commit
   auto snapshot_guard = [&db](auto check) {
     return [&db, check](call_context& ctx, const wire::array& p) -> api::status {
       auto s = db.snapshot();
@@ -117,8 +119,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
 
   // network.destroy: not while a VIF on it is attached (or reserved) or a PIF carries it, never
   // the host's internal management network; its idle VIFs go with it, as xapi's do.
-  d.add_blocking("network.destroy", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
+  add_typed<m::network_destroy>(d, [&db](call_context&, const api::ref<api::network>& self) -> api::status {
+    const std::string& ref = self.opaque;
     auto s = db.snapshot();
     const api::network* n = s->get<api::network>(ref);
     if (!n) return fail(api::errors::HANDLE_INVALID("network", ref));
@@ -133,13 +135,13 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     for (const auto& v : n->VIFs) t.destroy(cls<api::vif>(), v.opaque);
     t.destroy(cls<api::network>(), ref);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
 
   // PIF.destroy: only a VLAN's PIF (xapi: deprecated for VLAN.destroy), never a physical one
   // (nor a bond's or tunnel's: VLAN -1) nor the management interface; its VLAN goes with it.
-  d.add_blocking("PIF.destroy", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
+  add_typed<m::PIF_destroy>(d, [&db](call_context&, const api::ref<api::pif>& self) -> api::status {
+    const std::string& ref = self.opaque;
     auto s = db.snapshot();
     const api::pif* pif = s->get<api::pif>(ref);
     if (!pif) return fail(api::errors::HANDLE_INVALID("PIF", ref));
@@ -152,8 +154,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     for (const auto& v : vlans) t.destroy(cls<api::vlan>(), v);
     t.destroy(cls<api::pif>(), ref);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
 
   // VLAN.destroy and tunnel.destroy take their PIF down with them: not the management interface,
   // nor one under an attached VIF.
@@ -167,8 +169,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
           return fail(api::errors::VIF_IN_USE(pif->network.opaque, v.opaque));
     return ok_v;
   };
-  d.add_blocking("VLAN.destroy", destroy_with_pif(db, "VLAN", &api::vlan::untagged_PIF, pif_may_go));
-  d.add_blocking("tunnel.destroy", destroy_with_pif(db, "tunnel", &api::tunnel::access_PIF, pif_may_go));
+  add_typed<m::VLAN_destroy>(d, destroy_with_pif(db, "VLAN", &api::vlan::untagged_PIF, pif_may_go), blocking);
+  add_typed<m::tunnel_destroy>(d, destroy_with_pif(db, "tunnel", &api::tunnel::access_PIF, pif_may_go), blocking);
 
   // A running (or suspended) VM keeps its console; a halted one gets a new one when it starts.
   d.guard("console.destroy", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
@@ -193,8 +195,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     return ok_v;
   }));
   // GPU_group.destroy: not while a vGPU in it is attached or a PGPU belongs to it; its idle vGPUs go.
-  d.add_blocking("GPU_group.destroy", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
+  add_typed<m::GPU_group_destroy>(d, [&db](call_context&, const api::ref<api::gpu_group>& self) -> api::status {
+    const std::string& ref = self.opaque;
     auto s = db.snapshot();
     const api::gpu_group* g = s->get<api::gpu_group>(ref);
     if (!g) return fail(api::errors::HANDLE_INVALID("GPU_group", ref));
@@ -206,8 +208,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     for (const auto& v : g->VGPUs) t.destroy(cls<api::vgpu>(), v.opaque);
     t.destroy(cls<api::gpu_group>(), ref);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
   d.guard("pool_patch.destroy", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
     const api::pool_patch* pp = s.get<api::pool_patch>(ref_at(p, 0));
     if (pp && !pp->host_patches.empty()) return fail(api::errors::PATCH_IS_APPLIED());
@@ -284,10 +286,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     return ok_v;
   }));
   // Bond.set_mode keeps only the properties the new mode has, with lacp's defaults.
-  d.add_blocking("Bond.set_mode", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    const std::string ref = ref_at(p, 0);
-    api::bond_mode mode{};
-    if (!api::from_value(p[1], mode)) return fail(api::errors::FIELD_TYPE_ERROR("value"));
+  add_typed<m::Bond_set_mode>(d, [&db](call_context&, const api::ref<api::bond>& self, api::bond_mode mode) -> api::status {
+    const std::string& ref = self.opaque;
     auto s = db.snapshot();
     const api::bond* b = s->get<api::bond>(ref);
     if (!b) return fail(api::errors::HANDLE_INVALID("Bond", ref));
@@ -302,8 +302,8 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     auto t = db.begin();
     t.update(ref, *b, after);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
 
   d.guard("SR.set_shared", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
     const std::string ref = ref_at(p, 0);

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <type_traits>
 
+#include "gateway/typed_rpcs.hpp"
 #include "xapid/api/rbac.hpp"
 
 namespace xapid::gateway {
@@ -27,19 +29,18 @@ std::set<std::string> permissions_of(const storage::state& snap, const std::stri
   return out;
 }
 
-wire::value refs_value(const std::set<std::string>& refs) {
-  wire::array a;
-  for (const auto& r : refs) a.emplace_back(r);
-  return wire::value(std::move(a));
+std::vector<api::ref<api::role>> role_refs(const std::set<std::string>& refs) {
+  std::vector<api::ref<api::role>> out;
+  out.reserve(refs.size());
+  for (const auto& r : refs) out.push_back({r});
+  return out;
 }
 
-wire::value names_value(const storage::state& snap, const std::set<std::string>& refs) {
+std::vector<std::string> names_of(const storage::state& snap, const std::set<std::string>& refs) {
   std::set<std::string> names;
   for (const auto& r : refs)
     if (const api::role* rec = snap.get<api::role>(r)) names.insert(rec->name_label);
-  wire::array a;
-  for (const auto& n : names) a.emplace_back(n);
-  return wire::value(std::move(a));
+  return {names.begin(), names.end()};
 }
 
 // The roles that grant `permission` (a leaf role's ref).
@@ -53,10 +54,15 @@ std::set<std::string> roles_granting(const storage::state& snap, const std::stri
   return out;
 }
 
-api::api_result<std::string> ref_param(const wire::value& v, const char* name) {
-  std::string s;
-  if (!api::from_value(v, s)) return fail(api::errors::FIELD_TYPE_ERROR(name));
-  return s;
+// The RPCs that take one role: its ref must name a role, read from one snapshot.
+template <class Answer>
+auto with_role(storage::database& db, Answer answer) {
+  using result = std::invoke_result_t<Answer, const storage::state&, const std::string&>;
+  return [&db, answer](call_context&, const api::ref<api::role>& role) -> api::api_result<result> {
+    auto snap = db.snapshot();
+    if (!snap->get<api::role>(role.opaque)) return fail(api::errors::HANDLE_INVALID("role", role.opaque));
+    return answer(*snap, role.opaque);
+  };
 }
 
 }  // namespace
@@ -112,56 +118,45 @@ api::status ensure_roles(storage::database& db) {
 }
 
 void register_role_rpcs(dispatcher& d, storage::database& db) {
-  // The RPCs that take one role: its ref must name a role, read from one snapshot.
-  auto with_role = [&db](const char* param, auto answer) {
-    return [&db, param, answer](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-      auto ref = ref_param(p[0], param);
-      if (!ref) return fail(ref.error());
-      auto snap = db.snapshot();
-      if (!snap->get<api::role>(*ref)) return fail(api::errors::HANDLE_INVALID("role", *ref));
-      return answer(*snap, *ref);
-    };
-  };
-  d.add("role.get_permissions", with_role("self", [](const storage::state& snap, const std::string& role) {
-          return refs_value(permissions_of(snap, role));
-        }));
-  d.add("role.get_permissions_name_label", with_role("self", [](const storage::state& snap, const std::string& role) {
-          return names_value(snap, permissions_of(snap, role));
-        }));
-  d.add("role.get_by_permission", with_role("permission", [](const storage::state& snap, const std::string& role) {
-          return refs_value(roles_granting(snap, role));
-        }));
-  d.add("role.get_by_permission_name_label", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    auto label = ref_param(p[0], "label");
-    if (!label) return fail(label.error());
+  namespace m = api::method;
+  using role_ref = api::ref<api::role>;
+  using subject_ref = api::ref<api::subject>;
+  add_typed<m::role_get_permissions>(d, with_role(db, [](const storage::state& snap, const std::string& role) {
+    return role_refs(permissions_of(snap, role));
+  }));
+  add_typed<m::role_get_permissions_name_label>(d, with_role(db, [](const storage::state& snap, const std::string& role) {
+    return names_of(snap, permissions_of(snap, role));
+  }));
+  add_typed<m::role_get_by_permission>(d, with_role(db, [](const storage::state& snap, const std::string& permission) {
+    return role_refs(roles_granting(snap, permission));
+  }));
+  add_typed<m::role_get_by_permission_name_label>(d, [&db](call_context&, const std::string& label) -> api::api_result<std::vector<role_ref>> {
     auto snap = db.snapshot();
     std::set<std::string> out;
-    for (const auto& permission : snap->refs_by_name_label(role_class(), *label)) {
+    for (const auto& permission : snap->refs_by_name_label(role_class(), label)) {
       auto granting = roles_granting(*snap, permission);
       out.insert(granting.begin(), granting.end());
     }
-    return refs_value(out);
+    return role_refs(out);
   });
 
   const std::size_t subject_cls = storage::schema::get().class_of<api::subject>();
   const std::size_t roles_field = *storage::schema::get().field_index(subject_cls, "roles");
-  auto edit_roles = [&db, subject_cls, roles_field](const wire::array& p, bool add) -> api::api_result<wire::value> {
-    auto self = ref_param(p[0], "self");
-    auto role = ref_param(p[1], "role");
-    if (!self || !role) return fail(api::errors::FIELD_TYPE_ERROR(self ? "role" : "self"));
-    auto snap = db.snapshot();
-    const api::role* rec = snap->get<api::role>(*role);
-    if (!rec) return fail(api::errors::HANDLE_INVALID("role", *role));
-    auto t = db.begin();
-    if (add) t.add_to_set(subject_cls, *self, roles_field, wire::value(*role));
-    else t.remove_from_set(subject_cls, *self, roles_field, wire::value(*role));
-    auto r = db.commit(std::move(t));
-    if (!r) return fail(std::move(r).error());
-    return wire::value("");
+  auto edit_roles = [&db, subject_cls, roles_field](bool add) {
+    return [&db, subject_cls, roles_field, add](call_context&, const subject_ref& self, const role_ref& role) -> api::status {
+      auto snap = db.snapshot();
+      if (!snap->get<api::role>(role.opaque)) return fail(api::errors::HANDLE_INVALID("role", role.opaque));
+      auto t = db.begin();
+      if (add) t.add_to_set(subject_cls, self.opaque, roles_field, wire::value(role.opaque));
+      else t.remove_from_set(subject_cls, self.opaque, roles_field, wire::value(role.opaque));
+      if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
+      return ok_v;
+    };
   };
   // subject.create takes its roles too (the seed's roles field is runtime-only, and a generic
   // constructor would drop them without a word): each must be one of the roles, not a
   // permission (ROLE_NOT_FOUND); an identifier is one subject's (SUBJECT_ALREADY_EXISTS).
+  // Untyped: its FIELD_TYPE_ERROR names the record's member (the typed record's would name "args").
   d.add_blocking("subject.create", [&db, subject_cls](call_context&, const wire::array& p) -> api::api_result<wire::value> {
     const wire::structure* given = p[0].as_struct();
     if (!given) return fail(api::errors::FIELD_TYPE_ERROR("args"));
@@ -188,20 +183,18 @@ void register_role_rpcs(dispatcher& d, storage::database& db) {
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
     return wire::value(ref);
   });
-  d.add("subject.add_to_roles", [edit_roles](call_context&, const wire::array& p) { return edit_roles(p, true); });
-  d.add("subject.remove_from_roles", [edit_roles](call_context&, const wire::array& p) { return edit_roles(p, false); });
-  d.add("subject.get_permissions_name_label", [&db](call_context&, const wire::array& p) -> api::api_result<wire::value> {
-    auto self = ref_param(p[0], "self");
-    if (!self) return fail(self.error());
+  add_typed<m::subject_add_to_roles>(d, edit_roles(true));
+  add_typed<m::subject_remove_from_roles>(d, edit_roles(false));
+  add_typed<m::subject_get_permissions_name_label>(d, [&db](call_context&, const subject_ref& self) -> api::api_result<std::vector<std::string>> {
     auto snap = db.snapshot();
-    const api::subject* s = snap->get<api::subject>(*self);
-    if (!s) return fail(api::errors::HANDLE_INVALID("subject", *self));
+    const api::subject* s = snap->get<api::subject>(self.opaque);
+    if (!s) return fail(api::errors::HANDLE_INVALID("subject", self.opaque));
     std::set<std::string> all;
     for (const auto& role : s->roles) {
       auto p = permissions_of(*snap, role.opaque);
       all.insert(p.begin(), p.end());
     }
-    return names_value(*snap, all);
+    return names_of(*snap, all);
   });
 }
 

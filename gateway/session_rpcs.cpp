@@ -3,6 +3,7 @@
 #include <set>
 
 #include "gateway/passwords.hpp"
+#include "gateway/typed_rpcs.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -39,20 +40,20 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   };
   // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
   // off the serving threads, as the other calls below that commit.
+  // Untyped: a non-string user or password fails as any login (same delay); version, originator are never refused.
   d.add_blocking("session.login_with_password", login, 2);
   d.add_blocking("session.slave_local_login_with_password", login);
 
-  auto logout = [&sessions](call_context& ctx, const wire::array&) -> api::api_result<wire::value> {
-    if (auto st = sessions.destroy(ctx.session); !st) return fail(st.error());
-    return wire::value("");
-  };
-  d.add_blocking("session.logout", logout);
-  d.add_blocking("session.local_logout", logout);
+  namespace m = api::method;
+  constexpr bool blocking = true;  // each commits
+  auto logout = [&sessions](call_context& ctx) { return sessions.destroy(ctx.session); };
+  add_typed<m::session_logout>(d, logout, blocking);
+  add_typed<m::session_local_logout>(d, logout, blocking);
 
-  d.add_blocking("session.change_password", [&root](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+  add_typed<m::session_change_password>(d, [&root](call_context& ctx, const std::string& old_pwd,
+                                                   const std::string& new_pwd) -> api::status {
     // root's password is root's to change (xapi: local root only).
     if (!ctx.who.superuser) return fail(api::errors::PERMISSION_DENIED("only root may change root's password"));
-    std::string old_pwd = string_at(p, 0), new_pwd = string_at(p, 1);
     std::lock_guard lock(root.mu);
     if (!verify_password(old_pwd, root.hash))
       return fail(api::errors::CHANGE_PASSWORD_REJECTED("the old password is not the current one"));
@@ -62,32 +63,27 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
     std::string hash = hash_password(new_pwd);
     if (auto st = store_root_hash(root.data_dir, hash); !st) return fail(api::errors::INTERNAL_ERROR(st.error()));
     root.hash = hash;
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
 
   const std::size_t cls = storage::schema::get().class_of<api::session>();
-  d.add("session.get_all_subject_identifiers", [&db, cls](call_context&, const wire::array&) -> api::api_result<wire::value> {
+  add_typed<m::session_get_all_subject_identifiers>(d, [&db, cls](call_context&) -> api::api_result<std::vector<std::string>> {
     std::set<std::string> sids;
     db.snapshot()->for_each(cls, [&](const std::string&, const storage::row& r) {
       const auto& s = *static_cast<const api::session*>(r.record.get());
       if (!s.auth_user_sid.empty()) sids.insert(s.auth_user_sid);
       return true;
     });
-    wire::array out;
-    for (const auto& s : sids) out.emplace_back(s);
-    return wire::value(std::move(out));
+    return std::vector<std::string>(sids.begin(), sids.end());
   });
   // As xapi: every session of the subject but the caller's own; never a local superuser's.
-  d.add_blocking("session.logout_subject_identifier",
-                 [&sessions](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
-                   const std::string* sid = p[0].as_string();
-                   if (!sid) return fail(api::errors::FIELD_TYPE_ERROR("subject_identifier"));
-                   if (sid->empty()) return wire::value("");
-                   sessions.destroy_where([&](const std::string& ref, const caller& owner) {
-                     return !owner.superuser && owner.identity == *sid && ref != ctx.session;
-                   });
-                   return wire::value("");
-                 });
+  add_typed<m::session_logout_subject_identifier>(d, [&sessions](call_context& ctx, const std::string& sid) -> api::status {
+    if (sid.empty()) return ok_v;
+    sessions.destroy_where([&](const std::string& ref, const caller& owner) {
+      return !owner.superuser && owner.identity == sid && ref != ctx.session;
+    });
+    return ok_v;
+  }, blocking);
 }
 
 }  // namespace xapid::gateway

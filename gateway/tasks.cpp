@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "gateway/roles.hpp"
+#include "gateway/typed_rpcs.hpp"
 #include "proto/wire/xmlrpc.hpp"
 
 namespace xapid::gateway {
@@ -10,6 +11,8 @@ namespace {
 
 std::size_t task_class() { return storage::schema::get().class_of<api::task>(); }
 std::size_t task_field(std::string_view name) { return *storage::schema::get().field_index(task_class(), name); }
+
+namespace m = api::method;
 
 }  // namespace
 
@@ -114,10 +117,10 @@ api::status task_manager::check_owner(const std::string& task, const caller& who
 void register_task_rpcs(dispatcher& d, task_manager& tasks, storage::database& db) {
   // A user's own tasks are rows it makes at will: a user other than root has at most
   // max_pending_per_user pending at once (TOO_MANY_PENDING_TASKS), with labels of at most 4 KiB.
-  d.add_blocking("task.create", [&tasks, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
-    std::string label, description;
-    if (!api::from_value(p[0], label)) return fail(api::errors::FIELD_TYPE_ERROR("label"));
-    if (!api::from_value(p[1], description)) return fail(api::errors::FIELD_TYPE_ERROR("description"));
+  using task_ref = api::ref<api::task>;
+  constexpr bool blocking = true;  // each commits
+  add_typed<m::task_create>(d, [&tasks, &db](call_context& ctx, const std::string& label,
+                                             const std::string& description) -> api::api_result<task_ref> {
     constexpr std::size_t max_label_bytes = 4096, max_pending_per_user = 100;
     if (label.size() > max_label_bytes) return fail(api::errors::VALUE_NOT_SUPPORTED("task.name_label", label.substr(0, 64), "at most 4096 bytes"));
     if (description.size() > max_label_bytes)
@@ -135,24 +138,19 @@ void register_task_rpcs(dispatcher& d, task_manager& tasks, storage::database& d
     }
     auto ref = tasks.create(ctx.session, label, description, false);
     if (!ref) return fail(ref.error());
-    return wire::value(*ref);
-  });
-  d.add_blocking("task.cancel", [&tasks](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
-    std::string ref;
-    if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("task"));
-    if (auto st = tasks.check_owner(ref, ctx.who); !st) return fail(st.error());
-    if (auto st = tasks.cancel(ref); !st) return fail(st.error());
-    return wire::value("");
-  });
-  d.add_blocking("task.destroy", [&tasks, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
-    std::string ref;
-    if (!api::from_value(p[0], ref)) return fail(api::errors::FIELD_TYPE_ERROR("self"));
-    if (auto st = tasks.check_owner(ref, ctx.who); !st) return fail(st.error());
+    return task_ref{*ref};
+  }, blocking);
+  add_typed<m::task_cancel>(d, [&tasks](call_context& ctx, const task_ref& task) -> api::status {
+    if (auto st = tasks.check_owner(task.opaque, ctx.who); !st) return st;
+    return tasks.cancel(task.opaque);
+  }, blocking);
+  add_typed<m::task_destroy>(d, [&tasks, &db](call_context& ctx, const task_ref& self) -> api::status {
+    if (auto st = tasks.check_owner(self.opaque, ctx.who); !st) return st;
     auto t = db.begin();
-    t.destroy(task_class(), ref);
+    t.destroy(task_class(), self.opaque);
     if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
-    return wire::value("");
-  });
+    return ok_v;
+  }, blocking);
   // The task's other_config is its owner's too (xapi checks the same permission).
   for (const char* name : {"task.set_other_config", "task.add_to_other_config", "task.remove_from_other_config"})
     d.guard(name, [&tasks](call_context& ctx, const wire::array& p) -> api::status {

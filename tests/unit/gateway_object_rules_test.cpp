@@ -329,5 +329,15 @@ TEST_F(rules_test, a_destroyed_object_takes_what_hangs_on_it) {
   EXPECT_EQ(db->snapshot()->get<api::vlan>(vlan), nullptr);
 }
 
+// The handlers of their own take their parameters through the RPC's typed signature: one that
+// is not of its type is FIELD_TYPE_ERROR naming it, before any rule.
+TEST_F(rules_test, a_parameter_not_of_its_type_is_named) {
+  EXPECT_EQ(call("network.destroy", {wire::value(std::int64_t{42})}), (std::vector<std::string>{"FIELD_TYPE_ERROR", "self"}));
+  std::string bond = make(api::bond{});
+  EXPECT_EQ(call("Bond.set_mode", {wire::value(bond), wire::value("no-such-mode")}),
+            (std::vector<std::string>{"FIELD_TYPE_ERROR", "value"}));
+  EXPECT_EQ(call("Bond.set_mode", {wire::value(bond), wire::value("lacp")}), std::vector<std::string>{});
+}
+
 }  // namespace
 }  // namespace xapid::gateway
