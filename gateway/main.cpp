@@ -14,7 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "gateway/dispatch.hpp"
+#include "gateway/rpc/dispatch.hpp"
 #include "gateway/host_node.hpp"
 #include "gateway/logging.hpp"
 

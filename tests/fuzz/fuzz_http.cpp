@@ -19,7 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
-#include "gateway/http_server.hpp"
+#include "gateway/http/http_server.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <thread>
 
-#include "gateway/call_pool.hpp"
+#include "gateway/rpc/call_pool.hpp"
 
 namespace xapid::gateway {
 namespace {

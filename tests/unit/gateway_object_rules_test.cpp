@@ -8,10 +8,10 @@
 #include <future>
 
 #include "actors/storage_repos.hpp"
-#include "gateway/dispatch.hpp"
+#include "gateway/rpc/dispatch.hpp"
 #include "actors/first_boot.hpp"
-#include "gateway/implicit_rpcs.hpp"
-#include "gateway/object_rules.hpp"
+#include "gateway/rpc/implicit_rpcs.hpp"
+#include "gateway/api/object_rules.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace xapid::gateway {

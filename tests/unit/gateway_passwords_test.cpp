@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "gateway/passwords.hpp"
+#include "gateway/auth/passwords.hpp"
 
 namespace xapid::gateway {
 namespace {

@@ -3,10 +3,10 @@
 
 #include <thread>
 
-#include "gateway/passwords.hpp"
-#include "gateway/roles.hpp"
-#include "gateway/sessions.hpp"
-#include "gateway/tasks.hpp"
+#include "gateway/auth/passwords.hpp"
+#include "gateway/auth/roles.hpp"
+#include "gateway/auth/sessions.hpp"
+#include "gateway/api/tasks.hpp"
 #include "tests/support/api_error_matchers.hpp"
 #include "tests/support/temp_dir.hpp"
 

@@ -1,0 +1,222 @@
+#include "gateway/api/vm_rpcs.hpp"
+
+#include "gateway/rpc/typed_rpcs.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+namespace m = api::method;
+using api::ref;
+
+// The operation's key in current_operations: its Async task, or a ref of its own.
+std::string task_key(const call_context& ctx, id_source& ids) {
+  return ctx.task.empty() ? ids.opaque_ref() : ctx.task;
+}
+
+}  // namespace
+
+void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks) {
+  using vm_ref = ref<api::vm>;
+  using host_ref = ref<api::host>;
+  auto key = [&ids](const call_context& ctx) { return task_key(ctx, ids); };
+  constexpr bool blocking = true;  // operations wait for the hypervisor: never on an I/O thread
+
+  add_typed<m::VM_start>(d, [&vms, key](call_context& c, const vm_ref& vm, bool paused, bool force) {
+    return vms.start(vm.opaque, paused, force, key(c));
+  }, blocking);
+  add_typed<m::VM_start_on>(d, [&vms, key](call_context& c, const vm_ref& vm, const host_ref& h, bool paused, bool force) {
+    return vms.start_on(vm.opaque, h.opaque, paused, force, key(c));
+  }, blocking);
+  // The operations that take only the VM.
+  using vm_op = api::api_result<void> (actors::vm_lifecycle::*)(const std::string&, const std::string&);
+  auto simple = [&](auto method_tag, vm_op op) {
+    using M = decltype(method_tag);
+    add_typed<M>(d, [&vms, key, op](call_context& c, const vm_ref& vm) { return (vms.*op)(vm.opaque, key(c)); },
+                 blocking);
+  };
+  // The clean stops wait for the guest: task.cancel on their Async task ends the wait.
+  using waiting_op = api::api_result<void> (actors::vm_lifecycle::*)(const std::string&, const std::string&,
+                                                                      actors::vm_lifecycle::cancel_flag);
+  auto waiting = [&](auto method_tag, waiting_op op) {
+    using M = decltype(method_tag);
+    add_typed<M>(d, [&vms, &tasks, key, op](call_context& c, const vm_ref& vm) {
+      auto cancel = c.task.empty() ? nullptr : tasks.watch_cancel(c.task);
+      return (vms.*op)(vm.opaque, key(c), std::move(cancel));
+    }, blocking);
+  };
+  simple(m::VM_pause{}, &actors::vm_lifecycle::pause);
+  simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause);
+  waiting(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown);
+  simple(m::VM_hard_shutdown{}, &actors::vm_lifecycle::hard_shutdown);
+  waiting(m::VM_shutdown{}, &actors::vm_lifecycle::shutdown);
+  waiting(m::VM_clean_reboot{}, &actors::vm_lifecycle::clean_reboot);
+  simple(m::VM_hard_reboot{}, &actors::vm_lifecycle::hard_reboot);
+  simple(m::VM_suspend{}, &actors::vm_lifecycle::suspend);
+  simple(m::VM_revert{}, &actors::vm_lifecycle::revert);
+  simple(m::VM_provision{}, &actors::vm_lifecycle::provision);
+  simple(m::VM_destroy{}, &actors::vm_lifecycle::destroy);
+  add_typed<m::VM_resume>(d, [&vms, key](call_context& c, const vm_ref& vm, bool paused, bool force) {
+    return vms.resume(vm.opaque, paused, force, key(c));
+  }, blocking);
+  add_typed<m::VM_resume_on>(d, [&vms, key](call_context& c, const vm_ref& vm, const host_ref& h, bool paused, bool force) {
+    return vms.resume_on(vm.opaque, h.opaque, paused, force, key(c));
+  }, blocking);
+
+  auto as_vm_ref = [](api::api_result<std::string> r) -> api::api_result<vm_ref> {
+    if (!r) return fail(std::move(r).error());
+    return vm_ref{*r};
+  };
+  add_typed<m::VM_clone>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
+    return as_vm_ref(vms.clone(vm.opaque, name, key(c)));
+  }, blocking);
+  add_typed<m::VM_copy>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name,
+                                                  const ref<api::sr>& sr) {
+    return as_vm_ref(vms.copy(vm.opaque, name, sr.opaque, key(c)));
+  }, blocking);
+  add_typed<m::VM_snapshot>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
+    return as_vm_ref(vms.snapshot(vm.opaque, name, key(c)));
+  }, blocking);
+  add_typed<m::VM_set_memory_dynamic_range>(d, [&vms, key](call_context& c, const vm_ref& vm, std::int64_t min,
+                                                          std::int64_t max) {
+    return vms.set_memory_dynamic_range(vm.opaque, min, max, key(c));
+  }, blocking);
+  add_typed<m::VM_set_VCPUs_number_live>(d, [&vms, key](call_context& c, const vm_ref& vm, std::int64_t n) {
+    return vms.set_VCPUs_number_live(vm.opaque, n, key(c));
+  }, blocking);
+
+  // Settings that need the VM halted (or, for the dynamic range, halted or running).
+  using op = api::vm_operations;
+  using edit_fn = std::function<api::status(api::vm&)>;
+  auto settings = [&vms, key](call_context& c, const vm_ref& vm, op o, edit_fn e) {
+    return vms.change_settings(vm.opaque, o, std::move(e), key(c));
+  };
+  add_typed<m::VM_set_memory_limits>(d, [settings](call_context& c, const vm_ref& vm, std::int64_t smin, std::int64_t smax,
+                                                   std::int64_t dmin, std::int64_t dmax) {
+    return settings(c, vm, op::changing_memory_limits, [=](api::vm& v) -> api::status {
+      v.memory_static_min = smin;
+      v.memory_static_max = smax;
+      v.memory_dynamic_min = dmin;
+      v.memory_dynamic_max = dmax;
+      return {};
+    });
+  }, blocking);
+  add_typed<m::VM_set_memory_static_range>(d, [settings](call_context& c, const vm_ref& vm, std::int64_t min, std::int64_t max) {
+    return settings(c, vm, op::changing_static_range, [=](api::vm& v) -> api::status {
+      v.memory_static_min = min;
+      v.memory_static_max = max;
+      return {};
+    });
+  }, blocking);
+  // One field each: which field, and the operation that guards it.
+  struct guarded_field {
+    std::int64_t api::vm::*field;
+    op guard;
+  };
+  auto guarded_setter = [&](auto method_tag, guarded_field f) {
+    add_typed<decltype(method_tag)>(d, [settings, f](call_context& c, const vm_ref& vm, std::int64_t value) {
+      return settings(c, vm, f.guard, [=](api::vm& v) -> api::status {
+        v.*f.field = value;
+        return {};
+      });
+    }, blocking);
+  };
+  guarded_setter(m::VM_set_memory_dynamic_max{}, {&api::vm::memory_dynamic_max, op::changing_dynamic_range});
+  guarded_setter(m::VM_set_memory_dynamic_min{}, {&api::vm::memory_dynamic_min, op::changing_dynamic_range});
+  guarded_setter(m::VM_set_memory_static_max{}, {&api::vm::memory_static_max, op::changing_static_range});
+  guarded_setter(m::VM_set_memory_static_min{}, {&api::vm::memory_static_min, op::changing_static_range});
+  guarded_setter(m::VM_set_VCPUs_max{}, {&api::vm::VCPUs_max, op::changing_VCPUs});
+  guarded_setter(m::VM_set_VCPUs_at_startup{}, {&api::vm::VCPUs_at_startup, op::changing_VCPUs});
+  add_typed<m::VM_set_HVM_shadow_multiplier>(d, [settings](call_context& c, const vm_ref& vm, double value) {
+    return settings(c, vm, op::changing_shadow_memory, [=](api::vm& v) -> api::status {
+      if (!(value >= 1.0)) return fail(api::errors::INVALID_VALUE("HVM_shadow_multiplier", std::to_string(value)));
+      v.HVM_shadow_multiplier = value;
+      return {};
+    });
+  }, blocking);
+  // Fields that order start-up and HA, changed without an operation.
+  auto field_setter = [&](auto method_tag, std::int64_t api::vm::*field, const char* name) {
+    add_typed<decltype(method_tag)>(d, [&vms, field, name](call_context&, const vm_ref& vm, std::int64_t value) {
+      return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+        if (value < 0) return fail(api::errors::INVALID_VALUE(name, std::to_string(value)));
+        v.*field = value;
+        return {};
+      });
+    });
+  };
+  field_setter(m::VM_set_order{}, &api::vm::order, "order");
+  field_setter(m::VM_set_start_delay{}, &api::vm::start_delay, "start_delay");
+  field_setter(m::VM_set_shutdown_delay{}, &api::vm::shutdown_delay, "shutdown_delay");
+  add_typed<m::VM_set_ha_restart_priority>(d, [&vms](call_context&, const vm_ref& vm, const std::string& value) {
+    return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+      if (value != "restart" && value != "best-effort" && !value.empty())
+        return fail(api::errors::INVALID_VALUE("ha_restart_priority", value));
+      v.ha_restart_priority = value;
+      return {};
+    });
+  });
+  add_typed<m::VM_set_ha_always_run>(d, [&vms](call_context&, const vm_ref& vm, bool value) {
+    return vms.edit(vm.opaque, [=](api::vm& v) -> api::status {
+      v.ha_always_run = value;
+      return {};
+    });
+  });
+
+  add_typed<m::VM_checkpoint>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
+    return as_vm_ref(vms.checkpoint(vm.opaque, name, key(c)));
+  }, blocking);
+  simple(m::VM_power_state_reset{}, &actors::vm_lifecycle::power_state_reset);
+  add_typed<m::VM_assert_operation_valid>(d, [&vms](call_context&, const vm_ref& vm, api::vm_operations o) {
+    return vms.assert_operation_valid(vm.opaque, o);
+  });
+  add_typed<m::VM_update_allowed_operations>(d, [&vms](call_context&, const vm_ref& vm) {
+    return vms.update_allowed_operations(vm.opaque);
+  }, blocking);
+  // A device is destroyed only when detached.
+  add_typed<m::VBD_destroy>(d, [&vms](call_context&, const ref<api::vbd>& v) { return vms.destroy_vbd(v.opaque); });
+  add_typed<m::VIF_destroy>(d, [&vms](call_context&, const ref<api::vif>& v) { return vms.destroy_vif(v.opaque); });
+
+  // Questions: answered from a snapshot, no operation.
+  add_typed<m::VM_get_allowed_VBD_devices>(d, [&vms](call_context&, const vm_ref& vm) {
+    return vms.allowed_VBD_devices(vm.opaque);
+  });
+  add_typed<m::VM_get_allowed_VIF_devices>(d, [&vms](call_context&, const vm_ref& vm) {
+    return vms.allowed_VIF_devices(vm.opaque);
+  });
+  add_typed<m::VM_assert_can_boot_here>(d, [&vms](call_context&, const vm_ref& vm, const host_ref& h) {
+    return vms.assert_can_boot_here(vm.opaque, h.opaque);
+  });
+  add_typed<m::VM_get_possible_hosts>(d, [&vms](call_context&, const vm_ref& vm) -> api::api_result<std::vector<host_ref>> {
+    auto hosts = vms.possible_hosts(vm.opaque);
+    if (!hosts) return fail(std::move(hosts).error());
+    std::vector<host_ref> out;
+    for (auto& h : *hosts) out.push_back(host_ref{h});
+    return out;
+  });
+
+  // Devices.
+  using vbd_ref = ref<api::vbd>;
+  using vif_ref = ref<api::vif>;
+  add_typed<m::VBD_plug>(d, [&vms, key](call_context& c, const vbd_ref& v) { return vms.vbd_plug(v.opaque, key(c)); },
+                         blocking);
+  add_typed<m::VBD_unplug>(d, [&vms, key](call_context& c, const vbd_ref& v) {
+    return vms.vbd_unplug(v.opaque, false, key(c));
+  }, blocking);
+  add_typed<m::VBD_unplug_force>(d, [&vms, key](call_context& c, const vbd_ref& v) {
+    return vms.vbd_unplug(v.opaque, true, key(c));
+  }, blocking);
+  add_typed<m::VBD_insert>(d, [&vms, key](call_context& c, const vbd_ref& v, const ref<api::vdi>& vdi) {
+    return vms.vbd_insert(v.opaque, vdi.opaque, key(c));
+  }, blocking);
+  add_typed<m::VBD_eject>(d, [&vms, key](call_context& c, const vbd_ref& v) { return vms.vbd_eject(v.opaque, key(c)); },
+                          blocking);
+  add_typed<m::VIF_plug>(d, [&vms, key](call_context& c, const vif_ref& v) { return vms.vif_plug(v.opaque, key(c)); },
+                         blocking);
+  add_typed<m::VIF_unplug>(d, [&vms, key](call_context& c, const vif_ref& v) {
+    return vms.vif_unplug(v.opaque, false, key(c));
+  }, blocking);
+  add_typed<m::VIF_unplug_force>(d, [&vms, key](call_context& c, const vif_ref& v) {
+    return vms.vif_unplug(v.opaque, true, key(c));
+  }, blocking);
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,89 @@
+#include "gateway/auth/session_rpcs.hpp"
+
+#include <set>
+
+#include "gateway/auth/passwords.hpp"
+#include "gateway/rpc/typed_rpcs.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+std::string string_at(const wire::array& p, std::size_t i) {
+  return i < p.size() && p[i].as_string() ? *p[i].as_string() : std::string();
+}
+
+}  // namespace
+
+void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::database& db, root_account& root,
+                           login_guard& logins) {
+  auto login = [&sessions, &logins](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+    const std::string originator = string_at(p, 3);
+    auto failed = [&] {
+      ctx.answer_delay = logins.remaining_delay(ctx.started);
+      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    };
+    if (!p[0].as_string() || !p[1].as_string()) return failed();
+    const std::string& user = *p[0].as_string();
+    const std::string& password = *p[1].as_string();
+    // A local peer is root already: an empty user and password are its login.
+    if (ctx.from_unix_socket && user.empty() && password.empty()) {
+      auto ref = sessions.create_root_session(originator);
+      if (!ref) return fail(ref.error());
+      return wire::value(*ref);
+    }
+    auto who = logins.authenticate({user, password, ctx.client});
+    if (!who) return failed();
+    auto ref = who->root ? sessions.create_root_session(originator)
+                         : sessions.create_subject_session(originator, who->subject, who->sid, who->user);
+    if (!ref) return ref.error().code == api::error_code::SESSION_AUTHENTICATION_FAILED ? failed() : fail(ref.error());
+    return wire::value(*ref);
+  };
+  // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
+  // off the serving threads, as the other calls below that commit.
+  // Untyped: a non-string user or password fails as any login (same delay); version, originator are never refused.
+  d.add_blocking("session.login_with_password", login, 2);
+  d.add_blocking("session.slave_local_login_with_password", login);
+
+  namespace m = api::method;
+  constexpr bool blocking = true;  // each commits
+  auto logout = [&sessions](call_context& ctx) { return sessions.destroy(ctx.session); };
+  add_typed<m::session_logout>(d, logout, blocking);
+  add_typed<m::session_local_logout>(d, logout, blocking);
+
+  add_typed<m::session_change_password>(d, [&root](call_context& ctx, const std::string& old_pwd,
+                                                   const std::string& new_pwd) -> api::status {
+    // root's password is root's to change (xapi: local root only).
+    if (!ctx.who.superuser) return fail(api::errors::PERMISSION_DENIED("only root may change root's password"));
+    std::lock_guard lock(root.mu);
+    if (!verify_password(old_pwd, root.hash))
+      return fail(api::errors::CHANGE_PASSWORD_REJECTED("the old password is not the current one"));
+    if (new_pwd.empty()) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password is empty"));
+    for (unsigned char c : new_pwd)
+      if (c < 0x20 || c == 0x7f) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password has control characters"));
+    std::string hash = hash_password(new_pwd);
+    if (auto st = store_root_hash(root.data_dir, hash); !st) return fail(api::errors::INTERNAL_ERROR(st.error()));
+    root.hash = hash;
+    return ok_v;
+  }, blocking);
+
+  const std::size_t cls = storage::schema::get().class_of<api::session>();
+  add_typed<m::session_get_all_subject_identifiers>(d, [&db, cls](call_context&) -> api::api_result<std::vector<std::string>> {
+    std::set<std::string> sids;
+    db.snapshot()->for_each(cls, [&](const std::string&, const storage::row& r) {
+      const auto& s = *static_cast<const api::session*>(r.record.get());
+      if (!s.auth_user_sid.empty()) sids.insert(s.auth_user_sid);
+      return true;
+    });
+    return std::vector<std::string>(sids.begin(), sids.end());
+  });
+  // As xapi: every session of the subject but the caller's own; never a local superuser's.
+  add_typed<m::session_logout_subject_identifier>(d, [&sessions](call_context& ctx, const std::string& sid) -> api::status {
+    if (sid.empty()) return ok_v;
+    sessions.destroy_where([&](const std::string& ref, const caller& owner) {
+      return !owner.superuser && owner.identity == sid && ref != ctx.session;
+    });
+    return ok_v;
+  }, blocking);
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,86 @@
+// Sessions: created by login, checked on every call, ended by logout, idleness, revocation or a
+// newer session past the cap. Their rows live in the database (so session.* getters and
+// get_record work); when each was last used is kept in memory, since writing it on every call
+// would cost a synced commit per call. Like xapi's, sessions do not outlive the daemon: rows
+// left by a previous run are removed at start.
+//
+// A session's rights are those of its user now, not at login: a subject's session follows the
+// subject's roles on every call, and ends when the subject goes or external authentication is
+// turned off on this host.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "gateway/rpc/caller.hpp"
+#include "proto/api/convert.hpp"
+#include "storage/database.hpp"
+
+namespace xapid::gateway {
+
+struct session_limits {
+  std::chrono::seconds idle_timeout{24 * 3600};  // default 24 h without a call
+  // At most this many sessions per user (root: per originator), the least recently used going
+  // first: a user can only ever end its own sessions this way.
+  std::size_t per_user = 500;
+};
+
+class session_manager {
+ public:
+  session_manager(storage::database& db, clock& clk, std::string this_host, session_limits limits = {});
+
+  // Removes the session rows this host left in a previous run (other hosts' stay).
+  api::status clear_stale();
+  // A new session of the local superuser.
+  api::api_result<std::string> create_root_session(const std::string& originator);
+  // A new session of an externally authenticated subject (`subject`: its ref).
+  api::api_result<std::string> create_subject_session(const std::string& originator, const std::string& subject,
+                                                      const std::string& sid, const std::string& user);
+  // SESSION_INVALID(ref) unless `ref` is a live session; marks it used and answers its owner
+  // with the rights it has now.
+  api::api_result<caller> validate(const std::string& ref);
+  api::status destroy(const std::string& ref);
+  // Ends every session whose owner matches; returns how many.
+  std::size_t destroy_where(const std::function<bool(const std::string& ref, const caller&)>& match);
+  // Ends every session idle longer than the timeout, or whose subject's rights are gone;
+  // returns how many.
+  std::size_t expire_idle();
+  std::size_t count() const;
+  const std::string& this_host() const noexcept { return this_host_; }
+  // Calls `listener` with the ref of every session that ends, however it ends (what others
+  // kept for a session goes with it). Set before sessions are made.
+  void on_end(std::function<void(const std::string& ref)> listener) { end_listeners_.push_back(std::move(listener)); }
+
+ private:
+  struct live {
+    std::int64_t last_active_ms;
+    std::string originator;
+    caller owner;
+    std::string subject;  // a subject's session: the subject's ref
+  };
+  api::api_result<std::string> create(api::session rec, live entry);
+  // The rights of a subject's session now; false when the session must end.
+  bool refresh(live& s) const;
+  // Removes the rows of sessions already taken out of live_ (with their tasks).
+  void end(const std::vector<std::string>& refs);
+  // Takes the sessions `match` picks (under the lock) out of live_ and ends them; how many.
+  std::size_t end_where(const std::function<bool(const std::string& ref, live& s)>& match);
+  static std::string cap_key(const live& s);
+
+  storage::database& db_;
+  clock& clock_;
+  std::string this_host_;
+  session_limits limits_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, live> live_;
+  std::vector<std::function<void(const std::string&)>> end_listeners_;
+};
+
+}  // namespace xapid::gateway

@@ -1,0 +1,39 @@
+#include "gateway/rpc/rpc_endpoint.hpp"
+
+#include "proto/wire/jsonrpc.hpp"
+#include "proto/wire/xmlrpc.hpp"
+
+namespace xapid::gateway {
+
+void serve_rpc(const dispatcher& d, const http_request& req, const http_server::responder& respond,
+               const wire::limits& lim) {
+  if (req.method != "POST") return respond({405, "text/plain", "only POST carries API calls\n"});
+  std::string_view path = req.target;
+  path = path.substr(0, path.find('?'));
+  call_context ctx;
+  ctx.from_unix_socket = req.from_unix_socket;
+  ctx.client = req.peer;
+  ctx.connection = req.connection;
+
+  if (path == "/jsonrpc") {
+    auto parsed = wire::jsonrpc::parse_request(req.body, lim);
+    if (!parsed) {
+      wire::jsonrpc::request unknown;
+      return respond({200, "application/json",
+                      wire::jsonrpc::write_error(unknown, parsed.error().code, parsed.error().message)});
+    }
+    wire::call c = std::move(parsed->c);
+    return d.dispatch_async(std::move(c), std::move(ctx),
+                            [respond, req = std::move(parsed).value()](wire::response r, call_context ctx) {
+                              respond({200, "application/json", wire::jsonrpc::write_response(req, r), ctx.answer_delay});
+                            });
+  }
+
+  auto parsed = wire::xmlrpc::parse_call(req.body, lim);
+  if (!parsed) return respond({200, "text/xml", wire::xmlrpc::write_fault(parsed.error().code, parsed.error().message)});
+  d.dispatch_async(std::move(parsed).value(), std::move(ctx), [respond](wire::response r, call_context ctx) {
+    respond({200, "text/xml", wire::xmlrpc::write_response(r), ctx.answer_delay});
+  });
+}
+
+}  // namespace xapid::gateway
