@@ -123,6 +123,18 @@ struct object_state {
   std::string ref;
   std::deque<step> steps;
   bool committing = false;  // the front step's commit is on its way; its answer is `committed`
+
+  // An actor that stops (it failed, or the host stops) answers every request it still holds, so
+  // no caller waits for ever: CAF drops an undelivered promise without a word.
+  ~object_state() {
+    for (auto& s : steps) {
+      if (s.k == step::kind::admit && s.admitted.pending())
+        s.admitted.deliver(verdict_of(api::errors::INTERNAL_ERROR(actor_stopped)));
+      else if (s.k != step::kind::admit && s.done.pending())
+        s.done.deliver(false);
+    }
+  }
+  static constexpr const char* actor_stopped = "the object's actor stopped before it answered";
 };
 
 using object_pointer = object_actor::stateful_pointer<object_state>;
@@ -163,8 +175,11 @@ void next_steps(object_pointer self, const std::shared_ptr<shared_context>& ctx)
       continue;
     }
     st.committing = true;
-    ctx->db->commit_async(std::move(*t), [a = caf::actor_cast<object_actor>(self)](auto r) {
-      caf::anon_send(a, committed_atom::value, r ? verdict{} : verdict_of(r.error()));
+    // The answer goes to this actor if it is still there: the callback holds no strong
+    // reference, so an actor (or the whole actor system) may go while its commit is applied.
+    ctx->db->commit_async(std::move(*t), [a = caf::actor_cast<caf::actor_addr>(self)](auto r) {
+      if (auto alive = caf::actor_cast<object_actor>(a))
+        caf::anon_send(alive, committed_atom::value, r ? verdict{} : verdict_of(r.error()));
     });
   }
   // An object that is gone needs no actor any more.
@@ -341,7 +356,14 @@ api::api_result<wire::value> host_actors::run(std::size_t cls, const std::string
                  });
   }
   if (!answer) return fail(api::errors::INTERNAL_ERROR("the object's actor did not answer"));
-  if (!answer->empty()) return fail(error_of(*answer));
+  if (!answer->empty()) {
+    // The actor stopped with the admission's commit on its way: if it landed, the operation is
+    // in current_operations with nobody to retire it, so it is retired now.
+    if (answer->size() > 1 && (*answer)[1] == object_state::actor_stopped)
+      self->request(impl_->supervisor, std::chrono::seconds(30), retire_atom::value, key)
+          .receive([](bool) {}, [](caf::error&) {});
+    return fail(error_of(*answer));
+  }
   // Admitted and recorded in current_operations: the work runs on this (the call's own) thread,
   // never on the actor, which meanwhile answers other callers.
   auto outcome = work();

@@ -390,6 +390,7 @@ host_node::~host_node() {
   scoped_log_host log_scope(p_->log_name);
   if (p_->served) stop();
   wait();
+  p_.reset();  // the parts go while the lines they log still name this host
 }
 
 bool host_node::reboot_requested() const noexcept { return p_->reboot; }

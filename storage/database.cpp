@@ -379,10 +379,20 @@ void database::publish(std::shared_ptr<const state> next, std::vector<change> ch
   }
   state_cv_.notify_all();
   const generation gen = current_generation();
-  for (const auto& listener : publish_listeners_) listener(gen);
+  std::lock_guard lock(listeners_mu_);
+  for (const auto& [id, listener] : publish_listeners_) listener(gen);
 }
 
-void database::on_publish(std::function<void(generation)> listener) { publish_listeners_.push_back(std::move(listener)); }
+std::size_t database::on_publish(std::function<void(generation)> listener) {
+  std::lock_guard lock(listeners_mu_);
+  publish_listeners_.emplace(++next_listener_, std::move(listener));
+  return next_listener_;
+}
+
+void database::remove_publish_listener(std::size_t id) {
+  std::lock_guard lock(listeners_mu_);
+  publish_listeners_.erase(id);
+}
 
 changes_since_result database::changes_since(generation after, std::chrono::milliseconds timeout) const {
   std::unique_lock lock(state_mu_);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -114,9 +115,11 @@ class database {
   changes_since_result changes_since(generation after, std::chrono::milliseconds timeout) const;
   // Wakes every waiter of changes_since now and from now on (the daemon is stopping).
   void stop_waiters();
-  // Calls `listener` with the new generation after each commit is published, on the
-  // thread that applies (the sequencer's): it must only hand work on, never wait. Set before commits begin.
-  void on_publish(std::function<void(generation)> listener);
+  // Calls `listener` with the new generation after each commit is published, on the thread
+  // that applies (the sequencer's): it must only hand work on, never wait. Answers an id for
+  // remove_publish_listener, which its owner calls before it goes (no call is then under way).
+  std::size_t on_publish(std::function<void(generation)> listener);
+  void remove_publish_listener(std::size_t id);
 
   // Replication: a consistent checkpoint of every row, and the log entries after a generation.
   std::string export_checkpoint() const;
@@ -154,7 +157,9 @@ class database {
   std::deque<change> feed_;
   generation feed_start_ = 0;  // the feed holds every change of generations > feed_start_
   bool waiters_stopped_ = false;
-  std::vector<std::function<void(generation)>> publish_listeners_;
+  std::mutex listeners_mu_;
+  std::map<std::size_t, std::function<void(generation)>> publish_listeners_;
+  std::size_t next_listener_ = 0;
 
   // The tombstones in the order their rows were deleted (apply's; at open and
   // import_checkpoint rebuilt from the rows). An entry whose row was collected otherwise

@@ -59,11 +59,20 @@ void local_sequencer::loop() {
         if (install) break;
       }
     }
-    apply_(batch);
-    applied_.store(last, std::memory_order_release);
-    applied_.notify_all();
+    try {
+      apply_(batch);
+    } catch (const std::exception& e) {
+      // Nothing of a batch that threw is acknowledged as done (apply publishes only after its
+      // write): every proposal without an outcome fails, and the thread goes on.
+      for (const auto& p : batch)
+        if (!p->outcome) p->outcome = fail(api::errors::INTERNAL_ERROR(std::string("apply failed: ") + e.what()));
+    }
+    // The callbacks run before the waiters wake, so a waiter ordered after an asynchronous
+    // proposal knows its callback has run.
     for (const auto& p : batch)
       if (p->applied) p->applied(*p);
+    applied_.store(last, std::memory_order_release);
+    applied_.notify_all();
   }
 }
 

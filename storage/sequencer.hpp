@@ -68,7 +68,7 @@ class sequencer {
 // when a batch begins goes into it (group commit: one synced write acknowledges the batch).
 class local_sequencer final : public sequencer {
  public:
-  explicit local_sequencer(std::size_t max_batch = 1024) : max_batch_(max_batch) {}
+  explicit local_sequencer(std::size_t max_batch = 1024) : max_batch_(max_batch < 1 ? 1 : max_batch) {}
   ~local_sequencer() override { stop(); }
 
   void start(apply_fn apply) override;

@@ -42,6 +42,8 @@ result<std::shared_ptr<sim_world>, std::string> sim_world::open(std::string stat
     if (!(first >> current->next_domid)) return corrupt();
   }
   while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
     std::istringstream fields(line);
     if (line.rfind("host ", 0) == 0) {
       std::string word, name;
@@ -58,7 +60,9 @@ result<std::shared_ptr<sim_world>, std::string> sim_world::open(std::string stat
       return corrupt();
     d.state = static_cast<domain_state>(state);
     d.reason = static_cast<shutdown_reason>(reason);
-    current->domains[d.domid] = d;
+    if (!current->domains.emplace(d.domid, d).second) return corrupt();  // one domid twice
+    // Domids are never reused: the next one is beyond every one in use.
+    current->next_domid = std::max(current->next_domid, d.domid + 1);
   }
   return w;
 }
@@ -98,6 +102,7 @@ std::vector<std::string> sim_world::hosts() {
 void sim_world::save_locked() {
   if (state_file_.empty()) return;
   std::string tmp = state_file_ + ".tmp";
+  bool written = false;
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << "xapid-sim-world 1\n";
@@ -107,8 +112,12 @@ void sim_world::save_locked() {
         out << d.domid << " " << d.uuid << " " << static_cast<int>(d.state) << " " << static_cast<int>(d.reason) << " "
             << d.memory_bytes << " " << d.vcpus << "\n";
     }
+    out.flush();
+    written = out.good();
   }
-  std::rename(tmp.c_str(), state_file_.c_str());
+  // A file that could not be written whole (a full disk) never replaces the good one.
+  if (written) std::rename(tmp.c_str(), state_file_.c_str());
+  else std::remove(tmp.c_str());
 }
 
 std::int64_t sim_world::used_locked(const host_state& h) const {

@@ -218,11 +218,14 @@ struct event_rpcs::waiter {
 
 event_rpcs::event_rpcs(storage::database& db, clock& clk, const dispatcher& d, session_check check, event_limits limits)
     : db_(db), clock_(clk), dispatcher_(d), check_session_(std::move(check)), limits_(limits) {
-  db_.on_publish([this](generation g) { on_commit(g); });
+  publish_listener_ = db_.on_publish([this](generation g) { on_commit(g); });
   timer_ = std::thread(carry_log_host([this] { timer_loop(); }));
 }
 
-event_rpcs::~event_rpcs() { stop(); }
+event_rpcs::~event_rpcs() {
+  db_.remove_publish_listener(publish_listener_);  // commits after this one must not call in here
+  stop();
+}
 
 void event_rpcs::stop() {
   std::map<std::uint64_t, std::shared_ptr<waiter>> dropped;

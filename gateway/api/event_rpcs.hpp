@@ -72,6 +72,7 @@ class event_rpcs {
   std::multimap<std::int64_t, std::uint64_t> deadlines_;  // deadline (ms) -> waiter
   std::map<std::string, std::size_t> per_session_, per_user_, per_client_;
   std::thread timer_;
+  std::size_t publish_listener_ = 0;
 };
 
 }  // namespace xapid::gateway

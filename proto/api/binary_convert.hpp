@@ -15,6 +15,10 @@
 
 namespace xapid::api {
 
+// Room reserved for a count read from the input: a corrupt count (up to one per remaining
+// byte) must not become a huge allocation before the elements prove to be there.
+inline std::size_t bounded_reserve(std::uint64_t n) { return static_cast<std::size_t>(std::min<std::uint64_t>(n, 1024)); }
+
 inline bool from_binary(wire::binary::reader& in, std::string& out) { return in.string(out); }
 inline bool from_binary(wire::binary::reader& in, std::int64_t& out) { return in.integer(out); }
 inline bool from_binary(wire::binary::reader& in, double& out) { return in.floating(out); }
@@ -44,9 +48,9 @@ bool from_binary(wire::binary::reader& in, std::vector<T>& out) {
   std::uint64_t n;
   if (!in.array(n)) return false;
   out.clear();
-  out.resize(n);
-  for (auto& item : out)
-    if (!from_binary(in, item)) return false;
+  out.reserve(bounded_reserve(n));
+  for (std::uint64_t i = 0; i < n; ++i)
+    if (!from_binary(in, out.emplace_back())) return false;
   return true;
 }
 
@@ -69,7 +73,7 @@ bool from_binary(wire::binary::reader& in, api::map<K, V>& out) {
   std::uint64_t n;
   if (!in.structure(n)) return false;
   typename api::map<K, V>::sequence_type items;
-  items.reserve(n);
+  items.reserve(bounded_reserve(n));
   std::string name;
   for (std::uint64_t i = 0; i < n; ++i) {
     K key{};

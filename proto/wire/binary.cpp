@@ -1,5 +1,6 @@
 #include "proto/wire/binary.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -93,6 +94,7 @@ bool reader::varint(std::uint64_t& v) {
   for (int shift = 0; shift < 64; shift += 7) {
     if (pos_ >= in_.size()) return fail("truncated varint");
     auto b = static_cast<unsigned char>(in_[pos_++]);
+    if (shift == 63 && b > 1) return fail("varint beyond 64 bits");
     v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
     if (!(b & 0x80)) return true;
   }
@@ -131,6 +133,7 @@ bool reader::integer(std::int64_t& out) {
   std::uint64_t v;
   if (!varint(v)) return false;
   out = unzigzag(v);
+  if (t == t_int32 && (out < INT32_MIN || out > INT32_MAX)) return fail("int32 out of range");
   return true;
 }
 
@@ -198,18 +201,23 @@ bool reader::read(value& out, std::size_t depth) {
     case t_array: {
       std::uint64_t n;
       if (!count(n)) return false;
-      wire::array a(n);
-      for (auto& item : a)
-        if (!read(item, depth + 1)) return false;
+      // Grown as elements prove to be there: a corrupt count must not allocate first.
+      wire::array a;
+      a.reserve(std::min<std::uint64_t>(n, 1024));
+      for (std::uint64_t i = 0; i < n; ++i)
+        if (!read(a.emplace_back(), depth + 1)) return false;
       out = value(std::move(a));
       return true;
     }
     case t_struct: {
       std::uint64_t n;
       if (!count(n)) return false;
-      wire::structure s(n);
-      for (auto& [k, item] : s)
+      wire::structure s;
+      s.reserve(std::min<std::uint64_t>(n, 1024));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        auto& [k, item] = s.emplace_back();
         if (!bytes(k) || !read(item, depth + 1)) return false;
+      }
       out = value(std::move(s));
       return true;
     }
