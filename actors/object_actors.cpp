@@ -112,10 +112,10 @@ storage::transaction record_operation(storage::database& db, const operation_rul
 // most) before the next begins, so the actor never checks its rules on a row it is changing.
 struct step {
   enum class kind { admit, retire, refresh } k = kind::admit;
-  operation_key op;
+  operation_key op{};
   int attempts = 0;
-  caf::typed_response_promise<verdict> admitted;
-  caf::typed_response_promise<bool> done;  // retire, refresh
+  caf::typed_response_promise<verdict> admitted{};
+  caf::typed_response_promise<bool> done{};  // retire, refresh
 };
 
 struct object_state {

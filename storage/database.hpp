@@ -81,7 +81,7 @@ struct database_options {
   // are forgotten as new ones come, so that deleting costs no memory for ever.
   std::size_t tombstones_kept = 10000;
   // Orders the commits (default: a local_sequencer, this host's own order).
-  std::shared_ptr<sequencer> order;
+  std::shared_ptr<sequencer> order = nullptr;
 };
 
 struct changes_since_result {
