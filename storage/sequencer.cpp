@@ -26,8 +26,8 @@ bool local_sequencer::order(const std::shared_ptr<proposal>& p) { return enqueue
 bool local_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {
   const std::uint64_t seq = enqueue(p);
   if (seq == 0) return false;
-  for (auto done = applied_.load(std::memory_order_acquire); done < seq; done = applied_.load(std::memory_order_acquire))
-    applied_.wait(done, std::memory_order_acquire);
+  std::unique_lock lock(applied_mu_);
+  applied_cv_.wait(lock, [&] { return applied_ >= seq; });
   return true;
 }
 
@@ -71,8 +71,11 @@ void local_sequencer::loop() {
     // proposal knows its callback has run.
     for (const auto& p : batch)
       if (p->applied) p->applied(*p);
-    applied_.store(last, std::memory_order_release);
-    applied_.notify_all();
+    {
+      std::lock_guard lock(applied_mu_);
+      applied_ = last;
+    }
+    applied_cv_.notify_all();
   }
 }
 

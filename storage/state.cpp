@@ -1,6 +1,7 @@
 #include "storage/state.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace xapid::storage {
 namespace {
@@ -69,7 +70,7 @@ class applier {
 
   void index(std::size_t cls, const std::string& ref, const void* rec, bool add) {
     const table_schema& ts = schema::get().table(cls);
-    table_data& t = s_.tables_[cls];
+    table_data& t = s_.writable(cls);
     if (ts.uuid_field) {
       std::string u = string_field(ts, rec, *ts.uuid_field);
       if (add) {
@@ -93,7 +94,7 @@ class applier {
   // indexes whose key changed.
   void reindex(std::size_t cls, const std::string& ref, const void* before, const void* after) {
     const table_schema& ts = schema::get().table(cls);
-    table_data& t = s_.tables_[cls];
+    table_data& t = s_.writable(cls);
     if (ts.uuid_field) {
       std::string u0 = string_field(ts, before, *ts.uuid_field), u1 = string_field(ts, after, *ts.uuid_field);
       if (u0 != u1) {
@@ -124,15 +125,15 @@ class applier {
     const table_schema& ts = schema::get().table(cls);
     const auto& b = ts.bindings[ts.ref_fields[i]];
     if (!b || b->many_to_many) return;
-    const row_ptr* partner = s_.tables_[b->other_class].rows.find(target);
+    const row_ptr* partner = s_.tables_[b->other_class]->rows.find(target);
     if (!partner || (*partner)->deleted) return;
     const table_schema& pts = schema::get().table(b->other_class);
     std::shared_ptr<void> rec = pts.ops->make_shared((*partner)->record.get());
-    const persistent_set* refs = s_.tables_[cls].by_ref[i].find(target);
+    const persistent_set* refs = s_.tables_[cls]->by_ref[i].find(target);
     pts.ops->set_derived(rec.get(), b->other_field, refs ? *refs : persistent_set{});
     // `modified` stays: it is the generation of the row's own fields, which a writer's
     // precondition (expect_unchanged) compares; a partner joining is no conflict.
-    s_.tables_[b->other_class].rows.set(
+    s_.writable(b->other_class).rows.set(
         target, std::make_shared<row>(row{std::move(rec), (*partner)->created, (*partner)->modified, 0}));
     changes_.push_back(change{static_cast<std::uint32_t>(b->other_class), target, change_kind::mod, gen_, true});
   }
@@ -141,7 +142,7 @@ class applier {
   // job. The new row is in place before the indexes move, so a partner derived meanwhile (a row
   // that points at itself) is derived from it.
   void replace(std::size_t cls, const std::string& ref, std::shared_ptr<const void> rec) {
-    table_data& t = s_.tables_[cls];
+    table_data& t = s_.writable(cls);
     const row_ptr old = *t.rows.find(ref);
     const std::shared_ptr<const void> after = rec;
     t.rows.set(ref, std::make_shared<row>(row{std::move(rec), old->created, gen_, 0}));
@@ -201,7 +202,7 @@ class applier {
 
   void apply(const op& o) {
     const table_schema& ts = schema::get().table(o.cls);
-    table_data& t = s_.tables_[o.cls];
+    table_data& t = s_.writable(o.cls);
     switch (o.kind) {
       case op_kind::create: {
         std::shared_ptr<void> owned = ts.ops->make_shared(nullptr);
@@ -265,13 +266,28 @@ class applier {
 
 state::state() {
   const auto& tables = schema::get().tables();
-  tables_.resize(tables.size());
-  for (std::size_t c = 0; c < tables.size(); ++c) tables_[c].by_ref.resize(tables[c].ref_fields.size());
+  tables_.reserve(tables.size());
+  for (const auto& ts : tables) {
+    auto t = std::make_shared<table_data>();
+    t->by_ref.resize(ts.ref_fields.size());
+    tables_.push_back(std::move(t));
+  }
+}
+
+table_data& state::writable(std::size_t cls) {
+  auto& t = tables_.at(cls);
+  if (t.use_count() != 1) {
+    t = std::make_shared<table_data>(*t);
+  } else {
+    // The last other holder let go; its reads happened before (its release, this acquire).
+    std::atomic_thread_fence(std::memory_order_acquire);
+  }
+  return const_cast<table_data&>(*t);
 }
 
 const row* state::find_any(std::size_t cls, std::string_view ref) const {
   if (cls >= tables_.size()) return nullptr;
-  const row_ptr* r = tables_[cls].rows.find(ref);
+  const row_ptr* r = tables_[cls]->rows.find(ref);
   return r ? r->get() : nullptr;
 }
 
@@ -281,26 +297,26 @@ const row* state::find(std::size_t cls, std::string_view ref) const {
 }
 
 std::optional<std::string> state::ref_by_uuid(std::size_t cls, std::string_view uuid) const {
-  const std::string* r = tables_.at(cls).by_uuid.find(uuid);
+  const std::string* r = tables_.at(cls)->by_uuid.find(uuid);
   return r ? std::optional<std::string>(*r) : std::nullopt;
 }
 
 std::vector<std::string> state::refs_by_name_label(std::size_t cls, std::string_view label) const {
-  return refs_in(tables_.at(cls).by_name_label.find(label));
+  return refs_in(tables_.at(cls)->by_name_label.find(label));
 }
 
 std::vector<std::string> state::refs_by_field(std::size_t cls, std::size_t field, std::string_view target) const {
   const auto& ref_fields = schema::get().table(cls).ref_fields;
   auto it = std::find(ref_fields.begin(), ref_fields.end(), field);
   if (it == ref_fields.end()) return {};
-  return refs_in(tables_[cls].by_ref[static_cast<std::size_t>(it - ref_fields.begin())].find(target));
+  return refs_in(tables_[cls]->by_ref[static_cast<std::size_t>(it - ref_fields.begin())].find(target));
 }
 
-std::size_t state::count(std::size_t cls) const { return tables_.at(cls).live; }
+std::size_t state::count(std::size_t cls) const { return tables_.at(cls)->live; }
 
 void state::for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,
                      bool with_tombstones) const {
-  tables_.at(cls).rows.for_each([&](const std::string& ref, const row_ptr& r) {
+  tables_.at(cls)->rows.for_each([&](const std::string& ref, const row_ptr& r) {
     return (!with_tombstones && r->deleted) || fn(ref, *r);
   });
 }
@@ -440,9 +456,9 @@ void state::load_row(std::size_t cls, std::string ref, row r) {
   applier a(*this, r.modified, ignored, false);
   if (!r.deleted) {
     a.index(cls, ref, rec, true);
-    ++tables_.at(cls).live;
+    ++writable(cls).live;
   }
-  tables_.at(cls).rows.set(std::move(ref), std::make_shared<row>(std::move(r)));
+  writable(cls).rows.set(std::move(ref), std::make_shared<row>(std::move(r)));
 }
 
 void state::derive_after_load() {
@@ -453,8 +469,8 @@ void state::derive_after_load() {
       const auto& b = ts.bindings[ts.ref_fields[i]];
       if (!b || b->many_to_many) continue;
       const table_schema& pts = sch.table(b->other_class);
-      tables_[c].by_ref[i].for_each([&](const std::string& target, const persistent_set& refs) {
-        const row_ptr* partner = tables_[b->other_class].rows.find(target);
+      tables_[c]->by_ref[i].for_each([&](const std::string& target, const persistent_set& refs) {
+        const row_ptr* partner = tables_[b->other_class]->rows.find(target);
         // Loaded rows are held by this state alone until it is published.
         if (partner && !(*partner)->deleted)
           pts.ops->set_derived(const_cast<void*>((*partner)->record.get()), b->other_field, refs);
@@ -466,7 +482,7 @@ void state::derive_after_load() {
 
 void state::erase_tombstone(std::size_t cls, const std::string& ref) {
   const row* r = find_any(cls, ref);
-  if (r && r->deleted) tables_[cls].rows.erase(ref);
+  if (r && r->deleted) writable(cls).rows.erase(ref);
 }
 
 }  // namespace xapid::storage

@@ -106,8 +106,11 @@ class state {
 
  private:
   friend class applier;
+  // A table this state may change: a copy of it first if another state shares it. States are
+  // copied once per applied batch; sharing the tables makes that copy one pointer per class.
+  table_data& writable(std::size_t cls);
   generation gen_ = 0;
-  std::vector<table_data> tables_;
+  std::vector<std::shared_ptr<const table_data>> tables_;
 };
 
 }  // namespace xapid::storage

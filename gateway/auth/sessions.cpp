@@ -70,27 +70,42 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   std::vector<std::string> evicted;
   {
     std::lock_guard lock(mu_);
-    const std::string key = cap_key(entry);
-    std::vector<std::pair<std::int64_t, std::string>> same;
+    entry.cap = cap_key(entry);
+    std::vector<std::pair<std::int64_t, const std::string*>> same;  // refs not copied: a login at the cap scans them all
     for (const auto& [r, s] : live_)
-      if (cap_key(s) == key) same.emplace_back(s.last_active_ms, r);
+      if (s.cap == entry.cap) same.emplace_back(s.last_active_ms, &r);
     if (same.size() + 1 > limits_.per_user) {
       const std::size_t excess = same.size() + 1 - limits_.per_user;
       std::partial_sort(same.begin(), same.begin() + static_cast<std::ptrdiff_t>(excess), same.end());
-      for (std::size_t i = 0; i < excess; ++i) {
-        evicted.push_back(same[i].second);
-        live_.erase(same[i].second);
-      }
+      for (std::size_t i = 0; i < excess; ++i) evicted.push_back(*same[i].second);
+      for (const auto& gone : evicted) live_.erase(gone);
     }
     live_[ref] = std::move(entry);  // valid from its commit on; unknown to clients before
   }
-  auto r = db_.commit(std::move(t));
-  if (!r) {
-    std::lock_guard lock(mu_);
-    live_.erase(ref);
-    return fail(r.error());
+  // The evicted sessions go in the login's own commit: one synced write, not two. Should that
+  // fail (a task of theirs destroyed meanwhile), the login commits alone and they end after.
+  api::api_result<storage::generation> r = fail(api::errors::INTERNAL_ERROR("not committed"));
+  if (!evicted.empty()) {
+    notify_end(evicted);
+    storage::transaction both = t;
+    add_removals(both, *db_.snapshot(), evicted);
+    r = db_.commit(std::move(both));
+    if (r) evicted.clear();
   }
-  end(evicted);
+  if (!r) r = db_.commit(std::move(t));
+  bool evicted_before_landing = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!r) {
+      live_.erase(ref);
+      return fail(r.error());
+    }
+    evicted_before_landing = !live_.contains(ref);
+  }
+  // Another login evicted this one while its commit was in flight, from a snapshot without its
+  // row: the row is removed here, so none outlives its session.
+  if (evicted_before_landing) evicted.push_back(ref);
+  remove_rows(evicted);
   return ref;
 }
 
@@ -151,21 +166,33 @@ std::size_t session_manager::end_where(const std::function<bool(const std::strin
 }
 
 void session_manager::end(const std::vector<std::string>& refs) {
-  if (refs.empty()) return;
+  notify_end(refs);
+  remove_rows(refs);
+}
+
+void session_manager::notify_end(const std::vector<std::string>& refs) {
   for (const auto& ref : refs)
     for (const auto& listener : end_listeners_) listener(ref);
-  // The sessions' tasks end with them, as xapi's do. A row another writer removed meanwhile (a
-  // task destroyed by its owner) fails the transaction: it is built again from a newer snapshot.
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    auto snap = db_.snapshot();
+}
+
+void session_manager::add_removals(storage::transaction& t, const storage::state& snap,
+                                   const std::vector<std::string>& refs) {
+  // The sessions' tasks end with them, as xapi's do.
+  for (const auto& ref : refs) {
+    const api::session* rec = snap.get<api::session>(ref);
+    if (!rec) continue;
+    for (const auto& task : rec->tasks)
+      if (snap.get<api::task>(task.opaque)) t.destroy(storage::schema::get().class_of<api::task>(), task.opaque);
+    t.destroy(session_class(), ref);
+  }
+}
+
+void session_manager::remove_rows(const std::vector<std::string>& refs) {
+  // A row another writer removed meanwhile (a task destroyed by its owner) fails the
+  // transaction: it is built again from a newer snapshot.
+  for (int attempt = 0; !refs.empty() && attempt < 3; ++attempt) {
     auto t = db_.begin();
-    for (const auto& ref : refs) {
-      const api::session* rec = snap->get<api::session>(ref);
-      if (!rec) continue;
-      for (const auto& task : rec->tasks)
-        if (snap->get<api::task>(task.opaque)) t.destroy(storage::schema::get().class_of<api::task>(), task.opaque);
-      t.destroy(session_class(), ref);
-    }
+    add_removals(t, *db_.snapshot(), refs);
     if (t.empty() || db_.commit(std::move(t)).ok()) return;
   }
 }

@@ -64,12 +64,17 @@ class session_manager {
     std::string originator;
     caller owner;
     std::string subject;  // a subject's session: the subject's ref
+    std::string cap{};    // whose cap it counts against (cap_key)
   };
   api::api_result<std::string> create(api::session rec, live entry);
   // The rights of a subject's session now; false when the session must end.
   bool refresh(live& s) const;
-  // Removes the rows of sessions already taken out of live_ (with their tasks).
+  // Ends sessions already taken out of live_: tells the listeners, removes their rows.
   void end(const std::vector<std::string>& refs);
+  void notify_end(const std::vector<std::string>& refs);
+  // Removes the rows of these sessions and their tasks, in a commit of their own or in `t`.
+  void remove_rows(const std::vector<std::string>& refs);
+  static void add_removals(storage::transaction& t, const storage::state& snap, const std::vector<std::string>& refs);
   // Takes the sessions `match` picks (under the lock) out of live_ and ends them; how many.
   std::size_t end_where(const std::function<bool(const std::string& ref, live& s)>& match);
   static std::string cap_key(const live& s);
