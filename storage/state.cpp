@@ -12,24 +12,23 @@ std::shared_ptr<const void> own(const table_schema& ts, void* rec) {
   return std::shared_ptr<const void>(rec, [d = ts.ops->destroy](const void* p) { d(const_cast<void*>(p)); });
 }
 
-std::string string_field(const table_schema& ts, const void* rec, std::size_t f) {
-  wire::value v = ts.ops->get_field(rec, f);
-  return v.as_string() ? *v.as_string() : std::string();
+std::string_view text_field(const table_schema& ts, const void* rec, std::size_t f) {
+  return ts.ops->text_field(rec, f);
 }
 
 bool is_null_ref(std::string_view r) { return r.empty() || r == api::null_ref_text; }
 
 // Adds or removes `ref` in the set of refs under `key`; returns whether the set changed.
-bool set_insert(persistent_map<persistent_set>& m, const std::string& key, const std::string& ref) {
+bool set_insert(persistent_map<persistent_set>& m, std::string_view key, const std::string& ref) {
   const persistent_set* cur = m.find(key);
   if (cur && cur->find(ref)) return false;
   persistent_set next = cur ? *cur : persistent_set{};
   next.set(ref, unit{});
-  m.set(key, std::move(next));
+  m.set(std::string(key), std::move(next));
   return true;
 }
 
-bool set_erase(persistent_map<persistent_set>& m, const std::string& key, const std::string& ref) {
+bool set_erase(persistent_map<persistent_set>& m, std::string_view key, const std::string& ref) {
   const persistent_set* cur = m.find(key);
   if (!cur || !cur->find(ref)) return false;
   if (cur->size() == 1) {
@@ -38,7 +37,7 @@ bool set_erase(persistent_map<persistent_set>& m, const std::string& key, const 
   }
   persistent_set next = *cur;
   next.erase(ref);
-  m.set(key, std::move(next));
+  m.set(std::string(key), std::move(next));
   return true;
 }
 
@@ -72,19 +71,19 @@ class applier {
     const table_schema& ts = schema::get().table(cls);
     table_data& t = s_.writable(cls);
     if (ts.uuid_field) {
-      std::string u = string_field(ts, rec, *ts.uuid_field);
+      std::string_view u = text_field(ts, rec, *ts.uuid_field);
       if (add) {
-        t.by_uuid.set(u, ref);
+        t.by_uuid.set(std::string(u), ref);
       } else if (const std::string* owner = t.by_uuid.find(u); owner && *owner == ref) {
         t.by_uuid.erase(u);
       }
     }
     if (ts.name_label_field) {
-      std::string label = string_field(ts, rec, *ts.name_label_field);
+      std::string_view label = text_field(ts, rec, *ts.name_label_field);
       add ? set_insert(t.by_name_label, label, ref) : set_erase(t.by_name_label, label, ref);
     }
     for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
-      std::string target = string_field(ts, rec, ts.ref_fields[i]);
+      std::string_view target = text_field(ts, rec, ts.ref_fields[i]);
       if (is_null_ref(target)) continue;
       if (add ? set_insert(t.by_ref[i], target, ref) : set_erase(t.by_ref[i], target, ref)) derive(cls, i, target);
     }
@@ -96,21 +95,21 @@ class applier {
     const table_schema& ts = schema::get().table(cls);
     table_data& t = s_.writable(cls);
     if (ts.uuid_field) {
-      std::string u0 = string_field(ts, before, *ts.uuid_field), u1 = string_field(ts, after, *ts.uuid_field);
+      std::string_view u0 = text_field(ts, before, *ts.uuid_field), u1 = text_field(ts, after, *ts.uuid_field);
       if (u0 != u1) {
         if (const std::string* owner = t.by_uuid.find(u0); owner && *owner == ref) t.by_uuid.erase(u0);
-        t.by_uuid.set(u1, ref);
+        t.by_uuid.set(std::string(u1), ref);
       }
     }
     if (ts.name_label_field) {
-      std::string l0 = string_field(ts, before, *ts.name_label_field), l1 = string_field(ts, after, *ts.name_label_field);
+      std::string_view l0 = text_field(ts, before, *ts.name_label_field), l1 = text_field(ts, after, *ts.name_label_field);
       if (l0 != l1) {
         set_erase(t.by_name_label, l0, ref);
         set_insert(t.by_name_label, l1, ref);
       }
     }
     for (std::size_t i = 0; i < ts.ref_fields.size(); ++i) {
-      std::string r0 = string_field(ts, before, ts.ref_fields[i]), r1 = string_field(ts, after, ts.ref_fields[i]);
+      std::string_view r0 = text_field(ts, before, ts.ref_fields[i]), r1 = text_field(ts, after, ts.ref_fields[i]);
       if (r0 == r1) continue;
       if (!is_null_ref(r0) && set_erase(t.by_ref[i], r0, ref)) derive(cls, i, r0);
       if (!is_null_ref(r1) && set_insert(t.by_ref[i], r1, ref)) derive(cls, i, r1);
@@ -120,11 +119,13 @@ class applier {
   // The rows pointing at `target` through ref field i of `cls` changed: if that field is the
   // scalar side of a one-to-many pair, the target's derived field becomes the index's new set
   // (shared, O(1)) and the target has a "mod" event, with nothing written to disk.
-  void derive(std::size_t cls, std::size_t i, const std::string& target) {
+  void derive(std::size_t cls, std::size_t i, std::string_view target_text) {
     if (!derive_) return;
     const table_schema& ts = schema::get().table(cls);
     const auto& b = ts.bindings[ts.ref_fields[i]];
     if (!b || b->many_to_many) return;
+    // A copy: the text may be inside a record that the row replaced below held (a self-reference).
+    const std::string target(target_text);
     const row_ptr* partner = s_.tables_[b->other_class]->rows.find(target);
     if (!partner || (*partner)->deleted) return;
     const table_schema& pts = schema::get().table(b->other_class);
@@ -352,7 +353,7 @@ api::status state::validate_and_normalize(op& o) const {
       if (ts.bindings[f] && ts.bindings[f]->derived) (void)ts.ops->set_field(raw, f, wire::value(wire::array{}));
     if (ts.uuid_field) {
       // Chosen when the transaction was built (transaction::create): apply cannot draw one.
-      std::string uuid = string_field(ts, raw, *ts.uuid_field);
+      std::string uuid(text_field(ts, raw, *ts.uuid_field));
       if (uuid.empty()) return fail(api::errors::UUID_INVALID(cls_name, ""));
       if (auto st = check_uuid(uuid); !st) return st;
     }
@@ -412,7 +413,7 @@ api::status state::validate_and_normalize(op& o) const {
       auto it = std::find_if(members.begin(), members.end(), [&](const wire::member& m) { return m.first == o.key; });
       if (o.kind == op_kind::add_to_map) {
         if (it != members.end()) {
-          std::string uuid = ts.uuid_field ? string_field(ts, r->record.get(), *ts.uuid_field) : o.ref;
+          std::string uuid = ts.uuid_field ? std::string(text_field(ts, r->record.get(), *ts.uuid_field)) : o.ref;
           return fail(api::errors::MAP_DUPLICATE_KEY(cls_name, field_name, uuid, o.key));
         }
         members.emplace_back(o.key, o.value);

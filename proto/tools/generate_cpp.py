@@ -274,6 +274,9 @@ struct record_ops {
   void* (*clone)(const void* r);
   void (*destroy)(void* r) noexcept;
   wire::value (*get_field)(const void* r, std::size_t field);
+  // A string or ref field's text, without a copy (indexes read uuids, labels and refs this
+  // way); any other field: empty.
+  std::string_view (*text_field)(const void* r, std::size_t field);
   status (*set_field)(void* r, std::size_t field, const wire::value& v);
   wire::value (*to_value)(const void* r);
   void (*emit)(const void* r, wire::emitter& e);  // the record, written without a tree
@@ -361,6 +364,15 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
         for i, f in enumerate(cls["fields"]):
             c.append(f"    case {i}: return to_value(r.{ident(f['name'])});\n")
         c.append("    default: return {};\n  }\n}\n")
+        c.append(f"std::string_view text_field_{tn}(const void* p, std::size_t i) {{\n"
+                 f"  [[maybe_unused]] const auto& r = *static_cast<const {tn}*>(p);\n  switch (i) {{\n")
+        for i, f in enumerate(cls["fields"]):
+            t = parse_type(f["type"])
+            if t == "string":
+                c.append(f"    case {i}: return r.{ident(f['name'])};\n")
+            elif isinstance(t, tuple) and t[0] == "ref":
+                c.append(f"    case {i}: return r.{ident(f['name'])}.opaque;\n")
+        c.append("    default: return {};\n  }\n}\n")
         c.append(f"status set_field_{tn}(void* p, std::size_t i, const wire::value& v) {{\n"
                  f"  [[maybe_unused]] auto& r = *static_cast<{tn}*>(p);\n  switch (i) {{\n")
         for i, f in enumerate(cls["fields"]):
@@ -373,13 +385,14 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
                 c.append(f"    case {i}: r.{ident(f['name'])} = decltype(r.{ident(f['name'])})(refs); break;\n")
         c.append("    default: (void)refs; break;\n  }\n}\n")
     c.append("template <class R>\nconstexpr record_ops ops_for(wire::value (*get)(const void*, std::size_t),\n"
+             "                            std::string_view (*text)(const void*, std::size_t),\n"
              "                            status (*set)(void*, std::size_t, const wire::value&),\n"
              "                            void (*set_derived)(void*, std::size_t, const persistent_set&)) {\n"
              "  return record_ops{R::api_class,\n"
              "                    []() -> void* { return new R(); },\n"
              "                    [](const void* r) -> void* { return new R(*static_cast<const R*>(r)); },\n"
              "                    [](void* r) noexcept { delete static_cast<R*>(r); },\n"
-             "                    get,\n                    set,\n"
+             "                    get,\n                    text,\n                    set,\n"
              "                    [](const void* r) { return to_value(*static_cast<const R*>(r)); },\n"
              "                    [](const void* r, wire::emitter& e) { emit(*static_cast<const R*>(r), e); },\n"
              "                    [](void* r, const wire::value& v) { return from_value(v, *static_cast<R*>(r)); },\n"
@@ -392,7 +405,7 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
     c.append("const record_ops all_ops[] = {\n")
     for cls in model["classes"]:
         tn = type_name(cls["name"])
-        c.append(f"  ops_for<{tn}>(get_field_{tn}, set_field_{tn}, set_derived_{tn}),\n")
+        c.append(f"  ops_for<{tn}>(get_field_{tn}, text_field_{tn}, set_field_{tn}, set_derived_{tn}),\n")
     c.append("};\n}  // namespace\n\n")
     c.append("const record_ops& record_ops_of(std::size_t class_index) noexcept { return all_ops[class_index]; }\n\n")
     c.append("}  // namespace xapid::api\n")
