@@ -48,9 +48,10 @@ std::string trim_newline(std::string s) {
 
 // A yescrypt hash takes ~20 ms of CPU and megabytes of memory. Logins run on threads of their
 // own, so without a bound a crowd of them (a password-guessing client with many connections)
-// would hash all at once: at most one per CPU does, the others wait their turn.
+// would hash all at once: at most one per two CPUs does, the others wait their turn, so a storm
+// of logins that must be hashed leaves half the CPUs to every other call.
 std::string crypt_in_slot(const std::string& clear, const char* setting) {
-  static std::counting_semaphore<> slots(std::max(1u, std::thread::hardware_concurrency()));
+  static std::counting_semaphore<> slots(std::max(1u, std::thread::hardware_concurrency() / 2));
   struct crypt_data data;
   std::memset(&data, 0, sizeof data);
   slots.acquire();
