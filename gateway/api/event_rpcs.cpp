@@ -416,8 +416,12 @@ void event_rpcs::hand_on(batch waiters, bool due) {
   const std::shared_ptr<waiter> first = waiters.front();
   auto shared = std::make_shared<batch>(std::move(waiters));
   if (dispatcher_.submit(first->ctx, [this, shared, due] { look(*shared, due); })) return;
-  // The lane is full: they wait for the next commit or their deadline.
-  for (auto& w : *shared) park(w, false);
+  // The lane is full: a new call is refused, as any call is then; parked ones wait for the next
+  // commit or their deadline.
+  for (auto& w : *shared) {
+    if (w->id) park(w, false);
+    else finish(*w, fail(api::errors::TOO_BUSY()));
+  }
 }
 
 // Checks each waiter's session again, then answers those alike together.
