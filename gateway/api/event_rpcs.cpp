@@ -4,11 +4,13 @@
 #include <cctype>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "common/log_host.hpp"
 #include "gateway/rpc/read_rules.hpp"
 #include "gateway/rpc/typed_rpcs.hpp"
+#include "proto/wire/encoded_once.hpp"
 #include "storage/row_values.hpp"
 
 namespace xapid::gateway {
@@ -203,23 +205,65 @@ struct event_rpcs::registration {
 // A parked event.from or event.next: no thread holds it; a commit or its deadline hands it to
 // the call pool, which looks for its events and answers or parks it again.
 struct event_rpcs::waiter {
-  std::uint64_t id = 0;
+  std::uint64_t id = 0;      // from its first parking
   bool is_next = false;      // event.next: answers an array, moves the registration's cursor
   call_context ctx;          // who asked (its lane on the pool, its session to check again)
+  subscription requested;    // as asked
   subscription sub;          // as this reader may have it
-  generation cursor = 0;     // the changes up to here are in `seen`
-  std::vector<storage::change> seen;
+  std::string alike;         // what besides the cursor decides its answer (fit_to_reader)
+  generation cursor = 0;     // the changes up to here were looked at
+  std::string key;           // its entry in alike_ while parked
   std::int64_t deadline_ms = 0;  // 0: none (event.next)
   dispatcher::answer done;
   bool gone = false;         // the client closed its connection (under mu_)
   bool counted = false;      // holds a place in the per-session/user/client counts (under mu_)
-  std::multimap<std::int64_t, std::uint64_t>::iterator deadline_entry;  // valid while deadline_ms
+  bool in_deadlines = false;  // deadline_entry is valid (under mu_)
+  std::multimap<std::int64_t, std::uint64_t>::iterator deadline_entry;
 };
+
+namespace {
+
+void put_counted(std::string& out, char what, std::string_view text) {
+  out += what;
+  out += std::to_string(text.size());
+  out += ':';
+  out += text;
+}
+
+// The subscription as the waiter's reader may have it, and `alike`: everything but the cursor
+// that decides the waiter's answer — event.from or next, the subscription, and the reader's
+// view of the classes whose records differ by reader. Each piece is length-prefixed (refs come
+// from clients), so different answers never share a text.
+template <class waiter>
+void fit_to_reader(waiter& w) {
+  w.sub = for_reader(w.requested, w.ctx.who);
+  std::string& alike = w.alike;
+  alike = w.is_next ? "next" : "from";
+  for (std::size_t cls : w.sub.classes) put_counted(alike, 'c', std::to_string(cls));
+  for (const auto& [cls, ref] : w.sub.objects) {
+    put_counted(alike, 'o', std::to_string(cls));
+    put_counted(alike, '/', ref);
+  }
+  for (std::size_t cls : w.sub.counted_classes())
+    if (std::string view = read_rules::view_of(w.ctx.who, cls); !view.empty()) {
+      put_counted(alike, 'v', std::to_string(cls));
+      put_counted(alike, '=', view);
+    }
+}
+
+// Waiters with the same key get the same answer; the cursor leads, so keys sort by it.
+template <class waiter>
+std::string key_of(const waiter& w) {
+  return token_of(w.cursor) + w.alike;
+}
+
+}  // namespace
 
 event_rpcs::event_rpcs(storage::database& db, clock& clk, const dispatcher& d, session_check check, event_limits limits)
     : db_(db), clock_(clk), dispatcher_(d), check_session_(std::move(check)), limits_(limits) {
+  published_ = handed_ = db_.current_generation();
   publish_listener_ = db_.on_publish([this](generation g) { on_commit(g); });
-  timer_ = std::thread(carry_log_host([this] { timer_loop(); }));
+  waker_ = std::thread(carry_log_host([this] { waker_loop(); }));
 }
 
 event_rpcs::~event_rpcs() {
@@ -234,9 +278,10 @@ void event_rpcs::stop() {
     if (stopping_) return;
     stopping_ = true;
     dropped.swap(parked_);
+    alike_.clear();
   }
   cv_.notify_all();
-  if (timer_.joinable()) timer_.join();
+  if (waker_.joinable()) waker_.join();
   // The daemon stops: the connections of these calls are closing already.
   for (auto& [id, w] : dropped) w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
 }
@@ -295,6 +340,8 @@ void event_rpcs::register_with(dispatcher& d) {
   });
 }
 
+// On the thread that decoded the call: what is quick (checking the parameters, parking a call
+// with nothing new to see) is done here; looking at changes and snapshots goes to the pool.
 void event_rpcs::from(call_context& ctx, const wire::array& p, dispatcher::answer done) {
   const wire::array* classes = p[0].as_array();
   if (!classes) return done(fail(api::errors::FIELD_TYPE_ERROR("classes")));
@@ -306,27 +353,30 @@ void event_rpcs::from(call_context& ctx, const wire::array& p, dispatcher::answe
   double timeout_s = 0;
   if (auto st = api::from_value(p[2], timeout_s); !st) return done(fail(api::errors::FIELD_TYPE_ERROR("timeout")));
   timeout_s = std::clamp(timeout_s, 0.0, 3600.0);
-  subscription sub = for_reader(parse_subscription(*classes), ctx.who);
 
   if (*token == 0) {
     // From the beginning: every object there is, as an addition.
-    auto snap = db_.snapshot();
-    std::vector<pending_event> events;
-    for (std::size_t cls : sub.counted_classes())
-      snap->for_each(cls, [&](const std::string& ref, const storage::row& r) {
-        if (sub.wants(cls, ref)) events.push_back({cls, ref, storage::change_kind::add, r.modified});
-        return true;
-      });
-    return done(from_answer(ctx.who, sub, *snap, events, snap->gen(), clock_.now_ms() / 1000));
+    auto whole = [this, who = ctx.who, sub = for_reader(parse_subscription(*classes), ctx.who), done] {
+      auto snap = db_.snapshot();
+      std::vector<pending_event> events;
+      for (std::size_t cls : sub.counted_classes())
+        snap->for_each(cls, [&](const std::string& ref, const storage::row& r) {
+          if (sub.wants(cls, ref)) events.push_back({cls, ref, storage::change_kind::add, r.modified});
+          return true;
+        });
+      done(from_answer(who, sub, *snap, events, snap->gen(), clock_.now_ms() / 1000));
+    };
+    if (!dispatcher_.submit(ctx, std::move(whole))) done(fail(api::errors::TOO_BUSY()));
+    return;
   }
   auto w = std::make_shared<waiter>();
   w->ctx = ctx;
   w->ctx.connection.reset();
-  w->sub = std::move(sub);
+  w->requested = parse_subscription(*classes);
   w->cursor = *token;
   w->deadline_ms = clock_.now_ms() + static_cast<std::int64_t>(timeout_s * 1000);
   w->done = std::move(done);
-  wait(w, ctx);
+  start(w, ctx);
 }
 
 void event_rpcs::next(call_context& ctx, dispatcher::answer done) {
@@ -335,80 +385,23 @@ void event_rpcs::next(call_context& ctx, dispatcher::answer done) {
     std::lock_guard lock(mu_);
     auto it = registrations_.find(ctx.session);
     if (it == registrations_.end()) return done(fail(api::errors::SESSION_NOT_REGISTERED(ctx.session)));
-    w->sub = for_reader(it->second->sub, ctx.who);
+    w->requested = it->second->sub;
     w->cursor = it->second->cursor;
   }
   w->is_next = true;
   w->ctx = ctx;
   w->ctx.connection.reset();
   w->done = std::move(done);
-  wait(w, ctx);
+  start(w, ctx);
 }
 
-// Looks for the waiter's events: answers (true) when there are some, when its time is up, or
-// when it cannot go on; false: it waits on.
-bool event_rpcs::look(waiter& w, bool due) {
-  if (auto who = check_session_(w.ctx.session); !who) {
-    w.done(fail(who.error()));  // logged out or its rights gone meanwhile
-    return true;
-  } else {
-    w.ctx.who = *who;
-  }
-  auto r = db_.changes_since(w.cursor, std::chrono::milliseconds(0));
-  if (r.lost) {
-    w.done(fail(api::errors::EVENTS_LOST()));
-    return true;
-  }
-  // Only what the subscription wants is kept: a wait on one object must not hold every change of
-  // the pool meanwhile.
-  for (auto& c : r.changes)
-    if (w.sub.wants(c.cls, c.ref)) w.seen.push_back(std::move(c));
-  w.cursor = r.gen;
-  std::vector<pending_event> events = coalesce(w.seen, w.sub);
-  if (events.empty() && !due) return false;
-  auto snap = db_.snapshot();
-  if (!w.is_next) {
-    w.done(from_answer(w.ctx.who, w.sub, *snap, events, w.cursor, clock_.now_ms() / 1000));
-    return true;
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = registrations_.find(w.ctx.session); it != registrations_.end()) it->second->cursor = w.cursor;
-  }
-  const std::int64_t now_s = clock_.now_ms() / 1000;
-  wire::array out;
-  for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, w.ctx.who));
-  w.done(wire::value(std::move(out)));
-  return true;
-}
-
-// Parks a new waiter after a first look, within the limits of its session, user and address.
-void event_rpcs::wait(const std::shared_ptr<waiter>& w, call_context& ctx) {
-  if (look(*w, w->deadline_ms && clock_.now_ms() >= w->deadline_ms)) return;
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
-    if (!w->ctx.who.superuser) {
-      auto count = [](std::map<std::string, std::size_t>& m, const std::string& k) {
-        auto it = m.find(k);
-        return it == m.end() ? std::size_t{0} : it->second;
-      };
-      if (count(per_session_, w->ctx.session) >= limits_.per_session ||
-          count(per_client_, w->ctx.client) >= limits_.per_client ||
-          count(per_user_, w->ctx.who.identity) >= limits_.per_user || parked_.size() >= limits_.total)
-        return w->done(fail(api::errors::TOO_BUSY()));
-      ++per_session_[w->ctx.session];
-      ++per_client_[w->ctx.client];
-      ++per_user_[w->ctx.who.identity];
-      w->counted = true;
-    }
-    w->id = ++next_id_;
-    parked_.emplace(w->id, w);
-    if (w->deadline_ms) w->deadline_entry = deadlines_.emplace(w->deadline_ms, w->id);
-  }
-  cv_.notify_all();  // the timer may have to wake sooner
-  // A commit between the look and the parking would be missed: look again if there was one.
-  if (db_.current_generation() > w->cursor) wake(w->id, false);
+// A new waiter: looked at on the pool when there is something to see or its time is up, else
+// parked at once; and dropped when its client goes.
+void event_rpcs::start(const std::shared_ptr<waiter>& w, call_context& ctx) {
+  fit_to_reader(*w);
+  const bool due = w->deadline_ms && clock_.now_ms() >= w->deadline_ms;
+  if (due || db_.current_generation() > w->cursor) hand_on({w}, due);
+  else park(w, true);
   if (!ctx.connection.expired()) {
     std::weak_ptr<waiter> weak = w;
     when_client_gone(ctx.connection, [this, weak] {
@@ -417,11 +410,151 @@ void event_rpcs::wait(const std::shared_ptr<waiter>& w, call_context& ctx) {
   }
 }
 
+// Has the pool look at waiters that would get the same answer (or one that is due), in the lane
+// of the first.
+void event_rpcs::hand_on(batch waiters, bool due) {
+  const std::shared_ptr<waiter> first = waiters.front();
+  auto shared = std::make_shared<batch>(std::move(waiters));
+  if (dispatcher_.submit(first->ctx, [this, shared, due] { look(*shared, due); })) return;
+  // The lane is full: a new call is refused, as any call is then; parked ones wait for the next
+  // commit or their deadline.
+  for (auto& w : *shared) {
+    if (w->id) park(w, false);
+    else finish(*w, fail(api::errors::TOO_BUSY()));
+  }
+}
+
+// Checks each waiter's session again, then answers those alike together.
+void event_rpcs::look(const batch& waiters, bool due) {
+  std::map<std::string, batch> alike;
+  for (const auto& w : waiters) {
+    auto who = check_session_(w->ctx.session);
+    if (!who) {
+      finish(*w, fail(who.error()));  // logged out or its rights gone meanwhile
+      continue;
+    }
+    const bool rights_changed = who->role != w->ctx.who.role;
+    w->ctx.who = std::move(who).value();
+    if (rights_changed) fit_to_reader(*w);  // it may read more or less now
+    alike[key_of(*w)].push_back(w);
+  }
+  for (const auto& [key, same] : alike) answer_alike(same, due);
+}
+
+// Answers waiters whose answer would be the same with one answer, written once per format; or
+// parks them again when there is nothing for them (those whose time is up answer empty).
+void event_rpcs::answer_alike(const batch& alike, bool due) {
+  const waiter& first = *alike.front();
+  auto r = db_.changes_since(first.cursor, std::chrono::milliseconds(0));
+  if (r.lost) {
+    for (const auto& w : alike) finish(*w, fail(api::errors::EVENTS_LOST()));
+    return;
+  }
+  std::vector<pending_event> events = coalesce(r.changes, first.sub);
+  if (events.empty() && !due) {
+    const std::int64_t now = clock_.now_ms();
+    batch out_of_time;
+    for (const auto& w : alike) {
+      w->cursor = r.gen;
+      if (w->deadline_ms && now >= w->deadline_ms) out_of_time.push_back(w);
+      else park(w, true);
+    }
+    if (!out_of_time.empty()) answer_alike(out_of_time, true);
+    return;
+  }
+  auto snap = db_.snapshot();
+  const std::int64_t now_s = clock_.now_ms() / 1000;
+  wire::value answer;
+  if (first.is_next) {
+    wire::array out;
+    for (const auto& e : events) out.push_back(event_record(*snap, e, now_s, first.ctx.who));
+    answer = wire::value(std::move(out));
+  } else {
+    answer = from_answer(first.ctx.who, first.sub, *snap, events, r.gen, now_s);
+  }
+  answer = wire::encode_once(std::move(answer));
+  for (const auto& w : alike) {
+    if (w->is_next) {
+      std::lock_guard lock(mu_);
+      if (auto it = registrations_.find(w->ctx.session); it != registrations_.end()) it->second->cursor = r.gen;
+    }
+    finish(*w, answer);
+  }
+}
+
+void event_rpcs::finish(waiter& w, const api::api_result<wire::value>& answer) {
+  w.done(answer);
+  std::lock_guard lock(mu_);
+  forget(w);
+}
+
+// Parks a waiter after a look, a new one within the limits of its session, user and address.
+// `look_again`: a commit that the waker handed on before this waiter's look had ended is looked
+// at now (a waiter whose lane was full waits for the next commit instead).
+void event_rpcs::park(const std::shared_ptr<waiter>& w, bool look_again) {
+  std::optional<api::api_error> refused;
+  bool tell_waker = false;
+  {
+    std::lock_guard lock(mu_);
+    auto count = [](std::map<std::string, std::size_t>& m, const std::string& k) {
+      auto it = m.find(k);
+      return it == m.end() ? std::size_t{0} : it->second;
+    };
+    const bool limited = !w->counted && !w->ctx.who.superuser;
+    if (w->gone) {
+      forget(*w);  // its client closed the connection meanwhile: nobody to answer
+      return;
+    }
+    if (stopping_) {
+      forget(*w);
+      refused = api::errors::INTERNAL_ERROR("the daemon is stopping");
+    } else if (limited && (count(per_session_, w->ctx.session) >= limits_.per_session ||
+                           count(per_client_, w->ctx.client) >= limits_.per_client ||
+                           count(per_user_, w->ctx.who.identity) >= limits_.per_user ||
+                           parked_.size() >= limits_.total)) {
+      forget(*w);
+      refused = api::errors::TOO_BUSY();
+    } else {
+      if (limited) {
+        ++per_session_[w->ctx.session];
+        ++per_client_[w->ctx.client];
+        ++per_user_[w->ctx.who.identity];
+        w->counted = true;
+      }
+      if (!w->id) w->id = ++next_id_;
+      w->key = key_of(*w);
+      parked_.emplace(w->id, w);
+      alike_[w->key].insert(w->id);
+      if (w->deadline_ms && !w->in_deadlines) {
+        w->deadline_entry = deadlines_.emplace(w->deadline_ms, w->id);
+        w->in_deadlines = true;
+        tell_waker = w->deadline_entry == deadlines_.begin();  // it sleeps until the first deadline
+      }
+      if (look_again && published_ > w->cursor && handed_ > w->cursor) {
+        handed_ = w->cursor;
+        tell_waker = true;
+      }
+    }
+  }
+  if (refused) return w->done(fail(std::move(*refused)));
+  if (tell_waker) cv_.notify_all();
+}
+
+// Takes a parked waiter out of the parked set and its entry in alike_ (under mu_); false if it
+// was not parked.
+bool event_rpcs::unpark(const waiter& w) {
+  if (!parked_.erase(w.id)) return false;
+  auto it = alike_.find(w.key);
+  it->second.erase(w.id);
+  if (it->second.empty()) alike_.erase(it);
+  return true;
+}
+
 // A waiter that has answered gives back its place in the counts and its deadline (under mu_).
 void event_rpcs::forget(waiter& w) {
-  if (w.deadline_ms) {
+  if (w.in_deadlines) {
     deadlines_.erase(w.deadline_entry);
-    w.deadline_ms = 0;
+    w.in_deadlines = false;
   }
   if (!w.counted) return;
   w.counted = false;
@@ -434,47 +567,10 @@ void event_rpcs::forget(waiter& w) {
   drop(per_user_, w.ctx.who.identity);
 }
 
-// Takes the waiter out of the parked set (if it is still there) and looks at it on the pool.
-void event_rpcs::wake(std::uint64_t id, bool due) {
-  std::shared_ptr<waiter> w;
-  {
-    std::lock_guard lock(mu_);
-    auto it = parked_.find(id);
-    if (it == parked_.end()) return;  // being looked at, answered, or gone
-    w = it->second;
-    parked_.erase(it);
-  }
-  const bool queued = dispatcher_.submit(w->ctx, [this, w, due] {
-    const bool is_due = due || (w->deadline_ms && clock_.now_ms() >= w->deadline_ms);
-    if (look(*w, is_due)) {
-      std::lock_guard lock(mu_);
-      forget(*w);
-      return;
-    }
-    repark(w, true);
-  });
-  if (!queued) repark(w, false);  // its lane is full: the next commit or the timer tries again
-}
-
-void event_rpcs::repark(const std::shared_ptr<waiter>& w, bool look_again) {
-  {
-    std::lock_guard lock(mu_);
-    if (w->gone || stopping_) {
-      forget(*w);
-      return;
-    }
-    parked_.emplace(w->id, w);
-  }
-  // What came meanwhile, or a deadline the timer saw pass while the waiter was out, is looked at now.
-  if (!look_again) return;
-  if (w->deadline_ms && clock_.now_ms() >= w->deadline_ms) wake(w->id, true);
-  else if (db_.current_generation() > w->cursor) wake(w->id, false);
-}
-
 void event_rpcs::client_gone(const std::shared_ptr<waiter>& w) {
   {
     std::lock_guard lock(mu_);
-    if (!parked_.erase(w->id)) {
+    if (!unpark(*w)) {
       w->gone = true;  // being looked at: dropped instead of parked again
       return;
     }
@@ -483,32 +579,54 @@ void event_rpcs::client_gone(const std::shared_ptr<waiter>& w) {
   w->done(fail(api::errors::INTERNAL_ERROR("the client closed its connection")));
 }
 
+// On the thread that applies commits: it only notes the generation for the waker.
 void event_rpcs::on_commit(generation g) {
-  std::vector<std::uint64_t> due;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [id, w] : parked_)
-      if (w->cursor < g) due.push_back(id);
+    published_ = std::max(published_, g);
   }
-  for (auto id : due) wake(id, false);
+  cv_.notify_all();
 }
 
-void event_rpcs::timer_loop() {
+// Hands on, away from the commit path, the waiters a commit may concern — together, those alike
+// — and the ones whose deadline came.
+void event_rpcs::waker_loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    const std::int64_t now = clock_.now_ms();
-    std::vector<std::uint64_t> due;
-    for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) due.push_back(it->second);
-    if (!due.empty()) {
-      lock.unlock();
-      for (auto id : due) wake(id, true);  // a waiter answers and forgets its entry; one being looked at reparks due
-      lock.lock();
-      if (!deadlines_.empty() && deadlines_.begin()->first <= now)
-        cv_.wait_for(lock, std::chrono::milliseconds(10));  // entries of waiters out being looked at
-      continue;
+    std::vector<batch> woken;
+    batch due;
+    if (published_ > handed_) {
+      handed_ = published_;
+      // Keys begin with the cursor: the waiters parked before the commit come first.
+      const auto end = alike_.lower_bound(token_of(published_));
+      for (auto it = alike_.begin(); it != end; it = alike_.erase(it)) {
+        batch& same = woken.emplace_back();
+        for (auto id : it->second) {
+          auto p = parked_.find(id);
+          same.push_back(std::move(p->second));
+          parked_.erase(p);
+        }
+      }
     }
-    const std::int64_t wait_ms = deadlines_.empty() ? 1000 : std::min<std::int64_t>(1000, deadlines_.begin()->first - now);
-    cv_.wait_for(lock, std::chrono::milliseconds(std::max<std::int64_t>(1, wait_ms)));
+    const std::int64_t now = clock_.now_ms();
+    for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it)
+      if (auto p = parked_.find(it->second); p != parked_.end()) {
+        due.push_back(p->second);
+        unpark(*due.back());  // a waiter answers and forgets its entry; one being looked at parks due
+      }
+    if (!woken.empty() || !due.empty()) {
+      lock.unlock();
+      for (auto& same : woken) hand_on(std::move(same), false);
+      for (auto& w : due) hand_on({w}, true);
+      lock.lock();
+      if (due.empty() || deadlines_.empty() || deadlines_.begin()->first > now) continue;
+      // A due waiter whose lane was full is parked again: it is tried again shortly.
+    }
+    std::int64_t wait_ms = 1000;
+    if (!deadlines_.empty())
+      wait_ms = deadlines_.begin()->first <= now ? 10  // entries of waiters out being looked at
+                                                 : std::min<std::int64_t>(1000, deadlines_.begin()->first - now);
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_ || published_ > handed_; });
   }
 }
 

@@ -2,8 +2,10 @@
 // token, as xapi answers, not the seed's set), event.inject, event.get_current_id, and the older
 // register/unregister/next. A waiting event.from or event.next holds no thread: it is parked
 // until a commit (the database tells at once) or its deadline, then looked at on the call pool,
-// and it ends when its client closes the connection. Waits are bounded per session, per user
-// and per client address (root's are not), beyond which TOO_BUSY answers.
+// and it ends when its client closes the connection. Waiters that would get the same answer
+// (same subscription, token and view of the records) are looked at together and share one
+// answer, written once per format. Waits are bounded per session, per user and per client
+// address (root's are not), beyond which TOO_BUSY answers.
 #pragma once
 
 #include <condition_variable>
@@ -11,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,16 +48,20 @@ class event_rpcs {
  private:
   struct registration;
   struct waiter;
+  using batch = std::vector<std::shared_ptr<waiter>>;
   void from(call_context& ctx, const wire::array& params, dispatcher::answer done);
   void next(call_context& ctx, dispatcher::answer done);
-  bool look(waiter& w, bool due);
-  void wait(const std::shared_ptr<waiter>& w, call_context& ctx);
-  void wake(std::uint64_t id, bool due);
-  void repark(const std::shared_ptr<waiter>& w, bool look_again);
+  void start(const std::shared_ptr<waiter>& w, call_context& ctx);
+  void hand_on(batch waiters, bool due);
+  void look(const batch& waiters, bool due);
+  void answer_alike(const batch& alike, bool due);
+  void finish(waiter& w, const api::api_result<wire::value>& answer);
+  void park(const std::shared_ptr<waiter>& w, bool look_again);
+  bool unpark(const waiter& w);
   void forget(waiter& w);
   void client_gone(const std::shared_ptr<waiter>& w);
   void on_commit(storage::generation g);
-  void timer_loop();
+  void waker_loop();
   bool take_inject_token(const std::string& user);
 
   storage::database& db_;
@@ -69,9 +76,14 @@ class event_rpcs {
   std::map<std::string, std::pair<double, std::int64_t>> inject_tokens_;  // by user: tokens, when
   std::uint64_t next_id_ = 0;
   std::map<std::uint64_t, std::shared_ptr<waiter>> parked_;
+  // The parked waiters by what decides their answer (key_of: the cursor first, so the ones a
+  // commit wakes come first); each entry is answered together.
+  std::map<std::string, std::set<std::uint64_t>> alike_;
   std::multimap<std::int64_t, std::uint64_t> deadlines_;  // deadline (ms) -> waiter
   std::map<std::string, std::size_t> per_session_, per_user_, per_client_;
-  std::thread timer_;
+  storage::generation published_ = 0;  // the newest commit the database told of
+  storage::generation handed_ = 0;     // the waiters parked before it were handed on
+  std::thread waker_;
   std::size_t publish_listener_ = 0;
 };
 

@@ -136,9 +136,7 @@ void dispatcher::set_pool_limits(call_pool_limits limits) { pool_ = std::make_un
 
 bool dispatcher::add_parked(std::string_view wire_name, parked_handler h) {
   if (!add(wire_name, {})) return false;
-  auto& e = handlers_[api::find_method(wire_name)->wire_name];
-  e.blocking = true;
-  e.parked = std::move(h);
+  handlers_[api::find_method(wire_name)->wire_name].parked = std::move(h);
   return true;
 }
 
@@ -194,6 +192,7 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
     }
     return done(wire::response{true, wire::value(ref), {}}, std::move(ctx));
   }
+  if (e->parked) return run_parked(*e, c, ctx, std::move(done));
   if (!e->blocking) {
     out = run(*e, c, ctx);
     return done(std::move(out), std::move(ctx));
@@ -202,7 +201,6 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
       std::move(c), ctx, std::move(done));
   bool started = submit(ctx, [this, e, shared] {
     auto& [call, context, reply] = *shared;
-    if (e->parked) return run_parked(*e, call, context, reply);
     wire::response r = run(*e, call, context);
     reply(std::move(r), std::move(context));
   });

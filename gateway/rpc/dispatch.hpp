@@ -56,7 +56,8 @@ class dispatcher {
   bool add_blocking(std::string_view wire_name, handler h, std::size_t min_params = static_cast<std::size_t>(-1));
   // Registers a handler that answers later through `done`, from any thread, holding no thread
   // while it waits (event.from parks the call until a commit or its timeout). It starts on the
-  // call pool.
+  // thread that decoded the call, so it must be quick there: what may take long it hands to
+  // the call pool itself (submit).
   using answer = std::function<void(api::api_result<wire::value>)>;
   using parked_handler = std::function<void(call_context&, const wire::array& params, answer done)>;
   bool add_parked(std::string_view wire_name, parked_handler h);

@@ -53,6 +53,12 @@ std::shared_ptr<const void> view(const caller& who, const storage::state& snap, 
   return copy;
 }
 
+std::string view_of(const caller& who, std::size_t cls) {
+  static const std::size_t task = schema::get().class_of<api::task>();
+  if (cls != task) return "";
+  return (who.superuser ? "root:" : "user:") + who.identity;  // what sees_task_session compares
+}
+
 storage::row_view table_view(const caller& who, std::shared_ptr<const storage::state> snap, std::size_t cls) {
   static const std::size_t task = schema::get().class_of<api::task>();
   if (cls != task) return {};

@@ -29,6 +29,9 @@ bool may_find(const call_context& ctx, std::size_t cls, const std::string& ref);
 // cleared.
 std::shared_ptr<const void> view(const caller& who, const storage::state& snap, std::size_t cls,
                                  const std::shared_ptr<const void>& record);
+// Which of the views of `cls` that `view` makes `who` gets: readers with the same text get the
+// same records (event answers are shared between them); "" where every reader sees the same.
+std::string view_of(const caller& who, std::size_t cls);
 // The same for a whole table (get_all_records); empty when the class has nothing to clear.
 storage::row_view table_view(const caller& who, std::shared_ptr<const storage::state> snap, std::size_t cls);
 

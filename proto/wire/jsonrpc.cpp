@@ -190,6 +190,7 @@ void put_value(sink& out, const value& v) {
       return out.put('}');
     }
     case kind::deferred: {
+      if (const std::string* bytes = v.as_deferred()->encoded(format::json_rpc)) return out.put(*bytes);
       json_emitter e(out);
       return v.as_deferred()->emit(e);
     }

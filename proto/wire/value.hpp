@@ -36,6 +36,9 @@ struct int32_value {
 
 class emitter;
 
+// The two formats an answer is written in (see deferred::encoded).
+enum class format { xml_rpc, json_rpc };
+
 // A value that writes itself when an answer is encoded instead of being built first: a typed
 // record read from a database snapshot goes straight into the XML or JSON of the answer, with
 // no tree of strings made and freed on the way (most of a get_record's cost otherwise).
@@ -46,6 +49,9 @@ class deferred {
   virtual void emit(emitter& out) const = 0;
   // Roughly how many bytes its XML takes, so the answer's buffer grows once at most.
   virtual std::size_t size_hint() const { return 4096; }
+  // Its bytes in `f` when they were written before (one answer shared by many calls: see
+  // encoded_once.hpp), copied in whole instead of emitted again; nullptr otherwise.
+  virtual const std::string* encoded(format) const { return nullptr; }
 };
 
 enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure, deferred };

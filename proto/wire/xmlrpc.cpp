@@ -191,6 +191,7 @@ void put_value(sink& out, const value& v) {
       }
       return out.put("</struct></value>");
     case kind::deferred: {
+      if (const std::string* bytes = v.as_deferred()->encoded(format::xml_rpc)) return out.put(*bytes);
       xml_emitter e(out);
       return v.as_deferred()->emit(e);
     }

@@ -27,8 +27,8 @@ import unittest
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
-from xapid_support import (PASSWORD, answers, jsonrpc_request, needs_pam_users, pam_users, read_answer, start_daemon,
-                           stop_daemon, strings_in, with_daemon)  # takes PATH_TO_XAPID from argv
+from xapid_support import (PASSWORD, answers, jsonrpc_request, needs_pam_users, pam_users, read_answer, role_daemon,
+                           start_daemon, stop_daemon, strings_in, with_daemon)  # takes PATH_TO_XAPID from argv
 
 NULL = "OpaqueRef:NULL"
 
@@ -191,31 +191,6 @@ class _buffer_socket:
 
     def recv(self, n):
         return b""
-
-
-class role_daemon(with_daemon):
-    """A daemon of its own and system users with roles on it: for each (attribute, role) in the
-    class's `users`, `cls.<attribute>` is the user (a pam_user) and `cls.<attribute>_s` a
-    session of it. Users and their PAM service go when the class is done, whatever happened."""
-
-    users = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pam = pam_users()
-        cls.addClassCleanup(cls.pam.cleanup)
-        super().setUpClass()
-        try:
-            for attribute, role in cls.users:
-                user = cls.pam.role_user(cls.x, cls.s, role)
-                setattr(cls, attribute, user)
-                answer = user.login(cls.x, attribute)
-                if answer["Status"] != "Success":
-                    raise RuntimeError(f"{role} user {user.name} cannot log in: {answer}")
-                setattr(cls, attribute + "_s", answer["Value"])
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
 
 # --- sessions and reads (RBAC read rules) ---

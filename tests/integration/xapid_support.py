@@ -259,6 +259,31 @@ class pam_users:
             pass
 
 
+class role_daemon(with_daemon):
+    """A daemon of its own and system users with roles on it: for each (attribute, role) in the
+    class's `users`, `cls.<attribute>` is the user (a pam_user) and `cls.<attribute>_s` a
+    session of it. Users and their PAM service go when the class is done, whatever happened."""
+
+    users = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pam = pam_users()
+        cls.addClassCleanup(cls.pam.cleanup)
+        super().setUpClass()
+        try:
+            for attribute, role in cls.users:
+                user = cls.pam.role_user(cls.x, cls.s, role)
+                setattr(cls, attribute, user)
+                answer = user.login(cls.x, attribute)
+                if answer["Status"] != "Success":
+                    raise RuntimeError(f"{role} user {user.name} cannot log in: {answer}")
+                setattr(cls, attribute + "_s", answer["Value"])
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+
 # --- raw HTTP, for what a client library would not send ---
 
 def http_request(method, target, body=b"", headers=b""):
