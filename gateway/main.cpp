@@ -18,6 +18,14 @@
 #include "gateway/host_node.hpp"
 #include "gateway/logging.hpp"
 
+// jemalloc's settings (read at the first allocation): freed memory goes back to the system
+// within about a second, by a background thread, not when some later allocation happens to
+// purge — a burst of large request bodies must not leave the daemon holding them.
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+}
+
 namespace {
 
 const char* usage =

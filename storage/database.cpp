@@ -244,8 +244,14 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   // damage stops the open rather than silently dropping acknowledged writes.
   opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   opts.max_open_files = 256;
-  // Rows and recent entries are small; a smaller memtable keeps their second copy in memory small.
-  opts.write_buffer_size = 1u << 20;
+  // Rows and recent entries are small; a small memtable keeps their second copy in memory small.
+  // Rows have random keys, so every flush overlaps the whole of the next level: with levels
+  // sized from the last one (dynamic) and a small first level, a commit's share of compaction
+  // stays about the same as the database grows (at 100,000 VMs: half the bytes on disk, and a create's
+  // CPU 0.37-0.47 against 0.48-0.57 ms with a 1 MiB memtable and the default 256 MiB level).
+  opts.write_buffer_size = 4u << 20;
+  opts.level_compaction_dynamic_level_bytes = true;
+  opts.max_bytes_for_level_base = 16u << 20;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &raw);
   if (!s.ok()) return fail("cannot open the database in " + options.path + ": " + status_text(s));
