@@ -12,6 +12,7 @@
 
 #include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
+#include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
 
 namespace xapid::wire::jsonrpc {
@@ -217,6 +218,20 @@ std::size_t size_hint(const value& v) {
 
 std::string_view id_of(const request& req) {
   return req.id_json.empty() ? std::string_view("null") : std::string_view(req.id_json);
+}
+
+// What goes around a successful answer's value.
+std::string_view success_head(const request& req) {
+  return req.ver == version::v2_0 ? "{\"jsonrpc\":\"2.0\",\"result\":" : "{\"result\":";
+}
+void put_id_and_end(sink& out, const request& req) {
+  out.put(",\"id\":");
+  out.put(id_of(req));
+  out.put('}');
+}
+void put_success_tail(sink& out, const request& req) {
+  if (req.ver == version::v1_0) out.put(",\"error\":null");
+  put_id_and_end(out, req);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,9 +527,9 @@ std::string write_response(const request& req, const response& r) {
   {  // the sink must finish (trim `out`) before `out` is returned
     sink to(out, hint);
     if (r.success) {
-      v2 ? to.put("{\"jsonrpc\":\"2.0\",\"result\":") : to.put("{\"result\":");
+      to.put(success_head(req));
       put_value(to, r.result);
-      if (!v2) to.put(",\"error\":null");
+      put_success_tail(to, req);
     } else if (v2) {
       // xapi's shape: code 1 (clients treat 0 as "no error"), message = the XenAPI error code,
       // data = its parameters.
@@ -540,11 +555,21 @@ std::string write_response(const request& req, const response& r) {
       }
       to.put(']');
     }
-    to.put(",\"id\":");
-    to.put(id_of(req));
-    to.put('}');
+    if (!r.success) put_id_and_end(to, req);
   }
   return out;
+}
+
+std::unique_ptr<answer_pieces> write_response_in_pieces(const request& req, response r) {
+  if (!r.success || size_hint(r.result) < answer_piece_bytes)
+    return std::make_unique<detail::whole_answer>(write_response(req, r));
+  std::string tail;
+  {
+    sink to(tail, 32 + req.id_json.size());
+    put_success_tail(to, req);
+  }
+  return std::make_unique<detail::answer_in_pieces<json_emitter>>(std::move(r.result), std::string(success_head(req)),
+                                                                  std::move(tail));
 }
 
 std::string write_error(const request& req, int code, std::string_view message) {

@@ -36,6 +36,14 @@ struct int32_value {
 
 class emitter;
 
+// The rest of a deferred value's events, a part at a time (see deferred::cursor).
+class deferred_cursor {
+ public:
+  virtual ~deferred_cursor() = default;
+  // Emits the next part (an opening, one member, a closing); false when nothing was left.
+  virtual bool emit_next(emitter& out) = 0;
+};
+
 // A value that writes itself when an answer is encoded instead of being built first: a typed
 // record read from a database snapshot goes straight into the XML or JSON of the answer, with
 // no tree of strings made and freed on the way (most of a get_record's cost otherwise).
@@ -46,6 +54,10 @@ class deferred {
   virtual void emit(emitter& out) const = 0;
   // Roughly how many bytes its XML takes, so the answer's buffer grows once at most.
   virtual std::size_t size_hint() const { return 4096; }
+  // A large value (a whole table) may also be written a part at a time, so that its answer is
+  // sent as it is made and never held whole: the same events as emit(), in steps. nullptr: the
+  // value is small and only written whole. A cursor is used only while its value lives.
+  virtual std::unique_ptr<deferred_cursor> cursor() const { return nullptr; }
 };
 
 enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure, deferred };

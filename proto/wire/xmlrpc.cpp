@@ -12,6 +12,7 @@
 
 #include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
+#include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
 
 namespace xapid::wire::xmlrpc {
@@ -692,21 +693,30 @@ std::string write_call(const call& c) {
   return out;
 }
 
+namespace {
+
+// What goes around a successful answer's value.
+struct envelope {
+  std::string_view head, tail;
+};
+constexpr envelope bare_answer{"<?xml version=\"1.0\"?><methodResponse><params><param>",
+                               "</param></params></methodResponse>"};
+constexpr envelope status_answer{
+    "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
+    "<member><name>Status</name><value><string>Success</string></value></member>"
+    "<member><name>Value</name>",
+    "</member></struct></value></param></params></methodResponse>"};
+
+}  // namespace
+
 std::string write_response(const response& r) {
   std::string out;
-  if (r.success && r.bare) {
-    sink to(out, 120 + size_hint(r.result));
-    to.put("<?xml version=\"1.0\"?><methodResponse><params><param>");
+  if (r.success) {
+    const envelope& e = r.bare ? bare_answer : status_answer;
+    sink to(out, e.head.size() + e.tail.size() + size_hint(r.result));
+    to.put(e.head);
     put_value(to, r.result);
-    to.put("</param></params></methodResponse>");
-  } else if (r.success) {
-    sink to(out, 220 + size_hint(r.result));
-    to.put(
-        "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
-        "<member><name>Status</name><value><string>Success</string></value></member>"
-        "<member><name>Value</name>");
-    put_value(to, r.result);
-    to.put("</member></struct></value></param></params></methodResponse>");
+    to.put(e.tail);
   } else {
     std::size_t hint = 300;
     for (auto& e : r.error_description) hint += 31 + e.size();
@@ -721,6 +731,13 @@ std::string write_response(const response& r) {
         "</methodResponse>");
   }
   return out;
+}
+
+std::unique_ptr<answer_pieces> write_response_in_pieces(response r) {
+  if (!r.success || size_hint(r.result) < answer_piece_bytes) return std::make_unique<detail::whole_answer>(write_response(r));
+  const envelope& e = r.bare ? bare_answer : status_answer;
+  return std::make_unique<detail::answer_in_pieces<xml_emitter>>(std::move(r.result), std::string(e.head),
+                                                                 std::string(e.tail));
 }
 
 std::string write_fault(int code, std::string_view message) {
