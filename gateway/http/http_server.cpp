@@ -637,18 +637,22 @@ class connection final : public std::enable_shared_from_this<connection<Socket, 
     });
   }
 
+  // A body in pieces: the next one is made now that the last has gone, from the event loop, so
+  // that other connections are served between two pieces. (Made on the call pool instead, two
+  // thread hand-offs per piece halved one client's rate of 10,000-VM answers.)
+  void next_piece() {
+    net::post(socket().get_executor(), [self = this->shared_from_this()] {
+      if (!self->pieces_) return;  // closed meanwhile
+      self->head_.clear();
+      self->frame(self->pieces_->next());
+      self->send();
+    });
+  }
+
   void uncount_answer() { server_->answer_bytes_waiting.fetch_sub(std::exchange(answer_counted_, 0)); }
 
   void sent(beast::error_code ec) {
-    // A body in pieces: the next one is made now that the last has gone, from the event loop,
-    // so that other connections are served between two pieces.
-    if (!ec && pieces_ && !pieces_->finished())
-      return net::post(socket().get_executor(), [self = this->shared_from_this()] {
-        if (!self->pieces_) return;  // closed meanwhile
-        self->head_.clear();
-        self->frame(self->pieces_->next());
-        self->send();
-      });
+    if (!ec && pieces_ && !pieces_->finished()) return next_piece();
     // An idle keep-alive connection keeps nothing of its last answer (1,500 idle connections
     // held 0.8 MB each of an event.from answer; a body in pieces holds its snapshot).
     std::string().swap(body_);

@@ -14,6 +14,7 @@
 #include "proto/wire/numbers.hpp"
 #include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
+#include "proto/wire/swar.hpp"
 
 namespace xapid::wire::xmlrpc {
 namespace {
@@ -44,10 +45,7 @@ constexpr auto escape_table = [] {
 // yes/no (the classic "has a byte less than n" and "has a zero byte" tests); tab and newline say
 // yes too, and the bytes are then looked at one by one.
 constexpr bool may_need_escape(std::uint64_t w) {
-  constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  auto has_zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
-  return (((w - ones * 0x20) & ~w & highs) | has_zero_byte(w ^ (ones * '&')) | has_zero_byte(w ^ (ones * '<')) |
-          has_zero_byte(w ^ (ones * '>'))) != 0;
+  return detail::has_byte_below(w, 0x20) | detail::has_byte(w, '&') | detail::has_byte(w, '<') | detail::has_byte(w, '>');
 }
 
 void put_escaped(sink& out, std::string_view s) {
@@ -69,18 +67,11 @@ void put_escaped(sink& out, std::string_view s) {
     }
   };
   const char* p = run;
-  for (; end - p >= 8; p += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    if (may_need_escape(w))
+  for (; end - p >= 8; p += 8)
+    if (may_need_escape(detail::load_word(p)))
       for (int i = 0; i < 8; ++i) escape(p + i);
-  }
-  if (p != end && s.size() >= 8) {
-    // The last eight bytes, overlapping those already looked at, which may only say yes again.
-    std::uint64_t w;
-    std::memcpy(&w, end - 8, 8);
-    if (!may_need_escape(w)) p = end;
-  }
+  // The last eight bytes, overlapping those already looked at, which may only say yes again.
+  if (p != end && s.size() >= 8 && !may_need_escape(detail::load_word(end - 8))) p = end;
   for (; p != end; ++p)
     if (escape_table.esc[static_cast<unsigned char>(*p)]) escape(p);
   out.put(run, static_cast<std::size_t>(end - run));
