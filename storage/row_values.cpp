@@ -19,6 +19,8 @@ class one_record final : public wire::deferred {
   std::shared_ptr<const void> record_;
 };
 
+// The table as a struct from ref to record, a row per step when written in pieces. The whole
+// walk uses the snapshot's for_each, faster through a large table than the iterator.
 class all_records final : public wire::deferred {
  public:
   all_records(std::shared_ptr<const state> snap, std::size_t cls, row_view view)
@@ -26,8 +28,7 @@ class all_records final : public wire::deferred {
   void emit(wire::emitter& out) const override {
     out.begin_struct();
     snap_->for_each(ts_.index, [&](const std::string& ref, const row& r) {
-      out.name(ref);
-      ts_.ops->emit(view_ ? view_(r.record).get() : r.record.get(), out);
+      emit_row(out, ref, r);
       return true;
     });
     out.end_struct();
@@ -35,8 +36,42 @@ class all_records final : public wire::deferred {
   std::size_t size_hint() const override {
     return 32 + snap_->count(ts_.index) * (80 + ts_.desc->fields.size() * bytes_per_field);
   }
+  std::unique_ptr<wire::deferred_cursor> cursor() const override { return std::make_unique<rows_cursor>(*this); }
 
  private:
+  void emit_row(wire::emitter& out, const std::string& ref, const row& r) const {
+    out.name(ref);
+    ts_.ops->emit(view_ ? view_(r.record).get() : r.record.get(), out);
+  }
+
+  class rows_cursor final : public wire::deferred_cursor {
+   public:
+    explicit rows_cursor(const all_records& of)
+        : of_(of), at_(of.snap_->rows(of.ts_.index).begin()), end_(of.snap_->rows(of.ts_.index).end()) {}
+    bool emit_next(wire::emitter& out) override {
+      if (!opened_) {
+        out.begin_struct();
+        opened_ = true;
+        return true;
+      }
+      while (at_ != end_ && at_->value->deleted) ++at_;
+      if (at_ == end_) {
+        if (closed_) return false;
+        out.end_struct();
+        closed_ = true;
+        return true;
+      }
+      of_.emit_row(out, at_->key, *at_->value);
+      ++at_;
+      return true;
+    }
+
+   private:
+    const all_records& of_;  // and its snapshot, which hold the rows walked
+    persistent_map<row_ptr>::iterator at_, end_;
+    bool opened_ = false, closed_ = false;
+  };
+
   std::shared_ptr<const state> snap_;
   const table_schema& ts_;
   row_view view_;

@@ -82,6 +82,9 @@ class state {
     return out;
   }
   std::size_t count(std::size_t cls) const;  // live rows
+  // Every row of `cls`, tombstones included (`deleted`), for a walk that stops and resumes with
+  // an iterator (an answer written in pieces); for_each is the faster way through all at once.
+  const persistent_map<row_ptr>& rows(std::size_t cls) const { return tables_.at(cls)->rows; }
   // Visits live rows (with tombstones if asked); stop by returning false.
   void for_each(std::size_t cls, const std::function<bool(const std::string&, const row&)>& fn,
                 bool with_tombstones = false) const;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 
@@ -26,11 +27,25 @@ struct http_request {
   std::weak_ptr<client_watch> connection;  // to be told when the client goes (a call that waits)
 };
 
+// A body made a piece at a time while it is sent (a whole table's answer): the connection asks
+// for the next piece once the last one is written, so a slow reader holds one piece, not the
+// body. Sent chunked to HTTP/1.1 clients, and to HTTP/1.0 ones as a body that ends with the
+// connection; a body that is all in its first piece goes with its length, as any.
+class http_body_pieces {
+ public:
+  virtual ~http_body_pieces() = default;
+  // The next piece; valid until the next call. Empty once the body has all been given.
+  virtual std::string_view next() = 0;
+  // Whether the piece last given was the body's last.
+  virtual bool finished() const = 0;
+};
+
 struct http_response {
   unsigned status = 200;
   std::string content_type;
   std::string body;
   std::chrono::milliseconds delay{0};  // hold the answer back this long (a timer, not a thread)
+  std::unique_ptr<http_body_pieces> pieces{};  // the body instead of `body`, when set
 };
 
 // A request whose body and answer stream (VM export and import): the handler runs on a thread

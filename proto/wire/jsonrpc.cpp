@@ -12,7 +12,9 @@
 
 #include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
+#include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
+#include "proto/wire/swar.hpp"
 
 namespace xapid::wire::jsonrpc {
 namespace {
@@ -40,10 +42,34 @@ constexpr auto escape_table = [] {
   return t;
 }();
 
+// Whether any of a word's eight bytes needs escaping: below 0x20, '"' or '\\'.
+constexpr bool may_need_escape(std::uint64_t w) {
+  return detail::has_byte_below(w, 0x20) | detail::has_byte(w, '"') | detail::has_byte(w, '\\');
+}
+
+// How many bytes at the start of `s` need no escaping, looked at a word at a time.
+std::size_t plain_prefix(std::string_view s) {
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (end - p >= 8 && !may_need_escape(detail::load_word(p))) p += 8;
+  while (p != end && !escape_table.esc[static_cast<unsigned char>(*p)]) ++p;
+  return static_cast<std::size_t>(p - s.data());
+}
+
 void put_string(sink& out, std::string_view s) {
+  const std::size_t plain = plain_prefix(s);
+  if (plain == s.size()) {  // nearly every string: one bounds check and one copy
+    out.reserve(s.size() + 2);
+    char* p = out.cursor();
+    p[0] = '"';
+    std::memcpy(p + 1, s.data(), s.size());
+    p[s.size() + 1] = '"';
+    return out.advance(s.size() + 2);
+  }
   out.put('"');
-  const char* run = s.data();
-  const char* end = run + s.size();
+  out.put(s.data(), plain);
+  const char* run = s.data() + plain;
+  const char* end = s.data() + s.size();
   for (const char* p = run; p != end; ++p) {
     char e = escape_table.esc[static_cast<unsigned char>(*p)];
     if (!e) continue;
@@ -117,11 +143,21 @@ class json_emitter final : public emitter {
     put_string(out_, member);
     out_.put(':');
   }
+  // The comma, quotes and colon around a field's name in one reservation: a record has about a
+  // hundred fields, and each separate append reloads and checks the sink's cursor.
   void field(std::string_view member) override {
-    next_member();
-    out_.put('"');
-    out_.put(member);
-    out_.put("\":");
+    container& c = open_.back();
+    out_.reserve(member.size() + 4);
+    char* p = out_.cursor();
+    *p = ',';
+    p += c.written;
+    c.written = true;
+    *p++ = '"';
+    std::memcpy(p, member.data(), member.size());
+    p += member.size();
+    p[0] = '"';
+    p[1] = ':';
+    out_.advance(static_cast<std::size_t>(p + 2 - out_.cursor()));
   }
   void end_struct() override { close('}'); }
   void value(const wire::value& v) override {
@@ -218,6 +254,20 @@ std::size_t size_hint(const value& v) {
 
 std::string_view id_of(const request& req) {
   return req.id_json.empty() ? std::string_view("null") : std::string_view(req.id_json);
+}
+
+// What goes around a successful answer's value.
+std::string_view success_head(const request& req) {
+  return req.ver == version::v2_0 ? "{\"jsonrpc\":\"2.0\",\"result\":" : "{\"result\":";
+}
+void put_id_and_end(sink& out, const request& req) {
+  out.put(",\"id\":");
+  out.put(id_of(req));
+  out.put('}');
+}
+void put_success_tail(sink& out, const request& req) {
+  if (req.ver == version::v1_0) out.put(",\"error\":null");
+  put_id_and_end(out, req);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,9 +563,9 @@ std::string write_response(const request& req, const response& r) {
   {  // the sink must finish (trim `out`) before `out` is returned
     sink to(out, hint);
     if (r.success) {
-      v2 ? to.put("{\"jsonrpc\":\"2.0\",\"result\":") : to.put("{\"result\":");
+      to.put(success_head(req));
       put_value(to, r.result);
-      if (!v2) to.put(",\"error\":null");
+      put_success_tail(to, req);
     } else if (v2) {
       // xapi's shape: code 1 (clients treat 0 as "no error"), message = the XenAPI error code,
       // data = its parameters.
@@ -541,11 +591,21 @@ std::string write_response(const request& req, const response& r) {
       }
       to.put(']');
     }
-    to.put(",\"id\":");
-    to.put(id_of(req));
-    to.put('}');
+    if (!r.success) put_id_and_end(to, req);
   }
   return out;
+}
+
+std::unique_ptr<answer_pieces> write_response_in_pieces(const request& req, response r) {
+  if (!r.success || size_hint(r.result) < answer_piece_bytes)
+    return std::make_unique<detail::whole_answer>(write_response(req, r));
+  std::string tail;
+  {
+    sink to(tail, 32 + req.id_json.size());
+    put_success_tail(to, req);
+  }
+  return std::make_unique<detail::answer_in_pieces<json_emitter>>(std::move(r.result), std::string(success_head(req)),
+                                                                  std::move(tail));
 }
 
 std::string write_error(const request& req, int code, std::string_view message) {

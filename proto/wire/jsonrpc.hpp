@@ -4,6 +4,7 @@
 // failure). The id is echoed verbatim.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,9 @@ struct request {
 // [-]Infinity are accepted, as written for such doubles.
 decoded<request> parse_request(std::string_view body, const limits& lim = {});
 std::string write_response(const request& req, const response& r);
+// The same bytes, given a piece at a time as they are made (see answer_pieces): a large value
+// (a whole table) is written as it is sent; anything else is one piece.
+std::unique_ptr<answer_pieces> write_response_in_pieces(const request& req, response r);
 // For bodies that could not be decoded: error {code, message}, in either version.
 std::string write_error(const request& req, int code, std::string_view message);
 

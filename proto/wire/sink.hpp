@@ -15,7 +15,7 @@ namespace xapid::wire::detail {
 class sink {
  public:
   // Appends to `out`, which holds the result (and only it) once the sink is destroyed.
-  explicit sink(std::string& out, std::size_t expected = 256) : out_(out) {
+  explicit sink(std::string& out, std::size_t expected = 256) : out_(out), start_(out.size()) {
     std::size_t used = out_.size();
     out_.resize(std::max(out_.capacity(), used + expected));
     cur_ = out_.data() + used;
@@ -52,6 +52,12 @@ class sink {
   char* cursor() { return cur_; }
   void advance(std::size_t n) { cur_ += n; }
 
+  // A sink that is emptied again and again (an answer written in pieces): what was appended
+  // since the sink began or was last rewound, and starting over.
+  std::size_t size() const { return static_cast<std::size_t>(cur_ - begin()); }
+  std::string_view written() const { return {begin(), size()}; }
+  void rewind() { cur_ = out_.data() + start_; }
+
  private:
   [[gnu::noinline]] void grow(std::size_t n) {
     std::size_t used = static_cast<std::size_t>(cur_ - out_.data());
@@ -60,7 +66,10 @@ class sink {
     end_ = out_.data() + out_.size();
   }
 
+  const char* begin() const { return out_.data() + start_; }
+
   std::string& out_;
+  std::size_t start_;  // where this sink's bytes begin in out_
   char* cur_;
   char* end_;
 };

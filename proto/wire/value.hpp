@@ -39,6 +39,14 @@ class emitter;
 // The two formats an answer is written in (see deferred::encoded).
 enum class format { xml_rpc, json_rpc };
 
+// The rest of a deferred value's events, a part at a time (see deferred::cursor).
+class deferred_cursor {
+ public:
+  virtual ~deferred_cursor() = default;
+  // Emits the next part (an opening, one member, a closing); false when nothing was left.
+  virtual bool emit_next(emitter& out) = 0;
+};
+
 // A value that writes itself when an answer is encoded instead of being built first: a typed
 // record read from a database snapshot goes straight into the XML or JSON of the answer, with
 // no tree of strings made and freed on the way (most of a get_record's cost otherwise).
@@ -52,6 +60,10 @@ class deferred {
   // Its bytes in `f` when they were written before (one answer shared by many calls: see
   // encoded_once.hpp), copied in whole instead of emitted again; nullptr otherwise.
   virtual const std::string* encoded(format) const { return nullptr; }
+  // A large value (a whole table) may also be written a part at a time, so that its answer is
+  // sent as it is made and never held whole: the same events as emit(), in steps. nullptr: the
+  // value is small and only written whole. A cursor is used only while its value lives.
+  virtual std::unique_ptr<deferred_cursor> cursor() const { return nullptr; }
 };
 
 enum class kind { nil, boolean, integer, int32, floating, string, datetime, array, structure, deferred };

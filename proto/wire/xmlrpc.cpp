@@ -12,7 +12,9 @@
 
 #include "proto/wire/emitter.hpp"
 #include "proto/wire/numbers.hpp"
+#include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
+#include "proto/wire/swar.hpp"
 
 namespace xapid::wire::xmlrpc {
 namespace {
@@ -43,10 +45,7 @@ constexpr auto escape_table = [] {
 // yes/no (the classic "has a byte less than n" and "has a zero byte" tests); tab and newline say
 // yes too, and the bytes are then looked at one by one.
 constexpr bool may_need_escape(std::uint64_t w) {
-  constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  auto has_zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
-  return (((w - ones * 0x20) & ~w & highs) | has_zero_byte(w ^ (ones * '&')) | has_zero_byte(w ^ (ones * '<')) |
-          has_zero_byte(w ^ (ones * '>'))) != 0;
+  return detail::has_byte_below(w, 0x20) | detail::has_byte(w, '&') | detail::has_byte(w, '<') | detail::has_byte(w, '>');
 }
 
 void put_escaped(sink& out, std::string_view s) {
@@ -68,18 +67,11 @@ void put_escaped(sink& out, std::string_view s) {
     }
   };
   const char* p = run;
-  for (; end - p >= 8; p += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    if (may_need_escape(w))
+  for (; end - p >= 8; p += 8)
+    if (may_need_escape(detail::load_word(p)))
       for (int i = 0; i < 8; ++i) escape(p + i);
-  }
-  if (p != end && s.size() >= 8) {
-    // The last eight bytes, overlapping those already looked at, which may only say yes again.
-    std::uint64_t w;
-    std::memcpy(&w, end - 8, 8);
-    if (!may_need_escape(w)) p = end;
-  }
+  // The last eight bytes, overlapping those already looked at, which may only say yes again.
+  if (p != end && s.size() >= 8 && !may_need_escape(detail::load_word(end - 8))) p = end;
   for (; p != end; ++p)
     if (escape_table.esc[static_cast<unsigned char>(*p)]) escape(p);
   out.put(run, static_cast<std::size_t>(end - run));
@@ -693,21 +685,30 @@ std::string write_call(const call& c) {
   return out;
 }
 
+namespace {
+
+// What goes around a successful answer's value.
+struct envelope {
+  std::string_view head, tail;
+};
+constexpr envelope bare_answer{"<?xml version=\"1.0\"?><methodResponse><params><param>",
+                               "</param></params></methodResponse>"};
+constexpr envelope status_answer{
+    "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
+    "<member><name>Status</name><value><string>Success</string></value></member>"
+    "<member><name>Value</name>",
+    "</member></struct></value></param></params></methodResponse>"};
+
+}  // namespace
+
 std::string write_response(const response& r) {
   std::string out;
-  if (r.success && r.bare) {
-    sink to(out, 120 + size_hint(r.result));
-    to.put("<?xml version=\"1.0\"?><methodResponse><params><param>");
+  if (r.success) {
+    const envelope& e = r.bare ? bare_answer : status_answer;
+    sink to(out, e.head.size() + e.tail.size() + size_hint(r.result));
+    to.put(e.head);
     put_value(to, r.result);
-    to.put("</param></params></methodResponse>");
-  } else if (r.success) {
-    sink to(out, 220 + size_hint(r.result));
-    to.put(
-        "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
-        "<member><name>Status</name><value><string>Success</string></value></member>"
-        "<member><name>Value</name>");
-    put_value(to, r.result);
-    to.put("</member></struct></value></param></params></methodResponse>");
+    to.put(e.tail);
   } else {
     std::size_t hint = 300;
     for (auto& e : r.error_description) hint += 31 + e.size();
@@ -722,6 +723,13 @@ std::string write_response(const response& r) {
         "</methodResponse>");
   }
   return out;
+}
+
+std::unique_ptr<answer_pieces> write_response_in_pieces(response r) {
+  if (!r.success || size_hint(r.result) < answer_piece_bytes) return std::make_unique<detail::whole_answer>(write_response(r));
+  const envelope& e = r.bare ? bare_answer : status_answer;
+  return std::make_unique<detail::answer_in_pieces<xml_emitter>>(std::move(r.result), std::string(e.head),
+                                                                 std::string(e.tail));
 }
 
 std::string write_fault(int code, std::string_view message) {

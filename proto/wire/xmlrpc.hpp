@@ -3,6 +3,7 @@
 // as <i4>), and are accepted as <string>, <i4>, <int> or <i8>.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,9 @@ decoded<response> parse_response(std::string_view body, const limits& lim = {});
 std::string write_call(const call& c);
 // Always the Status struct, failures included; never a <fault>.
 std::string write_response(const response& r);
+// The same bytes, given a piece at a time as they are made (see answer_pieces): a large value
+// (a whole table) is written as it is sent; anything else is one piece.
+std::unique_ptr<answer_pieces> write_response_in_pieces(response r);
 // Only for bodies that could not be decoded as a call.
 std::string write_fault(int code, std::string_view message);
 

@@ -21,6 +21,7 @@
 
 #include "tests/bench/ceilings.hpp"
 
+#include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
 #include "storage/database.hpp"
 #include "storage/row_values.hpp"
@@ -148,9 +149,10 @@ int main(int argc, char** argv) {
     long after10k = rss_kib();
     const std::size_t vm_class = xapid::storage::schema::get().class_of<xapid::api::vm>();
     // The snapshot get_all_records reads from: taken, and its 11,000 records counted; then the
-    // XML-RPC answer get_all_records writes from it.
-    double snapshot_ms = 1e9, answer_ms = 1e9;
-    std::size_t answer_bytes = 0;
+    // XML-RPC and JSON-RPC answers get_all_records writes from it (the writers' speed per byte).
+    double snapshot_ms = 1e9, answer_ms = 1e9, json_ms = 1e9;
+    std::size_t answer_bytes = 0, json_bytes = 0;
+    const xapid::wire::jsonrpc::request json_call{{}, xapid::wire::jsonrpc::version::v2_0, "1"};
     for (int i = 0; i < 5; ++i) {
       auto start = steady_clock::now();
       auto snap = (*db)->snapshot();
@@ -165,9 +167,15 @@ int main(int argc, char** argv) {
       xapid::wire::response answer{true, xapid::storage::all_records_value(snap, vm_class), {}};
       answer_bytes = xapid::wire::xmlrpc::write_response(answer).size();
       answer_ms = std::min(answer_ms, seconds_since(start) * 1000);
+      start = steady_clock::now();
+      json_bytes = xapid::wire::jsonrpc::write_response(json_call, answer).size();
+      json_ms = std::min(json_ms, seconds_since(start) * 1000);
     }
     std::printf("snapshot of 11,000 VM records:       %10.2f ms  (target < 20 for 10,000)\n", snapshot_ms);
-    std::printf("  and their XML-RPC answer (%zu MB):  %8.2f ms\n", answer_bytes >> 20, answer_ms);
+    std::printf("  and their XML-RPC answer (%zu MB):  %8.2f ms  (%.0f MB/s)\n", answer_bytes >> 20, answer_ms,
+                answer_bytes / answer_ms / 1e3);
+    std::printf("  and their JSON-RPC answer (%zu MB): %8.2f ms  (%.0f MB/s; goal: XML's per byte)\n", json_bytes >> 20,
+                json_ms, json_bytes / json_ms / 1e3);
     std::printf("memory per VM record, next 10,000:   %10.0f bytes (target < 4096)\n",
                 (after10k - before) * 1024.0 / 10000);
     add_vms(**db, 90000);  // 100,000 after the warm-up

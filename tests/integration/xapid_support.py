@@ -299,10 +299,42 @@ def jsonrpc_request(method, params, ident=1, target="/jsonrpc"):
     return http_request("POST", target, body, b"Content-Type: application/json\r\n")
 
 
+def read_chunked(sock, data):
+    """A chunked body from `sock` (after the bytes already in `data`), read strictly (RFC 9112
+    7.1): a hex size line, that many bytes, CRLF; an empty chunk and an empty trailer at the end.
+    Returns (body, the chunks' sizes, whatever came beyond it). Raises EOFError if the
+    connection ends inside it."""
+    def need(n):
+        nonlocal data
+        while len(data) < n:
+            more = sock.recv(1 << 16)
+            if not more:
+                raise EOFError(f"the connection ended inside a chunked body: {data[:80]!r}")
+            data += more
+
+    body, sizes = bytearray(), []
+    while True:
+        while b"\r\n" not in data:
+            need(len(data) + 1)
+        line, data = data.split(b"\r\n", 1)
+        assert re.fullmatch(rb"[0-9a-f]+", line), f"bad chunk size line {line[:40]!r}"
+        size = int(line, 16)
+        if size == 0:
+            need(2)
+            assert data[:2] == b"\r\n", f"no empty trailer after the last chunk: {data[:40]!r}"
+            return bytes(body), sizes, data[2:]
+        need(size + 2)
+        body += data[:size]
+        assert data[size:size + 2] == b"\r\n", "a chunk's data is not followed by CRLF"
+        data = data[size + 2:]
+        sizes.append(size)
+
+
 def read_answer(sock, buffered=b""):
     """One whole HTTP answer from `sock` (after the bytes already `buffered`): its status code,
-    head (text), body and whatever came beyond it. Without a Content-Length the body ends with
-    the connection. Raises EOFError if the connection ends before a whole answer."""
+    head (text), body and whatever came beyond it. A chunked body is read back whole; without a
+    Content-Length or chunks the body ends with the connection. Raises EOFError if the
+    connection ends before a whole answer."""
     data = buffered
     while True:
         end = data.find(b"\r\n\r\n")
@@ -310,6 +342,9 @@ def read_answer(sock, buffered=b""):
             head = data[:end].decode("latin-1")
             m = re.search(r"(?im)^content-length: *(\d+)", head)
             status = int(head.split(" ", 2)[1])
+            if re.search(r"(?im)^transfer-encoding: *chunked *$", head):
+                body, _, rest = read_chunked(sock, data[end + 4:])
+                return status, head, body, rest
             if m and len(data) >= end + 4 + int(m.group(1)):
                 length = int(m.group(1))
                 return status, head, data[end + 4:end + 4 + length], data[end + 4 + length:]
