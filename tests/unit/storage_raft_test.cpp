@@ -4,10 +4,6 @@
 // member that was away catch up, by entries or by snapshot.
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -20,6 +16,7 @@
 #include "storage/database.hpp"
 #include "storage/raft_sequencer.hpp"
 #include "storage/row_values.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace xapid::storage {
@@ -27,20 +24,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-// A port nobody listens on now, on 127.0.0.1 (the kernel's choice).
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    std::abort();
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit) {
@@ -63,7 +46,7 @@ std::uint64_t test_seed() {
 // One member of a pool: its data dir (database and Raft log), its sequencer and database.
 struct member {
   member(const testing::temp_dir& root, std::uint64_t id)
-      : dir(root / ("member-" + std::to_string(id))), self{id, "127.0.0.1:" + std::to_string(free_port())},
+      : dir(root / ("member-" + std::to_string(id))), self{id, "127.0.0.1:" + std::to_string(testing::free_port())},
         ids(test_seed() * 31 + id) {}
 
   ::testing::AssertionResult open(std::vector<raft_member> bootstrap, raft_options tuning = {}) {
