@@ -18,10 +18,11 @@
 namespace xapid::storage {
 namespace {
 
-// Keys: "m:schema", "m:gen"; "r" + class (2 bytes, big-endian) + ref for rows; "l" + generation
+// Keys: "m:schema", "m:gen", "m:log_index" (the replicated log's position, when ordered by one); "r" + class (2 bytes, big-endian) + ref for rows; "l" + generation
 // (8 bytes, big-endian) for log entries, so both sort in order.
 const std::string key_schema = "m:schema";
 const std::string key_gen = "m:gen";
+const std::string key_log_index = "m:log_index";
 
 std::string row_key(std::size_t cls, std::string_view ref) {
   std::string k = "r";
@@ -282,6 +283,11 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   if (s = db->db_->Get(rocksdb::ReadOptions(), key_gen, &gen_text); !s.ok())
     return fail("cannot read the generation of " + options.path + ": " + status_text(s));
   st->set_generation(std::stoull(gen_text));
+  std::string log_index_text;
+  if (s = db->db_->Get(rocksdb::ReadOptions(), key_log_index, &log_index_text); s.ok())
+    db->applied_log_index_ = std::stoull(log_index_text);
+  else if (!s.IsNotFound())
+    return fail("cannot read the log position of " + options.path + ": " + status_text(s));
 
   if (auto loaded = load_rows(*db->db_, *st, options.path); !loaded) return fail(loaded.error());
   st->derive_after_load();
@@ -289,7 +295,12 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   db->feed_start_ = st->gen();
   db->index_tombstones(*st);
   db->current_ = std::move(st);
-  db->order_->start([d = db.get()](std::span<const std::shared_ptr<proposal>> batch) { d->apply(batch); });
+  database* d = db.get();
+  if (auto started = db->order_->start({[d](std::span<const std::shared_ptr<proposal>> batch) { d->apply(batch); },
+                                        [d] { return d->applied_log_index_.load(); },
+                                        [d] { return d->export_checkpoint(); }});
+      !started)
+    return fail("cannot order the commits of " + options.path + ": " + started.error());
   return db;
 }
 
@@ -427,9 +438,13 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
   for (const auto& [cls, ref] : collected)
     if (!working->find_any(cls, ref)) wb.Delete(row_key(cls, ref));
   wb.Put(key_gen, std::to_string(working->gen()));
+  // A batch from a replicated log: its position goes in the same write, which need not be
+  // synced (the log holds the entry, and a restarted member replays what follows this position).
+  const std::uint64_t log_index = batch.back()->log_index;
+  if (log_index) wb.Put(key_log_index, std::to_string(log_index));
 
   rocksdb::WriteOptions wo;
-  wo.sync = true;
+  wo.sync = log_index == 0;
   rocksdb::Status s = db_->Write(wo, &wb);
   if (!s.ok()) {
     // Nothing of this batch is durable, so nothing of it is published or acknowledged.
@@ -438,6 +453,7 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     const std::size_t from_old = std::min(expired, tombstones_.size());
     tombstones_.erase(tombstones_.begin(), tombstones_.begin() + static_cast<std::ptrdiff_t>(from_old));
     for (std::size_t i = expired - from_old; i < born.size(); ++i) tombstones_.push_back(std::move(born[i]));
+    if (log_index) applied_log_index_ = log_index;
     publish(std::move(working), std::move(changes));
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
   }
@@ -572,9 +588,11 @@ void database::apply_install(proposal& p) {
     next->derive_after_load();
     next->set_generation(gen);
     wb.Put(key_gen, std::to_string(gen));
+    if (p.log_index) wb.Put(key_log_index, std::to_string(p.log_index));
     rocksdb::WriteOptions wo;
     wo.sync = true;
     if (auto s = db_->Write(wo, &wb); !s.ok()) return fail("cannot store the checkpoint: " + status_text(s));
+    if (p.log_index) applied_log_index_ = p.log_index;
     index_tombstones(*next);
     {
       std::lock_guard lock(state_mu_);

@@ -173,6 +173,8 @@ class database {
   void index_tombstones(const state& s);
 
   std::shared_ptr<sequencer> order_;
+  // The replicated log's position of the last entry applied (proposal::log_index), as stored.
+  std::atomic<std::uint64_t> applied_log_index_{0};
 };
 
 }  // namespace xapid::storage

@@ -4,9 +4,10 @@
 
 namespace xapid::storage {
 
-void local_sequencer::start(apply_fn apply) {
-  apply_ = std::move(apply);
+result<void, std::string> local_sequencer::start(ordered_database db) {
+  apply_ = std::move(db.apply);
   thread_ = std::thread(carry_log_host([this] { loop(); }));
+  return ok_v;
 }
 
 std::uint64_t local_sequencer::enqueue(const std::shared_ptr<proposal>& p) {

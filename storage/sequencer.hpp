@@ -37,6 +37,10 @@ struct proposal {
   generation fixed_gen = 0;
   generation collect_up_to = 0;
   std::string checkpoint;
+  // The position of the replicated log's entry that carries it (0: this host's own order). The
+  // database stores it in the write that applies the entry, so a restarted member replays only
+  // the entries that follow; that write need not be synced, since the log holds the entry.
+  std::uint64_t log_index = 0;
   // Set by apply: the generation the proposal took, or why it changed nothing.
   std::optional<result<generation, api::api_error>> outcome;
   // Called by the sequencer, on the thread that applies, once the outcome is set (for a
@@ -44,15 +48,24 @@ struct proposal {
   std::function<void(proposal&)> applied;
 };
 
-class sequencer {
- public:
+// What the database gives its sequencer when ordering starts.
+struct ordered_database {
   // Applies a batch of proposals in order and sets each one's outcome. A batch holding an
   // install holds nothing else.
-  using apply_fn = std::function<void(std::span<const std::shared_ptr<proposal>> batch)>;
+  std::function<void(std::span<const std::shared_ptr<proposal>> batch)> apply;
+  // The log_index of the last replicated entry applied (0: none); after a failed write it has
+  // not moved. A replicated log replays only what follows it.
+  std::function<std::uint64_t()> applied_log_index;
+  // The whole state as export_checkpoint writes it, for a log that compacts itself into snapshots.
+  std::function<std::string()> checkpoint;
+};
 
+class sequencer {
+ public:
   virtual ~sequencer() = default;
-  // Starts ordering: from now on `apply` is called with each batch, on one thread, in order.
-  virtual void start(apply_fn apply) = 0;
+  // Starts ordering: from now on `db.apply` is called with each batch, on one thread, in order.
+  // Fails, saying why, when the order cannot be kept (e.g. a replicated log that cannot start).
+  virtual result<void, std::string> start(ordered_database db) = 0;
   // Orders `p` and returns once it has been applied (its outcome is set); false, changing
   // nothing, once the sequencer is stopping.
   virtual bool order_and_wait(const std::shared_ptr<proposal>& p) = 0;
@@ -70,7 +83,7 @@ class local_sequencer final : public sequencer {
   explicit local_sequencer(std::size_t max_batch = 1024) : max_batch_(max_batch < 1 ? 1 : max_batch) {}
   ~local_sequencer() override { stop(); }
 
-  void start(apply_fn apply) override;
+  result<void, std::string> start(ordered_database db) override;
   bool order_and_wait(const std::shared_ptr<proposal>& p) override;
   bool order(const std::shared_ptr<proposal>& p) override;
   void stop() override;
@@ -81,7 +94,7 @@ class local_sequencer final : public sequencer {
   void loop();
 
   const std::size_t max_batch_;
-  apply_fn apply_;
+  std::function<void(std::span<const std::shared_ptr<proposal>>)> apply_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<std::uint64_t, std::shared_ptr<proposal>>> queue_;

@@ -20,6 +20,7 @@
 #include <rocksdb/db.h>
 
 #include "tests/bench/ceilings.hpp"
+#include "tests/bench/commit_rate.hpp"
 
 #include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
@@ -31,6 +32,7 @@ namespace {
 using namespace std::chrono;
 using xapid::storage::database;
 
+using xapid::bench::commits_per_s;
 using xapid::bench::seconds_since;
 
 // Resident memory once malloc has returned what it only keeps cached.
@@ -43,36 +45,6 @@ long rss_kib() {
   return 0;
 }
 
-
-double commits_per_s(database& db, int writers, double duration_s) {
-  // Each commit renames one VM of its writer: a small transaction, as most API writes are.
-  std::vector<std::string> vms;
-  for (int w = 0; w < writers; ++w) {
-    auto t = db.begin();
-    xapid::api::vm vm;
-    vm.name_label = "bench";
-    vms.push_back(t.create(vm));
-    (void)db.commit(std::move(t));
-  }
-  const std::size_t vm_class = xapid::storage::schema::get().class_of<xapid::api::vm>();
-  const std::size_t name_field = *xapid::storage::schema::get().field_index(vm_class, "name_label");
-  std::atomic<long> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  auto start = steady_clock::now();
-  for (int w = 0; w < writers; ++w)
-    threads.emplace_back([&, w] {
-      for (long i = 0; !stop; ++i) {
-        auto t = db.begin();
-        t.set(vm_class, vms[w], name_field, xapid::wire::value("name-" + std::to_string(i)));
-        if (db.commit(std::move(t))) ++done;
-      }
-    });
-  std::this_thread::sleep_for(duration<double>(duration_s));
-  stop = true;
-  for (auto& t : threads) t.join();
-  return done / seconds_since(start);
-}
 
 void add_vms(database& db, int count) {
   constexpr int per_commit = 1000;

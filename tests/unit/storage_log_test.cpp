@@ -193,8 +193,9 @@ TEST_F(storage_test, session_refs_do_not_follow_the_seeded_identifiers) {
 // prepared it (what a replicated log needs: the entry is the same bytes on every member).
 class recording_sequencer final : public sequencer {
  public:
-  void start(apply_fn apply) override {
-    inner_.start([this, apply](std::span<const std::shared_ptr<proposal>> batch) {
+  result<void, std::string> start(ordered_database db) override {
+    auto apply = std::move(db.apply);
+    db.apply = [this, apply](std::span<const std::shared_ptr<proposal>> batch) {
       {
         std::lock_guard lock(mu);
         batch_sizes.push_back(batch.size());
@@ -202,7 +203,8 @@ class recording_sequencer final : public sequencer {
       }
       apply(batch);
       for (const auto& p : batch) EXPECT_TRUE(p->outcome.has_value()) << "apply left a proposal without its outcome";
-    });
+    };
+    return inner_.start(std::move(db));
   }
   bool order_and_wait(const std::shared_ptr<proposal>& p) override { return inner_.order_and_wait(p); }
   bool order(const std::shared_ptr<proposal>& p) override { return inner_.order(p); }

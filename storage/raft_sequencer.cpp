@@ -1,0 +1,745 @@
+#include "storage/raft_sequencer.hpp"
+
+#include <uv.h>
+extern "C" {  // libraft's headers do not say so themselves
+#include <raft.h>
+#include <raft/uv.h>
+}
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/log_host.hpp"
+#include "proto/wire/binary.hpp"
+
+namespace xapid::storage {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// An entry: its payload's length (8 bytes, big-endian), the payload, zeros up to a multiple of 8
+// bytes (0.15's segments need it: uv_segment.c; an odd length corrupts the next batch on disk).
+// The payload is the binary form of [1, proposer's id, nonce, [[kind, collect_up_to, log entry],
+// ...]] where each log entry is encode(log_entry{fixed_gen, time_ms, ops}). The proposer's id and
+// the nonce tell the proposer whether the entry at an index is the one it appended there.
+constexpr std::int64_t entry_format = 1;
+// A snapshot: this magic, the last Raft index applied, the checkpoint's length (8 bytes each,
+// big-endian), the checkpoint, zeros up to a multiple of 8 bytes.
+constexpr std::string_view snapshot_magic = "xapid-s1";
+
+std::size_t padded(std::size_t n) { return (n + 7) / 8 * 8; }
+void put_u64(char* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
+}
+std::uint64_t get_u64(const char* in) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+// `n` bytes from raft_malloc, zeroed past `used`; nullptr when out of memory.
+char* raft_bytes(std::size_t n, std::size_t used) {
+  auto* out = static_cast<char*>(raft_malloc(n));
+  if (out) std::memset(out + used, 0, n - used);
+  return out;
+}
+
+std::string encode_proposal(proposal& p) {
+  std::string out;
+  wire::binary::append_array_header(out, 3);
+  wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.k)));
+  wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.collect_up_to)));
+  wire::binary::append(out, wire::value(encode(log_entry{p.fixed_gen, p.time_ms, std::move(p.ops)})));
+  return out;
+}
+
+struct decoded_entry {
+  std::uint64_t proposer = 0;
+  std::uint64_t nonce = 0;
+  std::vector<std::shared_ptr<proposal>> proposals;
+};
+
+result<decoded_entry, std::string> decode_entry(std::string_view bytes) {
+  if (bytes.size() < 8 || get_u64(bytes.data()) > bytes.size() - 8) return fail(std::string("wrong length"));
+  bytes = bytes.substr(8, get_u64(bytes.data()));
+  // Entries come from the pool's own log, written by its master's encoder: sizes are the log's.
+  wire::limits lim;
+  lim.max_body_bytes = lim.max_string_bytes = std::size_t{1} << 31;
+  auto v = wire::binary::decode(bytes, lim);
+  if (!v) return fail(v.error().message);
+  const wire::array* top = v->as_array();
+  if (!top || top->size() != 4 || !(*top)[0].as_int() || *(*top)[0].as_int() != entry_format || !(*top)[1].as_int() ||
+      !(*top)[2].as_int() || !(*top)[3].as_array() || (*top)[3].as_array()->empty())
+    return fail(std::string("wrong shape"));
+  decoded_entry e;
+  e.proposer = static_cast<std::uint64_t>(*(*top)[1].as_int());
+  e.nonce = static_cast<std::uint64_t>(*(*top)[2].as_int());
+  for (const auto& item : *(*top)[3].as_array()) {
+    const wire::array* a = item.as_array();
+    if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
+      return fail(std::string("wrong proposal shape"));
+    const std::int64_t kind = *(*a)[0].as_int();
+    if (kind != static_cast<std::int64_t>(proposal::kind::transaction) &&
+        kind != static_cast<std::int64_t>(proposal::kind::entry) && kind != static_cast<std::int64_t>(proposal::kind::collect))
+      return fail("a proposal of kind " + std::to_string(kind));
+    auto le = decode_log_entry(*(*a)[2].as_string());
+    if (!le) return fail(le.error().message);
+    auto p = std::make_shared<proposal>();
+    p->k = static_cast<proposal::kind>(kind);
+    p->collect_up_to = static_cast<generation>(*(*a)[1].as_int());
+    p->fixed_gen = le->gen;
+    p->time_ms = le->time_ms;
+    p->ops = std::move(le->ops);
+    e.proposals.push_back(std::move(p));
+  }
+  return e;
+}
+
+// A member whose replica cannot follow the log any more stops rather than diverge: its log is
+// intact, and a restart replays what the database misses.
+[[noreturn]] void fail_stop(const std::string& why) {
+  spdlog::critical("raft.fail_stop reason=\"{}\"", why);
+  std::abort();
+}
+
+api::api_error outcome_unknown() {
+  return api::errors::INTERNAL_ERROR(
+      "the pool master changed while this change was being committed: it may or may not have been applied");
+}
+api::api_error database_closing() { return api::errors::INTERNAL_ERROR("the database is closing"); }
+
+}  // namespace
+
+struct raft_sequencer::loop {
+  explicit loop(raft_options o) : opt(std::move(o)) {}
+
+  const raft_options opt;
+  ordered_database db;
+
+  // Shared with other threads, under mu. `running`: the loop thread is up and drains `arrived`.
+  std::mutex mu;
+  std::deque<std::shared_ptr<proposal>> arrived;
+  std::deque<std::function<void()>> tasks;
+  bool running = false, stopping = false;
+  // order_and_wait's callers: woken once per group of outcomes.
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  mutable std::mutex status_mu;
+  raft_status status;
+  std::thread thread;
+
+  // The loop thread's own.
+  uv_loop_t uv{};
+  uv_async_t wake{};
+  uv_check_t check{};
+  raft_uv_transport transport{};
+  raft_io io{};
+  raft_fsm fsm{};
+  struct raft r {};
+  raft_tracer tracer{};
+  struct waiting {
+    std::shared_ptr<proposal> p;
+    steady::time_point since;
+    std::string encoded;  // once encoded (its ops moved out), for an entry that had no room left
+  };
+  std::deque<waiting> queue;
+  // Entries appended here as leader and not yet settled, by Raft index. In doubt: this member
+  // lost its leadership (or closed) with the entry appended; only the entry applied at that
+  // index tells whether it was committed.
+  struct in_flight {
+    std::uint64_t nonce = 0;
+    std::vector<std::shared_ptr<proposal>> proposals;
+    std::optional<steady::time_point> in_doubt_since;
+  };
+  std::map<std::uint64_t, in_flight> pending;
+  std::uint64_t applied = 0;  // the database's applied_log_index
+  std::uint64_t next_nonce = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
+  bool closing = false;
+  std::optional<steady::time_point> stop_deadline;
+
+  struct apply_request {
+    struct raft_apply req {};
+    loop* owner = nullptr;
+    std::uint64_t nonce = 0;
+  };
+  struct change_request {
+    raft_change req{};
+    loop* owner = nullptr;
+    std::shared_ptr<std::promise<result<void, std::string>>> done;
+  };
+
+  // ---------------------------------------------------------------- outcomes
+
+  void finish(const std::vector<std::shared_ptr<proposal>>& group) {
+    for (const auto& p : group)
+      if (p->applied) p->applied(*p);
+    { std::lock_guard lock(done_mu); }
+    done_cv.notify_all();
+  }
+  void fail_group(const std::vector<std::shared_ptr<proposal>>& group, const api::api_error& why) {
+    for (const auto& p : group) p->outcome = fail(why);
+    finish(group);
+  }
+  void fail_one(const std::shared_ptr<proposal>& p, const api::api_error& why) { fail_group({p}, why); }
+
+  std::string leader_address() {
+    raft_id id = 0;
+    const char* address = nullptr;
+    raft_leader(&r, &id, &address);
+    return id != 0 && id != opt.self.id && address ? address : "";
+  }
+  // Never entered the log, or lost its place in it: the caller may try again on the master.
+  api::api_error not_master() { return api::errors::HOST_IS_SLAVE(leader_address()); }
+
+  // Settles what is pending at or below `index` once the entry applied there is known: ours
+  // (`entry`, matched by proposer and nonce) is done with the outcomes it had; anything else
+  // there, or at a lower index not settled yet (an entry there was not a command of ours), was
+  // never committed.
+  void settle_up_to(std::uint64_t index, decoded_entry* entry) {
+    while (!pending.empty() && pending.begin()->first <= index) {
+      auto node = pending.extract(pending.begin());
+      in_flight& f = node.mapped();
+      const bool ours = entry && node.key() == index && entry->proposer == opt.self.id && entry->nonce == f.nonce &&
+                        entry->proposals.size() == f.proposals.size();
+      if (!ours) {
+        fail_group(f.proposals, not_master());
+        continue;
+      }
+      for (std::size_t i = 0; i < f.proposals.size(); ++i) f.proposals[i]->outcome = std::move(entry->proposals[i]->outcome);
+      finish(f.proposals);
+    }
+  }
+  void settle_all_unknown(std::uint64_t up_to) {
+    while (!pending.empty() && pending.begin()->first <= up_to) {
+      fail_group(pending.begin()->second.proposals, outcome_unknown());
+      pending.erase(pending.begin());
+    }
+  }
+
+  // ---------------------------------------------------------------- the FSM
+
+  void apply_entry(std::uint64_t index, std::string_view bytes) {
+    if (index <= applied) return;  // a restart's replay of what the database already holds
+    auto entry = decode_entry(bytes);
+    if (!entry) fail_stop("the pool log's entry " + std::to_string(index) + " cannot be read: " + entry.error());
+    for (auto& p : entry->proposals) p->log_index = index;
+    try {
+      db.apply(entry->proposals);
+    } catch (const std::exception& e) {
+      fail_stop("applying the pool log's entry " + std::to_string(index) + " failed: " + e.what());
+    }
+    if (db.applied_log_index() != index) {
+      const auto& o = entry->proposals.front()->outcome;
+      fail_stop("the database did not store the pool log's entry " + std::to_string(index) +
+                (o && !o->ok() && !o->error().params.empty() ? ": " + o->error().params.front() : std::string()));
+    }
+    applied = index;
+    settle_up_to(index, &*entry);
+  }
+
+  int take_snapshot(raft_buffer* bufs[], unsigned* n_bufs) {
+    const std::uint64_t index = raft_last_applied(&r);
+    const std::string checkpoint = db.checkpoint();
+    auto* buf = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+    if (!buf) return RAFT_NOMEM;
+    const std::size_t used = snapshot_magic.size() + 16 + checkpoint.size();
+    buf->len = padded(used);
+    buf->base = raft_bytes(buf->len, used);
+    if (!buf->base) {
+      raft_free(buf);
+      return RAFT_NOMEM;
+    }
+    auto* out = static_cast<char*>(buf->base);
+    std::memcpy(out, snapshot_magic.data(), snapshot_magic.size());
+    put_u64(out + snapshot_magic.size(), index);
+    put_u64(out + snapshot_magic.size() + 8, checkpoint.size());
+    std::memcpy(out + snapshot_magic.size() + 16, checkpoint.data(), checkpoint.size());
+    *bufs = buf;
+    *n_bufs = 1;
+    return 0;
+  }
+
+  // A snapshot: at start (the database is normally past it already), or sent by the leader to a
+  // member too far behind for entries. Installed through the database's install path.
+  int restore(raft_buffer* buf) {
+    std::string_view bytes(static_cast<const char*>(buf->base), buf->len);
+    constexpr std::size_t head = snapshot_magic.size() + 16;
+    const bool well_formed = bytes.size() >= head && bytes.starts_with(snapshot_magic) &&
+                             get_u64(bytes.data() + snapshot_magic.size() + 8) <= bytes.size() - head;
+    const std::uint64_t index = well_formed ? get_u64(bytes.data() + snapshot_magic.size()) : 0;
+    int rv = 0;
+    if (!well_formed) {
+      spdlog::error("raft.snapshot.refused reason=\"not a xapid snapshot\"");
+      rv = RAFT_MALFORMED;
+    } else if (index > applied) {
+      auto p = std::make_shared<proposal>();
+      p->k = proposal::kind::install;
+      p->checkpoint = std::string(bytes.substr(head, get_u64(bytes.data() + snapshot_magic.size() + 8)));
+      p->log_index = index;
+      db.apply(std::span<const std::shared_ptr<proposal>>(&p, 1));
+      if (!p->outcome || !p->outcome->ok() || db.applied_log_index() != index) {
+        spdlog::error("raft.snapshot.refused index={} reason=\"{}\"", index,
+                      p->outcome && !p->outcome->ok() && !p->outcome->error().params.empty() ? p->outcome->error().params[0]
+                                                                                              : "not stored");
+        rv = RAFT_IOERR;
+      } else {
+        applied = index;
+        // Whatever of ours was pending up to there may or may not be in the snapshot.
+        settle_all_unknown(index);
+        spdlog::info("raft.snapshot.installed index={}", index);
+      }
+    }
+    raft_free(buf->base);
+    return rv;
+  }
+
+  // ---------------------------------------------------------------- ordering
+
+  // Proposals become entries on the leader; elsewhere they are refused, or wait for an election.
+  void pump() {
+    if (closing || queue.empty()) return;
+    if (raft_state(&r) == RAFT_LEADER && r.transfer == nullptr) {
+      // Group commit: while entries are being committed, proposals gather for the next one.
+      while (!queue.empty() && !closing && entries_in_flight() < opt.max_entries_in_flight) submit_entry();
+      return;
+    }
+    raft_id leader = 0;
+    const char* address = nullptr;
+    raft_leader(&r, &leader, &address);
+    const auto now = steady::now();
+    while (!queue.empty()) {
+      const bool elsewhere = leader != 0 && leader != opt.self.id;
+      if (elsewhere) {
+        fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
+      } else if (now - queue.front().since >= opt.leader_wait || (stop_deadline && now >= *stop_deadline)) {
+        fail_one(queue.front().p,
+                 api::errors::INTERNAL_ERROR("no pool master is elected (waited " +
+                                             std::to_string(opt.leader_wait.count()) + " ms)"));
+      } else {
+        return;  // an election is under way: wait for its outcome
+      }
+      queue.pop_front();
+    }
+  }
+
+  std::size_t entries_in_flight() const {
+    std::size_t n = 0;
+    for (const auto& [index, f] : pending) n += f.in_doubt_since ? 0 : 1;
+    return n;
+  }
+
+  // Takes what is queued, up to the batch limits, into one entry.
+  void submit_entry() {
+    std::vector<std::shared_ptr<proposal>> group;
+    std::vector<std::string> pieces;
+    std::size_t bytes = 0;
+    while (!queue.empty() && group.size() < opt.max_batch) {
+      waiting& w = queue.front();
+      if (w.p->k == proposal::kind::install) {
+        fail_one(w.p, api::errors::INTERNAL_ERROR("in a pool, a checkpoint is installed by the pool log's snapshots"));
+        queue.pop_front();
+        continue;
+      }
+      if (w.encoded.empty()) w.encoded = encode_proposal(*w.p);
+      if (w.encoded.size() > opt.max_proposal_bytes) {
+        fail_one(w.p, api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
+                                                  std::to_string(w.encoded.size()) + " bytes; at most " +
+                                                  std::to_string(opt.max_proposal_bytes) + ")"));
+        queue.pop_front();
+        continue;
+      }
+      if (!group.empty() && bytes + w.encoded.size() > opt.max_batch_bytes) break;
+      bytes += w.encoded.size();
+      pieces.push_back(std::move(w.encoded));
+      group.push_back(std::move(w.p));
+      queue.pop_front();
+    }
+    if (group.empty()) return;
+
+    const std::uint64_t nonce = next_nonce++;
+    std::string head;
+    wire::binary::append_array_header(head, 4);
+    wire::binary::append(head, wire::value(entry_format));
+    wire::binary::append(head, wire::value(static_cast<std::int64_t>(opt.self.id)));
+    wire::binary::append(head, wire::value(static_cast<std::int64_t>(nonce)));
+    wire::binary::append_array_header(head, pieces.size());
+    raft_buffer buf;
+    const std::size_t used = 8 + head.size() + bytes;
+    buf.len = padded(used);
+    buf.base = raft_bytes(buf.len, used);
+    if (!buf.base) return fail_group(group, api::errors::INTERNAL_ERROR("out of memory for the pool log's entry"));
+    char* out = static_cast<char*>(buf.base);
+    put_u64(out, used - 8);
+    out += 8;
+    std::memcpy(out, head.data(), head.size());
+    out += head.size();
+    for (const auto& piece : pieces) {
+      std::memcpy(out, piece.data(), piece.size());
+      out += piece.size();
+    }
+    auto* req = new apply_request;
+    req->owner = this;
+    req->nonce = nonce;
+    req->req.data = req;
+    if (int rv = raft_apply(&r, &req->req, &buf, 1, on_applied); rv != 0) {
+      raft_free(buf.base);
+      delete req;
+      return fail_group(group, rv == RAFT_NOTLEADER ? not_master()
+                                                    : api::errors::INTERNAL_ERROR(std::string("the pool log refused the change: ") +
+                                                                                  raft_strerror(rv)));
+    }
+    const std::uint64_t index = req->req.index;
+    // An entry of ours still pending at this index was truncated from our log before we led
+    // again: it was never committed.
+    if (auto old = pending.find(index); old != pending.end()) {
+      fail_group(old->second.proposals, not_master());
+      pending.erase(old);
+    }
+    pending.emplace(index, in_flight{nonce, std::move(group), std::nullopt});
+  }
+
+  static void on_applied(struct raft_apply* raw, int status, void* /*result*/) {
+    auto* req = static_cast<apply_request*>(raw->data);
+    loop& l = *req->owner;
+    // Success was settled by the FSM's apply at this index. A failure (leadership lost, the
+    // leader's own write failed, closing) does not mean the entry will not be committed.
+    if (status != 0)
+      if (auto it = l.pending.find(raw->index); it != l.pending.end() && it->second.nonce == req->nonce)
+        if (!it->second.in_doubt_since) it->second.in_doubt_since = steady::now();
+    delete req;
+  }
+
+  // After every turn of the loop: new leaders take the queue, stale entries are settled, the
+  // status is published, and a stop proceeds.
+  void after_turn() {
+    if (closing) return;
+    pump();
+    const auto now = steady::now();
+    const std::uint64_t last_applied = raft_last_applied(&r);
+    if (!pending.empty() && pending.begin()->first <= last_applied) settle_up_to(last_applied, nullptr);
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.in_doubt_since && now - *it->second.in_doubt_since >= opt.in_doubt_limit) {
+        fail_group(it->second.proposals, outcome_unknown());
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    publish_status();
+    if (stop_deadline && ((queue.empty() && pending.empty()) || now >= *stop_deadline)) begin_close();
+  }
+
+  void publish_status() {
+    raft_status s;
+    switch (raft_state(&r)) {
+      case RAFT_FOLLOWER: s.state = raft_status::role_state::follower; break;
+      case RAFT_CANDIDATE: s.state = raft_status::role_state::candidate; break;
+      case RAFT_LEADER: s.state = raft_status::role_state::leader; break;
+      default: s.state = raft_status::role_state::unavailable; break;
+    }
+    raft_id id = 0;
+    const char* address = nullptr;
+    raft_leader(&r, &id, &address);
+    s.leader = {id, address ? address : ""};
+    s.term = r.current_term;
+    s.last_index = raft_last_index(&r);
+    s.last_applied = raft_last_applied(&r);
+    s.applied_log_index = applied;
+    std::lock_guard lock(status_mu);
+    status = std::move(s);
+  }
+
+  // Work handed over by other threads.
+  void drain() {
+    std::deque<std::shared_ptr<proposal>> in;
+    std::deque<std::function<void()>> work;
+    bool stop = false;
+    {
+      std::lock_guard lock(mu);
+      in.swap(arrived);
+      work.swap(tasks);
+      stop = stopping;
+    }
+    const auto now = steady::now();
+    for (auto& p : in) queue.push_back({std::move(p), now, {}});
+    for (auto& task : work) task();
+    if (stop && !stop_deadline) stop_deadline = now + 2 * std::chrono::milliseconds(opt.election_timeout_ms);
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  enum class change_kind { add, assign, remove };
+  void change(change_kind what, raft_member m, int role, std::shared_ptr<std::promise<result<void, std::string>>> done) {
+    auto* req = new change_request;
+    req->owner = this;
+    req->done = done;
+    req->req.data = req;
+    int rv = what == change_kind::add      ? raft_add(&r, &req->req, m.id, m.address.c_str(), on_changed)
+             : what == change_kind::assign ? raft_assign(&r, &req->req, m.id, role, on_changed)
+                                           : raft_remove(&r, &req->req, m.id, on_changed);
+    if (rv != 0) {
+      delete req;
+      done->set_value(fail(describe(rv)));
+    }
+  }
+  static void on_changed(raft_change* raw, int status) {
+    auto* req = static_cast<change_request*>(raw->data);
+    if (status == 0) req->done->set_value(ok_v);
+    else req->done->set_value(fail(req->owner->describe(status)));
+    delete req;
+  }
+  std::string describe(int rv) {
+    if (rv == RAFT_NOTLEADER) return "this member is not the pool master (the master is \"" + leader_address() + "\")";
+    return std::string(raft_strerror(rv)) + (r.errmsg[0] ? std::string(": ") + r.errmsg : std::string());
+  }
+
+  // ---------------------------------------------------------------- life cycle
+
+  // Everything up to raft_start; an error names what failed, and what was set up is closing.
+  std::string init() {
+    if (int rv = uv_loop_init(&uv); rv != 0) return std::string("cannot make an event loop: ") + uv_strerror(rv);
+    uv_async_init(&uv, &wake, [](uv_async_t* h) {
+      auto* l = static_cast<loop*>(h->data);
+      if (!l->closing) l->drain();
+    });
+    wake.data = this;
+    uv_check_init(&uv, &check);
+    check.data = this;
+
+    std::error_code ec;
+    std::filesystem::create_directories(opt.dir, ec);
+    if (ec) {
+      close_handles();
+      return "cannot make " + opt.dir + ": " + ec.message();
+    }
+    if (int rv = raft_uv_tcp_init(&transport, &uv); rv != 0) {
+      close_handles();
+      return std::string("cannot make the pool log's transport: ") + raft_strerror(rv);
+    }
+    if (int rv = raft_uv_init(&io, &uv, opt.dir.c_str(), &transport); rv != 0) {
+      std::string why = io.errmsg[0] ? io.errmsg : raft_strerror(rv);
+      raft_uv_tcp_close(&transport);
+      close_handles();
+      return "cannot use " + opt.dir + " for the pool log: " + why;
+    }
+    // A corrupt segment is a reason to stop, not to move it and every later one aside (what
+    // auto-recovery does, dropping durable entries of a voter). A torn tail is tolerated anyway.
+    raft_uv_set_auto_recovery(&io, false);
+    raft_uv_set_connect_retry_delay(&io, 250);  // the default 1 s would come on top of failover
+    tracer.enabled = spdlog::should_log(spdlog::level::trace);
+    tracer.emit = [](raft_tracer*, const char* file, int line, const char* message) {
+      spdlog::trace("raft.trace at={}:{} {}", file, line, message);
+    };
+    raft_uv_set_tracer(&io, &tracer);
+    // Version 1: raft frees the snapshot's buffers, and the snapshot is taken on this thread.
+    // (Version 3's snapshot_async would also need io.version = 2, which 0.15's uv I/O forgets.)
+    fsm.version = 1;
+    fsm.data = this;
+    fsm.apply = [](raft_fsm* f, const raft_buffer* buf, void** result) {
+      auto* l = static_cast<loop*>(f->data);
+      *result = nullptr;
+      // During apply, raft has not yet moved last_applied to this entry.
+      l->apply_entry(raft_last_applied(&l->r) + 1, std::string_view(static_cast<const char*>(buf->base), buf->len));
+      return 0;
+    };
+    fsm.snapshot = [](raft_fsm* f, raft_buffer* bufs[], unsigned* n) { return static_cast<loop*>(f->data)->take_snapshot(bufs, n); };
+    fsm.restore = [](raft_fsm* f, raft_buffer* buf) { return static_cast<loop*>(f->data)->restore(buf); };
+    if (int rv = raft_init(&r, &io, &fsm, opt.self.id, opt.self.address.c_str()); rv != 0) {
+      std::string why = r.errmsg[0] ? r.errmsg : raft_strerror(rv);
+      raft_uv_close(&io);
+      raft_uv_tcp_close(&transport);
+      close_handles();
+      return "cannot start the pool log in " + opt.dir + ": " + why;
+    }
+    r.data = this;
+    r.tracer = &tracer;
+    raft_set_election_timeout(&r, opt.election_timeout_ms);
+    raft_set_heartbeat_timeout(&r, opt.heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(&r, opt.snapshot_threshold);
+    raft_set_snapshot_trailing(&r, opt.snapshot_trailing);
+    raft_set_install_snapshot_timeout(&r, opt.install_snapshot_timeout_ms);
+    raft_set_pre_vote(&r, true);  // a member cut off does not raise terms and depose a healthy master
+    if (!opt.bootstrap.empty()) {
+      raft_configuration conf;
+      raft_configuration_init(&conf);
+      int rv = 0;
+      for (const auto& m : opt.bootstrap)
+        if (rv == 0) rv = raft_configuration_add(&conf, m.id, m.address.c_str(), RAFT_VOTER);
+      if (rv == 0) rv = raft_bootstrap(&r, &conf);
+      raft_configuration_close(&conf);
+      if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {  // CANTBOOTSTRAP: the log exists already
+        std::string why = describe(rv);
+        begin_close();
+        return "cannot bootstrap the pool log in " + opt.dir + ": " + why;
+      }
+    }
+    if (int rv = raft_start(&r); rv != 0) {
+      std::string why = describe(rv);
+      begin_close();
+      return "cannot start the pool log in " + opt.dir + " on " + opt.self.address + ": " + why;
+    }
+    uv_check_start(&check, [](uv_check_t* h) { static_cast<loop*>(h->data)->after_turn(); });
+    publish_status();
+    return {};
+  }
+
+  void close_handles() {
+    {
+      std::lock_guard lock(mu);
+      running = false;  // no wake-up is sent to a closing handle
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&check), nullptr);
+  }
+
+  void begin_close() {
+    if (closing) return;
+    closing = true;
+    for (auto& w : queue) fail_one(w.p, database_closing());
+    queue.clear();
+    raft_close(&r, [](struct raft* raw) {
+      auto* l = static_cast<loop*>(raw->data);
+      raft_uv_close(&l->io);
+      raft_uv_tcp_close(&l->transport);
+      l->settle_all_unknown(UINT64_MAX);
+      l->close_handles();
+      std::deque<std::shared_ptr<proposal>> left;
+      {
+        std::lock_guard lock(l->mu);
+        left.swap(l->arrived);
+        l->tasks.clear();  // their callers see a broken promise: the log stopped
+      }
+      for (auto& p : left) l->fail_one(p, database_closing());
+    });
+  }
+
+  void run(std::promise<result<void, std::string>>& started) {
+    const std::string error = init();
+    if (error.empty()) {
+      {
+        std::lock_guard lock(mu);
+        running = true;
+      }
+      started.set_value(ok_v);
+    }
+    uv_run(&uv, UV_RUN_DEFAULT);  // until every handle is closed
+    uv_loop_close(&uv);
+    if (!error.empty()) started.set_value(fail(error));
+  }
+};
+
+raft_sequencer::raft_sequencer(raft_options options) : loop_(std::make_unique<loop>(std::move(options))) {}
+
+raft_sequencer::~raft_sequencer() { stop(); }
+
+result<void, std::string> raft_sequencer::start(ordered_database db) {
+  if (loop_->opt.self.id == 0) return fail(std::string("a pool member's Raft id must not be 0"));
+  // libuv writes to peers with write(2): a peer gone away would raise SIGPIPE, whose default kills
+  // the process. Ignored unless someone installed a handler.
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+  loop_->db = std::move(db);
+  loop_->applied = loop_->db.applied_log_index();
+  std::promise<result<void, std::string>> started;
+  auto outcome = started.get_future();
+  loop_->thread = std::thread(carry_log_host([this, &started] { loop_->run(started); }));
+  auto r = outcome.get();
+  if (!r) {
+    loop_->thread.join();
+    return fail(std::move(r).error());
+  }
+  const auto& s = loop_->opt.self;
+  spdlog::info("raft.started id={} address={} dir={} applied={}", s.id, s.address, loop_->opt.dir, loop_->applied);
+  return ok_v;
+}
+
+bool raft_sequencer::order(const std::shared_ptr<proposal>& p) {
+  std::lock_guard lock(loop_->mu);
+  if (!loop_->running || loop_->stopping) return false;
+  loop_->arrived.push_back(p);
+  uv_async_send(&loop_->wake);
+  return true;
+}
+
+bool raft_sequencer::order_and_wait(const std::shared_ptr<proposal>& p) {
+  bool done = false;
+  auto inner = std::move(p->applied);
+  p->applied = [this, &done, inner](proposal& q) {
+    if (inner) inner(q);
+    std::lock_guard lock(loop_->done_mu);
+    done = true;
+  };
+  if (!order(p)) {
+    p->applied = std::move(inner);
+    return false;
+  }
+  std::unique_lock lock(loop_->done_mu);
+  loop_->done_cv.wait(lock, [&] { return done; });
+  return true;
+}
+
+void raft_sequencer::stop() {
+  {
+    std::lock_guard lock(loop_->mu);
+    if (loop_->running && !loop_->stopping) {
+      loop_->stopping = true;
+      uv_async_send(&loop_->wake);
+    }
+  }
+  if (loop_->thread.joinable()) loop_->thread.join();
+}
+
+raft_status raft_sequencer::status() const {
+  std::lock_guard lock(loop_->status_mu);
+  return loop_->status;
+}
+
+namespace {
+
+// Runs `change` on the loop thread and waits for its outcome.
+result<void, std::string> run_change(raft_sequencer::loop& l, std::function<void(std::shared_ptr<std::promise<result<void, std::string>>>)> change,
+                                     std::chrono::milliseconds timeout) {
+  auto done = std::make_shared<std::promise<result<void, std::string>>>();
+  auto outcome = done->get_future();
+  {
+    std::lock_guard lock(l.mu);
+    if (!l.running || l.stopping) return fail(std::string("the pool log is not running"));
+    l.tasks.push_back([change = std::move(change), done]() mutable { change(std::move(done)); });
+    uv_async_send(&l.wake);
+  }
+  if (outcome.wait_for(timeout) != std::future_status::ready)
+    return fail("the membership change did not complete within " + std::to_string(timeout.count()) + " ms");
+  try {
+    return outcome.get();
+  } catch (const std::future_error&) {
+    return fail(std::string("the pool log stopped"));
+  }
+}
+
+}  // namespace
+
+result<void, std::string> raft_sequencer::add(const raft_member& m, std::chrono::milliseconds timeout) {
+  return run_change(*loop_, [l = loop_.get(), m](auto done) { l->change(loop::change_kind::add, m, 0, std::move(done)); }, timeout);
+}
+
+result<void, std::string> raft_sequencer::assign(std::uint64_t id, raft_role role, std::chrono::milliseconds timeout) {
+  const int raft_role_code = role == raft_role::voter ? RAFT_VOTER : role == raft_role::standby ? RAFT_STANDBY : RAFT_SPARE;
+  return run_change(*loop_, [l = loop_.get(), id, raft_role_code](auto done) { l->change(loop::change_kind::assign, {id, {}}, raft_role_code, std::move(done)); },
+                    timeout);
+}
+
+result<void, std::string> raft_sequencer::remove(std::uint64_t id, std::chrono::milliseconds timeout) {
+  return run_change(*loop_, [l = loop_.get(), id](auto done) { l->change(loop::change_kind::remove, {id, {}}, 0, std::move(done)); }, timeout);
+}
+
+}  // namespace xapid::storage

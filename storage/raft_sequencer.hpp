@@ -1,0 +1,95 @@
+// A pool's order: the master's proposals go through Raft (canonical libraft 0.15, its libuv disk
+// I/O and TCP transport) and every member applies the same entries in the same order, so each
+// holds a live, complete replica. A pool of one voter orders exactly as a single host does.
+//
+// One thread per instance runs its own libuv loop, and everything Raft does runs there: the
+// database's apply (the FSM), snapshots, membership changes. Other threads hand work over through
+// a queue and a wake-up. A batch of proposals that arrived together becomes one Raft entry (group
+// commit). A caller is acknowledged once its entry is committed and applied here.
+//
+// Not yet: the transport is libraft's plain TCP (no authentication: pool secrets come with
+// pool.join); a follower refuses proposals (HOST_IS_SLAVE) instead of forwarding them; snapshots
+// are taken on the loop thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/sequencer.hpp"
+
+namespace xapid::storage {
+
+struct raft_member {
+  std::uint64_t id = 0;  // non-zero, never reused for another member
+  std::string address;   // "IPv4:port"
+};
+
+struct raft_options {
+  raft_member self;
+  std::string dir;  // Raft's own directory (log, snapshots, term and vote): nothing else may live there
+  // The voters of a new pool, `self` among them, written when `dir` holds no log yet (and
+  // ignored once it does). Empty: a member that waits, with no log, to be added by a leader.
+  std::vector<raft_member> bootstrap;
+  unsigned election_timeout_ms = 1000;
+  unsigned heartbeat_timeout_ms = 100;
+  unsigned snapshot_threshold = 4096;  // entries applied between snapshots (each holds the whole database)
+  unsigned snapshot_trailing = 2048;   // entries kept behind a snapshot, for members a little behind
+  // How long the leader waits for a member to take a snapshot before sending it again (also
+  // after it was sent to a member that was down: that member waits this long once back).
+  unsigned install_snapshot_timeout_ms = 30000;
+  std::size_t max_batch = 1024;        // proposals in one entry
+  // Entries appended and not yet applied; proposals that come meanwhile gather for the next.
+  std::size_t max_entries_in_flight = 1;
+  std::size_t max_batch_bytes = 1u << 20;
+  // One proposal larger than this is refused: an entry must fit in a log segment (8 MiB).
+  std::size_t max_proposal_bytes = 4u << 20;
+  // How long a proposal waits for a leader while none is known (an election under way).
+  std::chrono::milliseconds leader_wait{3000};
+  // How long a deposed leader waits to learn whether a proposal it had appended was applied,
+  // before it answers that the outcome is unknown.
+  std::chrono::milliseconds in_doubt_limit{5000};
+};
+
+enum class raft_role { voter, standby, spare };
+
+struct raft_status {
+  enum class role_state { unavailable, follower, candidate, leader } state = role_state::unavailable;
+  raft_member leader;                 // id 0 while none is known
+  std::uint64_t term = 0;
+  std::uint64_t last_index = 0;       // of the local log
+  std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
+  std::uint64_t applied_log_index = 0;  // the database's: the last command entry it holds
+};
+
+class raft_sequencer final : public sequencer {
+ public:
+  explicit raft_sequencer(raft_options options);
+  ~raft_sequencer() override;
+
+  result<void, std::string> start(ordered_database db) override;
+  bool order_and_wait(const std::shared_ptr<proposal>& p) override;
+  bool order(const std::shared_ptr<proposal>& p) override;
+  // Waits (bounded) for what is ordered to be applied, then leaves the pool's traffic. A
+  // proposal still in flight then has an unknown outcome, and says so.
+  void stop() override;
+
+  raft_status status() const;
+
+  // Membership, on the leader (otherwise HOST_IS_SLAVE-like failures naming the leader). One
+  // change at a time; each returns once its configuration entry is committed. `add` makes a
+  // spare (no entries); `assign` gives a role: standby (a replica without a vote), or voter
+  // (after catch-up rounds).
+  result<void, std::string> add(const raft_member& m, std::chrono::milliseconds timeout);
+  result<void, std::string> assign(std::uint64_t id, raft_role role, std::chrono::milliseconds timeout);
+  result<void, std::string> remove(std::uint64_t id, std::chrono::milliseconds timeout);
+
+  struct loop;  // the loop thread's state (raft_sequencer.cpp)
+
+ private:
+  std::unique_ptr<loop> loop_;
+};
+
+}  // namespace xapid::storage
