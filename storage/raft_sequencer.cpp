@@ -20,6 +20,7 @@ extern "C" {  // libraft's headers do not say so themselves
 
 #include <spdlog/spdlog.h>
 
+#include "common/clock.hpp"
 #include "common/log_host.hpp"
 #include "proto/wire/binary.hpp"
 
@@ -316,7 +317,7 @@ struct raft_sequencer::loop {
     raft_id leader = 0;
     const char* address = nullptr;
     raft_leader(&r, &leader, &address);
-    const auto now = steady::now();
+    const auto now = monotonic_now();
     while (!queue.empty()) {
       const bool elsewhere = leader != 0 && leader != opt.self.id;
       if (elsewhere) {
@@ -415,7 +416,7 @@ struct raft_sequencer::loop {
     // leader's own write failed, closing) does not mean the entry will not be committed.
     if (status != 0)
       if (auto it = l.pending.find(raw->index); it != l.pending.end() && it->second.nonce == req->nonce)
-        if (!it->second.in_doubt_since) it->second.in_doubt_since = steady::now();
+        if (!it->second.in_doubt_since) it->second.in_doubt_since = monotonic_now();
     delete req;
   }
 
@@ -424,7 +425,7 @@ struct raft_sequencer::loop {
   void after_turn() {
     if (closing) return;
     pump();
-    const auto now = steady::now();
+    const auto now = monotonic_now();
     const std::uint64_t last_applied = raft_last_applied(&r);
     if (!pending.empty() && pending.begin()->first <= last_applied) settle_up_to(last_applied, nullptr);
     for (auto it = pending.begin(); it != pending.end();) {
@@ -470,7 +471,7 @@ struct raft_sequencer::loop {
       work.swap(tasks);
       stop = stopping;
     }
-    const auto now = steady::now();
+    const auto now = monotonic_now();
     for (auto& p : in) queue.push_back({std::move(p), now, {}});
     for (auto& task : work) task();
     if (stop && !stop_deadline) stop_deadline = now + 2 * std::chrono::milliseconds(opt.election_timeout_ms);
