@@ -96,16 +96,14 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   bool evicted_before_landing = false;
   {
     std::lock_guard lock(mu_);
-    if (!r) {
-      live_.erase(ref);
-      return fail(r.error());
-    }
-    evicted_before_landing = !live_.contains(ref);
+    if (!r) live_.erase(ref);
+    else evicted_before_landing = !live_.contains(ref);
   }
   // Another login evicted this one while its commit was in flight, from a snapshot without its
   // row: the row is removed here, so none outlives its session.
   if (evicted_before_landing) evicted.push_back(ref);
-  remove_rows(evicted);
+  remove_rows(evicted);  // the evicted have ended, whether this login succeeded or not
+  if (!r) return fail(r.error());
   return ref;
 }
 
