@@ -1,4 +1,5 @@
 #include "gateway/http/http_server.hpp"
+#include "gateway/http/http_head.hpp"
 #include "common/clock.hpp"
 #include "common/log_host.hpp"
 
@@ -58,37 +59,6 @@ struct timed_connection {
  protected:
   ~timed_connection() = default;
 };
-
-// The status line and headers of an answer. Without a length, the body is chunked or (not
-// chunked) ends with the connection.
-std::string response_head(unsigned status, std::string_view content_type, std::optional<std::size_t> length,
-                          unsigned version, bool keep_alive, bool chunked = false) {
-  auto reason = http::obsolete_reason(static_cast<http::status>(status));
-  std::string head;
-  head.reserve(128);
-  head.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ").append(std::to_string(status)).append(" ");
-  head.append(reason.data(), reason.size()).append("\r\nServer: xapid\r\n");
-  if (!content_type.empty()) head.append("Content-Type: ").append(content_type).append("\r\n");
-  if (length) head.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
-  if (chunked) head.append("Transfer-Encoding: chunked\r\n");
-  if (!keep_alive && version != 10) head.append("Connection: close\r\n");
-  if (keep_alive && version == 10) head.append("Connection: keep-alive\r\n");
-  return head.append("\r\n");
-}
-
-// Refuses obsolete line folding (a header line that starts with a space or a tab continues the
-// one before): RFC 9112 lets a server refuse it, and two parsers that unfold it differently
-// would read two different requests.
-// `header` is the next part of a header; `ended_line` says whether the part before ended a line,
-// and is updated.
-bool plain_header(std::string_view header, bool& ended_line) {
-  if (header.empty()) return true;
-  if (ended_line && (header[0] == ' ' || header[0] == '\t')) return false;
-  for (auto i = header.find('\n'); i != std::string_view::npos && i + 1 < header.size(); i = header.find('\n', i + 1))
-    if (header[i + 1] == ' ' || header[i + 1] == '\t') return false;
-  ended_line = header.back() == '\n';
-  return true;
-}
 
 }  // namespace
 
