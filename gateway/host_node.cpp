@@ -20,6 +20,7 @@
 
 #include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
+#include "pool/pool_log.hpp"
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/api/event_rpcs.hpp"
 #include "gateway/auth/external_auth.hpp"
@@ -88,6 +89,7 @@ struct host_node::parts {
   std::unique_ptr<host_log> log;
   std::string listen_host;
   gateway::dispatcher rpcs;
+  std::shared_ptr<storage::raft_sequencer> pool_log;
   std::unique_ptr<storage::database> db;
   std::unique_ptr<xen::backend> hypervisor;
   xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
@@ -160,8 +162,18 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   }
   scoped_log_host log_scope(p.log_name);
 
-  // The database, the objects of a first boot, root's password, sessions, and the RPCs.
-  auto opened = storage::database::open({opt.data_dir + "/db"});
+  // The pool's log (a pool of one on a first boot), the database whose commits it orders, the
+  // objects of a first boot, root's password, sessions, and the RPCs.
+  auto identity = pool::load_or_create_identity(opt.data_dir);
+  if (!identity) return fail(identity.error());
+  auto raft_address = pool::raft_address(opt.listen, opt.raft_listen);
+  if (!raft_address) return fail(raft_address.error());
+  auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity);
+  if (!pool_log) return fail(pool_log.error());
+  p.pool_log = *pool_log;
+  storage::database_options db_options{opt.data_dir + "/db"};
+  db_options.order = p.pool_log;
+  auto opened = storage::database::open(std::move(db_options));
   if (!opened) return fail(opened.error());
   p.db = std::move(opened).value();
   storage::database& db = *p.db;
@@ -188,9 +200,9 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     p.simulator = simulated.value().get();
     p.hypervisor = std::move(simulated).value();
   }
-  auto identity = actors::ensure_pool_and_host(db, opt.data_dir, p.listen_host, p.hypervisor->host());
-  if (!identity) return fail("first boot: " + identity.error().description().at(0));
-  p.host = identity->host;
+  auto objects = actors::ensure_pool_and_host(db, opt.data_dir, p.listen_host, p.hypervisor->host());
+  if (!objects) return fail("first boot: " + objects.error().description().at(0));
+  p.host = objects->host;
   if (auto st = ensure_roles(db); !st) return fail("first boot: roles: " + st.error().description().at(0));
   auto credentials = load_or_create_root_password(opt.data_dir, opt.root_password_file, opt.root_password);
   std::fill(opt.root_password.begin(), opt.root_password.end(), '\0');
@@ -399,5 +411,6 @@ const std::string& host_node::host_ref() const noexcept { return p_->host; }
 const host_options& host_node::options() const noexcept { return p_->opt; }
 dispatcher& host_node::rpcs() noexcept { return p_->rpcs; }
 storage::database& host_node::database() noexcept { return *p_->db; }
+storage::raft_sequencer& host_node::pool_log() noexcept { return *p_->pool_log; }
 
 }  // namespace xapid::gateway

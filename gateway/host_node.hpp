@@ -13,6 +13,7 @@
 
 namespace xapid::storage {
 class database;
+class raft_sequencer;
 }
 
 namespace xapid::xen {
@@ -33,6 +34,9 @@ struct host_options {
   std::string data_dir;
   std::string listen = "127.0.0.1:8080";  // ADDR:PORT (port 0: any free one)
   std::string https_listen;               // off when empty
+  // The pool's Raft traffic (ARCHITECTURE.md, "The pool's order"): default the address of
+  // `listen` with its port + 2. It is part of the pool's configuration: keep it across restarts.
+  std::string raft_listen;
   std::string unix_socket;                // default DIR/xapid.sock
   std::string backend = "sim";            // sim or libxl
   std::string root_password_file;
@@ -83,6 +87,7 @@ class host_node {
   const host_options& options() const noexcept;
   gateway::dispatcher& rpcs() noexcept;
   storage::database& database() noexcept;
+  storage::raft_sequencer& pool_log() noexcept;
 
  private:
   struct parts;

@@ -30,6 +30,7 @@ namespace {
 
 const char* usage =
     "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--https-listen ADDR:PORT] [--unix-socket PATH]\n"
+    "             [--raft-listen ADDR:PORT]\n"
     "             [--backend sim|libxl]\n"
     "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N] [--config FILE]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
@@ -38,6 +39,8 @@ const char* usage =
     "  --https-listen ADDR:PORT   the same over TLS (off by default), with DIR/xapid.pem and\n"
     "                       DIR/xapid.key, made self-signed on first boot\n"
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
+    "  --raft-listen ADDR:PORT   the pool's replicated log between hosts (default: --listen's\n"
+    "                       address, its port + 2); keep it across restarts\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
     "  --threads N          threads serving connections (default: one less than the CPUs, 1 to 8)\n"
     "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
@@ -77,6 +80,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   if (name == "data-dir") o.host.data_dir = value;
   else if (name == "listen") o.host.listen = value;
   else if (name == "https-listen") o.host.https_listen = value;
+  else if (name == "raft-listen") o.host.raft_listen = value;
   else if (name == "unix-socket") o.host.unix_socket = value;
   else if (name == "backend") o.host.backend = value;
   else if (name == "root-password-file") o.host.root_password_file = value;

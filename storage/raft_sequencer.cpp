@@ -659,6 +659,14 @@ result<void, std::string> raft_sequencer::start(ordered_database db) {
     loop_->thread.join();
     return fail(std::move(r).error());
   }
+  // The database holds entries the log does not (its log was removed, or the database copied
+  // from elsewhere): replaying this log would skip entries it has never seen. Refuse, naming both.
+  if (const auto logged = status().last_index; logged < loop_->applied) {
+    stop();
+    return fail("the database has applied the pool log up to entry " + std::to_string(loop_->applied) + " but the log in " +
+                loop_->opt.dir + " ends at " + std::to_string(logged) +
+                ": restore that log, or remove the database too to take the pool's state from the log");
+  }
   const auto& s = loop_->opt.self;
   spdlog::info("raft.started id={} address={} dir={} applied={}", s.id, s.address, loop_->opt.dir, loop_->applied);
   return ok_v;

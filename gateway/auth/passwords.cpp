@@ -6,6 +6,7 @@
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
+#include "common/private_file.hpp"
 
 #include <crypt.h>
 #include <fcntl.h>
@@ -24,21 +25,10 @@
 namespace xapid::gateway {
 namespace {
 
-bool write_private_file(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) return false;
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 std::string read_file(const std::string& path, bool& found) {
-  std::ifstream f(path);
-  found = static_cast<bool>(f);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  auto content = read_whole_file(path);
+  found = content.has_value();
+  return content.value_or(std::string());
 }
 
 std::string trim_newline(std::string s) {

@@ -17,6 +17,7 @@
 #include "gateway/host_node.hpp"
 #include "gateway/logging.hpp"
 #include "proto/wire/xmlrpc.hpp"
+#include "storage/raft_sequencer.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "xen/sim_backend.hpp"
 
@@ -85,8 +86,9 @@ TEST(host_node, three_hosts_in_one_process_each_serve_their_own_api) {
   for (std::size_t i = 0; i < hosts.size(); ++i) {
     const auto& h = hosts[i];
     // Each answers with its own password only: its own database (one wrong login costs 2 s).
-    if (i == 0)
+    if (i == 0) {
       EXPECT_FALSE(call(h.address, h.node->tcp_port(), "session.login_with_password", {"root", "pw3"}).as_string());
+    }
     const wire::value session =
         call(h.address, h.node->tcp_port(), "session.login_with_password", {"root", "pw" + std::to_string(i + 2)});
     ASSERT_TRUE(session.as_string()) << h.address;
@@ -164,6 +166,33 @@ TEST(host_node, a_relative_data_dir_becomes_absolute) {
   ASSERT_TRUE(node.ok()) << node.error();
   EXPECT_EQ((*node)->options().data_dir, std::filesystem::canonical(dir / "relative/data").string());
   EXPECT_EQ((*node)->options().unix_socket, (*node)->options().data_dir + "/xapid.sock");
+}
+
+// Every host's commits go through its pool's log (a pool of one here): the database's applied
+// position follows the log, and a database whose log is gone is refused rather than replayed
+// from an empty log that would skip what it never saw.
+TEST(host_node, a_host_is_a_pool_of_one_and_refuses_a_database_without_its_log) {
+  testing::temp_dir dir;
+  auto h = start_host(dir, "127.0.0.8", "pw");
+  ASSERT_NE(h.node, nullptr);
+  ASSERT_TRUE(call(h.address, h.node->tcp_port(), "session.login_with_password", {"root", "pw"}).as_string());
+  const auto status = h.node->pool_log().status();
+  EXPECT_EQ(status.state, storage::raft_status::role_state::leader);
+  EXPECT_GT(status.applied_log_index, 1u);
+  EXPECT_LE(status.applied_log_index, status.last_index);  // the host's own writes may be under way
+  h.node->stop();
+  h.node->wait();
+  h.node.reset();
+
+  std::filesystem::remove_all(dir / "127.0.0.8/raft");
+  host_options o;
+  o.data_dir = dir / "127.0.0.8";
+  o.listen = "127.0.0.8:0";
+  o.threads = 1;
+  auto refused = host_node::open(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().find("ends at"), std::string::npos) << refused.error();
+  EXPECT_NE(refused.error().find(dir / "127.0.0.8/raft"), std::string::npos) << refused.error();
 }
 
 TEST(host_node, a_host_that_cannot_open_says_why_and_leaves_nothing_running) {
