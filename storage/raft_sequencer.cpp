@@ -64,6 +64,26 @@ std::string encode_proposal(proposal& p) {
   return out;
 }
 
+// One proposal as encode_proposal wrote it.
+result<std::shared_ptr<proposal>, std::string> decode_proposal(const wire::value& item) {
+  const wire::array* a = item.as_array();
+  if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
+    return fail(std::string("wrong proposal shape"));
+  const std::int64_t kind = *(*a)[0].as_int();
+  if (kind != static_cast<std::int64_t>(proposal::kind::transaction) &&
+      kind != static_cast<std::int64_t>(proposal::kind::entry) && kind != static_cast<std::int64_t>(proposal::kind::collect))
+    return fail("a proposal of kind " + std::to_string(kind));
+  auto le = decode_log_entry(*(*a)[2].as_string());
+  if (!le) return fail(le.error().message);
+  auto p = std::make_shared<proposal>();
+  p->k = static_cast<proposal::kind>(kind);
+  p->collect_up_to = static_cast<generation>(*(*a)[1].as_int());
+  p->fixed_gen = le->gen;
+  p->time_ms = le->time_ms;
+  p->ops = std::move(le->ops);
+  return p;
+}
+
 struct decoded_entry {
   std::uint64_t proposer = 0;
   std::uint64_t nonce = 0;
@@ -86,22 +106,9 @@ result<decoded_entry, std::string> decode_entry(std::string_view bytes) {
   e.proposer = static_cast<std::uint64_t>(*(*top)[1].as_int());
   e.nonce = static_cast<std::uint64_t>(*(*top)[2].as_int());
   for (const auto& item : *(*top)[3].as_array()) {
-    const wire::array* a = item.as_array();
-    if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
-      return fail(std::string("wrong proposal shape"));
-    const std::int64_t kind = *(*a)[0].as_int();
-    if (kind != static_cast<std::int64_t>(proposal::kind::transaction) &&
-        kind != static_cast<std::int64_t>(proposal::kind::entry) && kind != static_cast<std::int64_t>(proposal::kind::collect))
-      return fail("a proposal of kind " + std::to_string(kind));
-    auto le = decode_log_entry(*(*a)[2].as_string());
-    if (!le) return fail(le.error().message);
-    auto p = std::make_shared<proposal>();
-    p->k = static_cast<proposal::kind>(kind);
-    p->collect_up_to = static_cast<generation>(*(*a)[1].as_int());
-    p->fixed_gen = le->gen;
-    p->time_ms = le->time_ms;
-    p->ops = std::move(le->ops);
-    e.proposals.push_back(std::move(p));
+    auto p = decode_proposal(item);
+    if (!p) return fail(p.error());
+    e.proposals.push_back(std::move(p).value());
   }
   return e;
 }
@@ -152,6 +159,7 @@ struct raft_sequencer::loop {
     std::shared_ptr<proposal> p;
     steady::time_point since;
     std::string encoded;  // once encoded (its ops moved out), for an entry that had no room left
+    bool from_member = false;  // forwarded to this host: never forwarded on (no loops)
   };
   std::deque<waiting> queue;
   // Entries appended here as leader and not yet settled, by Raft index. In doubt: this member
@@ -163,6 +171,21 @@ struct raft_sequencer::loop {
     std::optional<steady::time_point> in_doubt_since;
   };
   std::map<std::uint64_t, in_flight> pending;
+  // A member's own proposals the master has answered for, by the entry that carries them: each
+  // completes once that entry is applied here too, so its writer reads what it wrote.
+  struct answered {
+    std::shared_ptr<proposal> p;
+    result<generation, api::api_error> outcome;
+  };
+  std::multimap<std::uint64_t, answered> forwarded;
+  // Asked of the master, not answered yet. An answer may come after this loop is gone: it
+  // finds the loop through `link`, which is emptied when the loop thread ends.
+  std::map<const proposal*, std::shared_ptr<proposal>> asking;
+  struct shared_link {
+    std::mutex mu;
+    loop* l = nullptr;
+  };
+  std::shared_ptr<shared_link> link = std::make_shared<shared_link>();
   std::uint64_t applied = 0;  // the database's applied_log_index
   std::uint64_t next_nonce = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   bool closing = false;
@@ -216,10 +239,51 @@ struct raft_sequencer::loop {
         fail_group(f.proposals, not_master());
         continue;
       }
-      for (std::size_t i = 0; i < f.proposals.size(); ++i) f.proposals[i]->outcome = std::move(entry->proposals[i]->outcome);
+      for (std::size_t i = 0; i < f.proposals.size(); ++i) {
+        f.proposals[i]->outcome = std::move(entry->proposals[i]->outcome);
+        f.proposals[i]->log_index = index;
+      }
       finish(f.proposals);
     }
   }
+  // The member's proposals whose entries are applied here now (all of them when closing: the
+  // master's answer is their outcome).
+  void settle_forwarded(std::uint64_t up_to) {
+    while (!forwarded.empty() && forwarded.begin()->first <= up_to) {
+      auto node = forwarded.extract(forwarded.begin());
+      node.mapped().p->outcome = std::move(node.mapped().outcome);
+      node.mapped().p->log_index = node.key();
+      finish({node.mapped().p});
+    }
+  }
+  void on_forwarded(const std::shared_ptr<proposal>& p, forwarded_answer a) {
+    if (asking.erase(p.get()) == 0) return;  // settled already (the log closed meanwhile)
+    if (a.log_index == 0 || a.log_index <= applied) {
+      p->outcome = std::move(a.outcome);
+      p->log_index = a.log_index;
+      return finish({p});
+    }
+    forwarded.emplace(a.log_index, answered{p, std::move(a.outcome)});
+  }
+  // A member hands its own proposal to the master; the answer comes back through the loop.
+  void forward(waiting& w, const raft_member& master) {
+    if (w.encoded.empty()) w.encoded = encode_proposal(*w.p);
+    if (w.encoded.size() > opt.max_proposal_bytes)
+      return fail_one(w.p, api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
+                                                       std::to_string(w.encoded.size()) + " bytes; at most " +
+                                                       std::to_string(opt.max_proposal_bytes) + ")"));
+    asking.emplace(w.p.get(), w.p);
+    opt.forward(std::move(w.encoded), master, [link = link, p = w.p](forwarded_answer a) {
+      std::lock_guard hold(link->mu);
+      if (!link->l) return;
+      loop& l = *link->l;
+      std::lock_guard lock(l.mu);
+      if (!l.running) return;  // closing: it was settled as unknown
+      l.tasks.push_back([&l, p, a = std::move(a)]() mutable { l.on_forwarded(p, std::move(a)); });
+      uv_async_send(&l.wake);
+    });
+  }
+
   void settle_all_unknown(std::uint64_t up_to) {
     while (!pending.empty() && pending.begin()->first <= up_to) {
       fail_group(pending.begin()->second.proposals, outcome_unknown());
@@ -246,6 +310,7 @@ struct raft_sequencer::loop {
     }
     applied = index;
     settle_up_to(index, &*entry);
+    settle_forwarded(index);
   }
 
   int take_snapshot(raft_buffer* bufs[], unsigned* n_bufs) {
@@ -297,6 +362,7 @@ struct raft_sequencer::loop {
         applied = index;
         // Whatever of ours was pending up to there may or may not be in the snapshot.
         settle_all_unknown(index);
+        settle_forwarded(index);
         spdlog::info("raft.snapshot.installed index={}", index);
       }
     }
@@ -320,7 +386,10 @@ struct raft_sequencer::loop {
     const auto now = monotonic_now();
     while (!queue.empty()) {
       const bool elsewhere = leader != 0 && leader != opt.self.id;
-      if (elsewhere) {
+      if (elsewhere && opt.forward && !queue.front().from_member &&
+          (queue.front().p->k == proposal::kind::transaction || queue.front().p->k == proposal::kind::collect)) {
+        forward(queue.front(), {leader, address ? address : ""});
+      } else if (elsewhere) {
         fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
       } else if (now - queue.front().since >= opt.leader_wait || (stop_deadline && now >= *stop_deadline)) {
         fail_one(queue.front().p,
@@ -613,6 +682,9 @@ struct raft_sequencer::loop {
       raft_uv_close(&l->io);
       raft_uv_tcp_close(&l->transport);
       l->settle_all_unknown(UINT64_MAX);
+      l->settle_forwarded(UINT64_MAX);
+      for (auto& [_, p] : l->asking) l->fail_one(p, outcome_unknown());
+      l->asking.clear();
       l->close_handles();
       std::deque<std::shared_ptr<proposal>> left;
       {
@@ -625,6 +697,10 @@ struct raft_sequencer::loop {
   }
 
   void run(std::promise<result<void, std::string>>& started) {
+    {
+      std::lock_guard lock(link->mu);
+      link->l = this;
+    }
     const std::string error = init();
     if (error.empty()) {
       {
@@ -635,6 +711,10 @@ struct raft_sequencer::loop {
     }
     uv_run(&uv, UV_RUN_DEFAULT);  // until every handle is closed
     uv_loop_close(&uv);
+    {
+      std::lock_guard lock(link->mu);
+      link->l = nullptr;
+    }
     if (!error.empty()) started.set_value(fail(error));
   }
 };
@@ -706,6 +786,27 @@ void raft_sequencer::stop() {
     }
   }
   if (loop_->thread.joinable()) loop_->thread.join();
+}
+
+void raft_sequencer::order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done) {
+  auto refuse = [&](api::api_error why) { done(forwarded_answer{0, fail(std::move(why))}); };
+  if (encoded.size() > loop_->opt.max_proposal_bytes)
+    return refuse(api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
+                                              std::to_string(encoded.size()) + " bytes)"));
+  wire::limits lim;
+  lim.max_body_bytes = lim.max_string_bytes = loop_->opt.max_proposal_bytes;
+  auto v = wire::binary::decode(encoded, lim);
+  auto p = v ? decode_proposal(*v) : result<std::shared_ptr<proposal>, std::string>(fail(v.error().message));
+  if (!p) return refuse(api::errors::INTERNAL_ERROR("a member's change cannot be read: " + p.error()));
+  if ((*p)->k != proposal::kind::transaction && (*p)->k != proposal::kind::collect)
+    return refuse(api::errors::INTERNAL_ERROR("a member may only propose transactions"));
+  (*p)->applied = [done](proposal& q) {
+    done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing())});
+  };
+  std::lock_guard lock(loop_->mu);
+  if (!loop_->running || loop_->stopping) return refuse(database_closing());
+  loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.push_back({q, monotonic_now(), {}, true}); });
+  uv_async_send(&loop_->wake);
 }
 
 raft_status raft_sequencer::status() const {

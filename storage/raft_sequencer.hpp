@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,16 @@ struct raft_member {
   std::uint64_t id = 0;  // non-zero, never reused for another member
   std::string address;   // "IPv4:port"
 };
+
+// What the master answered for a member's proposal it ordered: the log entry that carries it
+// and the outcome it had there; or, when the master could not be asked or did not answer, why.
+struct forwarded_answer {
+  std::uint64_t log_index = 0;  // 0: no answer (see `outcome`)
+  result<generation, api::api_error> outcome = fail(api::api_error{});
+};
+// Hands a member's encoded proposal to the master (at its Raft id and address) and calls `done`
+// once with the answer, from any thread; it must not block the calling (loop) thread.
+using forward_fn = std::function<void(std::string encoded, const raft_member& master, std::function<void(forwarded_answer)> done)>;
 
 struct raft_options {
   raft_member self;
@@ -51,6 +62,9 @@ struct raft_options {
   // How long a deposed leader waits to learn whether a proposal it had appended was applied,
   // before it answers that the outcome is unknown.
   std::chrono::milliseconds in_doubt_limit{5000};
+  // A member that is not the master orders its own writes through it (the pool's Propose call);
+  // without one, they are refused with HOST_IS_SLAVE.
+  forward_fn forward;
 };
 
 enum class raft_role { voter, standby, spare };
@@ -77,6 +91,11 @@ class raft_sequencer final : public sequencer {
   void stop() override;
 
   raft_status status() const;
+
+  // On the master: orders a proposal a member encoded and forwarded; `done` gets the entry that
+  // carries it and its outcome there, on the loop thread (it must only hand them on). Only
+  // transactions are taken; anything else, or bytes that are not a proposal, get an error.
+  void order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done);
 
   // Membership, on the leader (otherwise HOST_IS_SLAVE-like failures naming the leader). One
   // change at a time; each returns once its configuration entry is committed. `add` makes a

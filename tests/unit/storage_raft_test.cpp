@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -262,6 +263,73 @@ TEST(storage_raft, a_pool_of_three_replicates_survives_its_master_and_lets_membe
   expect_identical_replicas({leader, follower, &a});
   for (const auto& ref : away) EXPECT_TRUE(follower->has_vm(ref));
   EXPECT_TRUE(follower->db->changes_since(reopened_at, 0ms).lost) << "it installed a snapshot";
+}
+
+// A member's own writes go to the master (here through order_forwarded directly, as the pool's
+// Propose call does over gRPC): they commit on every member, the writer reads its write at once,
+// a refusal comes back with the master's error, and a master that never answers leaves the
+// writer with an honest "unknown" when the member stops — never a hang, never a false success.
+TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_back) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  std::map<std::uint64_t, member*> by_id{{1, &a}, {2, &b}, {3, &c}};
+  std::mutex held_mu;
+  std::vector<std::function<void(forwarded_answer)>> held;  // answers the master never gives
+  std::atomic<bool> black_hole{false};
+  raft_options tuning;
+  tuning.forward = [&](std::string encoded, const raft_member& master, std::function<void(forwarded_answer)> done) {
+    if (black_hole) {
+      std::lock_guard lock(held_mu);
+      held.push_back(std::move(done));
+      return;
+    }
+    by_id.at(master.id)->seq->order_forwarded(std::move(encoded), std::move(done));
+  };
+  ASSERT_TRUE(a.open({a.self}, tuning));
+  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
+  ASSERT_TRUE(b.open({}, tuning));
+  ASSERT_TRUE(c.open({}, tuning));
+  for (member* m : {&b, &c}) {
+    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
+    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
+  }
+
+  auto on_member = b.create_vm("written on a member");
+  ASSERT_TRUE(on_member.ok()) << on_member.error().description().at(0);
+  EXPECT_TRUE(b.has_vm(b.last_ref)) << "the writer reads its own write as soon as it is acknowledged";
+  EXPECT_EQ(b.db->snapshot()->get<api::vm>(b.last_ref)->name_label, "written on a member");
+
+  std::vector<std::string> acked;
+  std::thread from_c([&] { acked = write_concurrently(c, 4, 15); });
+  auto from_b = write_concurrently(b, 4, 15);
+  auto from_a = write_concurrently(a, 4, 15);
+  from_c.join();
+  ASSERT_EQ(acked.size() + from_b.size() + from_a.size(), 180u);
+  expect_identical_replicas({&a, &b, &c});
+  for (const auto& ref : acked) EXPECT_TRUE(a.has_vm(ref) && b.has_vm(ref));
+
+  // The master's refusal is the member's: a precondition that no longer holds.
+  auto t = b.db->begin();
+  t.expect_unchanged(schema::get().class_of<api::vm>(), b.last_ref, 999999, api::errors::OTHER_OPERATION_IN_PROGRESS("VM", b.last_ref));
+  t.set(schema::get().class_of<api::vm>(), b.last_ref, *schema::get().field_index(schema::get().class_of<api::vm>(), "name_label"),
+        wire::value("changed"));
+  auto refused = b.db->commit(std::move(t));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, api::error_code::OTHER_OPERATION_IN_PROGRESS);
+  EXPECT_EQ(a.db->snapshot()->get<api::vm>(b.last_ref)->name_label, "written on a member");
+
+  // A master that never answers: the writer learns the outcome is unknown when its member stops.
+  black_hole = true;
+  result<generation, api::api_error> lost = fail(api::api_error{});
+  std::thread writer([&] { lost = b.create_vm("never answered"); });
+  ASSERT_TRUE(eventually([&] { std::lock_guard lock(held_mu); return !held.empty(); }, 5s));
+  b.seq->stop();
+  writer.join();
+  ASSERT_FALSE(lost.ok());
+  EXPECT_NE(lost.error().params.at(0).find("may or may not"), std::string::npos) << lost.error().params.at(0);
+  // The answer arriving after the member stopped goes nowhere (and crashes nothing).
+  std::lock_guard lock(held_mu);
+  for (auto& done : held) done(forwarded_answer{12345, generation{99}});
 }
 
 }  // namespace
