@@ -512,6 +512,33 @@ void database::stop_waiters() {
 
 // ------------------------------------------------------------------ replication
 
+result<std::shared_ptr<state>, std::string> read_checkpoint(
+    std::string_view bytes, const std::function<void(std::size_t, const std::string&, std::string_view)>& each_row) {
+  wire::limits lim;
+  lim.max_body_bytes = std::size_t{1} << 40;
+  auto v = wire::binary::decode(bytes, lim);
+  if (!v) return fail("corrupt checkpoint: " + v.error().message);
+  const wire::array* top = v->as_array();
+  if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
+    return fail(std::string("corrupt checkpoint: wrong shape"));
+  const auto& sch = schema::get();
+  auto out = std::make_shared<state>();
+  for (const auto& item : *(*top)[1].as_array()) {
+    const wire::array* a = item.as_array();
+    if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_string() || !(*a)[2].as_string())
+      return fail(std::string("corrupt checkpoint row"));
+    auto cls = static_cast<std::size_t>(*(*a)[0].as_int());
+    if (cls >= sch.tables().size()) return fail(std::string("checkpoint row of an unknown class"));
+    auto r = decode_row(sch.table(cls), *(*a)[2].as_string());
+    if (!r) return fail("corrupt checkpoint row: " + r.error());
+    if (each_row) each_row(cls, *(*a)[1].as_string(), *(*a)[2].as_string());
+    out->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
+  }
+  out->derive_after_load();
+  out->set_generation(static_cast<generation>(*(*top)[0].as_int()));
+  return out;
+}
+
 std::string database::export_checkpoint() const {
   auto snap = snapshot();
   const auto& sch = schema::get();
@@ -558,35 +585,18 @@ result<void, std::string> database::import_checkpoint(std::string_view bytes) {
 // same synced write that stores the new ones; event waiters are told they lost track.
 void database::apply_install(proposal& p) {
   auto install = [&]() -> result<void, std::string> {
-    wire::limits lim;
-    lim.max_body_bytes = std::size_t{1} << 40;
-    auto v = wire::binary::decode(p.checkpoint, lim);
-    if (!v) return fail("corrupt checkpoint: " + v.error().message);
-    const wire::array* top = v->as_array();
-    if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
-      return fail(std::string("corrupt checkpoint: wrong shape"));
-    const auto gen = static_cast<generation>(*(*top)[0].as_int());
-    if (gen < current_generation())
-      return fail("the checkpoint (generation " + std::to_string(gen) + ") is older than this database (" +
-                  std::to_string(current_generation()) + ")");
-    const auto& sch = schema::get();
-    auto next = std::make_shared<state>();
     rocksdb::WriteBatch wb;
     wb.DeleteRange("r", "s");
     wb.DeleteRange("l", "m");
-    for (const auto& item : *(*top)[1].as_array()) {
-      const wire::array* a = item.as_array();
-      if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_string() || !(*a)[2].as_string())
-        return fail(std::string("corrupt checkpoint row"));
-      auto cls = static_cast<std::size_t>(*(*a)[0].as_int());
-      if (cls >= sch.tables().size()) return fail(std::string("checkpoint row of an unknown class"));
-      auto r = decode_row(sch.table(cls), *(*a)[2].as_string());
-      if (!r) return fail("corrupt checkpoint row: " + r.error());
-      wb.Put(row_key(cls, *(*a)[1].as_string()), *(*a)[2].as_string());
-      next->load_row(cls, *(*a)[1].as_string(), std::move(r).value());
-    }
-    next->derive_after_load();
-    next->set_generation(gen);
+    auto read = read_checkpoint(p.checkpoint, [&](std::size_t cls, const std::string& ref, std::string_view encoded) {
+      wb.Put(row_key(cls, ref), rocksdb::Slice(encoded.data(), encoded.size()));
+    });
+    if (!read) return fail(read.error());
+    auto next = std::move(read).value();
+    const generation gen = next->gen();
+    if (gen < current_generation())
+      return fail("the checkpoint (generation " + std::to_string(gen) + ") is older than this database (" +
+                  std::to_string(current_generation()) + ")");
     wb.Put(key_gen, std::to_string(gen));
     if (p.log_index) wb.Put(key_log_index, std::to_string(p.log_index));
     rocksdb::WriteOptions wo;

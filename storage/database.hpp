@@ -90,6 +90,11 @@ struct changes_since_result {
   bool lost = false;            // `after` is older than the feed keeps: re-read everything
 };
 
+// The state a checkpoint (database::export_checkpoint) holds, decoded; `each_row` sees every
+// row's stored bytes on the way. A pool's master reads a joining host's database this way.
+result<std::shared_ptr<state>, std::string> read_checkpoint(
+    std::string_view bytes, const std::function<void(std::size_t cls, const std::string& ref, std::string_view encoded)>& each_row = {});
+
 class database {
  public:
   // Opens or creates the database at options.path. Errors name the file and what is wrong.

@@ -189,6 +189,7 @@ struct raft_sequencer::loop {
   std::uint64_t applied = 0;  // the database's applied_log_index
   std::uint64_t next_nonce = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   bool closing = false;
+  bool first_snapshot_pending = false;
   std::optional<steady::time_point> stop_deadline;
 
   struct apply_request {
@@ -493,6 +494,11 @@ struct raft_sequencer::loop {
   // status is published, and a stop proceeds.
   void after_turn() {
     if (closing) return;
+    if (first_snapshot_pending && r.log.snapshot.last_index > 0) {
+      first_snapshot_pending = false;
+      raft_set_snapshot_threshold(&r, opt.snapshot_threshold);
+      raft_set_snapshot_trailing(&r, opt.snapshot_trailing);
+    }
     pump();
     const auto now = monotonic_now();
     const std::uint64_t last_applied = raft_last_applied(&r);
@@ -525,6 +531,7 @@ struct raft_sequencer::loop {
     s.last_index = raft_last_index(&r);
     s.last_applied = raft_last_applied(&r);
     s.applied_log_index = applied;
+    s.snapshot_index = r.log.snapshot.last_index;
     std::lock_guard lock(status_mu);
     status = std::move(s);
   }
@@ -657,6 +664,14 @@ struct raft_sequencer::loop {
       std::string why = describe(rv);
       begin_close();
       return "cannot start the pool log in " + opt.dir + " on " + opt.self.address + ": " + why;
+    }
+    // Until this log holds a snapshot, the next entry applied takes one and drops the entries
+    // before it: a member that joins later then starts from the whole database, never from entry
+    // 1 (a database older than its log, made before it ran over Raft, is not in its entries).
+    if (r.log.snapshot.last_index == 0) {
+      first_snapshot_pending = true;
+      raft_set_snapshot_threshold(&r, 1);
+      raft_set_snapshot_trailing(&r, 0);
     }
     uv_check_start(&check, [](uv_check_t* h) { static_cast<loop*>(h->data)->after_turn(); });
     publish_status();

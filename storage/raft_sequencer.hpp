@@ -76,6 +76,7 @@ struct raft_status {
   std::uint64_t last_index = 0;       // of the local log
   std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
   std::uint64_t applied_log_index = 0;  // the database's: the last command entry it holds
+  std::uint64_t snapshot_index = 0;     // of the last snapshot this member took or installed (0: none yet)
 };
 
 class raft_sequencer final : public sequencer {

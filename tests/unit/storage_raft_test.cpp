@@ -265,6 +265,40 @@ TEST(storage_raft, a_pool_of_three_replicates_survives_its_master_and_lets_membe
   EXPECT_TRUE(follower->db->changes_since(reopened_at, 0ms).lost) << "it installed a snapshot";
 }
 
+// A database older than its log (written by a single host's order, then run over Raft) is whole
+// on a member that joins later: the log's first snapshot carries it, not entries from 1.
+TEST(storage_raft, a_database_older_than_its_log_reaches_a_member_that_joins) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2);
+  std::vector<std::string> before;
+  {
+    std::filesystem::create_directories(a.dir);
+    database_options o;
+    o.path = a.dir + "/db";
+    o.ids = &a.ids;
+    auto local = database::open(o);
+    ASSERT_TRUE(local.ok()) << local.error();
+    for (int i = 0; i < 5; ++i) {
+      auto t = (*local)->begin();
+      api::vm rec;
+      rec.name_label = "before the log " + std::to_string(i);
+      before.push_back(t.create(rec));
+      ASSERT_TRUE((*local)->commit(std::move(t)).ok());
+    }
+  }
+  ASSERT_TRUE(a.open({a.self}));
+  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
+  for (const auto& ref : before) ASSERT_TRUE(a.has_vm(ref));
+  ASSERT_TRUE(a.create_vm("the log's first").ok());
+  ASSERT_TRUE(eventually([&] { return a.seq->status().snapshot_index > 0; }, 5s)) << "the first entry took a snapshot";
+  ASSERT_TRUE(b.open({}));
+  ASSERT_TRUE(a.seq->add(b.self, 10s).ok());
+  ASSERT_TRUE(a.seq->assign(b.self.id, raft_role::voter, 20s).ok());
+  ASSERT_TRUE(a.create_vm("after the join").ok());
+  expect_identical_replicas({&a, &b});
+  for (const auto& ref : before) EXPECT_TRUE(b.has_vm(ref)) << ref;
+}
+
 // A member's own writes go to the master (here through order_forwarded directly, as the pool's
 // Propose call does over gRPC): they commit on every member, the writer reads its write at once,
 // a refusal comes back with the master's error, and a master that never answers leaves the
