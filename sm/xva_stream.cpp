@@ -1,4 +1,5 @@
 #include "sm/xva_stream.hpp"
+#include "common/hex.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -40,13 +41,7 @@ bool all_zero(const char* data, std::size_t n) {
 std::string sha1_hex(const char* data, std::size_t n) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(data), n, digest);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
+  return hex({reinterpret_cast<const char*>(digest), sizeof digest});
 }
 
 bool tar_out::put(const char* data, std::size_t n) {
