@@ -81,6 +81,13 @@ class state {
     });
     return out;
   }
+  // Visits the live rows of class R as records, fn(ref, record); stop by returning false.
+  template <class R, class F>
+  void for_each_of(F&& fn) const {
+    for_each(schema::get().class_of<R>(), [&](const std::string& ref, const row& r) {
+      return fn(ref, *static_cast<const R*>(r.record.get()));
+    });
+  }
   std::size_t count(std::size_t cls) const;  // live rows
   // Every row of `cls`, tombstones included (`deleted`), for a walk that stops and resumes with
   // an iterator (an answer written in pieces); for_each is the faster way through all at once.
