@@ -45,16 +45,18 @@ std::string local_hostname() {
 
 }  // namespace
 
+std::string installation_uuid(const std::string& data_dir) {
+  std::ifstream in(data_dir + "/inventory");
+  std::string line, uuid;
+  while (std::getline(in, line))
+    if (line.rfind("INSTALLATION_UUID=", 0) == 0) uuid = line.substr(18);
+  return uuid;
+}
+
 api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const std::string& data_dir,
                                                     const std::string& address, const xen::host_info& hardware) {
   const std::string inventory = data_dir + "/inventory";
-  std::string host_uuid;
-  {
-    std::ifstream in(inventory);
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind("INSTALLATION_UUID=", 0) == 0) host_uuid = line.substr(18);
-  }
+  std::string host_uuid = installation_uuid(data_dir);
   if (host_uuid.empty()) {
     host_uuid = db.ids().uuid();
     std::string tmp = inventory + ".tmp";

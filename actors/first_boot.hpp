@@ -19,6 +19,9 @@ struct host_identity {
   std::string host;
 };
 
+// The host's uuid as DIR/inventory keeps it; empty before the first boot.
+std::string installation_uuid(const std::string& data_dir);
+
 api::api_result<host_identity> ensure_pool_and_host(storage::database& db, const std::string& data_dir,
                                                     const std::string& address, const xen::host_info& hardware);
 

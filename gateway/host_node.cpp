@@ -20,11 +20,19 @@
 
 #include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
+#include "pool/join.hpp"
+#include "pool/membership.hpp"
+#include "pool/peer_client.hpp"
+#include "pool/peer_service.hpp"
+#include "pool/peer_tls.hpp"
 #include "pool/pool_log.hpp"
+#include "pool/voters.hpp"
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/api/event_rpcs.hpp"
 #include "gateway/auth/external_auth.hpp"
 #include "gateway/api/host_rpcs.hpp"
+#include "gateway/api/pool_rpcs.hpp"
+#include "xapid/api/rbac.hpp"
 #include "gateway/http/http_server.hpp"
 #include "gateway/rpc/implicit_rpcs.hpp"
 #include "gateway/logging.hpp"
@@ -89,7 +97,15 @@ struct host_node::parts {
   std::unique_ptr<host_log> log;
   std::string listen_host;
   gateway::dispatcher rpcs;
+  // The pool: this host's identity in it, its TLS identity towards the other hosts, the
+  // addresses it serves them on, its calls to them, its part of the log.
+  pool::member_identity identity;
+  pool::host_tls tls;
+  std::string fingerprint, raft_address, peer_address;
+  std::optional<pool::peer_client> peers;
+  std::atomic<storage::database*> db_for_peers{nullptr};
   std::shared_ptr<storage::raft_sequencer> pool_log;
+  std::optional<pool::voter_keeper> voters;  // goes after the database (and its log) has stopped
   std::unique_ptr<storage::database> db;
   std::unique_ptr<xen::backend> hypervisor;
   xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
@@ -106,6 +122,8 @@ struct host_node::parts {
   std::function<void(bool)> power_off;
   std::optional<host_context> host_ctx;
   std::optional<event_rpcs> events;
+  std::optional<pool_context> pool_ctx;
+  std::unique_ptr<pool::peer_service> peer_service;
 
   std::optional<boost::asio::io_context> io;
   std::optional<http_server> server;
@@ -164,11 +182,36 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
 
   // The pool's log (a pool of one on a first boot), the database whose commits it orders, the
   // objects of a first boot, root's password, sessions, and the RPCs.
+  // A join the master accepted becomes this host's identity before anything opens.
+  if (auto joined = pool::finish_accepted_join(opt.data_dir); !joined) return fail("finishing pool.join: " + joined.error());
   auto identity = pool::load_or_create_identity(opt.data_dir);
   if (!identity) return fail(identity.error());
+  p.identity = *identity;
   auto raft_address = pool::raft_address(opt.listen, opt.raft_listen);
   if (!raft_address) return fail(raft_address.error());
-  auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity);
+  auto peer_address = pool::peer_address(opt.listen, opt.peer_listen);
+  if (!peer_address) return fail(peer_address.error());
+  p.raft_address = *raft_address;
+  p.peer_address = *peer_address;
+  auto tls_files = ensure_tls_certificate(opt.data_dir, local_hostname(), p.listen_host);
+  if (!tls_files) return fail(tls_files.error());
+  auto tls = pool::read_host_tls(tls_files->certificate, tls_files->key);
+  if (!tls) return fail(tls.error());
+  p.tls = std::move(tls).value();
+  auto fingerprint = pool::certificate_fingerprint(p.tls.certificate_pem);
+  if (!fingerprint) return fail(tls_files->certificate + ": " + fingerprint.error());
+  p.fingerprint = *fingerprint;
+  p.peers.emplace([tls = p.tls](const std::string& address, const std::string& pinned) { return pool::peer_channel(address, tls, pinned); });
+  // A member's own writes go to the master's peer service, found (with its pinned certificate)
+  // in the pool database by the master's Raft id.
+  auto forward = [&p](std::string encoded, const storage::raft_member& master, std::function<void(storage::forwarded_answer)> done) {
+    storage::database* db = p.db_for_peers.load();
+    auto record = db ? pool::member_by_raft_id(*db->snapshot(), master.id) : std::nullopt;
+    if (!record || record->peer_address.empty())
+      return done(storage::forwarded_answer{0, fail(api::errors::HOST_IS_SLAVE(master.address))});
+    p.peers->propose(record->peer_address, record->fingerprint, std::move(encoded), std::move(done));
+  };
+  auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity, forward);
   if (!pool_log) return fail(pool_log.error());
   p.pool_log = *pool_log;
   storage::database_options db_options{opt.data_dir + "/db"};
@@ -176,7 +219,21 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   auto opened = storage::database::open(std::move(db_options));
   if (!opened) return fail(opened.error());
   p.db = std::move(opened).value();
+  p.db_for_peers = p.db.get();
   storage::database& db = *p.db;
+  // A host that joined a pool takes its database from the master: its own host is in it once
+  // the master's snapshot has arrived. (Its first boot must not make a pool of its own.)
+  if (!identity->founder) {
+    const std::string uuid = actors::installation_uuid(opt.data_dir);
+    const auto host_cls = storage::schema::get().class_of<api::host>();
+    const auto until = monotonic_now() + std::chrono::seconds(120);
+    while (!db.snapshot()->ref_by_uuid(host_cls, uuid)) {
+      if (monotonic_now() >= until)
+        return fail("this host joined a pool, but its master has not sent the pool's database within 120 s (its log: " +
+                    p.pool_log->status().leader.address + ")");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
   // The hypervisor: libxenlight on a Xen host, else the simulated host, whose domains live in
   // DIR/sim-state across restarts.
   if (opt.backend == "libxl") {
@@ -238,6 +295,11 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.host_ctx.emplace(host_context{db, *p.hypervisor, *p.host_ops, p.clock, p.host, opt.data_dir + "/xapid.log",
                                   [&p](bool again) { p.power_off(again); }});
   register_host_rpcs(p.rpcs, *p.host_ctx);
+  p.pool_ctx.emplace();
+  p.pool_ctx->self = pool::joining_host{&db, opt.data_dir, actors::installation_uuid(opt.data_dir), opt.listen, p.raft_address,
+                                        p.peer_address, p.tls.certificate_pem, &*p.peers};
+  p.pool_ctx->power = [&p](bool again) { p.power_off(again); };
+  register_pool_rpcs(p.rpcs, *p.pool_ctx);
   register_role_rpcs(p.rpcs, db);
   register_external_auth_rpcs(p.rpcs, db);
   p.events.emplace(db, p.clock, p.rpcs, [s = &*p.sessions](const std::string& ref) { return s->validate(ref); });
@@ -307,6 +369,57 @@ result<void, std::string> host_node::start_serving(int threads) {
     if (auto r = p.server->listen_tls(tls->first, tls->second, files->certificate, files->key); !r)
       return fail("https listen " + opt.https_listen + ": " + r.error());
     spdlog::info("xapid.tls listen={}:{} certificate={}", tls->first, p.server->tls_port(), files->certificate);
+  }
+
+  // The other hosts of the pool call this one here; its record in the pool says where.
+  {
+    pool::peer_service_context ctx;
+    ctx.db = p.db.get();
+    ctx.log = p.pool_log.get();
+    ctx.host_ref = p.host;
+    ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return pool::caller_fingerprint(c); };
+    pool::join_master master;
+    master.db = p.db.get();
+    master.log = p.pool_log.get();
+    master.identity = p.identity;
+    master.host_ref = p.host;
+    master.certificate_pem = p.tls.certificate_pem;
+    master.raft_address = p.raft_address;
+    master.authenticate = [&p](const std::string& user, const std::string& password) -> api::status {
+      auto who = p.logins->authenticate({user, password, "pool.join"});
+      if (!who) return fail(who.error());
+      if (!who->root && who->role > api::least_role(*api::find_method("pool.join")))
+        return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
+      return ok_v;
+    };
+    master.root_password_hash = [&p] {
+      std::lock_guard lock(p.root.mu);
+      return p.root.hash;
+    };
+    ctx.join = [master](const peer::JoinRequest& q, const std::string& fp, peer::JoinReply& r) { pool::take_in(master, q, fp, r); };
+    auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
+    if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
+    p.peer_service = std::move(service).value();
+    // The log's leader is the pool's master: pool.master follows it.
+    p.voters.emplace(p.pool_log, [&p] {
+      auto snap = p.db->snapshot();
+      const api::pool* pool = nullptr;
+      std::string pool_ref;
+      snap->for_each(storage::schema::get().class_of<api::pool>(), [&](const std::string& ref, const storage::row& r) {
+        pool_ref = ref;
+        pool = static_cast<const api::pool*>(r.record.get());
+        return false;
+      });
+      if (!pool || pool->master.opaque == p.host) return;
+      auto t = p.db->begin();
+      const auto cls = storage::schema::get().class_of<api::pool>();
+      t.set(cls, pool_ref, *storage::schema::get().field_index(cls, "master"), wire::value(p.host));
+      if (auto done = p.db->commit(std::move(t)); done) spdlog::info("pool.master.changed host={}", p.host);
+      else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
+    });
+    const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
+    if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
+      return fail("publishing this host's place in the pool: " + st.error().description().at(0));
   }
 
   // Idle sessions end within a minute of their timeout.
@@ -390,6 +503,7 @@ void host_node::wait() {
   // Waiting calls (event.from, a shutdown a guest ignores) wake and finish before the database
   // closes. (A host that failed to open stops what it had built.)
   if (p.events) p.events->stop();
+  p.peer_service.reset();  // no more calls from the other hosts
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
   p.rpcs.stop_blocking();

@@ -37,6 +37,9 @@ struct host_options {
   // The pool's Raft traffic (ARCHITECTURE.md, "The pool's order"): default the address of
   // `listen` with its port + 2. It is part of the pool's configuration: keep it across restarts.
   std::string raft_listen;
+  // The service the pool's hosts call each other on (gRPC over TLS): default the address of
+  // `listen` with its port + 1.
+  std::string peer_listen;
   std::string unix_socket;                // default DIR/xapid.sock
   std::string backend = "sim";            // sim or libxl
   std::string root_password_file;

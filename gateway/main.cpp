@@ -30,7 +30,7 @@ namespace {
 
 const char* usage =
     "usage: xapid --data-dir DIR [--listen ADDR:PORT] [--https-listen ADDR:PORT] [--unix-socket PATH]\n"
-    "             [--raft-listen ADDR:PORT]\n"
+    "             [--raft-listen ADDR:PORT] [--peer-listen ADDR:PORT]\n"
     "             [--backend sim|libxl]\n"
     "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N] [--config FILE]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
@@ -41,6 +41,8 @@ const char* usage =
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
     "  --raft-listen ADDR:PORT   the pool's replicated log between hosts (default: --listen's\n"
     "                       address, its port + 2); keep it across restarts\n"
+    "  --peer-listen ADDR:PORT   the pool's hosts call each other here, over TLS (default:\n"
+    "                       --listen's address, its port + 1)\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
     "  --threads N          threads serving connections (default: one less than the CPUs, 1 to 8)\n"
     "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
@@ -81,6 +83,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "listen") o.host.listen = value;
   else if (name == "https-listen") o.host.https_listen = value;
   else if (name == "raft-listen") o.host.raft_listen = value;
+  else if (name == "peer-listen") o.host.peer_listen = value;
   else if (name == "unix-socket") o.host.unix_socket = value;
   else if (name == "backend") o.host.backend = value;
   else if (name == "root-password-file") o.host.root_password_file = value;

@@ -532,6 +532,11 @@ struct raft_sequencer::loop {
     s.last_applied = raft_last_applied(&r);
     s.applied_log_index = applied;
     s.snapshot_index = r.log.snapshot.last_index;
+    for (unsigned i = 0; i < r.configuration.n; ++i) {
+      const ::raft_server& srv = r.configuration.servers[i];
+      s.configuration.push_back({{srv.id, srv.address ? srv.address : ""},
+                                 srv.role == RAFT_VOTER ? raft_role::voter : srv.role == RAFT_STANDBY ? raft_role::standby : raft_role::spare});
+    }
     std::lock_guard lock(status_mu);
     status = std::move(s);
   }

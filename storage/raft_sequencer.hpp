@@ -69,6 +69,11 @@ struct raft_options {
 
 enum class raft_role { voter, standby, spare };
 
+struct raft_server {
+  raft_member member;
+  raft_role role = raft_role::spare;
+};
+
 struct raft_status {
   enum class role_state { unavailable, follower, candidate, leader } state = role_state::unavailable;
   raft_member leader;                 // id 0 while none is known
@@ -77,6 +82,7 @@ struct raft_status {
   std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
   std::uint64_t applied_log_index = 0;  // the database's: the last command entry it holds
   std::uint64_t snapshot_index = 0;     // of the last snapshot this member took or installed (0: none yet)
+  std::vector<raft_server> configuration;  // the log's latest (appended, maybe not yet committed)
 };
 
 class raft_sequencer final : public sequencer {

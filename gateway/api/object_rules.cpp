@@ -6,6 +6,7 @@
 #include <set>
 
 #include "actors/vm_rules.hpp"
+#include "pool/membership.hpp"
 #include "gateway/rpc/typed_rpcs.hpp"
 #include "sm/sr_driver.hpp"
 
@@ -115,6 +116,29 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
       if (const api::vm* v = s.get<api::vm>(vm.opaque); v && !v->is_control_domain)
         return fail(api::errors::HOST_HAS_RESIDENT_VMS(ref));
     return ok_v;
+  }));
+
+  // A host's place in the pool (pool/membership: its Raft id, addresses, pinned certificate) is
+  // written by the pool's join and start-up only: no call may add, change or remove it.
+  auto pool_owned = [](const std::string& key) -> api::status {
+    if (!key.starts_with(pool::reserved_prefix)) return ok_v;
+    return fail(api::errors::OPERATION_NOT_ALLOWED("other_config key " + key + " belongs to the pool's membership"));
+  };
+  d.guard("host.add_to_other_config", [pool_owned](call_context&, const wire::array& p) { return pool_owned(ref_at(p, 1)); });
+  d.guard("host.remove_from_other_config", [pool_owned](call_context&, const wire::array& p) { return pool_owned(ref_at(p, 1)); });
+  d.guard("host.set_other_config", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
+    const api::host* h = s.get<api::host>(ref_at(p, 0));
+    const wire::structure* given = p.size() > 1 ? p[1].as_struct() : nullptr;
+    if (!h || !given) return ok_v;  // the generic setter answers HANDLE_INVALID or the type error
+    api::map<std::string, std::string> after;
+    for (const auto& [key, value] : *given)
+      if (key.starts_with(pool::reserved_prefix)) after[key] = value.as_string() ? *value.as_string() : std::string("\x01");
+    api::map<std::string, std::string> before;
+    for (const auto& [k, v] : h->other_config)
+      if (k.starts_with(pool::reserved_prefix)) before[k] = v;
+    if (before == after) return ok_v;
+    return fail(api::errors::OPERATION_NOT_ALLOWED("other_config keys starting " + std::string(pool::reserved_prefix) +
+                                                   " belong to the pool's membership"));
   }));
 
   // network.destroy: not while a VIF on it is attached (or reserved) or a PIF carries it, never

@@ -23,9 +23,9 @@
 namespace {
 
 using namespace std::chrono;
-using xapid::pool::grpc::PingReply;
-using xapid::pool::grpc::PingRequest;
-using xapid::pool::grpc::PoolPeer;
+using xapid::peer::PingReply;
+using xapid::peer::PingRequest;
+using xapid::peer::PoolPeer;
 
 struct rate {
   double per_s = 0;

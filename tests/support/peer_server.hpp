@@ -46,10 +46,10 @@ struct peer_identity {
   }
 };
 
-class recording_peer final : public pool::grpc::PoolPeer::Service {
+class recording_peer final : public peer::PoolPeer::Service {
  public:
-  ::grpc::Status Ping(::grpc::ServerContext* context, const pool::grpc::PingRequest*,
-                      pool::grpc::PingReply* reply) override {
+  ::grpc::Status Ping(::grpc::ServerContext* context, const peer::PingRequest*,
+                      peer::PingReply* reply) override {
     record(*context);
     reply->set_host_uuid("recording-peer");
     reply->set_master(true);
@@ -57,8 +57,8 @@ class recording_peer final : public pool::grpc::PoolPeer::Service {
   }
 
   // The checkpoint comes back as the secret: a big one crosses the message limit both ways.
-  ::grpc::Status Join(::grpc::ServerContext* context, const pool::grpc::JoinRequest* request,
-                      pool::grpc::JoinReply* reply) override {
+  ::grpc::Status Join(::grpc::ServerContext* context, const peer::JoinRequest* request,
+                      peer::JoinReply* reply) override {
     record(*context);
     reply->set_secret(request->checkpoint());
     return ::grpc::Status::OK;

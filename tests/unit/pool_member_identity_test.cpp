@@ -88,5 +88,18 @@ TEST(raft_address, follows_listen_unless_given) {
   EXPECT_FALSE(raft_address("127.0.0.3:80", ":80").ok());
 }
 
+TEST(peer_address, follows_listen_unless_given_and_finds_the_masters) {
+  EXPECT_EQ(peer_address("10.0.0.5:443", "").value(), "10.0.0.5:444");
+  EXPECT_EQ(peer_address("127.0.0.3:0", "").value(), "127.0.0.3:0");
+  EXPECT_EQ(peer_address("127.0.0.3:80", "127.0.0.3:9001").value(), "127.0.0.3:9001");
+  EXPECT_FALSE(peer_address("127.0.0.3:80", "127.0.0.3").ok());
+  // The master's API address, its port this host's own unless given.
+  EXPECT_EQ(master_peer_address("127.0.0.1", "127.0.0.2:8080").value(), "127.0.0.1:8081");
+  EXPECT_EQ(master_peer_address("127.0.0.1:9000", "127.0.0.2:8080").value(), "127.0.0.1:9001");
+  EXPECT_FALSE(master_peer_address("127.0.0.1", "127.0.0.2:0").ok());
+  for (const char* bad : {"", "a b", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65535", "127.0.0.1:x", "x/y:80"})
+    EXPECT_FALSE(master_peer_address(bad, "127.0.0.2:8080").ok()) << bad;
+}
+
 }  // namespace
 }  // namespace xapid::pool

@@ -25,15 +25,15 @@ namespace {
 using testing::peer_identity;
 using testing::peer_server;
 
-::grpc::Status ping(const std::shared_ptr<::grpc::Channel>& channel, grpc::PingReply* reply) {
+::grpc::Status ping(const std::shared_ptr<::grpc::Channel>& channel, peer::PingReply* reply) {
   ::grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  grpc::PingRequest request;
-  return grpc::PoolPeer::NewStub(channel)->Ping(&context, request, reply);
+  peer::PingRequest request;
+  return peer::PoolPeer::NewStub(channel)->Ping(&context, request, reply);
 }
 
 ::grpc::Status ping(const std::shared_ptr<::grpc::Channel>& channel) {
-  grpc::PingReply reply;
+  peer::PingReply reply;
   return ping(channel, &reply);
 }
 
@@ -45,7 +45,7 @@ struct peer_tls_two_hosts : ::testing::Test {
 };
 
 TEST_F(peer_tls_two_hosts, a_client_pinned_to_the_servers_certificate_is_served_and_known_by_its_own) {
-  grpc::PingReply reply;
+  peer::PingReply reply;
   auto status = ping(peer_channel(server.address(), client_host.tls, server_host.fingerprint), &reply);
   ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
   EXPECT_EQ(reply.host_uuid(), "recording-peer");
@@ -126,12 +126,12 @@ TEST_F(peer_tls_two_hosts, a_raw_tcp_client_is_disconnected) {
 
 // A join carries the joining host's database: far over gRPC's default 4 MiB, both ways.
 TEST_F(peer_tls_two_hosts, a_checkpoint_of_many_megabytes_crosses_both_ways) {
-  grpc::JoinRequest request;
+  peer::JoinRequest request;
   request.set_checkpoint(std::string(24 << 20, 'c'));
-  grpc::JoinReply reply;
+  peer::JoinReply reply;
   ::grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto status = grpc::PoolPeer::NewStub(peer_channel(server.address(), client_host.tls, server_host.fingerprint))
+  auto status = peer::PoolPeer::NewStub(peer_channel(server.address(), client_host.tls, server_host.fingerprint))
                     ->Join(&context, request, &reply);
   ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
   EXPECT_EQ(reply.secret().size(), std::size_t{24} << 20);

@@ -1,0 +1,30 @@
+#include "gateway/api/pool_rpcs.hpp"
+
+#include "gateway/rpc/typed_rpcs.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+namespace m = api::method;
+
+}  // namespace
+
+void register_pool_rpcs(dispatcher& d, pool_context& ctx) {
+  auto join = [&ctx](const std::string& master, const std::string& user, const std::string& password,
+                     bool force) -> api::api_result<void> {
+    if (ctx.joining.exchange(true)) return fail(api::errors::OTHER_OPERATION_IN_PROGRESS("pool", ""));
+    if (auto st = pool::join_pool(ctx.self, {master, user, password, force}); !st) {
+      ctx.joining = false;
+      return st;
+    }
+    ctx.power(true);  // the answer goes first; then the host starts again as a member (joining stays set)
+    return ok_v;
+  };
+  add_typed<m::pool_join>(d, [join](call_context&, const std::string& master, const std::string& user, const std::string& password) {
+    return join(master, user, password, false);
+  }, true);
+  add_typed<m::pool_join_force>(d, [join](call_context&, const std::string& master, const std::string& user,
+                                          const std::string& password) { return join(master, user, password, true); }, true);
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,22 @@
+// The pool's own RPCs (pool/): pool.join and pool.join_force, run on the joining host. A join the
+// master accepts restarts this daemon, which comes back as a member of the master's pool.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+#include "gateway/rpc/dispatch.hpp"
+#include "pool/join.hpp"
+
+namespace xapid::gateway {
+
+struct pool_context {
+  pool::joining_host self;
+  // Stops the daemon once the current answer is sent; `restart` starts it again.
+  std::function<void(bool restart)> power;
+  std::atomic<bool> joining{false};  // one join at a time; the first accepted restarts the host
+};
+
+void register_pool_rpcs(dispatcher& d, pool_context& ctx);
+
+}  // namespace xapid::gateway

@@ -1,0 +1,184 @@
+#include "pool/join.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "common/private_file.hpp"
+#include "pool/join_objects.hpp"
+#include "pool/join_rules.hpp"
+#include "pool/membership.hpp"
+#include "pool/peer_tls.hpp"
+#include "pool/pool_log.hpp"
+
+namespace xapid::pool {
+namespace {
+
+constexpr std::string_view accepted_file = "join-accepted";
+constexpr std::string_view root_hash_name = "root-password-hash = ";
+
+void add_error(peer::JoinReply& reply, const api::api_error& e) {
+  auto* out = reply.add_errors();
+  out->set_code(std::string(api::to_string(e.code)));
+  for (const auto& p : e.params) out->add_params(p);
+}
+
+std::string describe(const api::api_error& e) {
+  std::string out(api::to_string(e.code));
+  for (const auto& p : e.params) out += " " + p;
+  return out;
+}
+
+// The API address of the pool's master, for HOST_IS_SLAVE: its host's address.
+std::string master_api_address(const storage::state& s, const storage::raft_status& status) {
+  if (auto m = member_by_raft_id(s, status.leader.id))
+    if (const api::host* h = s.get<api::host>(m->host_ref)) return h->address;
+  return "";
+}
+
+}  // namespace
+
+void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller_fingerprint, peer::JoinReply& reply) {
+  auto refuse = [&](const api::api_error& e) {
+    spdlog::warn("pool.join.refused host={} raft_address={} error=\"{}\"", request.host_uuid(), request.raft_address(), describe(e));
+    add_error(reply, e);
+  };
+  if (auto st = m.authenticate(request.username(), request.password()); !st) return refuse(st.error());
+  const auto status = m.log->status();
+  auto pool = m.db->snapshot();
+  if (status.state != storage::raft_status::role_state::leader)
+    return refuse(api::errors::HOST_IS_SLAVE(master_api_address(*pool, status)));
+  // The certificate it hands over is the one it proved it holds on this connection.
+  auto fingerprint = certificate_fingerprint(request.certificate_pem());
+  if (!fingerprint || (!caller_fingerprint.empty() && *fingerprint != caller_fingerprint))
+    return refuse(api::errors::INTERNAL_ERROR("the joining host's certificate is not the one it presents"));
+  if (request.raft_id() == 0 || request.raft_id() > 0x7fffffffffffffffULL || request.raft_address().empty() ||
+      request.peer_address().empty())
+    return refuse(api::errors::INTERNAL_ERROR("the joining host gave no usable addresses in the pool"));
+  if (member_by_raft_id(*pool, request.raft_id()) || request.raft_id() == m.identity.raft_id)
+    return refuse(api::errors::INTERNAL_ERROR("the joining host's id in the pool's log is taken: try again"));
+  if (status.snapshot_index == 0)
+    return refuse(api::errors::INTERNAL_ERROR("the pool's log has not taken its first snapshot yet: try again"));
+  auto joiner = storage::read_checkpoint(request.checkpoint());
+  if (!joiner) return refuse(api::errors::INTERNAL_ERROR("the joining host's database cannot be read: " + joiner.error()));
+
+  auto failures = join_failures(**joiner, *pool, request.force());
+  if (!failures.empty()) {
+    for (const auto& f : failures) refuse(f);
+    return;
+  }
+
+  // The transaction that takes the host in, then its place in the log: a spare first (it gets
+  // nothing), the rows, then a standby (a replica). Any step that fails undoes the ones before.
+  auto objects = join_objects(**joiner, *pool);
+  if (!objects) return refuse(objects.error());
+  auto t = m.db->begin();
+  t.ops() = std::move(objects).value();
+  const auto joiner_host = (*joiner)->ref_by_uuid(storage::schema::get().class_of<api::host>(), request.host_uuid());
+  if (!joiner_host) return refuse(api::errors::INTERNAL_ERROR("the joining host's database has no host " + request.host_uuid()));
+  // Its record in the pool replaces what its own pool of one said of it.
+  member_record record{*joiner_host, request.host_uuid(), request.raft_id(), request.raft_address(), request.peer_address(), *fingerprint};
+  const std::size_t host_cls = storage::schema::get().class_of<api::host>();
+  const std::size_t other_config = *storage::schema::get().field_index(host_cls, "other_config");
+  for (auto& o : t.ops()) {
+    if (o.kind != storage::op_kind::create || o.cls != host_cls || o.ref != *joiner_host) continue;
+    // A create carries the whole record, its fields in the schema's order.
+    wire::array* fields = o.value.as_array();
+    wire::structure* found = fields && other_config < fields->size() ? (*fields)[other_config].as_struct() : nullptr;
+    if (!found) return refuse(api::errors::INTERNAL_ERROR("the joining host's record has no other_config"));
+    wire::structure& entries = *found;
+    std::erase_if(entries, [](const auto& e) { return e.first.starts_with(reserved_prefix); });
+    for (auto& [key, value] : reserved_entries(record)) entries.emplace_back(key, wire::value(value));
+  }
+  std::vector<std::pair<std::size_t, std::string>> created;
+  for (const auto& o : t.ops())
+    if (o.kind == storage::op_kind::create) created.emplace_back(o.cls, o.ref);
+
+  const storage::raft_member member{request.raft_id(), request.raft_address()};
+  if (auto added = m.log->add(member, m.membership_timeout); !added)
+    return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + added.error()));
+  auto committed = m.db->commit(std::move(t));
+  if (!committed) {
+    (void)m.log->remove(member.id, m.membership_timeout);
+    return refuse(committed.error());
+  }
+  if (auto standby = m.log->assign(member.id, storage::raft_role::standby, m.membership_timeout); !standby) {
+    auto undo = m.db->begin();
+    for (auto it = created.rbegin(); it != created.rend(); ++it) undo.destroy(it->first, it->second);
+    if (auto undone = m.db->commit(std::move(undo)); !undone)
+      spdlog::error("pool.join.undo_failed host={} error=\"{}\"", request.host_uuid(), describe(undone.error()));
+    (void)m.log->remove(member.id, m.membership_timeout);
+    return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error()));
+  }
+  reply.set_pool_id(m.identity.pool_id);
+  reply.set_secret(m.identity.secret);
+  reply.set_root_password_hash(m.root_password_hash());
+  reply.set_master_certificate_pem(m.certificate_pem);
+  reply.set_master_raft_address(m.raft_address);
+  spdlog::info("pool.join.accepted host={} raft_id={} raft_address={} peer_address={} objects={}", request.host_uuid(),
+               request.raft_id(), request.raft_address(), request.peer_address(), created.size());
+}
+
+api::status join_pool(const joining_host& self, const join_request& request) {
+  auto target = master_peer_address(request.master_address, self.listen);
+  if (!target) {
+    spdlog::warn("pool.join.failed master={} reason=\"{}\"", request.master_address, target.error());
+    return fail(api::errors::JOINING_HOST_CONNECTION_FAILED());
+  }
+  peer::JoinRequest q;
+  q.set_username(request.username);
+  q.set_password(request.password);
+  q.set_force(request.force);
+  q.set_checkpoint(self.db->export_checkpoint());
+  q.set_host_uuid(self.host_uuid);
+  q.set_raft_id(member_identity::new_pool().raft_id);  // a new id, never one used before
+  q.set_raft_address(self.raft_address);
+  q.set_peer_address(self.peer_address);
+  q.set_certificate_pem(self.certificate_pem);
+  auto reply = self.client->join(*target, q, std::chrono::seconds(120));
+  if (!reply) {
+    spdlog::warn("pool.join.failed master={} reason=\"{}\"", *target, reply.error());
+    return fail(api::errors::JOINING_HOST_CONNECTION_FAILED());
+  }
+  if (reply->errors_size() > 0) {
+    for (const auto& e : reply->errors()) spdlog::warn("pool.join.refused master={} error=\"{}\"", *target, describe(from_proto(e)));
+    return fail(from_proto(reply->errors(0)));
+  }
+  if (reply->pool_id().size() != 16 || reply->secret().size() != 32 || reply->root_password_hash().empty() ||
+      reply->root_password_hash().find('\n') != std::string::npos) {
+    spdlog::error("pool.join.failed master={} reason=\"the master's answer is not complete\"", *target);
+    return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
+  }
+  member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false};
+  const std::string path = self.data_dir + "/" + std::string(accepted_file);
+  if (!write_private_file(path, to_text(id) + std::string(root_hash_name) + reply->root_password_hash() + "\n"))
+    return fail(api::errors::INTERNAL_ERROR("cannot write " + path + ": the master has taken this host in; eject it and join again"));
+  spdlog::info("pool.join.accepted master={} raft_id={} (restarting as a member)", *target, id.raft_id);
+  return ok_v;
+}
+
+result<bool, std::string> finish_accepted_join(const std::string& data_dir) {
+  const std::string path = data_dir + "/" + std::string(accepted_file);
+  auto text = read_whole_file(path);
+  if (!text) return false;
+  const auto at = text->find(root_hash_name);
+  const auto end = at == std::string::npos ? at : text->find('\n', at);
+  if (at == std::string::npos || end == std::string::npos) return fail(path + ": no root password hash");
+  const std::string hash = text->substr(at + root_hash_name.size(), end - at - root_hash_name.size());
+  auto id = parse_identity(std::string_view(*text).substr(0, at));
+  if (!id) return fail(path + ": " + id.error());
+  if (!write_private_file(data_dir + "/root-password.hash", hash + "\n")) return fail("cannot write " + data_dir + "/root-password.hash");
+  std::error_code ec;
+  for (const char* old : {"db", "raft"}) {
+    std::filesystem::remove_all(data_dir + "/" + old, ec);
+    if (ec) return fail("cannot remove " + data_dir + "/" + old + ": " + ec.message());
+  }
+  if (auto saved = save_identity(data_dir, *id); !saved) return fail(saved.error());
+  if (::unlink(path.c_str()) != 0) return fail("cannot remove " + path);
+  spdlog::info("pool.join.finished raft_id={} (the database comes from the pool's master)", id->raft_id);
+  return true;
+}
+
+}  // namespace xapid::pool

@@ -1,0 +1,93 @@
+#include "pool/membership.hpp"
+
+#include <charconv>
+
+namespace xapid::pool {
+namespace {
+
+const std::string key_raft_id = std::string(reserved_prefix) + "raft-id";
+const std::string key_raft_address = std::string(reserved_prefix) + "raft-address";
+const std::string key_peer_address = std::string(reserved_prefix) + "peer-address";
+const std::string key_fingerprint = std::string(reserved_prefix) + "certificate-sha256";
+
+std::optional<member_record> record_of(const std::string& ref, const api::host& h) {
+  auto at = [&](const std::string& key) -> const std::string* {
+    auto it = h.other_config.find(key);
+    return it == h.other_config.end() ? nullptr : &it->second;
+  };
+  const std::string* id = at(key_raft_id);
+  if (!id) return std::nullopt;
+  member_record m;
+  m.host_ref = ref;
+  m.host_uuid = h.uuid;
+  auto [end, ec] = std::from_chars(id->data(), id->data() + id->size(), m.raft_id);
+  if (ec != std::errc() || end != id->data() + id->size() || m.raft_id == 0) return std::nullopt;
+  if (const auto* v = at(key_raft_address)) m.raft_address = *v;
+  if (const auto* v = at(key_peer_address)) m.peer_address = *v;
+  if (const auto* v = at(key_fingerprint)) m.fingerprint = *v;
+  return m;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> reserved_entries(const member_record& m) {
+  return {{key_raft_id, std::to_string(m.raft_id)},
+          {key_raft_address, m.raft_address},
+          {key_peer_address, m.peer_address},
+          {key_fingerprint, m.fingerprint}};
+}
+
+std::vector<member_record> members(const storage::state& s) {
+  std::vector<member_record> out;
+  s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row& r) {
+    if (auto m = record_of(ref, *static_cast<const api::host*>(r.record.get()))) out.push_back(std::move(*m));
+    return true;
+  });
+  return out;
+}
+
+std::optional<member_record> member_by_raft_id(const storage::state& s, std::uint64_t id) {
+  for (auto& m : members(s))
+    if (m.raft_id == id) return m;
+  return std::nullopt;
+}
+
+std::optional<member_record> member_by_fingerprint(const storage::state& s, const std::string& fingerprint) {
+  if (fingerprint.empty()) return std::nullopt;
+  for (auto& m : members(s))
+    if (m.fingerprint == fingerprint) return m;
+  return std::nullopt;
+}
+
+bool keeps_reserved(const api::map<std::string, std::string>& before, const api::map<std::string, std::string>& after) {
+  auto reserved = [](const api::map<std::string, std::string>& m) {
+    std::map<std::string, std::string> out;
+    for (auto it = m.lower_bound(std::string(reserved_prefix)); it != m.end() && it->first.starts_with(reserved_prefix); ++it)
+      out.insert(*it);
+    return out;
+  };
+  return reserved(before) == reserved(after);
+}
+
+api::status publish_own_record(storage::database& db, const member_record& m) {
+  auto snap = db.snapshot();
+  const api::host* h = snap->get<api::host>(m.host_ref);
+  if (!h) return fail(api::errors::HANDLE_INVALID("host", m.host_ref));
+  auto t = db.begin();
+  const std::size_t cls = storage::schema::get().class_of<api::host>();
+  const std::size_t field = *storage::schema::get().field_index(cls, "other_config");
+  bool changed = false;
+  for (const auto& [key, value] : reserved_entries(m)) {
+    auto it = h->other_config.find(key);
+    if (it != h->other_config.end() && it->second == value) continue;
+    if (it != h->other_config.end()) t.remove_from_map(cls, m.host_ref, field, key);
+    t.add_to_map(cls, m.host_ref, field, key, wire::value(value));
+    changed = true;
+  }
+  if (!changed) return ok_v;
+  auto committed = db.commit(std::move(t));
+  if (!committed) return fail(committed.error());
+  return ok_v;
+}
+
+}  // namespace xapid::pool

@@ -1,0 +1,44 @@
+// Who is in the pool, as its database says: each member's host row carries, in reserved
+// other_config entries, its Raft id and address, the address of its peer service and its
+// certificate's fingerprint. They replicate with the rest of the database; no API call may
+// change them (object_rules refuses it), only the pool's own join, eject and start-up.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storage/database.hpp"
+
+namespace xapid::pool {
+
+inline constexpr std::string_view reserved_prefix = "xapid-pool-";
+
+struct member_record {
+  std::string host_ref;
+  std::string host_uuid;
+  std::uint64_t raft_id = 0;
+  std::string raft_address;
+  std::string peer_address;
+  std::string fingerprint;  // SHA-256 of its certificate, hex
+};
+
+// The entries a member's host row carries for `m` (host_ref and host_uuid are the row's own).
+std::map<std::string, std::string> reserved_entries(const member_record& m);
+
+// The hosts that carry a record (a host that never started with this build carries none).
+std::vector<member_record> members(const storage::state& s);
+std::optional<member_record> member_by_raft_id(const storage::state& s, std::uint64_t id);
+std::optional<member_record> member_by_fingerprint(const storage::state& s, const std::string& fingerprint);
+
+// Whether `after` holds exactly the reserved entries of `before` (an API call that changes
+// other_config must leave them alone).
+bool keeps_reserved(const api::map<std::string, std::string>& before, const api::map<std::string, std::string>& after);
+
+// Writes `m`'s entries into its host row when they differ (at start-up: an address may have
+// changed with the daemon's options).
+api::status publish_own_record(storage::database& db, const member_record& m);
+
+}  // namespace xapid::pool

@@ -1,0 +1,73 @@
+#include "pool/peer_client.hpp"
+
+#include "xapid/grpc/pool_peer.grpc.pb.h"
+
+namespace xapid::pool {
+
+api::api_error from_proto(const peer::ApiError& e) {
+  auto code = api::error_code_from_string(e.code());
+  std::vector<std::string> params(e.params().begin(), e.params().end());
+  if (!code) return api::errors::INTERNAL_ERROR("the pool master answered an unknown error " + e.code());
+  return api::api_error{*code, std::move(params)};
+}
+
+std::shared_ptr<grpc::Channel> peer_client::channel(const std::string& address, const std::string& pinned) {
+  std::lock_guard lock(mu_);
+  auto& c = channels_[{address, pinned}];
+  if (!c) c = make_(address, pinned);
+  return c;
+}
+
+void peer_client::propose(const std::string& address, const std::string& pinned, std::string encoded,
+                          std::function<void(storage::forwarded_answer)> done) {
+  struct call {
+    grpc::ClientContext context;
+    peer::ProposeRequest request;
+    peer::ProposeReply reply;
+    std::unique_ptr<peer::PoolPeer::Stub> stub;
+  };
+  auto c = std::make_shared<call>();
+  c->request.set_proposal(std::move(encoded));
+  c->stub = peer::PoolPeer::NewStub(channel(address, pinned));
+  // The master answers once the entry is applied there: seconds at most, unless it is gone.
+  c->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  c->stub->async()->Propose(&c->context, &c->request, &c->reply, [c, done = std::move(done), address](grpc::Status st) {
+    storage::forwarded_answer a;
+    if (!st.ok()) {
+      // Sent or not, applied or not: nothing says which.
+      a.outcome = fail(api::errors::INTERNAL_ERROR("the pool master at " + address + " could not be asked (" + st.error_message() +
+                                                   "): the change may or may not have been applied"));
+    } else if (c->reply.has_error()) {
+      a.log_index = c->reply.log_index();
+      a.outcome = fail(from_proto(c->reply.error()));
+    } else {
+      a.log_index = c->reply.log_index();
+      a.outcome = static_cast<storage::generation>(c->reply.generation());
+    }
+    done(std::move(a));
+  });
+}
+
+result<peer::JoinReply, std::string> peer_client::join(const std::string& address, const peer::JoinRequest& request,
+                                                       std::chrono::seconds timeout) {
+  auto stub = peer::PoolPeer::NewStub(channel(address, ""));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  peer::JoinReply reply;
+  grpc::Status st = stub->Join(&context, request, &reply);
+  if (!st.ok()) return fail(st.error_message().empty() ? std::string("status ") + std::to_string(st.error_code()) : st.error_message());
+  return reply;
+}
+
+result<peer::PingReply, std::string> peer_client::ping(const std::string& address, const std::string& pinned,
+                                                       std::chrono::milliseconds timeout) {
+  auto stub = peer::PoolPeer::NewStub(channel(address, pinned));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  peer::PingReply reply;
+  grpc::Status st = stub->Ping(&context, peer::PingRequest{}, &reply);
+  if (!st.ok()) return fail(st.error_message());
+  return reply;
+}
+
+}  // namespace xapid::pool

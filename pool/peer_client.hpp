@@ -1,0 +1,45 @@
+// Calls to the other hosts of the pool (proto/grpc/pool_peer.proto), over TLS: this host presents
+// its own certificate and accepts a peer only by the fingerprint the pool pins for it. One
+// channel per peer, kept.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/result.hpp"
+#include "storage/raft_sequencer.hpp"
+#include "xapid/grpc/pool_peer.pb.h"
+
+namespace xapid::pool {
+
+api::api_error from_proto(const peer::ApiError& e);
+
+class peer_client {
+ public:
+  // Makes a channel to `address` that accepts only a peer whose certificate has `pinned` as its
+  // fingerprint (empty: any peer — the first call of a join, authenticated by password).
+  using channel_maker = std::function<std::shared_ptr<grpc::Channel>(const std::string& address, const std::string& pinned)>;
+  explicit peer_client(channel_maker make) : make_(std::move(make)) {}
+
+  // A member's proposal to the master; `done` gets the answer, from a gRPC thread.
+  void propose(const std::string& address, const std::string& pinned, std::string encoded,
+               std::function<void(storage::forwarded_answer)> done);
+  // Asks the master at `address` to take this host in; the transport's failure as an error text.
+  result<peer::JoinReply, std::string> join(const std::string& address, const peer::JoinRequest& request,
+                                           std::chrono::seconds timeout);
+  result<peer::PingReply, std::string> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout);
+
+ private:
+  std::shared_ptr<grpc::Channel> channel(const std::string& address, const std::string& pinned);
+  channel_maker make_;
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<grpc::Channel>> channels_;
+};
+
+}  // namespace xapid::pool

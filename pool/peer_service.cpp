@@ -1,0 +1,118 @@
+#include "pool/peer_service.hpp"
+
+#include <atomic>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/log_host.hpp"
+#include "pool/membership.hpp"
+#include "xapid/grpc/pool_peer.grpc.pb.h"
+
+namespace xapid::pool {
+namespace {
+
+void to_proto(const api::api_error& e, peer::ApiError& out) {
+  out.set_code(std::string(api::to_string(e.code)));
+  for (const auto& p : e.params) out.add_params(p);
+}
+
+}  // namespace
+
+struct peer_service::impl final : peer::PoolPeer::CallbackService {
+  peer_service_context ctx;
+  std::shared_ptr<const std::string> log_name = current_log_host_ptr();
+  std::atomic<bool> joining{false};
+  std::mutex threads_mu;
+  std::vector<std::thread> threads;
+
+  ~impl() override {
+    std::lock_guard lock(threads_mu);
+    for (auto& t : threads) t.join();
+  }
+
+  // A caller that is a member of the pool, or why not.
+  grpc::Status member_only(const grpc::CallbackServerContext& c) {
+    const std::string fp = ctx.caller_fingerprint ? ctx.caller_fingerprint(c) : std::string();
+    if (!fp.empty() && member_by_fingerprint(*ctx.db->snapshot(), fp)) return grpc::Status::OK;
+    spdlog::warn("pool.peer.refused peer={} reason=\"not a member of this pool\"", c.peer());
+    return {grpc::StatusCode::PERMISSION_DENIED, "not a member of this pool"};
+  }
+
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest*, peer::PingReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok()) {
+      reactor->Finish(st);
+      return reactor;
+    }
+    if (const api::host* h = ctx.db->snapshot()->get<api::host>(ctx.host_ref)) reply->set_host_uuid(h->uuid);
+    reply->set_master(ctx.log->status().state == storage::raft_status::role_state::leader);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Propose(grpc::CallbackServerContext* c, const peer::ProposeRequest* request,
+                                    peer::ProposeReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok()) {
+      reactor->Finish(st);
+      return reactor;
+    }
+    // Answered from the log's thread once the entry is applied here (or refused).
+    ctx.log->order_forwarded(request->proposal(), [reactor, reply](storage::forwarded_answer a) {
+      reply->set_log_index(a.log_index);
+      if (a.outcome) reply->set_generation(*a.outcome);
+      else to_proto(a.outcome.error(), *reply->mutable_error());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* c, const peer::JoinRequest* request, peer::JoinReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (!ctx.join) {
+      reactor->Finish({grpc::StatusCode::UNIMPLEMENTED, "this host takes no joins"});
+      return reactor;
+    }
+    // One join at a time in the pool's master: xapi's pool operation lock.
+    if (joining.exchange(true)) {
+      to_proto(api::errors::OTHER_OPERATION_IN_PROGRESS("pool", ""), *reply->add_errors());
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    const std::string fp = ctx.caller_fingerprint ? ctx.caller_fingerprint(*c) : std::string();
+    std::lock_guard lock(threads_mu);
+    threads.emplace_back(carry_log_host([this, reactor, request, reply, fp] {
+      ctx.join(*request, fp, *reply);
+      joining = false;
+      reactor->Finish(grpc::Status::OK);
+    }));
+    return reactor;
+  }
+};
+
+result<std::unique_ptr<peer_service>, std::string> peer_service::start(const std::string& address,
+                                                                       std::shared_ptr<grpc::ServerCredentials> credentials,
+                                                                       peer_service_context context) {
+  std::unique_ptr<peer_service> s(new peer_service());
+  s->impl_ = std::make_unique<impl>();
+  s->impl_->ctx = std::move(context);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(address, std::move(credentials), &port);
+  builder.RegisterService(s->impl_.get());
+  builder.SetMaxReceiveMessageSize(256 << 20);  // a join carries the joining host's database
+  builder.SetMaxSendMessageSize(256 << 20);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || port == 0) return fail("cannot serve the pool's peer service on " + address);
+  s->port_ = static_cast<unsigned short>(port);
+  spdlog::info("pool.peer.listening address={} port={}", address, port);
+  return s;
+}
+
+peer_service::~peer_service() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_.reset();
+}
+
+}  // namespace xapid::pool

@@ -1,0 +1,49 @@
+// The service a host serves to the other hosts of its pool (proto/grpc/pool_peer.proto): a
+// member's own writes ordered by the master (Propose), liveness (Ping), and taking a new host in
+// (Join, on the master). Every call but Join must come from a member: its TLS certificate's
+// fingerprint is one the pool database pins (pool/membership); Join is authenticated by the
+// credentials it carries instead, as xapi's join is before certificates are exchanged.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/result.hpp"
+#include "storage/database.hpp"
+#include "storage/raft_sequencer.hpp"
+#include "xapid/grpc/pool_peer.pb.h"
+
+namespace xapid::pool {
+
+struct peer_service_context {
+  storage::database* db = nullptr;
+  storage::raft_sequencer* log = nullptr;
+  std::string host_ref;
+  // The fingerprint of the caller's certificate (empty: none).
+  std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
+  // Takes a host in (on the master); runs on a thread of its own, and may take seconds.
+  std::function<void(const peer::JoinRequest&, const std::string& caller_fingerprint, peer::JoinReply&)> join;
+};
+
+class peer_service {
+ public:
+  // Listens on `address` (ADDR:PORT, port 0: any free one). Errors say what failed.
+  static result<std::unique_ptr<peer_service>, std::string> start(const std::string& address,
+                                                                  std::shared_ptr<grpc::ServerCredentials> credentials,
+                                                                  peer_service_context context);
+  ~peer_service();  // stops serving; calls under way are cancelled
+  unsigned short port() const noexcept { return port_; }
+
+  struct impl;
+
+ private:
+  peer_service() = default;
+  std::unique_ptr<impl> impl_;
+  std::unique_ptr<grpc::Server> server_;
+  unsigned short port_ = 0;
+};
+
+}  // namespace xapid::pool
