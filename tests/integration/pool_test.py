@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""A pool of real xapid processes on 127.0.0.2-4 (the same ports for all, as deploy/pool-up
+starts them): joins that must be refused leave both hosts as they were; two hosts join; every
+member holds the pool's database and takes writes (forwarded to the master); a client watching
+the master's events sees the hosts arrive; the master is killed (kill -9) while clients write, a
+new master is elected and every acknowledged write is on every remaining member.
+Seeded: XAPID_TEST_SEED replays the writers' choices."""
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import xmlrpc.client
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xapid_support import XAPID, answers, drain  # noqa: E402
+
+SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
+print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
+ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw"]
+
+
+def free_port_everywhere():
+    """A port P such that P, P+1 and P+2 are free on every address of the test."""
+    rng = random.Random(SEED)
+    for _ in range(200):
+        p = rng.randrange(20000, 60000)
+        try:
+            socks = []
+            for a in ADDRESSES:
+                for q in (p, p + 1, p + 2):
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((a, q))
+                    socks.append(s)
+            for s in socks:
+                s.close()
+            return p
+        except OSError:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port")
+
+
+class host:
+    def __init__(self, root, i, port):
+        self.i, self.address, self.port = i, ADDRESSES[i], port
+        self.dir = os.path.join(root, f"host{i}")
+        self.password = PASSWORDS[i]
+        self.url = f"http://{self.address}:{port}"
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ, XAPID_ROOT_PASSWORD=self.password)
+        self.proc = subprocess.Popen([XAPID, "--data-dir", self.dir, "--listen", f"{self.address}:{self.port}"],
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        for line in self.proc.stderr:
+            if "xapid.ready" in line:
+                threading.Thread(target=drain, args=(self.proc.stderr,), daemon=True).start()
+                return
+        raise RuntimeError(f"host {self.address} did not start")
+
+    def proxy(self):
+        return xmlrpc.client.ServerProxy(self.url, allow_none=True)
+
+    def login(self, password=None, limit=60):
+        until = time.time() + limit
+        while True:
+            try:
+                r = self.proxy().session.login_with_password("root", password or self.password, "1.0", "pool_test")
+                if r["Status"] == "Success":
+                    return r["Value"]
+                last = r["ErrorDescription"]
+            except (OSError, xmlrpc.client.ProtocolError) as e:
+                last = e
+            if time.time() > until:
+                raise AssertionError(f"{self.address}: no login: {last}")
+            time.sleep(0.2)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class pool_of_three(answers, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.TemporaryDirectory()
+        port = free_port_everywhere()
+        cls.hosts = [host(cls.root.name, i, port) for i in range(3)]
+        for h in cls.hosts:
+            h.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        cls.root.cleanup()
+
+    def hosts_of(self, h, session):
+        return self.ok(h.proxy().host.get_all(session))
+
+    def test_1_joins_that_fail_leave_both_hosts_as_they_were(self):
+        master, joiner = self.hosts[0], self.hosts[1]
+        ms, js = master.login(), joiner.login()
+        j = joiner.proxy()
+        self.assertEqual(self.err(j.pool.join(js, f"{master.address}:{master.port}", "root", "wrong")),
+                         ["SESSION_AUTHENTICATION_FAILED"])
+        self.assertEqual(self.err(j.pool.join(js, f"127.0.0.9:{master.port}", "root", master.password)),
+                         ["JOINING_HOST_CONNECTION_FAILED"])
+        # Joining itself: its own host is already in the "pool" it asks.
+        self.assertEqual(self.err(j.pool.join(js, f"{joiner.address}:{joiner.port}", "root", joiner.password))[0],
+                         "OPERATION_NOT_ALLOWED")
+        self.assertEqual(len(self.hosts_of(master, ms)), 1)
+        self.assertEqual(len(self.hosts_of(joiner, js)), 1)
+        joiner.login()  # still its own password: nothing of the pool reached it
+
+    def test_2_two_hosts_join_and_every_member_serves_the_pool(self):
+        master = self.hosts[0]
+        ms = master.login()
+        m = master.proxy()
+        # A client watching the master's events sees the hosts arrive.
+        token = self.ok(m.event.__getattr__("from")(ms, ["host"], "", 0.1))["token"]
+        for joiner in self.hosts[1:]:
+            js = joiner.login()
+            self.ok(joiner.proxy().pool.join(js, f"{master.address}:{master.port}", "root", master.password))
+        seen = set()
+        until = time.time() + 60
+        while len(seen) < 2 and time.time() < until:
+            got = self.ok(m.event.__getattr__("from")(ms, ["host"], token, 5.0))
+            token = got["token"]
+            seen |= {e["ref"] for e in got["events"] if e["operation"] == "add"}
+        self.assertEqual(len(seen), 2, "the master's events show both joined hosts")
+
+        pool_ref = self.ok(m.pool.get_all(ms))[0]
+        master_host = self.ok(m.pool.get_master(ms, pool_ref))
+        # A host's place in the pool is the pool's own: no call changes it.
+        other_config = self.ok(m.host.get_other_config(ms, master_host))
+        reserved = sorted(k for k in other_config if k.startswith("xapid-pool-"))
+        self.assertEqual(len(reserved), 4, other_config)
+        for answer in (m.host.add_to_other_config(ms, master_host, "xapid-pool-raft-id", "1"),
+                       m.host.remove_from_other_config(ms, master_host, reserved[0]),
+                       m.host.set_other_config(ms, master_host, {}),
+                       m.host.set_other_config(ms, master_host, dict(other_config, **{reserved[0]: "x"}))):
+            self.assertEqual(self.err(answer)[0], "OPERATION_NOT_ALLOWED")
+        self.ok(m.host.set_other_config(ms, master_host, dict(other_config, operator_note="kept")))
+        self.assertEqual(self.ok(m.host.get_other_config(ms, master_host))["xapid-pool-raft-id"],
+                         other_config["xapid-pool-raft-id"])
+        for joiner in self.hosts[1:]:
+            # It restarted as a member: the pool's root password, the pool's database.
+            js = joiner.login(master.password, limit=120)
+            j = joiner.proxy()
+            self.assertEqual(len(self.hosts_of(joiner, js)), 3)
+            self.assertEqual(self.ok(j.pool.get_all(js)), [pool_ref])
+            self.assertEqual(self.ok(j.pool.get_master(js, pool_ref)), master_host)
+            # A write on a member goes to the master and is read back at once, there and here.
+            vm = self.ok(j.VM.create(js, vm_record(f"made on {joiner.address}")))
+            self.assertEqual(self.ok(j.VM.get_name_label(js, vm)), f"made on {joiner.address}")
+            self.assertEqual(self.ok(m.VM.get_name_label(ms, vm)), f"made on {joiner.address}")
+
+    def test_3_the_master_killed_while_clients_write_loses_no_acknowledged_write(self):
+        master, members = self.hosts[0], self.hosts[1:]
+        rng = random.Random(SEED)
+        sessions = {h.address: h.login(self.hosts[0].password) for h in self.hosts}
+        # The members become voters (the master promotes them): wait until a majority can elect.
+        time.sleep(3)
+        acked, lock, stop = [], threading.Lock(), threading.Event()
+
+        def writer(n):
+            h = rng.choice(self.hosts)
+            p = h.proxy()
+            i = 0
+            while not stop.is_set():
+                i += 1
+                name = f"w{n}-{i}"
+                try:
+                    r = p.VM.create(sessions[h.address], vm_record(name))
+                except (OSError, xmlrpc.client.ProtocolError):
+                    h = rng.choice(members)
+                    p = h.proxy()
+                    continue
+                if r["Status"] == "Success":
+                    with lock:
+                        acked.append(r["Value"])
+                else:
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0 + rng.random())
+        master.kill()
+        killed_at = time.time()
+        # A member takes writes again once a new master is elected.
+        survivor = members[0]
+        s = survivor.proxy()
+        first = None
+        while time.time() - killed_at < 30:
+            r = s.VM.create(sessions[survivor.address], vm_record("after the failover"))
+            if r["Status"] == "Success":
+                first = time.time() - killed_at
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertIsNotNone(first, "no write was accepted within 30 s of the master's death")
+        print(f"failover: first write accepted {first:.2f} s after kill -9 of the master; {len(acked)} writes acknowledged",
+              flush=True)
+        for h in members:
+            p, sess = h.proxy(), sessions[h.address]
+            until = time.time() + 10
+            while time.time() < until:
+                missing = [ref for ref in acked if p.VM.get_name_label(sess, ref)["Status"] != "Success"]
+                if not missing:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(missing, [], f"acknowledged writes missing on {h.address}")
+            pool_ref = self.ok(p.pool.get_all(sess))[0]
+            new_master = self.ok(p.pool.get_master(sess, pool_ref))
+            self.assertIn(self.ok(p.host.get_address(sess, new_master)), [m.address for m in members])
+
+
+def vm_record(name):
+    gib = str(1 << 30)
+    return {"name_label": name, "name_description": "", "user_version": "1", "is_a_template": False,
+            "affinity": "", "memory_static_max": gib, "memory_dynamic_max": gib, "memory_dynamic_min": gib,
+            "memory_static_min": gib, "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
+            "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "restart",
+            "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "",
+            "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
+            "platform": {}, "PCI_bus": "", "other_config": {}, "recommendations": ""}
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
