@@ -1,7 +1,7 @@
 // The pool's order over Raft, with real parts: RocksDB on disk in temporary directories, libraft's
-// libuv log and TCP transport on 127.0.0.1. A pool of one commits as a single host does; a pool
-// of three applies the same entries on every member, survives its master's stop, and lets a
-// member that was away catch up, by entries or by snapshot.
+// libuv log and our authenticating transport on 127.0.0.1. A pool of one commits as a single host
+// does; a pool of three applies the same entries on every member, survives its master's stop, and
+// lets a member that was away catch up, by entries or by snapshot.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -43,6 +43,9 @@ std::uint64_t test_seed() {
   return seed;
 }
 
+const std::string pool_secret = "0123456789abcdef0123456789abcdef";
+const std::string pool_id = "pool-id-16-bytes";
+
 // One member of a pool: its data dir (database and Raft log), its sequencer and database.
 struct member {
   member(const testing::temp_dir& root, std::uint64_t id)
@@ -54,6 +57,8 @@ struct member {
     tuning.self = self;
     tuning.dir = dir + "/raft";
     tuning.bootstrap = std::move(bootstrap);
+    if (tuning.pool_secret.empty()) tuning.pool_secret = pool_secret;
+    if (tuning.pool_id.empty()) tuning.pool_id = pool_id;
     seq = std::make_shared<raft_sequencer>(tuning);
     database_options o;
     o.path = dir + "/db";
@@ -194,8 +199,11 @@ TEST(storage_raft, a_pool_of_three_replicates_survives_its_master_and_lets_membe
   ASSERT_TRUE(a.open({a.self}, tuning));
   ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
   ASSERT_TRUE(a.create_vm("before the others").ok());
-  ASSERT_TRUE(b.open({}, tuning));
-  ASSERT_TRUE(c.open({}, tuning));
+  // They admit the master's connections before their logs name it.
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id};
+  ASSERT_TRUE(b.open({}, joining));
+  ASSERT_TRUE(c.open({}, joining));
   for (member* m : {&b, &c}) {
     auto added = a.seq->add(m->self, 10s);
     ASSERT_TRUE(added.ok()) << added.error();
