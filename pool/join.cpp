@@ -117,6 +117,8 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
   reply.set_root_password_hash(m.root_password_hash());
   reply.set_master_certificate_pem(m.certificate_pem);
   reply.set_master_raft_address(m.raft_address);
+  for (const auto& server : m.log->status().configuration)
+    if (server.member.id != member.id) reply.add_member_raft_ids(server.member.id);
   spdlog::info("pool.join.accepted host={} raft_id={} raft_address={} peer_address={} objects={}", request.host_uuid(),
                request.raft_id(), request.raft_address(), request.peer_address(), created.size());
 }
@@ -151,7 +153,8 @@ api::status join_pool(const joining_host& self, const join_request& request) {
     spdlog::error("pool.join.failed master={} reason=\"the master's answer is not complete\"", *target);
     return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
   }
-  member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false};
+  member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false,
+                     std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end())};
   const std::string path = self.data_dir + "/" + std::string(accepted_file);
   if (!write_private_file(path, to_text(id) + std::string(root_hash_name) + reply->root_password_hash() + "\n"))
     return fail(api::errors::INTERNAL_ERROR("cannot write " + path + ": the master has taken this host in; eject it and join again"));

@@ -34,8 +34,14 @@ member_identity member_identity::new_pool() {
 }
 
 std::string to_text(const member_identity& id) {
-  return "raft-id = " + std::to_string(id.raft_id) + "\npool-id = " + hex(id.pool_id) + "\nsecret = " + hex(id.secret) +
-         "\nfounder = " + (id.founder ? "true" : "false") + "\n";
+  std::string out = "raft-id = " + std::to_string(id.raft_id) + "\npool-id = " + hex(id.pool_id) + "\nsecret = " + hex(id.secret) +
+                    "\nfounder = " + (id.founder ? "true" : "false") + "\n";
+  if (!id.admitted.empty()) {
+    out += "admitted =";
+    for (auto a : id.admitted) out += " " + std::to_string(a);
+    out += "\n";
+  }
+  return out;
 }
 
 result<member_identity, std::string> parse_identity(std::string_view text) {
@@ -62,6 +68,17 @@ result<member_identity, std::string> parse_identity(std::string_view text) {
                               (name == "pool-id" ? "32" : "64") + " hex digits");
       (name == "pool-id" ? id.pool_id : id.secret) = std::move(*bytes);
       (name == "pool-id" ? seen_pool : seen_secret) = true;
+    } else if (name == "admitted") {
+      for (std::size_t at = 0; at < value.size();) {
+        while (at < value.size() && value[at] == ' ') ++at;
+        if (at == value.size()) break;
+        std::uint64_t a = 0;
+        auto [end, ec] = std::from_chars(value.data() + at, value.data() + value.size(), a);
+        if (ec != std::errc() || a == 0 || (end != value.data() + value.size() && *end != ' '))
+          return fail("line " + std::to_string(line_no) + ": admitted must be Raft ids separated by spaces");
+        id.admitted.push_back(a);
+        at = static_cast<std::size_t>(end - value.data());
+      }
     } else if (name == "founder") {
       if (value != "true" && value != "false") return fail("line " + std::to_string(line_no) + ": founder must be true or false");
       id.founder = value == "true";

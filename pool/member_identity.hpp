@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -17,6 +18,9 @@ struct member_identity {
   std::string pool_id;        // 16 bytes
   std::string secret;         // 32 bytes from the CSPRNG, made with the pool
   bool founder = true;
+  // Raft ids whose connections a member that joined admits before its log names them (the
+  // pool's members when it joined).
+  std::vector<std::uint64_t> admitted;
 
   // A new pool of one: fresh id, pool id and secret.
   static member_identity new_pool();

@@ -64,6 +64,9 @@ result<std::shared_ptr<storage::raft_sequencer>, std::string> make_pool_log(cons
                                                                             storage::forward_fn forward) {
   storage::raft_options o;
   o.forward = std::move(forward);
+  o.pool_secret = identity.secret;
+  o.pool_id = identity.pool_id;
+  o.admitted = identity.admitted;
   o.self = {identity.raft_id, address};
   o.dir = data_dir + "/raft";
   // A founder writes its pool's first configuration into an empty log; a member that joined

@@ -6,6 +6,7 @@ extern "C" {  // libraft's headers do not say so themselves
 #include <raft/uv.h>
 }
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,7 @@ extern "C" {  // libraft's headers do not say so themselves
 #include "common/clock.hpp"
 #include "common/log_host.hpp"
 #include "proto/wire/binary.hpp"
+#include "storage/raft_transport.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -150,7 +152,7 @@ struct raft_sequencer::loop {
   uv_loop_t uv{};
   uv_async_t wake{};
   uv_check_t check{};
-  raft_uv_transport transport{};
+  std::unique_ptr<raft_transport> transport;  // until libraft closed it
   raft_io io{};
   raft_fsm fsm{};
   struct raft r {};
@@ -585,6 +587,17 @@ struct raft_sequencer::loop {
     return std::string(raft_strerror(rv)) + (r.errmsg[0] ? std::string(": ") + r.errmsg : std::string());
   }
 
+  // Whether a peer of this id may send to us (the transport asks, on this thread).
+  bool admits(std::uint64_t id) const {
+    for (unsigned i = 0; i < r.configuration.n; ++i)
+      if (r.configuration.servers[i].id == id) return true;
+    return std::find(opt.admitted.begin(), opt.admitted.end(), id) != opt.admitted.end();
+  }
+
+  raft_transport_options transport_options() {
+    return {opt.pool_secret, opt.pool_id, [this](std::uint64_t id) { return admits(id); }, opt.handshake_deadline};
+  }
+
   // ---------------------------------------------------------------- life cycle
 
   // Everything up to raft_start; an error names what failed, and what was set up is closing.
@@ -604,13 +617,10 @@ struct raft_sequencer::loop {
       close_handles();
       return "cannot make " + opt.dir + ": " + ec.message();
     }
-    if (int rv = raft_uv_tcp_init(&transport, &uv); rv != 0) {
-      close_handles();
-      return std::string("cannot make the pool log's transport: ") + raft_strerror(rv);
-    }
-    if (int rv = raft_uv_init(&io, &uv, opt.dir.c_str(), &transport); rv != 0) {
+    transport = std::make_unique<raft_transport>(&uv, transport_options());
+    if (int rv = raft_uv_init(&io, &uv, opt.dir.c_str(), transport->get()); rv != 0) {
       std::string why = io.errmsg[0] ? io.errmsg : raft_strerror(rv);
-      raft_uv_tcp_close(&transport);
+      transport.reset();
       close_handles();
       return "cannot use " + opt.dir + " for the pool log: " + why;
     }
@@ -639,7 +649,7 @@ struct raft_sequencer::loop {
     if (int rv = raft_init(&r, &io, &fsm, opt.self.id, opt.self.address.c_str()); rv != 0) {
       std::string why = r.errmsg[0] ? r.errmsg : raft_strerror(rv);
       raft_uv_close(&io);
-      raft_uv_tcp_close(&transport);
+      transport.reset();
       close_handles();
       return "cannot start the pool log in " + opt.dir + ": " + why;
     }
@@ -700,7 +710,7 @@ struct raft_sequencer::loop {
     raft_close(&r, [](struct raft* raw) {
       auto* l = static_cast<loop*>(raw->data);
       raft_uv_close(&l->io);
-      raft_uv_tcp_close(&l->transport);
+      l->transport.reset();
       l->settle_all_unknown(UINT64_MAX);
       l->settle_forwarded(UINT64_MAX);
       for (auto& [_, p] : l->asking) l->fail_one(p, outcome_unknown());
@@ -745,6 +755,8 @@ raft_sequencer::~raft_sequencer() { stop(); }
 
 result<void, std::string> raft_sequencer::start(ordered_database db) {
   if (loop_->opt.self.id == 0) return fail(std::string("a pool member's Raft id must not be 0"));
+  if (std::string why = raft_transport::invalid(loop_->transport_options()); !why.empty())
+    return fail("cannot join the pool's Raft traffic: " + why);
   // libuv writes to peers with write(2): a peer gone away would raise SIGPIPE, whose default kills
   // the process. Ignored unless someone installed a handler.
   struct sigaction current {};

@@ -1,5 +1,6 @@
-// A pool's order: the master's proposals go through Raft (canonical libraft 0.15, its libuv disk
-// I/O and TCP transport) and every member applies the same entries in the same order, so each
+// A pool's order: the master's proposals go through Raft (canonical libraft 0.15 and its libuv
+// disk I/O; our transport, which admits only peers that prove they hold the pool's secret:
+// raft_transport.hpp) and every member applies the same entries in the same order, so each
 // holds a live, complete replica. A pool of one voter orders exactly as a single host does.
 //
 // One thread per instance runs its own libuv loop, and everything Raft does runs there: the
@@ -7,9 +8,9 @@
 // a queue and a wake-up. A batch of proposals that arrived together becomes one Raft entry (group
 // commit). A caller is acknowledged once its entry is committed and applied here.
 //
-// Not yet: the transport is libraft's plain TCP (no authentication: pool secrets come with
-// pool.join); a follower refuses proposals (HOST_IS_SLAVE) instead of forwarding them; snapshots
-// are taken on the loop thread.
+// Not yet: Raft's bytes after the handshake have no integrity nor secrecy of their own; a
+// follower refuses proposals (HOST_IS_SLAVE) instead of forwarding them; snapshots are taken on
+// the loop thread.
 #pragma once
 
 #include <chrono>
@@ -41,6 +42,15 @@ using forward_fn = std::function<void(std::string encoded, const raft_member& ma
 struct raft_options {
   raft_member self;
   std::string dir;  // Raft's own directory (log, snapshots, term and vote): nothing else may live there
+  // Required: the pool's secret (32 bytes) and id (its uuid's 16 bytes). A peer's Raft
+  // connection is refused unless it proves it holds both and its id is in this member's
+  // configuration or in `admitted`.
+  std::string pool_secret;
+  std::string pool_id;
+  // Members that may connect although the configuration does not name them yet: a member that
+  // joins has no log until the master's first entries arrive, so it admits those it was told of.
+  std::vector<std::uint64_t> admitted;
+  std::chrono::milliseconds handshake_deadline{5000};  // for a Raft connection's handshake, either way
   // The voters of a new pool, `self` among them, written when `dir` holds no log yet (and
   // ignored once it does). Empty: a member that waits, with no log, to be added by a leader.
   std::vector<raft_member> bootstrap;

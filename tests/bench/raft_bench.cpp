@@ -3,8 +3,8 @@
 //   a single host: commits/s through the local_sequencer (one synced RocksDB write per batch);
 //   a pool of one: the same commits through a raft_sequencer with one voter (one O_DSYNC Raft
 //     append per entry, then an unsynced RocksDB write) — the goal is no measurable cost;
-//   a pool of three in this process, on 127.0.0.1 (three logs on the same disk: every commit
-//     waits for two of them).
+//   a pool of three in this process, on 127.0.0.1 through the authenticating transport (three
+//     logs on the same disk: every commit waits for two of them).
 // With 1 and 16 writers each, p50/p99 commit latency beside; the median of 3 rounds.
 // Usage: raft_bench [DIR]   (default: a directory under /tmp)
 #include <unistd.h>
@@ -55,6 +55,8 @@ pool open_pool(const std::string& base, int size) {
     raft_options o;
     o.self = m;
     o.dir = dir + "/raft";
+    o.pool_secret = std::string(32, 's');
+    o.pool_id = std::string(16, 'p');
     o.bootstrap = voters;
     p.order.push_back(std::make_shared<raft_sequencer>(o));
     database_options d;

@@ -1,11 +1,14 @@
 // The pool's order over Raft, with real parts: RocksDB on disk in temporary directories, libraft's
-// libuv log and TCP transport on 127.0.0.1. A pool of one commits as a single host does; a pool
-// of three applies the same entries on every member, survives its master's stop, and lets a
-// member that was away catch up, by entries or by snapshot.
+// libuv log and our authenticating transport on 127.0.0.1. A pool of one commits as a single host
+// does; a pool of three applies the same entries on every member, survives its master's stop, and
+// lets a member that was away catch up, by entries or by snapshot; a member without the pool's
+// secret, of another pool, or an impostor gets neither a vote nor an entry; peers that send
+// garbage or stall slow nobody down.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -18,6 +21,7 @@
 #include "storage/raft_sequencer.hpp"
 #include "storage/row_values.hpp"
 #include "tests/support/free_port.hpp"
+#include "tests/support/raft_handshake_peer.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace xapid::storage {
@@ -25,6 +29,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
+using testing::raft_handshake;
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit) {
@@ -44,6 +49,9 @@ std::uint64_t test_seed() {
   return seed;
 }
 
+const std::string pool_secret = "0123456789abcdef0123456789abcdef";
+const std::string pool_id = "pool-id-16-bytes";
+
 // One member of a pool: its data dir (database and Raft log), its sequencer and database.
 struct member {
   member(const testing::temp_dir& root, std::uint64_t id)
@@ -55,6 +63,8 @@ struct member {
     tuning.self = self;
     tuning.dir = dir + "/raft";
     tuning.bootstrap = std::move(bootstrap);
+    if (tuning.pool_secret.empty()) tuning.pool_secret = pool_secret;
+    if (tuning.pool_id.empty()) tuning.pool_id = pool_id;
     seq = std::make_shared<raft_sequencer>(tuning);
     database_options o;
     o.path = dir + "/db";
@@ -195,8 +205,11 @@ TEST(storage_raft, a_pool_of_three_replicates_survives_its_master_and_lets_membe
   ASSERT_TRUE(a.open({a.self}, tuning));
   ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
   ASSERT_TRUE(a.create_vm("before the others").ok());
-  ASSERT_TRUE(b.open({}, tuning));
-  ASSERT_TRUE(c.open({}, tuning));
+  // They admit the master's connections before their logs name it.
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id};
+  ASSERT_TRUE(b.open({}, joining));
+  ASSERT_TRUE(c.open({}, joining));
   for (member* m : {&b, &c}) {
     auto added = a.seq->add(m->self, 10s);
     ASSERT_TRUE(added.ok()) << added.error();
@@ -291,7 +304,9 @@ TEST(storage_raft, a_database_older_than_its_log_reaches_a_member_that_joins) {
   for (const auto& ref : before) ASSERT_TRUE(a.has_vm(ref));
   ASSERT_TRUE(a.create_vm("the log's first").ok());
   ASSERT_TRUE(eventually([&] { return a.seq->status().snapshot_index > 0; }, 5s)) << "the first entry took a snapshot";
-  ASSERT_TRUE(b.open({}));
+  raft_options joining;
+  joining.admitted = {a.self.id};  // its log is empty until the master's first entries arrive
+  ASSERT_TRUE(b.open({}, joining));
   ASSERT_TRUE(a.seq->add(b.self, 10s).ok());
   ASSERT_TRUE(a.seq->assign(b.self.id, raft_role::voter, 20s).ok());
   ASSERT_TRUE(a.create_vm("after the join").ok());
@@ -321,8 +336,10 @@ TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_bac
   };
   ASSERT_TRUE(a.open({a.self}, tuning));
   ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
-  ASSERT_TRUE(b.open({}, tuning));
-  ASSERT_TRUE(c.open({}, tuning));
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id, b.self.id, c.self.id};  // their logs are empty until the master's entries arrive
+  ASSERT_TRUE(b.open({}, joining));
+  ASSERT_TRUE(c.open({}, joining));
   for (member* m : {&b, &c}) {
     ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
     ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
@@ -364,6 +381,148 @@ TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_bac
   // The answer arriving after the member stopped goes nowhere (and crashes nothing).
   std::lock_guard lock(held_mu);
   for (auto& done : held) done(forwarded_answer{12345, generation{99}});
+}
+
+TEST(storage_raft, a_member_needs_the_pools_secret_and_id_to_start) {
+  testing::temp_dir root;
+  member m(root, 1);
+  raft_options o;
+  o.self = m.self;
+  o.dir = root / "raft";
+  o.pool_id = pool_id;
+  auto refused = raft_sequencer(o).start({});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().find("secret"), std::string::npos) << refused.error();
+  o.pool_secret = pool_secret;
+  o.pool_id.clear();
+  auto no_pool = raft_sequencer(o).start({});
+  ASSERT_FALSE(no_pool.ok());
+  EXPECT_NE(no_pool.error().find("pool's id"), std::string::npos) << no_pool.error();
+}
+
+// Whether one of `members` leads and commits a transaction within `limit` (without a quorum, none can).
+bool pool_commits(std::vector<member*> members, std::chrono::milliseconds limit) {
+  return eventually(
+      [&] {
+        for (member* m : members)
+          if (m->leads() && m->create_vm("probe").ok()) return true;
+        return false;
+      },
+      limit);
+}
+
+TEST(storage_raft, a_member_without_the_pools_secret_or_of_another_pool_gets_no_vote_and_no_entry) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  const std::vector<raft_member> voters = {a.self, b.self, c.self};
+  raft_options another_secret;
+  another_secret.pool_secret = std::string(32, 'x');
+  ASSERT_TRUE(c.open(voters, another_secret));
+  ASSERT_TRUE(a.open(voters));
+  ASSERT_TRUE(b.open(voters));
+  member* leader = wait_for_leader({&a, &b}, 10s);
+  ASSERT_NE(leader, nullptr);
+  EXPECT_EQ(write_concurrently(*leader, 4, 10).size(), 40u);
+  expect_identical_replicas({&a, &b});
+  EXPECT_EQ(c.db->current_generation(), 0u) << "no entry reached the member without the secret";
+  EXPECT_EQ(c.seq->status().last_index, 1u) << "its log holds its bootstrap only";
+
+  // The same member with the secret but another pool's id: no better.
+  c.close();
+  raft_options another_pool;
+  another_pool.pool_id = "another-pool-id!";
+  ASSERT_TRUE(c.open({}, another_pool));
+  EXPECT_EQ(write_concurrently(*leader, 4, 10).size(), 40u);
+  expect_identical_replicas({&a, &b});
+  EXPECT_EQ(c.db->current_generation(), 0u);
+
+  // Nor does it vote: with b away, a and the outsider are no majority, and a stops committing.
+  member* other = leader == &a ? &b : &a;
+  other->close();
+  EXPECT_TRUE(eventually([&] { return !leader->leads(); }, 5s)) << "a master that hears no majority steps down";
+  EXPECT_FALSE(pool_commits({leader, &c}, 3s));
+  EXPECT_EQ(c.db->current_generation(), 0u);
+
+  // With the pool's secret and id, the same member votes and catches up: the refusals were the reason.
+  c.close();
+  ASSERT_TRUE(c.open({}));
+  EXPECT_TRUE(pool_commits({leader, &c}, 10s));
+  ASSERT_TRUE(other->open({}));
+  expect_identical_replicas({&a, &b, &c});
+}
+
+TEST(storage_raft, an_impostor_at_a_members_address_with_its_id_but_not_the_secret_is_refused) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  const std::vector<raft_member> voters = {a.self, b.self, c.self};
+  for (member* m : {&a, &b, &c}) ASSERT_TRUE(m->open(voters));
+  member* leader = wait_for_leader({&a, &b, &c}, 10s);
+  ASSERT_NE(leader, nullptr);
+  EXPECT_EQ(write_concurrently(*leader, 2, 10).size(), 20u);
+  std::vector<member*> followers;
+  for (member* m : {&a, &b, &c})
+    if (m != leader) followers.push_back(m);
+
+  // Both followers go; an impostor takes the first one's id and address, with its own log.
+  for (member* f : followers) f->close();
+  member impostor(root, 100);
+  impostor.self = followers[0]->self;
+  raft_options no_secret;
+  no_secret.pool_secret = std::string(32, 'x');
+  ASSERT_TRUE(impostor.open(voters, no_secret));
+  EXPECT_TRUE(eventually([&] { return !leader->leads(); }, 5s)) << "the impostor is no majority with the master";
+  EXPECT_FALSE(pool_commits({leader, &impostor}, 3s));
+  EXPECT_EQ(impostor.db->current_generation(), 0u) << "no entry reached the impostor";
+
+  // The real members come back: the pool commits again, the same everywhere.
+  impostor.close();
+  for (member* f : followers) ASSERT_TRUE(f->open({}));
+  EXPECT_TRUE(pool_commits({&a, &b, &c}, 10s));
+  expect_identical_replicas({&a, &b, &c});
+}
+
+TEST(storage_raft, peers_that_send_garbage_stall_or_open_a_hundred_connections_slow_no_member_down) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  const std::vector<raft_member> voters = {a.self, b.self, c.self};
+  raft_options tuning;
+  tuning.handshake_deadline = 1s;
+  for (member* m : {&a, &b, &c}) ASSERT_TRUE(m->open(voters, tuning));
+  member* leader = wait_for_leader({&a, &b, &c}, 10s);
+  ASSERT_NE(leader, nullptr);
+
+  std::atomic<bool> attacking{true};
+  std::atomic<int> committed_meanwhile{0};
+  std::thread writer([&] {
+    for (int i = 0; attacking; ++i)
+      if (leader->create_vm("during-" + std::to_string(i)).ok()) ++committed_meanwhile;
+  });
+
+  const raft_handshake member_hello{pool_secret, pool_id, b.self.id, b.self.address};
+  std::vector<testing::raw_connection> held;
+  for (member* m : {&a, &b, &c}) {
+    auto open = [&](const std::string& first_bytes) {
+      held.emplace_back(m->self.address);
+      held.back().send(first_bytes);
+    };
+    open(raft_handshake::random_bytes(4096));                                                    // garbage
+    open("XRAFT001" + pool_id + raft_handshake::big_endian(1, 8) + raft_handshake::big_endian(65535, 2) +
+         std::string(65535, 'a'));                                                              // oversized address
+    open(member_hello.hello().substr(0, 20));                                                   // stalls part way
+    open(member_hello.hello());                                                                 // never proves itself
+    for (int i = 0; i < 100; ++i) open("");                                                     // a burst
+  }
+  const auto started = steady::now();
+  while (steady::now() - started < 1500ms) std::this_thread::sleep_for(50ms);  // past the handshakes' deadline
+  int closed = 0;
+  for (auto& h : held) closed += h.closed_by_peer(2s) ? 1 : 0;
+  EXPECT_EQ(closed, static_cast<int>(held.size())) << "every bad connection is closed, stalled ones at their deadline";
+  attacking = false;
+  writer.join();
+  std::printf("%d commits while %zu bad connections came at the members\n", committed_meanwhile.load(), held.size());
+  EXPECT_GT(committed_meanwhile.load(), 10);
+  EXPECT_EQ(write_concurrently(*leader, 4, 10).size(), 40u);
+  expect_identical_replicas({&a, &b, &c});
 }
 
 }  // namespace
