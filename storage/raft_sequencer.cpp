@@ -673,10 +673,13 @@ struct raft_sequencer::loop {
     // Until this log holds a snapshot, the next entry applied takes one and drops the entries
     // before it: a member that joins later then starts from the whole database, never from entry
     // 1 (a database older than its log, made before it ran over Raft, is not in its entries).
+    // Trailing 1, not 0: 0.15's libuv I/O takes a snapshot put with trailing 0 for an installed
+    // one and restarts its log at the snapshot's index + 1 (`UvSnapshotPut`), so entries already
+    // appended after it were written under the wrong indexes (a restart read entry i + 1 as i).
     if (r.log.snapshot.last_index == 0) {
       first_snapshot_pending = true;
       raft_set_snapshot_threshold(&r, 1);
-      raft_set_snapshot_trailing(&r, 0);
+      raft_set_snapshot_trailing(&r, 1);
     }
     uv_check_start(&check, [](uv_check_t* h) { static_cast<loop*>(h->data)->after_turn(); });
     publish_status();
@@ -745,6 +748,8 @@ raft_sequencer::~raft_sequencer() { stop(); }
 
 result<void, std::string> raft_sequencer::start(ordered_database db) {
   if (loop_->opt.self.id == 0) return fail(std::string("a pool member's Raft id must not be 0"));
+  // 0.15's libuv I/O takes a snapshot put with trailing 0 for an installed one (see init).
+  if (loop_->opt.snapshot_trailing == 0) return fail(std::string("snapshot_trailing must be at least 1"));
   // libuv writes to peers with write(2): a peer gone away would raise SIGPIPE, whose default kills
   // the process. Ignored unless someone installed a handler.
   struct sigaction current {};

@@ -47,7 +47,7 @@ struct raft_options {
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   unsigned snapshot_threshold = 4096;  // entries applied between snapshots (each holds the whole database)
-  unsigned snapshot_trailing = 2048;   // entries kept behind a snapshot, for members a little behind
+  unsigned snapshot_trailing = 2048;   // entries kept behind a snapshot, for members a little behind (at least 1)
   // How long the leader waits for a member to take a snapshot before sending it again (also
   // after it was sent to a member that was down: that member waits this long once back).
   unsigned install_snapshot_timeout_ms = 30000;
