@@ -23,6 +23,7 @@ extern "C" {  // libraft's headers do not say so themselves
 #include "common/clock.hpp"
 #include "common/log_host.hpp"
 #include "proto/wire/binary.hpp"
+#include "storage/raft_io_guard.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -152,6 +153,7 @@ struct raft_sequencer::loop {
   uv_check_t check{};
   raft_uv_transport transport{};
   raft_io io{};
+  raft_io_guard guard;  // between raft and `io`: 0.15's commit rule made safe (raft_io_guard.hpp)
   raft_fsm fsm{};
   struct raft r {};
   raft_tracer tracer{};
@@ -373,10 +375,12 @@ struct raft_sequencer::loop {
 
   // ---------------------------------------------------------------- ordering
 
-  // Proposals become entries on the leader; elsewhere they are refused, or wait for an election.
+  // Proposals become entries on the leader once its term's barrier is applied (everything an
+  // earlier master committed is applied here then); elsewhere they are refused, or wait for an
+  // election or for that barrier.
   void pump() {
     if (closing || queue.empty()) return;
-    if (raft_state(&r) == RAFT_LEADER && r.transfer == nullptr) {
+    if (raft_state(&r) == RAFT_LEADER && r.transfer == nullptr && guard.settled()) {
       // Group commit: while entries are being committed, proposals gather for the next one.
       while (!queue.empty() && !closing && entries_in_flight() < opt.max_entries_in_flight) submit_entry();
       return;
@@ -394,10 +398,10 @@ struct raft_sequencer::loop {
         fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
       } else if (now - queue.front().since >= opt.leader_wait || (stop_deadline && now >= *stop_deadline)) {
         fail_one(queue.front().p,
-                 api::errors::INTERNAL_ERROR("no pool master is elected (waited " +
+                 api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
                                              std::to_string(opt.leader_wait.count()) + " ms)"));
       } else {
-        return;  // an election is under way: wait for its outcome
+        return;  // an election is under way, or this new master's barrier: wait for it
       }
       queue.pop_front();
     }
@@ -499,6 +503,7 @@ struct raft_sequencer::loop {
       raft_set_snapshot_threshold(&r, opt.snapshot_threshold);
       raft_set_snapshot_trailing(&r, opt.snapshot_trailing);
     }
+    guard.poll();
     pump();
     const auto now = monotonic_now();
     const std::uint64_t last_applied = raft_last_applied(&r);
@@ -527,6 +532,7 @@ struct raft_sequencer::loop {
     const char* address = nullptr;
     raft_leader(&r, &id, &address);
     s.leader = {id, address ? address : ""};
+    s.ready = guard.settled();
     s.term = r.current_term;
     s.last_index = raft_last_index(&r);
     s.last_applied = raft_last_applied(&r);
@@ -643,6 +649,7 @@ struct raft_sequencer::loop {
       close_handles();
       return "cannot start the pool log in " + opt.dir + ": " + why;
     }
+    guard.attach(&r);
     r.data = this;
     r.tracer = &tracer;
     raft_set_election_timeout(&r, opt.election_timeout_ms);

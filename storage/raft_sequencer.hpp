@@ -77,6 +77,9 @@ struct raft_server {
 struct raft_status {
   enum class role_state { unavailable, follower, candidate, leader } state = role_state::unavailable;
   raft_member leader;                 // id 0 while none is known
+  // This member leads and has applied every entry committed before its term (its barrier is
+  // applied): reads here see every acknowledged write, and proposals are taken.
+  bool ready = false;
   std::uint64_t term = 0;
   std::uint64_t last_index = 0;       // of the local log
   std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
