@@ -25,6 +25,7 @@ extern "C" {  // libraft's headers do not say so themselves
 #include "common/log_host.hpp"
 #include "proto/wire/binary.hpp"
 #include "storage/raft_transport.hpp"
+#include "storage/raft_io_guard.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -154,6 +155,7 @@ struct raft_sequencer::loop {
   uv_check_t check{};
   std::unique_ptr<raft_transport> transport;  // until libraft closed it
   raft_io io{};
+  raft_io_guard guard;  // between raft and `io`: 0.15's commit rule made safe (raft_io_guard.hpp)
   raft_fsm fsm{};
   struct raft r {};
   raft_tracer tracer{};
@@ -375,10 +377,12 @@ struct raft_sequencer::loop {
 
   // ---------------------------------------------------------------- ordering
 
-  // Proposals become entries on the leader; elsewhere they are refused, or wait for an election.
+  // Proposals become entries on the leader once its term's barrier is applied (everything an
+  // earlier master committed is applied here then); elsewhere they are refused, or wait for an
+  // election or for that barrier.
   void pump() {
     if (closing || queue.empty()) return;
-    if (raft_state(&r) == RAFT_LEADER && r.transfer == nullptr) {
+    if (raft_state(&r) == RAFT_LEADER && r.transfer == nullptr && guard.settled()) {
       // Group commit: while entries are being committed, proposals gather for the next one.
       while (!queue.empty() && !closing && entries_in_flight() < opt.max_entries_in_flight) submit_entry();
       return;
@@ -396,10 +400,10 @@ struct raft_sequencer::loop {
         fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
       } else if (now - queue.front().since >= opt.leader_wait || (stop_deadline && now >= *stop_deadline)) {
         fail_one(queue.front().p,
-                 api::errors::INTERNAL_ERROR("no pool master is elected (waited " +
+                 api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
                                              std::to_string(opt.leader_wait.count()) + " ms)"));
       } else {
-        return;  // an election is under way: wait for its outcome
+        return;  // an election is under way, or this new master's barrier: wait for it
       }
       queue.pop_front();
     }
@@ -501,6 +505,7 @@ struct raft_sequencer::loop {
       raft_set_snapshot_threshold(&r, opt.snapshot_threshold);
       raft_set_snapshot_trailing(&r, opt.snapshot_trailing);
     }
+    guard.poll();
     pump();
     const auto now = monotonic_now();
     const std::uint64_t last_applied = raft_last_applied(&r);
@@ -529,6 +534,7 @@ struct raft_sequencer::loop {
     const char* address = nullptr;
     raft_leader(&r, &id, &address);
     s.leader = {id, address ? address : ""};
+    s.ready = guard.settled();
     s.term = r.current_term;
     s.last_index = raft_last_index(&r);
     s.last_applied = raft_last_applied(&r);
@@ -653,6 +659,7 @@ struct raft_sequencer::loop {
       close_handles();
       return "cannot start the pool log in " + opt.dir + ": " + why;
     }
+    guard.attach(&r);
     r.data = this;
     r.tracer = &tracer;
     raft_set_election_timeout(&r, opt.election_timeout_ms);
@@ -683,10 +690,13 @@ struct raft_sequencer::loop {
     // Until this log holds a snapshot, the next entry applied takes one and drops the entries
     // before it: a member that joins later then starts from the whole database, never from entry
     // 1 (a database older than its log, made before it ran over Raft, is not in its entries).
+    // Trailing 1, not 0: 0.15's libuv I/O takes a snapshot put with trailing 0 for an installed
+    // one and restarts its log at the snapshot's index + 1 (`UvSnapshotPut`), so entries already
+    // appended after it were written under the wrong indexes (a restart read entry i + 1 as i).
     if (r.log.snapshot.last_index == 0) {
       first_snapshot_pending = true;
       raft_set_snapshot_threshold(&r, 1);
-      raft_set_snapshot_trailing(&r, 0);
+      raft_set_snapshot_trailing(&r, 1);
     }
     uv_check_start(&check, [](uv_check_t* h) { static_cast<loop*>(h->data)->after_turn(); });
     publish_status();
@@ -757,6 +767,8 @@ result<void, std::string> raft_sequencer::start(ordered_database db) {
   if (loop_->opt.self.id == 0) return fail(std::string("a pool member's Raft id must not be 0"));
   if (std::string why = raft_transport::invalid(loop_->transport_options()); !why.empty())
     return fail("cannot join the pool's Raft traffic: " + why);
+  // 0.15's libuv I/O takes a snapshot put with trailing 0 for an installed one (see init).
+  if (loop_->opt.snapshot_trailing == 0) return fail(std::string("snapshot_trailing must be at least 1"));
   // libuv writes to peers with write(2): a peer gone away would raise SIGPIPE, whose default kills
   // the process. Ignored unless someone installed a handler.
   struct sigaction current {};

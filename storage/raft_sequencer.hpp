@@ -57,7 +57,7 @@ struct raft_options {
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   unsigned snapshot_threshold = 4096;  // entries applied between snapshots (each holds the whole database)
-  unsigned snapshot_trailing = 2048;   // entries kept behind a snapshot, for members a little behind
+  unsigned snapshot_trailing = 2048;   // entries kept behind a snapshot, for members a little behind (at least 1)
   // How long the leader waits for a member to take a snapshot before sending it again (also
   // after it was sent to a member that was down: that member waits this long once back).
   unsigned install_snapshot_timeout_ms = 30000;
@@ -87,6 +87,9 @@ struct raft_server {
 struct raft_status {
   enum class role_state { unavailable, follower, candidate, leader } state = role_state::unavailable;
   raft_member leader;                 // id 0 while none is known
+  // This member leads and has applied every entry committed before its term (its barrier is
+  // applied): reads here see every acknowledged write, and proposals are taken.
+  bool ready = false;
   std::uint64_t term = 0;
   std::uint64_t last_index = 0;       // of the local log
   std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
