@@ -79,7 +79,8 @@ bool printable(std::string_view s) {
   return !s.empty();
 }
 
-// "IPv4:port" or "[IPv6]:port".
+// "IPv4:port" or "[IPv6]:port". Port 0 listens on any free port: a host that never joins a pool
+// (no member could reach it there); a connection to it fails.
 bool parse_address(std::string_view text, sockaddr_storage& out) {
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon + 1 == text.size() || text.size() - colon - 1 > 5) return false;
@@ -88,7 +89,7 @@ bool parse_address(std::string_view text, sockaddr_storage& out) {
     if (c < '0' || c > '9') return false;
     port = port * 10 + static_cast<unsigned>(c - '0');
   }
-  if (port == 0 || port > 65535) return false;
+  if (port > 65535) return false;
   std::string host(text.substr(0, colon));
   out = {};
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
