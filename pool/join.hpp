@@ -31,7 +31,8 @@ struct join_master {
   // The credentials of pool.join: ok when they log in with a role allowed to join hosts.
   std::function<api::status(const std::string& user, const std::string& password)> authenticate;
   std::function<std::string()> root_password_hash;
-  std::chrono::milliseconds membership_timeout{20000};
+  // A promotion under way (up to the keeper's 30 s) may come first.
+  std::chrono::milliseconds membership_timeout{60000};
 };
 void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller_fingerprint, peer::JoinReply& reply);
 

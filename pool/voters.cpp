@@ -46,7 +46,7 @@ bool voter_keeper::step() {
     if (s.role != storage::raft_role::standby) continue;
     if (auto f = failed_.find(s.member.id); f != failed_.end() && now - f->second < std::chrono::seconds(30)) continue;
     // libraft catches it up first (rounds of at most 5 s), then appends the change.
-    auto promoted = log_->assign(s.member.id, storage::raft_role::voter, std::chrono::seconds(60));
+    auto promoted = log_->assign(s.member.id, storage::raft_role::voter, std::chrono::seconds(30));
     if (promoted) {
       spdlog::info("pool.voter.promoted raft_id={} address={}", s.member.id, s.member.address);
       failed_.erase(s.member.id);

@@ -145,6 +145,7 @@ struct raft_sequencer::loop {
   // order_and_wait's callers: woken once per group of outcomes.
   std::mutex done_mu;
   std::condition_variable done_cv;
+  std::timed_mutex changes;  // held by the caller of a membership change until it ends
   mutable std::mutex status_mu;
   raft_status status;
   std::thread thread;
@@ -863,6 +864,13 @@ namespace {
 // Runs `change` on the loop thread and waits for its outcome.
 result<void, std::string> run_change(raft_sequencer::loop& l, std::function<void(std::shared_ptr<std::promise<result<void, std::string>>>)> change,
                                      std::chrono::milliseconds timeout) {
+  // Raft takes one membership change at a time: a second one waits here for the first (a
+  // voter's promotion and a join's standby may come together), within the same time limit.
+  const auto until = monotonic_now() + timeout;
+  std::unique_lock one_at_a_time(l.changes, std::defer_lock);
+  if (!one_at_a_time.try_lock_for(timeout))
+    return fail("another change of the pool's membership did not end within " + std::to_string(timeout.count()) + " ms");
+  timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(until - monotonic_now(), steady::duration(0)));
   auto done = std::make_shared<std::promise<result<void, std::string>>>();
   auto outcome = done->get_future();
   {
