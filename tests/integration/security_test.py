@@ -1443,8 +1443,8 @@ class review_reader(role_daemon):
 
     def test_r9_three_million_class_names_are_refused_at_once(self):
         """R9: event.from of a read-only user with 3 million class names (17 MiB) is
-        EVENT_SUBSCRIPTION_PARSE_FAILURE within 2 s (each name was compared with every class of
-        the schema: 7.6 s of CPU)."""
+        EVENT_SUBSCRIPTION_PARSE_FAILURE within 4 s, parsing the 17 MiB included, on a loaded
+        2-core machine (each name was compared with every class of the schema: 7.6 s of CPU)."""
         body = json.dumps({"jsonrpc": "2.0", "method": "event.from", "id": 1,
                            "params": [self.reader_s, ["zz"] * 3_000_000, "", 0.0]})
         answer, took = timed(post_json, self.port, body, 120)
@@ -1452,7 +1452,7 @@ class review_reader(role_daemon):
         ok, value = json_outcome(answer)
         self.assertFalse(ok, "accepted")
         self.assertEqual(value[0], "EVENT_SUBSCRIPTION_PARSE_FAILURE", value)
-        self.assertLess(took, 2.0)
+        self.assertLess(took, 4.0)
 
 
 @needs_pam_users

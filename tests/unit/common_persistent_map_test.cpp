@@ -2,6 +2,7 @@
 // XAPID_TEST_SEED replays it), with weak hashes that force shared slots and whole-hash
 // collisions, and old versions that must never change. SipHash against the paper's vectors.
 #include <gtest/gtest.h>
+#include "tests/support/test_seed.hpp"
 
 #include <cstdlib>
 #include <map>
@@ -15,15 +16,7 @@
 namespace xapid {
 namespace {
 
-std::uint64_t test_seed() {
-  static const std::uint64_t seed = [] {
-    const char* s = std::getenv("XAPID_TEST_SEED");
-    std::uint64_t v = s ? std::strtoull(s, nullptr, 10) : std::random_device{}();
-    std::printf("persistent_map test seed: %llu (XAPID_TEST_SEED replays it)\n", static_cast<unsigned long long>(v));
-    return v;
-  }();
-  return seed;
-}
+using testing::test_seed;
 
 // Hashes that keep only some bits: keys share slots at every level, or collide entirely.
 struct low_bits_hasher {  // 2^8 distinct hashes: deep paths and bottom nodes

@@ -5,6 +5,7 @@
 
 #include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
+#include "tests/support/test_seed.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -229,10 +230,7 @@ TEST_F(storage_test, derived_sets_equal_a_scan_of_the_scalar_side) {
   for (const auto& r : api::all_relations()) one_to_many += r.kind == "one-to-many";
   ASSERT_EQ(pairs.size(), one_to_many);
 
-  const char* env = std::getenv("XAPID_TEST_SEED");
-  const std::uint64_t seed = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-  std::printf("derived sets seed: %llu (XAPID_TEST_SEED replays it)\n", static_cast<unsigned long long>(seed));
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(testing::test_seed());
   auto pick = [&](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
 
   // Targets and pointing rows per pair, created and moved at random.

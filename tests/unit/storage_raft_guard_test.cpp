@@ -6,6 +6,7 @@
 // soon make members diverge without the guard and never with it. Every member's state machine
 // reports what it applies at which index to one ledger.
 #include <gtest/gtest.h>
+#include "tests/support/test_seed.hpp"
 
 extern "C" {
 #include <raft.h>
@@ -421,15 +422,7 @@ TEST(storage_raft_guard, with_the_guard_both_scripts_leave_every_member_with_the
 
 // ---------------------------------------------------------------- seeded schedules
 
-std::uint64_t base_seed() {
-  static const std::uint64_t seed = [] {
-    const char* env = std::getenv("XAPID_TEST_SEED");
-    std::uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-    std::printf("seed %llu (XAPID_TEST_SEED to repeat)\n", static_cast<unsigned long long>(s));
-    return s;
-  }();
-  return seed;
-}
+std::uint64_t base_seed() { return testing::test_seed(); }
 
 struct schedule_outcome {
   std::vector<std::string> divergences;

@@ -23,6 +23,7 @@
 #include "tests/support/free_port.hpp"
 #include "tests/support/raft_handshake_peer.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/test_seed.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -38,16 +39,7 @@ bool eventually(Pred pred, std::chrono::milliseconds limit) {
   return pred();
 }
 
-// The test's seed, printed, for the identifiers every member chooses.
-std::uint64_t test_seed() {
-  static const std::uint64_t seed = [] {
-    const char* env = std::getenv("XAPID_TEST_SEED");
-    std::uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-    std::printf("seed %llu (XAPID_TEST_SEED to repeat)\n", static_cast<unsigned long long>(s));
-    return s;
-  }();
-  return seed;
-}
+using testing::test_seed;  // the identifiers every member chooses
 
 const std::string pool_secret = "0123456789abcdef0123456789abcdef";
 const std::string pool_id = "pool-id-16-bytes";
@@ -180,16 +172,21 @@ void expect_identical_replicas(std::vector<member*> members) {
   for (auto* m : members) EXPECT_EQ(m->db->export_checkpoint(), first) << "member " << m->self.id;
 }
 
-member* wait_for_leader(std::vector<member*> members, std::chrono::milliseconds limit) {
-  member* leader = nullptr;
+// The first of `members` for which `is` holds within `limit`, or nullptr.
+member* wait_for_member(std::vector<member*> members, std::chrono::milliseconds limit, const std::function<bool(member&)>& is) {
+  member* found = nullptr;
   eventually(
       [&] {
         for (auto* m : members)
-          if (m->leads()) leader = m;
-        return leader != nullptr;
+          if (m->seq && is(*m)) found = m;
+        return found != nullptr;
       },
       limit);
-  return leader;
+  return found;
+}
+
+member* wait_for_leader(std::vector<member*> members, std::chrono::milliseconds limit) {
+  return wait_for_member(std::move(members), limit, [](member& m) { return m.leads(); });
 }
 
 TEST(storage_raft, a_pool_of_three_replicates_survives_its_master_and_lets_members_catch_up) {
@@ -526,15 +523,7 @@ TEST(storage_raft, peers_that_send_garbage_stall_or_open_a_hundred_connections_s
 }
 
 member* wait_for_ready(std::vector<member*> members, std::chrono::milliseconds limit) {
-  member* ready = nullptr;
-  eventually(
-      [&] {
-        for (auto* m : members)
-          if (m->seq && m->seq->status().ready) ready = m;
-        return ready != nullptr;
-      },
-      limit);
-  return ready;
+  return wait_for_member(std::move(members), limit, [](member& m) { return m.seq->status().ready; });
 }
 
 // The master changes three times under writes. Each new master, once ready and before it takes
