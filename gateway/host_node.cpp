@@ -385,9 +385,14 @@ result<void, std::string> host_node::start_serving(int threads) {
     master.host_ref = p.host;
     master.certificate_pem = p.tls.certificate_pem;
     master.raft_address = p.raft_address;
-    master.authenticate = [&p](const std::string& user, const std::string& password) -> api::status {
-      auto who = p.logins->authenticate({user, password, "pool.join"});
-      if (!who) return fail(who.error());
+    master.authenticate = [&p](const std::string& user, const std::string& password, const std::string& client) -> api::status {
+      const auto started = monotonic_now();
+      auto who = p.logins->authenticate({user, password, client});
+      if (!who) {
+        // As session.login's: a failure is answered only after the failure delay.
+        std::this_thread::sleep_for(p.logins->remaining_delay(started));
+        return fail(who.error());
+      }
       if (!who->root && who->role > api::least_role(*api::find_method("pool.join")))
         return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
       return ok_v;
@@ -396,7 +401,9 @@ result<void, std::string> host_node::start_serving(int threads) {
       std::lock_guard lock(p.root.mu);
       return p.root.hash;
     };
-    ctx.join = [master](const peer::JoinRequest& q, const std::string& fp, peer::JoinReply& r) { pool::take_in(master, q, fp, r); };
+    ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
+      pool::take_in(master, q, caller, fp, r);
+    };
     auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
     if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
     p.peer_service = std::move(service).value();

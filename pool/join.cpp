@@ -40,12 +40,13 @@ std::string master_api_address(const storage::state& s, const storage::raft_stat
 
 }  // namespace
 
-void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller_fingerprint, peer::JoinReply& reply) {
+void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller, const std::string& caller_fingerprint,
+             peer::JoinReply& reply) {
   auto refuse = [&](const api::api_error& e) {
     spdlog::warn("pool.join.refused host={} raft_address={} error=\"{}\"", request.host_uuid(), request.raft_address(), describe(e));
     add_error(reply, e);
   };
-  if (auto st = m.authenticate(request.username(), request.password()); !st) return refuse(st.error());
+  if (auto st = m.authenticate(request.username(), request.password(), caller); !st) return refuse(st.error());
   const auto status = m.log->status();
   auto pool = m.db->snapshot();
   if (status.state != storage::raft_status::role_state::leader)

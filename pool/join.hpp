@@ -28,13 +28,15 @@ struct join_master {
   std::string host_ref;
   std::string certificate_pem;
   std::string raft_address;
-  // The credentials of pool.join: ok when they log in with a role allowed to join hosts.
-  std::function<api::status(const std::string& user, const std::string& password)> authenticate;
+  // The credentials of pool.join from `client` (the caller's address): ok when they log in with
+  // a role allowed to join hosts. A failure is answered only after a login's failure delay.
+  std::function<api::status(const std::string& user, const std::string& password, const std::string& client)> authenticate;
   std::function<std::string()> root_password_hash;
   // A promotion under way (up to the keeper's 30 s) may come first.
   std::chrono::milliseconds membership_timeout{60000};
 };
-void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller_fingerprint, peer::JoinReply& reply);
+void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller, const std::string& caller_fingerprint,
+             peer::JoinReply& reply);
 
 // The joining host's end: asks the master, and on success leaves DIR/join-accepted for the
 // restart that follows. The first failing check is the answer (all of them are logged).

@@ -81,9 +81,12 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       return reactor;
     }
     const std::string fp = ctx.caller_fingerprint ? ctx.caller_fingerprint(*c) : std::string();
+    // "ipv4:1.2.3.4:5678": the address without its port, as logins count failures by address.
+    std::string caller = c->peer();
+    if (auto colon = caller.rfind(':'); colon != std::string::npos && colon > caller.find(':')) caller.resize(colon);
     std::lock_guard lock(threads_mu);
-    threads.emplace_back(carry_log_host([this, reactor, request, reply, fp] {
-      ctx.join(*request, fp, *reply);
+    threads.emplace_back(carry_log_host([this, reactor, request, reply, fp, caller] {
+      ctx.join(*request, caller, fp, *reply);
       joining = false;
       reactor->Finish(grpc::Status::OK);
     }));
@@ -103,6 +106,12 @@ result<std::unique_ptr<peer_service>, std::string> peer_service::start(const std
   builder.RegisterService(s->impl_.get());
   builder.SetMaxReceiveMessageSize(256 << 20);  // a join carries the joining host's database
   builder.SetMaxSendMessageSize(256 << 20);
+  // Anyone may connect (Join is authenticated inside the call): what all calls together hold in
+  // memory is bounded, whatever they send.
+  grpc::ResourceQuota quota("pool-peer");
+  quota.Resize(std::size_t{512} << 20);
+  quota.SetMaxThreads(64);
+  builder.SetResourceQuota(quota);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || port == 0) return fail("cannot serve the pool's peer service on " + address);
   s->port_ = static_cast<unsigned short>(port);

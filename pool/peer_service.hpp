@@ -25,7 +25,7 @@ struct peer_service_context {
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.
-  std::function<void(const peer::JoinRequest&, const std::string& caller_fingerprint, peer::JoinReply&)> join;
+  std::function<void(const peer::JoinRequest&, const std::string& caller, const std::string& caller_fingerprint, peer::JoinReply&)> join;
 };
 
 class peer_service {

@@ -119,8 +119,10 @@ class pool_of_three(answers, unittest.TestCase):
         master, joiner = self.hosts[0], self.hosts[1]
         ms, js = master.login(), joiner.login()
         j = joiner.proxy()
+        started = time.time()
         self.assertEqual(self.err(j.pool.join(js, f"{master.address}:{master.port}", "root", "wrong")),
                          ["SESSION_AUTHENTICATION_FAILED"])
+        self.assertGreaterEqual(time.time() - started, 1.9, "a wrong password costs a login's failure delay")
         self.assertEqual(self.err(j.pool.join(js, f"127.0.0.9:{master.port}", "root", master.password)),
                          ["JOINING_HOST_CONNECTION_FAILED"])
         # Joining itself: its own host is already in the "pool" it asks.
@@ -149,7 +151,7 @@ class pool_of_three(answers, unittest.TestCase):
 
         pool_ref = self.ok(m.pool.get_all(ms))[0]
         master_host = self.ok(m.pool.get_master(ms, pool_ref))
-        # A host's place in the pool is the pool's own: no call changes it.
+        # A host's place in the pool is the pool's own: no call changes it (and no call makes a host).
         other_config = self.ok(m.host.get_other_config(ms, master_host))
         reserved = sorted(k for k in other_config if k.startswith("xapid-pool-"))
         self.assertEqual(len(reserved), 4, other_config)
