@@ -77,7 +77,10 @@ def main():
             time.sleep(0.2)
         login(i, port, master_password, limit=120)
         print(f"host {i} (127.0.0.{i}:{port}) joined")
-    print(f"pool of {n}: master http://127.0.0.1:{port}  user root  password {master_password}")
+    m = proxy(1, port)
+    pool = m.pool.get_all(master)["Value"][0]
+    address = m.host.get_address(master, m.pool.get_master(master, pool)["Value"])["Value"]
+    print(f"pool of {n}: master http://{address}:{port}  user root  password {master_password}")
 
 
 if __name__ == "__main__":

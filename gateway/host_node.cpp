@@ -103,6 +103,7 @@ struct host_node::parts {
   pool::host_tls tls;
   std::string fingerprint, raft_address, peer_address;
   std::optional<pool::peer_client> peers;
+  std::atomic<bool> joins_open{false};  // a join is taken once this host serves
   std::atomic<storage::database*> db_for_peers{nullptr};
   std::shared_ptr<storage::raft_sequencer> pool_log;
   std::optional<pool::voter_keeper> voters;  // goes after the database (and its log) has stopped
@@ -144,6 +145,69 @@ struct host_node::parts {
 };
 
 host_node::host_node() : p_(std::make_unique<parts>()) {}
+
+// The service the pool's other hosts call (Join, Propose, Ping), on --peer-listen. (Generic
+// lambdas, so that they take host_node's private parts.)
+const auto start_peer_service = [](auto& p) -> result<void, std::string> {
+  pool::peer_service_context ctx;
+  ctx.db = p.db.get();
+  ctx.log = p.pool_log.get();
+  ctx.host_uuid = [dir = p.opt.data_dir] { return actors::installation_uuid(dir); };
+  ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return pool::caller_fingerprint(c); };
+  pool::join_master master;
+  master.db = p.db.get();
+  master.log = p.pool_log.get();
+  master.identity = p.identity;
+  master.certificate_pem = p.tls.certificate_pem;
+  master.raft_address = p.raft_address;
+  master.authenticate = [&p](const std::string& user, const std::string& password, const std::string& client) -> api::status {
+    if (!p.joins_open) return fail(api::errors::HOST_STILL_BOOTING());
+    const auto started = monotonic_now();
+    auto who = p.logins->authenticate({user, password, client});
+    if (!who) {
+      // As session.login's: a failure is answered only after the failure delay.
+      std::this_thread::sleep_for(p.logins->remaining_delay(started));
+      return fail(who.error());
+    }
+    if (!who->root && who->role > api::least_role(*api::find_method("pool.join")))
+      return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
+    return ok_v;
+  };
+  master.root_password_hash = [&p] {
+    std::lock_guard lock(p.root.mu);
+    return p.root.hash;
+  };
+  ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
+    pool::take_in(master, q, caller, fp, r);
+  };
+  auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
+  if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
+  p.peer_service = std::move(service).value();
+  return ok_v;
+};
+
+// A host whose log has other voters writes at start (first boot, stale sessions and tasks): it
+// waits until a master is elected and, when that is another host, answers this one's calls.
+const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result<void, std::string> {
+  const auto until = monotonic_now() + limit;
+  auto next_line = monotonic_now();
+  for (;;) {
+    const auto st = p.pool_log->status();
+    if (st.ready) return ok_v;  // this host leads, and has applied everything before its term
+    if (st.leader.id != 0 && st.leader.id != p.identity.raft_id)
+      if (auto m = pool::member_by_raft_id(*p.db->snapshot(), st.leader.id); m && !m->peer_address.empty())
+        if (p.peers->ping(m->peer_address, m->fingerprint, std::chrono::seconds(1))) return ok_v;
+    const auto now = monotonic_now();
+    if (now >= until)
+      return fail("no master of this host's pool was elected and reachable within " + std::to_string(limit.count()) +
+                  " s (a majority of its voters must run)");
+    if (now >= next_line) {
+      spdlog::info("pool.waiting_for_master leader={} term={}", st.leader.address, st.term);
+      next_line = now + std::chrono::seconds(10);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+};
 
 result<std::unique_ptr<host_node>, std::string> host_node::open(host_options options) {
   std::unique_ptr<host_node> node(new host_node());
@@ -234,6 +298,8 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  if (auto st = start_peer_service(p); !st) return fail(st.error());
+  if (auto st = wait_for_a_master(p, std::chrono::seconds(300)); !st) return fail(st.error());
   // The hypervisor: libxenlight on a Xen host, else the simulated host, whose domains live in
   // DIR/sim-state across restarts.
   if (opt.backend == "libxl") {
@@ -371,42 +437,10 @@ result<void, std::string> host_node::start_serving(int threads) {
     spdlog::info("xapid.tls listen={}:{} certificate={}", tls->first, p.server->tls_port(), files->certificate);
   }
 
-  // The other hosts of the pool call this one here; its record in the pool says where.
+  // This host's record in the pool says where its peer service is (served since open(): the
+  // other hosts' start-ups forward their writes to it), and joins are taken from now on.
   {
-    pool::peer_service_context ctx;
-    ctx.db = p.db.get();
-    ctx.log = p.pool_log.get();
-    ctx.host_ref = p.host;
-    ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return pool::caller_fingerprint(c); };
-    pool::join_master master;
-    master.db = p.db.get();
-    master.log = p.pool_log.get();
-    master.identity = p.identity;
-    master.host_ref = p.host;
-    master.certificate_pem = p.tls.certificate_pem;
-    master.raft_address = p.raft_address;
-    master.authenticate = [&p](const std::string& user, const std::string& password, const std::string& client) -> api::status {
-      const auto started = monotonic_now();
-      auto who = p.logins->authenticate({user, password, client});
-      if (!who) {
-        // As session.login's: a failure is answered only after the failure delay.
-        std::this_thread::sleep_for(p.logins->remaining_delay(started));
-        return fail(who.error());
-      }
-      if (!who->root && who->role > api::least_role(*api::find_method("pool.join")))
-        return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
-      return ok_v;
-    };
-    master.root_password_hash = [&p] {
-      std::lock_guard lock(p.root.mu);
-      return p.root.hash;
-    };
-    ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
-      pool::take_in(master, q, caller, fp, r);
-    };
-    auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
-    if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
-    p.peer_service = std::move(service).value();
+    p.joins_open = true;
     // The log's leader is the pool's master: pool.master follows it.
     p.voters.emplace(p.pool_log, [&p] {
       auto snap = p.db->snapshot();

@@ -25,7 +25,6 @@ struct join_master {
   storage::database* db = nullptr;
   storage::raft_sequencer* log = nullptr;
   member_identity identity;
-  std::string host_ref;
   std::string certificate_pem;
   std::string raft_address;
   // The credentials of pool.join from `client` (the caller's address): ok when they log in with

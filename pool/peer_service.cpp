@@ -45,7 +45,7 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       reactor->Finish(st);
       return reactor;
     }
-    if (const api::host* h = ctx.db->snapshot()->get<api::host>(ctx.host_ref)) reply->set_host_uuid(h->uuid);
+    if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
     reply->set_master(ctx.log->status().state == storage::raft_status::role_state::leader);
     reactor->Finish(grpc::Status::OK);
     return reactor;

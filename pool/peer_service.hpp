@@ -21,7 +21,7 @@ namespace xapid::pool {
 struct peer_service_context {
   storage::database* db = nullptr;
   storage::raft_sequencer* log = nullptr;
-  std::string host_ref;
+  std::function<std::string()> host_uuid;  // this host's (Ping answers it)
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.

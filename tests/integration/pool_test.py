@@ -238,6 +238,25 @@ class pool_of_three(answers, unittest.TestCase):
             new_master = self.ok(p.pool.get_master(sess, pool_ref))
             self.assertIn(self.ok(p.host.get_address(sess, new_master)), [m.address for m in members])
 
+    def test_4_the_whole_pool_stopped_and_started_again_elects_a_master_and_takes_writes(self):
+        master = self.hosts[0]
+        master.start()  # killed above: it comes back as a member and catches up
+        for h in self.hosts:
+            h.stop()
+        for h in self.hosts:
+            h.proc = None
+        # All start at once: each waits (in its start-up) for a master to be elected and reachable.
+        starters = [threading.Thread(target=h.start) for h in self.hosts]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        for h in self.hosts:
+            s = h.login(master.password)
+            self.assertEqual(len(self.hosts_of(h, s)), 3)
+            vm = self.ok(h.proxy().VM.create(s, vm_record(f"after the restart, on {h.address}")))
+            self.assertEqual(self.ok(h.proxy().VM.get_name_label(s, vm)), f"after the restart, on {h.address}")
+
 
 def vm_record(name):
     gib = str(1 << 30)
