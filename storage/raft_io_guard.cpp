@@ -163,6 +163,15 @@ void raft_io_guard::on_recv(struct raft_io* inner, struct raft_message* message)
   raft_io_guard& g = of_inner(inner);
   g.release();
   g.notice_leadership();  // before deciding: no result of a term is delivered before its leadership is seen
+  if (g.from_a_leader_of_my_term(*message)) {
+    if (g.refused_term_ != g.r_->current_term) {
+      g.refused_term_ = g.r_->current_term;
+      spdlog::warn("raft.guard.other_leader_refused from={} address={} term={}", message->server_id,
+                   message->server_address ? message->server_address : "", g.r_->current_term);
+    }
+    discard(*message);
+    return;
+  }
   if (g.must_hold(*message)) {
     if (g.held_.size() >= max_held) {
       g.held_.pop_front();
@@ -212,6 +221,31 @@ void raft_io_guard::on_barrier(struct raft_barrier* req, int status) {
   // leadership appends its own.
   if (status == 0 && call->term > call->guard->settled_term_) call->guard->settled_term_ = call->term;
   delete call;
+}
+
+// One pool never has two leaders of a term, and 0.15 counts on it: a leader that hears another
+// one's AppendEntries or InstallSnapshot of its own term records the sender as its leader in
+// the follower half of a union its leader state occupies (asserts are off in Debian's build),
+// and later dereferences a raft id as a pointer. Two pools met so (a joined host's old pool of
+// one hearing its new master, both leading term 1) before raft_transport checked the pool.
+bool raft_io_guard::from_a_leader_of_my_term(const raft_message& m) const {
+  if (raft_state(r_) != RAFT_LEADER) return false;
+  if (m.type == RAFT_IO_APPEND_ENTRIES) return m.append_entries.term == r_->current_term;
+  if (m.type == RAFT_IO_INSTALL_SNAPSHOT) return m.install_snapshot.term == r_->current_term;
+  return false;
+}
+
+// What raft would have freed of a message it took (recv.c, for a closing member).
+void raft_io_guard::discard(struct raft_message& m) {
+  if (m.type == RAFT_IO_APPEND_ENTRIES && m.append_entries.entries) {
+    void* batch = nullptr;
+    for (unsigned i = 0; i < m.append_entries.n_entries; ++i)
+      if (m.append_entries.entries[i].batch != batch) raft_free(batch = m.append_entries.entries[i].batch);
+    raft_free(m.append_entries.entries);
+  } else if (m.type == RAFT_IO_INSTALL_SNAPSHOT) {
+    raft_configuration_close(&m.install_snapshot.conf);
+    raft_free(m.install_snapshot.data.base);
+  }
 }
 
 bool raft_io_guard::must_hold(const raft_message& m) const {

@@ -36,6 +36,9 @@
 //
 // The barrier is applied once everything before it is: after `settled()`, everything any earlier
 // master committed is applied here, and a proposal ordered now follows all of it.
+//
+// Also: a leader refuses AppendEntries and InstallSnapshot of its own term, which only another
+// pool's leader can send, and which 0.15 would take for its own leader's, corrupting its state.
 #pragma once
 
 extern "C" {  // libraft's headers do not say so themselves
@@ -100,6 +103,8 @@ class raft_io_guard {
   static void on_barrier(struct raft_barrier* req, int status);
 
   void notice_leadership();
+  bool from_a_leader_of_my_term(const raft_message& m) const;
+  static void discard(struct raft_message& m);
   bool must_hold(const raft_message& m) const;
   void release();
   void after_callback() {
@@ -117,6 +122,7 @@ class raft_io_guard {
   raft_index own_first_index_ = 0;   // in led_term_: entries from here on are of that term
   bool barrier_appended_ = false;    // in led_term_
   raft_term settled_term_ = 0;       // the term whose barrier was applied here
+  raft_term refused_term_ = 0;       // the last term another leader's message was refused in (logged once)
   std::deque<held_message> held_;
   // While raft answers a leader's request: the index up to which that request proved this log
   // equal to the leader's.

@@ -380,6 +380,28 @@ TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_bac
   for (auto& done : held) done(forwarded_answer{12345, generation{99}});
 }
 
+// Two pools of one with the same secret meet at an address (as a joined host's old pool of one
+// met its new master before the transport checked the pool): both lead term 1. The one that
+// hears the other's entries refuses them instead of taking the sender for its own leader (0.15
+// would write it over its leader state and crash at the next tick); both pools go on committing.
+TEST(storage_raft, a_leader_refuses_another_pools_leader_of_its_own_term) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2);
+  ASSERT_TRUE(a.open({a.self}));
+  ASSERT_TRUE(b.open({b.self}));
+  ASSERT_TRUE(eventually([&] { return a.leads() && b.leads(); }, 5s));
+  ASSERT_EQ(a.seq->status().term, b.seq->status().term) << "a pool of one leads the term it was bootstrapped in";
+  auto added = a.seq->add(b.self, 10s);
+  ASSERT_TRUE(added.ok()) << added.error();
+  auto standby = a.seq->assign(b.self.id, raft_role::standby, 10s);
+  ASSERT_TRUE(standby.ok()) << standby.error();
+  std::this_thread::sleep_for(1s);  // ten heartbeats of A's reach B
+  EXPECT_TRUE(b.leads());
+  EXPECT_TRUE(b.create_vm("b goes on").ok());
+  EXPECT_TRUE(a.create_vm("a goes on").ok());
+  EXPECT_FALSE(b.has_vm(a.last_ref)) << "nothing of A's pool reached B's";
+}
+
 TEST(storage_raft, a_member_needs_the_pools_secret_and_id_to_start) {
   testing::temp_dir root;
   member m(root, 1);
