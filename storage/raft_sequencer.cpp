@@ -23,8 +23,8 @@ extern "C" {  // libraft's headers do not say so themselves
 
 #include "common/clock.hpp"
 #include "common/log_host.hpp"
-#include "proto/wire/binary.hpp"
 #include "storage/raft_transport.hpp"
+#include "storage/raft_entries.hpp"
 #include "storage/raft_io_guard.hpp"
 
 namespace xapid::storage {
@@ -32,88 +32,11 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-// An entry: its payload's length (8 bytes, big-endian), the payload, zeros up to a multiple of 8
-// bytes (0.15's segments need it: uv_segment.c; an odd length corrupts the next batch on disk).
-// The payload is the binary form of [1, proposer's id, nonce, [[kind, collect_up_to, log entry],
-// ...]] where each log entry is encode(log_entry{fixed_gen, time_ms, ops}). The proposer's id and
-// the nonce tell the proposer whether the entry at an index is the one it appended there.
-constexpr std::int64_t entry_format = 1;
-// A snapshot: this magic, the last Raft index applied, the checkpoint's length (8 bytes each,
-// big-endian), the checkpoint, zeros up to a multiple of 8 bytes.
-constexpr std::string_view snapshot_magic = "xapid-s1";
-
-std::size_t padded(std::size_t n) { return (n + 7) / 8 * 8; }
-void put_u64(char* out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
-}
-std::uint64_t get_u64(const char* in) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
 // `n` bytes from raft_malloc, zeroed past `used`; nullptr when out of memory.
 char* raft_bytes(std::size_t n, std::size_t used) {
   auto* out = static_cast<char*>(raft_malloc(n));
   if (out) std::memset(out + used, 0, n - used);
   return out;
-}
-
-std::string encode_proposal(proposal& p) {
-  std::string out;
-  wire::binary::append_array_header(out, 3);
-  wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.k)));
-  wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.collect_up_to)));
-  wire::binary::append(out, wire::value(encode(log_entry{p.fixed_gen, p.time_ms, std::move(p.ops)})));
-  return out;
-}
-
-// One proposal as encode_proposal wrote it.
-result<std::shared_ptr<proposal>, std::string> decode_proposal(const wire::value& item) {
-  const wire::array* a = item.as_array();
-  if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
-    return fail(std::string("wrong proposal shape"));
-  const std::int64_t kind = *(*a)[0].as_int();
-  if (kind != static_cast<std::int64_t>(proposal::kind::transaction) &&
-      kind != static_cast<std::int64_t>(proposal::kind::entry) && kind != static_cast<std::int64_t>(proposal::kind::collect))
-    return fail("a proposal of kind " + std::to_string(kind));
-  auto le = decode_log_entry(*(*a)[2].as_string());
-  if (!le) return fail(le.error().message);
-  auto p = std::make_shared<proposal>();
-  p->k = static_cast<proposal::kind>(kind);
-  p->collect_up_to = static_cast<generation>(*(*a)[1].as_int());
-  p->fixed_gen = le->gen;
-  p->time_ms = le->time_ms;
-  p->ops = std::move(le->ops);
-  return p;
-}
-
-struct decoded_entry {
-  std::uint64_t proposer = 0;
-  std::uint64_t nonce = 0;
-  std::vector<std::shared_ptr<proposal>> proposals;
-};
-
-result<decoded_entry, std::string> decode_entry(std::string_view bytes) {
-  if (bytes.size() < 8 || get_u64(bytes.data()) > bytes.size() - 8) return fail(std::string("wrong length"));
-  bytes = bytes.substr(8, get_u64(bytes.data()));
-  // Entries come from the pool's own log, written by its master's encoder: sizes are the log's.
-  wire::limits lim;
-  lim.max_body_bytes = lim.max_string_bytes = std::size_t{1} << 31;
-  auto v = wire::binary::decode(bytes, lim);
-  if (!v) return fail(v.error().message);
-  const wire::array* top = v->as_array();
-  if (!top || top->size() != 4 || !(*top)[0].as_int() || *(*top)[0].as_int() != entry_format || !(*top)[1].as_int() ||
-      !(*top)[2].as_int() || !(*top)[3].as_array() || (*top)[3].as_array()->empty())
-    return fail(std::string("wrong shape"));
-  decoded_entry e;
-  e.proposer = static_cast<std::uint64_t>(*(*top)[1].as_int());
-  e.nonce = static_cast<std::uint64_t>(*(*top)[2].as_int());
-  for (const auto& item : *(*top)[3].as_array()) {
-    auto p = decode_proposal(item);
-    if (!p) return fail(p.error());
-    e.proposals.push_back(std::move(p).value());
-  }
-  return e;
 }
 
 // A member whose replica cannot follow the log any more stops rather than diverge: its log is
@@ -324,18 +247,14 @@ struct raft_sequencer::loop {
     const std::string checkpoint = db.checkpoint();
     auto* buf = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
     if (!buf) return RAFT_NOMEM;
-    const std::size_t used = snapshot_magic.size() + 16 + checkpoint.size();
+    const std::size_t used = snapshot_bytes(checkpoint.size());
     buf->len = padded(used);
     buf->base = raft_bytes(buf->len, used);
     if (!buf->base) {
       raft_free(buf);
       return RAFT_NOMEM;
     }
-    auto* out = static_cast<char*>(buf->base);
-    std::memcpy(out, snapshot_magic.data(), snapshot_magic.size());
-    put_u64(out + snapshot_magic.size(), index);
-    put_u64(out + snapshot_magic.size() + 8, checkpoint.size());
-    std::memcpy(out + snapshot_magic.size() + 16, checkpoint.data(), checkpoint.size());
+    write_snapshot(static_cast<char*>(buf->base), index, checkpoint);
     *bufs = buf;
     *n_bufs = 1;
     return 0;
@@ -344,11 +263,9 @@ struct raft_sequencer::loop {
   // A snapshot: at start (the database is normally past it already), or sent by the leader to a
   // member too far behind for entries. Installed through the database's install path.
   int restore(raft_buffer* buf) {
-    std::string_view bytes(static_cast<const char*>(buf->base), buf->len);
-    constexpr std::size_t head = snapshot_magic.size() + 16;
-    const bool well_formed = bytes.size() >= head && bytes.starts_with(snapshot_magic) &&
-                             get_u64(bytes.data() + snapshot_magic.size() + 8) <= bytes.size() - head;
-    const std::uint64_t index = well_formed ? get_u64(bytes.data() + snapshot_magic.size()) : 0;
+    const auto snapshot = read_snapshot(std::string_view(static_cast<const char*>(buf->base), buf->len));
+    const bool well_formed = snapshot.has_value();
+    const std::uint64_t index = well_formed ? snapshot->index : 0;
     int rv = 0;
     if (!well_formed) {
       spdlog::error("raft.snapshot.refused reason=\"not a xapid snapshot\"");
@@ -356,7 +273,7 @@ struct raft_sequencer::loop {
     } else if (index > applied) {
       auto p = std::make_shared<proposal>();
       p->k = proposal::kind::install;
-      p->checkpoint = std::string(bytes.substr(head, get_u64(bytes.data() + snapshot_magic.size() + 8)));
+      p->checkpoint = std::string(snapshot->checkpoint);
       p->log_index = index;
       db.apply(std::span<const std::shared_ptr<proposal>>(&p, 1));
       if (!p->outcome || !p->outcome->ok() || db.applied_log_index() != index) {
@@ -445,26 +362,13 @@ struct raft_sequencer::loop {
     if (group.empty()) return;
 
     const std::uint64_t nonce = next_nonce++;
-    std::string head;
-    wire::binary::append_array_header(head, 4);
-    wire::binary::append(head, wire::value(entry_format));
-    wire::binary::append(head, wire::value(static_cast<std::int64_t>(opt.self.id)));
-    wire::binary::append(head, wire::value(static_cast<std::int64_t>(nonce)));
-    wire::binary::append_array_header(head, pieces.size());
+    const std::string head = entry_head(opt.self.id, nonce, pieces.size());
     raft_buffer buf;
-    const std::size_t used = 8 + head.size() + bytes;
+    const std::size_t used = entry_bytes(head.size(), bytes);
     buf.len = padded(used);
     buf.base = raft_bytes(buf.len, used);
     if (!buf.base) return fail_group(group, api::errors::INTERNAL_ERROR("out of memory for the pool log's entry"));
-    char* out = static_cast<char*>(buf.base);
-    put_u64(out, used - 8);
-    out += 8;
-    std::memcpy(out, head.data(), head.size());
-    out += head.size();
-    for (const auto& piece : pieces) {
-      std::memcpy(out, piece.data(), piece.size());
-      out += piece.size();
-    }
+    write_entry(static_cast<char*>(buf.base), head, pieces, bytes);
     auto* req = new apply_request;
     req->owner = this;
     req->nonce = nonce;
@@ -835,16 +739,8 @@ void raft_sequencer::stop() {
 
 void raft_sequencer::order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done) {
   auto refuse = [&](api::api_error why) { done(forwarded_answer{0, fail(std::move(why))}); };
-  if (encoded.size() > loop_->opt.max_proposal_bytes)
-    return refuse(api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
-                                              std::to_string(encoded.size()) + " bytes)"));
-  wire::limits lim;
-  lim.max_body_bytes = lim.max_string_bytes = loop_->opt.max_proposal_bytes;
-  auto v = wire::binary::decode(encoded, lim);
-  auto p = v ? decode_proposal(*v) : result<std::shared_ptr<proposal>, std::string>(fail(v.error().message));
+  auto p = decode_forwarded_proposal(encoded, loop_->opt.max_proposal_bytes);
   if (!p) return refuse(api::errors::INTERNAL_ERROR("a member's change cannot be read: " + p.error()));
-  if ((*p)->k != proposal::kind::transaction && (*p)->k != proposal::kind::collect)
-    return refuse(api::errors::INTERNAL_ERROR("a member may only propose transactions"));
   (*p)->applied = [done](proposal& q) {
     done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing())});
   };
