@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace xapid::wire::detail {
 
@@ -43,6 +44,12 @@ class sink {
   template <class N>
   void number(N n) {
     reserve(32);
+    if constexpr (std::is_integral_v<N>) {
+      if (static_cast<std::make_unsigned_t<N>>(n) < 10u) {  // most ints in records are 0 or a small count
+        *cur_++ = static_cast<char>('0' + n);
+        return;
+      }
+    }
     cur_ = std::to_chars(cur_, cur_ + 32, n).ptr;  // shortest round-trip for double
   }
   // Room for `n` more bytes; write them at cursor() and then advance(n) or less.
