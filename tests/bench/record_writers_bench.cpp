@@ -96,7 +96,7 @@ void write_in_pieces(benchmark::State& state, Pieces make) {
   for (auto _ : state) {
     auto pieces = make();
     bytes = 0;
-    for (std::string_view p = pieces->next(); !p.empty(); p = pieces->next()) bytes += p.size();
+    for (std::string p = pieces->next({}); !p.empty(); p = pieces->next(std::move(p))) bytes += p.size();
     benchmark::DoNotOptimize(bytes);
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes * state.iterations()));

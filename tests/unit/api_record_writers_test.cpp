@@ -180,7 +180,7 @@ class deferred_table final : public wire::deferred {
 
 std::string in_pieces(std::unique_ptr<wire::answer_pieces> pieces) {
   std::string all;
-  for (std::string_view p = pieces->next(); !p.empty(); p = pieces->next()) all += p;
+  for (std::string p = pieces->next({}); !p.empty(); p = pieces->next(std::move(p))) all += p;
   return all;
 }
 
