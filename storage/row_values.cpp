@@ -44,10 +44,19 @@ class all_records final : public wire::deferred {
     ts_.ops->emit(view_ ? view_(r.record).get() : r.record.get(), out);
   }
 
+  // Rows are scattered in memory, each a few cache misses away (its ref's text, the row, its
+  // record), which a 10,000-row answer paid one after another: the rows a few steps on are asked
+  // into the cache while this one is written — the row and its ref `rows_ahead` on, the record
+  // (its address is in the row fetched before) half as far.
+  static constexpr int rows_ahead = 8;
+
   class rows_cursor final : public wire::deferred_cursor {
    public:
     explicit rows_cursor(const all_records& of)
-        : of_(of), at_(of.snap_->rows(of.ts_.index).begin()), end_(of.snap_->rows(of.ts_.index).end()) {}
+        : of_(of), at_(of.snap_->rows(of.ts_.index).begin()), end_(of.snap_->rows(of.ts_.index).end()),
+          near_(at_), far_(at_) {
+      for (int i = 0; i < rows_ahead && far_ != end_; ++i) fetch_ahead();
+    }
     bool emit_next(wire::emitter& out) override {
       if (!opened_) {
         out.begin_struct();
@@ -63,12 +72,25 @@ class all_records final : public wire::deferred {
       }
       of_.emit_row(out, at_->key, *at_->value);
       ++at_;
+      if (far_ != end_) fetch_ahead();
       return true;
     }
 
    private:
+    void fetch_ahead() {
+      __builtin_prefetch(far_->key.data());
+      __builtin_prefetch(far_->value.get());
+      ++far_;
+      if (++fetched_ <= rows_ahead / 2) return;
+      const char* record = static_cast<const char*>(near_->value->record.get());
+      for (int line = 0; line < 4; ++line) __builtin_prefetch(record + 64 * line);
+      ++near_;
+    }
+
     const all_records& of_;  // and its snapshot, which hold the rows walked
     persistent_map<row_ptr>::iterator at_, end_;
+    persistent_map<row_ptr>::iterator near_, far_;  // the next rows whose record, and whose row, to fetch
+    int fetched_ = 0;
     bool opened_ = false, closed_ = false;
   };
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,14 +29,17 @@ struct http_request {
 };
 
 // A body made a piece at a time while it is sent (a whole table's answer): the connection asks
-// for the next piece once the last one is written, so a slow reader holds one piece, not the
+// for the next piece once the last one is written, so a slow reader holds a few pieces, not the
 // body. Sent chunked to HTTP/1.1 clients, and to HTTP/1.0 ones as a body that ends with the
 // connection; a body that is all in its first piece goes with its length, as any.
 class http_body_pieces {
  public:
   virtual ~http_body_pieces() = default;
-  // The next piece; valid until the next call. Empty once the body has all been given.
-  virtual std::string_view next() = 0;
+  // The next piece, valid until the next call; empty once the body has all been given. Or, when
+  // the pieces are made elsewhere (on other threads, ahead of their sending) and the next one is
+  // not made yet: nullopt, and `made` is called once, from any thread, when it is — the
+  // connection then asks again.
+  virtual std::optional<std::string_view> next(std::function<void()> made) = 0;
   // Whether the piece last given was the body's last.
   virtual bool finished() const = 0;
 };

@@ -1,34 +1,23 @@
 #include "gateway/rpc/rpc_endpoint.hpp"
 
-#include <optional>
 #include <utility>
 
+#include "gateway/rpc/pieces_made_ahead.hpp"
 #include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
 
 namespace xapid::gateway {
 namespace {
 
-// An answer's pieces as the HTTP server takes them. The first is made at once, on the thread
-// that answers (the call pool's, for a whole table), the others when the server asks for them.
-class answer_body final : public http_body_pieces {
- public:
-  explicit answer_body(std::unique_ptr<wire::answer_pieces> answer)
-      : answer_(std::move(answer)), first_(answer_->next()) {}
-  std::string_view next() override {
-    if (first_) return *std::exchange(first_, std::nullopt);
-    return answer_->next();
-  }
-  bool finished() const override { return !first_ && answer_->finished(); }
-
- private:
-  std::unique_ptr<wire::answer_pieces> answer_;
-  std::optional<std::string_view> first_;  // not asked for yet
-};
-
-http_response answer(const char* content_type, std::unique_ptr<wire::answer_pieces> pieces,
-                     std::chrono::milliseconds delay) {
-  return {200, content_type, {}, delay, std::make_unique<answer_body>(std::move(pieces))};
+// A small answer is its first piece, sent with its length; a large one's other pieces are made
+// on the call pool, in the caller's lane as its call ran.
+http_response answer(const dispatcher& d, call_context ctx, const char* content_type,
+                     std::unique_ptr<wire::answer_pieces> pieces) {
+  std::string first = pieces->next({});
+  if (pieces->finished()) return {200, content_type, std::move(first), ctx.answer_delay};
+  const auto delay = ctx.answer_delay;
+  auto on_pool = [&d, ctx = std::move(ctx)](std::function<void()> job) { return d.submit(ctx, std::move(job)); };
+  return {200, content_type, {}, delay, pieces_made_ahead(std::move(pieces), std::move(first), std::move(on_pool))};
 }
 
 }  // namespace
@@ -52,16 +41,16 @@ void serve_rpc(const dispatcher& d, const http_request& req, const http_server::
     }
     wire::call c = std::move(parsed->c);
     return d.dispatch_async(std::move(c), std::move(ctx),
-                            [respond, req = std::move(parsed).value()](wire::response r, call_context ctx) {
-                              respond(answer("application/json", wire::jsonrpc::write_response_in_pieces(req, std::move(r)),
-                                             ctx.answer_delay));
+                            [&d, respond, req = std::move(parsed).value()](wire::response r, call_context ctx) {
+                              respond(answer(d, std::move(ctx), "application/json",
+                                             wire::jsonrpc::write_response_in_pieces(req, std::move(r))));
                             });
   }
 
   auto parsed = wire::xmlrpc::parse_call(req.body, lim);
   if (!parsed) return respond({200, "text/xml", wire::xmlrpc::write_fault(parsed.error().code, parsed.error().message)});
-  d.dispatch_async(std::move(parsed).value(), std::move(ctx), [respond](wire::response r, call_context ctx) {
-    respond(answer("text/xml", wire::xmlrpc::write_response_in_pieces(std::move(r)), ctx.answer_delay));
+  d.dispatch_async(std::move(parsed).value(), std::move(ctx), [&d, respond](wire::response r, call_context ctx) {
+    respond(answer(d, std::move(ctx), "text/xml", wire::xmlrpc::write_response_in_pieces(std::move(r))));
   });
 }
 

@@ -40,14 +40,30 @@ wire::value to_value(const ref<C>& r) {
   return wire::value(r.opaque);
 }
 
-// The same values written as emitter events (answers are written so, without a tree).
-inline void emit(const std::string& s, wire::emitter& e) { e.string(s); }
-inline void emit(std::int64_t i, wire::emitter& e) { e.integer(i); }
-inline void emit(double d, wire::emitter& e) { e.floating(d); }
-inline void emit(bool b, wire::emitter& e) { e.boolean(b); }
-inline void emit(datetime t, wire::emitter& e) { e.datetime(format_iso8601(t)); }
-template <class C>
-void emit(const ref<C>& r, wire::emitter& e) {
+// The same values written as emitter events (answers are written so, without a tree). Over any
+// emitter type: a record is compiled against each codec's writer too (wire::with_writer).
+template <wire::an_emitter E>
+void emit(const std::string& s, E& e) {
+  e.string(s);
+}
+template <wire::an_emitter E>
+void emit(std::int64_t i, E& e) {
+  e.integer(i);
+}
+template <wire::an_emitter E>
+void emit(double d, E& e) {
+  e.floating(d);
+}
+template <wire::an_emitter E>
+void emit(bool b, E& e) {
+  e.boolean(b);
+}
+template <wire::an_emitter E>
+void emit(datetime t, E& e) {
+  e.datetime(format_iso8601_chars(t).view());
+}
+template <class C, wire::an_emitter E>
+void emit(const ref<C>& r, E& e) {
   e.string(r.opaque);
 }
 
@@ -108,15 +124,15 @@ wire::value to_value(const api::map<K, V>& m) {
   return wire::value(std::move(s));
 }
 
-template <class T>
-void emit(const std::vector<T>& items, wire::emitter& e) {
+template <class T, wire::an_emitter E>
+void emit(const std::vector<T>& items, E& e) {
   e.begin_array();
   for (const auto& item : items) emit(item, e);
   e.end_array();
 }
 
-template <class C>
-void emit(const ref_set<C>& refs, wire::emitter& e) {
+template <class C, wire::an_emitter E>
+void emit(const ref_set<C>& refs, E& e) {
   e.begin_array();
   refs.refs().for_each([&](const std::string& r, unit) {
     e.string(r);
@@ -125,11 +141,14 @@ void emit(const ref_set<C>& refs, wire::emitter& e) {
   e.end_array();
 }
 
-template <class K, class V>
-void emit(const api::map<K, V>& m, wire::emitter& e) {
+template <class K, class V, wire::an_emitter E>
+void emit(const api::map<K, V>& m, E& e) {
   e.begin_struct();
   for (const auto& [k, v] : m) {
+    // The key's text as it is where it has one (strings, refs, enums), so no copy is made.
     if constexpr (std::is_same_v<K, std::string>) e.name(k);
+    else if constexpr (std::is_enum_v<K>) e.name(to_string(k));
+    else if constexpr (requires { k.opaque; }) e.name(k.opaque);
     else e.name(key_string(k));
     emit(v, e);
   }

@@ -1,5 +1,6 @@
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 
 #include "proto/api/ref.hpp"
 
@@ -42,7 +43,8 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, unsigned& out) n
 
 }  // namespace
 
-std::string format_iso8601(datetime t) {
+iso8601_chars format_iso8601_chars(datetime t) noexcept {
+  iso8601_chars out;
   std::int64_t days = t.seconds / 86400, rem = t.seconds % 86400;
   if (rem < 0) {
     rem += 86400;
@@ -54,15 +56,16 @@ std::string format_iso8601(datetime t) {
   const auto hh = static_cast<unsigned>(rem / 3600), mm = static_cast<unsigned>(rem / 60 % 60),
              ss = static_cast<unsigned>(rem % 60);
   if (y < 0 || y > 9999) {  // beyond four digits: rare enough for snprintf
-    char buf[48];
-    int n = std::snprintf(buf, sizeof buf, "%04lld%02u%02uT%02u:%02u:%02uZ", static_cast<long long>(y), m, d, hh, mm,
-                          ss);
-    return std::string(buf, static_cast<std::size_t>(n));
+    int n = std::snprintf(out.chars, sizeof out.chars, "%04lld%02u%02uT%02u:%02u:%02uZ", static_cast<long long>(y), m,
+                          d, hh, mm, ss);
+    out.size = static_cast<std::size_t>(n);
+    return out;
   }
   // Answers carry many of these: written digit by digit.
-  std::string out = "00000000T00:00:00Z";
+  std::memcpy(out.chars, "00000000T00:00:00Z", 18);
+  out.size = 18;
   auto put = [&out](std::size_t at, unsigned v, int width) {
-    for (int i = width - 1; i >= 0; --i, v /= 10) out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+    for (int i = width - 1; i >= 0; --i, v /= 10) out.chars[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
   };
   put(0, static_cast<unsigned>(y), 4);
   put(4, m, 2);
@@ -72,6 +75,8 @@ std::string format_iso8601(datetime t) {
   put(15, ss, 2);
   return out;
 }
+
+std::string format_iso8601(datetime t) { return std::string(format_iso8601_chars(t).view()); }
 
 std::optional<datetime> parse_iso8601(std::string_view s) noexcept {
   unsigned y, mo, d, h, mi, se;

@@ -36,6 +36,13 @@ struct datetime {
 };
 
 std::string format_iso8601(datetime t);
+// The same text in a buffer of its own, with no allocation (answers write many of these).
+struct iso8601_chars {
+  char chars[48];  // the widest year an int64 of seconds reaches, and then some
+  std::size_t size = 0;
+  std::string_view view() const noexcept { return {chars, size}; }
+};
+iso8601_chars format_iso8601_chars(datetime t) noexcept;
 // Accepts "20240131T12:34:56Z", with or without the Z, with or without '-' in the date,
 // and with a fraction of a second (dropped). Anything else is nullopt.
 std::optional<datetime> parse_iso8601(std::string_view s) noexcept;

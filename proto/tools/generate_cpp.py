@@ -252,7 +252,7 @@ namespace xapid::api {
         h.append(f"inline std::string key_string({en} v) {{ return std::string(to_string(v)); }}\n")
         h.append(f"status key_from_string(std::string_view s, {en}& out);\n")
         h.append(f"inline wire::value to_value({en} v) {{ return wire::value(to_string(v)); }}\n")
-        h.append(f"inline void emit({en} v, wire::emitter& e) {{ e.string(to_string(v)); }}\n")
+        h.append(f"template <wire::an_emitter E>\nvoid emit({en} v, E& e) {{\n  e.string(to_string(v));\n}}\n")
         h.append(f"status from_value(const wire::value& v, {en}& out);\n\n")
     for cls in model["classes"]:
         tn = type_name(cls["name"])
@@ -300,6 +300,8 @@ const record_ops& record_ops_of(std::size_t class_index) noexcept;
 
 #include <algorithm>
 
+#include "proto/wire/writers.hpp"
+
 namespace xapid::api {
 namespace {
 
@@ -335,12 +337,16 @@ int field_index(const std::pair<std::string_view, int> (&table)[N], std::string_
     for cls in model["classes"]:
         tn = type_name(cls["name"])
         fields = cls["fields"]
-        c.append(f"void emit(const {tn}& r, wire::emitter& e) {{\n  e.begin_struct();\n")
+        # Written over any emitter type, and compiled for each codec's writer: a record's hundred
+        # fields are then direct calls, their names copies of known lengths (wire/writers.hpp).
+        c.append(f"namespace {{\ntemplate <wire::an_emitter E>\nvoid emit_fields(const {tn}& r, E& e) {{\n  e.begin_struct();\n")
         for f in fields:
             # A name of letters, digits and '_' goes out as it is (field); any other is escaped.
             call = "field" if re.fullmatch(r"[A-Za-z0-9_]+", f["name"]) else "name"
             c.append(f"  e.{call}({string_literal(f['name'])});\n  emit(r.{ident(f['name'])}, e);\n")
-        c.append("  e.end_struct();\n}\n")
+        c.append("  e.end_struct();\n}\n}  // namespace\n")
+        c.append(f"void emit(const {tn}& r, wire::emitter& e) {{\n"
+                 f"  wire::with_writer(e, [&r](auto& writer) {{ emit_fields(r, writer); }});\n}}\n")
         c.append(f"wire::value to_value(const {tn}& r) {{\n  wire::tree_builder b;\n  emit(r, b);\n  return b.result();\n}}\n")
         ordered = sorted(range(len(fields)), key=lambda i: fields[i]["name"])
         c.append(f"namespace {{\nconstexpr std::pair<std::string_view, int> {tn}_field_index[] = {{")

@@ -50,18 +50,20 @@ struct response {
 
 // An answer written a piece at a time as it is sent (both codecs' write_response_in_pieces): a
 // whole table goes out in pieces of about `answer_piece_bytes` while it is being written, so
-// what an answer holds in memory is one piece, however large the answer. The bytes, put
+// what an answer holds in memory is a few pieces, however large the answer. The bytes, put
 // together, are exactly write_response's.
 class answer_pieces {
  public:
   virtual ~answer_pieces() = default;
-  // The next piece; valid until the next call. Empty once the answer has all been given.
-  virtual std::string_view next() = 0;
+  // The next piece, a string of its own (so that pieces may be made ahead of their sending, and
+  // kept while they go), made in `reuse`'s memory: a piece given before and done with, or empty.
+  // Empty once the answer has all been given.
+  virtual std::string next(std::string reuse) = 0;
   // Whether the piece last given was the answer's last (then a small answer is one piece, whose
   // length is the answer's).
   virtual bool finished() const = 0;
 };
-inline constexpr std::size_t answer_piece_bytes = 64u << 10;
+inline constexpr std::size_t answer_piece_bytes = 256u << 10;
 
 // Valid UTF-8 without overlongs or surrogates; both parsers insist on it.
 bool is_valid_utf8(std::string_view s) noexcept;

@@ -3,6 +3,7 @@
 // follow in order; a struct member is its name() and then exactly one value.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,8 +13,14 @@
 
 namespace xapid::wire {
 
+// Which emitter one is: the codecs' own writers (writers.hpp) say so, so that code emitting many
+// events (a typed record) can be compiled against each writer's type and call it directly.
+enum class emitter_kind : std::uint8_t { other, json_writer, xml_writer };
+
 class emitter {
  public:
+  emitter_kind kind() const noexcept { return kind_; }
+
   virtual void nil() = 0;
   virtual void boolean(bool b) = 0;
   virtual void integer(std::int64_t i) = 0;
@@ -32,8 +39,17 @@ class emitter {
   virtual void value(const wire::value& v) = 0;
 
  protected:
+  explicit emitter(emitter_kind kind = emitter_kind::other) noexcept : kind_(kind) {}
   ~emitter() = default;
+
+ private:
+  emitter_kind kind_;
 };
+
+// Any emitter type: what code that emits events (convert.hpp, the generated records) is written
+// over, so that it runs as direct calls on a writer's own type and as virtual ones on any other.
+template <class E>
+concept an_emitter = std::derived_from<E, emitter>;
 
 // Builds the tree a stream of events describes (`built()`, and a record's to_value).
 class tree_builder final : public emitter {

@@ -15,16 +15,14 @@
 #include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
 #include "proto/wire/swar.hpp"
-
-namespace xapid::wire::jsonrpc {
-namespace {
-
-using detail::number_error;
-using detail::sink;
+#include "proto/wire/writers.hpp"
 
 // ---------------------------------------------------------------------------------------------
-// Writing: everything goes through one sink into one string, sized up front from a rough
-// estimate so that it grows at most once or twice.
+// Writing (json_writer and the inline parts: writers.hpp): everything goes through one sink into
+// one string, sized up front from a rough estimate so that it grows at most once or twice.
+
+namespace xapid::wire::detail {
+namespace {
 
 // 0 = copy as is; otherwise the character after the backslash ('u' = \u00XX).
 constexpr auto escape_table = [] {
@@ -42,33 +40,13 @@ constexpr auto escape_table = [] {
   return t;
 }();
 
-// Whether any of a word's eight bytes needs escaping: below 0x20, '"' or '\\'.
-constexpr bool may_need_escape(std::uint64_t w) {
-  return detail::has_byte_below(w, 0x20) | detail::has_byte(w, '"') | detail::has_byte(w, '\\');
-}
+}  // namespace
 
-// How many bytes at the start of `s` need no escaping, looked at a word at a time.
-std::size_t plain_prefix(std::string_view s) {
-  const char* p = s.data();
-  const char* end = p + s.size();
-  while (end - p >= 8 && !may_need_escape(detail::load_word(p))) p += 8;
-  while (p != end && !escape_table.esc[static_cast<unsigned char>(*p)]) ++p;
-  return static_cast<std::size_t>(p - s.data());
-}
 
-void put_string(sink& out, std::string_view s) {
-  const std::size_t plain = plain_prefix(s);
-  if (plain == s.size()) {  // nearly every string: one bounds check and one copy
-    out.reserve(s.size() + 2);
-    char* p = out.cursor();
-    p[0] = '"';
-    std::memcpy(p + 1, s.data(), s.size());
-    p[s.size() + 1] = '"';
-    return out.advance(s.size() + 2);
-  }
+// A string with something to escape (the plain ones are written inline: writers.hpp).
+void put_json_string_escaped(sink& out, std::string_view s) {
   out.put('"');
-  out.put(s.data(), plain);
-  const char* run = s.data() + plain;
+  const char* run = s.data();
   const char* end = s.data() + s.size();
   for (const char* p = run; p != end; ++p) {
     char e = escape_table.esc[static_cast<unsigned char>(*p)];
@@ -92,7 +70,7 @@ void put_string(sink& out, std::string_view s) {
 // Shortest round-trip text, always with a '.' or exponent so that it reads back as a double,
 // not an int. JSON has no NaN or infinities; we write them as JavaScript (and Python's json,
 // and xapi's Yojson) do, and read them back the same way.
-void put_double(sink& out, double d) {
+void put_json_double(sink& out, double d) {
   if (d != d) return out.put("NaN");
   if (d == __builtin_inf()) return out.put("Infinity");
   if (d == -__builtin_inf()) return out.put("-Infinity");
@@ -105,111 +83,22 @@ void put_double(sink& out, double d) {
     out.put(".0");
 }
 
-void put_value(sink& out, const value& v);
-
-// A deferred value's events, written with the same pieces as put_value.
-class json_emitter final : public emitter {
- public:
-  explicit json_emitter(sink& out) : out_(out) {}
-  void nil() override {
-    before_value();
-    out_.put("null");
-  }
-  void boolean(bool b) override {
-    before_value();
-    b ? out_.put("true") : out_.put("false");
-  }
-  void integer(std::int64_t i) override {
-    before_value();
-    out_.number(i);
-  }
-  void floating(double d) override {
-    before_value();
-    put_double(out_, d);
-  }
-  void string(std::string_view s) override {
-    before_value();
-    put_string(out_, s);
-  }
-  void datetime(std::string_view iso8601) override {
-    before_value();
-    put_string(out_, iso8601);
-  }
-  void begin_array() override { open('['); }
-  void end_array() override { close(']'); }
-  void begin_struct() override { open('{'); }
-  void name(std::string_view member) override {
-    next_member();
-    put_string(out_, member);
-    out_.put(':');
-  }
-  // The comma, quotes and colon around a field's name in one reservation: a record has about a
-  // hundred fields, and each separate append reloads and checks the sink's cursor.
-  void field(std::string_view member) override {
-    container& c = open_.back();
-    out_.reserve(member.size() + 4);
-    char* p = out_.cursor();
-    *p = ',';
-    p += c.written;
-    c.written = true;
-    *p++ = '"';
-    std::memcpy(p, member.data(), member.size());
-    p += member.size();
-    p[0] = '"';
-    p[1] = ':';
-    out_.advance(static_cast<std::size_t>(p + 2 - out_.cursor()));
-  }
-  void end_struct() override { close('}'); }
-  void value(const wire::value& v) override {
-    before_value();
-    put_value(out_, v);
-  }
-
- private:
-  struct container {
-    bool array;
-    bool written;  // an element or member already: the next one needs a comma
-  };
-  void next_member() {
-    if (open_.back().written) out_.put(',');
-    open_.back().written = true;
-  }
-  // Array elements are separated here; a struct member's value follows its name directly.
-  void before_value() {
-    if (open_.empty() || !open_.back().array) return;
-    if (open_.back().written) out_.put(',');
-    open_.back().written = true;
-  }
-  void open(char c) {
-    before_value();
-    out_.put(c);
-    open_.push_back({c == '[', false});
-  }
-  void close(char c) {
-    open_.pop_back();
-    out_.put(c);
-  }
-
-  sink& out_;
-  std::vector<container> open_;
-};
-
-void put_value(sink& out, const value& v) {
+void put_json_value(sink& out, const value& v) {
   switch (v.type()) {
     case kind::nil: return out.put("null");
     case kind::boolean: return *v.as_bool() ? out.put("true") : out.put("false");
     case kind::integer: return out.number(*v.as_int());
     case kind::int32: return out.number(v.as_int32()->v);
-    case kind::floating: return put_double(out, *v.as_double());
-    case kind::string: return put_string(out, *v.as_string());
-    case kind::datetime: return put_string(out, v.as_datetime()->iso8601);
+    case kind::floating: return put_json_double(out, *v.as_double());
+    case kind::string: return put_json_string(out, *v.as_string());
+    case kind::datetime: return put_json_string(out, v.as_datetime()->iso8601);
     case kind::array: {
       out.put('[');
       bool first = true;
       for (auto& e : *v.as_array()) {
         if (!first) out.put(',');
         first = false;
-        put_value(out, e);
+        put_json_value(out, e);
       }
       return out.put(']');
     }
@@ -219,19 +108,29 @@ void put_value(sink& out, const value& v) {
       for (auto& [k, e] : *v.as_struct()) {
         if (!first) out.put(',');
         first = false;
-        put_string(out, k);
+        put_json_string(out, k);
         out.put(':');
-        put_value(out, e);
+        put_json_value(out, e);
       }
       return out.put('}');
     }
     case kind::deferred: {
       if (const std::string* bytes = v.as_deferred()->encoded(format::json_rpc)) return out.put(*bytes);
-      json_emitter e(out);
+      json_writer e(out);
       return v.as_deferred()->emit(e);
     }
   }
 }
+
+}  // namespace xapid::wire::detail
+
+namespace xapid::wire::jsonrpc {
+namespace {
+
+using detail::number_error;
+using detail::put_json_string;
+using detail::put_json_value;
+using detail::sink;
 
 std::size_t size_hint(const value& v) {
   switch (v.type()) {
@@ -551,7 +450,7 @@ void from_error_object(structure& err, std::vector<std::string>& out) {
 
 void append_value(std::string& out, const value& v) {
   sink to(out, size_hint(v));
-  put_value(to, v);
+  put_json_value(to, v);
 }
 
 std::string write_response(const request& req, const response& r) {
@@ -564,7 +463,7 @@ std::string write_response(const request& req, const response& r) {
     sink to(out, hint);
     if (r.success) {
       to.put(success_head(req));
-      put_value(to, r.result);
+      put_json_value(to, r.result);
       put_success_tail(to, req);
     } else if (v2) {
       // xapi's shape: code 1 (clients treat 0 as "no error"), message = the XenAPI error code,
@@ -573,11 +472,11 @@ std::string write_response(const request& req, const response& r) {
       to.number(error_xenapi);
       to.put(",\"message\":");
       auto& ed = r.error_description;
-      put_string(to, ed.empty() ? std::string_view() : std::string_view(ed.front()));
+      put_json_string(to, ed.empty() ? std::string_view() : std::string_view(ed.front()));
       to.put(",\"data\":[");
       for (std::size_t i = 1; i < ed.size(); ++i) {
         if (i > 1) to.put(',');
-        put_string(to, ed[i]);
+        put_json_string(to, ed[i]);
       }
       to.put("]}");
     } else {
@@ -587,7 +486,7 @@ std::string write_response(const request& req, const response& r) {
       for (auto& e : r.error_description) {
         if (!first) to.put(',');
         first = false;
-        put_string(to, e);
+        put_json_string(to, e);
       }
       to.put(']');
     }
@@ -604,7 +503,7 @@ std::unique_ptr<answer_pieces> write_response_in_pieces(const request& req, resp
     sink to(tail, 32 + req.id_json.size());
     put_success_tail(to, req);
   }
-  return std::make_unique<detail::answer_in_pieces<json_emitter>>(std::move(r.result), std::string(success_head(req)),
+  return std::make_unique<detail::answer_in_pieces<json_writer>>(std::move(r.result), std::string(success_head(req)),
                                                                   std::move(tail));
 }
 
@@ -616,7 +515,7 @@ std::string write_error(const request& req, int code, std::string_view message) 
                              : to.put("{\"result\":null,\"error\":{\"code\":");
     to.number(code);
     to.put(",\"message\":");
-    put_string(to, message);
+    put_json_string(to, message);
     to.put("},\"id\":");
     to.put(id_of(req));
     to.put('}');
@@ -632,13 +531,13 @@ std::string write_request(const request& req) {
     sink to(out, hint);
     req.ver == version::v2_0 ? to.put("{\"jsonrpc\":\"2.0\",\"method\":")
                              : to.put("{\"method\":");
-    put_string(to, req.c.method);
+    put_json_string(to, req.c.method);
     to.put(",\"params\":[");
     bool first = true;
     for (auto& p : req.c.params) {
       if (!first) to.put(',');
       first = false;
-      put_value(to, p);
+      put_json_value(to, p);
     }
     to.put("],\"id\":");
     to.put(id_of(req));

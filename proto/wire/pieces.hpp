@@ -86,9 +86,8 @@ class answer_in_pieces final : public answer_pieces {
   answer_in_pieces(value v, std::string head, std::string tail)
       : value_(std::move(v)), head_(std::move(head)), tail_(std::move(tail)) {}
 
-  std::string_view next() override {
+  std::string next(std::string reuse) override {
     if (stage_ == stage::given) return {};
-    out_.rewind();
     if (stage_ == stage::head) {
       out_.put(head_);
       stage_ = stage::value;
@@ -100,7 +99,7 @@ class answer_in_pieces final : public answer_pieces {
         stage_ = stage::given;
       }
     }
-    return out_.written();
+    return out_.hand_over(std::move(reuse));
   }
   bool finished() const override { return stage_ == stage::given; }
 
@@ -120,7 +119,7 @@ class answer_in_pieces final : public answer_pieces {
 class whole_answer final : public answer_pieces {
  public:
   explicit whole_answer(std::string text) : text_(std::move(text)) {}
-  std::string_view next() override { return std::exchange(given_, true) ? std::string_view() : text_; }
+  std::string next(std::string) override { return std::exchange(given_, true) ? std::string() : std::move(text_); }
   bool finished() const override { return given_; }
 
  private:

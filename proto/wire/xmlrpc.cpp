@@ -15,17 +15,14 @@
 #include "proto/wire/pieces.hpp"
 #include "proto/wire/sink.hpp"
 #include "proto/wire/swar.hpp"
-
-namespace xapid::wire::xmlrpc {
-namespace {
-
-using detail::number_error;
+#include "proto/wire/writers.hpp"
 
 // ---------------------------------------------------------------------------------------------
-// Writing: everything goes through one sink into one string, sized up front from a rough
-// estimate so that it grows at most once or twice.
+// Writing (xml_writer and the inline parts: writers.hpp): everything goes through one sink into
+// one string, sized up front from a rough estimate so that it grows at most once or twice.
 
-using detail::sink;
+namespace xapid::wire::detail {
+namespace {
 
 // Characters that cannot appear raw in XML text. \r would be turned into \n by the reader's
 // end-of-line normalisation; other control characters are not XML 1.0 characters at all, so we
@@ -41,14 +38,9 @@ constexpr auto escape_table = [] {
   return t;
 }();
 
-// Whether any of a word's eight bytes may need escaping: one below 0x20, or & < >. Exact as a
-// yes/no (the classic "has a byte less than n" and "has a zero byte" tests); tab and newline say
-// yes too, and the bytes are then looked at one by one.
-constexpr bool may_need_escape(std::uint64_t w) {
-  return detail::has_byte_below(w, 0x20) | detail::has_byte(w, '&') | detail::has_byte(w, '<') | detail::has_byte(w, '>');
-}
+}  // namespace
 
-void put_escaped(sink& out, std::string_view s) {
+void put_xml_escaped(sink& out, std::string_view s) {
   const char* run = s.data();  // the start of what is still to be copied as it is
   const char* end = run + s.size();
   auto escape = [&](const char* p) {
@@ -67,128 +59,69 @@ void put_escaped(sink& out, std::string_view s) {
     }
   };
   const char* p = run;
+  // Eight bytes at a time: a word that may need escaping (tab and newline say yes too) is then
+  // looked at byte by byte.
   for (; end - p >= 8; p += 8)
-    if (may_need_escape(detail::load_word(p)))
+    if (xml_may_escape(load_word(p)))
       for (int i = 0; i < 8; ++i) escape(p + i);
   // The last eight bytes, overlapping those already looked at, which may only say yes again.
-  if (p != end && s.size() >= 8 && !may_need_escape(detail::load_word(end - 8))) p = end;
+  if (p != end && s.size() >= 8 && !xml_may_escape(load_word(end - 8))) p = end;
   for (; p != end; ++p)
     if (escape_table.esc[static_cast<unsigned char>(*p)]) escape(p);
   out.put(run, static_cast<std::size_t>(end - run));
 }
 
-void put_string_value(sink& out, std::string_view s) {
-  // Some XML-RPC readers take an empty <string></string> for "undefined"; an empty <value> is
-  // a string by definition.
-  if (s.empty()) return out.put("<value></value>");
-  out.put("<value><string>");
-  put_escaped(out, s);
-  out.put("</string></value>");
-}
-
-void put_bool(sink& out, bool b) {
-  b ? out.put("<value><boolean>1</boolean></value>") : out.put("<value><boolean>0</boolean></value>");
-}
-
-void put_int(sink& out, std::int64_t i) {  // XenAPI's 64-bit ints travel as decimal strings
-  out.put("<value><string>");
-  out.number(i);
-  out.put("</string></value>");
-}
-
-void put_double(sink& out, double d) {
+void put_xml_double(sink& out, double d) {
   out.put("<value><double>");
   out.number(d);
   out.put("</double></value>");
 }
 
-void put_datetime(sink& out, std::string_view iso8601) {
-  out.put("<value><dateTime.iso8601>");
-  put_escaped(out, iso8601);
-  out.put("</dateTime.iso8601></value>");
-}
-
-void put_member_name(sink& out, std::string_view name) {
-  out.put("<member><name>");
-  put_escaped(out, name);
-  out.put("</name>");
-}
-
-void put_value(sink& out, const value& v);
-
-// A deferred value's events, written with the same pieces as put_value.
-class xml_emitter final : public emitter {
- public:
-  explicit xml_emitter(sink& out) : out_(out) {}
-  void nil() override { out_.put("<value><nil/></value>"); }
-  void boolean(bool b) override { put_bool(out_, b); }
-  void integer(std::int64_t i) override { put_int(out_, i); }
-  void floating(double d) override { put_double(out_, d); }
-  void string(std::string_view s) override { put_string_value(out_, s); }
-  void datetime(std::string_view iso8601) override { put_datetime(out_, iso8601); }
-  void begin_array() override { out_.put("<value><array><data>"); }
-  void end_array() override { out_.put("</data></array></value>"); }
-  void begin_struct() override {
-    out_.put("<value><struct>");
-    member_open_.push_back(false);
-  }
-  void name(std::string_view member) override {
-    next_member();
-    put_member_name(out_, member);
-  }
-  void field(std::string_view member) override {
-    next_member();
-    out_.put("<member><name>");
-    out_.put(member);
-    out_.put("</name>");
-  }
-  void end_struct() override {
-    if (member_open_.back()) out_.put("</member>");
-    member_open_.pop_back();
-    out_.put("</struct></value>");
-  }
-  void value(const wire::value& v) override { put_value(out_, v); }
-
- private:
-  void next_member() {
-    if (member_open_.back()) out_.put("</member>");
-    member_open_.back() = true;
-  }
-  sink& out_;
-  std::vector<bool> member_open_;  // per open struct: a <member> waits for its </member>
-};
-
-void put_value(sink& out, const value& v) {
+void put_xml_value(sink& out, const value& v) {
   switch (v.type()) {
     case kind::nil: return out.put("<value><nil/></value>");
-    case kind::boolean: return put_bool(out, *v.as_bool());
-    case kind::integer: return put_int(out, *v.as_int());
+    case kind::boolean:
+      return *v.as_bool() ? out.put("<value><boolean>1</boolean></value>") : out.put("<value><boolean>0</boolean></value>");
+    case kind::integer: return put_xml_int(out, *v.as_int());
     case kind::int32:
       out.put("<value><i4>");
       out.number(v.as_int32()->v);
       return out.put("</i4></value>");
-    case kind::floating: return put_double(out, *v.as_double());
-    case kind::string: return put_string_value(out, *v.as_string());
-    case kind::datetime: return put_datetime(out, v.as_datetime()->iso8601);
+    case kind::floating: return put_xml_double(out, *v.as_double());
+    case kind::string: return put_xml_string_value(out, *v.as_string());
+    case kind::datetime: return put_xml_datetime(out, v.as_datetime()->iso8601);
     case kind::array:
       out.put("<value><array><data>");
-      for (auto& e : *v.as_array()) put_value(out, e);
+      for (auto& e : *v.as_array()) put_xml_value(out, e);
       return out.put("</data></array></value>");
     case kind::structure:
       out.put("<value><struct>");
       for (auto& [k, e] : *v.as_struct()) {
-        put_member_name(out, k);
-        put_value(out, e);
+        out.put("<member><name>");
+        put_xml_escaped(out, k);
+        out.put("</name>");
+        put_xml_value(out, e);
         out.put("</member>");
       }
       return out.put("</struct></value>");
     case kind::deferred: {
       if (const std::string* bytes = v.as_deferred()->encoded(format::xml_rpc)) return out.put(*bytes);
-      xml_emitter e(out);
+      xml_writer e(out);
       return v.as_deferred()->emit(e);
     }
   }
 }
+
+}  // namespace xapid::wire::detail
+
+namespace xapid::wire::xmlrpc {
+namespace {
+
+using detail::number_error;
+using detail::put_xml_escaped;
+using detail::put_xml_string_value;
+using detail::put_xml_value;
+using detail::sink;
 
 // Rough size of the XML for `v`, so that the output string grows at most once or twice.
 std::size_t size_hint(const value& v) {
@@ -663,7 +596,7 @@ result<void, decode_error> load(std::string_view body, const limits& lim, const 
 
 void append_value(std::string& out, const value& v) {
   sink to(out, size_hint(v));
-  put_value(to, v);
+  put_xml_value(to, v);
 }
 
 std::string write_call(const call& c) {
@@ -673,11 +606,11 @@ std::string write_call(const call& c) {
   {
     sink to(out, hint);
     to.put("<?xml version=\"1.0\"?><methodCall><methodName>");
-    put_escaped(to, c.method);
+    put_xml_escaped(to, c.method);
     to.put("</methodName><params>");
     for (auto& p : c.params) {
       to.put("<param>");
-      put_value(to, p);
+      put_xml_value(to, p);
       to.put("</param>");
     }
     to.put("</params></methodCall>");
@@ -707,7 +640,7 @@ std::string write_response(const response& r) {
     const envelope& e = r.bare ? bare_answer : status_answer;
     sink to(out, e.head.size() + e.tail.size() + size_hint(r.result));
     to.put(e.head);
-    put_value(to, r.result);
+    put_xml_value(to, r.result);
     to.put(e.tail);
   } else {
     std::size_t hint = 300;
@@ -717,7 +650,7 @@ std::string write_response(const response& r) {
         "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>"
         "<member><name>Status</name><value><string>Failure</string></value></member>"
         "<member><name>ErrorDescription</name><value><array><data>");
-    for (auto& e : r.error_description) put_string_value(to, e);
+    for (auto& e : r.error_description) put_xml_string_value(to, e);
     to.put(
         "</data></array></value></member></struct></value></param></params>"
         "</methodResponse>");
@@ -728,7 +661,7 @@ std::string write_response(const response& r) {
 std::unique_ptr<answer_pieces> write_response_in_pieces(response r) {
   if (!r.success || size_hint(r.result) < answer_piece_bytes) return std::make_unique<detail::whole_answer>(write_response(r));
   const envelope& e = r.bare ? bare_answer : status_answer;
-  return std::make_unique<detail::answer_in_pieces<xml_emitter>>(std::move(r.result), std::string(e.head),
+  return std::make_unique<detail::answer_in_pieces<xml_writer>>(std::move(r.result), std::string(e.head),
                                                                  std::string(e.tail));
 }
 
@@ -741,7 +674,7 @@ std::string write_fault(int code, std::string_view message) {
         "<member><name>faultCode</name><value><int>");
     to.number(code);
     to.put("</int></value></member><member><name>faultString</name>");
-    put_string_value(to, message);
+    put_xml_string_value(to, message);
     to.put("</member></struct></value></fault></methodResponse>");
   }
   return out;

@@ -2,8 +2,8 @@
 """Large answers are sent while they are written: a real xapid with a few thousand VMs, spoken to
 over loopback with raw HTTP, http.client and xmlrpc.client (and TLS). A whole table goes out
 chunked to HTTP/1.1 clients and up to the connection's end to HTTP/1.0 ones, byte for byte the
-same answer; small answers keep their Content-Length; a client that does not read holds one
-piece of the answer in the daemon, not the answer, and is cut off when it makes no progress.
+same answer; small answers keep their Content-Length; a client that does not read holds a few
+pieces of the answer in the daemon, not the answer, and is cut off when it makes no progress.
 
 Usage: large_answers_test.py PATH_TO_XAPID"""
 import http.client
@@ -21,7 +21,8 @@ import xmlrpc.client
 from xapid_support import PASSWORD, read_chunked, start_daemon, stop_daemon, with_daemon
 
 VMS = 2500
-PIECE = 64 << 10  # the daemon's piece of an answer, wire::answer_piece_bytes
+PIECE = 256 << 10  # the daemon's piece of an answer, wire::answer_piece_bytes
+AHEAD = 4  # pieces made ahead of their sending, at most (gateway/rpc/pieces_made_ahead.hpp)
 
 
 def read_head(sock, data=b""):
@@ -100,7 +101,7 @@ class large_answers_test(with_daemon):
         self.assertEqual(headers["content-type"], "text/xml")
         body, sizes, rest = read_chunked(sock, rest)
         self.assertGreater(len(sizes), len(body) // (2 * PIECE), "sent a piece at a time")
-        self.assertLess(max(sizes), PIECE + 16384, "a piece is about 64 KiB")
+        self.assertLess(max(sizes), PIECE + 16384, "a piece is about 256 KiB")
         (answer,), _ = xmlrpc.client.loads(body)
         self.assertEqual(len(self.ok(answer)), self.vms)
         self.assertEqual(rest, b"")
@@ -168,10 +169,16 @@ class large_answers_test(with_daemon):
         (answer,), _ = xmlrpc.client.loads(r.read())
         self.assertEqual(len(self.ok(answer)["events"]), self.vms)
 
-    def test_a_reader_that_stalls_holds_one_piece_and_is_cut_off(self):
+    def test_a_reader_that_stalls_holds_a_few_pieces_and_is_cut_off(self):
         # Clients with tiny receive buffers that ask and do not read: the daemon keeps what it
-        # could not send yet, which must be about a piece each, not each whole answer (~2 KB of
-        # XML per VM).
+        # could not send yet and the pieces it made ahead of it, which must be a few pieces each
+        # (the one being sent, those made ahead, one to make the next in), not each whole answer.
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        c.request("POST", "/", xmlrpc.client.dumps((self.s,), "VM.get_all_records"), {"Content-Type": "text/xml"})
+        answer_kib = len(c.getresponse().read()) // 1024
+        c.close()
+        held_kib = (AHEAD + 2) * (PIECE + 16384) // 1024
+        self.assertGreater(answer_kib, 4 * held_kib, "the answer is many times what a reader may hold")
         before = rss_kib(self.proc.pid)
         stalled = []
         for _ in range(8):
@@ -180,9 +187,8 @@ class large_answers_test(with_daemon):
             stalled.append(sock)
         time.sleep(0.5)
         grown_kib = rss_kib(self.proc.pid) - before
-        answer_kib = self.vms * 2
-        self.assertLess(grown_kib, 8 * answer_kib // 4,
-                        f"8 stalled readers grew the daemon by {grown_kib} KiB; an answer is ~{answer_kib} KiB")
+        self.assertLess(grown_kib, 8 * held_kib,
+                        f"8 stalled readers grew the daemon by {grown_kib} KiB; an answer is {answer_kib} KiB")
         # A reader that starts reading (within the read timeout) gets the whole answer ...
         _, headers, rest = read_head(stalled[0])
         body, _, _ = read_chunked(stalled[0], rest)

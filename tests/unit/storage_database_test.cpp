@@ -69,7 +69,7 @@ TEST_F(storage_test, a_table_answered_in_pieces_is_byte_for_byte_its_whole_answe
     std::string all;
     std::size_t pieces = 0;
     while (!p.finished()) {
-      all.append(p.next());
+      all.append(p.next({}));
       ++pieces;
     }
     return std::pair(all, pieces);

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <memory>
 #include <string>
 
+#include "proto/wire/emitter.hpp"
 #include "tests/unit/wire_samples.hpp"
 
 namespace xapid::wire::jsonrpc {
@@ -90,6 +93,58 @@ TEST(wire_jsonrpc, writes_values_exactly) {
   EXPECT_EQ(json("q\" b\\ /\b\f\n\r\t\x01\x1f\x7f \xC3\xA9"),
             R"("q\" b\\ /\b\f\n\r\t\u0001\u001f)" "\x7f \xC3\xA9\"");
   EXPECT_EQ(json(std::string("\0", 1)), R"("\u0000")");
+}
+
+// A string as a deferred value writes it, as a member's name and as its value (the writer's own
+// path, json_writer, where a tree goes through the tree writer).
+class name_and_value final : public deferred {
+ public:
+  explicit name_and_value(std::string s) : s_(std::move(s)) {}
+  void emit(emitter& out) const override {
+    out.begin_struct();
+    out.name(s_);
+    out.string(s_);
+    out.end_struct();
+  }
+
+ private:
+  std::string s_;
+};
+
+// Strings are scanned eight bytes at a time: a character that needs escaping is found at every
+// offset of strings of every length around a word, alone and next to others, by both writers.
+TEST(wire_jsonrpc, escapes_at_every_offset) {
+  auto reference = [](const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      if (c == '"') out += "\\\"";
+      else if (c == '\\') out += "\\\\";
+      else if (c == '\n') out += "\\n";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\b') out += "\\b";
+      else if (c == '\f') out += "\\f";
+      else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        out += buf;
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out + "\"";
+  };
+  for (std::size_t length = 1; length <= 26; ++length)
+    for (std::size_t at = 0; at < length; ++at)
+      for (char special : {'"', '\\', '\n', '\x01', '\x1f', '\x7f', ' ', '/', '<', '\xc3'}) {
+        std::string s(length, 'x');
+        s[at] = special;
+        if (at + 3 < length) s[at + 3] = '"';
+        const std::string quoted = reference(s);
+        EXPECT_EQ(json(s), quoted) << "length " << length << " at " << at << " char " << int(special);
+        EXPECT_EQ(json(value(std::make_shared<const name_and_value>(s))), "{" + quoted + ":" + quoted + "}")
+            << "length " << length << " at " << at << " char " << int(special);
+      }
 }
 
 // --- requests -----------------------------------------------------------------------------

@@ -76,13 +76,14 @@ struct gathered {
 };
 gathered gather(answer_pieces& p) {
   gathered g;
+  std::string piece;
   while (!p.finished()) {
-    std::string_view piece = p.next();
+    piece = p.next(std::move(piece));  // each piece made in the memory of the one before
     g.text.append(piece);
     ++g.pieces;
     g.largest = std::max(g.largest, piece.size());
   }
-  EXPECT_TRUE(p.next().empty()) << "a finished answer gives no more";
+  EXPECT_TRUE(p.next({}).empty()) << "a finished answer gives no more";
   return g;
 }
 
@@ -160,7 +161,7 @@ TEST(wire_pieces, small_answers_and_failures_are_one_piece) {
     for (const response* r : {&small, &failure}) {
       auto p = f.pieces(*r);
       EXPECT_FALSE(p->finished());
-      const std::string first(p->next());
+      const std::string first = p->next({});
       EXPECT_TRUE(p->finished()) << "the first piece was the whole answer: its length is known";
       EXPECT_EQ(first, f.whole(*r));
     }

@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 
+#include "proto/wire/emitter.hpp"
 #include "tests/unit/wire_samples.hpp"
 
 namespace xapid::wire::xmlrpc {
@@ -102,8 +104,23 @@ TEST(wire_xmlrpc, writes_scalars_exactly) {
             "<value><string>&lt;&amp;&gt;&#13;\n\t&#1;</string></value>");
 }
 
+// A string as a deferred value writes it, as a member's name and as its value.
+class name_and_value final : public deferred {
+ public:
+  explicit name_and_value(std::string s) : s_(std::move(s)) {}
+  void emit(emitter& out) const override {
+    out.begin_struct();
+    out.name(s_);
+    out.string(s_);
+    out.end_struct();
+  }
+
+ private:
+  std::string s_;
+};
+
 // Strings are scanned eight bytes at a time: a character that needs escaping is found at every
-// offset of strings of every length around a word, alone and next to others.
+// offset of strings of every length around a word, alone and next to others, by both writers.
 TEST(wire_xmlrpc, escapes_at_every_offset) {
   auto reference = [](const std::string& s) {
     std::string out;
@@ -122,6 +139,12 @@ TEST(wire_xmlrpc, escapes_at_every_offset) {
     EXPECT_NE(begin, std::string::npos) << answer;
     return answer.substr(begin + 15, end - begin - 15);
   };
+  // And by the writer's own path (xml_writer: a deferred value), as a member's name and value.
+  auto written_by_writer = [](const std::string& s) {
+    std::string out;
+    append_value(out, value(std::make_shared<const name_and_value>(s)));
+    return out;
+  };
   for (std::size_t length = 1; length <= 26; ++length)
     for (std::size_t at = 0; at < length; ++at)
       for (char special : {'&', '<', '>', '\r', '\x01', '\x1f', '\t', '\n', ' ', '?', '='}) {
@@ -129,6 +152,9 @@ TEST(wire_xmlrpc, escapes_at_every_offset) {
         s[at] = special;
         if (at + 3 < length) s[at + 3] = '<';
         EXPECT_EQ(written(s), reference(s)) << "length " << length << " at " << at << " char " << int(special);
+        EXPECT_EQ(written_by_writer(s), "<value><struct><member><name>" + reference(s) + "</name><value><string>" +
+                                            reference(s) + "</string></value></member></struct></value>")
+            << "length " << length << " at " << at << " char " << int(special);
       }
 }
 
