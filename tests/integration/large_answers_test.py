@@ -187,7 +187,8 @@ class large_answers_test(with_daemon):
             stalled.append(sock)
         time.sleep(0.5)
         grown_kib = rss_kib(self.proc.pid) - before
-        self.assertLess(grown_kib, 8 * held_kib,
+        # (Plus 4 MiB for the allocator: the pool threads that made the pieces grew their arenas.)
+        self.assertLess(grown_kib, 8 * held_kib + 4096,
                         f"8 stalled readers grew the daemon by {grown_kib} KiB; an answer is {answer_kib} KiB")
         # A reader that starts reading (within the read timeout) gets the whole answer ...
         _, headers, rest = read_head(stalled[0])
