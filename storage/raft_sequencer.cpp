@@ -493,6 +493,34 @@ struct raft_sequencer::loop {
     else req->done->set_value(fail(req->owner->describe(status)));
     delete req;
   }
+  // Leadership to `id`: `done` gets ok once it leads, as this member sees it (libraft calls back
+  // when the target is seen leading, or after an election timeout without it).
+  struct transfer_request {
+    struct raft_transfer req {};
+    loop* owner = nullptr;
+    std::uint64_t target = 0;
+    std::shared_ptr<std::promise<result<void, std::string>>> done;
+  };
+  void transfer(std::uint64_t id, std::shared_ptr<std::promise<result<void, std::string>>> done) {
+    auto* req = new transfer_request;
+    req->owner = this;
+    req->target = id;
+    req->done = done;
+    req->req.data = req;
+    if (int rv = raft_transfer(&r, &req->req, id, on_transferred); rv != 0) {
+      delete req;
+      done->set_value(fail(describe(rv)));
+    }
+  }
+  static void on_transferred(struct raft_transfer* raw) {
+    auto* req = static_cast<transfer_request*>(raw->data);
+    raft_id leader = 0;
+    const char* address = nullptr;
+    raft_leader(&req->owner->r, &leader, &address);
+    if (leader == req->target) req->done->set_value(ok_v);
+    else req->done->set_value(fail("the master did not change within an election timeout (the master is \"" + req->owner->leader_address() + "\")"));
+    delete req;
+  }
   std::string describe(int rv) {
     if (rv == RAFT_NOTLEADER) return "this member is not the pool master (the master is \"" + leader_address() + "\")";
     return std::string(raft_strerror(rv)) + (r.errmsg[0] ? std::string(": ") + r.errmsg : std::string());
@@ -798,6 +826,18 @@ result<void, std::string> raft_sequencer::assign(std::uint64_t id, raft_role rol
 
 result<void, std::string> raft_sequencer::remove(std::uint64_t id, std::chrono::milliseconds timeout) {
   return run_change(*loop_, [l = loop_.get(), id](auto done) { l->change(loop::change_kind::remove, {id, {}}, 0, std::move(done)); }, timeout);
+}
+
+result<void, std::string> raft_sequencer::transfer(std::uint64_t id, std::chrono::milliseconds timeout) {
+  // 0.15 may let a TimeoutNow go unanswered when it crosses a heartbeat: asked again, a few times.
+  const auto until = monotonic_now() + timeout;
+  result<void, std::string> outcome = fail(std::string("no attempt"));
+  for (int attempt = 0; attempt < 3 && monotonic_now() < until; ++attempt) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - monotonic_now());
+    outcome = run_change(*loop_, [l = loop_.get(), id](auto done) { l->transfer(id, std::move(done)); }, left);
+    if (outcome || status().state != raft_status::role_state::leader) return outcome;
+  }
+  return outcome;
 }
 
 }  // namespace xapid::storage

@@ -124,6 +124,9 @@ class raft_sequencer final : public sequencer {
   result<void, std::string> add(const raft_member& m, std::chrono::milliseconds timeout);
   result<void, std::string> assign(std::uint64_t id, raft_role role, std::chrono::milliseconds timeout);
   result<void, std::string> remove(std::uint64_t id, std::chrono::milliseconds timeout);
+  // Hands the lead to voter `id` (Raft's leadership transfer: it is caught up, then told to
+  // stand at once); ok once this member sees it lead. Proposals made meanwhile wait for it.
+  result<void, std::string> transfer(std::uint64_t id, std::chrono::milliseconds timeout);
 
   struct loop;  // the loop thread's state (raft_sequencer.cpp)
 
