@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "pool/join_rules.hpp"
+#include "storage/ref_values.hpp"
 
 namespace xapid::pool {
 namespace {
@@ -14,16 +15,6 @@ using row_key = std::pair<std::size_t, std::string>;  // class, ref
 bool default_template(const api::vm& vm) {
   auto it = vm.other_config.find("default_template");
   return it != vm.other_config.end() && (it->second == "true" || it->second == "1");
-}
-
-bool holds_refs(const api::type_desc& t) {
-  if (t.kind == api::type_kind::ref) return true;
-  return (t.arg1 && holds_refs(*t.arg1)) || (t.arg2 && holds_refs(*t.arg2));
-}
-
-bool is_null(const wire::value& v) {
-  const std::string* s = v.as_string();
-  return s && *s == api::null_ref_text;
 }
 
 // Selects the joiner's rows, says where each of its refs points in the pool, and makes the
@@ -136,7 +127,7 @@ class join_copy {
     std::vector<row_key> unordered;
     for (std::size_t f = 0; f < ts.desc->fields.size(); ++f) {
       const api::type_desc& type = *ts.desc->fields[f].type;
-      if (!holds_refs(type)) continue;
+      if (!storage::holds_refs(type)) continue;
       // The commit checks that a ref or set of refs names a row that exists (so the row it names
       // is created first), not the refs in a map (network.assigned_ips names VIFs that name
       // the network: ordering by those would be a cycle).
@@ -147,39 +138,16 @@ class join_copy {
     return out;
   }
 
-  // A value of type `t` as it is to be in the pool: refs of brought rows stay, those of matched
-  // rows become the pool's, others are null (and leave a set or map). The brought rows it points
-  // at are added to `deps`.
+  // A value as it is to be in the pool: refs of brought rows stay, those of matched rows become
+  // the pool's, others are null (and leave a set or map). The brought rows it points at are
+  // added to `deps`.
   wire::value in_pool(const api::type_desc& t, const wire::value& v, std::vector<row_key>& deps) const {
-    switch (t.kind) {
-      case api::type_kind::ref: {
-        const std::string* ref = v.as_string();
-        auto it = ref ? to_pool_.find(row_key{*schema::get().class_index(t.name), *ref}) : to_pool_.end();
-        if (it == to_pool_.end()) return wire::value(std::string(api::null_ref_text));
-        if (it->second.copied) deps.push_back(it->first);
-        return wire::value(it->second.pool_ref);
-      }
-      case api::type_kind::set: {
-        const wire::array* items = v.as_array();
-        if (!items || !holds_refs(*t.arg1)) return v;
-        wire::array out;
-        for (const auto& item : *items)
-          if (wire::value e = in_pool(*t.arg1, item, deps); !is_null(e)) out.push_back(std::move(e));
-        return wire::value(std::move(out));
-      }
-      case api::type_kind::map: {
-        const wire::structure* entries = v.as_struct();
-        if (!entries || !holds_refs(t)) return v;
-        wire::structure out;
-        for (const auto& [key, item] : *entries) {
-          wire::value k = holds_refs(*t.arg1) ? in_pool(*t.arg1, wire::value(key), deps) : wire::value(key);
-          wire::value e = holds_refs(*t.arg2) ? in_pool(*t.arg2, item, deps) : item;
-          if (!is_null(k) && !is_null(e)) out.emplace_back(*k.as_string(), std::move(e));
-        }
-        return wire::value(std::move(out));
-      }
-      default: return v;
-    }
+    return storage::rewrite_refs(t, v, [&](std::size_t cls, const std::string& ref) {
+      auto it = to_pool_.find(row_key{cls, ref});
+      if (it == to_pool_.end()) return std::string(api::null_ref_text);
+      if (it->second.copied) deps.push_back(it->first);
+      return it->second.pool_ref;
+    });
   }
 
   // Appends the creation of `root` after those of the rows it points at (depth first, with a

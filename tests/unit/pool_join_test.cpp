@@ -1,6 +1,7 @@
 // pool.join on the master, below the protocol: the checks a joining host must pass
-// (join_failures) and the rows it brings into the pool database (join_objects), on two real
-// hosts' databases as their first boot makes them, each on RocksDB in its own directory.
+// (join_failures), the rows it brings into the pool database (join_objects) and those that leave
+// with a host (departure_objects), on two real hosts' databases as their first boot makes them,
+// each on RocksDB in its own directory.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -8,6 +9,7 @@
 #include <set>
 
 #include "actors/first_boot.hpp"
+#include "pool/departure_objects.hpp"
 #include "pool/join_objects.hpp"
 #include "pool/join_rules.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -500,6 +502,82 @@ TEST_F(join_objects_test, a_uuid_the_pool_already_has_is_refused_by_name) {
   ASSERT_FALSE(copied.ok());
   EXPECT_EQ(copied.error(), api::errors::INTERNAL_ERROR("the joining host's VDI " + things.vdi + ": its uuid " +
                                                         same.uuid + " is in the pool database"));
+}
+
+// --- the rows that leave with a host (pool.eject, host.destroy) ---
+
+// Every live row, as class and ref.
+std::set<std::pair<std::size_t, std::string>> all_rows(const storage::state& s) {
+  std::set<std::pair<std::size_t, std::string>> out;
+  for (const auto& ts : schema::get().tables())
+    s.for_each(ts.index, [&](const std::string& ref, const storage::row&) {
+      out.emplace(ts.index, ref);
+      return true;
+    });
+  return out;
+}
+
+api::status depart(host_db& pool, const std::string& host) {
+  auto t = pool.db->begin();
+  if (!departure_objects(*pool.now(), host, t)) return fail(api::errors::HANDLE_INVALID("host", host));
+  auto r = pool.db->commit(std::move(t));
+  if (!r.ok()) return fail(std::move(r).error());
+  return ok_v;
+}
+
+TEST_F(join_objects_test, a_host_that_leaves_takes_its_own_rows_and_the_pool_keeps_the_rest) {
+  const auto before = all_rows(*master.now());
+  ASSERT_TRUE(join().ok());
+  // A VM of the pool that prefers the joined host.
+  const std::string pool_vm = master.create([&] {
+    api::vm vm;
+    vm.name_label = "likes the joined host";
+    vm.affinity.opaque = joiner.host;
+    return vm;
+  }());
+  ASSERT_TRUE(depart(master, joiner.host).ok());
+  auto s = master.now();
+  EXPECT_EQ(dangling_refs(*s), std::vector<std::string>{});
+  // The master's own rows all stay.
+  for (const auto& [cls, ref] : before) EXPECT_TRUE(s->find(cls, ref)) << schema::get().table(cls).desc->name << " " << ref;
+  // Nothing of the host's own is left: its row, CPUs, interfaces (the VLAN's too), its control
+  // domain, its local SR with its disks, and the VBD of the disk that went.
+  EXPECT_FALSE(s->get<api::host>(joiner.host));
+  const auto j = joiner.now();
+  for (const char* cls : {"host_cpu", "PIF", "PBD", "host_metrics"})
+    j->for_each(*schema::get().class_index(cls), [&](const std::string& ref, const storage::row&) {
+      EXPECT_FALSE(s->find(*schema::get().class_index(cls), ref)) << cls << " " << ref;
+      return true;
+    });
+  j->for_each_of<api::vm>([&](const std::string& ref, const api::vm& vm) {
+    if (vm.is_control_domain) EXPECT_FALSE(s->get<api::vm>(ref)) << "its control domain";
+    return true;
+  });
+  EXPECT_FALSE(s->get<api::sr>(j->first<api::pool>()->default_SR.opaque));
+  EXPECT_FALSE(s->get<api::vdi>(things.vdi));
+  EXPECT_FALSE(s->get<api::vdi>(things.vdi_snapshot));
+  EXPECT_FALSE(s->get<api::vbd>(things.vbd));
+  EXPECT_FALSE(s->get<api::pif>(things.vlan_pif));
+  // Halted VMs, templates, snapshots and networks stay with the pool, with their NICs.
+  for (const auto& vm : {things.vm, things.tmpl, things.snapshot}) EXPECT_TRUE(s->get<api::vm>(vm));
+  EXPECT_TRUE(s->get<api::network>(things.private_net));
+  EXPECT_TRUE(s->get<api::vif>(things.vif_private));
+  EXPECT_EQ(s->get<api::vm>(things.vm)->VBDs.size(), 0u);
+  EXPECT_EQ(s->get<api::vm>(pool_vm)->affinity.opaque, api::null_ref_text);
+}
+
+TEST_F(join_objects_test, a_host_that_changed_meanwhile_does_not_leave_and_an_unknown_one_is_invalid) {
+  ASSERT_TRUE(join().ok());
+  auto t = master.db->begin();
+  ASSERT_TRUE(departure_objects(*master.now(), joiner.host, t));
+  master.edit<api::host>(joiner.host, [](api::host& h) { h.name_description = "changed under the eject"; });
+  auto r = master.db->commit(std::move(t));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, api::error_code::OPERATION_NOT_ALLOWED);
+  EXPECT_TRUE(master.now()->get<api::host>(joiner.host));
+  auto none = master.db->begin();
+  EXPECT_FALSE(departure_objects(*master.now(), "OpaqueRef:nothing", none));
+  EXPECT_TRUE(none.empty());
 }
 
 }  // namespace
