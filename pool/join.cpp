@@ -113,6 +113,7 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
     (void)m.log->remove(member.id, m.membership_timeout);
     return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error()));
   }
+  reply.set_joined_at_index(m.db->applied_log_index());
   reply.set_pool_id(m.identity.pool_id);
   reply.set_secret(m.identity.secret);
   reply.set_root_password_hash(m.root_password_hash());
@@ -155,7 +156,8 @@ api::status join_pool(const joining_host& self, const join_request& request) {
     return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
   }
   member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false,
-                     std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end())};
+                     std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end()),
+                     reply->joined_at_index()};
   const std::string path = self.data_dir + "/" + std::string(accepted_file);
   if (!write_private_file(path, to_text(id) + std::string(root_hash_name) + reply->root_password_hash() + "\n"))
     return fail(api::errors::INTERNAL_ERROR("cannot write " + path + ": the master has taken this host in; eject it and join again"));

@@ -41,6 +41,7 @@ std::string to_text(const member_identity& id) {
     for (auto a : id.admitted) out += " " + std::to_string(a);
     out += "\n";
   }
+  if (id.joined_at_index != 0) out += "joined-at-index = " + std::to_string(id.joined_at_index) + "\n";
   return out;
 }
 
@@ -79,6 +80,10 @@ result<member_identity, std::string> parse_identity(std::string_view text) {
         id.admitted.push_back(a);
         at = static_cast<std::size_t>(end - value.data());
       }
+    } else if (name == "joined-at-index") {
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), id.joined_at_index);
+      if (ec != std::errc() || end != value.data() + value.size())
+        return fail("line " + std::to_string(line_no) + ": joined-at-index must be a number");
     } else if (name == "founder") {
       if (value != "true" && value != "false") return fail("line " + std::to_string(line_no) + ": founder must be true or false");
       id.founder = value == "true";

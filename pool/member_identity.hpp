@@ -21,6 +21,9 @@ struct member_identity {
   // Raft ids whose connections a member that joined admits before its log names them (the
   // pool's members when it joined).
   std::vector<std::uint64_t> admitted;
+  // The entry of the pool's log that took this member in (0 for a founder): its replica must
+  // have applied it before the host reads its own rows.
+  std::uint64_t joined_at_index = 0;
 
   // A new pool of one: fresh id, pool id and secret.
   static member_identity new_pool();

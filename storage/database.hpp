@@ -105,6 +105,9 @@ class database {
 
   std::shared_ptr<const state> snapshot() const;
   generation current_generation() const { return snapshot()->gen(); }
+  // The last entry of the pool's log this database has applied: after commit returns, at least
+  // the entry that carried it.
+  std::uint64_t applied_log_index() const noexcept { return applied_log_index_.load(); }
   id_source& ids() noexcept { return *ids_; }
   transaction begin() { return transaction(*ids_); }
 

@@ -43,12 +43,16 @@ TEST(member_identity, a_first_boot_makes_a_private_pool_of_one_and_keeps_it) {
 TEST(member_identity, text_round_trips_and_a_member_stays_a_member) {
   member_identity id = member_identity::new_pool();
   id.founder = false;
+  id.admitted = {7, 9};
+  id.joined_at_index = 1234;
   auto back = parse_identity(to_text(id));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(back->raft_id, id.raft_id);
   EXPECT_EQ(back->pool_id, id.pool_id);
   EXPECT_EQ(back->secret, id.secret);
   EXPECT_FALSE(back->founder);
+  EXPECT_EQ(back->admitted, id.admitted);
+  EXPECT_EQ(back->joined_at_index, 1234u);
 }
 
 // A damaged file is an error naming it: a new pool made in its place would split the pool.
@@ -62,6 +66,7 @@ TEST(member_identity, a_damaged_file_is_refused_never_replaced) {
       {"pool-id = abc\n", "pool-id"},
       {"secret = " + std::string(64, 'g') + "\n", "secret"},
       {"founder = maybe\n", "founder"},
+      {good + "joined-at-index = -1\n", "joined-at-index"},
       {"colour = blue\n", "unknown"},
       {"no equals sign\n", "NAME = VALUE"},
       {good.substr(0, good.find("secret")), "all needed"},
