@@ -21,6 +21,7 @@
 #include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
 #include "pool/join.hpp"
+#include "pool/master_duties.hpp"
 #include "pool/membership.hpp"
 #include "pool/peer_client.hpp"
 #include "pool/peer_service.hpp"
@@ -139,6 +140,7 @@ struct host_node::parts {
   std::mutex observe_mu;
   std::condition_variable observe_cv;
   bool stopping = false;
+  bool left_pool = false;  // the observer saw this host leave the pool
   std::thread observer;
   std::vector<std::thread> serving;
   bool served = false, wound_down = false;
@@ -246,7 +248,9 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
 
   // The pool's log (a pool of one on a first boot), the database whose commits it orders, the
   // objects of a first boot, root's password, sessions, and the RPCs.
-  // A join the master accepted becomes this host's identity before anything opens.
+  // An eject leaves this host a pool of its own, and a join the master accepted becomes this
+  // host's identity, before anything opens.
+  if (auto ejected = pool::finish_ejection(opt.data_dir); !ejected) return fail("finishing pool.eject: " + ejected.error());
   if (auto joined = pool::finish_accepted_join(opt.data_dir); !joined) return fail("finishing pool.join: " + joined.error());
   auto identity = pool::load_or_create_identity(opt.data_dir);
   if (!identity) return fail(identity.error());
@@ -286,12 +290,13 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.db_for_peers = p.db.get();
   storage::database& db = *p.db;
   // A host that joined a pool takes its database from the master: its own host is in it once
-  // the master's snapshot has arrived. (Its first boot must not make a pool of its own.)
+  // the entry that took it in has arrived (a host ejected and joined again has its old row in
+  // the entries before). (Its first boot must not make a pool of its own.)
   if (!identity->founder) {
     const std::string uuid = actors::installation_uuid(opt.data_dir);
     const auto host_cls = storage::schema::get().class_of<api::host>();
     const auto until = monotonic_now() + std::chrono::seconds(120);
-    while (!db.snapshot()->ref_by_uuid(host_cls, uuid)) {
+    while (db.applied_log_index() < identity->joined_at_index || !db.snapshot()->ref_by_uuid(host_cls, uuid)) {
       if (monotonic_now() >= until)
         return fail("this host joined a pool, but its master has not sent the pool's database within 120 s (its log: " +
                     p.pool_log->status().leader.address + ")");
@@ -365,6 +370,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.pool_ctx->self = pool::joining_host{&db, opt.data_dir, actors::installation_uuid(opt.data_dir), opt.listen, p.raft_address,
                                         p.peer_address, p.tls.certificate_pem, &*p.peers};
   p.pool_ctx->power = [&p](bool again) { p.power_off(again); };
+  p.pool_ctx->master = pool::master_side{&db, p.pool_log.get(), nullptr, &*p.peers, p.host};
   register_pool_rpcs(p.rpcs, *p.pool_ctx);
   register_role_rpcs(p.rpcs, db);
   register_external_auth_rpcs(p.rpcs, db);
@@ -457,7 +463,8 @@ result<void, std::string> host_node::start_serving(int threads) {
       t.set(cls, pool_ref, *storage::schema::get().field_index(cls, "master"), wire::value(p.host));
       if (auto done = p.db->commit(std::move(t)); done) spdlog::info("pool.master.changed host={}", p.host);
       else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
-    });
+    }, [&p](std::uint64_t raft_id) { return pool::member_by_raft_id(*p.db->snapshot(), raft_id).has_value(); });
+    p.pool_ctx->master.keeper = &*p.voters;
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
       return fail("publishing this host's place in the pool: " + st.error().description().at(0));
@@ -508,6 +515,14 @@ result<void, std::string> host_node::start_serving(int threads) {
       lock.unlock();
       if (p.simulator) p.simulator->tick();
       p.vms->observe();
+      // This host's row gone from the pool database: it was ejected (or destroyed), and starts
+      // again as a pool of its own.
+      if (!p.left_pool && !p.db->snapshot()->find(storage::schema::get().class_of<api::host>(), p.host)) {
+        p.left_pool = true;
+        spdlog::warn("pool.left (this host's row has left the pool database): restarting as a pool of its own");
+        if (pool::mark_ejected(p.opt.data_dir)) p.power_off(true);
+        else spdlog::error("pool.left.cannot_mark data_dir={}", p.opt.data_dir);
+      }
       lock.lock();
     }
   }));

@@ -52,6 +52,11 @@ std::optional<member_record> member_by_raft_id(const storage::state& s, std::uin
   return std::nullopt;
 }
 
+std::optional<member_record> member_of_host(const storage::state& s, const std::string& host_ref) {
+  const api::host* h = s.get<api::host>(host_ref);
+  return h ? record_of(host_ref, *h) : std::nullopt;
+}
+
 std::optional<member_record> member_by_fingerprint(const storage::state& s, const std::string& fingerprint) {
   if (fingerprint.empty()) return std::nullopt;
   for (auto& m : members(s))

@@ -31,6 +31,7 @@ std::map<std::string, std::string> reserved_entries(const member_record& m);
 // The hosts that carry a record (a host that never started with this build carries none).
 std::vector<member_record> members(const storage::state& s);
 std::optional<member_record> member_by_raft_id(const storage::state& s, std::uint64_t id);
+std::optional<member_record> member_of_host(const storage::state& s, const std::string& host_ref);
 std::optional<member_record> member_by_fingerprint(const storage::state& s, const std::string& fingerprint);
 
 // Whether `after` holds exactly the reserved entries of `before` (an API call that changes

@@ -46,7 +46,9 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       return reactor;
     }
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
-    reply->set_master(ctx.log->status().state == storage::raft_status::role_state::leader);
+    const auto status = ctx.log->status();
+    reply->set_master(status.state == storage::raft_status::role_state::leader);
+    reply->set_applied_index(status.applied_log_index);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

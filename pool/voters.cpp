@@ -1,5 +1,7 @@
 #include "pool/voters.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
@@ -10,8 +12,8 @@ namespace xapid::pool {
 std::size_t voters_wanted(std::size_t servers) { return servers >= 5 ? 5 : std::min<std::size_t>(servers, 3); }
 
 voter_keeper::voter_keeper(std::shared_ptr<storage::raft_sequencer> log, std::function<void()> while_leading,
-                           std::chrono::milliseconds period)
-    : log_(std::move(log)), while_leading_(std::move(while_leading)), period_(period) {
+                           std::function<bool(std::uint64_t)> has_host, std::chrono::milliseconds period)
+    : log_(std::move(log)), while_leading_(std::move(while_leading)), has_host_(std::move(has_host)), period_(period) {
   thread_ = std::thread(carry_log_host([this] {
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, period_, [this] { return stopping_; })) {
@@ -32,16 +34,43 @@ voter_keeper::~voter_keeper() {
 }
 
 bool voter_keeper::step() {
+  std::lock_guard one_at_a_time(step_mu_);
   const auto status = log_->status();
   if (status.state != storage::raft_status::role_state::leader) return false;
   if (while_leading_) while_leading_();
+  // A spare is a join under way (its rows come next); only a replica whose host has been gone
+  // a while leaves (an eject lets its host apply its departure first, then removes it itself).
+  const auto now = monotonic_now();
+  for (const auto& s : status.configuration) {
+    if (!status.ready || !has_host_ || s.role == storage::raft_role::spare || s.member.id == status.leader.id || has_host_(s.member.id)) {
+      hostless_since_.erase(s.member.id);
+      continue;
+    }
+    auto since = hostless_since_.try_emplace(s.member.id, now).first->second;
+    if (now - since < hostless_grace) continue;
+    auto removed = log_->remove(s.member.id, std::chrono::seconds(30));
+    if (removed) spdlog::info("pool.member.removed raft_id={} address={} reason=host_gone", s.member.id, s.member.address);
+    else spdlog::warn("pool.member.not_removed raft_id={} address={} reason=\"{}\"", s.member.id, s.member.address, removed.error());
+    return bool(removed);
+  }
   std::size_t servers = 0, voters = 0;
   for (const auto& s : status.configuration) {
     servers += s.role != storage::raft_role::spare;
     voters += s.role == storage::raft_role::voter;
   }
+  if (voters > voters_wanted(servers)) {
+    // The voter with the highest id other than this one: any does (each is a full replica).
+    const storage::raft_server* surplus = nullptr;
+    for (const auto& s : status.configuration)
+      if (s.role == storage::raft_role::voter && s.member.id != status.leader.id && (!surplus || s.member.id > surplus->member.id))
+        surplus = &s;
+    if (!surplus) return false;
+    auto demoted = log_->assign(surplus->member.id, storage::raft_role::standby, std::chrono::seconds(30));
+    if (demoted) spdlog::info("pool.voter.demoted raft_id={} address={}", surplus->member.id, surplus->member.address);
+    else spdlog::warn("pool.voter.demotion_failed raft_id={} address={} reason=\"{}\"", surplus->member.id, surplus->member.address, demoted.error());
+    return bool(demoted);
+  }
   if (voters >= voters_wanted(servers)) return false;
-  const auto now = monotonic_now();
   for (const auto& s : status.configuration) {
     if (s.role != storage::raft_role::standby) continue;
     if (auto f = failed_.find(s.member.id); f != failed_.end() && now - f->second < std::chrono::seconds(30)) continue;
@@ -57,6 +86,27 @@ bool voter_keeper::step() {
     return false;
   }
   return false;
+}
+
+result<void, std::string> voter_keeper::hand_over(std::uint64_t id, std::chrono::milliseconds timeout) {
+  std::lock_guard one_at_a_time(step_mu_);
+  const auto until = monotonic_now() + timeout;
+  const auto status = log_->status();
+  if (status.state != storage::raft_status::role_state::leader) return fail(std::string("this host is not the pool's master"));
+  if (id == status.leader.id) return ok_v;
+  auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
+                             [id](const storage::raft_server& s) { return s.member.id == id; });
+  if (server == status.configuration.end() || server->role == storage::raft_role::spare)
+    return fail("member " + std::to_string(id) + " holds no replica of the pool's log");
+  if (server->role == storage::raft_role::standby) {
+    if (auto promoted = log_->assign(id, storage::raft_role::voter, timeout); !promoted)
+      return fail("making it a voter of the pool's log: " + promoted.error());
+    spdlog::info("pool.voter.promoted raft_id={} address={} reason=hand_over", id, server->member.address);
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(until - monotonic_now(), decltype(until - until)::zero()));
+  if (auto moved = log_->transfer(id, left); !moved) return fail(moved.error());
+  spdlog::info("pool.master.handed_over raft_id={} address={}", id, server->member.address);
+  return ok_v;
 }
 
 }  // namespace xapid::pool

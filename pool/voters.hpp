@@ -1,7 +1,10 @@
 // What the pool's master keeps true: pool.master names it, and the pool keeps 3 voting members of its log (5 once it has 5 hosts; all of
 // them while it has fewer than 3); the others are standbys, each a full replica. The master
-// promotes a standby when a vote is missing (after libraft's catch-up rounds), one at a time,
-// from a thread of its own; a standby that cannot catch up is tried again later.
+// promotes a standby when a vote is missing (after libraft's catch-up rounds), and demotes a
+// voter to standby when there is one too many (a hand-over to a standby, a host gone), one
+// change at a time, from a thread of its own; a standby that cannot catch up is tried again
+// later. The hand-over of the master's role to another host goes through the keeper too, so
+// that its promotion of the new master is never undone half-way by a step.
 #pragma once
 
 #include <chrono>
@@ -22,21 +25,33 @@ class voter_keeper {
  public:
   // Holds the log: a promotion under way when the log stops ends then, and the keeper after it.
   // `while_leading` runs at each step on the master first (it makes pool.master follow the log's
-  // leader).
+  // leader). `has_host` says whether the pool database still has the host of a log member: one
+  // whose host row has gone (host.destroy, an eject the master did not finish) leaves the log.
   voter_keeper(std::shared_ptr<storage::raft_sequencer> log, std::function<void()> while_leading,
+               std::function<bool(std::uint64_t raft_id)> has_host,
                std::chrono::milliseconds period = std::chrono::milliseconds(250));
   ~voter_keeper();
   voter_keeper(const voter_keeper&) = delete;
   voter_keeper& operator=(const voter_keeper&) = delete;
 
-  // One step, on the master: promotes one standby when votes are missing. True when it did.
+  // One step, on the master: removes a member whose host has gone, promotes one standby when
+  // votes are missing, or demotes a voter (never itself) when there are too many. True when it
+  // changed the membership.
   bool step();
+
+  // On the master: makes member `id` the master (a voter first, when it is a standby) and
+  // returns once this host sees it lead.
+  result<void, std::string> hand_over(std::uint64_t id, std::chrono::milliseconds timeout);
 
  private:
   std::shared_ptr<storage::raft_sequencer> log_;
   std::function<void()> while_leading_;
+  std::function<bool(std::uint64_t)> has_host_;
   std::chrono::milliseconds period_;
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> failed_;  // standby -> when its promotion failed
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> hostless_since_;  // member -> first seen without a host
+  static constexpr std::chrono::seconds hostless_grace{30};
+  std::mutex step_mu_;  // a step and a hand-over, one at a time
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -25,6 +25,16 @@ void register_pool_rpcs(dispatcher& d, pool_context& ctx) {
   }, true);
   add_typed<m::pool_join_force>(d, [join](call_context&, const std::string& master, const std::string& user,
                                           const std::string& password) { return join(master, user, password, true); }, true);
+  add_typed<m::pool_designate_new_master>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
+    return pool::designate_new_master(ctx.master, host.opaque);
+  }, true);
+  add_typed<m::pool_eject>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
+    return pool::eject(ctx.master, host.opaque);
+  }, true);
+  // After object_rules' checks (HOST_IS_LIVE, HA_IS_ENABLED, HOST_HAS_RESIDENT_VMS).
+  add_typed<m::host_destroy>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
+    return pool::remove_host_rows(*ctx.master.db, *ctx.master.db->snapshot(), host.opaque);
+  }, true);
 }
 
 }  // namespace xapid::gateway

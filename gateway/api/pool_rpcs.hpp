@@ -1,5 +1,7 @@
-// The pool's own RPCs (pool/): pool.join and pool.join_force, run on the joining host. A join the
-// master accepts restarts this daemon, which comes back as a member of the master's pool.
+// The pool's own RPCs (pool/): pool.join and pool.join_force, run on the joining host (a join
+// the master accepts restarts this daemon, which comes back as a member of the master's pool);
+// pool.designate_new_master and pool.eject, run on the master; host.destroy, whose host's rows
+// all go (pool/master_duties).
 #pragma once
 
 #include <atomic>
@@ -7,11 +9,13 @@
 
 #include "gateway/rpc/dispatch.hpp"
 #include "pool/join.hpp"
+#include "pool/master_duties.hpp"
 
 namespace xapid::gateway {
 
 struct pool_context {
   pool::joining_host self;
+  pool::master_side master;
   // Stops the daemon once the current answer is sent; `restart` starts it again.
   std::function<void(bool restart)> power;
   std::atomic<bool> joining{false};  // one join at a time; the first accepted restarts the host

@@ -84,6 +84,17 @@ class host:
                 raise AssertionError(f"{self.address}: no login: {last}")
             time.sleep(0.2)
 
+    def login_once_it_has_hosts(self, password, count, limit=120):
+        """A session once the host's pool has `count` hosts (it restarts after a join or an eject,
+        and the same password may log in before it goes)."""
+        until = time.time() + limit
+        while True:
+            session = self.login(password, limit)
+            r = self.proxy().host.get_all(session)
+            if (r["Status"] == "Success" and len(r["Value"]) == count) or time.time() > until:
+                return session
+            time.sleep(0.2)
+
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -256,6 +267,93 @@ class pool_of_three(answers, unittest.TestCase):
             self.assertEqual(len(self.hosts_of(h, s)), 3)
             vm = self.ok(h.proxy().VM.create(s, vm_record(f"after the restart, on {h.address}")))
             self.assertEqual(self.ok(h.proxy().VM.get_name_label(s, vm)), f"after the restart, on {h.address}")
+
+    def master_of(self, h, session):
+        p = h.proxy()
+        return self.ok(p.pool.get_master(session, self.ok(p.pool.get_all(session))[0]))
+
+    def host_at(self, h, session, address):
+        p = h.proxy()
+        return next(ref for ref in self.hosts_of(h, session) if self.ok(p.host.get_address(session, ref)) == address)
+
+    def test_5_the_master_role_handed_over_and_back(self):
+        sessions = {h.address: h.login(self.hosts[0].password) for h in self.hosts}
+        h0 = self.hosts[0]
+        master_ref = self.master_of(h0, sessions[h0.address])
+        master_address = self.ok(h0.proxy().host.get_address(sessions[h0.address], master_ref))
+        master = next(h for h in self.hosts if h.address == master_address)
+        member = next(h for h in self.hosts if h is not master)
+        ms, m = sessions[master.address], master.proxy()
+        target = self.host_at(master, ms, member.address)
+        # Asked of a member: it names the master, as any master-only call on a member does.
+        self.assertEqual(self.err(member.proxy().pool.designate_new_master(sessions[member.address], target)),
+                         ["HOST_IS_SLAVE", master.address])
+        self.assertEqual(self.err(m.pool.designate_new_master(ms, "OpaqueRef:nonsense"))[0], "HANDLE_INVALID")
+        self.ok(m.pool.designate_new_master(ms, self.master_of(master, ms)))  # itself: nothing to do
+        for new_master, old_master in ((member, master), (master, member)):
+            started = time.time()
+            self.ok(old_master.proxy().pool.designate_new_master(sessions[old_master.address],
+                                                                 self.host_at(old_master, sessions[old_master.address],
+                                                                              new_master.address)))
+            print(f"designate_new_master {old_master.address} -> {new_master.address}: {time.time() - started:.2f} s",
+                  flush=True)
+            for h in self.hosts:
+                sess = sessions[h.address]
+                until = time.time() + 10
+                while self.master_of(h, sess) != self.host_at(h, sess, new_master.address) and time.time() < until:
+                    time.sleep(0.1)
+                self.assertEqual(self.master_of(h, sess), self.host_at(h, sess, new_master.address), h.address)
+                vm = self.ok(h.proxy().VM.create(sess, vm_record(f"master {new_master.address}, on {h.address}")))
+                self.assertEqual(self.ok(new_master.proxy().VM.get_name_label(sessions[new_master.address], vm)),
+                                 f"master {new_master.address}, on {h.address}")
+            # The old master is a member now: it names the new one.
+            self.assertEqual(self.err(old_master.proxy().pool.eject(sessions[old_master.address], "OpaqueRef:x"))[0],
+                             "HOST_IS_SLAVE")
+
+    def test_6_a_host_ejected_leaves_the_pool_and_can_join_again(self):
+        sessions = {h.address: h.login(self.hosts[0].password) for h in self.hosts}
+        h0 = self.hosts[0]
+        master_address = self.ok(h0.proxy().host.get_address(sessions[h0.address], self.master_of(h0, sessions[h0.address])))
+        master = next(h for h in self.hosts if h.address == master_address)
+        ms, m = sessions[master.address], master.proxy()
+        leaving = next(h for h in reversed(self.hosts) if h is not master)
+        ls, lp = sessions[leaving.address], leaving.proxy()
+        leaving_ref = self.host_at(master, ms, leaving.address)
+        leaving_uuid = self.ok(m.host.get_uuid(ms, leaving_ref))
+        self.assertEqual(self.err(m.pool.eject(ms, self.master_of(master, ms)))[0], "HOST_CANNOT_DESTROY_SELF")
+        # A VM running on it keeps it in the pool.
+        vm = self.ok(lp.VM.create(ls, vm_record("runs on the leaving host")))
+        self.ok(lp.VM.start(ls, vm, False, False))
+        self.assertEqual(self.ok(m.VM.get_resident_on(ms, vm)), leaving_ref)
+        self.assertEqual(self.err(m.pool.eject(ms, leaving_ref)), ["OPERATION_NOT_ALLOWED", "VM resident on host"])
+        self.ok(lp.VM.hard_shutdown(ls, vm))
+        self.ok(m.VM.set_affinity(ms, vm, leaving_ref))
+        started = time.time()
+        self.ok(m.pool.eject(ms, leaving_ref))
+        print(f"pool.eject: {time.time() - started:.2f} s", flush=True)
+        for h in self.hosts:
+            if h is leaving:
+                continue
+            sess = sessions[h.address]
+            self.assertEqual(len(self.hosts_of(h, sess)), 2, h.address)
+            # The halted VM stays with the pool; its affinity to the host that left does not.
+            self.assertEqual(self.ok(h.proxy().VM.get_affinity(sess, vm)), "OpaqueRef:NULL")
+            pifs = self.ok(h.proxy().PIF.get_all_records(sess))
+            self.assertFalse([r for r in pifs.values() if r["host"] == leaving_ref], "its PIFs left with it")
+        # It restarted as a pool of its own: the same host (uuid), the pool's root password kept.
+        ls = leaving.login_once_it_has_hosts(self.hosts[0].password, 1)
+        lp = leaving.proxy()
+        own_hosts = self.hosts_of(leaving, ls)
+        self.assertEqual(len(own_hosts), 1)
+        self.assertEqual(self.ok(lp.host.get_uuid(ls, own_hosts[0])), leaving_uuid)
+        self.assertNotEqual(self.ok(lp.pool.get_all(ls)), self.ok(m.pool.get_all(ms)))
+        self.ok(lp.VM.create(ls, vm_record("in a pool of its own")))
+        # ... and it may join again.
+        self.ok(lp.pool.join(ls, f"{master.address}:{master.port}", "root", self.hosts[0].password))
+        ls = leaving.login_once_it_has_hosts(self.hosts[0].password, 3)
+        self.assertEqual(len(self.hosts_of(leaving, ls)), 3)
+        self.assertEqual(len(self.hosts_of(master, ms)), 3)
+        self.ok(leaving.proxy().VM.create(ls, vm_record("back in the pool")))
 
 
 def vm_record(name):
