@@ -23,7 +23,9 @@ wire::response failure(const api::api_error& e) { return wire::response{false, {
 bool dispatcher::add(std::string_view wire_name, handler h, std::size_t min_params) {
   const api::method_desc* m = api::find_method(wire_name);
   if (!m) return false;
-  handlers_[m->wire_name] = entry{std::move(h), std::min(min_params, m->params.size()), false, {}};
+  entry& e = handlers_[m->wire_name];
+  std::vector<precondition> guards = std::move(e.guards);  // a handler registered again keeps its rules
+  e = entry{std::move(h), std::min(min_params, m->params.size()), false, {}, std::move(guards)};
   return true;
 }
 
@@ -38,12 +40,14 @@ bool dispatcher::guard(std::string_view wire_name, precondition check) {
   if (!m) return false;
   auto it = handlers_.find(m->wire_name);
   if (it == handlers_.end()) return false;
-  it->second.h = [check = std::move(check), h = std::move(it->second.h)](call_context& ctx, const wire::array& p)
-      -> api::api_result<wire::value> {
-    if (auto st = check(ctx, p); !st) return fail(std::move(st).error());
-    return h(ctx, p);
-  };
+  it->second.guards.push_back(std::move(check));
   return true;
+}
+
+api::status dispatcher::check_guards(const entry& e, call_context& ctx, const wire::array& params) {
+  for (const precondition& check : e.guards)
+    if (auto st = check(ctx, params); !st) return st;
+  return ok_v;
 }
 
 std::vector<std::string> list_methods() {
@@ -120,6 +124,7 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
   try {
     std::size_t skip = ctx.session.empty() ? 0 : 1;
     wire::array params(c.params.begin() + static_cast<std::ptrdiff_t>(skip), c.params.end());
+    if (auto st = check_guards(e, ctx, params); !st) return failure(st.error());
     auto r = e.h(ctx, params);
     if (!r) return failure(r.error());
     return wire::response{true, std::move(r).value(), {}};
@@ -162,6 +167,7 @@ void dispatcher::run_parked(const entry& e, const wire::call& c, call_context& c
     reply(r ? wire::response{true, std::move(r).value(), {}} : failure(r.error()), *context);
   };
   try {
+    if (auto st = check_guards(e, *context, params); !st) return done(fail(std::move(st).error()));
     e.parked(*context, params, done);
   } catch (const std::exception& ex) {
     spdlog::error("rpc.handler.failed method={} error=\"{}\"", c.method, ex.what());

@@ -63,7 +63,9 @@ class dispatcher {
   bool add_parked(std::string_view wire_name, parked_handler h);
   // Puts `check` before the handler registered for `wire_name` (a class's rule on a generic
   // implicit RPC: who may change a task, when a host may be destroyed); the handler runs only
-  // when the check passes. False if nothing is registered under that name.
+  // when the check passes — the handler registered now, and any registered later in its place
+  // (a rule is never lost to a handler of more behaviour). False if nothing is registered
+  // under that name.
   using precondition = std::function<api::status(call_context&, const wire::array& params)>;
   bool guard(std::string_view wire_name, precondition check);
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
@@ -99,7 +101,10 @@ class dispatcher {
     std::size_t min_params;
     bool blocking = false;
     parked_handler parked;  // set for a parked call (then h is empty)
+    std::vector<precondition> guards;  // in the order given, before h or parked
   };
+  // The first guard of `e` that refuses the call, if one does.
+  static api::status check_guards(const entry& e, call_context& ctx, const wire::array& params);
   // The checks every call passes before its handler: nullptr and a failure, or the entry.
   const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out, bool& async) const;
   wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;

@@ -339,5 +339,22 @@ TEST_F(rules_test, a_parameter_not_of_its_type_is_named) {
   EXPECT_EQ(call("Bond.set_mode", {wire::value(bond), wire::value("lacp")}), std::vector<std::string>{});
 }
 
+// A rule guards its RPC whatever handler serves it: one registered after the rule (the pool's
+// host.destroy, which takes the host's rows) runs only when the rule lets the call through.
+TEST_F(rules_test, a_rule_stays_when_its_rpc_is_registered_again) {
+  int ran = 0;
+  d.add("host.destroy", [&ran](call_context&, const wire::array&) -> api::api_result<wire::value> {
+    ++ran;
+    return wire::value("");
+  });
+  EXPECT_EQ(call("host.destroy", {wire::value(host)}), (std::vector<std::string>{"HOST_IS_LIVE", host}));
+  EXPECT_EQ(ran, 0);
+  api::host other;
+  other.name_label = "gone for good";
+  const std::string gone = make(other);
+  EXPECT_EQ(call("host.destroy", {wire::value(gone)}), std::vector<std::string>{});
+  EXPECT_EQ(ran, 1);
+}
+
 }  // namespace
 }  // namespace xapid::gateway
