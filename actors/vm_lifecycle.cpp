@@ -331,6 +331,8 @@ vm_lifecycle::vm_lifecycle(storage::database& db, xen::backend& hypervisor, host
   }));
 }
 
+void vm_lifecycle::set_message_log(message_log* messages) { impl_->messages = messages; }
+
 vm_lifecycle::result_void vm_lifecycle::assert_operation_valid(const std::string& vm, api::vm_operations op) const {
   auto s = impl_->db.snapshot();
   const api::vm* v = s->get<api::vm>(vm);

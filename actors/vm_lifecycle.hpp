@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/messages.hpp"
 #include "actors/object_actors.hpp"
 #include "actors/storage_repos.hpp"
 #include "common/clock.hpp"
@@ -28,6 +29,9 @@ class vm_lifecycle {
   // `host` is this host's ref. Registers the operation rules of VM, VBD and VIF with `actors`.
   vm_lifecycle(storage::database& db, xen::backend& hypervisor, host_actors& actors, storage_repos& repos, clock& clk,
                std::string host);
+
+  // Where the guests' own crashes are told (VM_CRASHED); none until set.
+  void set_message_log(message_log* messages);
 
   // At start: VMs, VBDs and VIFs get their operation rules; operations of a previous run are
   // forgotten; VMs resident here whose domain is gone are Halted, running domains are kept.

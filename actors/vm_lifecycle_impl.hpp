@@ -54,6 +54,7 @@ struct vm_lifecycle::impl {
   storage_repos& repos;
   clock& clk;
   std::string host;
+  message_log* messages = nullptr;
   const std::size_t vm_cls = storage::schema::get().class_of<api::vm>();
   const std::size_t vbd_cls = storage::schema::get().class_of<api::vbd>();
   const std::size_t vif_cls = storage::schema::get().class_of<api::vif>();

@@ -35,6 +35,10 @@ void vm_lifecycle::impl::guest_stopped(const std::string& ref, const api::vm& vm
     default:
       what = vm.actions_after_shutdown == api::on_normal_exit::restart ? action::restart : action::halt;
   }
+  if (d.reason == xen::shutdown_reason::crash && messages) {
+    const char* after = what == action::restart ? "restarted" : what == action::preserve ? "preserved" : "halted";
+    messages->raise_for_vm(alerts::VM_CRASHED, ref, std::string("crashed; ") + after + " as its actions_after_crash say");
+  }
   if (what == action::preserve) {
     // The crashed domain stays for inspection; the VM shows as paused until it is shut down.
     if (vm.power_state != ps::Paused) {

@@ -32,6 +32,10 @@
 #include "gateway/api/event_rpcs.hpp"
 #include "gateway/auth/external_auth.hpp"
 #include "gateway/api/host_rpcs.hpp"
+#include "gateway/api/message_rpcs.hpp"
+#include "gateway/api/metrics_rpcs.hpp"
+#include "gateway/handlers/metrics_handlers.hpp"
+#include "metrics/simulated_load.hpp"
 #include "gateway/api/pool_rpcs.hpp"
 #include "xapid/api/rbac.hpp"
 #include "gateway/http/http_server.hpp"
@@ -119,7 +123,9 @@ struct host_node::parts {
   std::optional<task_manager> tasks;
   std::optional<actors::host_actors> actors;
   std::optional<actors::storage_repos> repos;
+  std::optional<actors::message_log> messages;
   std::optional<actors::vm_lifecycle> vms;
+  std::optional<metrics::collector> collector;
   std::optional<actors::host_operations> host_ops;
   std::function<void(bool)> power_off;
   std::optional<host_context> host_ctx;
@@ -130,9 +136,9 @@ struct host_node::parts {
   std::optional<boost::asio::io_context> io;
   std::optional<http_server> server;
   std::optional<xva_context> xva;
-  std::optional<boost::asio::steady_timer> sweep;
-  std::function<void()> schedule_sweep;
-  unsigned long sweeps = 0;
+  std::optional<metrics_context> metrics_ctx;
+  std::optional<boost::asio::steady_timer> sweep, login_report;
+  std::function<void()> schedule_sweep, schedule_login_report;
   std::optional<boost::asio::signal_set> signals;
   std::optional<boost::asio::steady_timer> power_timer;
 
@@ -354,12 +360,25 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.actors.emplace(db);
   p.repos.emplace(db, *p.actors, p.clock, p.host, opt.data_dir);
   if (auto st = p.repos->start(); !st) return fail("storage: " + st.error().description().at(0));
+  p.messages.emplace(db, p.clock);
   p.vms.emplace(db, *p.hypervisor, *p.actors, *p.repos, p.clock, p.host);
+  p.vms->set_message_log(&*p.messages);
   if (auto st = p.vms->reconcile(); !st)
     return fail("reconciling VMs with the hypervisor: " + st.error().description().at(0));
   register_object_rules(p.rpcs, db, *p.repos, p.host);
   register_sr_rpcs(p.rpcs, *p.repos, db.ids());
-  register_vm_rpcs(p.rpcs, *p.vms, db.ids(), *p.tasks);
+  register_vm_rpcs(p.rpcs, *p.vms, db.ids(), *p.tasks, *p.messages);
+  register_message_rpcs(p.rpcs, db, *p.messages);
+  // Performance data, sampled every 5 s by the observer; MIN and MAX archives when the pool's
+  // other_config:create_min_max_in_new_VM_RRDs asks (seed 003, 5.2).
+  {
+    auto snap = db.snapshot();
+    const api::pool* pool = snap->first<api::pool>();
+    const bool min_max = pool && pool->other_config.count("create_min_max_in_new_VM_RRDs") > 0;
+    p.collector.emplace(*p.hypervisor, p.clock, snap->get<api::host>(p.host)->uuid, opt.data_dir + "/rrd", min_max);
+    if (auto st = p.collector->load(); !st) return fail("performance data: " + st.error());
+  }
+  register_metrics_rpcs(p.rpcs, db, *p.collector, p.host);
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
   p.host_ops.emplace(db, *p.actors, p.host);
   if (auto st = p.host_ops->reset(); !st) return fail("host operations: " + st.error().description().at(0));
@@ -394,6 +413,8 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   // VM export and import stream on threads of their own.
   p.xva.emplace(xva_context{db, *p.sessions, *p.logins, *p.tasks, *p.repos, *p.actors, p.clock, p.host});
   register_xva_handlers(*p.server, *p.xva);
+  p.metrics_ctx.emplace(metrics_context{db, *p.sessions, *p.logins, *p.collector});
+  register_metrics_handlers(*p.server, *p.metrics_ctx);
   return node;
 }
 
@@ -478,12 +499,27 @@ result<void, std::string> host_node::start_serving(int threads) {
       if (ec) return;
       if (std::size_t n = p.sessions->expire_idle()) spdlog::info("session.expired count={}", n);
       if (std::size_t n = p.tasks->collect_finished(std::chrono::hours(1))) spdlog::info("task.collected count={}", n);
-      if (++p.sweeps % 60 == 0)
-        if (auto n = p.logins->take_failures()) spdlog::warn("session.login.failed_last_hour count={}", n);
       p.schedule_sweep();
     });
   };
   p.schedule_sweep();
+  // Failed logins are told as xapi tells them: one message on the pool now and then.
+  p.login_report.emplace(*p.io);
+  p.schedule_login_report = [&p] {
+    p.login_report->expires_after(std::chrono::seconds(p.opt.failed_login_alert_seconds));
+    p.login_report->async_wait([&p](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto report = p.logins->take_failures(); report.count) {
+        spdlog::warn("session.login.failed_since_last_report count={}", report.count);
+        auto snap = p.db->snapshot();
+        if (const api::pool* pool = snap->first<api::pool>())
+          p.messages->raise({actors::alerts::FAILED_LOGIN_ATTEMPTS.first, actors::alerts::FAILED_LOGIN_ATTEMPTS.second,
+                             api::cls::Pool, pool->uuid, report.body});
+      }
+      p.schedule_login_report();
+    });
+  };
+  p.schedule_login_report();
   if (opt.stop_on_signals) {
     p.signals.emplace(*p.io, SIGTERM, SIGINT);
     p.signals->async_wait([this](const boost::system::error_code& ec, int sig) {
@@ -511,9 +547,12 @@ result<void, std::string> host_node::start_serving(int threads) {
   // What guests do on their own (and their agents report) is noticed every second.
   p.observer = std::thread(carry_log_host([&p] {
     std::unique_lock lock(p.observe_mu);
-    while (!p.observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return p.stopping; })) {
+    for (std::uint64_t second = 1; !p.observe_cv.wait_for(lock, std::chrono::seconds(1), [&] { return p.stopping; }); ++second) {
       lock.unlock();
-      if (p.simulator) p.simulator->tick();
+      if (p.simulator) {
+        metrics::apply_simulated_loads(*p.db->snapshot(), p.host, *p.simulator);
+        p.simulator->tick();
+      }
       p.vms->observe();
       // This host's row gone from the pool database: it was ejected (or destroyed), and starts
       // again as a pool of its own.
@@ -523,6 +562,9 @@ result<void, std::string> host_node::start_serving(int threads) {
         if (pool::mark_ejected(p.opt.data_dir)) p.power_off(true);
         else spdlog::error("pool.left.cannot_mark data_dir={}", p.opt.data_dir);
       }
+      if (second % metrics::step_seconds == 0) p.collector->collect();
+      if (second % 3600 == 0)
+        if (auto st = p.collector->save_all(); !st) spdlog::warn("metrics.archive.not_saved reason=\"{}\"", st.error());
       lock.lock();
     }
   }));
@@ -536,6 +578,7 @@ void host_node::stop() {
   if (!p.io) return;
   boost::asio::post(*p.io, [&p] {
     if (p.sweep) p.sweep->cancel();
+    if (p.login_report) p.login_report->cancel();
     if (p.signals) p.signals->cancel();
     p.server->stop();
     p.io->stop();
@@ -556,6 +599,9 @@ void host_node::wait() {
     p.observe_cv.notify_all();
     p.observer.join();
   }
+  // The archives outlive the daemon (a full disk loses this write only).
+  if (p.collector && p.served)
+    if (auto st = p.collector->save_all(); !st) spdlog::warn("metrics.archive.not_saved reason=\"{}\"", st.error());
   // Waiting calls (event.from, a shutdown a guest ignores) wake and finish before the database
   // closes. (A host that failed to open stops what it had built.)
   if (p.events) p.events->stop();

@@ -61,6 +61,9 @@ struct host_options {
   // Simulated hosts of one process may share a world (the host is in it under its --listen
   // address); by default a host's world is its own, kept in DIR/sim-state.
   std::shared_ptr<xen::sim_world> sim_world;
+  // Failed logins are summed up in a FAILED_LOGIN_ATTEMPTS message this often (xapi's
+  // failed_login_alert_freq, default 3600).
+  long failed_login_alert_seconds = 3600;
   bool stop_on_signals = false;  // SIGTERM/SIGINT stop this host (the daemon's one host)
 };
 

@@ -74,6 +74,32 @@ struct guest_report {
   std::map<std::string, std::string> other;     // "feature-shutdown" -> "1", ...
 };
 
+// A device's byte counters since it was plugged: a disk's read and written, a NIC's received
+// and sent (as the guest sees them).
+struct device_counters {
+  std::string name;  // "xvda", "0" (a VIF's index), "eth0"
+  std::uint64_t in_bytes = 0, out_bytes = 0;  // disk: read, written; NIC: received, sent
+};
+
+// A domain's counters since it was built, as the hypervisor keeps them: rates are the
+// collector's business (metrics/), which takes two readings.
+struct domain_counters {
+  int domid = -1;
+  std::string uuid;
+  std::vector<std::uint64_t> vcpu_time_ns;  // per online vCPU, time run
+  std::int64_t memory_bytes = 0;
+  std::optional<std::int64_t> memory_internal_free_bytes;  // when the guest's agent reports it
+  std::vector<device_counters> disks, nics;
+};
+
+// The host's counters: physical CPUs' busy time, memory, load, its physical NICs.
+struct host_counters {
+  std::vector<std::uint64_t> cpu_busy_ns;  // per physical CPU
+  std::int64_t memory_total_bytes = 0, memory_free_bytes = 0;
+  double loadavg = 0;  // of the last minute
+  std::vector<device_counters> nics;
+};
+
 // What the hypervisor refused, and why.
 struct backend_error {
   // not_acknowledged: the guest ignored a clean shutdown or reboot request; cancelled: the
@@ -115,6 +141,9 @@ class backend {
   virtual backend_result<void> unplug_nic(int domid, int index) = 0;
   // The guest agent's report, once there is one.
   virtual std::optional<guest_report> guest(int domid) = 0;
+  // The counters of every live domain but the control domain, and of the host (read every 5 s).
+  virtual std::vector<domain_counters> read_domain_counters() = 0;
+  virtual host_counters read_host_counters() = 0;
   // The hypervisor's message buffer (xl dmesg).
   virtual std::string dmesg() = 0;
   // The daemon stops: calls waiting for a guest (a shutdown it has not acknowledged) give up

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <thread>
 
 extern "C" {
@@ -15,6 +17,7 @@ extern "C" {
 
 #include "common/clock.hpp"
 #include "xen/libxl_config.hpp"
+#include "xen/proc_stats.hpp"
 #include "xen/libxl_translate.hpp"
 
 namespace xapid::xen {
@@ -329,6 +332,74 @@ std::string libxl_backend::dmesg() {
   while (libxl_xen_console_read_line(h_->ctx, reader, &line) > 0 && line) out += line;
   libxl_xen_console_read_finish(h_->ctx, reader);
   return out;
+}
+
+}  // namespace xapid::xen
+
+namespace xapid::xen {
+namespace {
+
+std::string read_small_file(const std::string& path) {
+  std::string out(64 * 1024, '\0');
+  fd_guard f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return {};
+  ssize_t n = ::read(f.fd, out.data(), out.size());
+  out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return out;
+}
+
+}  // namespace
+
+std::vector<domain_counters> libxl_backend::read_domain_counters() {
+  std::vector<domain_counters> out;
+  std::map<int, std::size_t> by_domid;
+  for (const auto& d : list()) {
+    if (d.state != domain_state::running && d.state != domain_state::paused) continue;
+    domain_counters c;
+    c.domid = d.domid;
+    c.uuid = d.uuid;
+    c.memory_bytes = d.memory_bytes;
+    int n = 0, cpus = 0;
+    if (libxl_vcpuinfo* v = libxl_list_vcpu(h_->ctx, static_cast<uint32_t>(d.domid), &n, &cpus)) {
+      for (int i = 0; i < n; ++i)
+        if (v[i].online) c.vcpu_time_ns.push_back(v[i].vcpu_time);
+      libxl_vcpuinfo_list_free(v, n);
+    }
+    by_domid[d.domid] = out.size();
+    out.push_back(std::move(c));
+  }
+  // A guest's NIC is dom0's vifD.N: what dom0 sends the guest receives.
+  for (const auto& nic : parse_net_dev(read_small_file("/proc/net/dev")))
+    if (auto vif = parse_vif_name(nic.name); vif && by_domid.count(vif->first))
+      out[by_domid[vif->first]].nics.push_back({std::to_string(vif->second), nic.out_bytes, nic.in_bytes});
+  // A guest's disk is its block backend's statistics, in sectors of 512 bytes.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/bus/xen-backend/devices", ec)) {
+    auto vbd = parse_block_backend(entry.path().filename().string());
+    if (!vbd || !by_domid.count(vbd->domid)) continue;
+    auto sectors = [&](const char* file) {
+      return std::strtoull(read_small_file(entry.path().string() + "/statistics/" + file).c_str(), nullptr, 10) * 512;
+    };
+    out[by_domid[vbd->domid]].disks.push_back({vbd->device, sectors("rd_sect"), sectors("wr_sect")});
+  }
+  return out;
+}
+
+host_counters libxl_backend::read_host_counters() {
+  host_counters c;
+  libxl_physinfo phys;
+  libxl_physinfo_init(&phys);
+  if (libxl_get_physinfo(h_->ctx, &phys) == 0) {
+    c.memory_total_bytes = static_cast<std::int64_t>(phys.total_pages) * 4096;
+    c.memory_free_bytes = static_cast<std::int64_t>(phys.free_pages) * 4096;
+  }
+  libxl_physinfo_dispose(&phys);
+  // (Physical CPUs' busy time needs libxenctrl's xc_getcpuinfo: not read yet.)
+  c.loadavg = parse_loadavg(read_small_file("/proc/loadavg")).value_or(0);
+  for (auto& nic : parse_net_dev(read_small_file("/proc/net/dev")))
+    if (!nic.name.starts_with("vif") && !nic.name.starts_with("tap") && nic.name != "lo" && !nic.name.starts_with("xenbr"))
+      c.nics.push_back(std::move(nic));
+  return c;
 }
 
 }  // namespace xapid::xen

@@ -34,6 +34,8 @@ class libxl_backend final : public backend {
   backend_result<void> plug_nic(int domid, const nic& n) override;
   backend_result<void> unplug_nic(int domid, int index) override;
   std::optional<guest_report> guest(int domid) override;
+  std::vector<domain_counters> read_domain_counters() override;
+  host_counters read_host_counters() override;
   std::string dmesg() override;
   void stop_waiting() override;
 

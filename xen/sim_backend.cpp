@@ -1,5 +1,7 @@
 #include "xen/sim_backend.hpp"
 
+#include "common/clock.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -452,6 +454,107 @@ std::string sim_backend::dmesg() {
                     std::to_string(h_.options.dom0_memory_bytes >> 20) + " MiB for domain 0\n";
   for (const auto& m : h_.messages) out += m + "\n";
   return out;
+}
+
+}  // namespace xapid::xen
+
+namespace xapid::xen {
+
+// Each running guest's counters grow by its load over the time passed, with ±10 % of seeded
+// noise per step, so that graphs look alive and tests can still tell a busy guest from an idle
+// one. The host's CPUs are busy with its guests' vCPUs (and 2 % for dom0); its NIC carries
+// its guests' traffic.
+void sim_backend::advance_counters_locked() {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(monotonic_now().time_since_epoch()).count();
+  const double seconds = h_.advanced_ns == 0 ? 0 : static_cast<double>(now - h_.advanced_ns) / 1e9;
+  h_.advanced_ns = now;
+  if (h_.pcpu_busy_ns.size() != static_cast<std::size_t>(h_.options.cpu_count))
+    h_.pcpu_busy_ns.assign(static_cast<std::size_t>(h_.options.cpu_count), 0);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  double busy_ns = 0.02 * seconds * 1e9 * h_.options.cpu_count;
+  for (auto it = h_.activity_of.begin(); it != h_.activity_of.end();)
+    it = h_.domains.count(it->first) ? std::next(it) : h_.activity_of.erase(it);
+  for (const auto& [domid, d] : h_.domains) {
+    auto& act = h_.activity_of[domid];
+    if (d.state != domain_state::running || seconds <= 0) continue;
+    const sim_load load = h_.loads.count(d.uuid) ? h_.loads[d.uuid] : sim_load{};
+    act.vcpu_ns.resize(static_cast<std::size_t>(std::max(d.vcpus, 1)), 0);
+    for (auto& ns : act.vcpu_ns) {
+      const double ran = std::clamp(load.cpu * jitter(h_.noise), 0.0, 1.0) * seconds * 1e9;
+      ns += static_cast<std::uint64_t>(ran);
+      busy_ns += ran;
+    }
+    std::vector<std::string> disks, nics;
+    for (const auto& dev : h_.devices[domid]) (dev.starts_with("vbd/") ? disks : nics).push_back(dev);
+    auto spread = [&](const std::vector<std::string>& devs, double in, double out) {
+      for (const auto& dev : devs) {
+        auto& c = act.devices[dev];
+        c.first += in * seconds * jitter(h_.noise) / static_cast<double>(devs.size());
+        c.second += out * seconds * jitter(h_.noise) / static_cast<double>(devs.size());
+      }
+    };
+    spread(disks, load.disk_read_bytes, load.disk_write_bytes);
+    spread(nics, load.net_rx_bytes, load.net_tx_bytes);
+    if (!nics.empty()) {
+      h_.pif_bytes.first += load.net_rx_bytes * seconds;
+      h_.pif_bytes.second += load.net_tx_bytes * seconds;
+    }
+  }
+  const double per_cpu = busy_ns / static_cast<double>(h_.pcpu_busy_ns.size());
+  for (auto& ns : h_.pcpu_busy_ns)
+    ns += static_cast<std::uint64_t>(std::min(per_cpu, seconds * 1e9));
+}
+
+std::vector<domain_counters> sim_backend::read_domain_counters() {
+  std::lock_guard lock(world_->mu_);
+  advance_counters_locked();
+  std::vector<domain_counters> out;
+  out.reserve(h_.domains.size());
+  for (const auto& [domid, d] : h_.domains) {
+    if (d.state != domain_state::running && d.state != domain_state::paused) continue;
+    domain_counters c;
+    c.domid = domid;
+    c.uuid = d.uuid;
+    c.memory_bytes = d.memory_bytes;
+    const auto& act = h_.activity_of[domid];
+    c.vcpu_time_ns = act.vcpu_ns;
+    c.vcpu_time_ns.resize(static_cast<std::size_t>(std::max(d.vcpus, 1)), 0);
+    // The simulated agent reports what the guest leaves free: less the busier it is.
+    if (d.state == domain_state::running) {
+      const double cpu = h_.loads.count(d.uuid) ? h_.loads[d.uuid].cpu : sim_load{}.cpu;
+      c.memory_internal_free_bytes = static_cast<std::int64_t>(static_cast<double>(d.memory_bytes) * (0.8 - 0.6 * std::clamp(cpu, 0.0, 1.0)));
+    }
+    for (const auto& [dev, bytes] : act.devices) {
+      const bool disk = dev.starts_with("vbd/");
+      (disk ? c.disks : c.nics).push_back({dev.substr(4), static_cast<std::uint64_t>(bytes.first),
+                                           static_cast<std::uint64_t>(bytes.second)});
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+host_counters sim_backend::read_host_counters() {
+  std::lock_guard lock(world_->mu_);
+  advance_counters_locked();
+  host_counters c;
+  c.cpu_busy_ns = h_.pcpu_busy_ns;
+  c.memory_total_bytes = h_.options.memory_total_bytes;
+  c.memory_free_bytes = h_.options.memory_total_bytes - world_->used_locked(h_);
+  double running_vcpus = 0;
+  for (const auto& [domid, d] : h_.domains)
+    if (d.state == domain_state::running)
+      running_vcpus += std::max(d.vcpus, 1) * (h_.loads.count(d.uuid) ? h_.loads[d.uuid].cpu : sim_load{}.cpu);
+  c.loadavg = running_vcpus;
+  c.nics.push_back({"eth0", static_cast<std::uint64_t>(h_.pif_bytes.first), static_cast<std::uint64_t>(h_.pif_bytes.second)});
+  return c;
+}
+
+void sim_backend::set_load(const std::string& uuid, const sim_load& load) {
+  std::lock_guard lock(world_->mu_);
+  if (auto it = h_.loads.find(uuid); it != h_.loads.end() && it->second == load) return;
+  advance_counters_locked();  // what was done so far was done at the old load
+  h_.loads[uuid] = load;
 }
 
 }  // namespace xapid::xen

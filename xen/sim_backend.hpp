@@ -36,6 +36,15 @@ struct sim_options {
 
 class sim_backend;
 
+// What a simulated guest does each second, spread over its vCPUs, disks and NICs. A guest's
+// load is idle (these defaults) until set (tests set it through the VM's other_config).
+struct sim_load {
+  double cpu = 0.02;  // of each vCPU, 0..1
+  double disk_read_bytes = 0, disk_write_bytes = 4096;
+  double net_rx_bytes = 1024, net_tx_bytes = 1024;
+  bool operator==(const sim_load&) const = default;
+};
+
 class sim_world : public std::enable_shared_from_this<sim_world> {
  public:
   // Loads the hosts and domains of `state_file` when it exists ("": kept in memory only).
@@ -62,6 +71,17 @@ class sim_world : public std::enable_shared_from_this<sim_world> {
     std::deque<std::string> messages;
     bool stopping = false;  // its daemon stops: waits for its guests give up
     bool attached = false;
+    // Activity: each guest's load (by VM uuid) and counters (by domid), advanced with time.
+    struct activity {
+      std::vector<std::uint64_t> vcpu_ns;
+      std::map<std::string, std::pair<double, double>> devices;  // "vbd/xvda", "vif/0": in, out bytes
+    };
+    std::map<std::string, sim_load> loads;
+    std::map<int, activity> activity_of;
+    std::vector<std::uint64_t> pcpu_busy_ns;
+    std::pair<double, double> pif_bytes{0, 0};
+    std::int64_t advanced_ns = 0;  // monotonic time of the counters
+    std::mt19937_64 noise{0x6d657472696373};  // the counters' own, so the fault plan stays as seeded
   };
   explicit sim_world(std::string state_file) : state_file_(std::move(state_file)) {}
   void save_locked();
@@ -101,6 +121,11 @@ class sim_backend final : public backend {
   std::string dmesg() override;
   void stop_waiting() override;
 
+  std::vector<domain_counters> read_domain_counters() override;
+  host_counters read_host_counters() override;
+  // What the guest of VM `uuid` does from now on (also after a restart of its domain).
+  void set_load(const std::string& uuid, const sim_load& load);
+
   // What a guest does on its own: shuts itself down, reboots, or crashes.
   backend_result<void> guest_stops(int domid, shutdown_reason reason);
   // Simulated time passes: each running guest may crash (crash_probability, seeded).
@@ -112,6 +137,7 @@ class sim_backend final : public backend {
   backend_result<std::map<int, domain_info>::iterator> find_locked(int domid);
   backend_result<void> injected_fault(const char* operation);
   void takes_time() const;  // the simulated duration of a slow operation, outside the lock
+  void advance_counters_locked();  // the guests' activity up to now
 
   std::shared_ptr<sim_world> world_;
   sim_world::host_state& h_;  // the world's, as long as it lives (map nodes do not move)

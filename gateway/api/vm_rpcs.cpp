@@ -15,66 +15,101 @@ std::string task_key(const call_context& ctx, id_source& ids) {
 
 }  // namespace
 
-void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks) {
+void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks,
+                      actors::message_log& messages) {
   using vm_ref = ref<api::vm>;
   using host_ref = ref<api::host>;
   auto key = [&ids](const call_context& ctx) { return task_key(ctx, ids); };
   constexpr bool blocking = true;  // operations wait for the hypervisor: never on an I/O thread
+  namespace alerts = actors::alerts;
+  using alert_kind = std::pair<const char*, std::int64_t>;
+  // As xapi's API layer does, an operation that succeeded raises its message (VM_STARTED, ...).
+  auto told = [&messages](api::api_result<void> r, alert_kind kind, const vm_ref& vm, const std::string& what) {
+    if (r) messages.raise_for_vm(kind, vm.opaque, what);
+    return r;
+  };
+  auto started = [&messages](const vm_ref& vm, const char* verb) {
+    return std::string(verb) + " on host: " + messages.host_of_vm(vm.opaque);
+  };
 
-  add_typed<m::VM_start>(d, [&vms, key](call_context& c, const vm_ref& vm, bool paused, bool force) {
-    return vms.start(vm.opaque, paused, force, key(c));
+  add_typed<m::VM_start>(d, [&vms, &messages, key, started](call_context& c, const vm_ref& vm, bool paused, bool force) {
+    auto r = vms.start(vm.opaque, paused, force, key(c));
+    if (r) messages.raise_for_vm(alerts::VM_STARTED, vm.opaque, started(vm, "started"));
+    return r;
   }, blocking);
-  add_typed<m::VM_start_on>(d, [&vms, key](call_context& c, const vm_ref& vm, const host_ref& h, bool paused, bool force) {
-    return vms.start_on(vm.opaque, h.opaque, paused, force, key(c));
+  add_typed<m::VM_start_on>(d, [&vms, &messages, key, started](call_context& c, const vm_ref& vm, const host_ref& h, bool paused,
+                                                          bool force) {
+    auto r = vms.start_on(vm.opaque, h.opaque, paused, force, key(c));
+    if (r) messages.raise_for_vm(alerts::VM_STARTED, vm.opaque, started(vm, "started"));
+    return r;
   }, blocking);
-  // The operations that take only the VM.
+  // The operations that take only the VM, and the message each raises (none: nullptr).
   using vm_op = api::api_result<void> (actors::vm_lifecycle::*)(const std::string&, const std::string&);
-  auto simple = [&](auto method_tag, vm_op op) {
+  auto simple = [&](auto method_tag, vm_op op, alert_kind kind = {nullptr, 0}, const char* what = "") {
     using M = decltype(method_tag);
-    add_typed<M>(d, [&vms, key, op](call_context& c, const vm_ref& vm) { return (vms.*op)(vm.opaque, key(c)); },
-                 blocking);
+    add_typed<M>(d, [&vms, key, op, told, kind, what](call_context& c, const vm_ref& vm) {
+      auto r = (vms.*op)(vm.opaque, key(c));
+      return kind.first ? told(std::move(r), kind, vm, what) : r;
+    }, blocking);
   };
   // The clean stops wait for the guest: task.cancel on their Async task ends the wait.
   using waiting_op = api::api_result<void> (actors::vm_lifecycle::*)(const std::string&, const std::string&,
                                                                       actors::vm_lifecycle::cancel_flag);
-  auto waiting = [&](auto method_tag, waiting_op op) {
+  auto waiting = [&](auto method_tag, waiting_op op, alert_kind kind, const char* what) {
     using M = decltype(method_tag);
-    add_typed<M>(d, [&vms, &tasks, key, op](call_context& c, const vm_ref& vm) {
+    add_typed<M>(d, [&vms, &tasks, key, op, told, kind, what](call_context& c, const vm_ref& vm) {
       auto cancel = c.task.empty() ? nullptr : tasks.watch_cancel(c.task);
-      return (vms.*op)(vm.opaque, key(c), std::move(cancel));
+      return told((vms.*op)(vm.opaque, key(c), std::move(cancel)), kind, vm, what);
     }, blocking);
   };
-  simple(m::VM_pause{}, &actors::vm_lifecycle::pause);
-  simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause);
-  waiting(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown);
-  simple(m::VM_hard_shutdown{}, &actors::vm_lifecycle::hard_shutdown);
-  waiting(m::VM_shutdown{}, &actors::vm_lifecycle::shutdown);
-  waiting(m::VM_clean_reboot{}, &actors::vm_lifecycle::clean_reboot);
-  simple(m::VM_hard_reboot{}, &actors::vm_lifecycle::hard_reboot);
-  simple(m::VM_suspend{}, &actors::vm_lifecycle::suspend);
-  simple(m::VM_revert{}, &actors::vm_lifecycle::revert);
+  simple(m::VM_pause{}, &actors::vm_lifecycle::pause, alerts::VM_PAUSED, "paused");
+  simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause, alerts::VM_UNPAUSED, "unpaused");
+  waiting(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown, alerts::VM_SHUTDOWN, "shutdown");
+  simple(m::VM_hard_shutdown{}, &actors::vm_lifecycle::hard_shutdown, alerts::VM_SHUTDOWN, "shutdown forcibly");
+  waiting(m::VM_shutdown{}, &actors::vm_lifecycle::shutdown, alerts::VM_SHUTDOWN, "shutdown");
+  waiting(m::VM_clean_reboot{}, &actors::vm_lifecycle::clean_reboot, alerts::VM_REBOOTED, "rebooted cleanly");
+  simple(m::VM_hard_reboot{}, &actors::vm_lifecycle::hard_reboot, alerts::VM_REBOOTED, "rebooted forcibly");
+  simple(m::VM_suspend{}, &actors::vm_lifecycle::suspend, alerts::VM_SUSPENDED, "suspended");
+  add_typed<m::VM_revert>(d, [&vms, &messages, key, told](call_context& c, const vm_ref& snapshot) {
+    // The message is the VM's (the snapshot's parent), naming the snapshot.
+    const std::string words = "reverted to snapshot: " + messages.vm_name(snapshot.opaque) + " (uuid " +
+                              messages.vm_uuid(snapshot.opaque) + ")";
+    auto r = vms.revert(snapshot.opaque, key(c));
+    return told(std::move(r), alerts::VM_SNAPSHOT_REVERTED, vm_ref{messages.snapshot_of(snapshot.opaque)}, words);
+  }, blocking);
   simple(m::VM_provision{}, &actors::vm_lifecycle::provision);
   simple(m::VM_destroy{}, &actors::vm_lifecycle::destroy);
-  add_typed<m::VM_resume>(d, [&vms, key](call_context& c, const vm_ref& vm, bool paused, bool force) {
-    return vms.resume(vm.opaque, paused, force, key(c));
+  add_typed<m::VM_resume>(d, [&vms, &messages, key, started](call_context& c, const vm_ref& vm, bool paused, bool force) {
+    auto r = vms.resume(vm.opaque, paused, force, key(c));
+    if (r) messages.raise_for_vm(alerts::VM_RESUMED, vm.opaque, started(vm, "resumed"));
+    return r;
   }, blocking);
-  add_typed<m::VM_resume_on>(d, [&vms, key](call_context& c, const vm_ref& vm, const host_ref& h, bool paused, bool force) {
-    return vms.resume_on(vm.opaque, h.opaque, paused, force, key(c));
+  add_typed<m::VM_resume_on>(d, [&vms, &messages, key, started](call_context& c, const vm_ref& vm, const host_ref& h, bool paused,
+                                                           bool force) {
+    auto r = vms.resume_on(vm.opaque, h.opaque, paused, force, key(c));
+    if (r) messages.raise_for_vm(alerts::VM_RESUMED, vm.opaque, started(vm, "resumed"));
+    return r;
   }, blocking);
 
-  auto as_vm_ref = [](api::api_result<std::string> r) -> api::api_result<vm_ref> {
+  // Copies answer the new VM; `words` says what the message tells of it.
+  using copy_words = std::function<std::string(const std::string& new_vm)>;
+  auto copied = [&messages](api::api_result<std::string> r, const vm_ref& vm, alert_kind kind,
+                            const copy_words& words) -> api::api_result<vm_ref> {
     if (!r) return fail(std::move(r).error());
+    if (kind.first) messages.raise_for_vm(kind, vm.opaque, words(*r));
     return vm_ref{*r};
   };
-  add_typed<m::VM_clone>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
-    return as_vm_ref(vms.clone(vm.opaque, name, key(c)));
+  add_typed<m::VM_clone>(d, [&vms, &messages, key, copied](call_context& c, const vm_ref& vm, const std::string& name) {
+    return copied(vms.clone(vm.opaque, name, key(c)), vm, alerts::VM_CLONED,
+                  [&](const std::string& to) { return "cloned (new uuid: " + messages.vm_uuid(to) + ")"; });
   }, blocking);
-  add_typed<m::VM_copy>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name,
-                                                  const ref<api::sr>& sr) {
-    return as_vm_ref(vms.copy(vm.opaque, name, sr.opaque, key(c)));
+  add_typed<m::VM_copy>(d, [&vms, key, copied](call_context& c, const vm_ref& vm, const std::string& name,
+                                               const ref<api::sr>& sr) {
+    return copied(vms.copy(vm.opaque, name, sr.opaque, key(c)), vm, {nullptr, 0}, {});
   }, blocking);
-  add_typed<m::VM_snapshot>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
-    return as_vm_ref(vms.snapshot(vm.opaque, name, key(c)));
+  add_typed<m::VM_snapshot>(d, [&vms, key, copied](call_context& c, const vm_ref& vm, const std::string& name) {
+    return copied(vms.snapshot(vm.opaque, name, key(c)), vm, alerts::VM_SNAPSHOTTED,
+                  [&](const std::string&) { return "snapshotted, snapshot name: " + name; });
   }, blocking);
   add_typed<m::VM_set_memory_dynamic_range>(d, [&vms, key](call_context& c, const vm_ref& vm, std::int64_t min,
                                                           std::int64_t max) {
@@ -161,8 +196,9 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, 
     });
   });
 
-  add_typed<m::VM_checkpoint>(d, [&vms, key, as_vm_ref](call_context& c, const vm_ref& vm, const std::string& name) {
-    return as_vm_ref(vms.checkpoint(vm.opaque, name, key(c)));
+  add_typed<m::VM_checkpoint>(d, [&vms, key, copied](call_context& c, const vm_ref& vm, const std::string& name) {
+    return copied(vms.checkpoint(vm.opaque, name, key(c)), vm, alerts::VM_CHECKPOINTED,
+                  [&](const std::string&) { return "checkpointed, snapshot name: " + name; });
   }, blocking);
   simple(m::VM_power_state_reset{}, &actors::vm_lifecycle::power_state_reset);
   add_typed<m::VM_assert_operation_valid>(d, [&vms](call_context&, const vm_ref& vm, api::vm_operations o) {

@@ -7,6 +7,7 @@
 #include <set>
 #include <string_view>
 
+#include "actors/messages.hpp"
 #include "actors/vm_lifecycle.hpp"
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/api/tasks.hpp"
@@ -15,6 +16,8 @@ namespace xapid::gateway {
 
 // The clean stops (clean_shutdown, shutdown, clean_reboot) wait for the guest; `tasks` lets
 // task.cancel end that wait for their Async form.
-void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks);
+// Each operation that succeeds raises xapi's message of it (VM_STARTED, VM_SHUTDOWN, ...).
+void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, task_manager& tasks,
+                      actors::message_log& messages);
 
 }  // namespace xapid::gateway

@@ -2,6 +2,7 @@
 
 #include <pwd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -40,6 +41,8 @@ std::string loggable_user(const std::string& user) {
 
 // Counts kept for at most this many addresses and users; the quietest go first.
 constexpr std::size_t max_tracked = 10000;
+// Clients whose failures the hourly report names apart; more are counted together.
+constexpr std::size_t max_reported_clients = 1000;
 
 }  // namespace
 
@@ -120,11 +123,20 @@ api::api_result<login_identity> login_guard::authenticate(const login_attempt& a
   }
   if (!why) return who;
   if (std::string_view(why) != "malformed" && std::string_view(why) != "throttled") spend(a);
+  const std::string user = loggable_user(a.user);
   {
     std::lock_guard lock(mu_);
     ++failures_;
+    auto key = std::pair{user, loggable(a.client)};
+    if (auto it = failed_clients_.find(key); it != failed_clients_.end() || failed_clients_.size() < max_reported_clients) {
+      auto& c = failed_clients_[key];
+      ++c.count;
+      c.last_seconds = wall_seconds();
+    } else {
+      ++failures_not_kept_apart_;
+    }
   }
-  spdlog::warn("session.login.failed user=\"{}\" client={} reason=\"{}\"", loggable_user(a.user), loggable(a.client), why);
+  spdlog::warn("session.login.failed user=\"{}\" client={} reason=\"{}\"", user, loggable(a.client), why);
   return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
 }
 
@@ -133,9 +145,36 @@ std::chrono::milliseconds login_guard::remaining_delay(steady::time_point starte
   return spent >= limits_.failure_delay ? std::chrono::milliseconds(0) : limits_.failure_delay - spent;
 }
 
-std::uint64_t login_guard::take_failures() {
-  std::lock_guard lock(mu_);
-  return std::exchange(failures_, 0);
+login_guard::failure_report login_guard::take_failures() {
+  std::map<std::pair<std::string, std::string>, client_failures> clients;
+  failure_report out;
+  std::uint64_t others = 0;
+  {
+    std::lock_guard lock(mu_);
+    out.count = std::exchange(failures_, 0);
+    clients.swap(failed_clients_);
+    others = std::exchange(failures_not_kept_apart_, 0);
+  }
+  if (out.count == 0) return out;
+  // xapi's form (xapi_session.ml): the three clients that failed most, then the rest unnamed.
+  std::vector<std::pair<std::pair<std::string, std::string>, client_failures>> worst(clients.begin(), clients.end());
+  std::stable_sort(worst.begin(), worst.end(), [](const auto& x, const auto& y) { return x.second.count > y.second.count; });
+  if (worst.size() > 3) worst.resize(3);
+  std::uint64_t known = 0;
+  for (const auto& [key, c] : clients) known += c.count;
+  std::string body = "<body>";
+  if (!worst.empty()) {
+    body += "\n<total>" + std::to_string(known) + "</total>";
+    for (const auto& [key, c] : worst) {
+      body += "\n<known>\n";
+      if (key.first != "(unknown)") body += "<username>" + key.first + "</username>\n";
+      body += "<ip>" + key.second + "</ip>\n<number>" + std::to_string(c.count) + "</number>\n<date>" +
+              api::format_iso8601(api::datetime{c.last_seconds}) + "</date>\n</known>";
+    }
+  }
+  if (others) body += "\n<unknown>" + std::to_string(others) + "</unknown>";
+  out.body = body + "\n</body>";
+  return out;
 }
 
 }  // namespace xapid::gateway

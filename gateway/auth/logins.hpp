@@ -50,8 +50,14 @@ class login_guard {
   api::api_result<login_identity> authenticate(const login_attempt& a);
   // How much longer a failure that began at `started` must wait before its answer.
   std::chrono::milliseconds remaining_delay(std::chrono::steady_clock::time_point started) const;
-  // Failures since the last call, then counted afresh (for the hourly log line).
-  std::uint64_t take_failures();
+  // Failures since the last call, then counted afresh: how many, and xapi's body of its
+  // FAILED_LOGIN_ATTEMPTS message (the total, the three clients that failed most: user when it
+  // is an account here, address, count, last time; then those not kept apart).
+  struct failure_report {
+    std::uint64_t count = 0;
+    std::string body;
+  };
+  failure_report take_failures();
 
  private:
   struct bucket {
@@ -71,6 +77,12 @@ class login_guard {
   std::mutex mu_;
   std::map<std::string, bucket> by_address_, by_user_at_address_;
   std::uint64_t failures_ = 0;
+  struct client_failures {
+    std::uint64_t count = 0;
+    std::int64_t last_seconds = 0;
+  };
+  std::map<std::pair<std::string, std::string>, client_failures> failed_clients_;  // (user, address)
+  std::uint64_t failures_not_kept_apart_ = 0;  // beyond the clients kept
   verified_credentials verified_;  // passwords that passed their check a moment ago
 };
 

@@ -30,6 +30,9 @@ dispatcher::handler typed_handler(F f) {
     auto r = std::apply([&](auto&... a) { return f(ctx, a...); }, args);
     if (!r) return fail(std::move(r).error());
     if constexpr (std::is_void_v<typename M::result_type>) return wire::value("");
+    // A handler may answer the wire value itself: records that write themselves into the answer
+    // (storage::record_value), where the typed result would be built as a tree first.
+    else if constexpr (std::is_same_v<std::decay_t<decltype(*r)>, wire::value>) return std::move(*r);
     else return api::to_value(*r);
   };
 }

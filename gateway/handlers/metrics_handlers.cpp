@@ -1,0 +1,117 @@
+#include "gateway/handlers/metrics_handlers.hpp"
+
+#include <charconv>
+#include <cmath>
+
+#include "gateway/handlers/http_auth.hpp"
+#include "metrics/updates.hpp"
+#include "xapid/api/rbac.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+// A whole number of a query parameter; nullopt when it is not one.
+std::optional<std::int64_t> whole_number(const std::string& s) {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool truthy(const std::map<std::string, std::string>& q, const char* name) {
+  auto it = q.find(name);
+  return it != q.end() && (it->second == "true" || it->second.empty() || it->second == "1");
+}
+
+void send(http_stream& io, const std::string& content_type, const std::string& body) {
+  if (io.send_head(200, content_type)) io.write(body.data(), body.size());
+}
+
+void bad_request(http_stream& io, const std::string& why) {
+  answer_error(io, 400, api::errors::INVALID_VALUE("query", why));
+}
+
+// Who may read performance data: read-only and up (xapi's http/get_rrd* permissions).
+std::optional<caller> reader(metrics_context& ctx, http_stream& io, const std::map<std::string, std::string>& q) {
+  auto who = authorize(ctx.sessions, ctx.logins, io, q);
+  if (!who) {
+    answer_error(io, 401, who.error());
+    return std::nullopt;
+  }
+  if (!who->superuser && who->role > api::least_role(*api::find_method("host.get_data_sources"))) {
+    answer_error(io, 403, api::errors::RBAC_PERMISSION_DENIED("http/get_rrd_updates", "No permission in user session"));
+    return std::nullopt;
+  }
+  return *who;
+}
+
+void rrd_updates(metrics_context& ctx, http_stream& io) {
+  const auto pairs = query_pairs(io.target());
+  const auto q = query_of(io.target());
+  if (!reader(ctx, io, q)) return;
+  metrics::updates_query uq;
+  auto start = q.count("start") ? whole_number(q.at("start")) : std::nullopt;
+  if (!start) return bad_request(io, "start must be given, in seconds since the epoch (or negative: before now)");
+  uq.start = *start;
+  if (q.count("interval")) {
+    auto interval = whole_number(q.at("interval"));
+    if (!interval || *interval < 0) return bad_request(io, "interval must be a number of seconds, 0 or more");
+    uq.interval = *interval;
+  }
+  if (q.count("cf")) {
+    uq.cf = metrics::consolidation_of(q.at("cf"));
+    if (!uq.cf) return bad_request(io, "cf must be AVERAGE, MIN or MAX (or ave, min, max)");
+  }
+  uq.json = q.count("json") > 0;
+  std::vector<std::string> vms;
+  for (const auto& [k, v] : pairs)
+    if (k == "vm_uuid") {
+      if (!is_uuid(v)) return bad_request(io, "vm_uuid is not a uuid");
+      vms.push_back(v);
+    }
+  if (vms.size() > 10000) return bad_request(io, "more than 10,000 vm_uuid");
+  std::string body;
+  result<void, std::string> written = ok_v;
+  // (host=true is xapi's spelling; its absence leaves the host out.)
+  const bool with_host = truthy(q, "host");
+  bool unknown = false;
+  ctx.collector.with_all(with_host, vms, [&](const auto& archives) {
+    if (!vms.empty() && archives.size() < vms.size() + (with_host ? 1 : 0)) unknown = true;
+    else written = metrics::write_updates(archives, uq, body);
+  });
+  if (unknown) return answer_error(io, 404, api::errors::UUID_INVALID("VM", "a vm_uuid has no data on this host"));
+  if (!written) return bad_request(io, written.error());
+  send(io, uq.json ? "application/json" : "text/xml", body);
+}
+
+// /host_rrd and /vm_rrd?uuid=: rrdtool's dump of one archive.
+void rrd_dump(metrics_context& ctx, http_stream& io, bool host) {
+  const auto q = query_of(io.target());
+  if (!reader(ctx, io, q)) return;
+  std::string uuid;
+  if (!host) {
+    auto it = q.find("uuid");
+    if (it == q.end() || !is_uuid(it->second)) return bad_request(io, "uuid must be given, a VM's uuid");
+    uuid = it->second;
+  }
+  const bool json = q.count("json") > 0;
+  std::string body;
+  if (!ctx.collector.with_rrd(uuid, [&](const metrics::rrd& r) { json ? r.dump_json(body) : r.dump_xml(body); }))
+    return answer_error(io, 404, api::errors::UUID_INVALID("VM", uuid));
+  send(io, json ? "application/json" : "text/xml", body);
+}
+
+}  // namespace
+
+void register_metrics_handlers(http_server& server, metrics_context& ctx) {
+  server.add_stream_route("GET", "/rrd_updates", [&ctx](http_stream& io) { rrd_updates(ctx, io); });
+  server.add_stream_route("GET", "/host_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, true); });
+  server.add_stream_route("GET", "/vm_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, false); });
+  server.add_stream_route("GET", "/metrics", [&ctx](http_stream& io) {
+    const auto q = query_of(io.target());
+    if (!reader(ctx, io, q)) return;
+    send(io, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(ctx));
+  });
+}
+
+}  // namespace xapid::gateway

@@ -1,0 +1,252 @@
+#include "metrics/collector.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+namespace xapid::metrics {
+namespace {
+
+using sample = std::vector<std::pair<std::string, double>>;
+
+// What this process holds of memory (KiB) and descriptors, as xapi reports its own.
+double process_memory_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr);
+  return std::nan("");
+}
+
+double open_descriptors() {
+  std::error_code ec;
+  double n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec))
+    ++n;
+  return n;
+}
+
+// A counter's rate per second between two readings; NaN when it went backwards (a restart).
+double rate(std::uint64_t before, std::uint64_t now, double seconds) {
+  if (now < before || seconds <= 0) return std::nan("");
+  return static_cast<double>(now - before) / seconds;
+}
+
+const xen::device_counters* find_device(const std::vector<xen::device_counters>& devs, const std::string& name) {
+  for (const auto& d : devs)
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+}  // namespace
+
+source_description describe(const std::string& name) {
+  auto has = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  auto ends = [&](const char* suffix) { return name.size() >= std::strlen(suffix) && name.ends_with(suffix); };
+  if (name == "cpu_avg") return {"Average physical CPU usage", "(fraction)", 0, 1};
+  if (has("cpu")) return {"Physical or virtual CPU usage of " + name, "(fraction)", 0, 1};
+  if (name == "memory") return {"Memory currently allocated to VM", "B", 0, 0};
+  if (name == "memory_internal_free") return {"Memory used as reported by the guest agent", "KiB", 0, 0};
+  if (name == "memory_total_kib") return {"Total amount of memory in the host", "KiB", 0, 0};
+  if (name == "memory_free_kib") return {"Total amount of free memory", "KiB", 0, 0};
+  if (name == "loadavg") return {"Domain0 loadavg", "", 0, 0};
+  if (name == "xapi_memory_usage_kib") return {"Total memory allocated used by xapid daemon", "KiB", 0, 0};
+  if (name == "xapi_open_fds") return {"Number of open file descriptors held by xapid", "", 0, 0};
+  if (has("vbd_") && ends("_read")) return {"Reads from device " + name.substr(4, name.size() - 9) + ", in B/s", "B/s", 0, 0};
+  if (has("vbd_") && ends("_write")) return {"Writes to device " + name.substr(4, name.size() - 10) + ", in B/s", "B/s", 0, 0};
+  if ((has("vif_") || has("pif_")) && ends("_rx")) return {"Bytes per second received on " + name.substr(0, name.size() - 3), "B/s", 0, 0};
+  if ((has("vif_") || has("pif_")) && ends("_tx")) return {"Bytes per second sent on " + name.substr(0, name.size() - 3), "B/s", 0, 0};
+  return {name, "", 0, 0};
+}
+
+collector::collector(xen::backend& hv, clock& clk, std::string host_uuid, std::string dir, bool min_max)
+    : hv_(hv), clk_(clk), host_uuid_(std::move(host_uuid)), dir_(std::move(dir)), min_max_(min_max),
+      host_(standard_layout(min_max)) {}
+
+std::string collector::path_of(const std::string& uuid) const {
+  return dir_ + "/" + (uuid.empty() ? "host" : uuid) + ".xml";
+}
+
+result<void, std::string> collector::load() {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return fail("cannot make " + dir_ + ": " + ec.message());
+  std::ifstream in(path_of(""), std::ios::binary);
+  if (!in) return ok_v;  // a first start
+  std::stringstream text;
+  text << in.rdbuf();
+  auto loaded = rrd::from_xml(text.str());
+  if (!loaded) {
+    spdlog::warn("metrics.archive.unreadable file={} reason=\"{}\" action=\"starting afresh\"", path_of(""), loaded.error());
+    return ok_v;
+  }
+  std::lock_guard lock(mu_);
+  host_ = std::move(loaded).value();
+  return ok_v;
+}
+
+rrd* collector::vm_rrd_locked(const std::string& uuid) {
+  if (auto it = vms_.find(uuid); it != vms_.end()) return &it->second;
+  // A VM that ran here before takes up its archive again.
+  rrd fresh(standard_layout(min_max_));
+  if (uuid.size() <= 64 && uuid.find('/') == std::string::npos) {
+    std::ifstream in(path_of(uuid), std::ios::binary);
+    std::stringstream text;
+    if (in && (text << in.rdbuf()))
+      if (auto loaded = rrd::from_xml(text.str())) fresh = std::move(loaded).value();
+  }
+  return &vms_.emplace(uuid, std::move(fresh)).first->second;
+}
+
+void collector::collect() {
+  const std::int64_t now_ns = clk_.monotonic_ns();
+  const std::int64_t t = clk_.now_ms() / 1000;
+  auto domains = hv_.read_domain_counters();
+  auto host = hv_.read_host_counters();
+  std::lock_guard lock(mu_);
+  std::set<std::string> running;
+  for (auto& d : domains) {
+    running.insert(d.uuid);
+    sample s;
+    s.emplace_back("memory", static_cast<double>(d.memory_bytes));
+    if (d.memory_internal_free_bytes) s.emplace_back("memory_internal_free", static_cast<double>(*d.memory_internal_free_bytes) / 1024);
+    auto prev = last_.find(d.uuid);
+    if (prev != last_.end() && prev->second.domid == d.domid) {
+      const double seconds = static_cast<double>(now_ns - prev->second.at_ns) / 1e9;
+      const auto& before = prev->second.counters;
+      for (std::size_t i = 0; i < d.vcpu_time_ns.size(); ++i)
+        if (i < before.vcpu_time_ns.size())
+          s.emplace_back("cpu" + std::to_string(i), rate(before.vcpu_time_ns[i], d.vcpu_time_ns[i], seconds) / 1e9);
+      for (const auto& disk : d.disks)
+        if (const auto* b = find_device(before.disks, disk.name)) {
+          s.emplace_back("vbd_" + disk.name + "_read", rate(b->in_bytes, disk.in_bytes, seconds));
+          s.emplace_back("vbd_" + disk.name + "_write", rate(b->out_bytes, disk.out_bytes, seconds));
+        }
+      for (const auto& nic : d.nics)
+        if (const auto* b = find_device(before.nics, nic.name)) {
+          s.emplace_back("vif_" + nic.name + "_rx", rate(b->in_bytes, nic.in_bytes, seconds));
+          s.emplace_back("vif_" + nic.name + "_tx", rate(b->out_bytes, nic.out_bytes, seconds));
+        }
+    }
+    vm_rrd_locked(d.uuid)->update(t, s);
+    const std::string uuid = d.uuid;  // (the right side of `=` is evaluated first)
+    last_[uuid] = previous{d.domid, now_ns, std::move(d)};
+  }
+  // VMs whose domain went: their archive is kept on disk, and leaves memory.
+  for (auto it = vms_.begin(); it != vms_.end();) {
+    if (running.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto st = save_locked(it->first, it->second); !st) spdlog::warn("metrics.archive.not_saved vm={} reason=\"{}\"", it->first, st.error());
+    last_.erase(it->first);
+    it = vms_.erase(it);
+  }
+  sample h;
+  h.emplace_back("memory_total_kib", static_cast<double>(host.memory_total_bytes) / 1024);
+  h.emplace_back("memory_free_kib", static_cast<double>(host.memory_free_bytes) / 1024);
+  h.emplace_back("loadavg", host.loadavg);
+  h.emplace_back("xapi_memory_usage_kib", process_memory_kib());
+  h.emplace_back("xapi_open_fds", open_descriptors());
+  if (last_host_) {
+    const double seconds = static_cast<double>(now_ns - last_host_->first) / 1e9;
+    const auto& before = last_host_->second;
+    double sum = 0;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < host.cpu_busy_ns.size() && i < before.cpu_busy_ns.size(); ++i) {
+      const double used = std::min(1.0, rate(before.cpu_busy_ns[i], host.cpu_busy_ns[i], seconds) / 1e9);
+      h.emplace_back("cpu" + std::to_string(i), used);
+      if (!std::isnan(used)) sum += used, ++n;
+    }
+    if (n) h.emplace_back("cpu_avg", sum / static_cast<double>(n));
+    for (const auto& nic : host.nics)
+      if (const auto* b = find_device(before.nics, nic.name)) {
+        h.emplace_back("pif_" + nic.name + "_rx", rate(b->in_bytes, nic.in_bytes, seconds));
+        h.emplace_back("pif_" + nic.name + "_tx", rate(b->out_bytes, nic.out_bytes, seconds));
+      }
+  }
+  host_.update(t, h);
+  last_host_ = std::pair{now_ns, std::move(host)};
+  ++samples_;
+}
+
+result<void, std::string> collector::save_locked(const std::string& uuid, const rrd& r) {
+  std::string text;
+  r.dump_xml(text, true);
+  const std::string path = path_of(uuid), temporary = path + ".tmp";
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(temporary + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      return fail(temporary + ": " + why);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) return fail(path + ": " + std::strerror(errno));
+  return ok_v;
+}
+
+result<void, std::string> collector::save_all() {
+  std::lock_guard lock(mu_);
+  if (auto st = save_locked("", host_); !st) return st;
+  for (const auto& [uuid, r] : vms_)
+    if (auto st = save_locked(uuid, r); !st) return st;
+  return ok_v;
+}
+
+bool collector::with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f) {
+  std::lock_guard lock(mu_);
+  if (uuid.empty()) {
+    f(host_);
+    return true;
+  }
+  if (auto it = vms_.find(uuid); it != vms_.end()) {
+    f(it->second);
+    return true;
+  }
+  // A VM not running here: its archive on disk, when it ran here.
+  if (uuid.size() > 64 || uuid.find('/') != std::string::npos) return false;
+  std::ifstream in(path_of(uuid), std::ios::binary);
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  auto loaded = rrd::from_xml(text.str());
+  if (!loaded) return false;
+  f(*loaded);
+  return true;
+}
+
+void collector::with_all(bool host, const std::vector<std::string>& only_vms,
+                         const std::function<void(const std::vector<std::pair<std::string, const rrd*>>&)>& f) {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, const rrd*>> all;
+  if (host) all.emplace_back("host:" + host_uuid_ + ":", &host_);
+  for (const auto& [uuid, r] : vms_)
+    if (only_vms.empty() || std::find(only_vms.begin(), only_vms.end(), uuid) != only_vms.end())
+      all.emplace_back("vm:" + uuid + ":", &r);
+  f(all);
+}
+
+bool collector::forget(const std::string& uuid, const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (uuid.empty()) return host_.forget(name);
+  auto it = vms_.find(uuid);
+  return it != vms_.end() && it->second.forget(name);
+}
+
+}  // namespace xapid::metrics

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Messages and performance data on a real daemon over loopback HTTP: the message class's RPCs
+and xapi's filter expressions, the messages xapid raises (VM_STARTED, VM_CRASHED, failed
+logins) through message.get_since and event.from, data sources of simulated guests driven to a
+known load through other_config, /rrd_updates (XML and JSON), /host_rrd, /vm_rrd, the
+data-source RPCs, bad input, GET /metrics read by Prometheus' own parser, and archives that
+survive a restart.
+
+Usage: metrics_test.py PATH_TO_XAPID"""
+import json
+import re
+import sys
+import time
+import unittest
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+import xmlrpc.client
+
+from xapid_support import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    # Debian's python3-prometheus-client (deploy/install-deps), pure Python, when this Python is
+    # not Debian's own.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        text_string_to_metric_families = None
+
+
+EPOCH = xmlrpc.client.DateTime(time.gmtime(0))  # (DateTime(0) would be now)
+
+
+def vm_record(name, other_config=None, after_crash="restart"):
+    gib = str(1 << 30)
+    return {"name_label": name, "name_description": "", "user_version": "1", "is_a_template": False,
+            "affinity": "", "memory_static_max": gib, "memory_dynamic_max": gib, "memory_dynamic_min": gib,
+            "memory_static_min": gib, "VCPUs_params": {}, "VCPUs_max": "2", "VCPUs_at_startup": "2",
+            "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": after_crash,
+            "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "",
+            "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
+            "platform": {}, "PCI_bus": "", "other_config": other_config or {}, "recommendations": ""}
+
+
+def wait_for(what, predicate, timeout=30):
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class http_reads:
+    def get(self, path, session=True):
+        """(status, body) of GET path, with the class's session unless told otherwise."""
+        if session:
+            path += ("&" if "?" in path else "?") + "session_id=" + self.s
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+class messages(with_daemon):
+    def pool_uuid(self):
+        pool = self.ok(self.x.pool.get_all(self.s))[0]
+        return self.ok(self.x.pool.get_uuid(self.s, pool))
+
+    def test_a_message_is_created_read_found_by_expression_and_destroyed(self):
+        uuid = self.pool_uuid()
+        before = xmlrpc.client.DateTime(time.gmtime(time.time() - 5))
+        ref = self.ok(self.x.message.create(self.s, "TEST_ALERT", "2", "Pool", uuid, "body <&> text"))
+        rec = self.ok(self.x.message.get_record(self.s, ref))
+        self.assertEqual((rec["name"], rec["priority"], rec["cls"], rec["obj_uuid"], rec["body"]),
+                         ("TEST_ALERT", "2", "Pool", uuid, "body <&> text"))
+        self.assertIn(ref, self.ok(self.x.message.get_since(self.s, before)))
+        self.assertIn(ref, self.ok(self.x.message.get(self.s, "Pool", uuid, before)))
+        self.assertEqual(self.ok(self.x.message.get_by_uuid(self.s, rec["uuid"])), ref)
+        found = self.ok(self.x.message.get_all_records_where(
+            self.s, 'field "name" = "TEST_ALERT" and not (field "priority" = "5")'))
+        self.assertEqual(list(found), [ref])
+        self.assertEqual(self.ok(self.x.message.get_all_records_where(self.s, 'field "name" = "NONE" or false')), {})
+        self.ok(self.x.message.destroy(self.s, ref))
+        self.assertNotIn(ref, self.ok(self.x.message.get_all(self.s)))
+
+    def test_bad_messages_and_expressions_are_refused_with_the_errors_xapi_gives(self):
+        self.assertEqual(self.err(self.x.message.create(self.s, "X", "1", "VM", "no-such-uuid", ""))[:3],
+                         ["UUID_INVALID", "VM", "no-such-uuid"])
+        self.assertEqual(self.err(self.x.message.create(self.s, "X", "1", "Nothing", self.pool_uuid(), ""))[0],
+                         "FIELD_TYPE_ERROR")
+        for expr in ['field "name" =', 'field "nope" = "x"', '(true', "true true", '"a" = "b" and', "not " * 200 + "true"]:
+            self.assertEqual(self.err(self.x.message.get_all_records_where(self.s, expr))[:2], ["INVALID_VALUE", "expr"], expr)
+
+    def test_a_started_vm_raises_VM_STARTED_delivered_by_event_from(self):
+        token = self.ok(self.x.event.__getattr__("from")(self.s, ["message"], "", 0.1))["token"]
+        vm = self.ok(self.x.VM.create(self.s, vm_record("started")))
+        uuid = self.ok(self.x.VM.get_uuid(self.s, vm))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+
+        def started():
+            nonlocal token
+            got = self.ok(self.x.event.__getattr__("from")(self.s, ["message"], token, 5.0))
+            token = got["token"]
+            return [e for e in got["events"] if e["operation"] == "add" and e["snapshot"]["name"] == "VM_STARTED"
+                    and e["snapshot"]["obj_uuid"] == uuid]
+        event = wait_for("VM_STARTED", started)[0]
+        self.assertEqual(event["class"], "message")
+        self.assertIn("started on host", event["snapshot"]["body"])
+        self.ok(self.x.VM.hard_shutdown(self.s, vm))
+        names = {m["name"] for m in self.ok(self.x.message.get(self.s, "VM", uuid, EPOCH)).values()}
+        self.assertTrue(wait_for("VM_SHUTDOWN", lambda: "VM_SHUTDOWN" in {
+            m["name"] for m in self.ok(self.x.message.get(self.s, "VM", uuid, EPOCH)).values()}), names)
+
+
+class crashes_and_failed_logins(with_daemon):
+    """Every running guest crashes within a second; failed logins are summed up every 2 s."""
+    daemon_args = ("--sim-crash-probability", "1", "--failed-login-alert-seconds", "2")
+
+    def test_a_crash_alert_comes_through_get_since_and_event_from(self):
+        token = self.ok(self.x.event.__getattr__("from")(self.s, ["message"], "", 0.1))["token"]
+        since = xmlrpc.client.DateTime(time.gmtime(time.time() - 5))
+        vm = self.ok(self.x.VM.create(self.s, vm_record("crashes", after_crash="destroy")))
+        uuid = self.ok(self.x.VM.get_uuid(self.s, vm))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+
+        def crashed():
+            nonlocal token
+            got = self.ok(self.x.event.__getattr__("from")(self.s, ["message"], token, 5.0))
+            token = got["token"]
+            return [e["snapshot"] for e in got["events"] if e["snapshot"]["name"] == "VM_CRASHED"]
+        alert = wait_for("VM_CRASHED", crashed)[0]
+        self.assertEqual((alert["obj_uuid"], alert["cls"], alert["priority"]), (uuid, "VM", "2"))
+        self.assertIn("VM_CRASHED", {m["name"] for m in self.ok(self.x.message.get_since(self.s, since)).values()})
+        wait_for("the VM halted", lambda: self.ok(self.x.VM.get_power_state(self.s, vm)) == "Halted")
+
+    def test_failed_logins_become_one_FAILED_LOGIN_ATTEMPTS_message_on_the_pool(self):
+        for _ in range(2):
+            self.assertEqual(self.err(self.x.session.login_with_password("root", "wrong", "1.0", "t"))[0],
+                             "SESSION_AUTHENTICATION_FAILED")
+        # Each failure answers 2 s after it began: the two may fall in one report or in two.
+        def reports():
+            found = self.ok(self.x.message.get_all_records_where(self.s, 'field "name" = "FAILED_LOGIN_ATTEMPTS"'))
+            total = sum(int(re.search(r"<total>(\d+)</total>", m["body"]).group(1)) for m in found.values())
+            return list(found.values()) if total == 2 else None
+        pool_uuid = self.ok(self.x.pool.get_uuid(self.s, self.ok(self.x.pool.get_all(self.s))[0]))
+        for m in wait_for("FAILED_LOGIN_ATTEMPTS", reports, timeout=15):
+            self.assertEqual((m["cls"], m["obj_uuid"], m["priority"]), ("Pool", pool_uuid, "3"))
+            self.assertIn("<username>root</username>", m["body"])
+            self.assertIn("<ip>127.0.0.1</ip>", m["body"])
+
+
+class performance(http_reads, with_daemon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        x, s = cls.x, cls.s
+        cls.busy = x.VM.create(s, vm_record("busy", {"xapid-sim-load": "cpu=0.9,disk_write=1048576"}))["Value"]
+        cls.idle = x.VM.create(s, vm_record("idle"))["Value"]
+        for vm in (cls.busy, cls.idle):
+            assert x.VM.start(s, vm, False, False)["Status"] == "Success"
+        cls.busy_uuid = x.VM.get_uuid(s, cls.busy)["Value"]
+        cls.idle_uuid = x.VM.get_uuid(s, cls.idle)["Value"]
+        host = x.host.get_all(s)["Value"][0]
+        cls.host, cls.host_uuid = host, x.host.get_uuid(s, host)["Value"]
+        # Rates need two samples, 5 s apart: wait for the third.
+        wait_for("cpu0 of both VMs", lambda: all(
+            "cpu0" in [d["name_label"] for d in x.VM.get_data_sources(s, vm)["Value"]] for vm in (cls.busy, cls.idle)), 40)
+        time.sleep(6)
+
+    def updates(self, query):
+        status, body = self.get("/rrd_updates?" + query)
+        self.assertEqual(status, 200, body)
+        return body
+
+    def test_rrd_updates_json_has_each_vm_and_the_host_with_the_load_it_was_driven_to(self):
+        doc = json.loads(self.updates(f"start={int(time.time()) - 600}&host=true&json=true"))
+        legend = doc["meta"]["legend"]
+        self.assertEqual(int(doc["meta"]["step"]), 5)
+        self.assertEqual(int(doc["meta"]["columns"]), len(legend))
+        self.assertEqual(int(doc["meta"]["rows"]), len(doc["data"]))
+        for column in (f"AVERAGE:vm:{self.busy_uuid}:cpu0", f"AVERAGE:vm:{self.idle_uuid}:cpu1",
+                       f"AVERAGE:vm:{self.busy_uuid}:memory",
+                       f"AVERAGE:host:{self.host_uuid}:cpu0", f"AVERAGE:host:{self.host_uuid}:memory_free_kib"):
+            self.assertIn(column, legend)
+        newest = doc["data"][0]["values"]
+        busy = float(newest[legend.index(f"AVERAGE:vm:{self.busy_uuid}:cpu0")])
+        idle = float(newest[legend.index(f"AVERAGE:vm:{self.idle_uuid}:cpu0")])
+        self.assertGreater(busy, 0.75)
+        self.assertLess(idle, 0.1)
+        self.assertGreater(float(newest[legend.index(f"AVERAGE:host:{self.host_uuid}:cpu_avg")]), 0.2)
+
+    def test_rrd_updates_xml_is_rrdtools_xport(self):
+        root = ET.fromstring(self.updates(f"start={int(time.time()) - 120}&vm_uuid={self.busy_uuid}"))
+        self.assertEqual(root.tag, "xport")
+        entries = [e.text for e in root.find("meta/legend")]
+        self.assertTrue(all(e.startswith(f"AVERAGE:vm:{self.busy_uuid}:") for e in entries), entries)
+        rows = root.findall("data/row")
+        self.assertEqual(int(root.find("meta/rows").text), len(rows))
+        self.assertTrue(all(len(r.findall("v")) == len(entries) for r in rows))
+
+    def test_the_step_follows_the_archive_that_covers_start_and_interval(self):
+        doc = json.loads(self.updates(f"start={int(time.time()) - 3 * 3600}&host=true&json=true"))
+        self.assertEqual(int(doc["meta"]["step"]), 3600)  # beyond the 1-minute archive's 2 hours
+        doc = json.loads(self.updates(f"start={int(time.time()) - 60}&interval=60&json=true"))
+        self.assertEqual(int(doc["meta"]["step"]), 60)
+
+    def test_bad_input_answers_clear_errors_and_bounded_answers(self):
+        now = int(time.time())
+        for query, status in [("", 400), ("start=soon", 400), (f"start={now}&cf=median", 400),
+                              (f"start={now}&interval=-5", 400), (f"start={now}&interval=99999999999", 400),
+                              (f"start={now}&vm_uuid=not-a-uuid", 400),
+                              (f"start={now}&vm_uuid=00000000-0000-0000-0000-000000000000", 404)]:
+            got, body = self.get("/rrd_updates?" + query)
+            self.assertEqual(got, status, (query, body))
+        doc = json.loads(self.updates(f"start={now + 86400}&host=true&json=true"))
+        self.assertEqual(doc["data"], [])  # the future holds no rows
+        doc = json.loads(self.updates("start=0&host=true&json=true&interval=0"))
+        self.assertLessEqual(len(doc["data"]), 366)  # the far past: the year's archive, no more
+        self.assertEqual(self.get(f"/rrd_updates?start={now}", session=False)[0], 401)
+        self.assertEqual(self.get("/vm_rrd?uuid=00000000-0000-0000-0000-000000000000")[0], 404)
+        self.assertEqual(self.get("/vm_rrd")[0], 400)
+
+    def test_host_rrd_and_vm_rrd_are_rrdtool_dumps(self):
+        status, body = self.get("/host_rrd")
+        self.assertEqual(status, 200)
+        root = ET.fromstring(body)
+        self.assertEqual((root.tag, root.find("step").text), ("rrd", "5"))
+        self.assertIn("memory_total_kib", [d.find("name").text for d in root.findall("ds")])
+        self.assertEqual([r.find("pdp_per_row").text for r in root.findall("rra")], ["1", "12", "720", "17280"])
+        self.assertEqual([len(r.findall("database/row")) for r in root.findall("rra")], [120, 120, 168, 366])
+        status, body = self.get(f"/vm_rrd?uuid={self.busy_uuid}&json=true")
+        self.assertEqual(status, 200)
+        self.assertIn("cpu0", [d["name"] for d in json.loads(body)["ds"]])
+
+    def test_data_source_rpcs(self):
+        names = [d["name_label"] for d in self.ok(self.x.host.get_data_sources(self.s, self.host))]
+        self.assertIn("memory_free_kib", names)
+        self.assertGreater(float(self.ok(self.x.host.query_data_source(self.s, self.host, "memory_total_kib"))), 0)
+        self.assertGreater(float(self.ok(self.x.VM.query_data_source(self.s, self.busy, "cpu0"))), 0.75)
+        self.assertEqual(self.err(self.x.VM.query_data_source(self.s, self.busy, "no_such"))[:2], ["INVALID_VALUE", "data_source"])
+        self.ok(self.x.VM.record_data_source(self.s, self.busy, "cpu0"))
+        self.ok(self.x.host.backup_rrds(self.s, self.host, 0.0))
+
+    @unittest.skipIf(text_string_to_metric_families is None, "python3-prometheus-client is not installed")
+    def test_metrics_are_read_by_prometheus_own_parser(self):
+        status, text = self.get("/metrics")
+        self.assertEqual(status, 200, text)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        cpu = [s for s in families["xapid_vm_cpu0"].samples if s.labels["vm_uuid"] == self.busy_uuid]
+        self.assertEqual(cpu[0].labels["name_label"], "busy")
+        self.assertGreater(cpu[0].value, 0.75)
+        self.assertIn("xapid_host_memory_free_kib", families)
+        self.assertEqual(self.get("/metrics", session=False)[0], 401)
+
+    def test_z_archives_survive_a_restart(self):
+        status, body = self.get("/host_rrd")
+        before = ET.fromstring(body)
+        stop_daemon(self.proc)
+        self.proc.stderr.close()
+        self.__class__.connect(*start_daemon(self.dir.name)[:2])
+        status, body = self.get("/host_rrd")
+        after = ET.fromstring(body)
+        self.assertGreaterEqual(int(after.find("lastupdate").text), int(before.find("lastupdate").text))
+        known = [v.text for v in after.findall("rra/database/row/v") if v.text != "NaN"]
+        self.assertTrue(known, "every value of the archive was lost")
+        status, body = self.get(f"/vm_rrd?uuid={self.busy_uuid}")
+        self.assertEqual(status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
