@@ -1,0 +1,165 @@
+// xe: the operators' command line. Reads where and who from ~/.xe, XE_EXTRA_ARGS and the command
+// line (in that order, the last word winning), checks the command's parameters, logs in, runs it.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "cli/commands.hpp"
+#include "xapid/api/error_texts.hpp"
+#include "xapid/api/errors.hpp"
+
+namespace xapid::cli {
+namespace {
+
+struct settings {
+  std::string server, socket, cert, username, password, password_file;
+  unsigned port = 0;
+  bool nossl = false;
+  invocation inv;
+};
+
+bool truthy(std::string_view v) { return v == "true" || v == "1" || v == "yes" || v == "on" || v.empty(); }
+
+// A name=value xe reads as a setting rather than as the command's parameter; false otherwise.
+bool take_setting(settings& s, std::string_view name, const std::string& value) {
+  if (name == "server") s.server = value;
+  else if (name == "port") s.port = static_cast<unsigned>(std::strtoul(value.c_str(), nullptr, 10));
+  else if (name == "username") s.username = value;
+  else if (name == "password") s.password = value;
+  else if (name == "passwordfile") s.password_file = value;
+  else if (name == "nossl") s.nossl = truthy(value);
+  else if (name == "socket") s.socket = value;
+  else if (name == "cert") s.cert = value;
+  else if (name == "minimal") s.inv.minimal = truthy(value);
+  else if (name == "force") s.inv.force = truthy(value);
+  else if (name == "multiple") s.inv.multiple = truthy(value);
+  else if (name == "all") s.inv.all = truthy(value);
+  else return false;
+  return true;
+}
+
+void take_word(settings& s, const std::string& word) {
+  auto eq = word.find('=');
+  if (eq == std::string::npos) {
+    if (s.inv.command.empty()) s.inv.command = word;
+    else s.inv.params.emplace_back(word, "");  // `xe help vm-start`
+    return;
+  }
+  std::string name = word.substr(0, eq), value = word.substr(eq + 1);
+  if (!take_setting(s, name, value)) s.inv.params.emplace_back(std::move(name), std::move(value));
+}
+
+// xapi's xe: `-s host -p port -u user -pw password -pwf file --nossl`, flags `--name`.
+xe_result<void> read_command_line(settings& s, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](const char* what) -> xe_result<std::string> {
+      if (i + 1 >= argc) return usage_error(std::string(a) + " needs " + what);
+      return std::string(argv[++i]);
+    };
+    std::string_view setting = a == "-s" ? "server" : a == "-p" ? "port" : a == "-u" ? "username" : a == "-pw" ? "password"
+                             : a == "-pwf" ? "passwordfile" : a == "--socket" ? "socket" : a == "--cert" ? "cert" : "";
+    if (!setting.empty()) {
+      auto v = value("a value");
+      if (!v) return fail(std::move(v).error());
+      (void)take_setting(s, setting, *v);
+    } else if (a.starts_with("--")) {
+      if (!take_setting(s, a.substr(2), "true")) return usage_error("Unknown flag: " + std::string(a));
+    } else {
+      take_word(s, std::string(a));
+    }
+  }
+  return ok_v;
+}
+
+void read_rc_file(settings& s) {
+  const char* home = std::getenv("HOME");
+  if (!home) return;
+  std::ifstream rc(std::string(home) + "/.xe");
+  std::string line;
+  while (std::getline(rc, line)) {
+    auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    (void)take_setting(s, line.substr(0, eq), line.substr(eq + 1));
+  }
+}
+
+void read_extra_args(settings& s) {
+  const char* extra = std::getenv("XE_EXTRA_ARGS");
+  if (!extra) return;
+  for (auto& word : split(extra, ','))
+    if (!word.empty()) take_word(s, word);
+}
+
+endpoint endpoint_of(const settings& s) {
+  endpoint e;
+  if (s.server.empty()) {
+    const char* dir = std::getenv("XAPID_DATA_DIR");
+    e.socket_path = !s.socket.empty() ? s.socket : std::string(dir ? dir : "data") + "/xapid.sock";
+    return e;
+  }
+  e.host = s.server;
+  e.tls = !s.nossl;
+  e.port = s.port ? s.port : e.tls ? 443 : 80;
+  e.cert_file = s.cert;
+  const char* home = std::getenv("HOME");
+  e.known_hosts = std::string(home ? home : ".") + "/.xe-known-hosts";
+  return e;
+}
+
+xe_result<credentials> credentials_of(const settings& s) {
+  credentials who{s.username, s.password};
+  if (!s.password_file.empty()) {
+    std::ifstream f(s.password_file);
+    if (!f) return local_error("cannot read the password file " + s.password_file);
+    std::getline(f, who.password);
+  }
+  if (who.username.empty() && !s.server.empty()) who.username = "root";
+  return who;
+}
+
+int report(const xe_error& e, const command* c) {
+  if (!e.server.empty()) {
+    auto code = api::error_code_from_string(e.server[0]);
+    if (code) std::fprintf(stderr, "%.*s\n", int(api::error_text(*code).size()), api::error_text(*code).data());
+    std::fprintf(stderr, "code: %s\n", e.server[0].c_str());
+    for (std::size_t i = 1; i < e.server.size(); ++i) {
+      auto names = code ? api::describe(*code).params : std::span<const std::string_view>{};
+      std::string name = i - 1 < names.size() ? std::string(names[i - 1]) : "parameter " + std::to_string(i);
+      std::fprintf(stderr, "%s: %s\n", name.c_str(), e.server[i].c_str());
+    }
+    return 1;
+  }
+  std::fprintf(stderr, "%s\n", e.message.c_str());
+  if (e.usage && c) std::fputs(usage_of(*c).c_str(), stderr);
+  if (e.usage && !c) std::fputs("For usage run: 'xe help'\n", stderr);
+  return 1;
+}
+
+int run(int argc, char** argv) {
+  settings s;
+  read_rc_file(s);
+  read_extra_args(s);
+  if (auto read = read_command_line(s, argc, argv); !read) return report(read.error(), nullptr);
+  if (s.inv.command.empty()) s.inv.command = "help";
+  const command* c = find_command(s.inv.command);
+  if (!c) return report(xe_error{{}, "Unknown command: " + s.inv.command, true}, nullptr);
+  if (auto checked = check_params(*c, s.inv); !checked) return report(checked.error(), c);
+  auto who = credentials_of(s);
+  if (!who) return report(who.error(), c);
+  api_client api(endpoint_of(s), *who);
+  std::string out;
+  context ctx(api, s.inv, out);
+  ctx.cmd = c;
+  if (c->needs_session)
+    if (auto in = api.login(c->local_session); !in) return report(in.error(), c);
+  auto ran = c->run(ctx);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return ran ? 0 : report(ran.error(), c);
+}
+
+}  // namespace
+}  // namespace xapid::cli
+
+int main(int argc, char** argv) { return xapid::cli::run(argc, argv); }

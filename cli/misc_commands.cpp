@@ -1,0 +1,76 @@
+// help, and event-wait: blocks until an object of a class meets every condition.
+#include <algorithm>
+
+#include "cli/commands.hpp"
+
+namespace xapid::cli {
+namespace {
+
+// What `xe help` lists, as xapi's xe calls its standard commands.
+constexpr std::string_view common_commands[] = {
+    "vm-list", "vm-param-list", "vm-install", "vm-start", "vm-shutdown", "vm-reboot", "vm-clone", "vm-uninstall",
+    "vm-disk-list", "template-list", "host-list", "sr-list", "sr-create", "vdi-list", "vdi-create", "network-list",
+    "network-create", "pool-list", "pool-join", "task-list", "event-wait", "help"};
+
+xe_result<void> help(context& ctx) {
+  std::vector<std::string_view> names;
+  for (const auto& [name, value] : ctx.inv.params)
+    if (value.empty()) names.push_back(name);  // `xe help vm-start`: the command's name, with no value
+  if (!names.empty()) {
+    for (auto name : names) {
+      const command* c = find_command(name);
+      if (!c) return usage_error("Unknown command: " + std::string(name));
+      ctx.out += c->name + ": " + c->help + "\n" + usage_of(*c);
+    }
+    return ok_v;
+  }
+  ctx.out += "Usage: xe [-s server] [-p port] [-u user] [-pw password | -pwf password-file] [--nossl] [--socket path]\n"
+             "          [--cert file] <command> [name=value ...] [--minimal] [--force] [--multiple]\n";
+  if (ctx.inv.all) {
+    ctx.out += "All commands:\n";
+    for (const auto& c : all_commands()) ctx.out += "  " + c.name + "\n";
+  } else {
+    ctx.out += "Common commands (xe help --all lists every one, xe help <command> tells of one):\n";
+    for (auto name : common_commands) ctx.out += "  " + std::string(name) + "\n";
+  }
+  return ok_v;
+}
+
+xe_result<void> event_wait(context& ctx) {
+  const xe_class* cls = find_xe_class(*ctx.param("class"));
+  if (!cls) return usage_error("Unknown class: " + *ctx.param("class"));
+  std::vector<std::pair<std::string, std::string>> conditions;
+  for (const auto& p : ctx.inv.params)
+    if (p.first != "class") conditions.push_back(p);
+  for (const auto& [name, value] : conditions) {
+    auto colon = name.find(':');
+    if (!cls->find(std::string_view(name).substr(0, colon))) return usage_error("Unknown field " + name + " of class " + cls->name);
+  }
+  std::string token;
+  for (;;) {
+    auto answer = ctx.api.call("event.from", {wire::array{std::string(cls->desc->name)}, token, 30.0});
+    if (!answer) return fail(std::move(answer).error());
+    if (const std::string* next = member_of(*answer, "token").as_string()) token = *next;
+    if (auto* events = member_of(*answer, "events").as_array())
+      for (const auto& e : *events) {
+        const wire::value& snapshot = member_of(e, "snapshot");
+        if (!snapshot.as_struct()) continue;
+        object o{member_of(e, "ref").as_string() ? *member_of(e, "ref").as_string() : "", snapshot};
+        auto met = passes(ctx, *cls, o, cls->default_filters);
+        if (met && *met) met = passes(ctx, *cls, o, conditions);
+        if (!met) return fail(std::move(met).error());
+        if (*met) return ok_v;
+      }
+  }
+}
+
+}  // namespace
+
+void add_misc_commands(std::vector<command>& out) {
+  command h{"help", "Print the commands, or what one does and takes.", {}, {}, nullptr, {}, true, false, help};
+  out.push_back(std::move(h));
+  out.push_back({"event-wait", "Wait until an object of the class has every field=value given (class=vm name-label=x power-state=running).",
+                 {"class"}, {}, nullptr, {}, true, true, event_wait});
+}
+
+}  // namespace xapid::cli
