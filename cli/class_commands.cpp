@@ -200,14 +200,9 @@ void add_for(const xe_class& cls, std::vector<command>& out) {
     return [&cls, what](context& ctx) { return what(ctx, cls); };
   };
   const std::string plural = cls.name + "s";
-  std::vector<std::string> list_params{"params"};
-  for (const auto& f : cls.fields) {
-    list_params.push_back(f.name);
-    if (f.is_map()) list_params.push_back(f.name + ":");
-    if (f.is_set()) list_params.push_back(f.name + ":contains");
-  }
-  out.push_back({cls.name + "-list", "Lists all the " + plural + ", filtering on the optional arguments. To filter on map parameters, use the syntax 'map-param:key=value'.",
-                 {}, list_params, nullptr, {}, false, true, run(list)});
+  // Any field is a filter of -list (the class's selection, without a selector of its own).
+  out.push_back({cls.name + "-list", "Lists all the " + plural + ", filtering on the optional arguments. To filter on map parameters, use the syntax 'map-param:key=value', on sets 'set-param:contains=value'.",
+                 {}, {"params"}, &cls, {}, false, true, run(list)});
   out.push_back({cls.name + "-param-list", "Lists all the parameters of the object specified by the uuid.", {"uuid"}, {}, nullptr, {},
                  false, true, run(param_list)});
   out.push_back({cls.name + "-param-get", "Gets the parameter specified of the object. If the parameter is a map of key=value pairs, use 'param-key=<key>' to get the value associated with a particular key.",

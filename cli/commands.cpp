@@ -32,7 +32,7 @@ bool allowed(const command& c, std::string_view name) {
   if (in(c.required, name) || in(c.optional, name) || c.any_params) return true;
   auto colon = name.find(':');
   if (colon != std::string_view::npos && in(c.optional, name.substr(0, colon + 1))) return true;
-  if (c.selects && (name == c.selector || names_field_filter(*c.selects, name))) return true;
+  if (c.selects && ((!c.selector.empty() && name == c.selector) || names_field_filter(*c.selects, name))) return true;
   return false;
 }
 
@@ -72,7 +72,8 @@ xe_result<void> check_params(const command& c, const invocation& inv) {
 std::string usage_of(const command& c) {
   std::string out = "usage: xe " + c.name;
   for (const auto& r : c.required) out += " " + r + "=<" + r + ">";
-  if (c.selects) out += " [" + c.selector + "=<uuid or name-label> | <" + c.selects->name + " field>=<value> ...] [--multiple]";
+  if (c.selects && c.selector.empty()) out += " [<" + c.selects->name + " field>=<value> ...]";
+  else if (c.selects) out += " [" + c.selector + "=<uuid or name-label> | <" + c.selects->name + " field>=<value> ...] [--multiple]";
   for (const auto& o : c.optional) out += o.ends_with(':') ? " [" + o + "<key>=<value>]" : " [" + o + "=<" + o + ">]";
   return out + "\n";
 }

@@ -62,18 +62,20 @@ bool has_uuid_and_records(const api::class_desc& c) {
 
 xe_class make_class(std::string name, const api::class_desc& c) {
   xe_class out{std::move(name), &c, {}, {}, {}};
-  for (const auto& f : c.fields) {
-    xe_field field{xe_field_name(c, f), &f, {}, {}, {}};
+  for (const auto& f : c.fields) out.fields.push_back({xe_field_name(c, f), &f, {}, {}, {}});
+  auto field_named = [&](std::string_view wire_name) -> xe_field* {
+    for (auto& f : out.fields)
+      if (f.desc->name == wire_name) return &f;
+    return nullptr;
+  };
+  for (const auto* m : c.methods) {
     // A setter: set_<field> taking the object and one value (VM's memory setters are custom RPCs
     // of RO fields, and still the way to change them).
-    if (auto* set = find_message(c, "set_" + std::string(f.name)); set && set->params.size() == 2)
-      field.setter = std::string(set->wire_name);
-    for (const auto* m : c.methods) {
-      if (m->field != f.name) continue;
-      if (m->kind == api::method_kind::add_to) field.add_to = std::string(m->wire_name);
-      if (m->kind == api::method_kind::remove_from) field.remove_from = std::string(m->wire_name);
-    }
-    out.fields.push_back(std::move(field));
+    if (m->name.starts_with("set_") && m->params.size() == 2)
+      if (xe_field* f = field_named(m->name.substr(4))) f->setter = std::string(m->wire_name);
+    if (m->kind == api::method_kind::add_to || m->kind == api::method_kind::remove_from)
+      if (xe_field* f = field_named(m->field))
+        (m->kind == api::method_kind::add_to ? f->add_to : f->remove_from) = std::string(m->wire_name);
   }
   // xe shows an object's uuid and names first.
   auto rank = [](const xe_field& f) { return f.name == "uuid" ? 0 : f.name == "name-label" ? 1 : f.name == "name-description" ? 2 : 3; };

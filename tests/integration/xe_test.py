@@ -15,7 +15,9 @@ import unittest
 from xapid_support import PASSWORD, answers, start_daemon, stop_daemon
 
 XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xe_golden")
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "xe_golden")
+COMPLETION = os.path.join(HERE, "..", "..", "cli", "xe-completion.bash")
 TEMPLATE = "Ubuntu Jammy Jellyfish 22.04"
 
 
@@ -388,6 +390,30 @@ class command_line(xe_daemon):
         self.assertEqual(self.xe("host-list", "--minimal", local=False, env=extra).strip(), host)
         # The command line wins over XE_EXTRA_ARGS.
         self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails("-pw", "wrong", "host-list", local=False, env=extra))
+
+
+class completion(xe_daemon):
+    """cli/xe-completion.bash in a real bash, asking the daemon through xe."""
+
+    def complete(self, line):
+        script = 'source "$1"; COMP_LINE="$2"; COMP_POINT=${#COMP_LINE}; _xe; printf "%s\\n" "${COMPREPLY[@]}"'
+        env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(XE)) + os.pathsep + os.environ["PATH"], HOME=self.home.name)
+        r = subprocess.run(["bash", "-c", script, "_", COMPLETION, line], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [w for w in r.stdout.split("\n") if w]
+
+    def test_commands_parameters_fields_and_uuids(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=completed")
+        local = f"xe --socket {self.socket} "
+        self.assertEqual(sorted(self.complete("xe vm-param-")),
+                         ["vm-param-add", "vm-param-clear", "vm-param-get", "vm-param-list", "vm-param-remove", "vm-param-set"])
+        self.assertEqual(self.complete(local + "vm-param-get uu"), ["uuid="])
+        # After '=' bash completes the value alone (= breaks words).
+        self.assertIn(vm, self.complete(local + "vm-param-get uuid="))
+        self.assertEqual(self.complete(local + "vm-param-get param-name=power-s"), ["power-state"])
+        self.assertIn("completed", self.complete(local + "vm-start vm=compl"))
+        self.assertIn("power-state=", self.complete(local + "vm-start power"))
+        self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
 
 
 if __name__ == "__main__":
