@@ -46,6 +46,8 @@ class api_client {
   xe_result<wire::value> call_bare(std::string_view method, wire::array params);
   const std::string& session() const { return session_; }
   const endpoint& where() const { return transport_->where(); }
+  // For HTTP transfers beside the calls (export, import), to the same host.
+  transport& transfers() { return *transport_; }
 
  private:
   std::unique_ptr<transport> transport_;

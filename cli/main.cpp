@@ -1,5 +1,6 @@
 // xe: the operators' command line. Reads where and who from ~/.xe, XE_EXTRA_ARGS and the command
 // line (in that order, the last word winning), checks the command's parameters, logs in, runs it.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -138,6 +139,7 @@ int report(const xe_error& e, const command* c) {
 }
 
 int run(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a closed connection or pipe is an error to report, not death
   settings s;
   read_rc_file(s);
   read_extra_args(s);

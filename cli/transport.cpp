@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -13,6 +14,8 @@
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <vector>
 #include <optional>
 #include <sstream>
 
@@ -148,10 +151,72 @@ struct transport::impl {
     return std::move(answer.body());
   }
 
+  // `f` with the connection's stream, whichever kind it is.
+  template <class F>
+  auto with_stream(F&& f) {
+    if (local) return f(*local);
+    if (plain) return f(*plain);
+    return f(*tls);
+  }
+
   result<std::string, std::string> exchange(const http::request<http::string_body>& request, bool& reusable) {
-    if (local) return exchange(*local, request, reusable);
-    if (plain) return exchange(*plain, request, reusable);
-    return exchange(*tls, request, reusable);
+    return with_stream([&](auto& stream) { return exchange(stream, request, reusable); });
+  }
+
+  template <class Stream>
+  result<void, std::string> download(Stream& stream, const http::request<http::empty_body>& request, const sink& take) {
+    beast::error_code ec;
+    http::write(stream, request, ec);
+    if (ec) return fail("sending the request failed: " + ec.message());
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    http::read_header(stream, buffer, parser, ec);
+    if (ec) return fail("reading the answer failed: " + ec.message());
+    const bool refused = parser.get().result_int() != 200;
+    std::string refusal;
+    char piece[1 << 16];
+    while (!parser.is_done()) {
+      parser.get().body().data = piece;
+      parser.get().body().size = sizeof piece;
+      http::read(stream, buffer, parser, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) return fail("the transfer broke off: " + ec.message());
+      std::size_t got = sizeof piece - parser.get().body().size;
+      if (refused) refusal.append(piece, std::min(got, std::size_t{4096} - std::min(refusal.size(), std::size_t{4096})));
+      else if (got && !take(piece, got)) return fail(std::string("the transfer was stopped"));
+    }
+    if (refused) return fail("HTTP " + std::to_string(parser.get().result_int()) + ": " + refusal);
+    return ok_v;
+  }
+
+  template <class Stream>
+  result<std::string, std::string> upload(Stream& stream, const std::string& head, const source& give, bool chunked) {
+    beast::error_code ec;
+    asio::write(stream, asio::buffer(head), ec);
+    std::vector<char> piece(1 << 16);
+    // A server that refuses part way stops reading: its answer is read all the same.
+    while (!ec) {
+      long got = give(piece.data(), piece.size());
+      if (got < 0) return fail(std::string("reading the file to send failed"));
+      if (chunked) {
+        char size_line[24];
+        int n = std::snprintf(size_line, sizeof size_line, "%lx\r\n", got);
+        asio::write(stream, asio::buffer(size_line, n), ec);
+        if (!ec && got) asio::write(stream, asio::buffer(piece.data(), got), ec);
+        if (!ec) asio::write(stream, asio::buffer("\r\n", 2), ec);
+      } else if (got) {
+        asio::write(stream, asio::buffer(piece.data(), got), ec);
+      }
+      if (got == 0) break;
+    }
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1 << 20);
+    beast::error_code read_ec;
+    http::read(stream, buffer, parser, read_ec);
+    if (read_ec) return fail("sending failed: " + (ec ? ec : read_ec).message());
+    if (parser.get().result_int() != 200)
+      return fail("HTTP " + std::to_string(parser.get().result_int()) + ": " + parser.get().body());
+    return std::move(parser.get().body());
   }
 };
 
@@ -181,6 +246,26 @@ result<std::string, std::string> transport::post(std::string_view path, std::str
     was_open = false;
   }
   return fail(std::string("unreachable"));
+}
+
+// Transfers go on a connection of their own, closed after: they may end part way.
+result<void, std::string> transport::download(std::string_view path, const sink& take) {
+  impl transfer;
+  if (auto connected = transfer.connect(where_); !connected) return fail(connected.error());
+  http::request<http::empty_body> request{http::verb::get, beast::string_view(path.data(), path.size()), 11};
+  request.set(http::field::host, where_.socket_path.empty() ? where_.host : "localhost");
+  request.set(http::field::user_agent, "xe");
+  request.keep_alive(false);
+  return transfer.with_stream([&](auto& stream) { return transfer.download(stream, request, take); });
+}
+
+result<std::string, std::string> transport::upload(std::string_view path, const source& give, std::optional<std::uint64_t> length) {
+  impl transfer;
+  if (auto connected = transfer.connect(where_); !connected) return fail(connected.error());
+  std::string head = "PUT " + std::string(path) + " HTTP/1.1\r\nHost: " + (where_.socket_path.empty() ? where_.host : "localhost") +
+                     "\r\nUser-Agent: xe\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n" +
+                     (length ? "Content-Length: " + std::to_string(*length) : std::string("Transfer-Encoding: chunked")) + "\r\n\r\n";
+  return transfer.with_stream([&](auto& stream) { return transfer.upload(stream, head, give, !length); });
 }
 
 }  // namespace xapid::cli

@@ -4,7 +4,10 @@
 // first use in ~/.xe-known-hosts and says so.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +37,15 @@ class transport {
   // The body of the answer to a POST of `body` to `path`; a failure says what went wrong
   // (connection, TLS, a status other than 200, an answer over `max_answer_bytes`).
   result<std::string, std::string> post(std::string_view path, std::string_view content_type, std::string_view body);
+
+  // A transfer's body, as the server streams it: GET `path`, each piece of the answer given to
+  // `sink` as it arrives (false from it stops). A status other than 200 fails with its body.
+  using sink = std::function<bool(const char*, std::size_t)>;
+  result<void, std::string> download(std::string_view path, const sink& take);
+  // PUT `path` with a body read from `source` (its bytes into the buffer, 0 at the end, < 0 on
+  // an error): with a Content-Length when `length` is known, else chunked. The answer's body.
+  using source = std::function<long(char*, std::size_t)>;
+  result<std::string, std::string> upload(std::string_view path, const source& give, std::optional<std::uint64_t> length);
 
   const endpoint& where() const { return where_; }
   static constexpr std::size_t max_answer_bytes = std::size_t{1} << 30;  // 1 GiB: a 100,000-VM table

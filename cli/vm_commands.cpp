@@ -1,8 +1,14 @@
 // The VM commands that are more than one RPC: install from a template, uninstall with its
-// disks, the VM's disks, CD and VIFs, its memory limits.
+// disks, export and import (XVA over HTTP), the VM's disks, CD and VIFs, its memory limits.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
 #include <pugixml.hpp>
 #include <sstream>
-#include <unistd.h>
 
 #include "cli/commands.hpp"
 
@@ -199,6 +205,87 @@ xe_result<void> vm_memory_limits_set(context& ctx) {
   return ok_v;
 }
 
+// On a terminal, how far a transfer has gone (of `total` bytes when known), on one line of stderr.
+class progress_bar {
+ public:
+  progress_bar(const char* what, std::optional<std::uint64_t> total) : what_(what), total_(total), shown_(isatty(2)) {}
+  ~progress_bar() {
+    if (shown_ && drawn_) std::fputc('\n', stderr);
+  }
+  void add(std::size_t n) {
+    done_ += n;
+    if (!shown_ || (done_ - drawn_at_ < (8u << 20) && done_ != total_)) return;
+    drawn_at_ = done_;
+    drawn_ = true;
+    if (total_ && *total_) {
+      int percent = static_cast<int>(done_ * 100 / *total_);
+      std::fprintf(stderr, "\r%s [%-40s] %3d%%", what_, std::string(percent * 40 / 100, '#').c_str(), percent);
+    } else {
+      std::fprintf(stderr, "\r%s %llu MiB", what_, static_cast<unsigned long long>(done_ >> 20));
+    }
+  }
+
+ private:
+  const char* what_;
+  std::optional<std::uint64_t> total_;
+  bool shown_;
+  bool drawn_ = false;
+  std::uint64_t done_ = 0, drawn_at_ = 0;
+};
+
+// vm-export: the VM's XVA, streamed from /export into `filename` (- : standard output).
+xe_result<void> vm_export(context& ctx) {
+  auto vms = selected_objects(ctx, *find_xe_class("vm"), "vm");
+  if (!vms) return fail(std::move(vms).error());
+  if (vms->size() != 1) return local_error("vm-export exports one VM at a time");
+  const std::string& file = *ctx.param("filename");
+  const bool to_stdout = file == "-";
+  std::FILE* out = to_stdout ? stdout : std::fopen(file.c_str(), "wbx");  // never over an existing file
+  if (!out) return local_error("cannot create " + file + ": " + std::strerror(errno));
+  const std::string uuid = *member_of(vms->front().record, "uuid").as_string();
+  progress_bar bar("Exporting", std::nullopt);
+  auto got = ctx.api.transfers().download("/export?session_id=" + ctx.api.session() + "&uuid=" + uuid, [&](const char* d, std::size_t n) {
+    bar.add(n);
+    return std::fwrite(d, 1, n, out) == n;
+  });
+  bool closed = to_stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
+  if (!got) {
+    if (!to_stdout) std::remove(file.c_str());
+    return local_error("vm-export: " + got.error());
+  }
+  if (!closed) return local_error("writing " + file + " failed: " + std::strerror(errno));
+  return ok_v;
+}
+
+// vm-import: an XVA from `filename` (- : standard input, sent chunked) into the SR given, else
+// the pool's default; prints the new VM's uuid.
+xe_result<void> vm_import(context& ctx) {
+  const std::string& file = *ctx.param("filename");
+  const bool from_stdin = file == "-";
+  std::FILE* in = from_stdin ? stdin : std::fopen(file.c_str(), "rb");
+  if (!in) return local_error("cannot open " + file + ": " + std::strerror(errno));
+  std::optional<std::uint64_t> length;
+  if (struct stat st{}; !from_stdin && fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode)) length = st.st_size;
+  std::string path = "/import?session_id=" + ctx.api.session();
+  if (const std::string* sr = ctx.param("sr-uuid")) {
+    auto ref = ctx.api.call("SR.get_by_uuid", {*sr});
+    if (!ref) return fail(std::move(ref).error());
+    path += "&sr_id=" + *ref->as_string();
+  }
+  progress_bar bar("Importing", length);
+  auto answer = ctx.api.transfers().upload(path, [&](char* buf, std::size_t n) -> long {
+    std::size_t got = std::fread(buf, 1, n, in);
+    if (got == 0 && std::ferror(in)) return -1;
+    bar.add(got);
+    return static_cast<long>(got);
+  }, length);
+  if (!from_stdin) std::fclose(in);
+  if (!answer) return local_error("vm-import: " + answer.error());
+  std::string ref = answer->substr(0, answer->find('\n'));
+  ctx.out += ctx.names.uuid_of("VM", ref) + "\n";
+  return ok_v;
+}
+
 command vm_command(std::string name, std::string help, std::vector<std::string> required, std::vector<std::string> optional,
                    std::function<xe_result<void>(context&)> run) {
   return command{std::move(name), std::move(help), std::move(required), std::move(optional), find_xe_class("vm"), "vm", false, true, std::move(run)};
@@ -209,6 +296,9 @@ command vm_command(std::string name, std::string help, std::vector<std::string> 
 void add_vm_commands(std::vector<command>& out) {
   out.push_back({"vm-install", "Install a new VM from a template (its disks in sr-uuid or sr-name-label, else the pool's default SR); prints its uuid.",
                  {"template", "new-name-label"}, {"sr-uuid", "sr-name-label"}, nullptr, {}, false, true, vm_install});
+  out.push_back(vm_command("vm-export", "Export the VM as an XVA archive to filename (- : standard output).", {"filename"}, {}, vm_export));
+  out.push_back({"vm-import", "Import a VM from an XVA archive in filename (- : standard input) into sr-uuid, else the pool's default SR; prints its uuid.",
+                 {"filename"}, {"sr-uuid"}, nullptr, {}, false, true, vm_import});
   out.push_back(vm_command("vm-uninstall", "Destroy the VM and its disks (asks first; --force does not).", {}, {}, vm_uninstall));
   out.push_back(vm_command("vm-disk-list", "List the VM's disks (VBDs).", {}, {}, vm_disk_list));
   out.push_back(vm_command("vm-vif-list", "List the VM's VIFs.", {}, {}, vm_vif_list));

@@ -240,6 +240,40 @@ class operations(xe_daemon):
         self.assertEqual(self.one("vm-list", f"uuid={vm}", "--minimal"), "")
         self.assertEqual(self.one("vdi-list", f"uuid={vdi}", "--minimal"), "")
 
+    def test_export_piped_to_import_round_trips_a_vm(self):
+        vm = self.install("travelling")
+        self.xe("vm-param-set", f"uuid={vm}", "other-config:packed=yes", "VCPUs-max=2")
+        disk = records_of(self.xe("vm-disk-list", f"uuid={vm}"))[0]["vdi-uuid"][1]
+        size = self.one("vdi-param-get", f"uuid={disk}", "param-name=virtual-size")
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = self.home.name
+        export = subprocess.Popen([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
+        imported = subprocess.run([XE, "--socket", self.socket, "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
+                                  text=True, env=env, timeout=120)
+        export.stdout.close()
+        self.assertEqual(export.wait(timeout=60), 0)
+        self.assertEqual(imported.returncode, 0, imported.stderr)
+        copy = imported.stdout.strip()
+        self.assertNotEqual(copy, vm)
+        record = records_of(self.xe("vm-param-list", f"uuid={copy}"))[0]
+        self.assertEqual(record["name-label"][1], "travelling")
+        self.assertEqual(record["VCPUs-max"][1], "2")
+        self.assertIn("packed: yes", record["other-config"][1])
+        copied_disk = records_of(self.xe("vm-disk-list", f"uuid={copy}"))[0]["vdi-uuid"][1]
+        self.assertNotEqual(copied_disk, disk)
+        self.assertEqual(self.one("vdi-param-get", f"uuid={copied_disk}", "param-name=virtual-size"), size)
+        # Through a file, into a named SR; a file that is there already is not written over.
+        xva = os.path.join(self.home.name, "travelling.xva")
+        self.xe("vm-export", f"uuid={vm}", f"filename={xva}")
+        self.assertIn("cannot create", self.xe_fails("vm-export", f"uuid={vm}", f"filename={xva}"))
+        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
+        again = self.one("vm-import", f"filename={xva}", f"sr-uuid={sr}")
+        self.assertEqual(self.one("vm-param-get", f"uuid={again}", "param-name=name-label"), "travelling")
+        # What is not an XVA is refused with the server's reason.
+        with open(xva, "wb") as f:
+            f.write(b"not an archive" * 100)
+        self.assertIn("HTTP 400", self.xe_fails("vm-import", f"filename={xva}"))
+
     def test_several_vms_need_multiple(self):
         for name in ("many-1", "many-2"):
             self.xe("vm-param-set", f"uuid={self.install(name)}", "other-config:flock=sheep")
@@ -365,11 +399,15 @@ class command_line(xe_daemon):
         finally:
             with open(os.path.join(self.home.name, ".xe-known-hosts"), "w") as f:
                 f.write(pins)
-        # The operations too, over HTTPS.
+        # The operations too, over HTTPS, and a transfer.
         vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=remote")
         self.xe(*remote, "vm-start", f"uuid={vm}", local=False)
         self.xe(*remote, "vm-shutdown", f"uuid={vm}", local=False)
         self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "halted")
+        xva = os.path.join(self.home.name, "remote.xva")
+        self.xe(*remote, "vm-export", f"uuid={vm}", f"filename={xva}", local=False)
+        copy = self.xe(*remote, "vm-import", f"filename={xva}", local=False).strip()
+        self.assertEqual(self.one("vm-param-get", f"uuid={copy}", "param-name=name-label"), "remote")
 
     def test_password_file_rc_file_and_extra_args(self):
         pwf = os.path.join(self.home.name, "password")
