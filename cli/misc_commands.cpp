@@ -1,4 +1,4 @@
-// help, and event-wait: blocks until an object of a class meets every condition.
+// help; event-wait, which blocks until an object of a class meets every condition; subject-add.
 #include <algorithm>
 
 #include "cli/commands.hpp"
@@ -64,6 +64,29 @@ xe_result<void> event_wait(context& ctx) {
   }
 }
 
+// subject-add: a subject for a user of the external authentication, found by its name through
+// auth.get_subject_identifier as xapi's xe does, or named by its subject-identifier directly.
+xe_result<void> subject_add(context& ctx) {
+  std::string sid;
+  wire::structure info;
+  if (const std::string* given = ctx.param("subject-identifier")) {
+    sid = *given;
+  } else {
+    const std::string* name = ctx.param("subject-name");
+    if (!name) return usage_error("Give subject-name= (or subject-identifier=)");
+    auto found = ctx.api.call("auth.get_subject_identifier", {*name});
+    if (!found) return fail(std::move(found).error());
+    sid = found->as_string() ? *found->as_string() : "";
+    auto details = ctx.api.call("auth.get_subject_information_from_identifier", {sid});
+    if (!details) return fail(std::move(details).error());
+    if (auto* members = details->as_struct()) info = *members;
+  }
+  auto made = ctx.api.call("subject.create", {wire::structure{{"subject_identifier", sid}, {"other_config", wire::value(std::move(info))}}});
+  if (!made) return fail(std::move(made).error());
+  ctx.out += ctx.names.uuid_of("subject", made->as_string() ? *made->as_string() : "") + "\n";
+  return ok_v;
+}
+
 }  // namespace
 
 void add_misc_commands(std::vector<command>& out) {
@@ -71,6 +94,8 @@ void add_misc_commands(std::vector<command>& out) {
   out.push_back(std::move(h));
   out.push_back({"event-wait", "Wait until an object of the class has every field=value given (class=vm name-label=x power-state=running).",
                  {"class"}, {}, nullptr, {}, true, true, event_wait});
+  out.push_back({"subject-add", "Let a user of the external authentication log in: a subject for subject-name (or subject-identifier); prints its uuid.",
+                 {}, {"subject-name", "subject-identifier"}, nullptr, {}, false, true, subject_add});
 }
 
 }  // namespace xapid::cli

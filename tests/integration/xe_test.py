@@ -345,6 +345,33 @@ class operations(xe_daemon):
         self.xe("message-list")
 
 
+class users(xe_daemon):
+    """Subjects, their roles, and root's password."""
+
+    def test_subjects_and_their_roles(self):
+        subject = self.one("subject-add", "subject-identifier=u424242")
+        self.assertEqual(self.one("subject-param-get", f"uuid={subject}", "param-name=subject-identifier"), "u424242")
+        self.xe("subject-role-add", f"uuid={subject}", "role-name=vm-admin")
+        roles = self.one("subject-param-get", f"uuid={subject}", "param-name=roles")
+        self.assertEqual(roles, self.one("role-list", "name-label=vm-admin", "--minimal"))
+        self.assertIn("No role is named", self.xe_fails("subject-role-add", f"uuid={subject}", "role-name=no-such-role"))
+        self.xe("subject-role-remove", f"uuid={subject}", "role-name=vm-admin")
+        self.assertEqual(self.one("subject-param-get", f"uuid={subject}", "param-name=roles"), "")
+        self.xe("subject-remove", f"uuid={subject}")
+        self.assertEqual(self.one("subject-list", "--minimal"), "")
+        # By name, the external authentication is asked: what the server answers is printed.
+        self.assertRegex(self.xe_fails("subject-add", "subject-name=nobody"), r"code: [A-Z_]+\n")
+
+    def test_user_password_change(self):
+        plain = ("-s", "127.0.0.1", "-p", str(self.port), "--nossl", "-u", "root")
+        self.xe(*plain, "-pw", PASSWORD, "user-password-change", f"old={PASSWORD}", "new=changed-by-xe", local=False)
+        try:
+            self.assertTrue(self.xe(*plain, "-pw", "changed-by-xe", "host-list", "--minimal", local=False).strip())
+            self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails(*plain, "-pw", PASSWORD, "host-list", local=False))
+        finally:
+            self.xe(*plain, "-pw", "changed-by-xe", "user-password-change", "old=changed-by-xe", f"new={PASSWORD}", local=False)
+
+
 class command_line(xe_daemon):
     """What xe refuses before any call, and where it finds its server and credentials."""
 
