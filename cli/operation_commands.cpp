@@ -53,6 +53,8 @@ std::vector<rpc_row> rpc_rows() {
       {"vm-snapshot", "vm", "vm", "VM.snapshot", "", {new_name}, "Snapshot a VM; prints the snapshot's uuid."},
       {"vm-checkpoint", "vm", "vm", "VM.checkpoint", "", {new_name}, "Checkpoint a VM (its disks and memory); prints the checkpoint's uuid."},
       {"vm-destroy", "vm", "vm", "VM.destroy", "", {}, "Destroy the VM record (not its disks; see vm-uninstall)."},
+      {"vm-migrate", "vm", "vm", "VM.pool_migrate", "", {{"host", otherwise::required, "", true}, optional_arg("options:", "")},
+       "Move the running VM to another host of the pool (host= a name or uuid)."},
       {"vm-reset-powerstate", "vm", "vm", "VM.power_state_reset", "", {}, "Mark a VM halted when its host is known to be gone (use with care)."},
       {"snapshot-revert", "snapshot", "snapshot-uuid", "VM.revert", "", {}, "Revert the VM to the state of the snapshot."},
       {"snapshot-destroy", "snapshot", "snapshot-uuid", "VM.destroy", "", {}, "Destroy the snapshot's record."},

@@ -321,6 +321,23 @@ class operations(xe_daemon):
         self.xe("sr-destroy", f"uuid={sr}")
         self.assertEqual(self.one("sr-list", f"uuid={sr}", "--minimal"), "")
 
+    def test_a_cd_from_an_iso_library(self):
+        library = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, library, True)
+        with open(os.path.join(library, "installer.iso"), "wb") as f:
+            f.write(b"\0" * 65536)
+        sr = self.one("sr-create", "name-label=ISOs", "type=iso", "content-type=iso", f"device-config:location={library}")
+        iso = self.one("vdi-list", f"sr-uuid={sr}", "--minimal")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={iso}", "param-name=read-only"), "true")
+        vm = self.install("with a cd")
+        self.assertIn("no CD drive", self.xe_fails("vm-cd-insert", f"uuid={vm}", f"cd-name={iso}"))
+        cd = self.one("vbd-create", f"vm-uuid={vm}", "device=3", "type=CD", "mode=RO", "empty=true")
+        self.assertIn("code: VBD_IS_EMPTY", self.xe_fails("vm-cd-eject", f"uuid={vm}"))
+        self.xe("vm-cd-insert", f"uuid={vm}", "cd-name=installer.iso")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={cd}", "param-name=vdi-uuid"), iso)
+        self.xe("vm-cd-eject", f"uuid={vm}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={cd}", "param-name=empty"), "true")
+
     def test_hosts_and_the_pool(self):
         host = self.one("host-list", "--minimal")
         self.assertEqual(len(host.split(",")), 1)
@@ -334,6 +351,13 @@ class operations(xe_daemon):
         # What the server answers, printed with the error's parameters named by the datamodel.
         err = self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x")
         self.assertRegex(err, r"code: [A-Z_]+")
+        # Migrating within a pool of one: the server's answer, whatever it is, by its code.
+        vm = self.install("migrant")
+        self.xe("vm-start", f"uuid={vm}")
+        r = self.run_xe("vm-migrate", f"uuid={vm}", f"host={host}")
+        self.assertTrue(r.returncode == 0 or re.search(r"code: [A-Z_]+\n", r.stderr), r.stderr)
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        self.xe("host-evacuate", f"uuid={host}")
         # Designating the master again: whatever the server answers, xe says (a failure by its code).
         r = self.run_xe("pool-designate-new-master", f"host-uuid={host}")
         if r.returncode != 0:
