@@ -39,10 +39,14 @@ xe_result<void> help(context& ctx) {
 xe_result<void> event_wait(context& ctx) {
   const xe_class* cls = find_xe_class(*ctx.param("class"));
   if (!cls) return usage_error("Unknown class: " + *ctx.param("class"));
-  std::vector<std::pair<std::string, std::string>> conditions;
+  // field=value waits for that value; field=/=value, as xe documents it, for any other.
+  std::vector<std::pair<std::string, std::string>> conditions, unwanted;
   for (const auto& p : ctx.inv.params)
-    if (p.first != "class") conditions.push_back(p);
-  for (const auto& [name, value] : conditions) {
+    if (p.first == "class") continue;
+    else if (p.second.starts_with("/=")) unwanted.emplace_back(p.first, p.second.substr(2));
+    else conditions.push_back(p);
+  for (const auto& [name, value] : ctx.inv.params) {
+    if (name == "class") continue;
     auto colon = name.find(':');
     if (!cls->find(std::string_view(name).substr(0, colon))) return usage_error("Unknown field " + name + " of class " + cls->name);
   }
@@ -58,6 +62,11 @@ xe_result<void> event_wait(context& ctx) {
         object o{member_of(e, "ref").as_string() ? *member_of(e, "ref").as_string() : "", snapshot};
         auto met = passes(ctx, *cls, o, cls->default_filters);
         if (met && *met) met = passes(ctx, *cls, o, conditions);
+        for (const auto& condition : unwanted) {
+          if (!met || !*met) break;
+          auto same = passes(ctx, *cls, o, {condition});
+          met = same ? xe_result<bool>(!*same) : std::move(same);
+        }
         if (!met) return fail(std::move(met).error());
         if (*met) return ok_v;
       }
@@ -92,7 +101,7 @@ xe_result<void> subject_add(context& ctx) {
 void add_misc_commands(std::vector<command>& out) {
   command h{"help", "Print the commands, or what one does and takes.", {}, {}, nullptr, {}, true, false, help};
   out.push_back(std::move(h));
-  out.push_back({"event-wait", "Wait until an object of the class has every field=value given (class=vm name-label=x power-state=running).",
+  out.push_back({"event-wait", "Wait until an object of the class has every field=value given (field=/=value: any other value), e.g. class=vm name-label=x power-state=running.",
                  {"class"}, {}, nullptr, {}, true, true, event_wait});
   out.push_back({"subject-add", "Let a user of the external authentication log in: a subject for subject-name (or subject-identifier); prints its uuid.",
                  {}, {"subject-name", "subject-identifier"}, nullptr, {}, false, true, subject_add});

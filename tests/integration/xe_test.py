@@ -39,12 +39,16 @@ class xe_daemon(answers, unittest.TestCase):
         cls.dir.cleanup()
         cls.home.cleanup()
 
+    def environment(self, extra=None):
+        """The test's HOME, and none of the settings xe would take from the caller's."""
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = self.home.name
+        env.update(extra or {})
+        return env
+
     def run_xe(self, *args, env=None, local=True):
-        environment = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        environment["HOME"] = self.home.name
-        environment.update(env or {})
         command = [XE, "--socket", self.socket, *args] if local else [XE, *args]
-        return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL)
 
     def xe(self, *args, **kwargs):
         """xe's output, asserting that it succeeded."""
@@ -212,7 +216,18 @@ class operations(xe_daemon):
         disks = self.xe("vm-disk-list", "vm=life")
         self.assertEqual(len(records_of(disks)), 1)
         vdi = records_of(disks)[0]["vdi-uuid"][1]
-        self.xe("vm-start", "vm=life")
+        started = subprocess.Popen([XE, "--socket", self.socket, "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environment())
+        try:
+            # Waiting while the VM is halted; returns once it is anything else.
+            with self.assertRaises(subprocess.TimeoutExpired):
+                started.wait(timeout=1)
+            self.xe("vm-start", "vm=life")
+            self.assertEqual(started.wait(timeout=30), 0, started.stderr.read())
+        finally:
+            started.kill()
+            started.stdout.close()
+            started.stderr.close()
         self.xe("event-wait", "class=vm", f"uuid={vm}", "power-state=running")
         self.assertEqual(self.power(vm), "running")
         err = self.xe_fails("vm-destroy", f"uuid={vm}")
@@ -245,8 +260,7 @@ class operations(xe_daemon):
         self.xe("vm-param-set", f"uuid={vm}", "other-config:packed=yes", "VCPUs-max=2")
         disk = records_of(self.xe("vm-disk-list", f"uuid={vm}"))[0]["vdi-uuid"][1]
         size = self.one("vdi-param-get", f"uuid={disk}", "param-name=virtual-size")
-        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        env["HOME"] = self.home.name
+        env = self.environment()
         export = subprocess.Popen([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
         imported = subprocess.run([XE, "--socket", self.socket, "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
                                   text=True, env=env, timeout=120)
@@ -402,7 +416,7 @@ class command_line(xe_daemon):
     def nowhere(self, *args):
         """xe against a socket nobody listens on: a usage error shows that no call was tried."""
         r = subprocess.run([XE, "--socket", os.path.join(self.home.name, "none.sock"), *args], capture_output=True, text=True,
-                           env=dict(os.environ, HOME=self.home.name))
+                           env=self.environment())
         self.assertEqual(r.returncode, 1)
         self.assertNotIn("cannot connect", r.stderr)
         return r.stderr
