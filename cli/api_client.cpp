@@ -3,25 +3,28 @@
 #include <cstdio>
 
 #include "proto/wire/jsonrpc.hpp"
+#include "proto/wire/xmlrpc.hpp"
 
 namespace xapid::cli {
 
-api_client::api_client(endpoint where, credentials who)
-    : transport_(std::make_unique<transport>(std::move(where))), who_(std::move(who)) {}
+api_client::api_client(endpoint where, credentials who, encoding wire)
+    : transport_(std::make_unique<transport>(std::move(where))), who_(std::move(who)), wire_(wire) {}
 
 api_client::~api_client() {
   if (!session_.empty()) (void)call_bare("session.logout", {session_});
 }
 
 xe_result<wire::value> api_client::call_bare(std::string_view method, wire::array params) {
-  wire::jsonrpc::request request{wire::call{std::string(method), std::move(params)}, wire::jsonrpc::version::v2_0,
-                                 std::to_string(next_id_++)};
-  auto body = transport_->post("/jsonrpc", "application/json", wire::jsonrpc::write_request(request));
+  wire::call call{std::string(method), std::move(params)};
+  const bool json = wire_ == encoding::json_rpc;
+  auto body = json ? transport_->post("/jsonrpc", "application/json",
+                                      wire::jsonrpc::write_request({std::move(call), wire::jsonrpc::version::v2_0, std::to_string(next_id_++)}))
+                   : transport_->post("/", "text/xml", wire::xmlrpc::write_call(call));
   if (!body) return local_error(transport_->where().describe() + ": " + body.error());
   wire::limits bounds;
   bounds.max_body_bytes = transport::max_answer_bytes;
   bounds.max_string_bytes = transport::max_answer_bytes;
-  auto answer = wire::jsonrpc::parse_response(*body, bounds);
+  auto answer = json ? wire::jsonrpc::parse_response(*body, bounds) : wire::xmlrpc::parse_response(*body, bounds);
   if (!answer) return local_error("the server's answer could not be read: " + answer.error().message);
   if (!answer->success) return fail(xe_error{std::move(answer->error_description), {}, false});
   return std::move(answer->result);

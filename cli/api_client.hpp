@@ -1,4 +1,4 @@
-// xe's side of the public API: JSON-RPC calls over one kept connection, in a session logged in
+// xe's side of the public API: JSON-RPC (or XML-RPC) calls over one kept connection, in a session logged in
 // at the start (root on the local socket, the user's credentials elsewhere). A login a pool
 // member refuses with HOST_IS_SLAVE is made again at the master it names.
 #pragma once
@@ -32,9 +32,13 @@ struct credentials {
   std::string password;
 };
 
+// The public API's two encodings: JSON-RPC 2.0 (xe's default, the lighter to read) or XML-RPC
+// (what every xapi speaks, old ones included).
+enum class encoding { json_rpc, xml_rpc };
+
 class api_client {
  public:
-  api_client(endpoint where, credentials who);
+  api_client(endpoint where, credentials who, encoding wire = encoding::json_rpc);
   ~api_client();
 
   // Logs in; on HOST_IS_SLAVE over TCP, logs in at the master instead (its address, same port).
@@ -52,6 +56,7 @@ class api_client {
  private:
   std::unique_ptr<transport> transport_;
   credentials who_;
+  encoding wire_;
   std::string session_;
   long next_id_ = 1;
 };

@@ -22,6 +22,7 @@ struct settings {
   std::string server, socket, cert, username, password, password_file;
   unsigned port = 0;
   bool nossl = false;
+  bool xmlrpc = false;
   invocation inv;
 };
 
@@ -35,6 +36,7 @@ bool take_setting(settings& s, std::string_view name, const std::string& value) 
   else if (name == "password") s.password = value;
   else if (name == "passwordfile") s.password_file = value;
   else if (name == "nossl") s.nossl = truthy(value);
+  else if (name == "xmlrpc") s.xmlrpc = truthy(value);
   else if (name == "socket") s.socket = value;
   else if (name == "cert") s.cert = value;
   else if (name == "minimal") s.inv.minimal = truthy(value);
@@ -174,7 +176,7 @@ int run(int argc, char** argv) {
   if (auto checked = check_params(*c, s.inv); !checked) return report(checked.error(), c);
   auto who = credentials_of(s);
   if (!who) return report(who.error(), c);
-  api_client api(endpoint_of(s), *who);
+  api_client api(endpoint_of(s), *who, s.xmlrpc ? encoding::xml_rpc : encoding::json_rpc);
   std::string out;
   context ctx(api, s.inv, out);
   ctx.cmd = c;

@@ -25,7 +25,7 @@ xe_result<void> help(context& ctx) {
     return ok_v;
   }
   ctx.out += "Usage: xe [-s server] [-p port] [-u user] [-pw password | -pwf password-file] [--nossl] [--socket path]\n"
-             "          [--cert file] <command> [name=value ...] [--minimal] [--force] [--multiple]\n";
+             "          [--cert file] [--xmlrpc] <command> [name=value ...] [--minimal] [--force] [--multiple]\n";
   if (ctx.inv.all) {
     ctx.out += "All commands:\n";
     for (const auto& c : all_commands()) ctx.out += "  " + c.name + "\n";

@@ -437,6 +437,15 @@ class command_line(xe_daemon):
         self.assertIn("pool-ha-enable", everything)
         self.assertIn("usage: xe vm-start", self.xe("help", "vm-start"))
 
+    def test_xml_rpc_shows_what_json_rpc_shows(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=both encodings")
+        self.xe("--xmlrpc", "vm-param-set", f"uuid={vm}", "other-config:via=xml", "VCPUs-max=3")
+        for command in (("vm-param-list", f"uuid={vm}"), ("host-list", "params=all"), ("vm-list", "--minimal"), ("sr-list",)):
+            self.assertEqual(self.xe("--xmlrpc", *command), self.xe(*command), command)
+        self.assertIn("via: xml", self.one("vm-param-get", f"uuid={vm}", "param-name=other-config"))
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=VCPUs-max"), "3")
+        self.assertIn("code: UUID_INVALID\n", self.xe_fails("--xmlrpc", "vm-param-list", "uuid=00000000-0000-0000-0000-000000000000"))
+
     def test_server_errors_print_the_code_and_named_parameters(self):
         r = self.run_xe("vm-param-list", "uuid=00000000-0000-0000-0000-000000000000")
         self.assertEqual(r.returncode, 1)
