@@ -1,6 +1,7 @@
 #include "cli/api_client.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
@@ -50,7 +51,12 @@ xe_result<void> api_client::login(bool local) {
     bool is_slave = server.size() >= 2 && server[0] == "HOST_IS_SLAVE" && !server[1].empty();
     if (!is_slave || !transport_->where().socket_path.empty()) return fail(std::move(session).error());
     endpoint master = transport_->where();
+    // The master's address, with its API port when it differs from the members' (ADDR:PORT).
     master.host = server[1];
+    if (auto colon = master.host.rfind(':'); colon != std::string::npos && master.host.find(':') == colon) {
+      master.port = static_cast<unsigned>(std::strtoul(master.host.c_str() + colon + 1, nullptr, 10));
+      master.host.resize(colon);
+    }
     std::fprintf(stderr, "xe: %s is a pool member; its master is %s\n", transport_->where().host.c_str(), master.host.c_str());
     transport_ = std::make_unique<transport>(std::move(master));
   }
