@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <optional>
 #include <pugixml.hpp>
 #include <sstream>
@@ -210,26 +211,30 @@ class progress_bar {
  public:
   progress_bar(const char* what, std::optional<std::uint64_t> total) : what_(what), total_(total), shown_(isatty(2)) {}
   ~progress_bar() {
-    if (shown_ && drawn_) std::fputc('\n', stderr);
+    if (!shown_ || done_ == 0) return;
+    draw();  // where it ended
+    std::fputc('\n', stderr);
   }
   void add(std::size_t n) {
     done_ += n;
-    if (!shown_ || (done_ - drawn_at_ < (8u << 20) && done_ != total_)) return;
-    drawn_at_ = done_;
-    drawn_ = true;
-    if (total_ && *total_) {
-      int percent = static_cast<int>(done_ * 100 / *total_);
-      std::fprintf(stderr, "\r%s [%-40s] %3d%%", what_, std::string(percent * 40 / 100, '#').c_str(), percent);
-    } else {
-      std::fprintf(stderr, "\r%s %llu MiB", what_, static_cast<unsigned long long>(done_ >> 20));
-    }
+    if (shown_ && done_ - drawn_at_ >= (8u << 20)) draw();
   }
 
  private:
+  void draw() {
+    drawn_at_ = done_;
+    if (total_ && *total_) {
+      int percent = static_cast<int>(std::min<std::uint64_t>(done_ * 100 / *total_, 100));
+      std::fprintf(stderr, "\r%s [%-40s] %3d%%", what_, std::string(percent * 40 / 100, '#').c_str(), percent);
+    } else {
+      std::fprintf(stderr, "\r%s %.1f MiB", what_, static_cast<double>(done_) / (1 << 20));
+    }
+    std::fflush(stderr);
+  }
+
   const char* what_;
   std::optional<std::uint64_t> total_;
   bool shown_;
-  bool drawn_ = false;
   std::uint64_t done_ = 0, drawn_at_ = 0;
 };
 

@@ -283,6 +283,21 @@ class operations(xe_daemon):
         sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
         again = self.one("vm-import", f"filename={xva}", f"sr-uuid={sr}")
         self.assertEqual(self.one("vm-param-get", f"uuid={again}", "param-name=name-label"), "travelling")
+        # On a terminal, a progress bar on stderr.
+        import pty
+        controller, terminal = pty.openpty()
+        try:
+            shown = os.path.join(self.home.name, "shown.xva")
+            r = subprocess.run([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
+                               stdout=subprocess.DEVNULL, env=self.environment(), timeout=60)
+            self.assertEqual(r.returncode, 0)
+            os.close(terminal)
+            terminal = None
+            self.assertRegex(os.read(controller, 4096).decode(), r"Exporting \d+\.\d MiB")
+        finally:
+            os.close(controller)
+            if terminal is not None:
+                os.close(terminal)
         # What is not an XVA is refused with the server's reason.
         with open(xva, "wb") as f:
             f.write(b"not an archive" * 100)
