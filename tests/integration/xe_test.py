@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from xapid_support import PASSWORD, answers, start_daemon, stop_daemon
@@ -541,6 +542,42 @@ class completion(xe_daemon):
         self.assertIn("completed", self.complete(local + "vm-start vm=compl"))
         self.assertIn("power-state=", self.complete(local + "vm-start power"))
         self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
+
+
+class pool_commands(answers, unittest.TestCase):
+    """pool-join through xe between two real daemons on 127.0.0.2 and 127.0.0.3 (pool_test's hosts)."""
+
+    def test_a_host_joins_with_pool_join_and_its_members_list_the_pool(self):
+        from pool_test import free_port_everywhere, host as pool_host
+        root = tempfile.TemporaryDirectory()
+        self.addCleanup(root.cleanup)
+        port = free_port_everywhere()
+        master, joiner = pool_host(root.name, 0, port), pool_host(root.name, 1, port)
+        for h in (master, joiner):
+            self.addCleanup(h.stop)
+            h.start()
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = root.name
+
+        def xe(*args):
+            return subprocess.run([XE, *args], capture_output=True, text=True, env=env, timeout=120)
+
+        joined = xe("--socket", os.path.join(joiner.dir, "xapid.sock"), "pool-join", f"master-address={master.address}:{port}",
+                    f"master-password={master.password}")
+        self.assertEqual(joined.returncode, 0, joined.stderr)
+        # The member restarts into the pool: then it lists the pool's two hosts, with the pool's password.
+        remote = ("-s", joiner.address, "-p", str(port), "--nossl", "-pw", master.password)
+        until = time.time() + 120
+        while True:
+            listed = xe(*remote, "host-list", "params=uuid", "--minimal")
+            if listed.returncode == 0 and len(listed.stdout.strip().split(",")) == 2 or time.time() > until:
+                break
+            time.sleep(0.5)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual(len(listed.stdout.strip().split(",")), 2, listed.stdout)
+        pool = xe(*remote, "pool-list", "params=master", "--minimal")
+        on_master = xe("-s", master.address, "-p", str(port), "--nossl", "-pw", master.password, "pool-list", "params=master", "--minimal")
+        self.assertEqual((pool.returncode, pool.stdout), (0, on_master.stdout))
 
 
 if __name__ == "__main__":
