@@ -368,6 +368,39 @@ class operations(xe_daemon):
         self.xe("vm-cd-eject", f"uuid={vm}")
         self.assertEqual(self.one("vbd-param-get", f"uuid={cd}", "param-name=empty"), "true")
 
+    def test_an_sr_forgotten_and_introduced_again_finds_its_disks(self):
+        library = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, library, True)
+        sr = self.one("sr-create", "name-label=lib", "type=file", f"device-config:location={library}")
+        vdi = self.one("vdi-create", f"sr-uuid={sr}", "name-label=d1", "virtual-size=1GiB")
+        snapshot = self.one("vdi-snapshot", f"uuid={vdi}")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={snapshot}", "param-name=is-a-snapshot"), "true")
+        copy = self.one("vdi-copy", f"uuid={vdi}", f"sr-uuid={sr}")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={copy}", "param-name=virtual-size"), str(1 << 30))
+        host = self.one("host-list", "--minimal")
+        self.xe("pbd-unplug", f"uuid={self.one('pbd-list', f'sr-uuid={sr}', '--minimal')}")
+        self.xe("sr-forget", f"uuid={sr}")
+        self.assertEqual(self.one("vdi-list", f"sr-uuid={sr}", "--minimal"), "")
+        self.assertEqual(self.one("sr-introduce", f"uuid={sr}", "name-label=again", "type=file"), sr)
+        pbd = self.one("pbd-create", f"host-uuid={host}", f"sr-uuid={sr}", f"device-config:location={library}")
+        self.xe("pbd-plug", f"uuid={pbd}")
+        self.xe("sr-scan", f"uuid={sr}")
+        self.assertEqual(len(self.one("vdi-list", f"sr-uuid={sr}", "--minimal").split(",")), 3)
+        self.xe("vdi-forget", f"uuid={self.one('vdi-list', f'sr-uuid={sr}', 'params=uuid', '--minimal').split(',')[0]}")
+        self.assertEqual(len(self.one("vdi-list", f"sr-uuid={sr}", "--minimal").split(",")), 2)
+
+    def test_what_the_server_refuses_is_printed_by_its_code(self):
+        vm = self.install("refused")
+        self.xe("vm-start", f"uuid={vm}")
+        checkpoint = self.one("vm-checkpoint", f"uuid={vm}", "new-name-label=cp")
+        self.assertEqual(self.one("snapshot-list", f"uuid={checkpoint}", "params=name-label", "--minimal"), "cp")
+        self.assertIn("code: OPERATION_NOT_ALLOWED\n", self.xe_fails("vm-reset-powerstate", f"uuid={vm}", "--force"))
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
+        for command in (("pool-ha-enable", f"heartbeat-sr-uuids={sr}"), ("pool-ha-disable",), ("pool-emergency-transition-to-master",)):
+            r = self.run_xe(*command)
+            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+
     def test_hosts_and_the_pool(self):
         host = self.one("host-list", "--minimal")
         self.assertEqual(len(host.split(",")), 1)
