@@ -23,7 +23,7 @@ xe_result<object_field> object_and_field(context& ctx, const xe_class& cls) {
   if (!ref) return fail(std::move(ref).error());
   auto record = ctx.api.call(cls.wire("get_record"), {*ref});
   if (!record) return fail(std::move(record).error());
-  return object_field{ref->as_string() ? *ref->as_string() : "", std::move(*record), f};
+  return object_field{text_of(*ref), std::move(*record), f};
 }
 
 xe_result<void> done(xe_result<wire::value> answer) {

@@ -155,14 +155,14 @@ xe_result<std::string> named_object(context& ctx, const xe_class& cls, std::stri
   if (looks_like_uuid(name_or_uuid)) {
     auto ref = ctx.api.call(cls.wire("get_by_uuid"), {std::string(name_or_uuid)});
     if (!ref) return fail(std::move(ref).error());
-    return ref->as_string() ? *ref->as_string() : std::string();
+    return text_of(*ref);
   }
   auto refs = ctx.api.call(cls.wire("get_by_name_label"), {std::string(name_or_uuid)});
   if (!refs) return fail(std::move(refs).error());
   auto* list = refs->as_array();
   if (!list || list->empty()) return local_error("No " + cls.name + " is named " + std::string(name_or_uuid));
   if (list->size() > 1) return local_error("More than one " + cls.name + " is named " + std::string(name_or_uuid) + ": give its uuid");
-  return list->front().as_string() ? *list->front().as_string() : std::string();
+  return text_of(list->front());
 }
 
 xe_result<std::vector<object>> selected_objects(context& ctx, const xe_class& cls, std::string_view selector) {
@@ -175,7 +175,7 @@ xe_result<std::vector<object>> selected_objects(context& ctx, const xe_class& cl
     if (!ref) return fail(std::move(ref).error());
     auto record = ctx.api.call(cls.wire("get_record"), {*ref});
     if (!record) return fail(std::move(record).error());
-    return std::vector<object>{{ref->as_string() ? *ref->as_string() : "", std::move(*record)}};
+    return std::vector<object>{{text_of(*ref), std::move(*record)}};
   }
   auto everything = all_objects(ctx, cls);
   if (!everything) return fail(std::move(everything).error());

@@ -59,7 +59,7 @@ xe_result<void> event_wait(context& ctx) {
       for (const auto& e : *events) {
         const wire::value& snapshot = member_of(e, "snapshot");
         if (!snapshot.as_struct()) continue;
-        object o{member_of(e, "ref").as_string() ? *member_of(e, "ref").as_string() : "", snapshot};
+        object o{text_of(member_of(e, "ref")), snapshot};
         auto met = passes(ctx, *cls, o, cls->default_filters);
         if (met && *met) met = passes(ctx, *cls, o, conditions);
         for (const auto& condition : unwanted) {
@@ -85,14 +85,14 @@ xe_result<void> subject_add(context& ctx) {
     if (!name) return usage_error("Give subject-name= (or subject-identifier=)");
     auto found = ctx.api.call("auth.get_subject_identifier", {*name});
     if (!found) return fail(std::move(found).error());
-    sid = found->as_string() ? *found->as_string() : "";
+    sid = text_of(*found);
     auto details = ctx.api.call("auth.get_subject_information_from_identifier", {sid});
     if (!details) return fail(std::move(details).error());
     if (auto* members = details->as_struct()) info = *members;
   }
   auto made = ctx.api.call("subject.create", {wire::structure{{"subject_identifier", sid}, {"other_config", wire::value(std::move(info))}}});
   if (!made) return fail(std::move(made).error());
-  ctx.out += ctx.names.uuid_of("subject", made->as_string() ? *made->as_string() : "") + "\n";
+  ctx.out += ctx.names.uuid_of("subject", text_of(*made)) + "\n";
   return ok_v;
 }
 

@@ -250,7 +250,7 @@ xe_result<void> run_create(context& ctx, const create_row& row, const xe_class& 
   }
   auto made = ctx.api.call(cls.wire("create"), {wire::value(std::move(record))});
   if (!made) return fail(std::move(made).error());
-  ctx.out += ctx.names.uuid_of(cls.desc->name, made->as_string() ? *made->as_string() : "") + "\n";
+  ctx.out += ctx.names.uuid_of(cls.desc->name, text_of(*made)) + "\n";
   return ok_v;
 }
 

@@ -151,6 +151,11 @@ xe_result<wire::value> parse_value(const api::type_desc& type, std::string_view 
   }
 }
 
+std::string text_of(const wire::value& v) {
+  const std::string* s = v.as_string();
+  return s ? *s : std::string();
+}
+
 const wire::value& member_of(const wire::value& record, std::string_view name) {
   const wire::value* v = record.find(name);
   return v ? *v : nil;

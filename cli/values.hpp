@@ -45,5 +45,7 @@ xe_result<wire::value> parse_value(const api::type_desc& type, std::string_view 
 
 // A record's member, or nil.
 const wire::value& member_of(const wire::value& record, std::string_view name);
+// The text of a string value (a ref, a uuid); empty for any other kind of value.
+std::string text_of(const wire::value& v);
 
 }  // namespace xapid::cli

@@ -21,8 +21,6 @@ xe_result<void> done(xe_result<wire::value> answer) {
   return ok_v;
 }
 
-const std::string* string_of(const wire::value& v) { return v.as_string(); }
-
 // The template's disks (other_config:disks, <provision><disk sr=""/>...) pointed at `sr_uuid`.
 xe_result<void> put_disks_on(context& ctx, const std::string& vm, const std::string& sr_uuid) {
   auto other = ctx.api.call("VM.get_other_config", {vm});
@@ -53,7 +51,7 @@ xe_result<void> vm_install(context& ctx) {
   }
   auto vm = ctx.api.call("VM.clone", {*templ, *ctx.param("new-name-label")});
   if (!vm) return fail(std::move(vm).error());
-  std::string ref = *string_of(*vm);
+  std::string ref = text_of(*vm);
   if (!sr_uuid.empty())
     if (auto put = put_disks_on(ctx, ref, sr_uuid); !put) return put;
   if (auto provisioned = done(ctx.api.call("VM.provision", {ref})); !provisioned) return provisioned;
@@ -69,9 +67,8 @@ xe_result<std::vector<std::string>> disks_of(context& ctx, const wire::value& vm
     for (const auto& vbd : *vbds) {
       auto record = ctx.api.call("VBD.get_record", {vbd});
       if (!record) return fail(std::move(record).error());
-      const std::string* vdi = string_of(member_of(*record, "VDI"));
-      const std::string* type = string_of(member_of(*record, "type"));
-      if (vdi && *vdi != "OpaqueRef:NULL" && type && *type == "Disk") vdis.push_back(*vdi);
+      std::string vdi = text_of(member_of(*record, "VDI"));
+      if (!vdi.empty() && vdi != "OpaqueRef:NULL" && text_of(member_of(*record, "type")) == "Disk") vdis.push_back(vdi);
     }
   return vdis;
 }
@@ -90,7 +87,7 @@ xe_result<void> vm_uninstall(context& ctx) {
   for (const auto& vm : *vms) {
     auto vdis = disks_of(ctx, vm.record);
     if (!vdis) return fail(std::move(vdis).error());
-    std::string label = string_of(member_of(vm.record, "name_label")) ? *string_of(member_of(vm.record, "name_label")) : "";
+    std::string label = text_of(member_of(vm.record, "name_label"));
     if (!confirmed(ctx, "This will destroy the VM " + label + " and its " + std::to_string(vdis->size()) + " disk(s).")) 
       return local_error("vm-uninstall needs --force when it cannot ask (no terminal), or the answer 'yes'");
     if (auto destroyed = done(ctx.api.call("VM.destroy", {vm.ref})); !destroyed) return destroyed;
@@ -111,7 +108,7 @@ xe_result<void> list_devices(context& ctx, std::string_view field, std::string_v
       for (const auto& ref : *refs) {
         auto record = ctx.api.call(devices.wire("get_record"), {ref});
         if (!record) return fail(std::move(record).error());
-        found.push_back({ref.as_string() ? *ref.as_string() : "", std::move(*record)});
+        found.push_back({text_of(ref), std::move(*record)});
       }
     print_objects(ctx, devices, found, fields);
   }
@@ -136,16 +133,16 @@ xe_result<void> vm_disk_add(context& ctx) {
   if (const std::string* uuid = ctx.param("sr-uuid")) {
     auto ref = ctx.api.call("SR.get_by_uuid", {*uuid});
     if (!ref) return fail(std::move(ref).error());
-    sr = *string_of(*ref);
+    sr = text_of(*ref);
   } else {
     auto pools = ctx.api.call("pool.get_all", {});
     if (!pools) return fail(std::move(pools).error());
     auto default_sr = ctx.api.call("pool.get_default_SR", {pools->as_array()->front()});
     if (!default_sr) return fail(std::move(default_sr).error());
-    sr = *string_of(*default_sr);
+    sr = text_of(*default_sr);
   }
   for (const auto& vm : *vms) {
-    std::string label = string_of(member_of(vm.record, "name_label")) ? *string_of(member_of(vm.record, "name_label")) : "";
+    std::string label = text_of(member_of(vm.record, "name_label"));
     wire::structure vdi{{"name_label", label + " " + ctx.param_or("device", "1")}, {"SR", sr}, {"virtual_size", *size},
                         {"type", "user"}, {"sharable", false}, {"read_only", false}};
     auto made = ctx.api.call("VDI.create", {wire::value(std::move(vdi))});
@@ -154,7 +151,7 @@ xe_result<void> vm_disk_add(context& ctx) {
                         {"mode", "RW"}, {"type", "Disk"}, {"unpluggable", true}, {"empty", false}};
     auto attached = ctx.api.call("VBD.create", {wire::value(std::move(vbd))});
     if (!attached) return fail(std::move(attached).error());
-    ctx.out += ctx.names.uuid_of("VDI", *string_of(*made)) + "\n";
+    ctx.out += ctx.names.uuid_of("VDI", text_of(*made)) + "\n";
   }
   return ok_v;
 }
@@ -165,7 +162,7 @@ xe_result<std::string> cd_drive(context& ctx, const object& vm) {
     for (const auto& vbd : *vbds) {
       auto type = ctx.api.call("VBD.get_type", {vbd});
       if (!type) return fail(std::move(type).error());
-      if (type->as_string() && *type->as_string() == "CD") return *vbd.as_string();
+      if (text_of(*type) == "CD") return text_of(vbd);
     }
   return local_error("The VM has no CD drive");
 }
@@ -247,7 +244,7 @@ xe_result<void> vm_export(context& ctx) {
   const bool to_stdout = file == "-";
   std::FILE* out = to_stdout ? stdout : std::fopen(file.c_str(), "wbx");  // never over an existing file
   if (!out) return local_error("cannot create " + file + ": " + std::strerror(errno));
-  const std::string uuid = *member_of(vms->front().record, "uuid").as_string();
+  const std::string uuid = text_of(member_of(vms->front().record, "uuid"));
   progress_bar bar("Exporting", std::nullopt);
   auto got = ctx.api.transfers().download("/export?session_id=" + ctx.api.session() + "&uuid=" + uuid, [&](const char* d, std::size_t n) {
     bar.add(n);
@@ -275,7 +272,7 @@ xe_result<void> vm_import(context& ctx) {
   if (const std::string* sr = ctx.param("sr-uuid")) {
     auto ref = ctx.api.call("SR.get_by_uuid", {*sr});
     if (!ref) return fail(std::move(ref).error());
-    path += "&sr_id=" + *ref->as_string();
+    path += "&sr_id=" + text_of(*ref);
   }
   progress_bar bar("Importing", length);
   auto answer = ctx.api.transfers().upload(path, [&](char* buf, std::size_t n) -> long {
