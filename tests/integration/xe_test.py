@@ -325,8 +325,14 @@ class operations(xe_daemon):
         self.assertEqual(self.one("vdi-param-get", f"uuid={vdi}", "param-name=virtual-size"), str(2 << 30))
         clone = self.one("vdi-clone", f"uuid={vdi}")
         self.assertEqual(self.one("vdi-param-get", f"uuid={clone}", "param-name=sr-uuid"), sr)
+        # vm-install puts the template's disks in the SR named (by uuid or name).
+        for where in (f"sr-uuid={sr}", "sr-name-label=xe disks"):
+            placed = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=placed", where)
+            disk = records_of(self.xe("vm-disk-list", f"uuid={placed}"))[0]["vdi-uuid"][1]
+            self.assertEqual(self.one("vdi-param-get", f"uuid={disk}", "param-name=sr-uuid"), sr, where)
+            self.xe("vm-uninstall", f"uuid={placed}", "--force")
         vm = self.install("devices")
-        vbd = self.one("vbd-create", f"vm-uuid={vm}", f"vdi-uuid={vdi}", "device=3")
+        vbd = self.one("vbd-create", f"vm-uuid={vm}", f"vdi-uuid={vdi}", "device=3", "unpluggable=true")
         self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=userdevice"), "3")
         added = self.one("vm-disk-add", f"uuid={vm}", "disk-size=64MiB", f"sr-uuid={sr}", "device=4")
         self.assertIn(added, self.xe("vm-disk-list", f"uuid={vm}"))
@@ -337,6 +343,10 @@ class operations(xe_daemon):
         self.xe("vm-start", f"uuid={vm}")
         self.xe("vif-unplug", f"uuid={vif}")
         self.xe("vif-plug", f"uuid={vif}")
+        self.xe("vbd-unplug", f"uuid={vbd}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=currently-attached"), "false")
+        self.xe("vbd-plug", f"uuid={vbd}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=currently-attached"), "true")
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
         self.xe("vif-destroy", f"uuid={vif}")
         self.xe("network-destroy", f"uuid={net}")
@@ -611,6 +621,13 @@ class pool_commands(answers, unittest.TestCase):
         pool = xe(*remote, "pool-list", "params=master", "--minimal")
         on_master = xe("-s", master.address, "-p", str(port), "--nossl", "-pw", master.password, "pool-list", "params=master", "--minimal")
         self.assertEqual((pool.returncode, pool.stdout), (0, on_master.stdout))
+        # Ejecting the member, and pointing it at a master: what the server answers, by its code.
+        member = xe(*remote, "host-list", f"address={joiner.address}", "params=uuid", "--minimal").stdout.strip()
+        self.assertIn(member, listed.stdout)
+        self.assertTrue(member)
+        for command in (("pool-emergency-reset-master", f"master-address={master.address}"), ("pool-eject", f"host-uuid={member}")):
+            r = xe(*remote, *command)
+            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
 
 
 if __name__ == "__main__":
