@@ -175,13 +175,17 @@ xe_result<std::vector<object>> selected_objects(context& ctx, const xe_class& cl
     if (!ref) return fail(std::move(ref).error());
     auto record = ctx.api.call(cls.wire("get_record"), {*ref});
     if (!record) return fail(std::move(record).error());
-    return std::vector<object>{{text_of(*ref), std::move(*record)}};
+    std::vector<object> one{{text_of(*ref), std::move(*record)}};
+    auto selectable = passes(ctx, cls, one.front(), cls.selected_by());
+    if (!selectable) return fail(std::move(selectable).error());
+    if (!*selectable) return local_error("No matching " + cls.name + " found");
+    return one;
   }
   auto everything = all_objects(ctx, cls);
   if (!everything) return fail(std::move(everything).error());
   std::vector<object> chosen;
   for (auto& o : *everything) {
-    auto by_default = passes(ctx, cls, o, cls.default_filters);
+    auto by_default = passes(ctx, cls, o, cls.selected_by());
     if (!by_default) return fail(std::move(by_default).error());
     auto wanted = passes(ctx, cls, o, filters, selector);
     if (!wanted) return fail(std::move(wanted).error());

@@ -61,7 +61,7 @@ bool has_uuid_and_records(const api::class_desc& c) {
 }
 
 xe_class make_class(std::string name, const api::class_desc& c) {
-  xe_class out{std::move(name), &c, {}, {}, {}};
+  xe_class out{std::move(name), &c, {}, {}, {}, {}};
   for (const auto& f : c.fields) out.fields.push_back({xe_field_name(c, f), &f, {}, {}, {}});
   auto field_named = [&](std::string_view wire_name) -> xe_field* {
     for (auto& f : out.fields)
@@ -98,6 +98,7 @@ std::vector<xe_class> make_classes() {
     out.push_back(make_class(dashed(lower(c.name)), c));
     if (c.name == "VM") {
       out.back().default_filters = {{"is-a-template", "false"}};
+      out.back().selection_filters = {{"is-a-template", "false"}, {"is-control-domain", "false"}};
       out.push_back(make_class("template", c));
       out.back().default_filters = {{"is-a-template", "true"}, {"is-a-snapshot", "false"}};
       out.push_back(make_class("snapshot", c));

@@ -33,6 +33,12 @@ struct xe_class {
   std::vector<std::string> list_fields; // what <class>-list shows without params=
   // Filters every <class>-list applies first (vm: not templates; template, snapshot: only those).
   std::vector<std::pair<std::string, std::string>> default_filters;
+  // Filters of the objects an operation acts on, when they differ (vm: not the control domain
+  // either, as xapi's xe selects VMs).
+  std::vector<std::pair<std::string, std::string>> selection_filters;
+  const std::vector<std::pair<std::string, std::string>>& selected_by() const {
+    return selection_filters.empty() ? default_filters : selection_filters;
+  }
 
   const xe_field* find(std::string_view field_name) const;
   std::string wire(std::string_view message) const { return std::string(desc->name) + "." + std::string(message); }

@@ -312,6 +312,11 @@ class operations(xe_daemon):
         self.assertEqual(self.one("vm-list", "other-config:flock=sheep", "power-state=running", "params=uuid", "--minimal").count(","), 1)
         self.xe("vm-shutdown", "other-config:flock=sheep", "--multiple", "--force")
         self.assertIn("No matching vm", self.xe_fails("vm-start", "vm=no such vm"))
+        # The control domain is listed, and no VM operation selects it, as with xapi's xe.
+        dom0 = self.one("vm-list", "is-control-domain=true", "--minimal")
+        self.assertTrue(dom0)
+        self.assertIn("No matching vm", self.xe_fails("vm-shutdown", f"uuid={dom0}", "--force"))
+        self.assertIn("No matching vm", self.xe_fails("vm-shutdown", "is-control-domain=true", "--force", "--multiple"))
 
     def test_storage_and_network_devices(self):
         sr_dir = tempfile.mkdtemp()
