@@ -127,15 +127,35 @@ xe_result<credentials> credentials_of(const settings& s) {
   return who;
 }
 
-int report(const xe_error& e, const command* c) {
+// A parameter of a server error as xapi's xe shows it: a ref named after a class (vm, sr,
+// host) as its object's uuid and name, when it can still be found; any other text as it is.
+std::string shown_parameter(std::string_view name, const std::string& value, api_client* api) {
+  const xe_class* cls = api && value.starts_with("OpaqueRef:") ? find_xe_class(name) : nullptr;
+  if (!cls) return value;
+  auto uuid = api->call(cls->wire("get_uuid"), {value});
+  if (!uuid || !uuid->as_string()) return value;
+  auto label = api->call(cls->wire("get_name_label"), {value});
+  return *uuid->as_string() + (label && label->as_string() ? " (" + *label->as_string() + ")" : "");
+}
+
+// Exit status 1 for every failure, as xapi's xe. A server error: what its code means (the
+// seed's words), its code, each parameter by its datamodel name; a code the datamodel does not
+// know, as xapi's xe prints one.
+int report(const xe_error& e, const command* c, api_client* api = nullptr) {
   if (!e.server.empty()) {
     auto code = api::error_code_from_string(e.server[0]);
-    if (code) std::fprintf(stderr, "%.*s\n", int(api::error_text(*code).size()), api::error_text(*code).data());
+    if (!code) {
+      std::string params;
+      for (std::size_t i = 1; i < e.server.size(); ++i) params += (i > 1 ? ", " : "") + e.server[i];
+      std::fprintf(stderr, "Error code: %s\nError parameters: %s\n", e.server[0].c_str(), params.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "%.*s\n", int(api::error_text(*code).size()), api::error_text(*code).data());
     std::fprintf(stderr, "code: %s\n", e.server[0].c_str());
+    auto names = api::describe(*code).params;
     for (std::size_t i = 1; i < e.server.size(); ++i) {
-      auto names = code ? api::describe(*code).params : std::span<const std::string_view>{};
-      std::string name = i - 1 < names.size() ? std::string(names[i - 1]) : "parameter " + std::to_string(i);
-      std::fprintf(stderr, "%s: %s\n", name.c_str(), e.server[i].c_str());
+      std::string name = i - 1 < names.size() ? std::string(names[i - 1]) : "<extra>";
+      std::fprintf(stderr, "%s: %s\n", name.c_str(), shown_parameter(name, e.server[i], api).c_str());
     }
     return 1;
   }
@@ -184,7 +204,7 @@ int run(int argc, char** argv) {
     if (auto in = api.login(c->local_session); !in) return report(in.error(), c);
   auto ran = c->run(ctx);
   std::fwrite(out.data(), 1, out.size(), stdout);
-  return ran ? 0 : report(ran.error(), c);
+  return ran ? 0 : report(ran.error(), c, &api);
 }
 
 }  // namespace

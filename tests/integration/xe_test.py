@@ -231,8 +231,11 @@ class operations(xe_daemon):
             started.stderr.close()
         self.xe("event-wait", "class=vm", f"uuid={vm}", "power-state=running")
         self.assertEqual(self.power(vm), "running")
+        # A server error: what it means, its code, its parameters by name, a VM by its uuid and name.
         err = self.xe_fails("vm-destroy", f"uuid={vm}")
-        self.assertRegex(err, r"code: (VM_BAD_POWER_STATE|OPERATION_NOT_ALLOWED)")
+        self.assertTrue(err.startswith("You attempted an operation on a VM that was not in an appropriate power state"), err)
+        self.assertIn(f"\ncode: VM_BAD_POWER_STATE\nvm: {vm} (life)\nexpected: ", err)
+        self.assertTrue(err.endswith("\nactual: running\n"), err)
         self.xe("vm-suspend", f"uuid={vm}")
         self.assertEqual(self.power(vm), "suspended")
         self.xe("vm-resume", f"uuid={vm}")
