@@ -1,6 +1,7 @@
 #include "cli/commands.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace xapid::cli {
 namespace {

@@ -60,6 +60,8 @@ TEST(xe_commands, every_class_with_objects_has_its_list_and_param_commands) {
                     "sr-create", "vdi-create", "pool-join", "event-wait", "help"})
     EXPECT_NE(find_command(name), nullptr) << name;
   EXPECT_EQ(find_command("vm-frobnicate"), nullptr);
+  const auto& all = all_commands();
+  for (std::size_t i = 1; i < all.size(); ++i) EXPECT_NE(all[i - 1].name, all[i].name) << "one command per name";
 }
 
 xe_result<void> check(std::string_view name, std::vector<std::pair<std::string, std::string>> params) {
