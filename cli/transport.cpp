@@ -95,17 +95,17 @@ struct transport::impl {
     if (!where.socket_path.empty()) {
       local.emplace(io);
       (void)local->connect(asio::local::stream_protocol::endpoint(where.socket_path), ec);
-      if (ec) return fail("cannot connect to " + where.socket_path + ": " + ec.message());
+      if (ec) return fail("cannot connect: " + ec.message());
       open = true;
       return ok_v;
     }
     tcp::resolver resolver(io);
     auto addresses = resolver.resolve(where.host, std::to_string(where.port), ec);
-    if (ec) return fail("cannot resolve " + where.host + ": " + ec.message());
+    if (ec) return fail("cannot resolve the name: " + ec.message());
     if (!where.tls) {
       plain.emplace(io);
       asio::connect(*plain, addresses, ec);
-      if (ec) return fail("cannot connect to " + where.describe() + ": " + ec.message());
+      if (ec) return fail("cannot connect: " + ec.message());
       open = true;
       return ok_v;
     }
@@ -125,9 +125,9 @@ struct transport::impl {
     (void)asio::ip::make_address(where.host, parse_ec);
     if (parse_ec) (void)SSL_set_tlsext_host_name(tls->native_handle(), where.host.c_str());  // SNI for names only
     asio::connect(tls->lowest_layer(), addresses, ec);
-    if (ec) return fail("cannot connect to " + where.describe() + ": " + ec.message());
+    if (ec) return fail("cannot connect: " + ec.message());
     (void)tls->handshake(ssl::stream_base::client, ec);
-    if (ec) return fail("TLS with " + where.describe() + " failed: " + ec.message());
+    if (ec) return fail("TLS failed: " + ec.message());
     if (where.cert_file.empty())
       if (auto pinned = check_pinned(where.known_hosts, where.describe(), peer_fingerprint(tls->native_handle())); !pinned)
         return fail(pinned.error());

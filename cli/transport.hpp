@@ -35,7 +35,8 @@ class transport {
   transport& operator=(const transport&) = delete;
 
   // The body of the answer to a POST of `body` to `path`; a failure says what went wrong
-  // (connection, TLS, a status other than 200, an answer over `max_answer_bytes`).
+  // (connection, TLS, a status other than 200, an answer over `max_answer_bytes`), without
+  // naming the endpoint (the caller does).
   result<std::string, std::string> post(std::string_view path, std::string_view content_type, std::string_view body);
 
   // A transfer's body, as the server streams it: GET `path`, each piece of the answer given to

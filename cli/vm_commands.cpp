@@ -253,7 +253,7 @@ xe_result<void> vm_export(context& ctx) {
   bool closed = to_stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
   if (!got) {
     if (!to_stdout) std::remove(file.c_str());
-    return local_error("vm-export: " + got.error());
+    return local_error("vm-export: " + ctx.api.where().describe() + ": " + got.error());
   }
   if (!closed) return local_error("writing " + file + " failed: " + std::strerror(errno));
   return ok_v;
@@ -282,7 +282,7 @@ xe_result<void> vm_import(context& ctx) {
     return static_cast<long>(got);
   }, length);
   if (!from_stdin) std::fclose(in);
-  if (!answer) return local_error("vm-import: " + answer.error());
+  if (!answer) return local_error("vm-import: " + ctx.api.where().describe() + ": " + answer.error());
   std::string ref = answer->substr(0, answer->find('\n'));
   ctx.out += ctx.names.uuid_of("VM", ref) + "\n";
   return ok_v;

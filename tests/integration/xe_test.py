@@ -496,6 +496,10 @@ class command_line(xe_daemon):
         self.assertIn("Required parameter not found: param-name", self.nowhere("vm-param-get", "uuid=x"))
         self.assertIn("Unknown parameter: nonsense", self.nowhere("vm-list", "nonsense=1"))
         self.assertIn("Unknown flag: --frob", self.nowhere("vm-list", "--frob"))
+        # The same command line, right, does try to connect (and says where it could not).
+        r = self.run_xe("--socket", os.path.join(self.home.name, "none.sock"), "vm-list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("none.sock: cannot connect: ", r.stderr)
 
     def test_help(self):
         self.assertIn("vm-list", self.xe("help"))
