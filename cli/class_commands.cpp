@@ -32,17 +32,17 @@ xe_result<void> done(xe_result<wire::value> answer) {
 }
 
 xe_result<void> list(context& ctx, const xe_class& cls) {
-  std::vector<std::string> fields = cls.list_fields;
+  // The fields asked for (params=a,b or all), else the class's defaults: shown in the record's
+  // order whatever order they are named in, as xapi's xe does (--minimal shows the first).
+  std::vector<std::string> wanted = cls.list_fields;
   if (const std::string* params = ctx.param("params")) {
-    fields.clear();
-    if (*params == "all") {
-      for (const auto& f : cls.fields) fields.push_back(f.name);
-    } else {
-      for (auto& name : split(*params, ','))
-        if (!cls.find(name)) return usage_error("Unknown field " + name + " of class " + cls.name);
-        else fields.push_back(name);
-    }
+    wanted = *params == "all" ? std::vector<std::string>{} : split(*params, ',');
+    for (const auto& name : wanted)
+      if (!cls.find(name)) return usage_error("Unknown field " + name + " of class " + cls.name);
   }
+  std::vector<std::string> fields;
+  for (const auto& f : cls.fields)
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), f.name) != wanted.end()) fields.push_back(f.name);
   auto everything = all_objects(ctx, cls);
   if (!everything) return fail(std::move(everything).error());
   auto filters = cls.default_filters;

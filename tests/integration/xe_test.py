@@ -94,6 +94,8 @@ class layout(xe_daemon):
     def test_vm_list_is_laid_out_as_xe_documents(self):
         uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=golden one")
         self.assertEqual(self.xe("vm-list", "name-label=golden one"), self.golden("vm-list.txt", uuid=uuid, name="golden one"))
+        # Fields named by params= are shown in the record's order, as xe shows them.
+        self.assertEqual(list(records_of(self.xe("vm-list", f"uuid={uuid}", "params=power-state,uuid"))[0]), ["uuid", "power-state"])
 
     def test_param_list_aligns_every_name_on_one_colon_and_tags_sets_and_maps(self):
         uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=param list")
