@@ -773,6 +773,40 @@ std::size_t least_role(const method_desc& m) noexcept { return least[&m - all_me
     return "".join(h), "".join(c)
 
 
+def gen_error_texts(model):
+    """Each error code's description from the seed, for what a client prints (xe); its own
+    object file, so that only programs that print them carry the text."""
+    h = HEADER + """// What each XenAPI error code means, in the seed's words (section 2.50.1).
+#pragma once
+
+#include <string_view>
+
+#include "xapid/api/errors.hpp"
+
+namespace xapid::api {
+
+std::string_view error_text(error_code code) noexcept;
+
+}  // namespace xapid::api
+"""
+    rows = "".join(f"  {string_literal(e.get('description', ''))},\n" for e in model["errors"])
+    c = HEADER + f"""#include "xapid/api/error_texts.hpp"
+
+#include <cstddef>
+
+namespace xapid::api {{
+namespace {{
+constexpr std::string_view texts[] = {{
+{rows}}};
+}}  // namespace
+
+std::string_view error_text(error_code code) noexcept {{ return texts[static_cast<std::size_t>(code)]; }}
+
+}}  // namespace xapid::api
+"""
+    return h, c
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit("usage: generate_cpp.py DATAMODEL_JSON RBAC_JSON OUT_DIR")
@@ -789,6 +823,9 @@ def main():
     ch, cc = gen_catalog(model)
     write(os.path.join(out, "errors.hpp"), eh)
     write(os.path.join(out, "errors.cpp"), ec)
+    xh, xc = gen_error_texts(model)
+    write(os.path.join(out, "error_texts.hpp"), xh)
+    write(os.path.join(out, "error_texts.cpp"), xc)
     write(os.path.join(out, "types.hpp"), th)
     write(os.path.join(out, "types.cpp"), tc)
     rowh, rowc = gen_rows(model)

@@ -1,0 +1,648 @@
+"""xe against a real xapid: the generated commands on every class that has objects, the
+operation commands end to end over the unix socket and over HTTPS with a password, xe's output
+layout against its documented form (xe_golden/), and the command line's own rules (--minimal,
+filters, --multiple, -pwf, ~/.xe, XE_EXTRA_ARGS, unknown commands and parameters).
+
+Arguments: the xapid binary, then the xe binary."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from xapid_support import PASSWORD, answers, start_daemon, stop_daemon
+
+XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "xe_golden")
+COMPLETION = os.path.join(HERE, "..", "..", "cli", "xe-completion.bash")
+TEMPLATE = "Ubuntu Jammy Jellyfish 22.04"
+
+
+class xe_daemon(answers, unittest.TestCase):
+    """A daemon of the class's own (plain HTTP, HTTPS and its unix socket), a HOME of its own for
+    ~/.xe and the pinned certificates, and `xe(...)` to run xe against it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.home = tempfile.TemporaryDirectory()
+        cls.proc, cls.port, cls.tls_port = start_daemon(cls.dir.name, "--https-listen", "127.0.0.1:0")
+        cls.socket = os.path.join(cls.dir.name, "xapid.sock")
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.proc)
+        cls.proc.stderr.close()
+        cls.dir.cleanup()
+        cls.home.cleanup()
+
+    def environment(self, extra=None):
+        """The test's HOME, and none of the settings xe would take from the caller's."""
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = self.home.name
+        env.update(extra or {})
+        return env
+
+    def run_xe(self, *args, env=None, local=True):
+        command = [XE, "--socket", self.socket, *args] if local else [XE, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL)
+
+    def xe(self, *args, **kwargs):
+        """xe's output, asserting that it succeeded."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertEqual(r.returncode, 0, f"xe {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def xe_fails(self, *args, **kwargs):
+        """xe's error output, asserting that it failed."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertNotEqual(r.returncode, 0, f"xe {' '.join(args)} succeeded: {r.stdout}")
+        return r.stderr
+
+    def one(self, *args):
+        return self.xe(*args).strip()
+
+
+def records_of(text):
+    """xe's records (blank-line separated) as dicts of name -> (tag, value)."""
+    out = []
+    for block in text.strip("\n").split("\n\n"):
+        record = {}
+        for line in block.split("\n"):
+            m = re.fullmatch(r"\s*(\S+) \((...)\)\s*: ?(.*)", line)
+            assert m, f"not xe's layout: {line!r}"
+            record[m.group(1)] = (m.group(2).strip(), m.group(3))
+        out.append(record)
+    return out
+
+
+class layout(xe_daemon):
+    """Output against the layout xe documents (xe_golden/*.txt)."""
+
+    def golden(self, file_name, **values):
+        with open(os.path.join(GOLDEN, file_name)) as f:
+            text = f.read()
+        # The documented examples' uuids and names stand for the ones made here.
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+    def test_vm_list_is_laid_out_as_xe_documents(self):
+        uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=golden one")
+        self.assertEqual(self.xe("vm-list", "name-label=golden one"), self.golden("vm-list.txt", uuid=uuid, name="golden one"))
+        # Fields named by params= are shown in the record's order, as xe shows them.
+        self.assertEqual(list(records_of(self.xe("vm-list", f"uuid={uuid}", "params=power-state,uuid"))[0]), ["uuid", "power-state"])
+
+    def test_param_list_aligns_every_name_on_one_colon_and_tags_sets_and_maps(self):
+        uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=param list")
+        self.xe("vm-param-clear", f"uuid={uuid}", "param-name=platform")
+        self.xe("vm-param-set", f"uuid={uuid}", "platform:acpi=true", "platform:apic=true", "platform:nx=false", "user-version=1")
+        text = self.xe("vm-param-list", f"uuid={uuid}")
+        lines = text.rstrip("\n").split("\n")
+        colon = lines[0].index(": ")
+        self.assertTrue(lines[0].startswith("uuid ( RO) "), lines[0])
+        for line in lines:
+            self.assertEqual(line.index(": ") if ": " in line else line.index(":"), colon, line)
+        # The documented lines, as the documentation prints them (right-aligned to the colon).
+        for documented in ("user-version ( RW): 1", "is-control-domain ( RO): false", "platform (MRW): acpi: true; apic: true; nx: false"):
+            self.assertIn(" " * (colon - documented.index(":")) + documented + "\n", text)
+        record = records_of(text)[0]
+        self.assertEqual(record["allowed-operations"][0], "SRO")
+        self.assertEqual(record["name-label"], ("RW", "param list"))
+        self.assertTrue(text.endswith("\n\n"))
+
+    def test_minimal_is_the_uuids_joined_by_commas_with_commas_escaped(self):
+        a = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
+        b = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
+        self.assertEqual(sorted(self.one("vm-list", "name-label=min, imal", "--minimal").split(",")), sorted([a, b]))
+        self.assertEqual(self.one("vm-list", f"uuid={a}", "params=name-label", "--minimal"), "min\\, imal")
+
+
+class generated_commands(xe_daemon):
+    """<class>-list and -param-* on every class that has objects."""
+
+    def classes(self):
+        return sorted(name[: -len("-list")] for name in self.xe("help", "--all").split() if name.endswith("-list")
+                      and self.run_xe("help", name[: -len("-list")] + "-param-list").returncode == 0)
+
+    def test_list_param_list_and_param_get_agree_on_every_class_with_objects(self):
+        seen = 0
+        for cls in self.classes():
+            uuids = [u for u in self.one(f"{cls}-list", "params=uuid", "--minimal").split(",") if u]
+            if not uuids:
+                continue
+            seen += 1
+            with self.subTest(cls=cls):
+                listed = records_of(self.xe(f"{cls}-list", "params=all", f"uuid={uuids[0]}"))
+                self.assertEqual(len(listed), 1)
+                record = records_of(self.xe(f"{cls}-param-list", f"uuid={uuids[0]}"))[0]
+                self.assertEqual(record, listed[0])
+                self.assertEqual(record["uuid"], ("RO", uuids[0]))
+                for name, (tag, value) in record.items():
+                    self.assertEqual(self.xe(f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}"), value + "\n", name)
+        self.assertGreaterEqual(seen, 10)
+
+    def test_param_set_add_remove_and_clear_on_every_class_with_a_settable_map(self):
+        changed = 0
+        for cls in self.classes():
+            if self.run_xe("help", f"{cls}-param-set").returncode != 0:
+                continue
+            uuids = [u for u in self.one(f"{cls}-list", "params=uuid", "--minimal").split(",") if u]
+            if not uuids or "other-config:" not in self.xe("help", f"{cls}-param-set"):
+                continue
+            changed += 1
+            u = uuids[0]
+            with self.subTest(cls=cls):
+                self.xe(f"{cls}-param-set", f"uuid={u}", "other-config:xe-test=one")
+                self.assertEqual(self.one(f"{cls}-param-get", f"uuid={u}", "param-name=other-config", "param-key=xe-test"), "one")
+                self.xe(f"{cls}-param-set", f"uuid={u}", "other-config:xe-test=two")
+                self.xe(f"{cls}-param-add", f"uuid={u}", "param-name=other-config", "xe-added=three")
+                config = self.one(f"{cls}-param-get", f"uuid={u}", "param-name=other-config")
+                self.assertIn("xe-test: two", config)
+                self.assertIn("xe-added: three", config)
+                self.xe(f"{cls}-param-remove", f"uuid={u}", "param-name=other-config", "param-key=xe-added")
+                self.xe(f"{cls}-param-remove", f"uuid={u}", "param-name=other-config", "param-key=xe-test")
+                self.assertNotIn("xe-", self.one(f"{cls}-param-get", f"uuid={u}", "param-name=other-config"))
+                self.assertIn("Key xe-test is not in map",
+                              self.xe_fails(f"{cls}-param-remove", f"uuid={u}", "param-name=other-config", "param-key=xe-test"))
+        self.assertGreaterEqual(changed, 8)
+
+    def test_param_set_of_fields_sets_and_clear(self):
+        u = self.one("network-create", "name-label=net one")
+        self.xe("network-param-set", f"uuid={u}", "name-label=net two", "name-description=described", "MTU=9000")
+        record = records_of(self.xe("network-param-list", f"uuid={u}"))[0]
+        self.assertEqual(record["name-label"], ("RW", "net two"))
+        self.assertEqual(record["MTU"][1], "9000")
+        self.xe("network-param-add", f"uuid={u}", "param-name=tags", "param-key=blue")
+        self.xe("network-param-add", f"uuid={u}", "param-name=tags", "param-key=green")
+        self.assertEqual(self.one("network-param-get", f"uuid={u}", "param-name=tags"), "blue; green")
+        self.assertEqual(self.one("network-list", "tags:contains=green", "--minimal"), u)
+        self.xe("network-param-clear", f"uuid={u}", "param-name=tags")
+        self.assertEqual(self.one("network-param-get", f"uuid={u}", "param-name=tags"), "")
+        self.xe("network-param-clear", f"uuid={u}", "param-name=name-description")
+        self.assertEqual(self.one("network-param-get", f"uuid={u}", "param-name=name-description"), "")
+        self.assertIn("must be an integer", self.xe_fails("network-param-set", f"uuid={u}", "MTU=big"))
+        # A field without a setter is no parameter of param-set, as in xapi's xe.
+        self.assertIn("Unknown parameter: bridge", self.xe_fails("network-param-set", f"uuid={u}", "bridge=x"))
+
+    def test_filters_on_fields_maps_and_refs(self):
+        a = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=filtered")
+        self.xe("vm-param-set", f"uuid={a}", "other-config:team=red")
+        self.assertEqual(self.one("vm-list", "other-config:team=red", "--minimal"), a)
+        self.assertEqual(self.one("vm-list", "other-config:team=blue", "--minimal"), "")
+        self.assertIn(a, self.one("vm-list", "power-state=halted", "--minimal").split(","))
+        # A ref is filtered by its object's uuid (vbd-list vm-uuid=).
+        vbds = self.one("vbd-list", f"vm-uuid={a}", "--minimal").split(",")
+        self.assertEqual(len(vbds), 1)
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbds[0]}", "param-name=vm-uuid"), a)
+        # Templates are not VMs, and are templates.
+        self.assertNotIn(TEMPLATE, self.xe("vm-list", "params=name-label"))
+        self.assertIn(TEMPLATE, self.xe("template-list", "params=name-label"))
+
+
+class operations(xe_daemon):
+    """The operation commands, end to end."""
+
+    def install(self, name):
+        return self.one("vm-install", f"template={TEMPLATE}", f"new-name-label={name}")
+
+    def power(self, uuid):
+        return self.one("vm-param-get", f"uuid={uuid}", "param-name=power-state")
+
+    def test_a_vm_from_install_to_uninstall(self):
+        vm = self.install("life")
+        self.assertEqual(self.power(vm), "halted")
+        disks = self.xe("vm-disk-list", "vm=life")
+        self.assertEqual(len(records_of(disks)), 1)
+        vdi = records_of(disks)[0]["vdi-uuid"][1]
+        started = subprocess.Popen([XE, "--socket", self.socket, "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environment())
+        try:
+            # Waiting while the VM is halted; returns once it is anything else.
+            with self.assertRaises(subprocess.TimeoutExpired):
+                started.wait(timeout=1)
+            self.xe("vm-start", "vm=life")
+            self.assertEqual(started.wait(timeout=30), 0, started.stderr.read())
+        finally:
+            started.kill()
+            started.stdout.close()
+            started.stderr.close()
+        self.xe("event-wait", "class=vm", f"uuid={vm}", "power-state=running")
+        self.assertEqual(self.power(vm), "running")
+        # A server error: what it means, its code, its parameters by name, a VM by its uuid and name.
+        err = self.xe_fails("vm-destroy", f"uuid={vm}")
+        self.assertTrue(err.startswith("You attempted an operation on a VM that was not in an appropriate power state"), err)
+        self.assertIn(f"\ncode: VM_BAD_POWER_STATE\nvm: {vm} (life)\nexpected: ", err)
+        self.assertTrue(err.endswith("\nactual: running\n"), err)
+        self.xe("vm-suspend", f"uuid={vm}")
+        self.assertEqual(self.power(vm), "suspended")
+        self.xe("vm-resume", f"uuid={vm}")
+        self.xe("vm-pause", f"uuid={vm}")
+        self.assertEqual(self.power(vm), "paused")
+        self.xe("vm-unpause", f"uuid={vm}")
+        self.xe("vm-reboot", f"uuid={vm}", "--force")
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        self.assertEqual(self.power(vm), "halted")
+        snapshot = self.one("vm-snapshot", f"uuid={vm}", "new-name-label=before")
+        self.assertIn(snapshot, self.one("snapshot-list", "--minimal"))
+        self.xe("snapshot-revert", f"snapshot-uuid={snapshot}")
+        clone = self.one("vm-clone", f"uuid={vm}", "new-name-label=life clone")
+        self.assertEqual(self.one("vm-param-get", f"uuid={clone}", "param-name=name-label"), "life clone")
+        copy = self.one("vm-copy", f"uuid={vm}", "new-name-label=life copy")
+        self.xe("vm-memory-limits-set", f"uuid={copy}", "static-min=512MiB", "static-max=2GiB", "dynamic-min=1GiB", "dynamic-max=2GiB")
+        self.assertEqual(self.one("vm-param-get", f"uuid={copy}", "param-name=memory-static-max"), str(2 << 30))
+        self.assertIn("--force", self.xe_fails("vm-uninstall", f"uuid={vm}"))
+        self.xe("snapshot-destroy", f"snapshot-uuid={snapshot}")
+        self.xe("vm-uninstall", f"uuid={vm}", "--force")
+        self.assertEqual(self.one("vm-list", f"uuid={vm}", "--minimal"), "")
+        self.assertEqual(self.one("vdi-list", f"uuid={vdi}", "--minimal"), "")
+
+    def test_export_piped_to_import_round_trips_a_vm(self):
+        vm = self.install("travelling")
+        self.xe("vm-param-set", f"uuid={vm}", "other-config:packed=yes", "VCPUs-max=2")
+        disk = records_of(self.xe("vm-disk-list", f"uuid={vm}"))[0]["vdi-uuid"][1]
+        size = self.one("vdi-param-get", f"uuid={disk}", "param-name=virtual-size")
+        env = self.environment()
+        export = subprocess.Popen([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
+        imported = subprocess.run([XE, "--socket", self.socket, "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
+                                  text=True, env=env, timeout=120)
+        export.stdout.close()
+        self.assertEqual(export.wait(timeout=60), 0)
+        self.assertEqual(imported.returncode, 0, imported.stderr)
+        copy = imported.stdout.strip()
+        self.assertNotEqual(copy, vm)
+        record = records_of(self.xe("vm-param-list", f"uuid={copy}"))[0]
+        self.assertEqual(record["name-label"][1], "travelling")
+        self.assertEqual(record["VCPUs-max"][1], "2")
+        self.assertIn("packed: yes", record["other-config"][1])
+        copied_disk = records_of(self.xe("vm-disk-list", f"uuid={copy}"))[0]["vdi-uuid"][1]
+        self.assertNotEqual(copied_disk, disk)
+        self.assertEqual(self.one("vdi-param-get", f"uuid={copied_disk}", "param-name=virtual-size"), size)
+        # Through a file, into a named SR; a file that is there already is not written over.
+        xva = os.path.join(self.home.name, "travelling.xva")
+        self.xe("vm-export", f"uuid={vm}", f"filename={xva}")
+        self.assertIn("cannot create", self.xe_fails("vm-export", f"uuid={vm}", f"filename={xva}"))
+        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
+        again = self.one("vm-import", f"filename={xva}", f"sr-uuid={sr}")
+        self.assertEqual(self.one("vm-param-get", f"uuid={again}", "param-name=name-label"), "travelling")
+        # On a terminal, a progress bar on stderr.
+        import pty
+        controller, terminal = pty.openpty()
+        try:
+            shown = os.path.join(self.home.name, "shown.xva")
+            r = subprocess.run([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
+                               stdout=subprocess.DEVNULL, env=self.environment(), timeout=60)
+            self.assertEqual(r.returncode, 0)
+            os.close(terminal)
+            terminal = None
+            self.assertRegex(os.read(controller, 4096).decode(), r"Exporting \d+\.\d MiB")
+        finally:
+            os.close(controller)
+            if terminal is not None:
+                os.close(terminal)
+        # What is not an XVA is refused with the server's reason.
+        with open(xva, "wb") as f:
+            f.write(b"not an archive" * 100)
+        self.assertIn("HTTP 400", self.xe_fails("vm-import", f"filename={xva}"))
+
+    def test_several_vms_need_multiple(self):
+        for name in ("many-1", "many-2"):
+            self.xe("vm-param-set", f"uuid={self.install(name)}", "other-config:flock=sheep")
+        self.assertIn("--multiple", self.xe_fails("vm-start", "other-config:flock=sheep"))
+        self.xe("vm-start", "other-config:flock=sheep", "--multiple")
+        self.assertEqual(self.one("vm-list", "other-config:flock=sheep", "power-state=running", "params=uuid", "--minimal").count(","), 1)
+        self.xe("vm-shutdown", "other-config:flock=sheep", "--multiple", "--force")
+        self.assertIn("No matching vm", self.xe_fails("vm-start", "vm=no such vm"))
+        # The control domain is listed, and no VM operation selects it, as with xapi's xe.
+        dom0 = self.one("vm-list", "is-control-domain=true", "--minimal")
+        self.assertTrue(dom0)
+        self.assertIn("No matching vm", self.xe_fails("vm-shutdown", f"uuid={dom0}", "--force"))
+        self.assertIn("No matching vm", self.xe_fails("vm-shutdown", "is-control-domain=true", "--force", "--multiple"))
+
+    def test_storage_and_network_devices(self):
+        sr_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, sr_dir, True)
+        sr = self.one("sr-create", "name-label=xe disks", "type=file", "content-type=user", f"device-config:location={sr_dir}")
+        pbd = self.one("pbd-list", f"sr-uuid={sr}", "--minimal")
+        self.assertEqual(self.one("pbd-param-get", f"uuid={pbd}", "param-name=currently-attached"), "true")
+        vdi = self.one("vdi-create", f"sr-uuid={sr}", "name-label=data", "virtual-size=1GiB")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={vdi}", "param-name=virtual-size"), str(1 << 30))
+        self.xe("vdi-resize", f"uuid={vdi}", "disk-size=2GiB")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={vdi}", "param-name=virtual-size"), str(2 << 30))
+        clone = self.one("vdi-clone", f"uuid={vdi}")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={clone}", "param-name=sr-uuid"), sr)
+        # vm-install puts the template's disks in the SR named (by uuid or name).
+        for where in (f"sr-uuid={sr}", "sr-name-label=xe disks"):
+            placed = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=placed", where)
+            disk = records_of(self.xe("vm-disk-list", f"uuid={placed}"))[0]["vdi-uuid"][1]
+            self.assertEqual(self.one("vdi-param-get", f"uuid={disk}", "param-name=sr-uuid"), sr, where)
+            self.xe("vm-uninstall", f"uuid={placed}", "--force")
+        vm = self.install("devices")
+        vbd = self.one("vbd-create", f"vm-uuid={vm}", f"vdi-uuid={vdi}", "device=3", "unpluggable=true")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=userdevice"), "3")
+        added = self.one("vm-disk-add", f"uuid={vm}", "disk-size=64MiB", f"sr-uuid={sr}", "device=4")
+        self.assertIn(added, self.xe("vm-disk-list", f"uuid={vm}"))
+        net = self.one("network-create", "name-label=xe net")
+        vif = self.one("vif-create", f"vm-uuid={vm}", f"network-uuid={net}", "device=0", "mac=02:00:00:00:00:01")
+        self.assertEqual(self.one("vif-param-get", f"uuid={vif}", "param-name=MAC"), "02:00:00:00:00:01")
+        self.assertIn(vif, self.xe("vm-vif-list", f"uuid={vm}"))
+        self.xe("vm-start", f"uuid={vm}")
+        self.xe("vif-unplug", f"uuid={vif}")
+        self.xe("vif-plug", f"uuid={vif}")
+        self.xe("vbd-unplug", f"uuid={vbd}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=currently-attached"), "false")
+        self.xe("vbd-plug", f"uuid={vbd}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={vbd}", "param-name=currently-attached"), "true")
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        self.xe("vif-destroy", f"uuid={vif}")
+        self.xe("network-destroy", f"uuid={net}")
+        self.xe("vbd-destroy", f"uuid={vbd}")
+        self.xe("vdi-destroy", f"uuid={clone}")
+        self.xe("vdi-destroy", f"uuid={vdi}")
+        self.xe("vm-uninstall", f"uuid={vm}", "--force")
+        self.xe("sr-scan", f"uuid={sr}")
+        self.xe("pbd-unplug", f"uuid={pbd}")
+        self.assertEqual(self.one("pbd-param-get", f"uuid={pbd}", "param-name=currently-attached"), "false")
+        self.xe("pbd-plug", f"uuid={pbd}")
+        self.xe("sr-destroy", f"uuid={sr}")
+        self.assertEqual(self.one("sr-list", f"uuid={sr}", "--minimal"), "")
+
+    def test_a_cd_from_an_iso_library(self):
+        library = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, library, True)
+        with open(os.path.join(library, "installer.iso"), "wb") as f:
+            f.write(b"\0" * 65536)
+        sr = self.one("sr-create", "name-label=ISOs", "type=iso", "content-type=iso", f"device-config:location={library}")
+        iso = self.one("vdi-list", f"sr-uuid={sr}", "--minimal")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={iso}", "param-name=read-only"), "true")
+        vm = self.install("with a cd")
+        self.assertIn("no CD drive", self.xe_fails("vm-cd-insert", f"uuid={vm}", f"cd-name={iso}"))
+        cd = self.one("vbd-create", f"vm-uuid={vm}", "device=3", "type=CD", "mode=RO", "empty=true")
+        self.assertIn("code: VBD_IS_EMPTY", self.xe_fails("vm-cd-eject", f"uuid={vm}"))
+        self.xe("vm-cd-insert", f"uuid={vm}", "cd-name=installer.iso")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={cd}", "param-name=vdi-uuid"), iso)
+        self.xe("vm-cd-eject", f"uuid={vm}")
+        self.assertEqual(self.one("vbd-param-get", f"uuid={cd}", "param-name=empty"), "true")
+
+    def test_an_sr_forgotten_and_introduced_again_finds_its_disks(self):
+        library = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, library, True)
+        sr = self.one("sr-create", "name-label=lib", "type=file", f"device-config:location={library}")
+        vdi = self.one("vdi-create", f"sr-uuid={sr}", "name-label=d1", "virtual-size=1GiB")
+        snapshot = self.one("vdi-snapshot", f"uuid={vdi}")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={snapshot}", "param-name=is-a-snapshot"), "true")
+        copy = self.one("vdi-copy", f"uuid={vdi}", f"sr-uuid={sr}")
+        self.assertEqual(self.one("vdi-param-get", f"uuid={copy}", "param-name=virtual-size"), str(1 << 30))
+        host = self.one("host-list", "--minimal")
+        self.xe("pbd-unplug", f"uuid={self.one('pbd-list', f'sr-uuid={sr}', '--minimal')}")
+        self.xe("sr-forget", f"uuid={sr}")
+        self.assertEqual(self.one("vdi-list", f"sr-uuid={sr}", "--minimal"), "")
+        self.assertEqual(self.one("sr-introduce", f"uuid={sr}", "name-label=again", "type=file"), sr)
+        pbd = self.one("pbd-create", f"host-uuid={host}", f"sr-uuid={sr}", f"device-config:location={library}")
+        self.xe("pbd-plug", f"uuid={pbd}")
+        self.xe("sr-scan", f"uuid={sr}")
+        self.assertEqual(len(self.one("vdi-list", f"sr-uuid={sr}", "--minimal").split(",")), 3)
+        self.xe("vdi-forget", f"uuid={self.one('vdi-list', f'sr-uuid={sr}', 'params=uuid', '--minimal').split(',')[0]}")
+        self.assertEqual(len(self.one("vdi-list", f"sr-uuid={sr}", "--minimal").split(",")), 2)
+
+    def test_what_the_server_refuses_is_printed_by_its_code(self):
+        vm = self.install("refused")
+        self.xe("vm-start", f"uuid={vm}")
+        checkpoint = self.one("vm-checkpoint", f"uuid={vm}", "new-name-label=cp")
+        self.assertEqual(self.one("snapshot-list", f"uuid={checkpoint}", "params=name-label", "--minimal"), "cp")
+        self.assertIn("code: OPERATION_NOT_ALLOWED\n", self.xe_fails("vm-reset-powerstate", f"uuid={vm}", "--force"))
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
+        for command in (("pool-ha-enable", f"heartbeat-sr-uuids={sr}"), ("pool-ha-disable",), ("pool-emergency-transition-to-master",)):
+            r = self.run_xe(*command)
+            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+
+    def test_hosts_and_the_pool(self):
+        host = self.one("host-list", "--minimal")
+        self.assertEqual(len(host.split(",")), 1)
+        self.xe("host-disable", f"host={host}")
+        self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "false")
+        self.xe("host-enable", f"uuid={host}")
+        self.assertGreater(int(self.one("host-compute-free-memory", f"uuid={host}")), 0)
+        self.assertTrue(self.xe("host-dmesg", f"uuid={host}"))
+        pool = self.one("pool-list", "--minimal")
+        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
+        # What the server answers, printed with the error's parameters named by the datamodel.
+        err = self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x")
+        self.assertRegex(err, r"code: [A-Z_]+")
+        # Migrating within a pool of one: the server's answer, whatever it is, by its code.
+        vm = self.install("migrant")
+        self.xe("vm-start", f"uuid={vm}")
+        r = self.run_xe("vm-migrate", f"uuid={vm}", f"host={host}")
+        self.assertTrue(r.returncode == 0 or re.search(r"code: [A-Z_]+\n", r.stderr), r.stderr)
+        self.xe("vm-shutdown", f"uuid={vm}", "--force")
+        self.xe("host-evacuate", f"uuid={host}")
+        # Designating the master again: whatever the server answers, xe says (a failure by its code).
+        r = self.run_xe("pool-designate-new-master", f"host-uuid={host}")
+        if r.returncode != 0:
+            self.assertRegex(r.stderr, r"code: [A-Z_]+\n")
+        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
+
+    def test_tasks_and_messages_are_listed(self):
+        self.xe("task-list")
+        self.xe("message-list")
+
+
+class users(xe_daemon):
+    """Subjects, their roles, and root's password."""
+
+    def test_subjects_and_their_roles(self):
+        subject = self.one("subject-add", "subject-identifier=u424242")
+        self.assertEqual(self.one("subject-param-get", f"uuid={subject}", "param-name=subject-identifier"), "u424242")
+        self.xe("subject-role-add", f"uuid={subject}", "role-name=vm-admin")
+        roles = self.one("subject-param-get", f"uuid={subject}", "param-name=roles")
+        self.assertEqual(roles, self.one("role-list", "name-label=vm-admin", "--minimal"))
+        self.assertIn("No role is named", self.xe_fails("subject-role-add", f"uuid={subject}", "role-name=no-such-role"))
+        self.xe("subject-role-remove", f"uuid={subject}", "role-name=vm-admin")
+        self.assertEqual(self.one("subject-param-get", f"uuid={subject}", "param-name=roles"), "")
+        self.xe("subject-remove", f"uuid={subject}")
+        self.assertEqual(self.one("subject-list", "--minimal"), "")
+        # By name, the external authentication is asked: what the server answers is printed.
+        self.assertRegex(self.xe_fails("subject-add", "subject-name=nobody"), r"code: [A-Z_]+\n")
+
+    def test_user_password_change(self):
+        plain = ("-s", "127.0.0.1", "-p", str(self.port), "--nossl", "-u", "root")
+        self.xe(*plain, "-pw", PASSWORD, "user-password-change", f"old={PASSWORD}", "new=changed-by-xe", local=False)
+        try:
+            self.assertTrue(self.xe(*plain, "-pw", "changed-by-xe", "host-list", "--minimal", local=False).strip())
+            self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails(*plain, "-pw", PASSWORD, "host-list", local=False))
+        finally:
+            self.xe(*plain, "-pw", "changed-by-xe", "user-password-change", "old=changed-by-xe", f"new={PASSWORD}", local=False)
+
+
+class command_line(xe_daemon):
+    """What xe refuses before any call, and where it finds its server and credentials."""
+
+    def nowhere(self, *args):
+        """xe against a socket nobody listens on: a usage error shows that no call was tried."""
+        r = subprocess.run([XE, "--socket", os.path.join(self.home.name, "none.sock"), *args], capture_output=True, text=True,
+                           env=self.environment())
+        self.assertEqual(r.returncode, 1)
+        self.assertNotIn("cannot connect", r.stderr)
+        return r.stderr
+
+    def test_unknown_commands_and_parameters_are_refused_with_the_usage(self):
+        self.assertIn("Unknown command: vm-frobnicate", self.nowhere("vm-frobnicate"))
+        err = self.nowhere("vm-start", "vm=x", "bogus=1")
+        self.assertIn("Unknown parameter: bogus", err)
+        self.assertIn("usage: xe vm-start", err)
+        self.assertIn("Required parameter not found: param-name", self.nowhere("vm-param-get", "uuid=x"))
+        self.assertIn("Unknown parameter: nonsense", self.nowhere("vm-list", "nonsense=1"))
+        self.assertIn("Unknown flag: --frob", self.nowhere("vm-list", "--frob"))
+        # The same command line, right, does try to connect (and says where it could not).
+        r = self.run_xe("--socket", os.path.join(self.home.name, "none.sock"), "vm-list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("none.sock: cannot connect: ", r.stderr)
+
+    def test_help(self):
+        self.assertIn("vm-list", self.xe("help"))
+        everything = self.xe("help", "--all").split()
+        self.assertIn("vdi-param-clear", everything)
+        self.assertIn("pool-ha-enable", everything)
+        self.assertIn("usage: xe vm-start", self.xe("help", "vm-start"))
+
+    def test_xml_rpc_shows_what_json_rpc_shows(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=both encodings")
+        self.xe("--xmlrpc", "vm-param-set", f"uuid={vm}", "other-config:via=xml", "VCPUs-max=3")
+        for command in (("vm-param-list", f"uuid={vm}"), ("host-list", "params=all"), ("vm-list", "--minimal"), ("sr-list",)):
+            self.assertEqual(self.xe("--xmlrpc", *command), self.xe(*command), command)
+        self.assertIn("via: xml", self.one("vm-param-get", f"uuid={vm}", "param-name=other-config"))
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=VCPUs-max"), "3")
+        self.assertIn("code: UUID_INVALID\n", self.xe_fails("--xmlrpc", "vm-param-list", "uuid=00000000-0000-0000-0000-000000000000"))
+
+    def test_server_errors_print_the_code_and_named_parameters(self):
+        r = self.run_xe("vm-param-list", "uuid=00000000-0000-0000-0000-000000000000")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("code: UUID_INVALID\n", r.stderr)
+        self.assertRegex(r.stderr, r"\n\w+: VM\n")
+
+    def test_https_with_a_password_trusts_on_first_use_then_checks(self):
+        remote = ("-s", "127.0.0.1", "-p", str(self.tls_port), "-u", "root", "-pw", PASSWORD)
+        first = self.run_xe(*remote, "host-list", "--minimal", local=False)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertIn("trusting the certificate of 127.0.0.1", first.stderr)
+        second = self.run_xe(*remote, "host-list", "--minimal", local=False)
+        self.assertEqual((second.stdout, second.stderr), (first.stdout, ""))
+        # A certificate given is verified instead.
+        pem = os.path.join(self.dir.name, "xapid.pem")
+        with_cert = self.run_xe(*remote, "--cert", pem, "pool-list", "--minimal", local=False)
+        self.assertEqual((with_cert.returncode, with_cert.stderr), (0, ""))
+        # A pinned certificate that changed is refused.
+        with open(os.path.join(self.home.name, ".xe-known-hosts")) as f:
+            pins = f.read()
+        with open(os.path.join(self.home.name, ".xe-known-hosts"), "w") as f:
+            f.write(re.sub(r" [0-9a-f]{64}", " " + "0" * 64, pins))
+        try:
+            self.assertIn("not the one seen before", self.xe_fails(*remote, "host-list", local=False))
+        finally:
+            with open(os.path.join(self.home.name, ".xe-known-hosts"), "w") as f:
+                f.write(pins)
+        # The operations too, over HTTPS, and a transfer.
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=remote")
+        self.xe(*remote, "vm-start", f"uuid={vm}", local=False)
+        self.xe(*remote, "vm-shutdown", f"uuid={vm}", local=False)
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "halted")
+        xva = os.path.join(self.home.name, "remote.xva")
+        self.xe(*remote, "vm-export", f"uuid={vm}", f"filename={xva}", local=False)
+        copy = self.xe(*remote, "vm-import", f"filename={xva}", local=False).strip()
+        self.assertEqual(self.one("vm-param-get", f"uuid={copy}", "param-name=name-label"), "remote")
+
+    def test_password_file_rc_file_and_extra_args(self):
+        pwf = os.path.join(self.home.name, "password")
+        with open(pwf, "w") as f:
+            f.write(PASSWORD + "\n")
+        plain = ("-s", "127.0.0.1", "-p", str(self.port), "--nossl", "-u", "root")
+        host = self.one("host-list", "--minimal")
+        self.assertEqual(self.xe(*plain, "-pwf", pwf, "host-list", "--minimal", local=False).strip(), host)
+        self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails(*plain, "-pw", "wrong", "host-list", local=False))
+        rc = os.path.join(self.home.name, ".xe")
+        with open(rc, "w") as f:
+            f.write(f"server=127.0.0.1\nport={self.port}\nnossl=true\nusername=root\npassword={PASSWORD}\n")
+        try:
+            self.assertEqual(self.xe("host-list", "--minimal", local=False).strip(), host)
+        finally:
+            os.remove(rc)
+        extra = {"XE_EXTRA_ARGS": f"server=127.0.0.1,port={self.port},nossl=true,password={PASSWORD}"}
+        self.assertEqual(self.xe("host-list", "--minimal", local=False, env=extra).strip(), host)
+        # The command line wins over XE_EXTRA_ARGS.
+        self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails("-pw", "wrong", "host-list", local=False, env=extra))
+
+
+class completion(xe_daemon):
+    """cli/xe-completion.bash in a real bash, asking the daemon through xe."""
+
+    def complete(self, line):
+        script = 'source "$1"; COMP_LINE="$2"; COMP_POINT=${#COMP_LINE}; _xe; printf "%s\\n" "${COMPREPLY[@]}"'
+        env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(XE)) + os.pathsep + os.environ["PATH"], HOME=self.home.name)
+        r = subprocess.run(["bash", "-c", script, "_", COMPLETION, line], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [w for w in r.stdout.split("\n") if w]
+
+    def test_commands_parameters_fields_and_uuids(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=completed")
+        local = f"xe --socket {self.socket} "
+        self.assertEqual(sorted(self.complete("xe vm-param-")),
+                         ["vm-param-add", "vm-param-clear", "vm-param-get", "vm-param-list", "vm-param-remove", "vm-param-set"])
+        self.assertEqual(self.complete(local + "vm-param-get uu"), ["uuid="])
+        # After '=' bash completes the value alone (= breaks words).
+        self.assertIn(vm, self.complete(local + "vm-param-get uuid="))
+        self.assertEqual(self.complete(local + "vm-param-get param-name=power-s"), ["power-state"])
+        self.assertIn("completed", self.complete(local + "vm-start vm=compl"))
+        self.assertIn("power-state=", self.complete(local + "vm-start power"))
+        self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
+
+
+class pool_commands(answers, unittest.TestCase):
+    """pool-join through xe between two real daemons on 127.0.0.2 and 127.0.0.3 (pool_test's hosts)."""
+
+    def test_a_host_joins_with_pool_join_and_its_members_list_the_pool(self):
+        from pool_test import free_port_everywhere, host as pool_host
+        root = tempfile.TemporaryDirectory()
+        self.addCleanup(root.cleanup)
+        port = free_port_everywhere()
+        master, joiner = pool_host(root.name, 0, port), pool_host(root.name, 1, port)
+        for h in (master, joiner):
+            self.addCleanup(h.stop)
+            h.start()
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = root.name
+
+        def xe(*args):
+            return subprocess.run([XE, *args], capture_output=True, text=True, env=env, timeout=120)
+
+        joined = xe("--socket", os.path.join(joiner.dir, "xapid.sock"), "pool-join", f"master-address={master.address}:{port}",
+                    f"master-password={master.password}")
+        self.assertEqual(joined.returncode, 0, joined.stderr)
+        # The member restarts into the pool: then it lists the pool's two hosts, with the pool's password.
+        remote = ("-s", joiner.address, "-p", str(port), "--nossl", "-pw", master.password)
+        until = time.time() + 120
+        while True:
+            listed = xe(*remote, "host-list", "params=uuid", "--minimal")
+            if listed.returncode == 0 and len(listed.stdout.strip().split(",")) == 2 or time.time() > until:
+                break
+            time.sleep(0.5)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual(len(listed.stdout.strip().split(",")), 2, listed.stdout)
+        pool = xe(*remote, "pool-list", "params=master", "--minimal")
+        on_master = xe("-s", master.address, "-p", str(port), "--nossl", "-pw", master.password, "pool-list", "params=master", "--minimal")
+        self.assertEqual((pool.returncode, pool.stdout), (0, on_master.stdout))
+        # Ejecting the member, and pointing it at a master: what the server answers, by its code.
+        member = xe(*remote, "host-list", f"address={joiner.address}", "params=uuid", "--minimal").stdout.strip()
+        self.assertIn(member, listed.stdout)
+        self.assertTrue(member)
+        for command in (("pool-emergency-reset-master", f"master-address={master.address}"), ("pool-eject", f"host-uuid={member}")):
+            r = xe(*remote, *command)
+            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+
+
+if __name__ == "__main__":
+    unittest.main()
