@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
-#include "common/log_host.hpp"
 
 namespace xapid::pool {
 
@@ -13,25 +12,10 @@ std::size_t voters_wanted(std::size_t servers) { return servers >= 5 ? 5 : std::
 
 voter_keeper::voter_keeper(std::shared_ptr<storage::raft_sequencer> log, std::function<void()> while_leading,
                            std::function<bool(std::uint64_t)> has_host, std::chrono::milliseconds period)
-    : log_(std::move(log)), while_leading_(std::move(while_leading)), has_host_(std::move(has_host)), period_(period) {
-  thread_ = std::thread(carry_log_host([this] {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, period_, [this] { return stopping_; })) {
-      lock.unlock();
-      step();
-      lock.lock();
-    }
-  }));
-}
+    : log_(std::move(log)), while_leading_(std::move(while_leading)), has_host_(std::move(has_host)),
+      thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
 
-voter_keeper::~voter_keeper() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
+voter_keeper::~voter_keeper() { thread_.reset(); }  // before the members its steps use
 
 bool voter_keeper::step() {
   std::lock_guard one_at_a_time(step_mu_);

@@ -8,13 +8,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 
+#include "common/periodic_thread.hpp"
 #include "storage/raft_sequencer.hpp"
 
 namespace xapid::pool {
@@ -47,15 +46,11 @@ class voter_keeper {
   std::shared_ptr<storage::raft_sequencer> log_;
   std::function<void()> while_leading_;
   std::function<bool(std::uint64_t)> has_host_;
-  std::chrono::milliseconds period_;
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> failed_;  // standby -> when its promotion failed
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> hostless_since_;  // member -> first seen without a host
   static constexpr std::chrono::seconds hostless_grace{30};
   std::mutex step_mu_;  // a step and a hand-over, one at a time
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
+  std::unique_ptr<periodic_thread> thread_;  // last: it steps once the rest is made
 };
 
 }  // namespace xapid::pool
