@@ -17,7 +17,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 
-from xapid_support import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
+from xapid_support import PASSWORD, start_daemon, stop_daemon, wait_for, with_daemon  # takes PATH_TO_XAPID from argv
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -44,15 +44,6 @@ def vm_record(name, other_config=None, after_crash="restart"):
             "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
             "platform": {}, "PCI_bus": "", "other_config": other_config or {}, "recommendations": ""}
 
-
-def wait_for(what, predicate, timeout=30):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class http_reads:

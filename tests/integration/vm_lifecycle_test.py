@@ -18,6 +18,7 @@ import unittest
 import xmlrpc.client
 
 from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
+from xapid_support import wait_for  # noqa: E402
 
 
 class xmlrpc_api:
@@ -131,13 +132,7 @@ class operations(with_daemon):
         return vm
 
     def wait_for(self, predicate, seconds=10):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        self.fail("timed out")
+        return wait_for("the condition", predicate, seconds, every=0.02)
 
     def test_async_start_is_a_task_and_a_conflicting_call_is_refused_meanwhile(self):
         vm = self.install("async")

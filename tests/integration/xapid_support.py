@@ -67,6 +67,18 @@ def stop_daemon(proc):
     return proc.wait(timeout=30)
 
 
+def wait_for(what, predicate, timeout=30, every=0.2):
+    """`predicate()`'s first truthy value, asked every `every` s; AssertionError naming `what`
+    after `timeout` s."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def strings_in(value):
     """Every string in `value` (nested lists and dicts, keys too)."""
     out = set()
