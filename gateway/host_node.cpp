@@ -21,6 +21,7 @@
 #include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
 #include "pool/join.hpp"
+#include "pool/liveness.hpp"
 #include "pool/master_duties.hpp"
 #include "pool/membership.hpp"
 #include "pool/peer_client.hpp"
@@ -113,6 +114,7 @@ struct host_node::parts {
   std::shared_ptr<storage::raft_sequencer> pool_log;
   std::optional<pool::voter_keeper> voters;  // goes after the database (and its log) has stopped
   std::unique_ptr<storage::database> db;
+  std::optional<pool::liveness_watch> liveness;  // the master's pings of the members (it commits)
   std::unique_ptr<xen::backend> hypervisor;
   xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
   std::string host;
@@ -194,11 +196,27 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   return ok_v;
 };
 
+// Whether most of the other members this host's replica knows refuse it as a stranger: their
+// pool database has no host with its certificate (it was ejected or destroyed while it was down,
+// and the pool's log no longer sends it anything).
+const auto left_while_down = [](auto& p) {
+  std::size_t others = 0, strangers = 0;
+  for (const auto& m : pool::members(*p.db->snapshot())) {
+    if (m.raft_id == p.identity.raft_id || m.peer_address.empty()) continue;
+    ++others;
+    auto pong = p.peers->ping(m.peer_address, m.fingerprint, std::chrono::seconds(1));
+    strangers += !pong && pong.error().stranger;
+  }
+  return others > 0 && 2 * strangers > others;
+};
+
 // A host whose log has other voters writes at start (first boot, stale sessions and tasks): it
 // waits until a master is elected and, when that is another host, answers this one's calls.
+// One that has left the pool meanwhile marks its data dir and fails, to start again alone.
 const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result<void, std::string> {
   const auto until = monotonic_now() + limit;
   auto next_line = monotonic_now();
+  auto next_census = monotonic_now() + std::chrono::seconds(10);
   for (;;) {
     const auto st = p.pool_log->status();
     if (st.ready) return ok_v;  // this host leads, and has applied everything before its term
@@ -212,6 +230,14 @@ const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result
     if (now >= next_line) {
       spdlog::info("pool.waiting_for_master leader={} term={}", st.leader.address, st.term);
       next_line = now + std::chrono::seconds(10);
+    }
+    if (now >= next_census) {
+      next_census = now + std::chrono::seconds(5);
+      if (left_while_down(p)) {
+        if (!pool::mark_ejected(p.opt.data_dir)) return fail("this host has left its pool, and " + p.opt.data_dir + " cannot be marked");
+        return fail(std::string("this host left its pool while it was down (the other members no longer know it): "
+                                "it starts again as a pool of its own"));
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -486,6 +512,7 @@ result<void, std::string> host_node::start_serving(int threads) {
       else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
     }, [&p](std::uint64_t raft_id) { return pool::member_by_raft_id(*p.db->snapshot(), raft_id).has_value(); });
     p.pool_ctx->master.keeper = &*p.voters;
+    p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds));
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
       return fail("publishing this host's place in the pool: " + st.error().description().at(0));

@@ -64,6 +64,9 @@ struct host_options {
   // Failed logins are summed up in a FAILED_LOGIN_ATTEMPTS message this often (xapi's
   // failed_login_alert_freq, default 3600).
   long failed_login_alert_seconds = 3600;
+  // The master marks a member dead (host_metrics.live) once it has not answered this long
+  // (xapi's host_assumed_dead_interval).
+  long host_dead_seconds = 600;
   bool stop_on_signals = false;  // SIGTERM/SIGINT stop this host (the daemon's one host)
 };
 

@@ -17,6 +17,7 @@
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/host_node.hpp"
 #include "gateway/logging.hpp"
+#include "pool/master_duties.hpp"
 
 // jemalloc's settings (read at the first allocation): freed memory goes back to the system
 // within about a second, by a background thread, not when some later allocation happens to
@@ -43,6 +44,8 @@ const char* usage =
     "                       address, its port + 2); keep it across restarts\n"
     "  --peer-listen ADDR:PORT   the pool's hosts call each other here, over TLS (default:\n"
     "                       --listen's address, its port + 1)\n"
+    "  --host-dead-seconds N   the master marks a member that has not answered this long as\n"
+    "                       not live (default 600)\n"
     "  --backend sim|libxl  the hypervisor: simulated (default) or libxenlight\n"
     "  --threads N          threads serving connections (default: one less than the CPUs, 1 to 8)\n"
     "  --root-password-file FILE  root's password on first boot (else $XAPID_ROOT_PASSWORD, else\n"
@@ -91,6 +94,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "root-password-file") o.host.root_password_file = value;
   else if (name == "threads") { if (!number(1, 256, n)) return false; o.host.threads = static_cast<int>(n); }
   else if (name == "failed-login-alert-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.failed_login_alert_seconds = n; }
+  else if (name == "host-dead-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.host_dead_seconds = n; }
   else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.host.session_idle_seconds = n; }
   else if (name == "http-read-timeout-seconds") { if (!number(1, 3600, n)) return false; o.host.http_read_timeout_s = n; }
   else if (name == "http-idle-timeout-seconds") { if (!number(1, 86400, n)) return false; o.host.http_idle_timeout_s = n; }
@@ -228,7 +232,9 @@ int run(int argc, char** argv, bool& reboot) {
   auto node = xapid::gateway::host_node::open(opt.host);
   if (!node) {
     spdlog::error("xapid.start.failed reason=\"{}\"", node.error());
-    return 1;
+    // Ejected from its pool while it was down: it starts again, alone (pool/master_duties).
+    reboot = xapid::pool::ejection_marked(opt.host.data_dir);
+    return reboot ? 0 : 1;
   }
   if (auto st = (*node)->run(); !st) {
     spdlog::error("xapid.start.failed reason=\"{}\"", st.error());

@@ -98,6 +98,18 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
     if (o.kind == storage::op_kind::create) created.emplace_back(o.cls, o.ref);
 
   const storage::raft_member member{request.raft_id(), request.raft_address()};
+  // A host that comes back at the same address (destroyed or ejected while it was down) may
+  // still have its old place in the log, which the keeper would remove in a while: it goes now.
+  // The address of a member the pool still has is refused.
+  for (const auto& server : status.configuration) {
+    if (server.member.address != member.address) continue;
+    if (auto holder = member_by_raft_id(*pool, server.member.id))
+      return refuse(api::errors::INTERNAL_ERROR("the joining host's address in the pool's log, " + member.address +
+                                                ", is host " + holder->host_uuid + "'s"));
+    if (auto removed = m.log->remove(server.member.id, m.membership_timeout); !removed)
+      return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + removed.error()));
+    spdlog::info("pool.member.removed raft_id={} address={} reason=address_taken_again", server.member.id, server.member.address);
+  }
   if (auto added = m.log->add(member, m.membership_timeout); !added)
     return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + added.error()));
   auto committed = m.db->commit(std::move(t));

@@ -100,9 +100,11 @@ api::status remove_host_rows(storage::database& db, const storage::state& s, con
 
 bool mark_ejected(const std::string& data_dir) { return write_private_file(data_dir + "/" + std::string(ejected_file), "ejected\n"); }
 
+bool ejection_marked(const std::string& data_dir) { return std::filesystem::exists(data_dir + "/" + std::string(ejected_file)); }
+
 result<bool, std::string> finish_ejection(const std::string& data_dir) {
   const std::string mark = data_dir + "/" + std::string(ejected_file);
-  if (!std::filesystem::exists(mark)) return false;
+  if (!ejection_marked(data_dir)) return false;
   std::error_code ec;
   for (const char* old : {"db", "raft", "sr", "pool-member", "join-accepted"}) {
     std::filesystem::remove_all(data_dir + "/" + old, ec);

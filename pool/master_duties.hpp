@@ -47,6 +47,7 @@ api::status remove_host_rows(storage::database& db, const storage::state& s, con
 // The ejected host's end: marks DIR for a fresh start (before it restarts), and, at start
 // before anything opens, wipes what was the pool's. True when it did.
 bool mark_ejected(const std::string& data_dir);
+bool ejection_marked(const std::string& data_dir);
 result<bool, std::string> finish_ejection(const std::string& data_dir);
 
 }  // namespace xapid::pool

@@ -59,14 +59,14 @@ result<peer::JoinReply, std::string> peer_client::join(const std::string& addres
   return reply;
 }
 
-result<peer::PingReply, std::string> peer_client::ping(const std::string& address, const std::string& pinned,
-                                                       std::chrono::milliseconds timeout) {
+result<peer::PingReply, peer_client::ping_failure> peer_client::ping(const std::string& address, const std::string& pinned,
+                                                                     std::chrono::milliseconds timeout) {
   auto stub = peer::PoolPeer::NewStub(channel(address, pinned));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   peer::PingReply reply;
   grpc::Status st = stub->Ping(&context, peer::PingRequest{}, &reply);
-  if (!st.ok()) return fail(st.error_message());
+  if (!st.ok()) return fail(ping_failure{st.error_code() == grpc::StatusCode::PERMISSION_DENIED, st.error_message()});
   return reply;
 }
 

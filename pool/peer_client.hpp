@@ -33,7 +33,13 @@ class peer_client {
   // Asks the master at `address` to take this host in; the transport's failure as an error text.
   result<peer::JoinReply, std::string> join(const std::string& address, const peer::JoinRequest& request,
                                            std::chrono::seconds timeout);
-  result<peer::PingReply, std::string> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout);
+  // Why a ping failed: `stranger` when the peer (the one pinned) answered that this host is not
+  // a member of its pool — its pool database has no host with this host's certificate.
+  struct ping_failure {
+    bool stranger = false;
+    std::string message;
+  };
+  result<peer::PingReply, ping_failure> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout);
 
  private:
   std::shared_ptr<grpc::Channel> channel(const std::string& address, const std::string& pinned);

@@ -59,7 +59,9 @@ class host:
 
     def start(self):
         env = dict(os.environ, XAPID_ROOT_PASSWORD=self.password)
-        self.proc = subprocess.Popen([XAPID, "--data-dir", self.dir, "--listen", f"{self.address}:{self.port}"],
+        # (A member down 4 s is not live, so that host.destroy may be tried.)
+        self.proc = subprocess.Popen([XAPID, "--data-dir", self.dir, "--listen", f"{self.address}:{self.port}",
+                                      "--host-dead-seconds", "4"],
                                      stderr=subprocess.PIPE, text=True, env=env)
         for line in self.proc.stderr:
             if "xapid.ready" in line:
@@ -354,6 +356,36 @@ class pool_of_three(answers, unittest.TestCase):
         self.assertEqual(len(self.hosts_of(leaving, ls)), 3)
         self.assertEqual(len(self.hosts_of(master, ms)), 3)
         self.ok(leaving.proxy().VM.create(ls, vm_record("back in the pool")))
+
+    def test_7_a_host_down_for_good_is_destroyed_and_comes_back_alone(self):
+        sessions = {h.address: h.login(self.hosts[0].password) for h in self.hosts}
+        h0 = self.hosts[0]
+        master_address = self.ok(h0.proxy().host.get_address(sessions[h0.address], self.master_of(h0, sessions[h0.address])))
+        master = next(h for h in self.hosts if h.address == master_address)
+        ms, m = sessions[master.address], master.proxy()
+        gone = next(h for h in self.hosts if h is not master)
+        gone_ref = self.host_at(master, ms, gone.address)
+        gone_uuid = self.ok(m.host.get_uuid(ms, gone_ref))
+        metrics = self.ok(m.host.get_metrics(ms, gone_ref))
+        self.assertTrue(self.ok(m.host_metrics.get_live(ms, metrics)))
+        self.assertEqual(self.err(m.host.destroy(ms, gone_ref)), ["HOST_IS_LIVE", gone_ref])
+        gone.stop()
+        until = time.time() + 30
+        while self.ok(m.host_metrics.get_live(ms, metrics)) and time.time() < until:
+            time.sleep(0.5)
+        self.assertFalse(self.ok(m.host_metrics.get_live(ms, metrics)), "a member down 4 s is not live")
+        self.ok(m.host.destroy(ms, gone_ref))
+        self.assertEqual(len(self.hosts_of(master, ms)), 2)
+        # Started again, it finds the others no longer know it, and starts again alone.
+        started = time.time()
+        gone.start()
+        gs = gone.login_once_it_has_hosts(self.hosts[0].password, 1)
+        print(f"a destroyed host back alone {time.time() - started:.1f} s after its start", flush=True)
+        own = self.hosts_of(gone, gs)
+        self.assertEqual(self.ok(gone.proxy().host.get_uuid(gs, own[0])), gone_uuid)
+        self.ok(gone.proxy().pool.join(gs, f"{master.address}:{master.port}", "root", self.hosts[0].password))
+        gs = gone.login_once_it_has_hosts(self.hosts[0].password, 3)
+        self.assertEqual(len(self.hosts_of(master, ms)), 3)
 
 
 def vm_record(name):

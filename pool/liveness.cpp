@@ -1,0 +1,52 @@
+#include "pool/liveness.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "common/clock.hpp"
+#include "pool/membership.hpp"
+
+namespace xapid::pool {
+
+liveness_watch::liveness_watch(storage::database& db, std::shared_ptr<storage::raft_sequencer> log, peer_client& peers,
+                               std::string this_host, std::chrono::seconds dead_after, std::chrono::milliseconds period)
+    : db_(db), log_(std::move(log)), peers_(peers), this_host_(std::move(this_host)), dead_after_(dead_after),
+      thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
+
+liveness_watch::~liveness_watch() { thread_.reset(); }  // before the members its steps use
+
+void liveness_watch::step() {
+  const auto status = log_->status();
+  if (!status.ready) return;  // the master's, once it has applied everything before its term
+  const auto now = monotonic_now();
+  if (status.term != term_) {  // a new master: every member has the whole interval again
+    term_ = status.term;
+    last_answer_.clear();
+  }
+  auto snap = db_.snapshot();
+  auto t = db_.begin();
+  const std::size_t metrics_cls = storage::schema::get().class_of<api::host_metrics>();
+  const std::size_t live_field = *storage::schema::get().field_index(metrics_cls, "live");
+  auto mark = [&](const std::string& host, bool live) {
+    const api::host* h = snap->get<api::host>(host);
+    const api::host_metrics* m = h ? snap->get<api::host_metrics>(h->metrics.opaque) : nullptr;
+    if (!m || m->live == live) return;
+    t.set(metrics_cls, h->metrics.opaque, live_field, wire::value(live));
+    spdlog::info("pool.host.{} host={} uuid={}", live ? "alive" : "dead", host, h->uuid);
+  };
+  mark(this_host_, true);
+  for (const member_record& m : members(*snap)) {
+    if (m.host_ref == this_host_ || m.peer_address.empty()) continue;
+    auto seen = last_answer_.try_emplace(m.host_ref, now).first;
+    if (peers_.ping(m.peer_address, m.fingerprint, std::chrono::seconds(1))) {
+      seen->second = monotonic_now();
+      mark(m.host_ref, true);
+    } else if (now - seen->second >= dead_after_) {
+      mark(m.host_ref, false);
+    }
+  }
+  if (t.empty()) return;
+  if (auto done = db_.commit(std::move(t)); !done)
+    spdlog::warn("pool.liveness.not_committed reason=\"{}\"", done.error().description().at(0));
+}
+
+}  // namespace xapid::pool
