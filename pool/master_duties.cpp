@@ -15,13 +15,18 @@ namespace {
 
 constexpr std::string_view ejected_file = "ejected";
 
-// This host must be the pool's ready master, and HA off.
-api::status master_checks(const master_side& m, const storage::state& s) {
-  if (const api::pool* pool = s.first<api::pool>(); pool && pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());
+// This host must be the pool's ready master: else HOST_IS_SLAVE with the master's address.
+api::status on_master(const master_side& m, const storage::state& s) {
   if (m.log->status().ready) return ok_v;
   const api::pool* pool = s.first<api::pool>();
   const api::host* master = pool ? s.get<api::host>(pool->master.opaque) : nullptr;
   return fail(api::errors::HOST_IS_SLAVE(master ? master->address : std::string()));
+}
+
+// ... and HA off, to change the pool's shape.
+api::status master_checks(const master_side& m, const storage::state& s) {
+  if (const api::pool* pool = s.first<api::pool>(); pool && pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());
+  return on_master(m, s);
 }
 
 api::api_result<member_record> reachable_member(const master_side& m, const storage::state& s, const std::string& host) {
@@ -88,6 +93,24 @@ api::status eject(const master_side& m, const std::string& host) {
   if (auto removed = m.log->remove(member->raft_id, std::chrono::seconds(30)); !removed)
     spdlog::warn("pool.eject.log_member_kept raft_id={} reason=\"{}\" (the keeper removes it later)", member->raft_id, removed.error());
   spdlog::info("pool.ejected host={} raft_id={}", host, member->raft_id);
+  return ok_v;
+}
+
+api::status sync_database(const master_side& m) {
+  auto s = m.db->snapshot();
+  if (auto st = on_master(m, *s); !st) return st;
+  const std::uint64_t committed = m.db->applied_log_index();  // the master applies in order
+  const auto until = monotonic_now() + std::chrono::seconds(10);
+  for (const member_record& member : members(*s)) {
+    if (member.host_ref == m.this_host || member.peer_address.empty()) continue;
+    const bool synced = wait_until(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::max(until - monotonic_now(), decltype(until - until)::zero())),
+                                   [&] {
+                                     auto pong = m.peers->ping(member.peer_address, member.fingerprint, m.reach_timeout);
+                                     return pong && pong->applied_index() >= committed;
+                                   });
+    if (!synced) spdlog::warn("pool.sync_database.member_behind host={} (it did not answer, or had not applied entry {})", member.host_uuid, committed);
+  }
   return ok_v;
 }
 

@@ -39,6 +39,11 @@ api::status designate_new_master(const master_side& m, const std::string& host);
 // it leaves the pool's log.
 api::status eject(const master_side& m, const std::string& host);
 
+// pool.sync_database: on the master (HOST_IS_SLAVE elsewhere), returns once every member that
+// answers has applied everything the master has committed (each asked through its peer
+// service, ≤ 10 s in all); one that does not answer is left out, as xapi's flush skips it.
+api::status sync_database(const master_side& m);
+
 // The one transaction that takes `host`'s rows out of the pool (as `s`, a snapshot, shows
 // them): eject's, and host.destroy's for a host gone for good (its log member then leaves
 // through the voter keeper).

@@ -28,6 +28,7 @@ void register_pool_rpcs(dispatcher& d, pool_context& ctx) {
   add_typed<m::pool_designate_new_master>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
     return pool::designate_new_master(ctx.master, host.opaque);
   }, true);
+  add_typed<m::pool_sync_database>(d, [&ctx](call_context&) -> api::api_result<void> { return pool::sync_database(ctx.master); }, true);
   add_typed<m::pool_eject>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
     return pool::eject(ctx.master, host.opaque);
   }, true);

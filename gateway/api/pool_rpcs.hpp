@@ -1,6 +1,6 @@
 // The pool's own RPCs (pool/): pool.join and pool.join_force, run on the joining host (a join
 // the master accepts restarts this daemon, which comes back as a member of the master's pool);
-// pool.designate_new_master and pool.eject, run on the master; host.destroy, whose host's rows
+// pool.designate_new_master, pool.eject and pool.sync_database, run on the master; host.destroy, whose host's rows
 // all go (pool/master_duties).
 #pragma once
 

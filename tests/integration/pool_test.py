@@ -308,6 +308,13 @@ class pool_of_three(answers, unittest.TestCase):
                 vm = self.ok(h.proxy().VM.create(sess, vm_record(f"master {new_master.address}, on {h.address}")))
                 self.assertEqual(self.ok(new_master.proxy().VM.get_name_label(sessions[new_master.address], vm)),
                                  f"master {new_master.address}, on {h.address}")
+            # Once synced, a write on the master is on every member at once.
+            vm = self.ok(new_master.proxy().VM.create(sessions[new_master.address], vm_record("synced")))
+            self.ok(new_master.proxy().pool.sync_database(sessions[new_master.address]))
+            for h in self.hosts:
+                self.assertEqual(self.ok(h.proxy().VM.get_name_label(sessions[h.address], vm)), "synced", h.address)
+            self.assertEqual(self.err(old_master.proxy().pool.sync_database(sessions[old_master.address])),
+                             ["HOST_IS_SLAVE", new_master.address])
             # The old master is a member now: it names the new one.
             self.assertEqual(self.err(old_master.proxy().pool.eject(sessions[old_master.address], "OpaqueRef:x"))[0],
                              "HOST_IS_SLAVE")
