@@ -19,7 +19,7 @@ import unittest
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xapid_support import XAPID, answers, drain  # noqa: E402
+from xapid_support import XAPID, answers, drain, free_port_triple  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
@@ -29,24 +29,7 @@ PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw"]
 
 def free_port_everywhere():
     """A port P such that P, P+1 and P+2 are free on every address of the test."""
-    rng = random.Random(SEED)
-    for _ in range(200):
-        p = rng.randrange(20000, 60000)
-        try:
-            socks = []
-            for a in ADDRESSES:
-                for q in (p, p + 1, p + 2):
-                    s = socket.socket()
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((a, q))
-                    socks.append(s)
-            for s in socks:
-                s.close()
-            return p
-        except OSError:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port")
+    return free_port_triple(ADDRESSES, random.Random(SEED))
 
 
 class host:

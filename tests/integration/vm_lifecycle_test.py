@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import random
-import socket
 import tempfile
 import threading
 import time
@@ -18,7 +17,7 @@ import unittest
 import xmlrpc.client
 
 from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
-from xapid_support import wait_for  # noqa: E402
+from xapid_support import free_port_triple, wait_for  # noqa: E402
 
 
 class xmlrpc_api:
@@ -311,9 +310,8 @@ class host_operations(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
-        with socket.socket() as s:  # a fixed port, so that the host answers there again after a reboot
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        # A fixed port (and the two after it, the pool's), so that the host answers there again after a reboot.
+        self.port = free_port_triple()
         self.proc, _, _ = start_daemon(self.dir.name, "--listen", f"127.0.0.1:{self.port}")
         self.x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}")
         self.session = self.x.session.login_with_password("root", PASSWORD, "1.0", "host")["Value"]

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -65,6 +66,29 @@ def drain(stream):
 def stop_daemon(proc):
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=30)
+
+
+def free_port_triple(addresses=("127.0.0.1",), rng=None):
+    """A port P such that P, P+1 and P+2 are free on every one of `addresses`: a host listening
+    at P serves its pool's peers at P+1 and its Raft log at P+2 by default."""
+    rng = rng or random.Random()
+    for _ in range(200):
+        p = rng.randrange(20000, 60000)
+        socks = []
+        try:
+            for a in addresses:
+                for q in (p, p + 1, p + 2):
+                    s = socket.socket()
+                    socks.append(s)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((a, q))
+            return p
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port")
 
 
 def wait_for(what, predicate, timeout=30, every=0.2):
