@@ -231,6 +231,11 @@ class performance(http_reads, with_daemon):
         self.assertEqual(doc["data"], [])  # the future holds no rows
         doc = json.loads(self.updates("start=0&host=true&json=true&interval=0"))
         self.assertLessEqual(len(doc["data"]), 366)  # the far past: the year's archive, no more
+        # Any 64-bit start: the answer's start stays a time, never one wrapped round (overflow).
+        for start in (2**63 - 1, -2**63):
+            doc = json.loads(self.updates(f"start={start}&host=true&json=true"))
+            self.assertGreaterEqual(int(doc["meta"]["start"]), 0, start)
+            self.assertLessEqual(int(doc["meta"]["start"]), now + 86400, start)
         self.assertEqual(self.get(f"/rrd_updates?start={now}", session=False)[0], 401)
         self.assertEqual(self.get("/vm_rrd?uuid=00000000-0000-0000-0000-000000000000")[0], 404)
         self.assertEqual(self.get("/vm_rrd")[0], 400)
