@@ -21,6 +21,9 @@ result<void, std::string> write_updates(const std::vector<std::pair<std::string,
     start = std::numeric_limits<std::int64_t>::max();
     for (const auto& [prefix, r] : archives) start = std::min(start, q.start + r->last_updated());
   }
+  // Before the epoch or after the last update, no row differs: bounded so that rounding it to
+  // a row below cannot overflow (a client may send any 64-bit number).
+  start = std::clamp<std::int64_t>(start, 0, last_updated);
   const std::int64_t min_pdps64 = q.interval / step_seconds;
   const int min_pdps = static_cast<int>(std::min<std::int64_t>(min_pdps64, std::numeric_limits<int>::max()));
   // Each archive's answering archives; all must be alike the first found (xapi drops others).

@@ -33,6 +33,9 @@ struct filter_node {
 
 constexpr std::size_t max_filter_bytes = 64 * 1024;
 constexpr int max_filter_depth = 64;
+// Each term is evaluated against every message (up to the log's 10,000): more would let one
+// read-only call keep a core busy for seconds.
+constexpr std::size_t max_filter_terms = 256;
 
 class filter_parser {
  public:
@@ -91,6 +94,7 @@ class filter_parser {
   // A unary expression: "not" (all to its right), a parenthesis, true, false or a comparison.
   api::api_result<filter_ptr> unary(int depth) {
     if (depth > max_filter_depth) return bad("nested too deeply");
+    if (++terms_ > max_filter_terms) return bad("more than " + std::to_string(max_filter_terms) + " terms");
     const token t = next_token();
     auto node = std::make_unique<filter_node>();
     switch (t) {
@@ -141,6 +145,7 @@ class filter_parser {
 
   std::string_view text_;
   std::size_t at_ = 0;
+  std::size_t terms_ = 0;
   std::string text_token_;
 };
 
@@ -169,12 +174,24 @@ api::status check_fields(const filter_node& n) {
   return ok_v;
 }
 
+// A value's text for one message: a literal or a stored string as it is (a body may be 1 MiB:
+// never copied), a field xapi shows as text made into `made`.
+std::string_view text_of(const filter_value& v, const api::message& msg, std::string& made) {
+  if (!v.field) return v.text;
+  if (v.text == "name") return msg.name;
+  if (v.text == "uuid") return msg.uuid;
+  if (v.text == "obj_uuid") return msg.obj_uuid;
+  if (v.text == "body") return msg.body;
+  made = *message_field(msg, v.text);
+  return made;
+}
+
 bool matches(const filter_node& n, const api::message& msg) {
-  auto text = [&](const filter_value& v) { return v.field ? *message_field(msg, v.text) : v.text; };
+  std::string left, right;
   switch (n.what) {
     case filter_node::kind::truth: return true;
     case filter_node::kind::falsity: return false;
-    case filter_node::kind::eq: return text(n.left) == text(n.right);
+    case filter_node::kind::eq: return text_of(n.left, msg, left) == text_of(n.right, msg, right);
     case filter_node::kind::and_: return matches(*n.a, msg) && matches(*n.b, msg);
     case filter_node::kind::or_: return matches(*n.a, msg) || matches(*n.b, msg);
     case filter_node::kind::not_: return !matches(*n.a, msg);
