@@ -21,6 +21,13 @@ const char* class_name_of(api::cls c) {
   return "";
 }
 
+// At most `bytes` of `text`, cut before a UTF-8 sequence that would not fit whole.
+std::string utf8_prefix(const std::string& text, std::size_t bytes) {
+  if (text.size() <= bytes) return text;
+  while (bytes > 0 && (static_cast<unsigned char>(text[bytes]) & 0xC0) == 0x80) --bytes;
+  return text.substr(0, bytes) + "...";
+}
+
 }  // namespace
 
 bool message_object_exists(const storage::state& s, api::cls cls, const std::string& uuid) {
@@ -44,6 +51,11 @@ storage::transaction message_log::creation(const alert& a, std::string& ref) {
 }
 
 api::api_result<std::string> message_log::create(const alert& a) {
+  // The log keeps 10,000 messages on every host: each is bounded, so the log is.
+  if (a.name.size() > max_name_bytes)
+    return fail(api::errors::VALUE_NOT_SUPPORTED("name", utf8_prefix(a.name, 64), "longer than " + std::to_string(max_name_bytes) + " bytes"));
+  if (a.body.size() > max_body_bytes)
+    return fail(api::errors::VALUE_NOT_SUPPORTED("body", utf8_prefix(a.body, 64), "longer than " + std::to_string(max_body_bytes) + " bytes"));
   std::string ref;
   auto r = db_.commit(creation(a, ref));
   if (!r) return fail(std::move(r).error());
@@ -64,8 +76,9 @@ void message_log::raise_for_vm(std::pair<const char*, std::int64_t> kind, const 
   auto s = db_.snapshot();
   const api::vm* vm = s->get<api::vm>(vm_ref);
   if (!vm) return;  // gone meanwhile (destroyed): nothing to tell of
+  // (A name of any length would make the body too long to keep: its first 256 bytes name it.)
   raise({kind.first, kind.second, api::cls::VM, vm->uuid,
-         "VM '" + vm->name_label + "' (uuid: " + vm->uuid + ") " + what});
+         "VM '" + utf8_prefix(vm->name_label, 256) + "' (uuid: " + vm->uuid + ") " + utf8_prefix(what, 1024)});
 }
 
 std::string message_log::host_of_vm(const std::string& vm_ref) const {

@@ -40,7 +40,10 @@ class message_log {
  public:
   message_log(storage::database& db, clock& clk, std::size_t limit = 10000);
 
-  // message.create: committed before it answers; the new message's ref.
+  // message.create: committed before it answers; the new message's ref. A name or body past
+  // these is VALUE_NOT_SUPPORTED (the log is kept whole on every host).
+  static constexpr std::size_t max_name_bytes = 256;
+  static constexpr std::size_t max_body_bytes = 16 * 1024;
   api::api_result<std::string> create(const alert& a);
   // An alert of xapid's own: committed without waiting (a failure is logged, the operation that
   // raised it stands).

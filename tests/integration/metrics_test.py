@@ -97,6 +97,24 @@ class messages(with_daemon):
         self.assertEqual(self.err(self.x.message.get_all_records_where(self.s, "falseor" * 9361 + "false"))[:2],
                          ["INVALID_VALUE", "expr"])
 
+    def test_each_message_is_bounded_so_the_log_kept_on_every_host_is(self):
+        # 10,000 messages of 1 MiB each would be 30 GB on every host of the pool.
+        uuid = self.pool_uuid()
+        self.ok(self.x.message.create(self.s, "N" * 256, "1", "Pool", uuid, "b" * 16384))
+        self.assertEqual(self.err(self.x.message.create(self.s, "N" * 257, "1", "Pool", uuid, ""))[:2],
+                         ["VALUE_NOT_SUPPORTED", "name"])
+        self.assertEqual(self.err(self.x.message.create(self.s, "X", "1", "Pool", uuid, "é" * 8193))[:2],
+                         ["VALUE_NOT_SUPPORTED", "body"])
+        # A VM's own messages name it by its first 256 bytes, whatever its length: they are kept.
+        vm = self.ok(self.x.VM.create(self.s, vm_record("v" * 100000)))
+        vm_uuid = self.ok(self.x.VM.get_uuid(self.s, vm))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+        started = wait_for("VM_STARTED", lambda: [m for m in self.ok(self.x.message.get(self.s, "VM", vm_uuid, EPOCH)).values()
+                                                  if m["name"] == "VM_STARTED"])
+        self.assertIn("v" * 256 + "...", started[0]["body"])
+        self.assertLess(len(started[0]["body"]), 2048)
+        self.ok(self.x.VM.hard_shutdown(self.s, vm))
+
     def test_a_started_vm_raises_VM_STARTED_delivered_by_event_from(self):
         token = self.ok(self.x.event.__getattr__("from")(self.s, ["message"], "", 0.1))["token"]
         vm = self.ok(self.x.VM.create(self.s, vm_record("started")))
