@@ -18,8 +18,8 @@
 namespace xapid::pool {
 
 // Adds them to `t`; false (and nothing added) when `host` is not a live host row. The
-// transaction fails if the host's row changed after `s` was read (OPERATION_NOT_ALLOWED: the
-// caller checks again).
+// transaction fails if the host's row changed after `s` was read, or a VM became resident on
+// it (OPERATION_NOT_ALLOWED: the caller checks again).
 bool departure_objects(const storage::state& s, const std::string& host, storage::transaction& t);
 
 }  // namespace xapid::pool

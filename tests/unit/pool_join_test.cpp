@@ -575,6 +575,20 @@ TEST_F(join_objects_test, a_host_that_changed_meanwhile_does_not_leave_and_an_un
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, api::error_code::OPERATION_NOT_ALLOWED);
   EXPECT_TRUE(master.now()->get<api::host>(joiner.host));
+  // A VM that becomes resident on it meanwhile (which leaves the host row's own fields be).
+  auto again = master.db->begin();
+  ASSERT_TRUE(departure_objects(*master.now(), joiner.host, again));
+  const std::string vm = master.create([&] {
+    api::vm v;
+    v.name_label = "started there meanwhile";
+    v.power_state = api::vm_power_state::Running;
+    v.resident_on.opaque = joiner.host;
+    return v;
+  }());
+  auto late = master.db->commit(std::move(again));
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, api::error_code::OPERATION_NOT_ALLOWED);
+  EXPECT_EQ(master.now()->get<api::vm>(vm)->resident_on.opaque, joiner.host);
   auto none = master.db->begin();
   EXPECT_FALSE(departure_objects(*master.now(), "OpaqueRef:nothing", none));
   EXPECT_TRUE(none.empty());
