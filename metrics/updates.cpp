@@ -52,7 +52,9 @@ result<void, std::string> write_updates(const std::vector<std::pair<std::string,
   const std::int64_t last_row = last_updated / width * width;
   const std::int64_t first_row = start / width * width + width;
   std::int64_t rows = 0;
-  while (first && rows < first->rows && last_row - rows * width >= start) ++rows;
+  // Rows strictly after start, as first_row says: a start clamped to a last update that falls on
+  // a row's time must not bring that row back (a start in the future holds no rows).
+  while (first && rows < first->rows && last_row - rows * width > start) ++rows;
 
   auto number = [&](std::int64_t v) { out += q.json ? "\"" + std::to_string(v) + "\"" : std::to_string(v); };
   if (q.json) {
