@@ -4,8 +4,11 @@ through every host, create VMs, rename and destroy their own. Each round kill -9
 master half the time, found through pool.master), keeps writing, starts it again, waits until
 the pool has a master and the host serves, then, with the writers paused, checks every host:
 every acknowledged write is there (a destroy's VM is gone), nothing refused is there, and the
-hosts' VM, host and pool tables are identical. One round kills two hosts at once: while the
-majority is gone every write fails with an error within a bounded time, then both come back.
+hosts' VM, host and pool tables are identical (sets compared as sets). One round kills two hosts
+at once: while the majority is gone every write fails with an error within a bounded time, and
+none started then is acknowledged; then both come back. Printed, not checked (not yet right, see
+ARCHITECTURE.md, kill rounds): operations left in current_operations by a host that died in
+them, and writes refused as HANDLE_INVALID by a member whose replica lags an acknowledged create.
 
 Everything random (the port, the rounds, each writer's choices) comes from one random.Random:
 XAPID_TEST_SEED replays it (the timing, and so how many writes each round makes, is the
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +43,9 @@ PREFIX = "kr-"  # every VM the test makes is named PREFIX...
 # A call that takes longer than this is a hang: the daemon bounds its own waits well below it
 # (3 s for a master to be elected, 5 s for an outcome in doubt, 30 s for a forwarded write).
 CALL_TIMEOUT = 60
-# While the majority is gone, a write must fail within this (see the daemon's bounds above).
-NO_MAJORITY_ANSWER_LIMIT = 35
+# While the majority is gone, a write must fail within this: the daemon waits 3 s for a master,
+# or 5 s more for the outcome of a write its master had appended (seen: at most 6.4 s).
+NO_MAJORITY_ANSWER_LIMIT = 15
 IN_DOUBT = "may or may not"  # what the daemon says when a write's outcome is unknown
 
 
@@ -92,6 +97,7 @@ class ledger:
         self.counts = collections.Counter()  # (operation, outcome)
         self.errors = collections.Counter()
         self.hangs = []
+        self.writer_failures = []
         self.no_majority_since = None  # while set, no write started after it may be acknowledged
         self.acknowledged_at = {}  # VM ref -> when its create was acknowledged
         # Writes to a VM whose create was acknowledged (through another host) refused as
@@ -165,11 +171,14 @@ class gate:
         self.is_open, self.inside, self.stopped = True, 0, False
 
     def enter(self):
+        """Whether to write (then `leave` after), once the gate is open; False once stopped."""
         with self.cv:
             while not self.is_open and not self.stopped:
                 self.cv.wait()
+            if self.stopped:
+                return False
             self.inside += 1
-            return not self.stopped
+            return True
 
     def leave(self):
         with self.cv:
@@ -226,6 +235,10 @@ class writer(threading.Thread):
         while self.gate.enter():
             try:
                 self.write_once()
+            except Exception:  # a bug of the test: reported at the end, not lost with the thread
+                with self.book.lock:
+                    self.book.writer_failures.append(traceback.format_exc())
+                return
             finally:
                 self.gate.leave()
 
@@ -447,9 +460,9 @@ class kill_rounds(answers, unittest.TestCase):
                     t.start()
                 for t in starters:
                     t.join()
-                for r in restarts:
+                for v, r in zip(victims, restarts):
                     if isinstance(r, BaseException):
-                        raise r
+                        self.fail_with_logs(f"{v.address} was started again, and: {str(r).splitlines()[0]}")
                 for ready, serving in restarts:
                     ready_times.append(ready)
                     serving_times.append(serving)
@@ -470,6 +483,8 @@ class kill_rounds(answers, unittest.TestCase):
             self.gate.stop()
             for w in writers:
                 w.join(CALL_TIMEOUT + 5)
+        if book.writer_failures:
+            self.fail("a writer failed:\n" + book.writer_failures[0])
         if book.hangs:
             self.fail_with_logs("calls that hung:\n" + "\n".join(book.hangs[:10]))
         counts = book.counts
