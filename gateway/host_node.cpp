@@ -211,7 +211,10 @@ const auto left_while_down = [](auto& p) {
 };
 
 // A host whose log has other voters writes at start (first boot, stale sessions and tasks): it
-// waits until a master is elected and, when that is another host, answers this one's calls.
+// waits until a master is elected and, when that is another host, answers this one's calls and
+// this replica's pool.master names it. (A master killed and started again finds itself in its
+// replica's pool.master until the new master's entry arrives: its start-up would take the pool's
+// halted VMs for its own, and reset their operations, the new master's under way among them.)
 // One that has left the pool meanwhile marks its data dir and fails, to start again alone.
 const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result<void, std::string> {
   const auto until = monotonic_now() + limit;
@@ -220,9 +223,14 @@ const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result
   for (;;) {
     const auto st = p.pool_log->status();
     if (st.ready) return ok_v;  // this host leads, and has applied everything before its term
-    if (st.leader.id != 0 && st.leader.id != p.identity.raft_id)
-      if (auto m = pool::member_by_raft_id(*p.db->snapshot(), st.leader.id); m && !m->peer_address.empty())
-        if (p.peers->ping(m->peer_address, m->fingerprint, std::chrono::seconds(1))) return ok_v;
+    if (st.leader.id != 0 && st.leader.id != p.identity.raft_id) {
+      const auto snap = p.db->snapshot();
+      const auto m = pool::member_by_raft_id(*snap, st.leader.id);
+      const api::pool* pool = snap->template first<api::pool>();
+      if (m && !m->peer_address.empty() && pool && pool->master.opaque == m->host_ref &&
+          p.peers->ping(m->peer_address, m->fingerprint, std::chrono::seconds(1)))
+        return ok_v;
+    }
     const auto now = monotonic_now();
     if (now >= until)
       return fail("no master of this host's pool was elected and reachable within " + std::to_string(limit.count()) +

@@ -7,10 +7,6 @@ new master is elected and every acknowledged write is on every remaining member.
 Seeded: XAPID_TEST_SEED replays the writers' choices."""
 import os
 import random
-import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,86 +15,20 @@ import unittest
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from xapid_support import XAPID, answers, drain, free_port_triple  # noqa: E402
+from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
+from pool_support import free_port_everywhere, host, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
-ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw"]
-
-
-def free_port_everywhere():
-    """A port P such that P, P+1 and P+2 are free on every address of the test."""
-    return free_port_triple(ADDRESSES, random.Random(SEED))
-
-
-class host:
-    def __init__(self, root, i, port):
-        self.i, self.address, self.port = i, ADDRESSES[i], port
-        self.dir = os.path.join(root, f"host{i}")
-        self.password = PASSWORDS[i]
-        self.url = f"http://{self.address}:{port}"
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ, XAPID_ROOT_PASSWORD=self.password)
-        # (A member down 4 s is not live, so that host.destroy may be tried.)
-        self.proc = subprocess.Popen([XAPID, "--data-dir", self.dir, "--listen", f"{self.address}:{self.port}",
-                                      "--host-dead-seconds", "4"],
-                                     stderr=subprocess.PIPE, text=True, env=env)
-        for line in self.proc.stderr:
-            if "xapid.ready" in line:
-                threading.Thread(target=drain, args=(self.proc.stderr,), daemon=True).start()
-                return
-        raise RuntimeError(f"host {self.address} did not start")
-
-    def proxy(self):
-        return xmlrpc.client.ServerProxy(self.url, allow_none=True)
-
-    def login(self, password=None, limit=60):
-        until = time.time() + limit
-        while True:
-            try:
-                r = self.proxy().session.login_with_password("root", password or self.password, "1.0", "pool_test")
-                if r["Status"] == "Success":
-                    return r["Value"]
-                last = r["ErrorDescription"]
-            except (OSError, xmlrpc.client.ProtocolError) as e:
-                last = e
-            if time.time() > until:
-                raise AssertionError(f"{self.address}: no login: {last}")
-            time.sleep(0.2)
-
-    def login_once_it_has_hosts(self, password, count, limit=120):
-        """A session once the host's pool has `count` hosts (it restarts after a join or an eject,
-        and the same password may log in before it goes)."""
-        until = time.time() + limit
-        while True:
-            session = self.login(password, limit)
-            r = self.proxy().host.get_all(session)
-            if (r["Status"] == "Success" and len(r["Value"]) == count) or time.time() > until:
-                return session
-            time.sleep(0.2)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class pool_of_three(answers, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.TemporaryDirectory()
-        port = free_port_everywhere()
-        cls.hosts = [host(cls.root.name, i, port) for i in range(3)]
+        port = free_port_everywhere(SEED)
+        # (A member down 4 s is not live, so that host.destroy may be tried.)
+        cls.hosts = [host(cls.root.name, i, port, extra_args=("--host-dead-seconds", "4")) for i in range(3)]
         for h in cls.hosts:
             h.start()
 
@@ -376,17 +306,6 @@ class pool_of_three(answers, unittest.TestCase):
         self.ok(gone.proxy().pool.join(gs, f"{master.address}:{master.port}", "root", self.hosts[0].password))
         gs = gone.login_once_it_has_hosts(self.hosts[0].password, 3)
         self.assertEqual(len(self.hosts_of(master, ms)), 3)
-
-
-def vm_record(name):
-    gib = str(1 << 30)
-    return {"name_label": name, "name_description": "", "user_version": "1", "is_a_template": False,
-            "affinity": "", "memory_static_max": gib, "memory_dynamic_max": gib, "memory_dynamic_min": gib,
-            "memory_static_min": gib, "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
-            "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "restart",
-            "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "",
-            "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
-            "platform": {}, "PCI_bus": "", "other_config": {}, "recommendations": ""}
 
 
 if __name__ == "__main__":

@@ -5,9 +5,6 @@ it: Async calls and their tasks, a conflicting call refused while an operation r
 agent's report, and running VMs that survive a restart of xapid.
 
 Usage: vm_lifecycle_test.py PATH_TO_XAPID"""
-import http.client
-import itertools
-import json
 import os
 import random
 import tempfile
@@ -17,7 +14,7 @@ import unittest
 import xmlrpc.client
 
 from daemon_rpc_test import PASSWORD, start_daemon, stop_daemon, with_daemon  # takes PATH_TO_XAPID from argv
-from xapid_support import free_port_triple, wait_for  # noqa: E402
+from xapid_support import free_port_triple, jsonrpc_api, wait_for  # noqa: E402
 
 
 class xmlrpc_api:
@@ -29,23 +26,6 @@ class xmlrpc_api:
         for part in method.split("."):
             target = getattr(target, part)
         return target(*params)
-
-
-class jsonrpc_api:
-    ids = itertools.count(1)
-
-    def __init__(self, port):
-        self.port = port
-
-    def call(self, method, *params):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        c.request("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params),
-                                                  "id": next(self.ids)}), {"Content-Type": "application/json"})
-        answer = json.loads(c.getresponse().read())
-        c.close()
-        if answer.get("error"):
-            return {"Status": "Failure", "ErrorDescription": [answer["error"]["message"]] + answer["error"]["data"]}
-        return {"Status": "Success", "Value": answer["result"]}
 
 
 class walk_through(with_daemon):

@@ -119,6 +119,28 @@ def strings_in(value):
     return out
 
 
+class jsonrpc_api:
+    """JSON-RPC 2.0 calls to a daemon, one connection each; `call(method, *params)` answers as
+    XML-RPC does (a dict with Status, and Value or ErrorDescription)."""
+
+    ids = itertools.count(1)
+
+    def __init__(self, port, address="127.0.0.1", timeout=30):
+        self.port, self.address, self.timeout = port, address, timeout
+
+    def call(self, method, *params):
+        c = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+        try:
+            c.request("POST", "/jsonrpc", json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params),
+                                                      "id": next(self.ids)}), {"Content-Type": "application/json"})
+            answer = json.loads(c.getresponse().read())
+        finally:
+            c.close()
+        if answer.get("error"):
+            return {"Status": "Failure", "ErrorDescription": [answer["error"]["message"]] + answer["error"]["data"]}
+        return {"Status": "Success", "Value": answer["result"]}
+
+
 class answers:
     """ok(answer) is an XML-RPC answer's Value, err(answer) its ErrorDescription; each asserts
     the Status first."""

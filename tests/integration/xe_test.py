@@ -605,7 +605,7 @@ class pool_commands(answers, unittest.TestCase):
     """pool-join through xe between two real daemons on 127.0.0.2 and 127.0.0.3 (pool_test's hosts)."""
 
     def test_a_host_joins_with_pool_join_and_its_members_list_the_pool(self):
-        from pool_test import free_port_everywhere, host as pool_host
+        from pool_support import free_port_everywhere, host as pool_host
         root = tempfile.TemporaryDirectory()
         self.addCleanup(root.cleanup)
         port = free_port_everywhere()

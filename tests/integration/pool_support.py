@@ -1,0 +1,154 @@
+"""What the pool tests share: real xapid processes on 127.0.0.2-4 with the same ports for all (as
+deploy/pool-up starts them), started, joined into one pool, killed and started again."""
+import collections
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import xmlrpc.client
+
+from xapid_support import XAPID, free_port_triple, jsonrpc_api
+
+ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw"]
+
+
+def free_port_everywhere(seed=None):
+    """A port P such that P, P+1 and P+2 (API, peer service, Raft) are free on every address."""
+    return free_port_triple(ADDRESSES, random.Random(seed))
+
+
+class host:
+    """Host i of a pool: 127.0.0.(i+2), its own data dir under `root`, its first boot's root
+    password PASSWORDS[i] (a member takes the pool's, PASSWORDS[0], when it joins)."""
+
+    def __init__(self, root, i, port, extra_args=()):
+        self.i, self.address, self.port = i, ADDRESSES[i], port
+        self.extra_args = list(extra_args)  # more daemon options, the same at every start
+        self.dir = os.path.join(root, f"host{i}")
+        self.password = PASSWORDS[i]
+        self.url = f"http://{self.address}:{port}"
+        self.proc = None
+        self.stderr_tail = ()
+
+    def start(self, limit=300):
+        """Starts the daemon and returns once it logs xapid.ready (a member waits there for a
+        master: at most 300 s). Its log is read (and dropped) so that it never blocks on a full
+        pipe; DIR/xapid.log keeps it."""
+        env = dict(os.environ, XAPID_ROOT_PASSWORD=self.password)
+        self.proc = subprocess.Popen([XAPID, "--data-dir", self.dir, "--listen", f"{self.address}:{self.port}",
+                                      *self.extra_args],
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        ready = threading.Event()
+        stderr_tail = self.stderr_tail = collections.deque(maxlen=20)
+
+        def read(stream):
+            try:
+                for line in stream:
+                    stderr_tail.append(line)
+                    if "xapid.ready" in line:
+                        ready.set()
+            except (ValueError, OSError):
+                pass
+            finally:
+                stream.close()
+
+        threading.Thread(target=read, args=(self.proc.stderr,), daemon=True).start()
+        until = time.time() + limit
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None and not ready.is_set():
+                raise RuntimeError(f"host {self.address} exited ({self.proc.returncode}) before it was ready; "
+                                   f"its log ends:\n{self.log_tail()}")
+            if time.time() > until:
+                raise RuntimeError(f"host {self.address} was not ready within {limit} s; its log ends:\n{self.log_tail()}")
+
+    def proxy(self):
+        return xmlrpc.client.ServerProxy(self.url, allow_none=True)
+
+    def json(self, timeout=60):
+        """A JSON-RPC caller of this host (`call(method, *params)` answers as XML-RPC does)."""
+        return jsonrpc_api(self.port, self.address, timeout)
+
+    def login(self, password=None, limit=60):
+        until = time.time() + limit
+        while True:
+            try:
+                with self.proxy() as p:
+                    r = p.session.login_with_password("root", password or self.password, "1.0", "pool_test")
+                if r["Status"] == "Success":
+                    return r["Value"]
+                last = r["ErrorDescription"]
+            except (OSError, xmlrpc.client.ProtocolError) as e:
+                last = e
+            if time.time() > until:
+                raise AssertionError(f"{self.address}: no login: {last}")
+            time.sleep(0.2)
+
+    def login_once_it_has_hosts(self, password, count, limit=120):
+        """A session once the host's pool has `count` hosts (it restarts after a join or an eject,
+        and the same password may log in before it goes)."""
+        until = time.time() + limit
+        while True:
+            session = self.login(password, limit)
+            with self.proxy() as p:
+                r = p.host.get_all(session)
+            if (r["Status"] == "Success" and len(r["Value"]) == count) or time.time() > until:
+                return session
+            time.sleep(0.2)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log_tail(self, lines=40):
+        """The end of its log file, and of its last start's stderr (which says why a start failed)."""
+        try:
+            with open(os.path.join(self.dir, "xapid.log"), errors="replace") as f:
+                text = "".join(f.readlines()[-lines:])
+        except OSError as e:
+            text = f"(no log: {e})\n"
+        return text + "stderr ends:\n" + "".join(list(self.stderr_tail)[-lines:])
+
+
+def join_pool(hosts, limit=120):
+    """Joins hosts[1:] to hosts[0] (pool.join on each, with the master's root password) and
+    returns once each is back as a member that sees them all."""
+    master = hosts[0]
+    for joiner in hosts[1:]:
+        with joiner.proxy() as p:
+            r = p.pool.join(joiner.login(), f"{master.address}:{master.port}", "root", master.password)
+        if r["Status"] != "Success":
+            raise AssertionError(f"{joiner.address}: pool.join: {r}")
+    for h in hosts:
+        try:
+            session = h.login_once_it_has_hosts(master.password, len(hosts), limit)
+            with h.proxy() as p:
+                count = len(p.host.get_all(session)["Value"])
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {h.address} ({'up' if h.alive() else 'down'}), its log ends:\n{h.log_tail()}") from e
+        if count != len(hosts):
+            raise AssertionError(f"{h.address} sees {count} hosts, not {len(hosts)}, {limit} s after the joins")
+
+
+def vm_record(name):
+    gib = str(1 << 30)
+    return {"name_label": name, "name_description": "", "user_version": "1", "is_a_template": False,
+            "affinity": "", "memory_static_max": gib, "memory_dynamic_max": gib, "memory_dynamic_min": gib,
+            "memory_static_min": gib, "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
+            "actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "restart",
+            "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "",
+            "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
+            "platform": {}, "PCI_bus": "", "other_config": {}, "recommendations": ""}
