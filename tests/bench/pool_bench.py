@@ -358,14 +358,14 @@ def commits(args, work, single, hosts):
     for n in CLIENT_COUNTS:
         m = timed(clients([single], vms[single], n, "VM.get_name_label"), args.processes, args.warmup, args.seconds,
                   [single.proc.pid])
-        print(f"  single host reads,  {n:2} clients: {describe(m)}", flush=True)
+        print(f"  single host reads,  {n:2} client{'s' if n > 1 else ' '}: {describe(m)}", flush=True)
     if shutil.which("nginx"):
         with nginx_answering(work) as nginx:
             for n in CLIENT_COUNTS:
                 specs = [dict(spec, address="127.0.0.1", port=nginx.port)
                          for spec in clients([single], vms[single], n, "VM.get_name_label")]
                 m = timed(specs, args.processes, args.warmup, args.seconds, [nginx.proc.pid])
-                print(f"  nginx fixed answer, {n:2} clients: {describe(m)}", flush=True)
+                print(f"  nginx fixed answer, {n:2} client{'s' if n > 1 else ' '}: {describe(m)}", flush=True)
     else:
         print("  (no nginx on PATH: the client's own ceiling is not measured)")
 
@@ -382,7 +382,7 @@ def commits(args, work, single, hosts):
             for name, (targets, vms_used, daemons) in setups.items():
                 m = got[name, n] = timed(clients(targets, vms_used, n), args.processes, args.warmup, args.seconds,
                                          [h.proc.pid for h in daemons])
-                print(f"  {name + ',':30} {n:2} clients: {describe(m)}", flush=True)
+                print(f"  {name + ',':30} {n:2} client{'s' if n > 1 else ' '}: {describe(m)}", flush=True)
         rounds.append(got)
     return rounds
 
@@ -516,17 +516,21 @@ def spread(values):
             f"max {ordered[-1]:.2f} s over {len(ordered)}") if ordered else "-"
 
 
+def times(ratio):
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+
+
 def summary(args, rounds, firsts, restarts, failed_starts, joins):
     print(f"\n== summary (seed {args.seed}; each figure once per round) ==")
     for n in CLIENT_COUNTS:
         for name in ("pool, clients on the master", "pool, clients on all 3 hosts"):
-            ratios = ", ".join(f"{g[name, n]['rate'] / g['single host', n]['rate']:.2f}x" for g in rounds)
-            print(f"  {name}, {n:2} clients: {ratios} the single host's commits/s" +
+            ratios = ", ".join(times(g[name, n]["rate"] / g["single host", n]["rate"]) for g in rounds)
+            print(f"  {name}, {n:2} client{'s' if n > 1 else ' '}: {ratios} the single host's commits/s" +
                   ("  (goal >= 0.7x)" if n > 1 else ""))
     for n in CLIENT_COUNTS:
         for name in ("single host", "pool, clients on the master", "pool, clients on all 3 hosts"):
-            print(f"  {name}, {n:2} clients: " + "; ".join(
-                f"{g[name, n]['rate']:.0f}/s = {g[name, n]['rate'] / g['raw']:.2f}x raw RocksDB "
+            print(f"  {name}, {n:2} client{'s' if n > 1 else ' '}: " + "; ".join(
+                f"{g[name, n]['rate']:.0f}/s = {times(g[name, n]['rate'] / g['raw'])} raw RocksDB "
                 f"(p50 {g[name, n]['p50']:.1f} ms, p99 {g[name, n]['p99']:.1f} ms)" for g in rounds))
     print(f"  failover, kill -9 of the master -> first write acknowledged: {spread(firsts)}  (goal <= 3 s)")
     print(f"  the killed master started again -> xapid.ready: {spread([r for r, _ in restarts])}; "
