@@ -67,14 +67,15 @@ class kept_connection:
     helpers' raw request and answer code (http.client cost the client 2.4x the CPU per call)."""
 
     def __init__(self, address, port):
+        from xapid_support import jsonrpc_request, read_answer  # noqa: E402
+        self.request, self.read_answer = jsonrpc_request, read_answer
         self.sock = socket.create_connection((address, port), timeout=CALL_TIMEOUT)
         self.buffered = b""
 
     def call(self, method, params, ident=1):
         """The decoded JSON-RPC answer; raises OSError, EOFError or ValueError when there is none."""
-        from xapid_support import jsonrpc_request, read_answer  # noqa: E402
-        self.sock.sendall(jsonrpc_request(method, params, ident))
-        _, _, body, self.buffered = read_answer(self.sock, self.buffered)
+        self.sock.sendall(self.request(method, params, ident))
+        _, _, body, self.buffered = self.read_answer(self.sock, self.buffered)
         return json.loads(body)
 
     def close(self):
@@ -159,7 +160,6 @@ def drive(specs, processes, warmup=0.0, seconds=None, probe=lambda: []):
         go.set()
         probed = at_window_ends(began + warmup, began + warmup + seconds, probe) if seconds is not None else ([], [])
         parts = [results.get(timeout=CALL_TIMEOUT + (seconds or 3600) + warmup + 60) for _ in procs]
-        elapsed = time.monotonic() - began
     finally:
         for p in procs:
             p.join(timeout=30)
@@ -168,7 +168,7 @@ def drive(specs, processes, warmup=0.0, seconds=None, probe=lambda: []):
     merged = {"latencies": sorted(x for p in parts for x in p["latencies"]),
               "values": [x for p in parts for x in p["values"]],
               "errors": [e for p in parts for e in p["errors"]],
-              "cpu": sum(p["cpu"] for p in parts), "probed": [b - a for a, b in zip(*probed)], "elapsed": elapsed}
+              "cpu": sum(p["cpu"] for p in parts), "probed": [b - a for a, b in zip(*probed)]}
     if merged["errors"]:
         raise RuntimeError(f"{len(merged['errors'])} clients failed, the first: {merged['errors'][0]}")
     return merged
