@@ -88,6 +88,8 @@ struct raft_sequencer::loop {
     steady::time_point since;
     std::string encoded;  // once encoded (its ops moved out), for an entry that had no room left
     bool from_member = false;  // forwarded to this host: never forwarded on (no loops)
+    // Sent again to the master no sooner than this: the host asked last was no longer it.
+    std::optional<steady::time_point> not_before;
   };
   std::deque<waiting> queue;
   // Entries appended here as leader and not yet settled, by Raft index. In doubt: this member
@@ -97,6 +99,7 @@ struct raft_sequencer::loop {
     std::uint64_t nonce = 0;
     std::vector<std::shared_ptr<proposal>> proposals;
     std::optional<steady::time_point> in_doubt_since;
+    bool members_wait = false;  // it carries members' proposals: they answer once it is applied there
   };
   std::map<std::uint64_t, in_flight> pending;
   // A member's own proposals the master has answered for, by the entry that carries them: each
@@ -108,7 +111,9 @@ struct raft_sequencer::loop {
   std::multimap<std::uint64_t, answered> forwarded;
   // Asked of the master, not answered yet. An answer may come after this loop is gone: it
   // finds the loop through `link`, which is emptied when the loop thread ends.
-  std::map<const proposal*, std::shared_ptr<proposal>> asking;
+  // Each keeps its bytes: a host that answers it is not the master has not ordered it, and it
+  // goes again to the one this member learns leads.
+  std::map<const proposal*, waiting> asking;
   struct shared_link {
     std::mutex mu;
     loop* l = nullptr;
@@ -118,6 +123,7 @@ struct raft_sequencer::loop {
   std::uint64_t next_nonce = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   bool closing = false;
   bool first_snapshot_pending = false;
+  bool members_told_late = false;  // an entry members wait for was applied: tell_members_now
   std::optional<steady::time_point> stop_deadline;
 
   struct apply_request {
@@ -173,6 +179,7 @@ struct raft_sequencer::loop {
         f.proposals[i]->log_index = index;
       }
       finish(f.proposals);
+      members_told_late = members_told_late || f.members_wait;
     }
   }
   // The member's proposals whose entries are applied here now (all of them when closing: the
@@ -186,7 +193,19 @@ struct raft_sequencer::loop {
     }
   }
   void on_forwarded(const std::shared_ptr<proposal>& p, forwarded_answer a) {
-    if (asking.erase(p.get()) == 0) return;  // settled already (the log closed meanwhile)
+    auto node = asking.extract(p.get());
+    if (node.empty()) return;  // settled already (the log closed meanwhile)
+    waiting& w = node.mapped();
+    // HOST_IS_SLAVE from the host asked: it was deposed before it took the proposal, or its
+    // entry lost its place in the log; either way never applied. Asked again once this member
+    // knows the new master (within the wait any proposal has for one), it is not the caller's
+    // failure: a master's death costs its members' writers a pause, not an error.
+    if (a.log_index == 0 && !a.outcome && a.outcome.error().code == api::error_code::HOST_IS_SLAVE && !closing &&
+        monotonic_now() - w.since < opt.leader_wait) {
+      w.not_before = monotonic_now() + std::chrono::milliseconds(opt.heartbeat_timeout_ms);
+      queue.push_front(std::move(w));
+      return;
+    }
     if (a.log_index == 0 || a.log_index <= applied) {
       p->outcome = std::move(a.outcome);
       p->log_index = a.log_index;
@@ -201,8 +220,10 @@ struct raft_sequencer::loop {
       return fail_one(w.p, api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
                                                        std::to_string(w.encoded.size()) + " bytes; at most " +
                                                        std::to_string(opt.max_proposal_bytes) + ")"));
-    asking.emplace(w.p.get(), w.p);
-    opt.forward(std::move(w.encoded), master, [link = link, p = w.p](forwarded_answer a) {
+    std::string bytes = w.encoded;
+    std::shared_ptr<proposal> p = w.p;
+    asking.emplace(p.get(), std::move(w));
+    opt.forward(std::move(bytes), master, [link = link, p](forwarded_answer a) {
       std::lock_guard hold(link->mu);
       if (!link->l) return;
       loop& l = *link->l;
@@ -311,6 +332,7 @@ struct raft_sequencer::loop {
     const auto now = monotonic_now();
     while (!queue.empty()) {
       const bool elsewhere = leader != 0 && leader != opt.self.id;
+      if (queue.front().not_before && now < *queue.front().not_before) return;
       if (elsewhere && opt.forward && !queue.front().from_member &&
           (queue.front().p->k == proposal::kind::transaction || queue.front().p->k == proposal::kind::collect)) {
         forward(queue.front(), {leader, address ? address : ""});
@@ -338,6 +360,7 @@ struct raft_sequencer::loop {
     std::vector<std::shared_ptr<proposal>> group;
     std::vector<std::string> pieces;
     std::size_t bytes = 0;
+    bool members_wait = false;
     while (!queue.empty() && group.size() < opt.max_batch) {
       waiting& w = queue.front();
       if (w.p->k == proposal::kind::install) {
@@ -355,6 +378,7 @@ struct raft_sequencer::loop {
       }
       if (!group.empty() && bytes + w.encoded.size() > opt.max_batch_bytes) break;
       bytes += w.encoded.size();
+      members_wait = members_wait || w.from_member;
       pieces.push_back(std::move(w.encoded));
       group.push_back(std::move(w.p));
       queue.pop_front();
@@ -387,7 +411,19 @@ struct raft_sequencer::loop {
       fail_group(old->second.proposals, not_master());
       pending.erase(old);
     }
-    pending.emplace(index, in_flight{nonce, std::move(group), std::nullopt});
+    pending.emplace(index, in_flight{nonce, std::move(group), std::nullopt, members_wait});
+  }
+
+  // An entry that members wait for is applied here: they learn that it is committed from the
+  // next message this leader sends them — when idle, a heartbeat, up to heartbeat_timeout_ms
+  // later (a lone write through a member took 200 ms). A barrier is such a message now.
+  // (After the loop's turn: never from within libraft's apply.)
+  void tell_members_now() {
+    members_told_late = false;
+    if (raft_state(&r) != RAFT_LEADER || !queue.empty() || entries_in_flight() > 0) return;  // one goes soon anyway
+    auto* req = new struct raft_barrier;
+    req->data = nullptr;
+    if (raft_barrier(&r, req, [](struct raft_barrier* b, int) { delete b; }) != 0) delete req;
   }
 
   static void on_applied(struct raft_apply* raw, int status, void* /*result*/) {
@@ -412,6 +448,7 @@ struct raft_sequencer::loop {
     }
     guard.poll();
     pump();
+    if (members_told_late) tell_members_now();
     const auto now = monotonic_now();
     const std::uint64_t last_applied = raft_last_applied(&r);
     if (!pending.empty() && pending.begin()->first <= last_applied) settle_up_to(last_applied, nullptr);
@@ -466,7 +503,7 @@ struct raft_sequencer::loop {
       stop = stopping;
     }
     const auto now = monotonic_now();
-    for (auto& p : in) queue.push_back({std::move(p), now, {}});
+    for (auto& p : in) queue.push_back({std::move(p), now, {}, false, {}});
     for (auto& task : work) task();
     if (stop && !stop_deadline) stop_deadline = now + 2 * std::chrono::milliseconds(opt.election_timeout_ms);
   }
@@ -656,7 +693,7 @@ struct raft_sequencer::loop {
       l->transport.reset();
       l->settle_all_unknown(UINT64_MAX);
       l->settle_forwarded(UINT64_MAX);
-      for (auto& [_, p] : l->asking) l->fail_one(p, outcome_unknown());
+      for (auto& [_, w] : l->asking) l->fail_one(w.p, outcome_unknown());
       l->asking.clear();
       l->close_handles();
       std::deque<std::shared_ptr<proposal>> left;
@@ -774,7 +811,7 @@ void raft_sequencer::order_forwarded(std::string encoded, std::function<void(for
   };
   std::lock_guard lock(loop_->mu);
   if (!loop_->running || loop_->stopping) return refuse(database_closing());
-  loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.push_back({q, monotonic_now(), {}, true}); });
+  loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.push_back({q, monotonic_now(), {}, true, {}}); });
   uv_async_send(&loop_->wake);
 }
 

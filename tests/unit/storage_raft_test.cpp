@@ -380,6 +380,40 @@ TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_bac
   for (auto& done : held) done(forwarded_answer{12345, generation{99}});
 }
 
+// A member's write that reached a host no longer the master (deposed before it took it, as
+// after a failover the member has not heard of yet) is refused there with HOST_IS_SLAVE: never
+// ordered, so the member sends it again to the master it knows, and the writer sees success,
+// applied once.
+TEST(storage_raft, a_write_refused_by_a_deposed_master_goes_again_to_the_master) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  std::map<std::uint64_t, member*> by_id{{1, &a}, {2, &b}, {3, &c}};
+  std::atomic<int> sent{0};
+  raft_options tuning;
+  tuning.forward = [&](std::string encoded, const raft_member& master, std::function<void(forwarded_answer)> done) {
+    // The first goes to C, a follower, as to a master deposed in between.
+    member* to = sent++ == 0 ? &c : by_id.at(master.id);
+    to->seq->order_forwarded(std::move(encoded), std::move(done));
+  };
+  ASSERT_TRUE(a.open({a.self}, tuning));
+  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id, b.self.id, c.self.id};
+  ASSERT_TRUE(b.open({}, joining));
+  ASSERT_TRUE(c.open({}, joining));
+  for (member* m : {&b, &c}) {
+    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
+    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
+  }
+  const auto before = a.db->snapshot()->count(schema::get().class_of<api::vm>());
+  auto written = b.create_vm("sent twice, applied once");
+  ASSERT_TRUE(written.ok()) << written.error().description().at(0);
+  EXPECT_EQ(sent.load(), 2);
+  EXPECT_TRUE(b.has_vm(b.last_ref));
+  EXPECT_EQ(a.db->snapshot()->count(schema::get().class_of<api::vm>()), before + 1);
+  expect_identical_replicas({&a, &b, &c});
+}
+
 // Two pools of one with the same secret meet at an address (as a joined host's old pool of one
 // met its new master before the transport checked the pool): both lead term 1. The one that
 // hears the other's entries refuses them instead of taking the sender for its own leader (0.15
