@@ -1,5 +1,6 @@
 #include "actors/object_actors.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 
@@ -310,6 +311,8 @@ struct host_actors::impl {
   std::unique_ptr<caf::actor_system> system;
   std::shared_ptr<shared_context> ctx = std::make_shared<shared_context>();
   supervisor_actor supervisor;
+  mutable std::mutex in_flight_mu;
+  std::multiset<std::string> in_flight;  // operations_in_flight's keys
 };
 
 host_actors::host_actors(storage::database& db)
@@ -344,6 +347,20 @@ api::api_result<wire::value> host_actors::run(std::size_t cls, const std::string
     return fail(api::errors::INTERNAL_ERROR("no operation rules for class " +
                                             std::string(schema::get().table(cls).desc->name)));
   const operation_key key{cls, ref, std::move(op), std::move(task)};
+  // Known to be carried out here from before its admission's commit until after its retirement
+  // was tried: the master's sweep clears only what no live host claims.
+  {
+    std::lock_guard lock(impl_->in_flight_mu);
+    impl_->in_flight.insert(key.task);
+  }
+  struct unclaim {
+    impl* i;
+    const std::string& key;
+    ~unclaim() {
+      std::lock_guard lock(i->in_flight_mu);
+      i->in_flight.erase(i->in_flight.find(key));
+    }
+  } claimed{impl_.get(), key.task};
   caf::scoped_actor self(*impl_->system);
   // The admission is a request: if the object's actor fails with it unread, the request
   // fails and is asked again of its restarted successor.
@@ -407,6 +424,47 @@ api::status host_actors::reset_operations(std::size_t cls, const std::string& ho
   auto r = impl_->ctx->db->commit(std::move(t));
   if (!r) return fail(std::move(r).error());
   return {};
+}
+
+std::vector<std::string> host_actors::operations_in_flight() const {
+  std::lock_guard lock(impl_->in_flight_mu);
+  return {impl_->in_flight.begin(), impl_->in_flight.end()};
+}
+
+std::size_t host_actors::forget_orphaned_operations(const storage::state& seen, const std::set<std::string>& claimed) {
+  std::set<std::string> ours;
+  for (auto& key : operations_in_flight()) ours.insert(std::move(key));
+  std::vector<std::pair<std::size_t, const operation_rules*>> classes;
+  {
+    std::lock_guard lock(impl_->ctx->rules_mu);
+    for (const auto& [cls, rules] : impl_->ctx->rules) classes.emplace_back(cls, &rules);  // never removed
+  }
+  std::size_t forgotten = 0;
+  for (const auto& [cls, rules] : classes) {
+    const auto& ts = schema::get().table(cls);
+    const std::size_t current = *schema::get().field_index(cls, "current_operations");
+    const std::size_t allowed = *schema::get().field_index(cls, "allowed_operations");
+    seen.for_each(cls, [&](const std::string& ref, const storage::row& row) {
+      const wire::value ops = ts.ops->get_field(row.record.get(), current);
+      std::vector<std::string> orphans;
+      for (const auto& [key, name] : *ops.as_struct())
+        if (!claimed.contains(key) && !ours.contains(key)) orphans.push_back(key);
+      if (orphans.empty()) return true;
+      auto t = impl_->ctx->db->begin();
+      t.expect_unchanged(cls, ref, row.modified, api::errors::OTHER_OPERATION_IN_PROGRESS(std::string(ts.desc->name), ref));
+      for (const auto& key : orphans) t.remove_from_map(cls, ref, current, key);
+      t.set(cls, ref, allowed, allowed_after(*rules, cls, row.record.get(), ref, [&](wire::structure& m) {
+              std::erase_if(m, [&](const wire::member& kv) { return std::ranges::find(orphans, kv.first) != orphans.end(); });
+            }));
+      if (auto done = impl_->ctx->db->commit(std::move(t)); done) {
+        forgotten += orphans.size();
+        spdlog::warn("actor.operations.orphaned class={} ref={} cleared={} (no live host carries them out)", ts.desc->name,
+                     ref, orphans.size());
+      }
+      return true;
+    });
+  }
+  return forgotten;
 }
 
 void host_actors::crash(std::size_t cls, const std::string& ref) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -69,6 +70,17 @@ class host_actors {
   // them and recompute allowed_operations for every object of `cls` whose operations `host`
   // runs (actors/placement.hpp). Other hosts' operations in progress are left alone.
   api::status reset_operations(std::size_t cls, const std::string& host);
+
+  // The keys (current_operations') of the operations this host has admitted and not finished:
+  // each is one before its admission is committed, until after its retirement was tried.
+  std::vector<std::string> operations_in_flight() const;
+  // On the master: clears, from every object that `seen` (a snapshot taken before any host was
+  // asked what it carries out) shows with operations, those whose keys are neither in `claimed`
+  // (the other hosts' operations_in_flight, asked after `seen`) nor this host's. Such an
+  // operation's host died or restarted in it, or its retirement could not be committed (no
+  // master, in a failover): nothing will ever retire it. An object changed since `seen` is left
+  // for the next sweep. Answers how many operations were cleared.
+  std::size_t forget_orphaned_operations(const storage::state& seen, const std::set<std::string>& claimed);
 
   // Fault injection for tests: the object's actor fails as a bug would make it.
   void crash(std::size_t cls, const std::string& ref);

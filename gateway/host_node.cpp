@@ -124,6 +124,7 @@ struct host_node::parts {
   std::optional<session_manager> sessions;
   std::optional<task_manager> tasks;
   std::optional<actors::host_actors> actors;
+  std::atomic<actors::host_actors*> actors_for_peers{nullptr};  // once made: Ping answers its operations
   std::optional<actors::storage_repos> repos;
   std::optional<actors::message_log> messages;
   std::optional<actors::vm_lifecycle> vms;
@@ -163,6 +164,10 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   ctx.db = p.db.get();
   ctx.log = p.pool_log.get();
   ctx.host_uuid = [dir = p.opt.data_dir] { return actors::installation_uuid(dir); };
+  ctx.operations_in_flight = [&p] {
+    actors::host_actors* a = p.actors_for_peers.load();
+    return a ? a->operations_in_flight() : std::vector<std::string>{};
+  };
   ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return pool::caller_fingerprint(c); };
   pool::join_master master;
   master.db = p.db.get();
@@ -392,6 +397,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (auto st = p.tasks->clear_stale(); !st) return fail("clearing old tasks: " + st.error().description().at(0));
   // The objects' actors, the storage repositories, and the VM lifecycle over the hypervisor.
   p.actors.emplace(db);
+  p.actors_for_peers = &*p.actors;
   p.repos.emplace(db, *p.actors, p.clock, p.host, opt.data_dir);
   if (auto st = p.repos->start(); !st) return fail("storage: " + st.error().description().at(0));
   p.messages.emplace(db, p.clock);
@@ -520,7 +526,10 @@ result<void, std::string> host_node::start_serving(int threads) {
       else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
     }, [&p](std::uint64_t raft_id) { return pool::member_by_raft_id(*p.db->snapshot(), raft_id).has_value(); });
     p.pool_ctx->master.keeper = &*p.voters;
-    p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds));
+    p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds),
+                       [&p](const storage::state& seen, const std::set<std::string>& claimed) {
+                         p.actors->forget_orphaned_operations(seen, claimed);
+                       });
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
       return fail("publishing this host's place in the pool: " + st.error().description().at(0));
@@ -641,6 +650,7 @@ void host_node::wait() {
   // closes. (A host that failed to open stops what it had built.)
   if (p.events) p.events->stop();
   p.peer_service.reset();  // no more calls from the other hosts
+  p.liveness.reset();      // nor sweeps of the operations, before the actors go
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
   p.rpcs.stop_blocking();

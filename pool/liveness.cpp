@@ -8,8 +8,9 @@
 namespace xapid::pool {
 
 liveness_watch::liveness_watch(storage::database& db, std::shared_ptr<storage::raft_sequencer> log, peer_client& peers,
-                               std::string this_host, std::chrono::seconds dead_after, std::chrono::milliseconds period)
-    : db_(db), log_(std::move(log)), peers_(peers), this_host_(std::move(this_host)), dead_after_(dead_after),
+                               std::string this_host, std::chrono::seconds dead_after, operations_sweep sweep,
+                               std::chrono::milliseconds period)
+    : db_(db), log_(std::move(log)), peers_(peers), this_host_(std::move(this_host)), dead_after_(dead_after), sweep_(std::move(sweep)),
       thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
 
 liveness_watch::~liveness_watch() { thread_.reset(); }  // before the members its steps use
@@ -34,19 +35,29 @@ void liveness_watch::step() {
     spdlog::info("pool.host.{} host={} uuid={}", live ? "alive" : "dead", host, h->uuid);
   };
   mark(this_host_, true);
+  std::set<std::string> claimed;  // the operations the members carry out
+  bool all_accounted = true;      // every member answered, or is dead
   for (const member_record& m : members(*snap)) {
-    if (m.host_ref == this_host_ || m.peer_address.empty()) continue;
+    if (m.host_ref == this_host_) continue;
+    if (m.peer_address.empty()) {  // not yet published (a join under way): it cannot be asked
+      all_accounted = false;
+      continue;
+    }
     auto seen = last_answer_.try_emplace(m.host_ref, now).first;
-    if (peers_.ping(m.peer_address, m.fingerprint, std::chrono::seconds(1))) {
+    if (auto pong = peers_.ping(m.peer_address, m.fingerprint, std::chrono::seconds(1))) {
       seen->second = monotonic_now();
       mark(m.host_ref, true);
+      for (const auto& key : pong->operations_in_flight()) claimed.insert(key);
     } else if (now - seen->second >= dead_after_) {
       mark(m.host_ref, false);
+    } else {
+      all_accounted = false;
     }
   }
-  if (t.empty()) return;
-  if (auto done = db_.commit(std::move(t)); !done)
-    spdlog::warn("pool.liveness.not_committed reason=\"{}\"", done.error().description().at(0));
+  if (!t.empty())
+    if (auto done = db_.commit(std::move(t)); !done)
+      spdlog::warn("pool.liveness.not_committed reason=\"{}\"", done.error().description().at(0));
+  if (all_accounted && sweep_) sweep_(*snap, claimed);
 }
 
 }  // namespace xapid::pool

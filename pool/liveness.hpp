@@ -6,8 +6,10 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "common/periodic_thread.hpp"
@@ -19,8 +21,13 @@ namespace xapid::pool {
 
 class liveness_watch {
  public:
+  // After a round in which every member answered or was found dead, `sweep` gets the snapshot
+  // taken before the pings and the operations the members said they carry out
+  // (host_actors::forget_orphaned_operations clears the rest).
+  using operations_sweep = std::function<void(const storage::state& seen, const std::set<std::string>& claimed)>;
   liveness_watch(storage::database& db, std::shared_ptr<storage::raft_sequencer> log, peer_client& peers, std::string this_host,
-                 std::chrono::seconds dead_after, std::chrono::milliseconds period = std::chrono::seconds(5));
+                 std::chrono::seconds dead_after, operations_sweep sweep = {},
+                 std::chrono::milliseconds period = std::chrono::seconds(5));
   ~liveness_watch();
   liveness_watch(const liveness_watch&) = delete;
   liveness_watch& operator=(const liveness_watch&) = delete;
@@ -34,6 +41,7 @@ class liveness_watch {
   peer_client& peers_;
   std::string this_host_;
   std::chrono::seconds dead_after_;
+  operations_sweep sweep_;
   std::uint64_t term_ = 0;  // the term this host led when it last stepped
   std::map<std::string, std::chrono::steady_clock::time_point> last_answer_;  // host ref -> when
   std::unique_ptr<periodic_thread> thread_;  // last: it steps once the rest is made

@@ -49,6 +49,8 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     const auto status = ctx.log->status();
     reply->set_master(status.state == storage::raft_status::role_state::leader);
     reply->set_applied_index(status.applied_log_index);
+    if (ctx.operations_in_flight)
+      for (auto& key : ctx.operations_in_flight()) reply->add_operations_in_flight(std::move(key));
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

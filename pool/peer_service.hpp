@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -22,6 +23,7 @@ struct peer_service_context {
   storage::database* db = nullptr;
   storage::raft_sequencer* log = nullptr;
   std::function<std::string()> host_uuid;  // this host's (Ping answers it)
+  std::function<std::vector<std::string>()> operations_in_flight;  // this host's (Ping answers them)
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.

@@ -153,5 +153,61 @@ TEST_F(actors_test, operations_left_by_a_previous_run_are_cleared_at_start) {
   EXPECT_EQ(ops_of(elsewhere), 0u);
 }
 
+// The master's sweep: an operation no live host claims (its host died or restarted in it) is
+// cleared; one another host claims, or one this host carries out, is kept; an object changed
+// after the snapshot the hosts were asked about is left for the next sweep.
+TEST_F(actors_test, operations_no_host_carries_out_are_cleared_by_the_sweep) {
+  const std::size_t current = *schema::get().field_index(vm_cls, "current_operations");
+  std::string claimed_elsewhere, changed_since, mine;
+  {
+    auto t = db->begin();
+    t.add_to_map(vm_cls, vm, current, "OpaqueRef:dead-hosts", wire::value("clean_shutdown"));
+    api::vm v;
+    v.uuid = db->ids().uuid();
+    claimed_elsewhere = t.create(v);
+    t.add_to_map(vm_cls, claimed_elsewhere, current, "OpaqueRef:members", wire::value("start"));
+    v.uuid = db->ids().uuid();
+    changed_since = t.create(v);
+    t.add_to_map(vm_cls, changed_since, current, "OpaqueRef:lost-too", wire::value("start"));
+    v.uuid = db->ids().uuid();
+    v.power_state = api::vm_power_state::Running;
+    mine = t.create(v);
+    ASSERT_TRUE(db->commit(std::move(t)).ok());
+  }
+  host_actors actors(*db);
+  actors.add_rules(vm_cls, vm_rules());
+  // One of this host's own, under way while the sweep runs.
+  std::promise<void> release, started;
+  std::shared_future<void> released = release.get_future().share();
+  auto ours = std::async(std::launch::async, [&] {
+    return actors.run(vm_cls, mine, "clean_shutdown", "OpaqueRef:ours", [&]() -> api::api_result<wire::value> {
+      started.set_value();
+      released.wait();
+      return wire::value("done");
+    });
+  });
+  started.get_future().wait();
+  EXPECT_EQ(actors.operations_in_flight(), std::vector<std::string>{"OpaqueRef:ours"});
+  const auto seen = db->snapshot();
+  {
+    auto t = db->begin();
+    t.set(vm_cls, changed_since, *schema::get().field_index(vm_cls, "name_label"), wire::value("renamed"));
+    ASSERT_TRUE(db->commit(std::move(t)).ok());
+  }
+  EXPECT_EQ(actors.forget_orphaned_operations(*seen, {"OpaqueRef:members"}), 1u);
+  EXPECT_TRUE(row().current_operations.empty());
+  EXPECT_FALSE(row().allowed_operations.empty()) << "allowed again once nothing is under way";
+  auto ops = [&](const std::string& ref) { return db->snapshot()->get<api::vm>(ref)->current_operations; };
+  EXPECT_EQ(ops(claimed_elsewhere).size(), 1u) << "a member's is kept";
+  EXPECT_EQ(ops(mine).size(), 1u) << "this host's own is kept";
+  EXPECT_EQ(ops(changed_since).size(), 1u) << "changed since the hosts were asked: next sweep";
+  EXPECT_EQ(actors.forget_orphaned_operations(*db->snapshot(), {"OpaqueRef:members"}), 1u);
+  EXPECT_TRUE(ops(changed_since).empty());
+  release.set_value();
+  ASSERT_TRUE(ours.get().ok());
+  EXPECT_TRUE(actors.operations_in_flight().empty());
+  EXPECT_TRUE(ops(mine).empty());
+}
+
 }  // namespace
 }  // namespace xapid::actors
