@@ -22,6 +22,7 @@
 #include "common/log_host.hpp"
 #include "pool/join.hpp"
 #include "pool/liveness.hpp"
+#include "pool/read_fence.hpp"
 #include "pool/master_duties.hpp"
 #include "pool/membership.hpp"
 #include "pool/peer_client.hpp"
@@ -115,6 +116,7 @@ struct host_node::parts {
   std::optional<pool::voter_keeper> voters;  // goes after the database (and its log) has stopped
   std::unique_ptr<storage::database> db;
   std::optional<pool::liveness_watch> liveness;  // the master's pings of the members (it commits)
+  std::optional<pool::read_fence> fence;         // a member's calls wait for its replica to be fresh
   std::unique_ptr<xen::backend> hypervisor;
   xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
   std::string host;
@@ -333,6 +335,9 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (!opened) return fail(opened.error());
   p.db = std::move(opened).value();
   p.db_for_peers = p.db.get();
+  p.fence.emplace(*p.db, p.pool_log, *p.peers);
+  p.rpcs.set_freshness({[f = &*p.fence] { return f->needed(); },
+                        [f = &*p.fence](std::function<void()> go) { f->after_fresh(std::move(go)); }});
   storage::database& db = *p.db;
   // A host that joined a pool takes its database from the master: its own host is in it once
   // the entry that took it in has arrived (a host ejected and joined again has its old row in
@@ -651,6 +656,7 @@ void host_node::wait() {
   if (p.events) p.events->stop();
   p.peer_service.reset();  // no more calls from the other hosts
   p.liveness.reset();      // nor sweeps of the operations, before the actors go
+  p.fence.reset();         // the calls it holds go on (to a call pool that refuses them)
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
   p.rpcs.stop_blocking();

@@ -48,7 +48,10 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
     const auto status = ctx.log->status();
     reply->set_master(status.state == storage::raft_status::role_state::leader);
-    reply->set_applied_index(status.applied_log_index);
+    // The database's own, set before any write of the entry is acknowledged (the published
+    // status follows at the end of the log's turn: a member's read fence asking right after an
+    // acknowledgement would get the entry before).
+    reply->set_applied_index(ctx.db->applied_log_index());
     if (ctx.operations_in_flight)
       for (auto& key : ctx.operations_in_flight()) reply->add_operations_in_flight(std::move(key));
     reactor->Finish(grpc::Status::OK);

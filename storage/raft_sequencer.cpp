@@ -7,6 +7,7 @@ extern "C" {  // libraft's headers do not say so themselves
 }
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -70,6 +71,7 @@ struct raft_sequencer::loop {
   std::condition_variable done_cv;
   std::timed_mutex changes;  // held by the caller of a membership change until it ends
   mutable std::mutex status_mu;
+  std::atomic<bool> ready_now{false};  // status.ready, read without the lock
   raft_status status;
   std::thread thread;
 
@@ -487,6 +489,7 @@ struct raft_sequencer::loop {
       s.configuration.push_back({{srv.id, srv.address ? srv.address : ""},
                                  srv.role == RAFT_VOTER ? raft_role::voter : srv.role == RAFT_STANDBY ? raft_role::standby : raft_role::spare});
     }
+    ready_now.store(s.ready, std::memory_order_release);
     std::lock_guard lock(status_mu);
     status = std::move(s);
   }
@@ -814,6 +817,8 @@ void raft_sequencer::order_forwarded(std::string encoded, std::function<void(for
   loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.push_back({q, monotonic_now(), {}, true, {}}); });
   uv_async_send(&loop_->wake);
 }
+
+bool raft_sequencer::ready() const noexcept { return loop_->ready_now.load(std::memory_order_acquire); }
 
 raft_status raft_sequencer::status() const {
   std::lock_guard lock(loop_->status_mu);

@@ -177,6 +177,22 @@ void dispatcher::run_parked(const entry& e, const wire::call& c, call_context& c
 
 void dispatcher::dispatch_async(wire::call c, call_context ctx,
                                 std::function<void(wire::response, call_context)> done) const {
+  if (!fresh_.needed || !fresh_.needed()) return dispatch_fresh(std::move(c), std::move(ctx), std::move(done));
+  // The whole call waits, its session's check included (a session made through another host a
+  // moment ago), then goes to the call pool: the fence's thread only hands it on.
+  auto call = std::make_shared<std::tuple<wire::call, call_context, std::function<void(wire::response, call_context)>>>(
+      std::move(c), std::move(ctx), std::move(done));
+  fresh_.wait([this, call] {
+    if (!submit(std::get<1>(*call), [this, call] {
+          auto& [c, ctx, done] = *call;
+          dispatch_fresh(std::move(c), std::move(ctx), std::move(done));
+        }))
+      std::get<2>(*call)(failure(api::errors::TOO_BUSY()), std::move(std::get<1>(*call)));
+  });
+}
+
+void dispatcher::dispatch_fresh(wire::call c, call_context ctx,
+                                std::function<void(wire::response, call_context)> done) const {
   wire::response out;
   bool async = false;
   const entry* e = prepare(c, ctx, out, async);

@@ -78,6 +78,15 @@ class dispatcher {
   };
   void set_task_hooks(task_hooks hooks) { tasks_ = std::move(hooks); }
 
+  // On a pool member, calls wait (without a thread) until this host's replica holds every write
+  // the pool acknowledged before they came (pool/read_fence): `needed` says whether a call must
+  // now, `wait` calls `go` once it may go on, from a thread of its own.
+  struct freshness {
+    std::function<bool()> needed;
+    std::function<void(std::function<void()> go)> wait;
+  };
+  void set_freshness(freshness f) { fresh_ = std::move(f); }
+
   // Decodes nothing, checks everything: answers through `done`, at once, or from the thread of a
   // call that waits. An Async call answers its task at once and runs on a thread of its own.
   void dispatch_async(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
@@ -108,6 +117,8 @@ class dispatcher {
   // The checks every call passes before its handler: nullptr and a failure, or the entry.
   const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out, bool& async) const;
   wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;
+  // dispatch_async once this replica is fresh enough for the call.
+  void dispatch_fresh(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
   // Starts a parked call; `reply` gets its answer once.
   void run_parked(const entry& e, const wire::call& c, call_context& ctx,
                   std::function<void(wire::response, call_context)> reply) const;
@@ -115,6 +126,7 @@ class dispatcher {
   std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
   session_check check_session_;
   task_hooks tasks_;
+  freshness fresh_;
   std::unique_ptr<call_pool> pool_;
 };
 
