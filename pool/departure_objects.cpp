@@ -2,6 +2,7 @@
 
 #include <array>
 #include <deque>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -38,10 +39,10 @@ class departure {
  public:
   explicit departure(const storage::state& s) : s_(s) {}
 
-  bool run(const std::string& host, storage::transaction& t) {
+  // Finds what goes with `host`; false when it is not a live host row.
+  bool collect(const std::string& host) {
     const std::size_t host_cls = schema::get().class_of<api::host>();
-    const storage::row* h = s_.find(host_cls, host);
-    if (!h) return false;
+    if (!s_.find(host_cls, host)) return false;
     take(host_cls, host);
     // Each row taken brings what it owns; an SR goes once every PBD that reaches it has gone.
     while (!queue_.empty()) {
@@ -49,6 +50,14 @@ class departure {
       queue_.pop_front();
       bring_owned(k);
     }
+    return true;
+  }
+  bool goes(std::size_t cls, const std::string& ref) const { return gone_.count({cls, ref}) > 0; }
+
+  bool run(const std::string& host, storage::transaction& t) {
+    const std::size_t host_cls = schema::get().class_of<api::host>();
+    const storage::row* h = s_.find(host_cls, host);
+    if (!collect(host)) return false;
     const api::api_error changed = api::errors::OPERATION_NOT_ALLOWED("the host changed while it was leaving the pool; try again");
     t.expect_unchanged(host_cls, host, h->modified, changed);
     // Its own fields, and the VMs resident on it (a derived set, which leaves `modified` be): a
@@ -128,5 +137,27 @@ class departure {
 }  // namespace
 
 bool departure_objects(const storage::state& s, const std::string& host, storage::transaction& t) { return departure(s).run(host, t); }
+
+std::optional<api::api_error> departure_refused(const storage::state& s, const std::string& host) {
+  const api::host* h = s.get<api::host>(host);
+  if (!h) return api::errors::HANDLE_INVALID("host", host);
+  for (const auto& vm : h->resident_VMs)
+    if (const api::vm* v = s.get<api::vm>(vm.opaque); v && !v->is_control_domain && v->power_state != api::vm_power_state::Halted)
+      return api::errors::OPERATION_NOT_ALLOWED("VM resident on host");
+  // Beyond xapi (which leaves such a VM suspended with an image the pool no longer has): a
+  // suspended VM whose memory image would leave with the host keeps the host in the pool.
+  departure d(s);
+  d.collect(host);
+  const std::size_t vdi_cls = schema::get().class_of<api::vdi>();
+  std::optional<api::api_error> refused;
+  s.for_each_of<api::vm>([&](const std::string&, const api::vm& v) {
+    if (v.power_state != api::vm_power_state::Suspended || !d.goes(vdi_cls, v.suspend_VDI.opaque)) return true;
+    refused = api::errors::OPERATION_NOT_ALLOWED("VM " + v.uuid +
+                                                 " is suspended with its memory image on the host's own storage: resume "
+                                                 "it or shut it down first");
+    return false;
+  });
+  return refused;
+}
 
 }  // namespace xapid::pool

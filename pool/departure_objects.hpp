@@ -11,6 +11,7 @@
 // networks and shared SRs stay with the pool.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "storage/database.hpp"
@@ -21,5 +22,10 @@ namespace xapid::pool {
 // transaction fails if the host's row changed after `s` was read, or a VM became resident on
 // it (OPERATION_NOT_ALLOWED: the caller checks again).
 bool departure_objects(const storage::state& s, const std::string& host, storage::transaction& t);
+
+// Why `host` may not leave the pool now (pool.eject), or nothing: a VM not halted resident on it
+// (OPERATION_NOT_ALLOWED "VM resident on host", as xapi), or a suspended VM whose memory image
+// is on storage that would leave with it.
+std::optional<api::api_error> departure_refused(const storage::state& s, const std::string& host);
 
 }  // namespace xapid::pool

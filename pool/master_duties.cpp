@@ -72,12 +72,9 @@ api::status designate_new_master(const master_side& m, const std::string& host) 
 api::status eject(const master_side& m, const std::string& host) {
   auto s = m.db->snapshot();
   if (auto st = master_checks(m, *s); !st) return st;
-  const api::host* h = s->get<api::host>(host);
-  if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
+  if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
   if (host == m.this_host) return fail(api::errors::HOST_CANNOT_DESTROY_SELF(host));
-  for (const auto& vm : h->resident_VMs)
-    if (const api::vm* v = s->get<api::vm>(vm.opaque); v && !v->is_control_domain && v->power_state != api::vm_power_state::Halted)
-      return fail(api::errors::OPERATION_NOT_ALLOWED("VM resident on host"));
+  if (auto refused = departure_refused(*s, host)) return fail(std::move(*refused));
   auto member = reachable_member(m, *s, host);
   if (!member) return fail(std::move(member).error());
   spdlog::info("pool.eject host={} raft_id={}", host, member->raft_id);

@@ -550,7 +550,9 @@ TEST_F(join_objects_test, a_host_that_leaves_takes_its_own_rows_and_the_pool_kee
       return true;
     });
   j->for_each_of<api::vm>([&](const std::string& ref, const api::vm& vm) {
-    if (vm.is_control_domain) EXPECT_FALSE(s->get<api::vm>(ref)) << "its control domain";
+    if (vm.is_control_domain) {
+      EXPECT_FALSE(s->get<api::vm>(ref)) << "its control domain";
+    }
     return true;
   });
   EXPECT_FALSE(s->get<api::sr>(j->first<api::pool>()->default_SR.opaque));
@@ -592,6 +594,35 @@ TEST_F(join_objects_test, a_host_that_changed_meanwhile_does_not_leave_and_an_un
   auto none = master.db->begin();
   EXPECT_FALSE(departure_objects(*master.now(), "OpaqueRef:nothing", none));
   EXPECT_TRUE(none.empty());
+}
+
+// pool.eject's refusals: a VM running there (as xapi), and, beyond xapi, a suspended VM whose
+// memory image is on the host's own storage (it would stay suspended with an image the pool no
+// longer has). A halted VM with disks there, or a suspended one whose image is elsewhere, does not.
+TEST_F(join_objects_test, a_host_keeps_its_place_while_a_vm_runs_there_or_is_suspended_onto_its_storage) {
+  ASSERT_TRUE(join().ok());
+  EXPECT_EQ(departure_refused(*master.now(), joiner.host), std::nullopt) << "its halted VM has disks there";
+  EXPECT_EQ(departure_refused(*master.now(), "OpaqueRef:nothing")->code, api::error_code::HANDLE_INVALID);
+  const std::string suspended = master.create([&] {
+    api::vm v;
+    v.name_label = "suspended onto the joined host's disk";
+    v.power_state = api::vm_power_state::Suspended;
+    v.suspend_VDI.opaque = things.vdi;
+    return v;
+  }());
+  auto refused = departure_refused(*master.now(), joiner.host);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code, api::error_code::OPERATION_NOT_ALLOWED);
+  EXPECT_NE(refused->params.at(0).find(master.now()->get<api::vm>(suspended)->uuid), std::string::npos);
+  master.edit<api::vm>(suspended, [](api::vm& v) { v.power_state = api::vm_power_state::Halted; v.suspend_VDI.opaque = api::null_ref_text; });
+  EXPECT_EQ(departure_refused(*master.now(), joiner.host), std::nullopt);
+  master.create([&] {
+    api::vm v;
+    v.power_state = api::vm_power_state::Running;
+    v.resident_on.opaque = joiner.host;
+    return v;
+  }());
+  EXPECT_EQ(departure_refused(*master.now(), joiner.host), api::errors::OPERATION_NOT_ALLOWED("VM resident on host"));
 }
 
 }  // namespace
