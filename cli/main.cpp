@@ -147,7 +147,8 @@ int report(const xe_error& e, const command* c, api_client* api = nullptr) {
     if (!code) {
       std::string params;
       for (std::size_t i = 1; i < e.server.size(); ++i) params += (i > 1 ? ", " : "") + e.server[i];
-      std::fprintf(stderr, "Error code: %s\nError parameters: %s\n", e.server[0].c_str(), params.c_str());
+      std::fprintf(stderr, "Error code: %s\nError parameters: %s\n", terminal_safe(e.server[0]).c_str(),
+                   terminal_safe(params).c_str());
       return 1;
     }
     std::fprintf(stderr, "%.*s\n", int(api::error_text(*code).size()), api::error_text(*code).data());
@@ -155,11 +156,11 @@ int report(const xe_error& e, const command* c, api_client* api = nullptr) {
     auto names = api::describe(*code).params;
     for (std::size_t i = 1; i < e.server.size(); ++i) {
       std::string name = i - 1 < names.size() ? std::string(names[i - 1]) : "<extra>";
-      std::fprintf(stderr, "%s: %s\n", name.c_str(), shown_parameter(name, e.server[i], api).c_str());
+      std::fprintf(stderr, "%s: %s\n", name.c_str(), terminal_safe(shown_parameter(name, e.server[i], api)).c_str());
     }
     return 1;
   }
-  std::fprintf(stderr, "%s\n", e.message.c_str());
+  std::fprintf(stderr, "%s\n", terminal_safe(e.message).c_str());  // it may quote the server
   if (e.usage && c) std::fputs(usage_of(*c).c_str(), stderr);
   if (e.usage && !c) std::fputs("For usage run: 'xe help'\n", stderr);
   return 1;

@@ -30,7 +30,52 @@ void append_joined(std::string& out, std::string_view piece, bool& first) {
   first = false;
 }
 
+std::string show_raw(const api::type_desc& type, const wire::value& v, ref_names& names);
+
 }  // namespace
+
+std::string terminal_safe(std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+      continue;
+    }
+    // UTF-8 of U+0080..U+009F (C1 controls: CSI is U+009B), and of U+200E, U+200F,
+    // U+202A..U+202E, U+2066..U+2069 (marks, embeddings, overrides, isolates).
+    unsigned code = 0;
+    std::size_t length = 0;
+    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      code = static_cast<unsigned char>(text[i + 1]);
+      length = 2;
+    } else if (c == 0xe2 && i + 2 < text.size()) {
+      const auto b1 = static_cast<unsigned char>(text[i + 1]), b2 = static_cast<unsigned char>(text[i + 2]);
+      const unsigned u = 0x2000u | (b1 & 0x3fu) << 6 | (b2 & 0x3fu);
+      if (u == 0x200e || u == 0x200f || (u >= 0x202a && u <= 0x202e) || (u >= 0x2066 && u <= 0x2069)) {
+        code = u;
+        length = 3;
+      }
+    }
+    if (length) {
+      out += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) out += hex[(code >> shift) & 15];
+      i += length - 1;
+      continue;
+    }
+    out += static_cast<char>(c);
+  }
+  return out;
+}
+
+std::string show_value(const api::type_desc& type, const wire::value& v, ref_names& names) {
+  return terminal_safe(show_raw(type, v, names));
+}
 
 std::string ref_names::uuid_of(std::string_view class_name, const std::string& ref) {
   if (ref.empty() || ref == "OpaqueRef:NULL") return std::string(not_in_database);
@@ -41,7 +86,9 @@ std::string ref_names::uuid_of(std::string_view class_name, const std::string& r
   return text;
 }
 
-std::string show_value(const api::type_desc& type, const wire::value& v, ref_names& names) {
+namespace {
+
+std::string show_raw(const api::type_desc& type, const wire::value& v, ref_names& names) {
   switch (type.kind) {
     case api::type_kind::ref:
       return names.uuid_of(type.name, show_scalar(v));
@@ -49,7 +96,7 @@ std::string show_value(const api::type_desc& type, const wire::value& v, ref_nam
       std::string out;
       bool first = true;
       if (auto* items = v.as_array())
-        for (const auto& item : *items) append_joined(out, show_value(*type.arg1, item, names), first);
+        for (const auto& item : *items) append_joined(out, show_raw(*type.arg1, item, names), first);
       return out;
     }
     case api::type_kind::map:
@@ -61,7 +108,7 @@ std::string show_value(const api::type_desc& type, const wire::value& v, ref_nam
           std::string shown_key = type.kind == api::type_kind::map && type.arg1->kind == api::type_kind::ref
                                       ? names.uuid_of(type.arg1->name, key)
                                       : key;
-          std::string shown_value = type.kind == api::type_kind::map ? show_value(*type.arg2, value, names) : show_scalar(value);
+          std::string shown_value = type.kind == api::type_kind::map ? show_raw(*type.arg2, value, names) : show_scalar(value);
           append_joined(out, shown_key + ": " + shown_value, first);
         }
       return out;
@@ -77,6 +124,8 @@ std::string show_value(const api::type_desc& type, const wire::value& v, ref_nam
       return show_scalar(v);
   }
 }
+
+}  // namespace
 
 void append_records(std::string& out, const std::vector<printed_record>& records) {
   for (const auto& record : records) {

@@ -29,8 +29,14 @@ class ref_names {
   std::map<std::string, std::string, std::less<>> uuids_;
 };
 
-// A field's value as xe prints it.
+// A field's value as xe prints it (terminal_safe).
 std::string show_value(const api::type_desc& type, const wire::value& v, ref_names& names);
+
+// Text from the server as xe shows it on a terminal: control characters (C0, DEL, C1) and the
+// ones that reorder what follows (bidirectional overrides and isolates) written as \xNN or
+// \uNNNN. Beyond xapi's xe, which prints them raw: a VM named by a vm-admin with "\r", ESC or
+// U+202E could otherwise rewrite or hide the lines root reads. Everything else is unchanged.
+std::string terminal_safe(std::string_view text);
 
 // A record's fields as xe prints them: (name with tag, value) in order.
 using printed_record = std::vector<std::pair<std::string, std::string>>;

@@ -107,6 +107,27 @@ TEST(xe_layout, minimal_is_the_first_values_joined_by_commas_with_commas_and_bac
   EXPECT_EQ(out, "a\\,b,c\\\\d\n");
 }
 
+// What a vm-admin names a VM cannot rewrite the lines root reads: a carriage return, an escape
+// sequence, a C1 CSI, a right-to-left override are shown as escapes, in a name and in a map;
+// other text (accents, CJK, emoji, a backslash) is shown as it is.
+TEST(xe_values, control_and_reordering_characters_from_the_server_are_shown_as_escapes) {
+  EXPECT_EQ(terminal_safe("ok\rroot\x1b[2J\x7f"), "ok\\x0droot\\x1b[2J\\x7f");
+  EXPECT_EQ(terminal_safe("a\nb\tc"), "a\\x0ab\\x09c");
+  EXPECT_EQ(terminal_safe("\xc2\x9b" "31m \xc2\x85"), "\\u009b31m \\u0085");
+  EXPECT_EQ(terminal_safe("txt.\xe2\x80\xae" "exe \xe2\x81\xa6x\xe2\x81\xa9 \xe2\x80\x8f"),
+            "txt.\\u202eexe \\u2066x\\u2069 \\u200f");
+  const std::string plain = "caf\xc3\xa9 \xe6\xbc\xa2 \xf0\x9f\x98\x80 \xc2\xa0 \xe2\x80\x94 a\\b";
+  EXPECT_EQ(terminal_safe(plain), plain);
+  endpoint socket;
+  socket.socket_path = "/nonexistent/xe-test.sock";
+  api_client nowhere(socket, {});
+  ref_names names(nowhere);
+  EXPECT_EQ(show_value(*field("vm", "name-label").desc->type, wire::value("x\ry"), names), "x\\x0dy");
+  wire::structure config;
+  config.emplace_back("k\x1b", wire::value("v\r"));
+  EXPECT_EQ(show_value(*field("vm", "other-config").desc->type, wire::value(std::move(config)), names), "k\\x1b: v\\x0d");
+}
+
 TEST(xe_values, ints_take_binary_suffixes_and_bad_text_is_a_usage_error) {
   endpoint socket;
   socket.socket_path = "/nonexistent/xe-test.sock";
