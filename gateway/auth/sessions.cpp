@@ -117,42 +117,78 @@ bool session_manager::refresh(live& s) const {
   return true;
 }
 
+std::optional<session_manager::live> session_manager::adopt(const std::string& ref) const {
+  auto snap = db_.snapshot();
+  const api::session* rec = snap->get<api::session>(ref);
+  if (!rec || rec->this_host.opaque == this_host_) return std::nullopt;  // ours are all in live_
+  live entry{clock_.now_ms(), rec->originator, caller{0, "", true}, {}, {}, true};
+  if (!rec->is_local_superuser) {
+    entry.owner = caller{caller::no_role, rec->auth_user_sid, false};
+    entry.subject = rec->subject.opaque;
+    if (!refresh(entry)) return std::nullopt;
+  }
+  return entry;
+}
+
 api::api_result<caller> session_manager::validate(const std::string& ref) {
   const std::int64_t now = clock_.now_ms();
+  // Its row is the session: one removed through another host of the pool has ended.
+  const bool has_row = db_.snapshot()->find(session_class(), ref) != nullptr;
+  bool visiting = false;
   {
     std::lock_guard lock(mu_);
     auto it = live_.find(ref);
+    if (it == live_.end() && has_row) {
+      if (auto adopted = adopt(ref)) it = live_.emplace(ref, std::move(*adopted)).first;
+    }
     if (it == live_.end()) return fail(api::errors::SESSION_INVALID(ref));
-    if (now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000 && refresh(it->second)) {
+    visiting = it->second.visiting;
+    if (has_row && now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000 && refresh(it->second)) {
       it->second.last_active_ms = now;
       return it->second.owner;
     }
-    live_.erase(it);  // idle too long, or its subject's rights are gone
+    live_.erase(it);  // gone, idle too long, or its subject's rights are gone
   }
-  end({ref});
+  if (visiting || !has_row) notify_end({ref});
+  else end({ref});
   return fail(api::errors::SESSION_INVALID(ref));
 }
 
 api::status session_manager::destroy(const std::string& ref) {
   {
     std::lock_guard lock(mu_);
-    if (live_.erase(ref) == 0) return fail(api::errors::SESSION_INVALID(ref));
+    // (Another host's session, logged out here: its row goes from here too.)
+    if (live_.erase(ref) == 0 && !db_.snapshot()->find(session_class(), ref)) return fail(api::errors::SESSION_INVALID(ref));
   }
   end({ref});
   return ok_v;
 }
 
 std::size_t session_manager::destroy_where(const std::function<bool(const std::string&, const caller&)>& match) {
-  return end_where([&](const std::string& ref, live& s) { return match(ref, s.owner); });
+  std::size_t n = end_where([&](const std::string& ref, live& s) { return match(ref, s.owner); }, true);
+  // The pool's other sessions, never used here: their rows go as well.
+  std::vector<std::string> elsewhere;
+  auto snap = db_.snapshot();
+  {
+    std::lock_guard lock(mu_);
+    snap->for_each(session_class(), [&](const std::string& ref, const storage::row& r) {
+      const auto& rec = *static_cast<const api::session*>(r.record.get());
+      const caller owner = rec.is_local_superuser ? caller{0, "", true} : caller{caller::no_role, rec.auth_user_sid, false};
+      if (!live_.contains(ref) && match(ref, owner)) elsewhere.push_back(ref);
+      return true;
+    });
+  }
+  end(elsewhere);
+  return n + elsewhere.size();
 }
 
-std::size_t session_manager::end_where(const std::function<bool(const std::string&, live&)>& match) {
-  std::vector<std::string> gone;
+std::size_t session_manager::end_where(const std::function<bool(const std::string&, live&)>& match, bool end_visiting) {
+  std::vector<std::string> gone, forgotten;  // ended (rows removed); only forgotten here
   {
     std::lock_guard lock(mu_);
     for (auto it = live_.begin(); it != live_.end();) {
       if (match(it->first, it->second)) {
-        gone.push_back(it->first);
+        (it->second.visiting && !end_visiting ? forgotten : gone).push_back(it->first);
         it = live_.erase(it);
       } else {
         ++it;
@@ -160,7 +196,8 @@ std::size_t session_manager::end_where(const std::function<bool(const std::strin
     }
   }
   end(gone);
-  return gone.size();
+  notify_end(forgotten);
+  return gone.size() + forgotten.size();
 }
 
 void session_manager::end(const std::vector<std::string>& refs) {
@@ -198,7 +235,8 @@ void session_manager::remove_rows(const std::vector<std::string>& refs) {
 std::size_t session_manager::expire_idle() {
   const std::int64_t limit_ms = limits_.idle_timeout.count() * 1000;
   const std::int64_t now = clock_.now_ms();
-  return end_where([&](const std::string&, live& s) { return now - s.last_active_ms > limit_ms || !refresh(s); });
+  // (A visiting session idle here may be used elsewhere: only its host ends it.)
+  return end_where([&](const std::string&, live& s) { return now - s.last_active_ms > limit_ms || !refresh(s); }, false);
 }
 
 std::size_t session_manager::count() const {

@@ -1,8 +1,14 @@
 // Sessions: created by login, checked on every call, ended by logout, idleness, revocation or a
 // newer session past the cap. Their rows live in the database (so session.* getters and
 // get_record work); when each was last used is kept in memory, since writing it on every call
-// would cost a synced commit per call. Like xapi's, sessions do not outlive the daemon: rows
-// left by a previous run are removed at start.
+// would cost a synced commit per call. Like xapi's, sessions do not outlive the daemon that made
+// them: rows left by a previous run are removed at start.
+//
+// In a pool a session is the pool's: one made on any host is valid on every host while its row
+// is in the pool database. A host that first sees another's session adopts it (a *visiting*
+// one); a session whose row has gone (logged out through another host, or ended by its own)
+// is invalid everywhere at its next call. The host that made a session keeps its cap and its
+// idleness; a visiting one idle here is only forgotten here.
 //
 // A session's rights are those of its user now, not at login: a subject's session follows the
 // subject's roles on every call, and ends when the subject goes or external authentication is
@@ -13,6 +19,7 @@
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -47,7 +54,7 @@ class session_manager {
   // with the rights it has now.
   api::api_result<caller> validate(const std::string& ref);
   api::status destroy(const std::string& ref);
-  // Ends every session whose owner matches; returns how many.
+  // Ends every session of the pool whose owner matches; returns how many.
   std::size_t destroy_where(const std::function<bool(const std::string& ref, const caller&)>& match);
   // Ends every session idle longer than the timeout, or whose subject's rights are gone;
   // returns how many.
@@ -64,8 +71,11 @@ class session_manager {
     std::string originator;
     caller owner;
     std::string subject;  // a subject's session: the subject's ref
-    std::string cap{};    // whose cap it counts against (cap_key)
+    std::string cap{};    // whose cap it counts against (cap_key); none for a visiting one
+    bool visiting = false;  // made by another host of the pool: its row is that host's to remove
   };
+  // Another host's session, from its row, to be used here; nothing when there is no such row.
+  std::optional<live> adopt(const std::string& ref) const;
   api::api_result<std::string> create(api::session rec, live entry);
   // The rights of a subject's session now; false when the session must end.
   bool refresh(live& s) const;
@@ -75,8 +85,9 @@ class session_manager {
   // Removes the rows of these sessions and their tasks, in a commit of their own or in `t`.
   void remove_rows(const std::vector<std::string>& refs);
   static void add_removals(storage::transaction& t, const storage::state& snap, const std::vector<std::string>& refs);
-  // Takes the sessions `match` picks (under the lock) out of live_ and ends them; how many.
-  std::size_t end_where(const std::function<bool(const std::string& ref, live& s)>& match);
+  // Takes the sessions `match` picks (under the lock) out of live_ and ends them (visiting ones
+  // only when `end_visiting`, else they are forgotten here); how many.
+  std::size_t end_where(const std::function<bool(const std::string& ref, live& s)>& match, bool end_visiting);
   static std::string cap_key(const live& s);
 
   storage::database& db_;

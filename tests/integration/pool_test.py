@@ -102,16 +102,21 @@ class pool_of_three(answers, unittest.TestCase):
             self.assertEqual(self.ok(m.VM.get_name_label(ms, vm)), f"made on {joiner.address}")
         # What one host acknowledged, every other host serves to the very next call (a member
         # first learns the master's applied index): never HANDLE_INVALID from a replica a moment
-        # behind. (Sessions are still each host's own: issue 17.)
+        # behind. A session is the pool's: made on one host, it serves on the others, and a
+        # logout through any host ends it everywhere.
         conns = [(h, h.json(), h.login(master.password)) for h in self.hosts]
         for i in range(150):
-            (a, ca, sa), (b, cb, sb) = conns[i % 3], conns[(i % 3 + 1 + (i // 3) % 2) % 3]  # every ordered pair
+            (a, ca, sa), (b, cb, _) = conns[i % 3], conns[(i % 3 + 1 + (i // 3) % 2) % 3]  # every ordered pair
             vm = ca.call("VM.create", sa, vm_record(f"fence {i}"))
             self.assertEqual(vm["Status"], "Success", vm)
-            renamed = cb.call("VM.set_name_label", sb, vm["Value"], f"fence {i} via {b.address}")
+            renamed = cb.call("VM.set_name_label", sa, vm["Value"], f"fence {i} via {b.address}")
             self.assertEqual(renamed["Status"], "Success", (i, a.address, b.address, renamed))
             read = ca.call("VM.get_name_label", sa, vm["Value"])
             self.assertEqual(read.get("Value"), f"fence {i} via {b.address}", (i, a.address, read))
+        (a, ca, sa), (b, cb, _) = conns[1], conns[2]
+        self.assertEqual(cb.call("session.logout", sa)["Status"], "Success")
+        for _, c, _ in conns:
+            self.assertEqual(c.call("VM.get_all", sa)["ErrorDescription"], ["SESSION_INVALID", sa])
 
     def test_3_the_master_killed_while_clients_write_loses_no_acknowledged_write(self):
         master, members = self.hosts[0], self.hosts[1:]

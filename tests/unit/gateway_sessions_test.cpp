@@ -223,6 +223,56 @@ TEST_F(sessions_test, only_this_hosts_tasks_are_removed_at_start) {
   EXPECT_NE(snap->get<api::task>(*running), nullptr) << "a restart of one host removed another host's task";
 }
 
+// A pool's session is valid on every host (two hosts' managers on one replica): another host
+// adopts it at its first call; a logout through any host ends it everywhere; idleness on a host
+// that did not make it only forgets it there; a subject's logout by identifier reaches the
+// sessions of every host, even one never used here.
+TEST_F(sessions_test, a_session_made_on_one_host_serves_on_every_host_until_it_ends_anywhere) {
+  std::string other_host;
+  {
+    auto t = db_->begin();
+    other_host = t.create(api::host{});
+    ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  }
+  session_manager here(*db_, clock_, host_, {std::chrono::seconds(60), 500});
+  session_manager there(*db_, clock_, other_host, {std::chrono::seconds(60), 500});
+  auto s = here.create_root_session("made here");
+  ASSERT_TRUE(s.ok());
+  auto visiting = there.validate(*s);
+  ASSERT_TRUE(visiting.ok());
+  EXPECT_TRUE(visiting->superuser);
+  ASSERT_TRUE(there.destroy(*s).ok()) << "a logout through another host";
+  EXPECT_EQ(rows(), 0u);
+  EXPECT_API_ERROR(here.validate(*s), SESSION_INVALID, *s);
+  EXPECT_API_ERROR(there.validate(*s), SESSION_INVALID, *s);
+  EXPECT_API_ERROR(there.validate("OpaqueRef:never"), SESSION_INVALID, "OpaqueRef:never");
+
+  auto kept = here.create_root_session("used on both");
+  ASSERT_TRUE(there.validate(*kept).ok());
+  clock_.advance_ms(31'000);
+  ASSERT_TRUE(here.validate(*kept).ok());
+  clock_.advance_ms(31'000);  // idle 62 s on the other host, 31 s here
+  EXPECT_EQ(here.expire_idle(), 0u);
+  EXPECT_EQ(there.expire_idle(), 1u);
+  EXPECT_EQ(rows(), 1u) << "the other host forgot it, and removed nothing";
+  EXPECT_TRUE(there.validate(*kept).ok()) << "adopted again at its next call there";
+  ASSERT_TRUE(here.destroy(*kept).ok());
+  EXPECT_API_ERROR(there.validate(*kept), SESSION_INVALID, *kept);
+  EXPECT_EQ(there.count(), 0u);
+
+  // Never used here: a subject's sessions elsewhere end with logout_subject_identifier here.
+  auto root_elsewhere = there.create_root_session("root on the other host");
+  auto t = db_->begin();
+  api::session rec;
+  rec.this_host.opaque = other_host;
+  rec.auth_user_sid = "u1000";
+  const std::string subjects = t.create(rec);
+  ASSERT_TRUE(db_->commit(std::move(t)).ok());
+  EXPECT_EQ(here.destroy_where([](const std::string&, const caller& c) { return !c.superuser && c.identity == "u1000"; }), 1u);
+  EXPECT_EQ(db_->snapshot()->get<api::session>(subjects), nullptr);
+  EXPECT_TRUE(there.validate(*root_elsewhere).ok());
+}
+
 TEST(passwords, hashes_verify_and_differ) {
   std::string h = hash_password("s3cret");
   EXPECT_TRUE(h.rfind("$y$", 0) == 0 || h.rfind("$6$", 0) == 0) << h;
