@@ -1,7 +1,9 @@
 // xe: the operators' command line. Reads where and who from ~/.xe, XE_EXTRA_ARGS and the command
 // line (in that order, the last word winning), checks the command's parameters, logs in, runs it.
 #include <malloc.h>
+#include <pwd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -81,10 +83,28 @@ xe_result<void> read_command_line(settings& s, int argc, char** argv) {
   return ok_v;
 }
 
+// The user's home directory: $HOME, else the password database's; empty when neither says.
+std::string home_dir() {
+  if (const char* home = std::getenv("HOME"); home && *home) return home;
+  if (const passwd* pw = getpwuid(getuid()); pw && pw->pw_dir && *pw->pw_dir) return pw->pw_dir;
+  return {};
+}
+
+// A file that holds a password should be the user's alone: said on stderr when others may read
+// it or write it (beyond xapi's xe, which reads it silently).
+void warn_if_not_private(const std::string& file) {
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return;
+  std::fprintf(stderr, "xe: %s may be read or changed by other users (mode %04o): chmod 600 it\n", terminal_safe(file).c_str(),
+               static_cast<unsigned>(st.st_mode & 07777));
+}
+
 void read_rc_file(settings& s) {
-  const char* home = std::getenv("HOME");
-  if (!home) return;
-  std::ifstream rc(std::string(home) + "/.xe");
+  const std::string home = home_dir();
+  if (home.empty()) return;
+  const std::string file = home + "/.xe";
+  std::ifstream rc(file);
+  if (rc) warn_if_not_private(file);
   std::string line;
   while (std::getline(rc, line)) {
     auto eq = line.find('=');
@@ -111,8 +131,10 @@ endpoint endpoint_of(const settings& s) {
   e.tls = !s.nossl;
   e.port = s.port ? s.port : e.tls ? 443 : 80;
   e.cert_file = s.cert;
-  const char* home = std::getenv("HOME");
-  e.known_hosts = std::string(home ? home : ".") + "/.xe-known-hosts";
+  // Never the working directory (someone else's, perhaps): without a home, no certificate is
+  // trusted on first use and --cert is needed.
+  const std::string home = home_dir();
+  if (!home.empty()) e.known_hosts = home + "/.xe-known-hosts";
   return e;
 }
 
@@ -121,6 +143,7 @@ xe_result<credentials> credentials_of(const settings& s) {
   if (!s.password_file.empty()) {
     std::ifstream f(s.password_file);
     if (!f) return local_error("cannot read the password file " + s.password_file);
+    warn_if_not_private(s.password_file);
     std::getline(f, who.password);
   }
   if (who.username.empty() && !s.server.empty()) who.username = "root";

@@ -44,6 +44,9 @@ std::string peer_fingerprint(SSL* ssl_handle) {
 // Trust on first use: the fingerprint pinned for `name` in `file`, compared, or pinned now.
 result<void, std::string> check_pinned(const std::string& file, const std::string& name, const std::string& fingerprint) {
   if (fingerprint.empty()) return fail(std::string("the server at ") + name + " showed no certificate");
+  if (file.empty())
+    return fail("no home directory to keep the certificate of " + name + " in (SHA-256 " + fingerprint +
+                "): give the server's certificate with --cert FILE");
   std::ifstream in(file);
   std::string line;
   while (std::getline(in, line)) {

@@ -562,13 +562,22 @@ class command_line(xe_daemon):
             f.write(PASSWORD + "\n")
         plain = ("-s", "127.0.0.1", "-p", str(self.port), "--nossl", "-u", "root")
         host = self.one("host-list", "--minimal")
-        self.assertEqual(self.xe(*plain, "-pwf", pwf, "host-list", "--minimal", local=False).strip(), host)
+        os.chmod(pwf, 0o644)
+        shared = self.run_xe(*plain, "-pwf", pwf, "host-list", "--minimal", local=False)
+        self.assertEqual((shared.returncode, shared.stdout.strip()), (0, host), shared.stderr)
+        self.assertIn(f"xe: {pwf} may be read or changed by other users (mode 0644)", shared.stderr)
+        os.chmod(pwf, 0o600)
+        private = self.run_xe(*plain, "-pwf", pwf, "host-list", "--minimal", local=False)
+        self.assertEqual((private.returncode, private.stdout.strip(), private.stderr), (0, host, ""))
         self.assertIn("SESSION_AUTHENTICATION_FAILED", self.xe_fails(*plain, "-pw", "wrong", "host-list", local=False))
         rc = os.path.join(self.home.name, ".xe")
         with open(rc, "w") as f:
             f.write(f"server=127.0.0.1\nport={self.port}\nnossl=true\nusername=root\npassword={PASSWORD}\n")
         try:
-            self.assertEqual(self.xe("host-list", "--minimal", local=False).strip(), host)
+            os.chmod(rc, 0o640)
+            listed = self.run_xe("host-list", "--minimal", local=False)
+            self.assertEqual(listed.stdout.strip(), host, listed.stderr)
+            self.assertIn(f"xe: {rc} may be read or changed by other users (mode 0640)", listed.stderr)
         finally:
             os.remove(rc)
         extra = {"XE_EXTRA_ARGS": f"server=127.0.0.1,port={self.port},nossl=true,password={PASSWORD}"}
