@@ -25,11 +25,12 @@ def password_of(host_dir, limit=60):
 
 
 def login(i, port, password, limit=60):
-    """A session on host i, once it answers (it may be starting, or restarting after a join)."""
+    """A session on host i, once it answers (it may be starting, or restarting after a join);
+    made on that host (a member sends login_with_password to its master: HOST_IS_SLAVE)."""
     until = time.time() + limit
     while True:
         try:
-            r = proxy(i, port).session.login_with_password("root", password, "1.0", "pool-up")
+            r = proxy(i, port).session.slave_local_login_with_password("root", password)
             if r["Status"] == "Success":
                 return r["Value"]
             if time.time() > until:

@@ -12,11 +12,26 @@ std::string string_at(const wire::array& p, std::size_t i) {
   return i < p.size() && p[i].as_string() ? *p[i].as_string() : std::string();
 }
 
+// On a member of a pool, the address of its master: a client logs in there (xapi's rule, which
+// XenAPI clients follow); empty on the master itself, or while no master is known.
+std::string master_elsewhere(const storage::state& s, const std::string& this_host) {
+  const api::pool* pool = s.first<api::pool>();
+  if (!pool || pool->master.opaque == this_host) return {};
+  const api::host* master = s.get<api::host>(pool->master.opaque);
+  return master ? master->address : std::string();
+}
+
 }  // namespace
 
 void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::database& db, root_account& root,
                            login_guard& logins) {
-  auto login = [&sessions, &logins](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
+  auto login = [&sessions, &logins, &db](call_context& ctx, const wire::array& p, bool slave_local) -> api::api_result<wire::value> {
+    // Over the network a member sends the client to its master, before any password is looked
+    // at; its own socket (root), and slave_local_login_with_password (for when the master
+    // cannot be reached), log in here.
+    if (!slave_local && !ctx.from_unix_socket)
+      if (std::string master = master_elsewhere(*db.snapshot(), sessions.this_host()); !master.empty())
+        return fail(api::errors::HOST_IS_SLAVE(master));
     const std::string originator = string_at(p, 3);
     auto failed = [&] {
       ctx.answer_delay = logins.remaining_delay(ctx.started);
@@ -41,8 +56,10 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
   // off the serving threads, as the other calls below that commit.
   // Untyped: a non-string user or password fails as any login (same delay); version, originator are never refused.
-  d.add_blocking("session.login_with_password", login, 2);
-  d.add_blocking("session.slave_local_login_with_password", login);
+  d.add_blocking("session.login_with_password",
+                 [login](call_context& ctx, const wire::array& p) { return login(ctx, p, false); }, 2);
+  d.add_blocking("session.slave_local_login_with_password",
+                 [login](call_context& ctx, const wire::array& p) { return login(ctx, p, true); });
 
   namespace m = api::method;
   constexpr bool blocking = true;  // each commits

@@ -267,7 +267,8 @@ def value(answer, what):
 def login(h):
     from pool_support import PASSWORDS  # noqa: E402
     pool_password = PASSWORDS[0]  # a member takes the pool's, its master's first one
-    return value(api(h).call("session.login_with_password", "root", pool_password, "1.0", "pool_bench"),
+    # (On a member, login_with_password answers HOST_IS_SLAVE: a session made there is asked for.)
+    return value(api(h).call("session.slave_local_login_with_password", "root", pool_password),
                  f"login on {h.address}")
 
 

@@ -75,7 +75,7 @@ class sessions:
         Raises OSError or http.client.HTTPException when the host cannot be reached."""
         api = h.json(CALL_TIMEOUT)
         if h.i not in self.by_host:
-            login = api.call("session.login_with_password", "root", POOL_PASSWORD, "1.0", "kill_rounds")
+            login = api.call("session.slave_local_login_with_password", "root", POOL_PASSWORD)
             if login["Status"] != "Success":
                 return login
             self.by_host[h.i] = login["Value"]

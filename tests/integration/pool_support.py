@@ -72,11 +72,13 @@ class host:
         return jsonrpc_api(self.port, self.address, timeout)
 
     def login(self, password=None, limit=60):
+        """A session made on this host, master or member: slave_local_login_with_password (a
+        member answers login_with_password with HOST_IS_SLAVE, as xapi's do)."""
         until = time.time() + limit
         while True:
             try:
                 with self.proxy() as p:
-                    r = p.session.login_with_password("root", password or self.password, "1.0", "pool_test")
+                    r = p.session.slave_local_login_with_password("root", password or self.password)
                 if r["Status"] == "Success":
                     return r["Value"]
                 last = r["ErrorDescription"]

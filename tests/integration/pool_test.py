@@ -113,6 +113,14 @@ class pool_of_three(answers, unittest.TestCase):
             self.assertEqual(renamed["Status"], "Success", (i, a.address, b.address, renamed))
             read = ca.call("VM.get_name_label", sa, vm["Value"])
             self.assertEqual(read.get("Value"), f"fence {i} via {b.address}", (i, a.address, read))
+        # Over the network a member sends a login to its master (xapi's HOST_IS_SLAVE, which
+        # XenAPI clients follow), before looking at the password.
+        for h, c, _ in conns[1:]:
+            for password in (master.password, "wrong"):
+                self.assertEqual(c.call("session.login_with_password", "root", password, "1.0", "t")["ErrorDescription"],
+                                 ["HOST_IS_SLAVE", master.address])
+        self.assertEqual(conns[0][1].call("session.login_with_password", "root", master.password, "1.0", "t")["Status"],
+                         "Success")
         (a, ca, sa), (b, cb, _) = conns[1], conns[2]
         self.assertEqual(cb.call("session.logout", sa)["Status"], "Success")
         for _, c, _ in conns:
