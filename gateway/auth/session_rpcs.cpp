@@ -42,7 +42,20 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   // off the serving threads, as the other calls below that commit.
   // Untyped: a non-string user or password fails as any login (same delay); version, originator are never refused.
   d.add_blocking("session.login_with_password", login, 2);
-  d.add_blocking("session.slave_local_login_with_password", login);
+  // Root only, as xapi's: a session in memory, for a host whose pool may have no master.
+  d.add_blocking("session.slave_local_login_with_password", [&sessions, &logins](call_context& ctx, const wire::array& p)
+                                                                -> api::api_result<wire::value> {
+    const std::string user = string_at(p, 0), password = string_at(p, 1);
+    const bool root = ctx.from_unix_socket && user.empty() && password.empty() ? true : [&] {
+      auto who = logins.authenticate({user, password, ctx.client});
+      return who && who->root;
+    }();
+    if (!root) {
+      ctx.answer_delay = logins.remaining_delay(ctx.started);
+      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    }
+    return wire::value(sessions.create_local_root_session("slave_local_login"));
+  });
 
   namespace m = api::method;
   constexpr bool blocking = true;  // each commits

@@ -71,15 +71,7 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   {
     std::lock_guard lock(mu_);
     entry.cap = cap_key(entry);
-    std::vector<std::pair<std::int64_t, const std::string*>> same;  // refs not copied: a login at the cap scans them all
-    for (const auto& [r, s] : live_)
-      if (s.cap == entry.cap) same.emplace_back(s.last_active_ms, &r);
-    if (same.size() + 1 > limits_.per_user) {
-      const std::size_t excess = same.size() + 1 - limits_.per_user;
-      std::partial_sort(same.begin(), same.begin() + static_cast<std::ptrdiff_t>(excess), same.end());
-      for (std::size_t i = 0; i < excess; ++i) evicted.push_back(*same[i].second);
-      for (const auto& gone : evicted) live_.erase(gone);
-    }
+    evicted = make_room(entry.cap);
     live_[ref] = std::move(entry);  // valid from its commit on; unknown to clients before
   }
   // The evicted sessions go in the login's own commit: one synced write, not two. Should that
@@ -104,6 +96,34 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   if (evicted_before_landing) evicted.push_back(ref);
   remove_rows(evicted);  // the evicted have ended, whether this login succeeded or not
   if (!r) return fail(r.error());
+  return ref;
+}
+
+std::vector<std::string> session_manager::make_room(const std::string& cap) {
+  std::vector<std::string> evicted;
+  std::vector<std::pair<std::int64_t, const std::string*>> same;  // refs not copied: a login at the cap scans them all
+  for (const auto& [r, s] : live_)
+    if (s.cap == cap) same.emplace_back(s.last_active_ms, &r);
+  if (same.size() + 1 > limits_.per_user) {
+    const std::size_t excess = same.size() + 1 - limits_.per_user;
+    std::partial_sort(same.begin(), same.begin() + static_cast<std::ptrdiff_t>(excess), same.end());
+    for (std::size_t i = 0; i < excess; ++i) evicted.push_back(*same[i].second);
+    for (const auto& gone : evicted) live_.erase(gone);
+  }
+  return evicted;
+}
+
+std::string session_manager::create_local_root_session(const std::string& originator) {
+  live entry{clock_.now_ms(), originator, caller{0, "", true}, {}};
+  entry.cap = "local/" + originator;  // counted apart from root's sessions with rows
+  const std::string ref = db_.ids().secret_ref();
+  std::vector<std::string> evicted;
+  {
+    std::lock_guard lock(mu_);
+    evicted = make_room(entry.cap);
+    live_[ref] = std::move(entry);
+  }
+  notify_end(evicted);  // they have no rows
   return ref;
 }
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The pool's emergency operations on real xapid processes on 127.0.0.2-4: a pool of three loses
+its master and another host (kill -9), the survivor cannot commit; pool.emergency_transition_to_master
+(through a slave-local session, which needs no commit) makes it the master of everything it held;
+the two hosts start again, pool.recover_slaves brings them back as its members with its database,
+and the pool takes writes through every host. pool.emergency_reset_master to a host's own address
+is HOST_ITS_OWN_SLAVE."""
+import os
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
+from pool_support import free_port_everywhere, host, join_pool, vm_record  # noqa: E402
+
+
+class emergency(answers, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.TemporaryDirectory()
+        port = free_port_everywhere()
+        cls.hosts = [host(cls.root.name, i, port) for i in range(3)]
+        for h in cls.hosts:
+            h.start()
+        join_pool(cls.hosts)
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        cls.root.cleanup()
+
+    def master_address(self, h, session):
+        p = h.proxy()
+        master = self.ok(p.pool.get_master(session, self.ok(p.pool.get_all(session))[0]))
+        return self.ok(p.host.get_address(session, master))
+
+    def local_session(self, h):
+        r = h.proxy().session.slave_local_login_with_password("root", self.hosts[0].password)
+        return self.ok(r)
+
+    def eventually(self, what, limit, step=0.2):
+        """The first true value of what() within `limit` seconds, or None."""
+        until = time.time() + limit
+        while True:
+            try:
+                value = what()
+            except (OSError, AssertionError):  # a host restarting, or not yet what it will be
+                value = None
+            if value or time.time() > until:
+                return value
+            time.sleep(step)
+
+    def test_the_survivor_of_a_lost_majority_becomes_master_and_the_others_come_back(self):
+        password = self.hosts[0].password
+        master, other, survivor = self.hosts
+        s = survivor.login(password)
+        self.assertEqual(self.master_address(survivor, s), master.address)
+        before = [self.ok(master.proxy().VM.create(master.login(password), vm_record(f"before-{i}"))) for i in range(20)]
+        # Every VM has reached the survivor before the majority goes.
+        self.assertTrue(self.eventually(
+            lambda: all(survivor.proxy().VM.get_name_label(s, ref)["Status"] == "Success" for ref in before), 10))
+
+        # The master and another host die: whichever hosts vote, the survivor has no majority.
+        master.kill()
+        other.kill()
+        r = survivor.proxy().VM.create(s, vm_record("without a majority"))
+        self.assertEqual(r["Status"], "Failure", "a write without a majority fails")
+
+        # A slave-local session needs no commit: root's credentials, kept in memory.
+        local = self.local_session(survivor)
+        bad = survivor.proxy().session.slave_local_login_with_password("root", "wrong")
+        self.assertEqual(self.err(bad), ["SESSION_AUTHENTICATION_FAILED"])
+        started = time.time()
+        self.ok(survivor.proxy().pool.emergency_transition_to_master(local))
+
+        # It restarts as the pool's only voter: it answers writes, and pool.master names it.
+        def as_master():
+            sess = survivor.login(password, limit=2)
+            p = survivor.proxy()
+            if self.master_address(survivor, sess) != survivor.address:
+                return None
+            r = p.VM.create(sess, vm_record("the first write of the emergency master"))
+            return sess if r["Status"] == "Success" else None
+        s = self.eventually(as_master, 60)
+        self.assertIsNotNone(s, f"the survivor took no write within 60 s; its log ends:\n{survivor.log_tail()}")
+        print(f"emergency_transition_to_master: first write accepted {time.time() - started:.2f} s after the call", flush=True)
+        p = survivor.proxy()
+        for ref in before:
+            self.assertEqual(self.ok(p.VM.get_name_label(s, ref)).split("-")[0], "before")
+        # Asked again on the master, it is nothing to do.
+        self.ok(p.pool.emergency_transition_to_master(s))
+        self.assertEqual(self.err(p.pool.emergency_reset_master(s, f"{survivor.address}:{survivor.port}")), ["HOST_ITS_OWN_SLAVE"])
+        self.assertEqual(self.err(p.pool.emergency_reset_master(s, survivor.address)), ["HOST_ITS_OWN_SLAVE"])
+        during = [self.ok(p.VM.create(s, vm_record(f"during-{i}"))) for i in range(10)]
+
+        # The dead hosts start again (two of the old three voters: they may elect each other, or
+        # wait for a master) and are called back: wiped, they rejoin the survivor as its members.
+        starters = [threading.Thread(target=h.start, kwargs={"limit": 120}, daemon=True) for h in (master, other)]
+        for t in starters:
+            t.start()
+        started = time.time()
+        recovered = set()
+
+        def recover():
+            recovered.update(self.ok(survivor.proxy().pool.recover_slaves(s)))
+            return len(recovered) == 2
+        self.assertTrue(self.eventually(recover, 60, step=1), f"recovered {recovered}")
+        for h in (master, other):
+            sess = self.eventually(lambda: h.login(password, limit=2), 90, step=0.5)
+            self.assertIsNotNone(sess, f"{h.address} did not come back; its log ends:\n{h.log_tail()}")
+
+            def caught_up():
+                q = h.proxy()
+                return all(q.VM.get_name_label(sess, ref)["Status"] == "Success" for ref in before + during) and \
+                    self.master_address(h, sess) == survivor.address
+            self.assertTrue(self.eventually(caught_up, 30), f"{h.address} lacks the emergency's writes")
+        print(f"recover_slaves: both hosts back with the survivor's database {time.time() - started:.2f} s after they started",
+              flush=True)
+        # The pool works: a write through each host, read back on every host.
+        sessions = {h.address: h.login(password) for h in self.hosts}
+        written = [self.ok(h.proxy().VM.create(sessions[h.address], vm_record(f"after, through {h.address}"))) for h in self.hosts]
+        for h in self.hosts:
+            self.assertTrue(self.eventually(
+                lambda: all(h.proxy().VM.get_name_label(sessions[h.address], ref)["Status"] == "Success" for ref in written), 10))
+            self.assertEqual(len(self.ok(h.proxy().host.get_all(sessions[h.address]))), 3)
+        # Nothing more to recover.
+        self.assertEqual(self.ok(survivor.proxy().pool.recover_slaves(sessions[survivor.address])), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
