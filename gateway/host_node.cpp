@@ -328,6 +328,16 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (auto joined = pool::finish_accepted_join(opt.data_dir); !joined) return fail("finishing pool.join: " + joined.error());
   auto identity = pool::load_or_create_identity(opt.data_dir);
   if (!identity) return fail(identity.error());
+  // pool.emergency_transition_to_master left a mark: this host's log is forced to have it as its
+  // only voter, once (the configuration is then in the log). The hosts it admitted before its log
+  // named them (at its join) are the lost pool's: they are refused from now on, or two of them
+  // started again would depose it (a majority of the old voters, a higher term).
+  const bool alone = pool::emergency_master_marked(opt.data_dir);
+  if (alone) {
+    spdlog::warn("pool.emergency_transition_to_master.recovering raft_id={} (this host becomes the pool's only voter)", identity->raft_id);
+    identity->admitted.clear();
+    if (auto saved = pool::save_identity(opt.data_dir, *identity); !saved) return fail(saved.error());
+  }
   p.identity = *identity;
   auto raft_address = pool::raft_address(opt.listen, opt.raft_listen);
   if (!raft_address) return fail(raft_address.error());
@@ -353,10 +363,6 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
       return done(storage::forwarded_answer{0, fail(api::errors::HOST_IS_SLAVE(master.address))});
     p.peers->propose(record->peer_address, record->fingerprint, std::move(encoded), std::move(done));
   };
-  // pool.emergency_transition_to_master left a mark: this host's log is forced to have it as its
-  // only voter, once (the configuration is then in the log).
-  const bool alone = pool::emergency_master_marked(opt.data_dir);
-  if (alone) spdlog::warn("pool.emergency_transition_to_master.recovering raft_id={} (this host becomes the pool's only voter)", identity->raft_id);
   auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity, forward, alone);
   if (!pool_log) return fail(pool_log.error());
   p.pool_log = *pool_log;
