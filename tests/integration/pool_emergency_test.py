@@ -3,8 +3,9 @@
 its master and another host (kill -9), the survivor cannot commit; pool.emergency_transition_to_master
 (through a slave-local session, which needs no commit) makes it the master of everything it held;
 the two hosts start again, pool.recover_slaves brings them back as its members with its database,
-and the pool takes writes through every host. pool.emergency_reset_master to a host's own address
-is HOST_ITS_OWN_SLAVE."""
+and the pool takes writes through every host. Refused or idle on the way: a transition while the
+master answers (OPERATION_NOT_ALLOWED), a reset to the master a host follows already (nothing to
+do), pool.emergency_reset_master to a host's own address (HOST_ITS_OWN_SLAVE)."""
 import os
 import sys
 import tempfile
@@ -63,6 +64,13 @@ class emergency(answers, unittest.TestCase):
         # Every VM has reached the survivor before the majority goes.
         self.assertTrue(self.eventually(
             lambda: all(survivor.proxy().VM.get_name_label(s, ref)["Status"] == "Success" for ref in before), 10))
+
+        # While the master answers, a member is not made master by force (beyond xapi, which would
+        # split the pool): the master's role is handed over instead.
+        refused = self.err(survivor.proxy().pool.emergency_transition_to_master(self.local_session(survivor)))
+        self.assertEqual(refused[0], "OPERATION_NOT_ALLOWED", refused)
+        # The master there is the one it follows already: nothing to do.
+        self.ok(survivor.proxy().pool.emergency_reset_master(s, f"{master.address}:{master.port}"))
 
         # The master and another host die: whichever hosts vote, the survivor has no majority.
         master.kill()
