@@ -20,6 +20,7 @@
 
 #include "actors/first_boot.hpp"
 #include "common/log_host.hpp"
+#include "pool/emergency.hpp"
 #include "pool/join.hpp"
 #include "pool/liveness.hpp"
 #include "pool/read_fence.hpp"
@@ -148,6 +149,7 @@ struct host_node::parts {
   std::optional<boost::asio::steady_timer> power_timer;
 
   std::atomic<bool> reboot{false};
+  std::atomic<bool> can_restart{false};  // power_off is set: the host serves
   std::mutex observe_mu;
   std::condition_variable observe_cv;
   bool stopping = false;
@@ -158,6 +160,23 @@ struct host_node::parts {
 };
 
 host_node::host_node() : p_(std::make_unique<parts>()) {}
+
+// This host as the pool's emergency operations see it (pool/emergency); usable from the moment
+// the database opens (the host's own ref is not needed). A restart asked before the host serves
+// is the start-up's: wait_for_a_master sees the accepted membership and the daemon starts again.
+const auto emergency_side = [](auto& p) {
+  pool::emergency_side e;
+  e.master = pool::master_side{p.db.get(), p.pool_log.get(), nullptr, &*p.peers, p.host};
+  e.data_dir = p.opt.data_dir;
+  e.listen = p.opt.listen;
+  e.raft_address = p.raft_address;
+  e.peer_address = p.peer_address;
+  e.identity = p.identity;
+  e.restart = [&p] {
+    if (p.can_restart) p.power_off(true);
+  };
+  return e;
+};
 
 // The service the pool's other hosts call (Join, Propose, Ping), on --peer-listen. (Generic
 // lambdas, so that they take host_node's private parts.)
@@ -197,6 +216,14 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
     pool::take_in(master, q, caller, fp, r);
   };
+  ctx.rejoin = [&p](const std::string& fp, const peer::RejoinRequest& q, peer::RejoinReply& r) {
+    pool::take_back(emergency_side(p).master, fp, q, r);
+  };
+  ctx.reset_master = [&p](const std::string& fp) -> api::status {
+    auto master = pool::member_by_fingerprint(*p.db->snapshot(), fp);
+    if (!master) return fail(api::errors::HOST_UNKNOWN_TO_MASTER(""));
+    return pool::follow_master(emergency_side(p), *master);
+  };
   auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
   if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
   p.peer_service = std::move(service).value();
@@ -230,6 +257,8 @@ const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result
   for (;;) {
     const auto st = p.pool_log->status();
     if (st.ready) return ok_v;  // this host leads, and has applied everything before its term
+    if (pool::membership_accepted(p.opt.data_dir))
+      return fail(std::string("this host was taken back by its pool's master (pool.recover_slaves): it starts again as its member"));
     if (st.leader.id != 0 && st.leader.id != p.identity.raft_id) {
       const auto snap = p.db->snapshot();
       const auto m = pool::member_by_raft_id(*snap, st.leader.id);
@@ -301,6 +330,16 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (auto joined = pool::finish_accepted_join(opt.data_dir); !joined) return fail("finishing pool.join: " + joined.error());
   auto identity = pool::load_or_create_identity(opt.data_dir);
   if (!identity) return fail(identity.error());
+  // pool.emergency_transition_to_master left a mark: this host's log is forced to have it as its
+  // only voter, once (the configuration is then in the log). The hosts it admitted before its log
+  // named them (at its join) are the lost pool's: they are refused from now on, or two of them
+  // started again would depose it (a majority of the old voters, a higher term).
+  const bool alone = pool::emergency_master_marked(opt.data_dir);
+  if (alone) {
+    spdlog::warn("pool.emergency_transition_to_master.recovering raft_id={} (this host becomes the pool's only voter)", identity->raft_id);
+    identity->admitted.clear();
+    if (auto saved = pool::save_identity(opt.data_dir, *identity); !saved) return fail(saved.error());
+  }
   p.identity = *identity;
   auto raft_address = pool::raft_address(opt.listen, opt.raft_listen);
   if (!raft_address) return fail(raft_address.error());
@@ -326,13 +365,15 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
       return done(storage::forwarded_answer{0, fail(api::errors::HOST_IS_SLAVE(master.address))});
     p.peers->propose(record->peer_address, record->fingerprint, std::move(encoded), std::move(done));
   };
-  auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity, forward);
+  auto pool_log = pool::make_pool_log(opt.data_dir, *raft_address, *identity, forward, alone);
   if (!pool_log) return fail(pool_log.error());
   p.pool_log = *pool_log;
   storage::database_options db_options{opt.data_dir + "/db"};
   db_options.order = p.pool_log;
   auto opened = storage::database::open(std::move(db_options));
   if (!opened) return fail(opened.error());
+  if (alone)
+    if (auto cleared = pool::clear_emergency_master_mark(opt.data_dir); !cleared) return fail(cleared.error());
   p.db = std::move(opened).value();
   p.db_for_peers = p.db.get();
   p.fence.emplace(*p.db, p.pool_log, *p.peers);
@@ -435,6 +476,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
                                         p.peer_address, p.tls.certificate_pem, &*p.peers};
   p.pool_ctx->power = [&p](bool again) { p.power_off(again); };
   p.pool_ctx->master = pool::master_side{&db, p.pool_log.get(), nullptr, &*p.peers, p.host};
+  p.pool_ctx->emergency = emergency_side(p);
   register_pool_rpcs(p.rpcs, *p.pool_ctx);
   register_role_rpcs(p.rpcs, db);
   register_external_auth_rpcs(p.rpcs, db);
@@ -589,6 +631,7 @@ result<void, std::string> host_node::start_serving(int threads) {
       });
     });
   };
+  p.can_restart = true;
 
   spdlog::info("xapid.ready listen={}:{} unix_socket={} backend={} data_dir={} host_ref={} rpcs_implemented={}",
                listen->first, p.server->tcp_port(), opt.unix_socket, opt.backend, opt.data_dir, p.host,

@@ -17,6 +17,7 @@
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/host_node.hpp"
 #include "gateway/logging.hpp"
+#include "pool/join.hpp"
 #include "pool/master_duties.hpp"
 
 // jemalloc's settings (read at the first allocation): freed memory goes back to the system
@@ -232,8 +233,9 @@ int run(int argc, char** argv, bool& reboot) {
   auto node = xapid::gateway::host_node::open(opt.host);
   if (!node) {
     spdlog::error("xapid.start.failed reason=\"{}\"", node.error());
-    // Ejected from its pool while it was down: it starts again, alone (pool/master_duties).
-    reboot = xapid::pool::ejection_marked(opt.host.data_dir);
+    // Ejected from its pool while it was down: it starts again, alone (pool/master_duties); or
+    // taken back by its master while it waited for one (pool/emergency): it starts as its member.
+    reboot = xapid::pool::ejection_marked(opt.host.data_dir) || xapid::pool::membership_accepted(opt.host.data_dir);
     return reboot ? 0 : 1;
   }
   if (auto st = (*node)->run(); !st) {

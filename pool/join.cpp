@@ -170,11 +170,21 @@ api::status join_pool(const joining_host& self, const join_request& request) {
   member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false,
                      std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end()),
                      reply->joined_at_index()};
-  const std::string path = self.data_dir + "/" + std::string(accepted_file);
-  if (!write_private_file(path, to_text(id) + std::string(root_hash_name) + reply->root_password_hash() + "\n"))
-    return fail(api::errors::INTERNAL_ERROR("cannot write " + path + ": the master has taken this host in; eject it and join again"));
+  if (auto kept = accept_membership(self.data_dir, id, reply->root_password_hash()); !kept)
+    return fail(api::errors::INTERNAL_ERROR(kept.error() + ": the master has taken this host in; eject it and join again"));
   spdlog::info("pool.join.accepted master={} raft_id={} (restarting as a member)", *target, id.raft_id);
   return ok_v;
+}
+
+result<void, std::string> accept_membership(const std::string& data_dir, const member_identity& id, const std::string& root_password_hash) {
+  const std::string path = data_dir + "/" + std::string(accepted_file);
+  if (!write_private_file(path, to_text(id) + std::string(root_hash_name) + root_password_hash + "\n")) return fail("cannot write " + path);
+  return ok_v;
+}
+
+bool membership_accepted(const std::string& data_dir) {
+  std::error_code ec;
+  return std::filesystem::exists(data_dir + "/" + std::string(accepted_file), ec);
 }
 
 result<bool, std::string> finish_accepted_join(const std::string& data_dir) {

@@ -55,6 +55,12 @@ struct joining_host {
 };
 api::status join_pool(const joining_host& self, const join_request& request);
 
+// Leaves DIR/join-accepted: at the next start `id` becomes this host's identity (a member: its
+// database and log come from the master), with root's password hash. Also how a member that
+// lost its place in the log comes back (pool.emergency_reset_master). Whether one is waiting.
+result<void, std::string> accept_membership(const std::string& data_dir, const member_identity& id, const std::string& root_password_hash);
+bool membership_accepted(const std::string& data_dir);
+
 // At start, before the database and the log open: makes an accepted join this host's identity
 // (and its old database and log go). True when it did.
 result<bool, std::string> finish_accepted_join(const std::string& data_dir);

@@ -23,12 +23,6 @@ api::status on_master(const master_side& m, const storage::state& s) {
   return fail(api::errors::HOST_IS_SLAVE(master ? master->address : std::string()));
 }
 
-// ... and HA off, to change the pool's shape.
-api::status master_checks(const master_side& m, const storage::state& s) {
-  if (const api::pool* pool = s.first<api::pool>(); pool && pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());
-  return on_master(m, s);
-}
-
 api::api_result<member_record> reachable_member(const master_side& m, const storage::state& s, const std::string& host) {
   if (!s.get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
   auto member = member_of_host(s, host);
@@ -49,6 +43,16 @@ bool wait_until(std::chrono::milliseconds limit, F done) {
 }
 
 }  // namespace
+
+api::status ha_off(const storage::state& s) {
+  if (const api::pool* pool = s.first<api::pool>(); pool && pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());
+  return ok_v;
+}
+
+api::status master_checks(const master_side& m, const storage::state& s) {
+  if (auto st = ha_off(s); !st) return st;
+  return on_master(m, s);
+}
 
 api::status designate_new_master(const master_side& m, const std::string& host) {
   auto s = m.db->snapshot();

@@ -27,6 +27,11 @@ struct master_side {
   std::chrono::milliseconds reach_timeout{2000};  // a peer that does not answer a ping within it is offline
 };
 
+// HA_IS_ENABLED when the pool's HA is on (the pool's shape is then HA's to change).
+api::status ha_off(const storage::state& s);
+// ha_off, and this host the pool's ready master (else HOST_IS_SLAVE with the master's address).
+api::status master_checks(const master_side& m, const storage::state& s);
+
 // Checks as xapi's (HA_IS_ENABLED; HOST_IS_SLAVE with the master's address on another member;
 // HOST_OFFLINE when the host does not answer), then makes `host` the master: its standby
 // promoted to a voter when it is one, Raft's leadership transfer, and pool.master naming it.

@@ -48,15 +48,36 @@ void peer_client::propose(const std::string& address, const std::string& pinned,
   });
 }
 
-result<peer::JoinReply, std::string> peer_client::join(const std::string& address, const peer::JoinRequest& request,
-                                                       std::chrono::seconds timeout) {
-  auto stub = peer::PoolPeer::NewStub(channel(address, ""));
+namespace {
+
+// One blocking call of `method` on a stub of `channel`, within `timeout`.
+template <class Reply, class Request, class Method>
+result<Reply, std::string> call(const std::shared_ptr<grpc::Channel>& channel, Method method, const Request& request,
+                                std::chrono::seconds timeout) {
+  auto stub = peer::PoolPeer::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
-  peer::JoinReply reply;
-  grpc::Status st = stub->Join(&context, request, &reply);
+  Reply reply;
+  grpc::Status st = ((*stub).*method)(&context, request, &reply);
   if (!st.ok()) return fail(st.error_message().empty() ? std::string("status ") + std::to_string(st.error_code()) : st.error_message());
   return reply;
+}
+
+}  // namespace
+
+result<peer::JoinReply, std::string> peer_client::join(const std::string& address, const peer::JoinRequest& request,
+                                                       std::chrono::seconds timeout) {
+  return call<peer::JoinReply>(channel(address, ""), &peer::PoolPeer::Stub::Join, request, timeout);
+}
+
+result<peer::RejoinReply, std::string> peer_client::rejoin(const std::string& address, const std::string& pinned,
+                                                           const peer::RejoinRequest& request, std::chrono::seconds timeout) {
+  return call<peer::RejoinReply>(channel(address, pinned), &peer::PoolPeer::Stub::Rejoin, request, timeout);
+}
+
+result<peer::ResetMasterReply, std::string> peer_client::reset_master(const std::string& address, const std::string& pinned,
+                                                                      std::chrono::seconds timeout) {
+  return call<peer::ResetMasterReply>(channel(address, pinned), &peer::PoolPeer::Stub::ResetMaster, peer::ResetMasterRequest{}, timeout);
 }
 
 result<peer::PingReply, peer_client::ping_failure> peer_client::ping(const std::string& address, const std::string& pinned,

@@ -33,6 +33,12 @@ class peer_client {
   // Asks the master at `address` to take this host in; the transport's failure as an error text.
   result<peer::JoinReply, std::string> join(const std::string& address, const peer::JoinRequest& request,
                                            std::chrono::seconds timeout);
+  // The emergency calls (pool/emergency), to a pinned member; the transport's failure as an
+  // error text.
+  result<peer::RejoinReply, std::string> rejoin(const std::string& address, const std::string& pinned, const peer::RejoinRequest& request,
+                                               std::chrono::seconds timeout);
+  result<peer::ResetMasterReply, std::string> reset_master(const std::string& address, const std::string& pinned,
+                                                          std::chrono::seconds timeout);
   // Why a ping failed: `stranger` when the peer (the one pinned) answered that this host is not
   // a member of its pool — its pool database has no host with this host's certificate.
   struct ping_failure {

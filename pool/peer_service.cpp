@@ -91,13 +91,49 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     // "ipv4:1.2.3.4:5678": the address without its port, as logins count failures by address.
     std::string caller = c->peer();
     if (auto colon = caller.rfind(':'); colon != std::string::npos && colon > caller.find(':')) caller.resize(colon);
-    std::lock_guard lock(threads_mu);
-    threads.emplace_back(carry_log_host([this, reactor, request, reply, fp, caller] {
+    on_thread([this, reactor, request, reply, fp, caller] {
       ctx.join(*request, caller, fp, *reply);
       joining = false;
       reactor->Finish(grpc::Status::OK);
-    }));
+    });
     return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Rejoin(grpc::CallbackServerContext* c, const peer::RejoinRequest* request, peer::RejoinReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok() || !ctx.rejoin) {
+      reactor->Finish(st.ok() ? grpc::Status{grpc::StatusCode::UNIMPLEMENTED, "this host takes no members back"} : st);
+      return reactor;
+    }
+    on_thread([this, reactor, request, reply, fp = ctx.caller_fingerprint(*c)] {
+      ctx.rejoin(fp, *request, *reply);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ResetMaster(grpc::CallbackServerContext* c, const peer::ResetMasterRequest*,
+                                        peer::ResetMasterReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok() || !ctx.reset_master) {
+      reactor->Finish(st.ok() ? grpc::Status{grpc::StatusCode::UNIMPLEMENTED, "this host follows no other master"} : st);
+      return reactor;
+    }
+    on_thread([this, reactor, reply, fp = ctx.caller_fingerprint(*c)] {
+      if (auto st = ctx.reset_master(fp); !st) to_proto(st.error(), *reply->mutable_error());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  // A call that may take seconds runs on a thread of its own, never on gRPC's, its log lines
+  // naming this host.
+  void on_thread(std::function<void()> job) {
+    std::lock_guard lock(threads_mu);
+    threads.emplace_back([job = std::move(job), name = log_name] {
+      scoped_log_host scope(name);  // gRPC's threads carry no host: this service's is named
+      job();
+    });
   }
 };
 

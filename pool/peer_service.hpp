@@ -28,6 +28,11 @@ struct peer_service_context {
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.
   std::function<void(const peer::JoinRequest&, const std::string& caller, const std::string& caller_fingerprint, peer::JoinReply&)> join;
+  // The emergency calls (pool/emergency), from a member (known by `caller_fingerprint`); each
+  // runs on a thread of its own. Rejoin: on the master, take the caller back into the log.
+  // ResetMaster: follow the caller, the pool's master, again (rejoin it and restart).
+  std::function<void(const std::string& caller_fingerprint, const peer::RejoinRequest&, peer::RejoinReply&)> rejoin;
+  std::function<api::status(const std::string& caller_fingerprint)> reset_master;
 };
 
 class peer_service {

@@ -61,7 +61,7 @@ result<std::string, std::string> master_peer_address(const std::string& master_a
 result<std::shared_ptr<storage::raft_sequencer>, std::string> make_pool_log(const std::string& data_dir,
                                                                             const std::string& address,
                                                                             const member_identity& identity,
-                                                                            storage::forward_fn forward) {
+                                                                            storage::forward_fn forward, bool alone) {
   storage::raft_options o;
   o.forward = std::move(forward);
   o.pool_secret = identity.secret;
@@ -72,6 +72,7 @@ result<std::shared_ptr<storage::raft_sequencer>, std::string> make_pool_log(cons
   // A founder writes its pool's first configuration into an empty log; a member that joined
   // waits, with an empty log, for its master to send one (its own would split the pool).
   if (identity.founder) o.bootstrap = {o.self};
+  if (alone) o.recover = {o.self};
   return std::make_shared<storage::raft_sequencer>(std::move(o));
 }
 

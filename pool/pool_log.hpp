@@ -24,10 +24,11 @@ result<std::string, std::string> peer_address(const std::string& listen, const s
 result<std::string, std::string> master_peer_address(const std::string& master_address, const std::string& own_listen);
 
 // The Raft order for the database in DIR/db, its log in DIR/raft.
-// A member forwards its own writes to the master through `forward`.
+// A member forwards its own writes to the master through `forward`. `alone`: the log is forced
+// to a configuration of this member as its only voter (pool.emergency_transition_to_master).
 result<std::shared_ptr<storage::raft_sequencer>, std::string> make_pool_log(const std::string& data_dir,
                                                                             const std::string& address,
                                                                             const member_identity& identity,
-                                                                            storage::forward_fn forward);
+                                                                            storage::forward_fn forward, bool alone = false);
 
 }  // namespace xapid::pool

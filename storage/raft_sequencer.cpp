@@ -641,18 +641,22 @@ struct raft_sequencer::loop {
     raft_set_snapshot_trailing(&r, opt.snapshot_trailing);
     raft_set_install_snapshot_timeout(&r, opt.install_snapshot_timeout_ms);
     raft_set_pre_vote(&r, true);  // a member cut off does not raise terms and depose a healthy master
-    if (!opt.bootstrap.empty()) {
+    // A new pool's first configuration (ignored by a log that exists), or one forced onto an
+    // existing log (appended to it as a closed segment).
+    for (const bool forced : {false, true}) {
+      const auto& voters = forced ? opt.recover : opt.bootstrap;
+      if (voters.empty()) continue;
       raft_configuration conf;
       raft_configuration_init(&conf);
       int rv = 0;
-      for (const auto& m : opt.bootstrap)
+      for (const auto& m : voters)
         if (rv == 0) rv = raft_configuration_add(&conf, m.id, m.address.c_str(), RAFT_VOTER);
-      if (rv == 0) rv = raft_bootstrap(&r, &conf);
+      if (rv == 0) rv = forced ? raft_recover(&r, &conf) : raft_bootstrap(&r, &conf);
       raft_configuration_close(&conf);
-      if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {  // CANTBOOTSTRAP: the log exists already
+      if (rv != 0 && (forced || rv != RAFT_CANTBOOTSTRAP)) {  // CANTBOOTSTRAP: the log exists already
         std::string why = describe(rv);
         begin_close();
-        return "cannot bootstrap the pool log in " + opt.dir + ": " + why;
+        return std::string(forced ? "cannot recover" : "cannot bootstrap") + " the pool log in " + opt.dir + ": " + why;
       }
     }
     if (int rv = raft_start(&r); rv != 0) {

@@ -54,6 +54,10 @@ struct raft_options {
   // The voters of a new pool, `self` among them, written when `dir` holds no log yet (and
   // ignored once it does). Empty: a member that waits, with no log, to be added by a leader.
   std::vector<raft_member> bootstrap;
+  // A configuration forced onto an existing log before it starts (libraft's raft_recover): the
+  // survivor of a pool that lost its majority makes itself the only voter
+  // (pool.emergency_transition_to_master). Never on two members of one pool.
+  std::vector<raft_member> recover;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   unsigned snapshot_threshold = 4096;  // entries applied between snapshots (each holds the whole database)

@@ -32,6 +32,18 @@ void register_pool_rpcs(dispatcher& d, pool_context& ctx) {
   add_typed<m::pool_eject>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
     return pool::eject(ctx.master, host.opaque);
   }, true);
+  add_typed<m::pool_emergency_transition_to_master>(
+      d, [&ctx](call_context&) -> api::api_result<void> { return pool::emergency_transition_to_master(ctx.emergency); }, true);
+  add_typed<m::pool_emergency_reset_master>(d, [&ctx](call_context&, const std::string& master_address) -> api::api_result<void> {
+    return pool::emergency_reset_master(ctx.emergency, master_address);
+  }, true);
+  add_typed<m::pool_recover_slaves>(d, [&ctx](call_context&) -> api::api_result<std::vector<api::ref<api::host>>> {
+    auto hosts = pool::recover_slaves(ctx.emergency);
+    if (!hosts) return fail(std::move(hosts).error());
+    std::vector<api::ref<api::host>> out;
+    for (auto& h : *hosts) out.push_back(api::ref<api::host>{std::move(h)});
+    return out;
+  }, true);
   // After object_rules' checks (HOST_IS_LIVE, HA_IS_ENABLED, HOST_HAS_RESIDENT_VMS).
   add_typed<m::host_destroy>(d, [&ctx](call_context&, const api::ref<api::host>& host) -> api::api_result<void> {
     return pool::remove_host_rows(*ctx.master.db, *ctx.master.db->snapshot(), host.opaque);

@@ -25,11 +25,11 @@ std::string master_elsewhere(const storage::state& s, const std::string& this_ho
 
 void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::database& db, root_account& root,
                            login_guard& logins) {
-  auto login = [&sessions, &logins, &db](call_context& ctx, const wire::array& p, bool slave_local) -> api::api_result<wire::value> {
+  auto login = [&sessions, &logins, &db](call_context& ctx, const wire::array& p) -> api::api_result<wire::value> {
     // Over the network a member sends the client to its master, before any password is looked
-    // at; its own socket (root), and slave_local_login_with_password (for when the master
-    // cannot be reached), log in here.
-    if (!slave_local && !ctx.from_unix_socket)
+    // at; its own socket (root), and slave_local_login_with_password (below: for when the
+    // master cannot be reached), log in here.
+    if (!ctx.from_unix_socket)
       if (std::string master = master_elsewhere(*db.snapshot(), sessions.this_host()); !master.empty())
         return fail(api::errors::HOST_IS_SLAVE(master));
     const std::string originator = string_at(p, 3);
@@ -56,10 +56,21 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   // Logins hash a password (yescrypt: ~20 ms of CPU here) or ask PAM, and commit a session:
   // off the serving threads, as the other calls below that commit.
   // Untyped: a non-string user or password fails as any login (same delay); version, originator are never refused.
-  d.add_blocking("session.login_with_password",
-                 [login](call_context& ctx, const wire::array& p) { return login(ctx, p, false); }, 2);
-  d.add_blocking("session.slave_local_login_with_password",
-                 [login](call_context& ctx, const wire::array& p) { return login(ctx, p, true); });
+  d.add_blocking("session.login_with_password", login, 2);
+  // Root only, as xapi's: a session in memory, for a host whose pool may have no master.
+  d.add_blocking("session.slave_local_login_with_password", [&sessions, &logins](call_context& ctx, const wire::array& p)
+                                                                -> api::api_result<wire::value> {
+    const std::string user = string_at(p, 0), password = string_at(p, 1);
+    const bool root = ctx.from_unix_socket && user.empty() && password.empty() ? true : [&] {
+      auto who = logins.authenticate({user, password, ctx.client});
+      return who && who->root;
+    }();
+    if (!root) {
+      ctx.answer_delay = logins.remaining_delay(ctx.started);
+      return fail(api::errors::SESSION_AUTHENTICATION_FAILED());
+    }
+    return wire::value(sessions.create_local_root_session("slave_local_login"));
+  });
 
   namespace m = api::method;
   constexpr bool blocking = true;  // each commits

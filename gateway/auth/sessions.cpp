@@ -71,15 +71,7 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   {
     std::lock_guard lock(mu_);
     entry.cap = cap_key(entry);
-    std::vector<std::pair<std::int64_t, const std::string*>> same;  // refs not copied: a login at the cap scans them all
-    for (const auto& [r, s] : live_)
-      if (s.cap == entry.cap) same.emplace_back(s.last_active_ms, &r);
-    if (same.size() + 1 > limits_.per_user) {
-      const std::size_t excess = same.size() + 1 - limits_.per_user;
-      std::partial_sort(same.begin(), same.begin() + static_cast<std::ptrdiff_t>(excess), same.end());
-      for (std::size_t i = 0; i < excess; ++i) evicted.push_back(*same[i].second);
-      for (const auto& gone : evicted) live_.erase(gone);
-    }
+    evicted = make_room(entry.cap);
     live_[ref] = std::move(entry);  // valid from its commit on; unknown to clients before
   }
   // The evicted sessions go in the login's own commit: one synced write, not two. Should that
@@ -104,6 +96,35 @@ api::api_result<std::string> session_manager::create(api::session rec, live entr
   if (evicted_before_landing) evicted.push_back(ref);
   remove_rows(evicted);  // the evicted have ended, whether this login succeeded or not
   if (!r) return fail(r.error());
+  return ref;
+}
+
+std::vector<std::string> session_manager::make_room(const std::string& cap) {
+  std::vector<std::string> evicted;
+  std::vector<std::pair<std::int64_t, const std::string*>> same;  // refs not copied: a login at the cap scans them all
+  for (const auto& [r, s] : live_)
+    if (s.cap == cap) same.emplace_back(s.last_active_ms, &r);
+  if (same.size() + 1 > limits_.per_user) {
+    const std::size_t excess = same.size() + 1 - limits_.per_user;
+    std::partial_sort(same.begin(), same.begin() + static_cast<std::ptrdiff_t>(excess), same.end());
+    for (std::size_t i = 0; i < excess; ++i) evicted.push_back(*same[i].second);
+    for (const auto& gone : evicted) live_.erase(gone);
+  }
+  return evicted;
+}
+
+std::string session_manager::create_local_root_session(const std::string& originator) {
+  live entry{clock_.now_ms(), originator, caller{0, "", true}, {}};
+  entry.cap = "local/" + originator;  // counted apart from root's sessions with rows
+  entry.local_only = true;
+  const std::string ref = db_.ids().secret_ref();
+  std::vector<std::string> evicted;
+  {
+    std::lock_guard lock(mu_);
+    evicted = make_room(entry.cap);
+    live_[ref] = std::move(entry);
+  }
+  notify_end(evicted);  // they have no rows
   return ref;
 }
 
@@ -143,13 +164,13 @@ api::api_result<caller> session_manager::validate(const std::string& ref) {
     }
     if (it == live_.end()) return fail(api::errors::SESSION_INVALID(ref));
     visiting = it->second.visiting;
-    if (has_row && now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000 && refresh(it->second)) {
+    if ((has_row || it->second.local_only) && now - it->second.last_active_ms <= limits_.idle_timeout.count() * 1000 && refresh(it->second)) {
       it->second.last_active_ms = now;
       return it->second.owner;
     }
     live_.erase(it);  // gone, idle too long, or its subject's rights are gone
   }
-  if (visiting || !has_row) notify_end({ref});
+  if (visiting || !has_row) notify_end({ref});  // (a local-only one has no row to remove)
   else end({ref});
   return fail(api::errors::SESSION_INVALID(ref));
 }

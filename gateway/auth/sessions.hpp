@@ -47,6 +47,10 @@ class session_manager {
   api::status clear_stale();
   // A new session of the local superuser.
   api::api_result<std::string> create_root_session(const std::string& originator);
+  // A session of the local superuser kept in memory only, with no row and no commit
+  // (session.slave_local_login_with_password, as xapi's): it works on a host whose pool has no
+  // master — the emergency operations need one there.
+  std::string create_local_root_session(const std::string& originator);
   // A new session of an externally authenticated subject (`subject`: its ref).
   api::api_result<std::string> create_subject_session(const std::string& originator, const std::string& subject,
                                                       const std::string& sid, const std::string& user);
@@ -73,10 +77,13 @@ class session_manager {
     std::string subject;  // a subject's session: the subject's ref
     std::string cap{};    // whose cap it counts against (cap_key); none for a visiting one
     bool visiting = false;  // made by another host of the pool: its row is that host's to remove
+    bool local_only = false;  // slave-local: in this host's memory only, with no row
   };
   // Another host's session, from its row, to be used here; nothing when there is no such row.
   std::optional<live> adopt(const std::string& ref) const;
   api::api_result<std::string> create(api::session rec, live entry);
+  // Takes the least recently used sessions of `cap` out of live_ until one more fits (under mu_).
+  std::vector<std::string> make_room(const std::string& cap);
   // The rights of a subject's session now; false when the session must end.
   bool refresh(live& s) const;
   // Ends sessions already taken out of live_: tells the listeners, removes their rows.

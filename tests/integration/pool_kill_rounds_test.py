@@ -24,7 +24,6 @@ import random
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -32,7 +31,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import PASSWORDS, free_port_everywhere, host, join_pool, vm_record  # noqa: E402
+from pool_support import PASSWORDS, three_hosts, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 ROUNDS = int(os.environ.get("XAPID_KILL_ROUNDS", 20))
@@ -270,26 +269,10 @@ def spread(values):
     return f"min {min(values):.2f} / median {statistics.median(values):.2f} / max {max(values):.2f} s" if values else "-"
 
 
-class kill_rounds(answers, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rng = random.Random(SEED)
-        cls.root = tempfile.TemporaryDirectory()
-        port = free_port_everywhere(cls.rng.randrange(1 << 32))
-        cls.hosts = [host(cls.root.name, i, port) for i in range(3)]
-        try:
-            for h in cls.hosts:
-                h.start()
-            join_pool(cls.hosts)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        for h in cls.hosts:
-            h.stop()
-        cls.root.cleanup()
+class kill_rounds(three_hosts, answers, unittest.TestCase):
+    JOINED = True
+    rng = random.Random(SEED)
+    PORT_SEED = rng.randrange(1 << 32)
 
     def setUp(self):
         self.book = ledger()

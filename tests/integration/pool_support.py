@@ -5,6 +5,7 @@ import os
 import random
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import xmlrpc.client
@@ -154,3 +155,31 @@ def vm_record(name):
             "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "",
             "PV_legacy_args": "", "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
             "platform": {}, "PCI_bus": "", "other_config": {}, "recommendations": ""}
+
+
+class three_hosts:
+    """A TestCase mixin: three hosts (each its own process and data dir) started before the
+    class's tests, joined into one pool when JOINED, and stopped after. PORT_SEED picks the port."""
+    EXTRA_ARGS = ()
+    JOINED = False
+    PORT_SEED = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.TemporaryDirectory()
+        port = free_port_everywhere(cls.PORT_SEED)
+        cls.hosts = [host(cls.root.name, i, port, extra_args=cls.EXTRA_ARGS) for i in range(3)]
+        try:
+            for h in cls.hosts:
+                h.start()
+            if cls.JOINED:
+                join_pool(cls.hosts)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        cls.root.cleanup()

@@ -8,7 +8,6 @@ Seeded: XAPID_TEST_SEED replays the writers' choices."""
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -16,27 +15,15 @@ import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import free_port_everywhere, host, vm_record  # noqa: E402
+from pool_support import three_hosts, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
 
 
-class pool_of_three(answers, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = tempfile.TemporaryDirectory()
-        port = free_port_everywhere(SEED)
-        # (A member down 4 s is not live, so that host.destroy may be tried.)
-        cls.hosts = [host(cls.root.name, i, port, extra_args=("--host-dead-seconds", "4")) for i in range(3)]
-        for h in cls.hosts:
-            h.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        for h in cls.hosts:
-            h.stop()
-        cls.root.cleanup()
+class pool_of_three(three_hosts, answers, unittest.TestCase):
+    PORT_SEED = SEED
+    EXTRA_ARGS = ("--host-dead-seconds", "4")  # a member down 4 s is not live: host.destroy may be tried
 
     def hosts_of(self, h, session):
         return self.ok(h.proxy().host.get_all(session))
@@ -102,29 +89,33 @@ class pool_of_three(answers, unittest.TestCase):
             self.assertEqual(self.ok(m.VM.get_name_label(ms, vm)), f"made on {joiner.address}")
         # What one host acknowledged, every other host serves to the very next call (a member
         # first learns the master's applied index): never HANDLE_INVALID from a replica a moment
-        # behind. A session is the pool's: made on one host, it serves on the others, and a
+        # behind. A session is the pool's: made on the master, it serves on every host, and a
         # logout through any host ends it everywhere.
-        conns = [(h, h.json(), h.login(master.password)) for h in self.hosts]
+        conns = [(h, h.json()) for h in self.hosts]
+        login = conns[0][1].call("session.login_with_password", "root", master.password, "1.0", "fence")
+        self.assertEqual(login["Status"], "Success", login)
+        pool_session = login["Value"]
         for i in range(150):
-            (a, ca, sa), (b, cb, _) = conns[i % 3], conns[(i % 3 + 1 + (i // 3) % 2) % 3]  # every ordered pair
-            vm = ca.call("VM.create", sa, vm_record(f"fence {i}"))
+            (a, ca), (b, cb) = conns[i % 3], conns[(i % 3 + 1 + (i // 3) % 2) % 3]  # every ordered pair
+            vm = ca.call("VM.create", pool_session, vm_record(f"fence {i}"))
             self.assertEqual(vm["Status"], "Success", vm)
-            renamed = cb.call("VM.set_name_label", sa, vm["Value"], f"fence {i} via {b.address}")
+            renamed = cb.call("VM.set_name_label", pool_session, vm["Value"], f"fence {i} via {b.address}")
             self.assertEqual(renamed["Status"], "Success", (i, a.address, b.address, renamed))
-            read = ca.call("VM.get_name_label", sa, vm["Value"])
+            read = ca.call("VM.get_name_label", pool_session, vm["Value"])
             self.assertEqual(read.get("Value"), f"fence {i} via {b.address}", (i, a.address, read))
         # Over the network a member sends a login to its master (xapi's HOST_IS_SLAVE, which
-        # XenAPI clients follow), before looking at the password.
-        for h, c, _ in conns[1:]:
+        # XenAPI clients follow), before looking at the password; a slave-local session is the
+        # member's alone.
+        for h, c in conns[1:]:
             for password in (master.password, "wrong"):
                 self.assertEqual(c.call("session.login_with_password", "root", password, "1.0", "t")["ErrorDescription"],
                                  ["HOST_IS_SLAVE", master.address])
-        self.assertEqual(conns[0][1].call("session.login_with_password", "root", master.password, "1.0", "t")["Status"],
-                         "Success")
-        (a, ca, sa), (b, cb, _) = conns[1], conns[2]
-        self.assertEqual(cb.call("session.logout", sa)["Status"], "Success")
-        for _, c, _ in conns:
-            self.assertEqual(c.call("VM.get_all", sa)["ErrorDescription"], ["SESSION_INVALID", sa])
+            local = h.login(master.password)
+            self.assertEqual(c.call("VM.get_all", local)["Status"], "Success")
+            self.assertEqual(conns[0][1].call("VM.get_all", local)["ErrorDescription"], ["SESSION_INVALID", local])
+        self.assertEqual(cb.call("session.logout", pool_session)["Status"], "Success")
+        for _, c in conns:
+            self.assertEqual(c.call("VM.get_all", pool_session)["ErrorDescription"], ["SESSION_INVALID", pool_session])
 
     def test_3_the_master_killed_while_clients_write_loses_no_acknowledged_write(self):
         master, members = self.hosts[0], self.hosts[1:]

@@ -51,6 +51,30 @@ TEST_F(sessions_test, a_session_lives_while_used_and_ends_when_idle) {
   EXPECT_EQ(rows(), 0u);
 }
 
+// session.slave_local_login_with_password's: no row, no commit (a pool without a master can
+// make one), root's rights, its own cap, ended like any.
+TEST_F(sessions_test, a_local_session_is_root_kept_in_memory_only_and_capped_apart) {
+  session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(60), 2});
+  auto with_row = sessions.create_root_session("slave_local_login");
+  ASSERT_TRUE(with_row.ok());
+  std::vector<std::string> local;
+  for (int i = 0; i < 3; ++i) {
+    local.push_back(sessions.create_local_root_session("slave_local_login"));
+    clock_.advance_ms(1000);
+  }
+  EXPECT_EQ(rows(), 1u);
+  auto who = sessions.validate(local[2]);
+  ASSERT_TRUE(who.ok());
+  EXPECT_TRUE(who->superuser);
+  EXPECT_API_ERROR(sessions.validate(local[0]), SESSION_INVALID, local[0]);  // the oldest local one went past the cap
+  EXPECT_TRUE(sessions.validate(*with_row).ok()) << "the sessions with rows count apart";
+  EXPECT_TRUE(sessions.destroy(local[1]).ok());
+  EXPECT_API_ERROR(sessions.validate(local[1]), SESSION_INVALID, local[1]);
+  clock_.advance_ms(61'000);
+  EXPECT_EQ(sessions.expire_idle(), 2u);
+  EXPECT_EQ(rows(), 0u);
+}
+
 TEST_F(sessions_test, the_sweep_ends_idle_sessions) {
   session_manager sessions(*db_, clock_, host_, {std::chrono::seconds(60), 500});
   auto idle = sessions.create_root_session("a");

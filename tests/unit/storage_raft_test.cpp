@@ -629,5 +629,56 @@ TEST(storage_raft, each_new_master_is_ready_with_every_acknowledged_write_and_th
     for (const auto& ref : acked) ASSERT_TRUE(m->has_vm(ref)) << "member " << m->self.id << ": " << ref;
 }
 
+// Two voters of three die for good: the survivor forces a configuration of itself alone onto its
+// log (raft_recover) and starts again as the pool's master, with every write it had; a member
+// wiped and added again takes the survivor's log whole.
+TEST(storage_raft, the_survivor_of_a_lost_majority_recovers_the_log_alone_and_members_come_back_wiped) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  ASSERT_TRUE(a.open({a.self, b.self, c.self}));
+  ASSERT_TRUE(b.open({a.self, b.self, c.self}));
+  ASSERT_TRUE(c.open({a.self, b.self, c.self}));
+  member* leader = wait_for_ready({&a, &b, &c}, 10s);
+  ASSERT_NE(leader, nullptr);
+  auto acked = write_concurrently(*leader, 4, 10);
+  ASSERT_EQ(acked.size(), 40u);
+  ASSERT_TRUE(eventually([&] { return a.db->applied_log_index() == leader->db->applied_log_index(); }, 10s));
+  b.close();
+  c.close();
+  ASSERT_TRUE(eventually([&] { return !a.leads(); }, 10s)) << "a lone voter of three steps down";
+  EXPECT_FALSE(a.create_vm("without a majority").ok());
+
+  // Restarted with the forced configuration, it leads at once.
+  a.close();
+  raft_options alone;
+  alone.recover = {a.self};
+  ASSERT_TRUE(a.open({}, alone));
+  ASSERT_TRUE(eventually([&] { return a.seq->status().ready; }, 5s));
+  for (const auto& ref : acked) EXPECT_TRUE(a.has_vm(ref));
+  ASSERT_TRUE(a.create_vm("after the recovery").ok());
+  const std::string during = a.last_ref;
+  ASSERT_EQ(a.seq->status().configuration.size(), 1u);
+
+  // A restart without the forced configuration keeps it (it is in the log).
+  a.close();
+  ASSERT_TRUE(a.open({}));
+  ASSERT_TRUE(eventually([&] { return a.seq->status().ready; }, 5s));
+  EXPECT_TRUE(a.has_vm(during));
+
+  // b comes back wiped, under a new id, and is added as a voter: it takes the survivor's log.
+  std::filesystem::remove_all(b.dir);
+  member b2(root, 4);
+  raft_options joining;
+  joining.admitted = {a.self.id};
+  ASSERT_TRUE(b2.open({}, joining));
+  ASSERT_TRUE(a.seq->add(b2.self, 10s).ok());
+  auto voter = a.seq->assign(b2.self.id, raft_role::voter, 20s);
+  ASSERT_TRUE(voter.ok()) << voter.error();
+  ASSERT_TRUE(a.create_vm("with two voters").ok());
+  expect_identical_replicas({&a, &b2});
+  EXPECT_TRUE(b2.has_vm(during));
+  for (const auto& ref : acked) EXPECT_TRUE(b2.has_vm(ref));
+}
+
 }  // namespace
 }  // namespace xapid::storage
