@@ -517,6 +517,15 @@ std::set<std::pair<std::size_t, std::string>> all_rows(const storage::state& s) 
   return out;
 }
 
+// A VM running on `host`.
+api::vm running_on(const std::string& host, std::string name) {
+  api::vm v;
+  v.name_label = std::move(name);
+  v.power_state = api::vm_power_state::Running;
+  v.resident_on.opaque = host;
+  return v;
+}
+
 api::status depart(host_db& pool, const std::string& host) {
   auto t = pool.db->begin();
   if (!departure_objects(*pool.now(), host, t)) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -580,13 +589,7 @@ TEST_F(join_objects_test, a_host_that_changed_meanwhile_does_not_leave_and_an_un
   // A VM that becomes resident on it meanwhile (which leaves the host row's own fields be).
   auto again = master.db->begin();
   ASSERT_TRUE(departure_objects(*master.now(), joiner.host, again));
-  const std::string vm = master.create([&] {
-    api::vm v;
-    v.name_label = "started there meanwhile";
-    v.power_state = api::vm_power_state::Running;
-    v.resident_on.opaque = joiner.host;
-    return v;
-  }());
+  const std::string vm = master.create(running_on(joiner.host, "started there meanwhile"));
   auto late = master.db->commit(std::move(again));
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.error().code, api::error_code::OPERATION_NOT_ALLOWED);
@@ -616,12 +619,7 @@ TEST_F(join_objects_test, a_host_keeps_its_place_while_a_vm_runs_there_or_is_sus
   EXPECT_NE(refused->params.at(0).find(master.now()->get<api::vm>(suspended)->uuid), std::string::npos);
   master.edit<api::vm>(suspended, [](api::vm& v) { v.power_state = api::vm_power_state::Halted; v.suspend_VDI.opaque = api::null_ref_text; });
   EXPECT_EQ(departure_refused(*master.now(), joiner.host), std::nullopt);
-  master.create([&] {
-    api::vm v;
-    v.power_state = api::vm_power_state::Running;
-    v.resident_on.opaque = joiner.host;
-    return v;
-  }());
+  master.create(running_on(joiner.host, "running there"));
   EXPECT_EQ(departure_refused(*master.now(), joiner.host), api::errors::OPERATION_NOT_ALLOWED("VM resident on host"));
 }
 
