@@ -114,7 +114,7 @@ struct host_node::parts {
   std::atomic<bool> joins_open{false};  // a join is taken once this host serves
   std::atomic<storage::database*> db_for_peers{nullptr};
   std::shared_ptr<storage::raft_sequencer> pool_log;
-  std::optional<pool::voter_keeper> voters;  // goes after the database (and its log) has stopped
+  std::optional<pool::voter_keeper> voters;  // goes in wait(), after the log has stopped, before the database
   std::unique_ptr<storage::database> db;
   std::optional<pool::liveness_watch> liveness;  // the master's pings of the members (it commits)
   std::optional<pool::read_fence> fence;         // a member's calls wait for its replica to be fresh
@@ -703,6 +703,10 @@ void host_node::wait() {
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
   p.rpcs.stop_blocking();
+  // The log stops (a promotion under way ends with it), then the keeper whose steps commit
+  // through the database: never a step while the database is destroyed.
+  if (p.pool_log) p.pool_log->stop();
+  p.voters.reset();
   p.wound_down = true;
   if (p.served) spdlog::info("xapid.stopped data_dir={}", p.opt.data_dir);
 }
