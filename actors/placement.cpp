@@ -1,5 +1,7 @@
 #include "actors/placement.hpp"
 
+#include <algorithm>
+
 namespace xapid::actors {
 namespace {
 
@@ -23,7 +25,101 @@ std::string sr_host(const storage::state& s, const std::string& sr) {
   return master(s);
 }
 
+// A plugged PBD of `sr` on `host`.
+bool sr_plugged_on(const storage::state& s, const std::string& sr, const std::string& host) {
+  for (const auto& ref : s.refs_where<api::pbd>("SR", sr))
+    if (const api::pbd* p = s.get<api::pbd>(ref); p && p->host.opaque == host && p->currently_attached) return true;
+  return false;
+}
+
+// `network` reaches `host`: a PIF of it there, or no PIF anywhere.
+bool network_on(const storage::state& s, const std::string& network, const std::string& host) {
+  const auto pifs = s.refs_where<api::pif>("network", network);
+  if (pifs.empty()) return true;
+  return std::ranges::any_of(pifs, [&](const std::string& ref) {
+    const api::pif* p = s.get<api::pif>(ref);
+    return p && p->host.opaque == host;
+  });
+}
+
+std::int64_t memory_free(const storage::state& s, const std::string& host) {
+  const api::host* h = s.get<api::host>(host);
+  const api::host_metrics* m = h ? s.get<api::host_metrics>(h->metrics.opaque) : nullptr;
+  return m ? m->memory_free : 0;
+}
+
 }  // namespace
+
+bool host_live(const storage::state& s, const std::string& host) {
+  const api::host* h = s.get<api::host>(host);
+  const api::host_metrics* m = h ? s.get<api::host_metrics>(h->metrics.opaque) : nullptr;
+  return m && m->live;
+}
+
+api::status can_boot_on(const storage::state& s, const std::string& vm, const std::string& host) {
+  const api::vm* v = s.get<api::vm>(vm);
+  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  const api::host* h = s.get<api::host>(host);
+  if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
+  if (v->is_a_template) return fail(api::errors::VM_IS_TEMPLATE(vm));
+  if (!host_live(s, host)) return fail(api::errors::HOST_OFFLINE(host));
+  if (!h->enabled) return fail(api::errors::HOST_DISABLED(host));
+  for (const auto& r : s.refs_where<api::vbd>("VM", vm)) {
+    const api::vbd* b = s.get<api::vbd>(r);
+    if (!b || b->empty || b->VDI.is_null()) continue;
+    const api::vdi* vdi = s.get<api::vdi>(b->VDI.opaque);
+    if (!vdi) return fail(api::errors::VM_REQUIRES_VDI(vm, b->VDI.opaque));
+    if (!sr_plugged_on(s, vdi->SR.opaque, host)) return fail(api::errors::VM_REQUIRES_SR(vm, vdi->SR.opaque));
+  }
+  if (v->power_state == api::vm_power_state::Suspended)
+    if (const api::vdi* image = s.get<api::vdi>(v->suspend_VDI.opaque); image && !sr_plugged_on(s, image->SR.opaque, host))
+      return fail(api::errors::VM_REQUIRES_SR(vm, image->SR.opaque));
+  for (const auto& r : s.refs_where<api::vif>("VM", vm)) {
+    const api::vif* f = s.get<api::vif>(r);
+    if (f && !network_on(s, f->network.opaque, host)) return fail(api::errors::VM_REQUIRES_NETWORK(vm, f->network.opaque));
+  }
+  if (v->power_state == api::vm_power_state::Halted || v->power_state == api::vm_power_state::Suspended) {
+    const std::int64_t free = memory_free(s, host);
+    if (v->memory_dynamic_max > free)
+      return fail(api::errors::HOST_NOT_ENOUGH_FREE_MEMORY(std::to_string(v->memory_dynamic_max), std::to_string(free)));
+  }
+  return ok_v;
+}
+
+std::vector<std::string> possible_hosts(const storage::state& s, const std::string& vm) {
+  std::vector<std::string> hosts;
+  s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row&) {
+    if (can_boot_on(s, vm, ref)) hosts.push_back(ref);
+    return true;
+  });
+  return hosts;
+}
+
+api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm) {
+  const api::vm* v = s.get<api::vm>(vm);
+  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  std::optional<api::api_error> why;
+  if (s.get<api::host>(v->affinity.opaque)) {
+    auto st = can_boot_on(s, vm, v->affinity.opaque);
+    if (st) return v->affinity.opaque;
+    why = st.error();
+  }
+  std::string best;
+  std::int64_t best_free = -1;
+  s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row&) {
+    auto st = can_boot_on(s, vm, ref);
+    if (!st) {
+      if (!why) why = st.error();
+      return true;
+    }
+    const std::int64_t free = memory_free(s, ref);
+    if (free > best_free || (free == best_free && ref < best)) best = ref, best_free = free;
+    return true;
+  });
+  if (!best.empty()) return best;
+  if (why) return fail(std::move(*why));
+  return fail(api::errors::NO_HOSTS_AVAILABLE());
+}
 
 std::string operations_host(const storage::state& s, std::size_t cls, const std::string& ref) {
   const auto& sch = storage::schema::get();

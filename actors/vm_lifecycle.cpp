@@ -235,6 +235,10 @@ api::status vm_lifecycle::impl::check_host_can_run(const storage::state& s, cons
   const api::host* h = s.get<api::host>(host);
   if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
   if (!h->enabled) return fail(api::errors::HOST_DISABLED(host));
+  return check_vm_can_run(ref, vm);
+}
+
+api::status vm_lifecycle::impl::check_vm_can_run(const std::string& ref, const api::vm& vm) const {
   if (vm.VCPUs_at_startup < 1) return fail(api::errors::VM_NO_VCPUS(ref));
   if (vm.VCPUs_max > vm_rules::max_vcpus) return fail(api::errors::VM_TOO_MANY_VCPUS(ref));
   if (vm.VCPUs_at_startup > vm.VCPUs_max)

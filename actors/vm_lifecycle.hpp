@@ -96,6 +96,7 @@ class vm_lifecycle {
   result_void vif_unplug(const std::string& vif, bool force, const std::string& task);
 
  private:
+  result_void runs_here(const std::string& vm, const std::string& host) const;
   struct impl;
   std::shared_ptr<impl> impl_;
 };

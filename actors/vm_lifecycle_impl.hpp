@@ -103,6 +103,8 @@ struct vm_lifecycle::impl {
   using held_disks = std::vector<std::unique_lock<std::mutex>>;
   api::api_result<held_disks> claim_disks(const std::string& vm_ref, const std::vector<std::string>& vbds, const char* op);
   api::status check_host_can_run(const storage::state& s, const std::string& ref, const api::vm& vm) const;
+  // The VM's own settings allow it to run (VCPUs, memory): check_host_can_run without the host.
+  api::status check_vm_can_run(const std::string& ref, const api::vm& vm) const;
   // Records a booted domain; destroys it again if the record cannot be made.
   api::api_result<wire::value> record_boot(const std::string& ref, int domid, bool paused, bool fresh_boot);
   api::api_result<wire::value> record_halted(const std::string& ref);

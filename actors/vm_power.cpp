@@ -2,6 +2,7 @@
 // whether this host can boot a VM.
 #include "actors/vm_lifecycle_impl.hpp"
 
+#include "actors/placement.hpp"
 #include "sm/images.hpp"
 
 namespace xapid::actors {
@@ -78,7 +79,7 @@ vm_lifecycle::result_void vm_lifecycle::start(const std::string& vm, bool paused
 
 vm_lifecycle::result_void vm_lifecycle::start_on(const std::string& vm, const std::string& host, bool paused,
                                                  bool force, const std::string& task) {
-  if (auto st = assert_can_boot_here(vm, host); !st) return st;
+  if (auto st = runs_here(vm, host); !st) return st;
   auto d = impl_;
   return as_void(d->run_vm(vm, api::vm_operations::start_on, task, [d, vm, paused] { return d->start_work(vm, paused); }));
 }
@@ -205,8 +206,7 @@ vm_lifecycle::result_void vm_lifecycle::resume(const std::string& vm, bool pause
 
 vm_lifecycle::result_void vm_lifecycle::resume_on(const std::string& vm, const std::string& host, bool paused, bool force,
                                                   const std::string& task) {
-  if (auto st = assert_can_boot_here(vm, host); !st) return st;
-  auto d = impl_;
+  if (auto st = runs_here(vm, host); !st) return st;
   return resume(vm, paused, force, task);
 }
 
@@ -225,37 +225,26 @@ vm_lifecycle::result_void vm_lifecycle::power_state_reset(const std::string& vm,
   }));
 }
 
-vm_lifecycle::result_void vm_lifecycle::assert_can_boot_here(const std::string& vm, const std::string& host) const {
-  auto& d = *impl_;
-  auto s = d.db.snapshot();
-  const api::vm* v = s->get<api::vm>(vm);
-  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
-  if (!s->get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
-  if (host != d.host) return fail(api::errors::HOST_OFFLINE(host));  // until pools: only this host runs VMs
-  if (v->is_a_template) return fail(api::errors::VM_IS_TEMPLATE(vm));
-  if (auto st = d.check_host_can_run(*s, vm, *v); !st) return st;
-  // Every disk must be on an SR this host can see.
-  for (const auto& r : s->refs_where<api::vbd>("VM", vm)) {
-    const api::vbd* b = s->get<api::vbd>(r);
-    if (b->empty || b->VDI.is_null()) continue;
-    const api::vdi* vdi = s->get<api::vdi>(b->VDI.opaque);
-    if (!vdi) return fail(api::errors::VM_REQUIRES_VDI(vm, b->VDI.opaque));
-    if (!d.repos.directory(*s, vdi->SR.opaque)) return fail(api::errors::VM_REQUIRES_SR(vm, vdi->SR.opaque));
-  }
-  if (v->power_state == ps::Halted) {
-    auto info = d.hv.host();
-    if (v->memory_dynamic_max > info.memory_free_bytes)
-      return fail(api::errors::HOST_NOT_ENOUGH_FREE_MEMORY(std::to_string(v->memory_dynamic_max),
-                                                            std::to_string(info.memory_free_bytes)));
-  }
+// start_on and resume_on reach the host they name (the pool sends them there: gateway's call
+// routes); one that arrives elsewhere cannot boot the VM there.
+vm_lifecycle::result_void vm_lifecycle::runs_here(const std::string& vm, const std::string& host) const {
+  if (auto st = assert_can_boot_here(vm, host); !st) return st;
+  if (host != impl_->host) return fail(api::errors::HOST_OFFLINE(host));
   return ok_v;
+}
+
+vm_lifecycle::result_void vm_lifecycle::assert_can_boot_here(const std::string& vm, const std::string& host) const {
+  auto s = impl_->db.snapshot();
+  if (auto st = can_boot_on(*s, vm, host); !st) return st;
+  return impl_->check_vm_can_run(vm, *s->get<api::vm>(vm));
 }
 
 api::api_result<std::vector<std::string>> vm_lifecycle::possible_hosts(const std::string& vm) const {
   auto s = impl_->db.snapshot();
-  if (!s->get<api::vm>(vm)) return fail(api::errors::HANDLE_INVALID("VM", vm));
-  if (assert_can_boot_here(vm, impl_->host)) return std::vector<std::string>{impl_->host};
-  return std::vector<std::string>{};
+  const api::vm* v = s->get<api::vm>(vm);
+  if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
+  if (!impl_->check_vm_can_run(vm, *v)) return std::vector<std::string>{};
+  return actors::possible_hosts(*s, vm);
 }
 
 }  // namespace xapid::actors

@@ -30,6 +30,8 @@
 #include "pool/peer_service.hpp"
 #include "pool/peer_tls.hpp"
 #include "pool/pool_log.hpp"
+#include "pool/call_forwarding.hpp"
+#include "gateway/rpc/call_routes.hpp"
 #include "pool/voters.hpp"
 #include "gateway/rpc/dispatch.hpp"
 #include "gateway/api/event_rpcs.hpp"
@@ -111,6 +113,8 @@ struct host_node::parts {
   pool::host_tls tls;
   std::string fingerprint, raft_address, peer_address;
   std::optional<pool::peer_client> peers;
+  std::optional<pool::call_forwarder> forwarder;  // calls this host sends on to the host that runs them
+  std::atomic<bool> calls_open{false};  // calls sent on by the other hosts are taken once this host serves
   std::atomic<bool> joins_open{false};  // a join is taken once this host serves
   std::atomic<storage::database*> db_for_peers{nullptr};
   std::shared_ptr<storage::raft_sequencer> pool_log;
@@ -218,6 +222,24 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   };
   ctx.rejoin = [&p](const std::string& fp, const peer::RejoinRequest& q, peer::RejoinReply& r) {
     pool::take_back(emergency_side(p).master, fp, q, r);
+  };
+  // A call another member sends on for this host to carry out: checked and run as if a client
+  // had made it here (its session and role again), never sent on again.
+  ctx.call = [&p](const peer::CallRequest& request, std::function<void(peer::CallReply)> answer) {
+    auto reply = [answer = std::move(answer)](const wire::response& r) {
+      peer::CallReply out;
+      pool::set_answer(r, out);
+      answer(std::move(out));
+    };
+    if (!p.calls_open) return reply({false, {}, api::errors::HOST_STILL_BOOTING().description()});
+    auto c = pool::forwarded_call(request);
+    if (!c) return reply({false, {}, api::errors::INTERNAL_ERROR(c.error()).description()});
+    call_context context;
+    context.client = request.client();
+    context.task = request.task();
+    context.forwarded = true;
+    p.rpcs.dispatch_async(std::move(c).value(), std::move(context),
+                          [reply = std::move(reply)](wire::response r, call_context) { reply(r); });
   };
   ctx.reset_master = [&p](const std::string& fp) -> api::status {
     auto master = pool::member_by_fingerprint(*p.db->snapshot(), fp);
@@ -356,6 +378,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   if (!fingerprint) return fail(tls_files->certificate + ": " + fingerprint.error());
   p.fingerprint = *fingerprint;
   p.peers.emplace([tls = p.tls](const std::string& address, const std::string& pinned) { return pool::peer_channel(address, tls, pinned); });
+  p.forwarder.emplace(*p.peers);
   // A member's own writes go to the master's peer service, found (with its pinned certificate)
   // in the pool database by the master's Raft id.
   auto forward = [&p](std::string encoded, const storage::raft_member& master, std::function<void(storage::forwarded_answer)> done) {
@@ -486,6 +509,16 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   register_task_rpcs(p.rpcs, *p.tasks, db);
   p.rpcs.set_task_hooks({[t = &*p.tasks](const std::string& session, const std::string& name) { return t->create(session, name); },
                          [t = &*p.tasks](const std::string& task, const wire::response& r) { t->complete(task, r); }});
+  // An operation on an object another host runs is carried out there (gateway/rpc/call_routes).
+  p.rpcs.set_router({[&p](std::string_view method, std::span<const wire::value> params) {
+                       return carried_out_by(*p.db->snapshot(), method, params, p.host);
+                     },
+                     [&p](const std::string& host, const wire::call& c, const call_context& ctx) {
+                       auto member = pool::member_of_host(*p.db->snapshot(), host);
+                       if (!member || member->peer_address.empty())
+                         return wire::response{false, {}, api::errors::HOST_OFFLINE(host).description()};
+                       return p.forwarder->forward(*member, c, ctx.task, ctx.client);
+                     }});
 
   // The serving threads all run `io`: a connection's handlers never overlap (see http_server),
   // so no strand is needed and any free thread serves any ready connection.
@@ -555,6 +588,7 @@ result<void, std::string> host_node::start_serving(int threads) {
   // other hosts' start-ups forward their writes to it), and joins are taken from now on.
   {
     p.joins_open = true;
+    p.calls_open = true;
     // The log's leader is the pool's master: pool.master follows it.
     p.voters.emplace(p.pool_log, [&p] {
       auto snap = p.db->snapshot();
@@ -702,6 +736,7 @@ void host_node::wait() {
   p.fence.reset();         // the calls it holds go on (to a call pool that refuses them)
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
+  if (p.forwarder) p.forwarder->stop();  // the calls sent on to other hosts end
   p.rpcs.stop_blocking();
   // The log stops (a promotion under way ends with it), then the keeper whose steps commit
   // through the database: never a step while the database is destroyed.

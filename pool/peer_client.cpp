@@ -52,7 +52,7 @@ namespace {
 
 // One blocking call of `method` on a stub of `channel`, within `timeout`.
 template <class Reply, class Request, class Method>
-result<Reply, std::string> call(const std::shared_ptr<grpc::Channel>& channel, Method method, const Request& request,
+result<Reply, std::string> unary_call(const std::shared_ptr<grpc::Channel>& channel, Method method, const Request& request,
                                 std::chrono::seconds timeout) {
   auto stub = peer::PoolPeer::NewStub(channel);
   grpc::ClientContext context;
@@ -67,17 +67,26 @@ result<Reply, std::string> call(const std::shared_ptr<grpc::Channel>& channel, M
 
 result<peer::JoinReply, std::string> peer_client::join(const std::string& address, const peer::JoinRequest& request,
                                                        std::chrono::seconds timeout) {
-  return call<peer::JoinReply>(channel(address, ""), &peer::PoolPeer::Stub::Join, request, timeout);
+  return unary_call<peer::JoinReply>(channel(address, ""), &peer::PoolPeer::Stub::Join, request, timeout);
 }
 
 result<peer::RejoinReply, std::string> peer_client::rejoin(const std::string& address, const std::string& pinned,
                                                            const peer::RejoinRequest& request, std::chrono::seconds timeout) {
-  return call<peer::RejoinReply>(channel(address, pinned), &peer::PoolPeer::Stub::Rejoin, request, timeout);
+  return unary_call<peer::RejoinReply>(channel(address, pinned), &peer::PoolPeer::Stub::Rejoin, request, timeout);
+}
+
+result<peer::CallReply, std::string> peer_client::call(const std::string& address, const std::string& pinned,
+                                                       const peer::CallRequest& request, grpc::ClientContext& context) {
+  auto stub = peer::PoolPeer::NewStub(channel(address, pinned));
+  peer::CallReply reply;
+  grpc::Status st = stub->Call(&context, request, &reply);
+  if (!st.ok()) return fail(st.error_message().empty() ? std::string("status ") + std::to_string(st.error_code()) : st.error_message());
+  return reply;
 }
 
 result<peer::ResetMasterReply, std::string> peer_client::reset_master(const std::string& address, const std::string& pinned,
                                                                       std::chrono::seconds timeout) {
-  return call<peer::ResetMasterReply>(channel(address, pinned), &peer::PoolPeer::Stub::ResetMaster, peer::ResetMasterRequest{}, timeout);
+  return unary_call<peer::ResetMasterReply>(channel(address, pinned), &peer::PoolPeer::Stub::ResetMaster, peer::ResetMasterRequest{}, timeout);
 }
 
 result<peer::PingReply, peer_client::ping_failure> peer_client::ping(const std::string& address, const std::string& pinned,

@@ -39,6 +39,11 @@ class peer_client {
                                                std::chrono::seconds timeout);
   result<peer::ResetMasterReply, std::string> reset_master(const std::string& address, const std::string& pinned,
                                                           std::chrono::seconds timeout);
+  // An API call for the member at `address` to carry out (pool/call_forwarding); blocks until
+  // it answers or `context` is cancelled (its TryCancel, from another thread). The transport's
+  // failure as an error text.
+  result<peer::CallReply, std::string> call(const std::string& address, const std::string& pinned,
+                                           const peer::CallRequest& request, grpc::ClientContext& context);
   // Why a ping failed: `stranger` when the peer (the one pinned) answered that this host is not
   // a member of its pool — its pool database has no host with this host's certificate.
   struct ping_failure {

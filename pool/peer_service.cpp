@@ -1,6 +1,8 @@
 #include "pool/peer_service.hpp"
 
 #include <atomic>
+#include <set>
+#include <utility>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -126,6 +128,66 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     return reactor;
   }
 
+  // Calls carried out for another member answer from whatever thread finishes them, maybe after
+  // this service has stopped: each is finished once, by its answer or by stop_calls. The
+  // registry outlives the service as long as an answer may still come.
+  struct pending_call {
+    std::mutex mu;
+    grpc::ServerUnaryReactor* reactor = nullptr;  // null once finished
+    peer::CallReply* reply = nullptr;
+  };
+  struct call_registry {
+    std::mutex mu;
+    std::set<std::shared_ptr<pending_call>> under_way;
+    bool stopped = false;
+  };
+  std::shared_ptr<call_registry> calls = std::make_shared<call_registry>();
+
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* c, const peer::CallRequest* request, peer::CallReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok() || !ctx.call) {
+      reactor->Finish(st.ok() ? grpc::Status{grpc::StatusCode::UNAVAILABLE, "this host takes no calls"} : st);
+      return reactor;
+    }
+    auto pending = std::make_shared<pending_call>();
+    pending->reactor = reactor;
+    pending->reply = reply;
+    {
+      std::lock_guard lock(calls->mu);
+      if (calls->stopped) {
+        reactor->Finish({grpc::StatusCode::UNAVAILABLE, "this host stops"});
+        return reactor;
+      }
+      calls->under_way.insert(pending);
+    }
+    ctx.call(*request, [registry = calls, pending](peer::CallReply answer) {
+      {
+        std::lock_guard lock(registry->mu);
+        registry->under_way.erase(pending);
+      }
+      std::lock_guard lock(pending->mu);
+      if (!pending->reactor) return;  // the service stopped first
+      *pending->reply = std::move(answer);
+      std::exchange(pending->reactor, nullptr)->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  // Before the server shuts down: every Call still under way answers UNAVAILABLE now (its work
+  // may go on; its answer is dropped).
+  void stop_calls() {
+    std::set<std::shared_ptr<pending_call>> left;
+    {
+      std::lock_guard lock(calls->mu);
+      calls->stopped = true;
+      left.swap(calls->under_way);
+    }
+    for (const auto& pending : left) {
+      std::lock_guard lock(pending->mu);
+      if (pending->reactor) std::exchange(pending->reactor, nullptr)->Finish({grpc::StatusCode::UNAVAILABLE, "this host stops"});
+    }
+  }
+
   // A call that may take seconds runs on a thread of its own, never on gRPC's, its log lines
   // naming this host.
   void on_thread(std::function<void()> job) {
@@ -163,6 +225,7 @@ result<std::unique_ptr<peer_service>, std::string> peer_service::start(const std
 }
 
 peer_service::~peer_service() {
+  impl_->stop_calls();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_.reset();
 }

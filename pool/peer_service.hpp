@@ -33,6 +33,9 @@ struct peer_service_context {
   // ResetMaster: follow the caller, the pool's master, again (rejoin it and restart).
   std::function<void(const std::string& caller_fingerprint, const peer::RejoinRequest&, peer::RejoinReply&)> rejoin;
   std::function<api::status(const std::string& caller_fingerprint)> reset_master;
+  // An API call another member sends on for this host to carry out (pool/call_forwarding):
+  // `answer` gets the reply once, from any thread. Until set, Call is refused.
+  std::function<void(const peer::CallRequest&, std::function<void(peer::CallReply)> answer)> call;
 };
 
 class peer_service {
@@ -41,7 +44,7 @@ class peer_service {
   static result<std::unique_ptr<peer_service>, std::string> start(const std::string& address,
                                                                   std::shared_ptr<grpc::ServerCredentials> credentials,
                                                                   peer_service_context context);
-  ~peer_service();  // stops serving; calls under way are cancelled
+  ~peer_service();  // stops serving; calls under way are cancelled (a Call under way answers UNAVAILABLE)
   unsigned short port() const noexcept { return port_; }
 
   struct impl;

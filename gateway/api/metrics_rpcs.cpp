@@ -16,7 +16,7 @@ api::api_result<std::string> archive_of(storage::database& db, const std::string
   const R* row = s->get<R>(ref);
   if (!row) return fail(api::errors::HANDLE_INVALID(std::string(R::api_class), ref));
   if constexpr (std::is_same_v<R, api::host>) {
-    if (ref != this_host) return fail(api::errors::HOST_OFFLINE(ref));  // until pools forward it to its host
+    if (ref != this_host) return fail(api::errors::HOST_OFFLINE(ref));  // the pool sends it to its host (call_routes)
     return std::string();
   } else {
     return row->uuid;

@@ -25,7 +25,7 @@ bool dispatcher::add(std::string_view wire_name, handler h, std::size_t min_para
   if (!m) return false;
   entry& e = handlers_[m->wire_name];
   std::vector<precondition> guards = std::move(e.guards);  // a handler registered again keeps its rules
-  e = entry{std::move(h), std::min(min_params, m->params.size()), false, {}, std::move(guards)};
+  e = entry{m, std::move(h), std::min(min_params, m->params.size()), false, {}, std::move(guards)};
   return true;
 }
 
@@ -134,6 +134,12 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
   }
 }
 
+wire::response dispatcher::perform(const entry& e, const wire::call& c, call_context& ctx, const std::string& elsewhere) const {
+  if (elsewhere.empty()) return run(e, c, ctx);
+  wire::call sent{std::string(e.method->wire_name), c.params};
+  return router_.forward(elsewhere, sent, ctx);
+}
+
 dispatcher::dispatcher() : pool_(std::make_unique<call_pool>()) {}
 dispatcher::~dispatcher() { stop_blocking(); }
 
@@ -197,6 +203,14 @@ void dispatcher::dispatch_fresh(wire::call c, call_context ctx,
   bool async = false;
   const entry* e = prepare(c, ctx, out, async);
   if (!e) return done(std::move(out), std::move(ctx));
+  // Carried out here, or on the host that runs the call's object (then on the call pool).
+  std::string elsewhere;
+  if (router_.where && !ctx.forwarded && !e->parked) {
+    const std::size_t skip = ctx.session.empty() ? 0 : 1;
+    auto host = router_.where(e->method->wire_name, std::span<const wire::value>(c.params).subspan(skip));
+    if (!host) return done(failure(host.error()), std::move(ctx));
+    elsewhere = std::move(host).value();
+  }
 
   if (async) {
     auto task = tasks_.create(ctx.session, c.method);
@@ -204,8 +218,8 @@ void dispatcher::dispatch_fresh(wire::call c, call_context ctx,
     std::string ref = *task;
     ctx.task = ref;
     auto shared = std::make_shared<std::pair<wire::call, call_context>>(std::move(c), ctx);
-    bool started = submit(ctx, [this, e, ref, shared] {
-      if (!e->parked) return tasks_.complete(ref, run(*e, shared->first, shared->second));
+    bool started = submit(ctx, [this, e, ref, shared, elsewhere] {
+      if (!e->parked) return tasks_.complete(ref, perform(*e, shared->first, shared->second, elsewhere));
       run_parked(*e, shared->first, shared->second, [this, ref](wire::response r, call_context) { tasks_.complete(ref, r); });
     });
     if (!started) {
@@ -215,15 +229,15 @@ void dispatcher::dispatch_fresh(wire::call c, call_context ctx,
     return done(wire::response{true, wire::value(ref), {}}, std::move(ctx));
   }
   if (e->parked) return run_parked(*e, c, ctx, std::move(done));
-  if (!e->blocking) {
+  if (!e->blocking && elsewhere.empty()) {
     out = run(*e, c, ctx);
     return done(std::move(out), std::move(ctx));
   }
   auto shared = std::make_shared<std::tuple<wire::call, call_context, std::function<void(wire::response, call_context)>>>(
       std::move(c), ctx, std::move(done));
-  bool started = submit(ctx, [this, e, shared] {
+  bool started = submit(ctx, [this, e, shared, elsewhere] {
     auto& [call, context, reply] = *shared;
-    wire::response r = run(*e, call, context);
+    wire::response r = perform(*e, call, context, elsewhere);
     reply(std::move(r), std::move(context));
   });
   if (!started) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -34,6 +35,9 @@ struct call_context {
   // For a call that waits long without a thread (event.from): its connection, to be told when
   // the client closes it meanwhile (when_client_gone). Empty when the transport cannot tell.
   std::weak_ptr<client_watch> connection;
+  // Sent on by another host of the pool for this one to carry out (pool/call_forwarding): it is
+  // never sent on again.
+  bool forwarded = false;
 };
 
 class dispatcher {
@@ -87,6 +91,16 @@ class dispatcher {
   };
   void set_freshness(freshness f) { fresh_ = std::move(f); }
 
+  // In a pool, a call on an object another host runs is carried out there (rpc/call_routes):
+  // `where` names that host ("" for this one), asked once the session and the role passed;
+  // `forward` sends the call there (its method without "Async.") and answers what that host
+  // answered, blocking a thread of the call pool meanwhile.
+  struct router {
+    std::function<api::api_result<std::string>(std::string_view method, std::span<const wire::value> params)> where;
+    std::function<wire::response(const std::string& host, const wire::call& c, const call_context& ctx)> forward;
+  };
+  void set_router(router r) { router_ = std::move(r); }
+
   // Decodes nothing, checks everything: answers through `done`, at once, or from the thread of a
   // call that waits. An Async call answers its task at once and runs on a thread of its own.
   void dispatch_async(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
@@ -106,6 +120,7 @@ class dispatcher {
 
  private:
   struct entry {
+    const api::method_desc* method = nullptr;
     handler h;
     std::size_t min_params;
     bool blocking = false;
@@ -117,6 +132,8 @@ class dispatcher {
   // The checks every call passes before its handler: nullptr and a failure, or the entry.
   const entry* prepare(const wire::call& c, call_context& ctx, wire::response& failure_out, bool& async) const;
   wire::response run(const entry& e, const wire::call& c, call_context& ctx) const;
+  // run, or the router's forward to `elsewhere` when that names a host.
+  wire::response perform(const entry& e, const wire::call& c, call_context& ctx, const std::string& elsewhere) const;
   // dispatch_async once this replica is fresh enough for the call.
   void dispatch_fresh(wire::call c, call_context ctx, std::function<void(wire::response, call_context)> done) const;
   // Starts a parked call; `reply` gets its answer once.
@@ -127,6 +144,7 @@ class dispatcher {
   session_check check_session_;
   task_hooks tasks_;
   freshness fresh_;
+  router router_;
   std::unique_ptr<call_pool> pool_;
 };
 

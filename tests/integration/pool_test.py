@@ -261,7 +261,7 @@ class pool_of_three(three_hosts, answers, unittest.TestCase):
         self.assertEqual(self.err(m.pool.eject(ms, self.master_of(master, ms)))[0], "HOST_CANNOT_DESTROY_SELF")
         # A VM running on it keeps it in the pool.
         vm = self.ok(lp.VM.create(ls, vm_record("runs on the leaving host")))
-        self.ok(lp.VM.start(ls, vm, False, False))
+        self.ok(lp.VM.start_on(ls, vm, leaving_ref, False, False))
         self.assertEqual(self.ok(m.VM.get_resident_on(ms, vm)), leaving_ref)
         self.assertEqual(self.err(m.pool.eject(ms, leaving_ref)), ["OPERATION_NOT_ALLOWED", "VM resident on host"])
         self.ok(lp.VM.hard_shutdown(ls, vm))

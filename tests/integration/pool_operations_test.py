@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Operations carried out by the host that runs them, in a pool of three real xapid processes on
+127.0.0.2-4: VM.start_on boots the VM on the host it names (that host's hypervisor holds its
+memory), whichever host the client called; the VM's later operations reach its host from any
+member; VM.start without a host goes to its affinity, else to the host with the most free
+memory; get_possible_hosts and assert_can_boot_here answer for every host; a disabled host is
+refused; an Async operation completes its task on the host the client called, and is
+cancelled through any host while it waits on the VM's; a host killed
+(kill -9) makes its VMs' operations HOST_OFFLINE, and it serves them again once back."""
+import os
+import random
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
+from pool_support import three_hosts, vm_record  # noqa: E402
+
+SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
+print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
+GIB = 1 << 30
+
+
+class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
+    PORT_SEED = SEED
+    JOINED = True
+    EXTRA_ARGS = ("--host-dead-seconds", "3", "--sim-hang-probability", "1")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.rng = random.Random(SEED)
+            master = cls.hosts[0]
+            # One pool session, made on the master, serves on every member.
+            with master.proxy() as p:
+                session = p.session.login_with_password("root", master.password, "1.0", cls.__name__)["Value"]
+                refs = {p.host.get_address(session, r)["Value"]: r for r in p.host.get_all(session)["Value"]}
+            cls.sessions = [session] * 3
+            cls.host_refs = [refs[h.address] for h in cls.hosts]
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    def answer(self, i, method, *params):
+        """The answer of `method` called on host i with the pool's session."""
+        with self.hosts[i].proxy() as p:
+            target = p
+            for part in method.split("."):
+                target = getattr(target, part)
+            return target(self.sessions[i], *params)
+
+    def call(self, i, method, *params):
+        return self.ok(self.answer(i, method, *params))
+
+    def fails(self, i, method, *params):
+        return self.err(self.answer(i, method, *params))
+
+    def new_vm(self, name, callers=(0, 1, 2), **fields):
+        """A halted VM, made through one of `callers` (a random one)."""
+        record = dict(vm_record(name), **fields)
+        return self.call(self.rng.choice(callers), "VM.create", record)
+
+    def free_memory(self, host_index):
+        """host_metrics.memory_free of host i, as host i's own hypervisor last recorded it."""
+        metrics = self.call(0, "host.get_metrics", self.host_refs[host_index])
+        return int(self.call(0, "host_metrics.get_memory_free", metrics))
+
+    def eventually(self, check, limit=20):
+        until = time.time() + limit
+        while True:
+            try:
+                return check()
+            except AssertionError:
+                if time.time() > until:
+                    raise
+                time.sleep(0.2)
+
+    def test_1_start_on_boots_on_the_named_host_and_later_operations_reach_it(self):
+        for target in range(3):
+            vm = self.new_vm(f"on-host-{target}")
+            before = [self.free_memory(i) for i in range(3)]
+            caller = self.rng.randrange(3)
+            self.call(caller, "VM.start_on", vm, self.host_refs[target], False, False)
+            self.assertEqual(self.call(0, "VM.get_resident_on", vm), self.host_refs[target])
+            self.assertEqual(self.call(0, "VM.get_power_state", vm), "Running")
+            # The named host's hypervisor holds the guest's memory; the others' do not.
+            after = [self.free_memory(i) for i in range(3)]
+            for i in range(3):
+                if i == target:
+                    self.assertLessEqual(after[i], before[i] - GIB, f"host {i} did not boot it")
+                else:
+                    self.assertEqual(after[i], before[i], f"host {i} booted a VM meant for host {target}")
+            # Its operations reach its host from any member: pause from one, shutdown from another.
+            self.call((target + 1) % 3, "VM.pause", vm)
+            self.assertEqual(self.call(target, "VM.get_power_state", vm), "Paused")
+            self.call((target + 1) % 3, "VM.unpause", vm)
+            self.call((target + 2) % 3, "VM.hard_shutdown", vm)
+            self.assertEqual(self.call(0, "VM.get_power_state", vm), "Halted")
+            self.assertEqual(self.free_memory(target), before[target], f"host {target} did not free it")
+            self.assertEqual(self.call(0, "VM.get_current_operations", vm), {})
+
+    def test_2_start_without_a_host_follows_affinity_then_free_memory(self):
+        vm = self.new_vm("with-affinity", affinity=self.host_refs[2])
+        self.call(0, "VM.start", vm, False, False)
+        self.assertEqual(self.call(1, "VM.get_resident_on", vm), self.host_refs[2])
+        # Host 2 has the least free memory now: the next VM without affinity goes elsewhere.
+        other = self.new_vm("anywhere")
+        self.call(2, "VM.start", other, False, False)
+        placed = self.call(0, "VM.get_resident_on", other)
+        self.assertIn(placed, self.host_refs[:2])
+        for vm_ in (vm, other):
+            self.call(self.rng.randrange(3), "VM.hard_shutdown", vm_)
+
+    def test_3_possible_hosts_and_a_disabled_host(self):
+        vm = self.new_vm("placement")
+        self.assertEqual(sorted(self.call(1, "VM.get_possible_hosts", vm)), sorted(self.host_refs))
+        for i in range(3):
+            self.call(self.rng.randrange(3), "VM.assert_can_boot_here", vm, self.host_refs[i])
+        self.call(0, "host.disable", self.host_refs[1])
+        try:
+            self.assertEqual(self.fails(2, "VM.start_on", vm, self.host_refs[1], False, False),
+                             ["HOST_DISABLED", self.host_refs[1]])
+            self.assertNotIn(self.host_refs[1], self.call(0, "VM.get_possible_hosts", vm))
+            too_big = self.new_vm("too-big", memory_static_max=str(64 * GIB), memory_dynamic_max=str(64 * GIB),
+                                  memory_dynamic_min=str(64 * GIB), memory_static_min=str(64 * GIB))
+            self.assertEqual(self.call(0, "VM.get_possible_hosts", too_big), [])
+            self.assertEqual(self.fails(0, "VM.assert_can_boot_here", too_big, self.host_refs[2])[0],
+                             "HOST_NOT_ENOUGH_FREE_MEMORY")
+        finally:
+            self.call(0, "host.enable", self.host_refs[1])
+
+    def test_4_an_async_operation_completes_its_task_where_it_was_called(self):
+        vm = self.new_vm("async")
+        task = self.call(0, "Async.VM.start_on", vm, self.host_refs[1], False, False)
+
+        def finished():
+            status = self.call(0, "task.get_status", task)
+            self.assertNotEqual(status, "pending")
+            return status
+        self.assertEqual(self.eventually(finished), "success")
+        self.assertEqual(self.call(2, "VM.get_resident_on", vm), self.host_refs[1])
+        task = self.call(2, "Async.VM.hard_shutdown", vm)
+        self.assertEqual(self.eventually(lambda: finished_on(self, 2, task)), "success")
+        self.assertEqual(self.call(0, "VM.get_power_state", vm), "Halted")
+
+    def test_5_a_clean_shutdown_waiting_on_another_host_is_cancelled_from_a_third(self):
+        vm = self.new_vm("ignores-shutdown")
+        self.call(0, "VM.start_on", vm, self.host_refs[1], False, False)
+        # Every simulated guest ignores a clean shutdown (--sim-hang-probability 1): the wait is
+        # host 1's, the task host 0's, the cancel comes through host 2.
+        task = self.call(0, "Async.VM.clean_shutdown", vm)
+        self.eventually(lambda: self.assertEqual(self.call(0, "task.get_allowed_operations", task), ["cancel"]))
+        self.call(2, "task.cancel", task)
+        self.assertEqual(self.eventually(lambda: finished_on(self, 0, task)), "cancelled")
+        self.assertEqual(self.call(1, "VM.get_power_state", vm), "Running")
+        self.eventually(lambda: self.assertEqual(self.call(0, "VM.get_current_operations", vm), {}))
+        self.call(2, "VM.hard_shutdown", vm)
+
+    def test_6_a_dead_hosts_vms_answer_host_offline_until_it_is_back(self):
+        vm = self.new_vm("on-the-host-that-dies")
+        self.call(0, "VM.start_on", vm, self.host_refs[2], False, False)
+        self.hosts[2].kill()
+        try:
+            def offline():
+                self.assertEqual(self.fails(1, "VM.hard_shutdown", vm), ["HOST_OFFLINE", self.host_refs[2]])
+            self.eventually(offline, limit=30)
+            other = self.new_vm("not-there", callers=(0, 1))
+            self.assertEqual(self.fails(0, "VM.start_on", other, self.host_refs[2], False, False),
+                             ["HOST_OFFLINE", self.host_refs[2]])
+            self.assertNotIn(self.host_refs[2], self.call(1, "VM.get_possible_hosts", other))
+        finally:
+            self.hosts[2].start()
+        self.hosts[2].login(self.hosts[0].password)  # serving again
+        # Back and live: its VM (whose domain survived in its simulated hypervisor) stops there.
+        self.eventually(lambda: self.call(0, "VM.hard_shutdown", vm), limit=30)
+        self.assertEqual(self.call(2, "VM.get_power_state", vm), "Halted")
+
+
+def finished_on(test, i, task):
+    """The task's status once it is settled (success, failure or cancelled)."""
+    status = test.call(i, "task.get_status", task)
+    test.assertNotIn(status, ("pending", "cancelling"))
+    return status
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
