@@ -1,5 +1,7 @@
 #include "actors/host_operations.hpp"
 
+#include "actors/placement.hpp"
+
 namespace xapid::actors {
 namespace {
 
@@ -62,11 +64,10 @@ host_operations::result_void host_operations::power_off(const std::string& host,
   return ok_v;
 }
 
-// In a one-host pool there is no other host for a running guest to go to.
+// Why each guest that must leave cannot, by the evacuation plan.
 api::map<api::ref<api::vm>, std::vector<std::string>> host_operations::blockers() const {
   api::map<api::ref<api::vm>, std::vector<std::string>> out;
-  for (const auto& vm : resident_guests(*db_.snapshot(), host_))
-    out[api::ref<api::vm>{vm}] = api::errors::NO_HOSTS_AVAILABLE().description();
+  for (auto& [vm, why] : plan_evacuation(*db_.snapshot(), host_).stay) out[api::ref<api::vm>{vm}] = std::move(why);
   return out;
 }
 
@@ -76,20 +77,56 @@ api::api_result<api::map<api::ref<api::vm>, std::vector<std::string>>> host_oper
   return blockers();
 }
 
+namespace {
+
+// xapi's encoding: each VM's error as CODE,param,... joined with |.
+api::api_error cannot_evacuate(const std::map<std::string, std::vector<std::string>>& stay) {
+  std::string all;
+  for (const auto& [vm, why] : stay) {
+    if (!all.empty()) all += '|';
+    for (std::size_t i = 0; i < why.size(); ++i) all += (i ? "," : "") + why[i];
+  }
+  return api::errors::CANNOT_EVACUATE_HOST(all);
+}
+
+}  // namespace
+
 host_operations::result_void host_operations::assert_can_evacuate(const std::string& host) const {
   if (auto st = assert_this_host(host); !st) return st;
-  if (!blockers().empty()) return fail(api::errors::NO_HOSTS_AVAILABLE());
+  if (auto plan = plan_evacuation(*db_.snapshot(), host_); !plan.stay.empty()) return fail(cannot_evacuate(plan.stay));
   return ok_v;
 }
 
 host_operations::result_void host_operations::evacuate(const std::string& host, const std::string& task) {
   if (auto st = assert_this_host(host); !st) return st;
   auto r = actors_.run(host_cls_, host, "evacuate", task, [this]() -> api::api_result<wire::value> {
-    // Every guest would have to move to another host; there is none.
-    if (!blockers().empty()) return fail(api::errors::NO_HOSTS_AVAILABLE());
+    auto plan = plan_evacuation(*db_.snapshot(), host_);
+    if (!plan.stay.empty()) return fail(cannot_evacuate(plan.stay));
+    if (!plan.moves.empty() && !guests_.migrate) return fail(api::errors::NO_HOSTS_AVAILABLE());
+    for (const auto& [vm, to] : plan.moves)
+      if (auto moved = guests_.migrate(vm, to); !moved) return fail(moved.error());
     return wire::value("");
   });
   if (!r) return fail(std::move(r).error());
+  return ok_v;
+}
+
+host_operations::result_void host_operations::declare_dead(const std::string& host) {
+  auto s = db_.snapshot();
+  const api::host* h = s->get<api::host>(host);
+  if (!h) return fail(api::errors::HANDLE_INVALID("host", host));
+  const api::host_metrics* m = s->get<api::host_metrics>(h->metrics.opaque);
+  if (host == host_ || (m && m->live)) return fail(api::errors::HOST_IS_LIVE(host));
+  if (!guests_.reset) return fail(api::errors::OPERATION_NOT_ALLOWED("this host cannot reset VMs"));
+  for (const auto& vm : resident_guests(*s, host))
+    if (auto r = guests_.reset(vm); !r) return r;
+  if (h->enabled) {
+    api::host after = *h;
+    after.enabled = false;
+    auto t = db_.begin();
+    t.update(host, *h, after);
+    if (auto r = db_.commit(std::move(t)); !r) return fail(std::move(r).error());
+  }
   return ok_v;
 }
 

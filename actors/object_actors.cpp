@@ -1,5 +1,7 @@
 #include "actors/object_actors.hpp"
 
+#include "proto/api/convert.hpp"
+
 #include <algorithm>
 #include <deque>
 #include <mutex>
@@ -54,9 +56,7 @@ using supervisor_actor = caf::typed_actor<caf::replies_to<admit_atom, operation_
 verdict verdict_of(const api::api_error& e) { return e.description(); }
 
 api::api_error error_of(const verdict& v) {
-  auto code = v.empty() ? std::nullopt : api::error_code_from_string(v.front());
-  if (!code) return api::errors::INTERNAL_ERROR("an object's actor refused without a reason");
-  return api::api_error{*code, std::vector<std::string>(v.begin() + 1, v.end())};
+  return api::error_from_description(v, api::errors::INTERNAL_ERROR("an object's actor refused without a reason"));
 }
 
 struct shared_context {

@@ -1,6 +1,8 @@
 // PBD operations: create, plug (the SR made reachable on this host), unplug, destroy.
 #include "actors/storage_repos_impl.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace xapid::actors {
 
 storage_repos::ref_result storage_repos::pbd_create(const std::string& host, const std::string& sr,
@@ -41,6 +43,19 @@ storage_repos::void_result storage_repos::pbd_plug(const std::string& pbd) {
   if (auto r = d.commit(std::move(t)); !r) return fail(r.error());
   d.refresh_sizes(p->SR.opaque);
   return ok_v;
+}
+
+std::size_t storage_repos::plug_own_pbds() {
+  auto& d = *impl_;
+  std::size_t plugged = 0;
+  auto s = d.db.snapshot();
+  for (const auto& ref : s->refs_where<api::pbd>("host", d.host)) {
+    const api::pbd* p = s->get<api::pbd>(ref);
+    if (!p || p->currently_attached) continue;  // start() attached those again
+    if (auto st = pbd_plug(ref); st) ++plugged;
+    else spdlog::warn("storage.pbd.not_plugged pbd={} sr={} reason=\"{}\"", p->uuid, p->SR.opaque, st.error().description().at(0));
+  }
+  return plugged;
 }
 
 storage_repos::void_result storage_repos::pbd_unplug(const std::string& pbd) {

@@ -1,5 +1,7 @@
 #include "actors/placement.hpp"
 
+#include "actors/vm_rules.hpp"
+
 #include <algorithm>
 
 namespace xapid::actors {
@@ -32,15 +34,26 @@ bool sr_plugged_on(const storage::state& s, const std::string& sr, const std::st
   return false;
 }
 
-// `network` reaches `host`: a PIF of it there, or no PIF anywhere.
-bool network_on(const storage::state& s, const std::string& network, const std::string& host) {
+// `network` reaches `host` for `vm`: a PIF of it there; a network without PIFs (internal) is
+// one host's, the host of the VMs running on it (as xapi's), any host while none runs there.
+bool network_on(const storage::state& s, const std::string& network, const std::string& host, const std::string& vm) {
   const auto pifs = s.refs_where<api::pif>("network", network);
-  if (pifs.empty()) return true;
-  return std::ranges::any_of(pifs, [&](const std::string& ref) {
-    const api::pif* p = s.get<api::pif>(ref);
-    return p && p->host.opaque == host;
-  });
+  if (!pifs.empty())
+    return std::ranges::any_of(pifs, [&](const std::string& ref) {
+      const api::pif* p = s.get<api::pif>(ref);
+      return p && p->host.opaque == host;
+    });
+  for (const auto& ref : s.refs_where<api::vif>("network", network)) {
+    const api::vif* f = s.get<api::vif>(ref);
+    const api::vm* other = f && f->VM.opaque != vm ? s.get<api::vm>(f->VM.opaque) : nullptr;
+    if (other && (other->power_state == api::vm_power_state::Running || other->power_state == api::vm_power_state::Paused) &&
+        s.get<api::host>(other->resident_on.opaque) && other->resident_on.opaque != host)
+      return false;
+  }
+  return true;
 }
+
+}  // namespace
 
 std::int64_t memory_free(const storage::state& s, const std::string& host) {
   const api::host* h = s.get<api::host>(host);
@@ -48,15 +61,13 @@ std::int64_t memory_free(const storage::state& s, const std::string& host) {
   return m ? m->memory_free : 0;
 }
 
-}  // namespace
-
 bool host_live(const storage::state& s, const std::string& host) {
   const api::host* h = s.get<api::host>(host);
   const api::host_metrics* m = h ? s.get<api::host_metrics>(h->metrics.opaque) : nullptr;
   return m && m->live;
 }
 
-api::status can_boot_on(const storage::state& s, const std::string& vm, const std::string& host) {
+api::status can_boot_on(const storage::state& s, const std::string& vm, const std::string& host, bool memory_check) {
   const api::vm* v = s.get<api::vm>(vm);
   if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
   const api::host* h = s.get<api::host>(host);
@@ -76,9 +87,9 @@ api::status can_boot_on(const storage::state& s, const std::string& vm, const st
       return fail(api::errors::VM_REQUIRES_SR(vm, image->SR.opaque));
   for (const auto& r : s.refs_where<api::vif>("VM", vm)) {
     const api::vif* f = s.get<api::vif>(r);
-    if (f && !network_on(s, f->network.opaque, host)) return fail(api::errors::VM_REQUIRES_NETWORK(vm, f->network.opaque));
+    if (f && !network_on(s, f->network.opaque, host, vm)) return fail(api::errors::VM_REQUIRES_NETWORK(vm, f->network.opaque));
   }
-  if (v->power_state == api::vm_power_state::Halted || v->power_state == api::vm_power_state::Suspended) {
+  if (memory_check && v->resident_on.opaque != host) {
     const std::int64_t free = memory_free(s, host);
     if (v->memory_dynamic_max > free)
       return fail(api::errors::HOST_NOT_ENOUGH_FREE_MEMORY(std::to_string(v->memory_dynamic_max), std::to_string(free)));
@@ -95,11 +106,11 @@ std::vector<std::string> possible_hosts(const storage::state& s, const std::stri
   return hosts;
 }
 
-api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm) {
+api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm, const std::string& except) {
   const api::vm* v = s.get<api::vm>(vm);
   if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
   std::optional<api::api_error> why;
-  if (s.get<api::host>(v->affinity.opaque)) {
+  if (s.get<api::host>(v->affinity.opaque) && v->affinity.opaque != except) {
     auto st = can_boot_on(s, vm, v->affinity.opaque);
     if (st) return v->affinity.opaque;
     why = st.error();
@@ -107,6 +118,7 @@ api::api_result<std::string> choose_host(const storage::state& s, const std::str
   std::string best;
   std::int64_t best_free = -1;
   s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row&) {
+    if (ref == except) return true;
     auto st = can_boot_on(s, vm, ref);
     if (!st) {
       if (!why) why = st.error();
@@ -119,6 +131,48 @@ api::api_result<std::string> choose_host(const storage::state& s, const std::str
   if (!best.empty()) return best;
   if (why) return fail(std::move(*why));
   return fail(api::errors::NO_HOSTS_AVAILABLE());
+}
+
+evacuation_plan plan_evacuation(const storage::state& s, const std::string& host) {
+  evacuation_plan plan;
+  std::map<std::string, std::int64_t> left;  // the other hosts that can take guests: free memory left
+  s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row& row) {
+    if (ref != host && host_live(s, ref) && static_cast<const api::host*>(row.record.get())->enabled)
+      left[ref] = memory_free(s, ref);
+    return true;
+  });
+  std::vector<std::pair<std::int64_t, std::string>> guests;  // the biggest placed first
+  for (const auto& ref : s.refs_where<api::vm>("resident_on", host)) {
+    const api::vm* v = s.get<api::vm>(ref);
+    if (!v || v->is_control_domain || v->power_state == api::vm_power_state::Halted) continue;
+    if (left.empty()) plan.stay[ref] = {std::string(api::to_string(api::error_code::NO_HOSTS_AVAILABLE)), ref};
+    else if (auto refused = check_vm_operation(*v, ref, api::vm_operations::pool_migrate))  // as xapi's plan asks
+      plan.stay[ref] = refused->description();
+    else guests.emplace_back(v->memory_dynamic_max, ref);
+  }
+  std::ranges::sort(guests, std::greater<>());
+  for (const auto& [memory, vm] : guests) {
+    std::string best;
+    std::optional<api::api_error> why;  // the first host's reason, while no host can run it
+    bool any_can = false;
+    for (const auto& [target, free] : left) {
+      if (auto st = can_boot_on(s, vm, target, false); !st) {
+        if (!why) why = st.error();
+        continue;
+      }
+      any_can = true;
+      if (memory <= free && (best.empty() || free > left[best])) best = target;
+    }
+    if (!best.empty()) {
+      plan.moves[vm] = best;
+      left[best] -= memory;
+    } else if (!any_can && why) {
+      plan.stay[vm] = why->description();
+    } else {
+      plan.stay[vm] = {std::string(api::to_string(api::error_code::HOST_NOT_ENOUGH_FREE_MEMORY)), vm};
+    }
+  }
+  return plan;
 }
 
 std::string operations_host(const storage::state& s, std::size_t cls, const std::string& ref) {

@@ -1,6 +1,8 @@
 // SR operations: create, introduce, forget, destroy, scan, update, probe.
 #include "actors/storage_repos_impl.hpp"
 
+#include <set>
+
 #include "common/ids.hpp"
 #include "sm/image_dir.hpp"
 
@@ -95,6 +97,32 @@ storage_repos::void_result storage_repos::sr_forget(const std::string& sr, const
   });
   if (!r) return fail(std::move(r).error());
   return ok_v;
+}
+
+std::string storage_repos::pbd_here(const std::string& sr) const { return impl_->pbd_here(*impl_->db.snapshot(), sr); }
+
+api::api_result<std::vector<std::pair<std::string, std::string>>> storage_repos::add_pbds_everywhere(const std::string& sr) {
+  auto& d = *impl_;
+  auto s = d.db.snapshot();
+  const api::pbd* here = s->get<api::pbd>(d.pbd_here(*s, sr));
+  if (!here) return fail(api::errors::SR_HAS_NO_PBDS(sr));
+  std::set<std::string> reached;
+  for (const auto& p : s->refs_where<api::pbd>("SR", sr)) reached.insert(s->get<api::pbd>(p)->host.opaque);
+  std::vector<std::pair<std::string, std::string>> made;
+  auto t = d.db.begin();
+  s->for_each(schema::get().class_of<api::host>(), [&](const std::string& host, const storage::row&) {
+    if (reached.contains(host)) return true;
+    api::pbd pbd;
+    pbd.uuid = d.db.ids().uuid();
+    pbd.host.opaque = host;
+    pbd.SR.opaque = sr;
+    pbd.device_config = here->device_config;
+    made.emplace_back(host, t.create(pbd));
+    return true;
+  });
+  if (made.empty()) return made;
+  if (auto r = d.db.commit(std::move(t)); !r) return fail(std::move(r).error());
+  return made;
 }
 
 storage_repos::void_result storage_repos::sr_destroy(const std::string& sr, const std::string& task) {

@@ -45,6 +45,11 @@ class storage_repos {
                           const std::string& type, const std::string& content_type, bool shared,
                           api::map<std::string, std::string> sm_config);
   void_result sr_forget(const std::string& sr, const std::string& task);
+  // A shared SR reaches every host of the pool: a PBD (unplugged, with this host's
+  // device_config) for each host that has none, in one commit; answers them as (host, PBD).
+  api::api_result<std::vector<std::pair<std::string, std::string>>> add_pbds_everywhere(const std::string& sr);
+  // The SR's PBD on this host ("" for none).
+  std::string pbd_here(const std::string& sr) const;
   void_result sr_destroy(const std::string& sr, const std::string& task);
   void_result sr_scan(const std::string& sr, const std::string& task);
   void_result sr_update(const std::string& sr, const std::string& task);
@@ -55,6 +60,10 @@ class storage_repos {
   ref_result pbd_create(const std::string& host, const std::string& sr, api::map<std::string, std::string> device_config,
                         api::map<std::string, std::string> other_config);
   void_result pbd_plug(const std::string& pbd);
+  // At start, after start() (which attaches again the PBDs recorded plugged), as xapi's: every
+  // PBD of this host that is not plugged is plugged (a shared SR's PBD made when this host
+  // joined); a failure is logged and leaves it unplugged. Answers how many were plugged.
+  std::size_t plug_own_pbds();
   void_result pbd_unplug(const std::string& pbd);
   void_result pbd_destroy(const std::string& pbd);
 

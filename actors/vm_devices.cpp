@@ -90,7 +90,7 @@ api::api_result<std::vector<std::string>> vm_lifecycle::allowed_VIF_devices(cons
 
 vm_lifecycle::result_void vm_lifecycle::vbd_plug(const std::string& vbd, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vbd_cls, vbd, "plug", task, [d, vbd]() -> api::api_result<wire::value> {
+  return as_void(d->run_device(d->vbd_cls, vbd, "plug", task, [d, vbd]() -> api::api_result<wire::value> {
     auto first = d->db.snapshot();
     const api::vbd* before = first->get<api::vbd>(vbd);
     auto disks = d->claim_disks(before ? before->VM.opaque : std::string(), {vbd}, "plug");
@@ -114,7 +114,7 @@ vm_lifecycle::result_void vm_lifecycle::vbd_plug(const std::string& vbd, const s
 
 vm_lifecycle::result_void vm_lifecycle::vbd_unplug(const std::string& vbd, bool force, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vbd_cls, vbd, force ? "unplug_force" : "unplug", task,
+  return as_void(d->run_device(d->vbd_cls, vbd, force ? "unplug_force" : "unplug", task,
                                [d, vbd, force]() -> api::api_result<wire::value> {
                                  auto s = d->db.snapshot();
                                  auto row = impl::device_row<api::vbd>(*s, vbd);
@@ -133,7 +133,7 @@ vm_lifecycle::result_void vm_lifecycle::vbd_unplug(const std::string& vbd, bool 
 
 vm_lifecycle::result_void vm_lifecycle::vbd_insert(const std::string& vbd, const std::string& vdi, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vbd_cls, vbd, "insert", task, [d, vbd, vdi]() -> api::api_result<wire::value> {
+  return as_void(d->run_device(d->vbd_cls, vbd, "insert", task, [d, vbd, vdi]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
     auto row = impl::device_row<api::vbd>(*s, vbd);
     if (!row) return fail(row.error());
@@ -150,7 +150,7 @@ vm_lifecycle::result_void vm_lifecycle::vbd_insert(const std::string& vbd, const
 
 vm_lifecycle::result_void vm_lifecycle::vbd_eject(const std::string& vbd, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vbd_cls, vbd, "eject", task, [d, vbd]() -> api::api_result<wire::value> {
+  return as_void(d->run_device(d->vbd_cls, vbd, "eject", task, [d, vbd]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
     auto row = impl::device_row<api::vbd>(*s, vbd);
     if (!row) return fail(row.error());
@@ -166,7 +166,7 @@ vm_lifecycle::result_void vm_lifecycle::vbd_eject(const std::string& vbd, const 
 
 vm_lifecycle::result_void vm_lifecycle::vif_plug(const std::string& vif, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vif_cls, vif, "plug", task, [d, vif]() -> api::api_result<wire::value> {
+  return as_void(d->run_device(d->vif_cls, vif, "plug", task, [d, vif]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
     auto row = impl::device_row<api::vif>(*s, vif);
     if (!row) return fail(row.error());
@@ -182,7 +182,7 @@ vm_lifecycle::result_void vm_lifecycle::vif_plug(const std::string& vif, const s
 
 vm_lifecycle::result_void vm_lifecycle::vif_unplug(const std::string& vif, bool, const std::string& task) {
   auto d = impl_;
-  return as_void(d->actors.run(d->vif_cls, vif, "unplug", task, [d, vif]() -> api::api_result<wire::value> {
+  return as_void(d->run_device(d->vif_cls, vif, "unplug", task, [d, vif]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
     auto row = impl::device_row<api::vif>(*s, vif);
     if (!row) return fail(row.error());

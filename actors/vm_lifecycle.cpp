@@ -89,11 +89,12 @@ api::api_result<xen::domain_config> vm_lifecycle::impl::config_of(const storage:
 // --- what the database records ---
 
 void vm_lifecycle::impl::record_live(storage::transaction& t, const storage::state& s, const std::string& ref,
-                                     const api::vm& before, int domid, ps power, bool fresh_boot) {
+                                     const api::vm& before, int domid, ps power, bool fresh_boot, const std::string& on) {
+  const std::string& where = on.empty() ? host : on;
   api::vm after = before;
   after.power_state = power;
   after.domid = domid;
-  after.resident_on.opaque = host;
+  after.resident_on.opaque = where;
   after.scheduled_to_be_resident_on.opaque = null_ref<api::host>();
   after.suspend_VDI.opaque = null_ref<api::vdi>();
   after.memory_target = before.memory_dynamic_max;
@@ -113,17 +114,28 @@ void vm_lifecycle::impl::record_live(storage::transaction& t, const storage::sta
   }
   t.update(ref, before, after);
   set_devices_attached(t, s, ref, true);
-  // A running VM has a graphical console, as xapi's do: RFB through the host's /console.
-  if (s.refs_where<api::console>("VM", ref).empty()) {
+  // A running VM has a graphical console, as xapi's do: RFB through its host's /console.
+  const api::host* h = s.get<api::host>(where);
+  auto location = [&](const std::string& uuid) {
+    return "https://" + (h ? h->address : std::string("localhost")) + "/console?uuid=" + uuid;
+  };
+  const auto consoles = s.refs_where<api::console>("VM", ref);
+  if (consoles.empty()) {
     api::console c;
     c.uuid = db.ids().uuid();
     c.protocol = api::console_protocol::rfb;
     c.VM.opaque = ref;
     c.port = 5900 + domid;
-    const api::host* h = s.get<api::host>(host);
-    c.location = "https://" + (h ? h->address : std::string("localhost")) + "/console?uuid=" + c.uuid;
+    c.location = location(c.uuid);
     t.create(c);
   }
+  for (const auto& c : consoles)  // a VM that moved: its console is on its new host
+    if (const api::console* old_console = s.get<api::console>(c); old_console && old_console->location != location(old_console->uuid)) {
+      api::console moved = *old_console;
+      moved.location = location(moved.uuid);
+      moved.port = 5900 + domid;
+      t.update(c, *old_console, moved);
+    }
 }
 
 void vm_lifecycle::impl::record_stopped(storage::transaction& t, const storage::state& s, const std::string& ref,

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +59,28 @@ class vm_lifecycle {
   result_void suspend(const std::string& vm, const std::string& task);
   result_void resume(const std::string& vm, bool paused, bool force, const std::string& task);
   result_void resume_on(const std::string& vm, const std::string& host, bool paused, bool force, const std::string& task);
+  // Live migration within the pool (VM.pool_migrate), on the host the VM runs on. The VM's new
+  // host takes its part through `migration_peer` (the pool's peer service): `prepare` builds the
+  // VM's domain there, paused; `finish` lets it run once the record names that host; `abort`
+  // destroys it. The record moves in one commit, after the memory has been sent and before
+  // this host's domain goes: the VM runs on exactly one host, or (its new host dead after the
+  // commit) is recorded on that dead host. `cancel` ends the copy (TASK_CANCELLED, the VM
+  // running here).
+  struct migration_peer {
+    std::function<api::api_result<int>(const std::string& vm)> prepare;
+    std::function<api::status(const std::string& vm, int domid, bool paused)> finish;
+    std::function<void(const std::string& vm, int domid)> abort;
+  };
+  // The peer for a host (none: it cannot be reached); until set, every migration is HOST_OFFLINE.
+  void set_migration_peers(std::function<std::optional<migration_peer>(const std::string& host)> peers);
+  result_void pool_migrate(const std::string& vm, const std::string& host, const std::string& task,
+                           cancel_flag cancel = nullptr);
+  // The receiving side, on the VM's new host: PREPARE, FINISH and ABORT of pool_peer.proto's
+  // Migrate. A domain prepared and neither finished nor aborted within a minute is settled by
+  // observe() from the record: run when it names this host with that domain, else destroyed.
+  api::api_result<int> receive(const std::string& vm, const std::string& from);
+  result_void finish_receive(const std::string& vm, int domid, bool paused);
+  void abort_receive(const std::string& vm, int domid);
   api::api_result<std::string> clone(const std::string& vm, const std::string& name, const std::string& task);
   api::api_result<std::string> copy(const std::string& vm, const std::string& name, const std::string& sr,
                                     const std::string& task);

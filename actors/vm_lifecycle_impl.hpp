@@ -62,9 +62,38 @@ struct vm_lifecycle::impl {
   api::datetime now() const { return api::datetime{clk.now_ms() / 1000}; }
 
   // Runs `work` as operation `op` of the VM's actor.
+  // A running or paused VM's domain is its host's: once admitted (the VM cannot move then), an
+  // operation that reached another host (a route gone stale) never touches this hypervisor's
+  // domain of that id. power_state_reset is the exception: it is for a VM whose host is gone.
   api::api_result<wire::value> run_vm(const std::string& vm, api::vm_operations op, const std::string& task,
                                       std::function<api::api_result<wire::value>()> work) {
-    return actors.run(vm_cls, vm, std::string(api::to_string(op)), task, std::move(work));
+    if (op == api::vm_operations::power_state_reset)
+      return actors.run(vm_cls, vm, std::string(api::to_string(op)), task, std::move(work));
+    return actors.run(vm_cls, vm, std::string(api::to_string(op)), task, [this, vm, work = std::move(work)]() {
+      if (auto st = runs_here_when_live(vm); !st) return api::api_result<wire::value>(fail(st.error()));
+      return work();
+    });
+  }
+  // The same for an operation of a VBD or VIF (`cls`), on its VM's domain.
+  api::api_result<wire::value> run_device(std::size_t cls, const std::string& ref, std::string op, const std::string& task,
+                                          std::function<api::api_result<wire::value>()> work) {
+    return actors.run(cls, ref, std::move(op), task, [this, cls, ref, work = std::move(work)]() {
+      auto s = db.snapshot();
+      std::string vm;
+      if (const api::vbd* b = cls == vbd_cls ? s->get<api::vbd>(ref) : nullptr) vm = b->VM.opaque;
+      if (const api::vif* f = cls == vif_cls ? s->get<api::vif>(ref) : nullptr) vm = f->VM.opaque;
+      if (auto st = runs_here_when_live(vm); !st) return api::api_result<wire::value>(fail(st.error()));
+      return work();
+    });
+  }
+  api::status runs_here_when_live(const std::string& vm) const {
+    auto s = db.snapshot();
+    const api::vm* v = s->get<api::vm>(vm);
+    if (v && (v->power_state == api::vm_power_state::Running || v->power_state == api::vm_power_state::Paused) &&
+        v->resident_on.opaque != host && s->get<api::host>(v->resident_on.opaque))
+      return fail(api::errors::OPERATION_NOT_ALLOWED("the VM runs on host " + v->resident_on.opaque +
+                                                     ": its operations are carried out there"));
+    return {};
   }
 
   // --- vm_lifecycle.cpp: what the hypervisor is given ---
@@ -84,8 +113,9 @@ struct vm_lifecycle::impl {
   // --- vm_lifecycle.cpp: what the database records ---
 
   // The VM as running (or paused) on this host as `domid`, its devices attached, its metrics.
+  // (`on`: another host of the pool the VM has moved to, live migration's record.)
   void record_live(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
-                   int domid, api::vm_power_state power, bool fresh_boot);
+                   int domid, api::vm_power_state power, bool fresh_boot, const std::string& on = {});
   // The VM halted (or suspended): no domain, nowhere resident, devices detached.
   void record_stopped(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
                       api::vm_power_state power, const std::string& suspend_vdi = {});
@@ -124,6 +154,20 @@ struct vm_lifecycle::impl {
   api::api_result<wire::value> stop_work(const std::string& ref, bool clean, const guest_wait& wait = {});
   // Stops the domain (the guest asked to reboot, or not) and boots it again.
   api::api_result<wire::value> reboot_work(const std::string& ref, bool clean, const guest_wait& wait = {});
+
+  // --- vm_migration.cpp: live migration within the pool ---
+
+  std::function<std::optional<vm_lifecycle::migration_peer>(const std::string& host)> migration_peers{};
+  api::api_result<wire::value> migrate_work(const std::string& ref, const std::string& to, const guest_wait& wait);
+  // Domains built here for VMs on their way in (by VM ref): the domain, and when observe()
+  // settles it if nobody has.
+  struct incoming {
+    int domid = 0;
+    std::chrono::steady_clock::time_point settle_at;
+  };
+  std::mutex incoming_mu{};
+  std::map<std::string, incoming> incoming_vms{};
+  void settle_incoming();
 
   // --- vm_copies.cpp: clone, copy, snapshot, checkpoint; provisioning ---
 

@@ -82,6 +82,13 @@ api::status vm_lifecycle::reconcile() {
       spdlog::warn("vm.reconciled vm={} was={} now=halted reason=\"its domain is gone\"", vm->uuid,
                    power_state_name(vm->power_state));
       d.record_stopped(t, *s, ref, *vm, ps::Halted);
+    } else if (live && vm->resident_on.opaque != d.host && dom != domains.end() &&
+               d.db.snapshot()->get<api::host>(vm->resident_on.opaque)) {
+      // It moved to another host (a migration whose old host stopped before destroying its
+      // domain here): the pool's record says where it runs; this copy goes.
+      spdlog::warn("vm.reconciled vm={} domid={} reason=\"it runs on another host\" action=destroyed", vm->uuid,
+                   dom->second.domid);
+      (void)d.hv.destroy(dom->second.domid);
     } else if (!live && dom != domains.end()) {
       // A guest runs whatever the record says (a run stopped between building its domain and
       // recording it): it is adopted, never killed.
@@ -105,6 +112,7 @@ api::status vm_lifecycle::reconcile() {
 
 void vm_lifecycle::observe() {
   auto& d = *impl_;
+  d.settle_incoming();
   std::map<std::string, xen::domain_info> domains;
   for (auto& dom : d.hv.list()) domains[dom.uuid] = dom;
   auto s = d.db.snapshot();

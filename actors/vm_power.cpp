@@ -34,6 +34,7 @@ api::api_result<wire::value> vm_lifecycle::impl::start_work(const std::string& r
   auto s = db.snapshot();
   const api::vm* vm = s->get<api::vm>(ref);
   if (auto st = check_host_can_run(*s, ref, *vm); !st) return fail(st.error());
+  if (auto st = can_boot_on(*s, ref, host); !st) return fail(st.error());  // its SRs and networks are here
   auto domid = boot(*s, ref, *vm, paused);
   if (!domid) return fail(domid.error());
   return record_boot(ref, *domid, paused, true);
@@ -178,6 +179,7 @@ vm_lifecycle::result_void vm_lifecycle::resume(const std::string& vm, bool pause
     auto s = d->db.snapshot();
     const api::vm* v = s->get<api::vm>(vm);
     if (auto st = d->check_host_can_run(*s, vm, *v); !st) return fail(st.error());
+    if (auto st = can_boot_on(*s, vm, d->host); !st) return fail(st.error());
     auto path = d->vdi_path(*s, v->suspend_VDI.opaque);
     if (!path) return fail(api::errors::VM_REQUIRES_VDI(vm, v->suspend_VDI.opaque));
     auto config = d->config_of(*s, vm, *v);

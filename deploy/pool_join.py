@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Waits for the hosts deploy/pool-up started, joins hosts 2..N to host 1 (pool.join on each
 joining host, with the master's root password), waits until each is back as a member, and prints
-the master's URL and root password. Hosts already in the pool are left as they are."""
+the master's URL and root password. Hosts already in the pool are left as they are. A pool of
+several hosts gets a shared SR (pool/shared), its default SR."""
 import os
 import sys
 import time
@@ -81,7 +82,26 @@ def main():
     m = proxy(1, port)
     pool = m.pool.get_all(master)["Value"][0]
     address = m.host.get_address(master, m.pool.get_master(master, pool)["Value"])["Value"]
+    if n > 1:
+        shared_sr(m, pool, os.path.abspath(os.path.join(pool_dir, "shared")), master_password)
     print(f"pool of {n}: master http://{address}:{port}  user root  password {master_password}")
+
+
+def shared_sr(m, pool, where, password):
+    """The pool's shared SR: a directory every host of this machine sees, plugged on every host and
+    made the pool's default SR (new VMs' disks go there, so they can migrate), once."""
+    session = m.session.login_with_password("root", password, "1.0", "pool-up")["Value"]  # the pool's, not one host's
+    for sr, record in m.SR.get_all_records(session)["Value"].items():
+        if record["shared"] and record["name_label"] == "Shared storage":
+            return
+    os.makedirs(where, exist_ok=True)
+    master_host = m.pool.get_master(session, pool)["Value"]
+    r = m.SR.create(session, master_host, {"location": where}, "0", "Shared storage", "every host's", "file", "user",
+                    True, {})
+    if r["Status"] != "Success":
+        sys.exit(f"the shared SR at {where}: {r['ErrorDescription']}")
+    m.pool.set_default_SR(session, pool, r["Value"])
+    print(f"shared SR at {where} (the pool's default SR)")
 
 
 if __name__ == "__main__":

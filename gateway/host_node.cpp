@@ -234,12 +234,33 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
     if (!p.calls_open) return reply({false, {}, api::errors::HOST_STILL_BOOTING().description()});
     auto c = pool::forwarded_call(request);
     if (!c) return reply({false, {}, api::errors::INTERNAL_ERROR(c.error()).description()});
+    // An Async call's task is this host's to cancel while the operation runs here.
+    const std::string task = request.task();
+    if (!task.empty()) p.tasks->adopt(task);
     call_context context;
     context.client = request.client();
-    context.task = request.task();
+    context.task = task;
     context.forwarded = true;
     p.rpcs.dispatch_async(std::move(c).value(), std::move(context),
-                          [reply = std::move(reply)](wire::response r, call_context) { reply(r); });
+                          [&p, task, reply = std::move(reply)](wire::response r, call_context) {
+                            if (!task.empty()) p.tasks->release(task);
+                            reply(r);
+                          });
+  };
+  // A VM migrating here: its domain is built, run or destroyed (pool_peer.proto's Migrate).
+  ctx.migrate = [&p](const peer::MigrateRequest& q, peer::MigrateReply& r) {
+    if (!p.calls_open) return pool::to_proto(api::errors::HOST_STILL_BOOTING(), *r.mutable_error());
+    switch (q.step()) {
+      case peer::MigrateRequest::PREPARE:
+        if (auto domid = p.vms->receive(q.vm(), q.source()); domid) r.set_domid(*domid);
+        else pool::to_proto(domid.error(), *r.mutable_error());
+        break;
+      case peer::MigrateRequest::FINISH:
+        if (auto st = p.vms->finish_receive(q.vm(), static_cast<int>(q.domid()), q.paused()); !st)
+          pool::to_proto(st.error(), *r.mutable_error());
+        break;
+      default: p.vms->abort_receive(q.vm(), static_cast<int>(q.domid()));
+    }
   };
   ctx.reset_master = [&p](const std::string& fp) -> api::status {
     auto master = pool::member_by_fingerprint(*p.db->snapshot(), fp);
@@ -432,6 +453,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     sim.fault_probability = opt.sim_fault_probability;
     sim.fault_seed = static_cast<std::uint64_t>(opt.sim_fault_seed);
     sim.operation_ms = static_cast<int>(opt.sim_operation_ms);
+    sim.migration_bytes_per_second = std::int64_t{opt.sim_migration_mib_per_s} << 20;
     sim.crash_probability = opt.sim_crash_probability;
     sim.hang_probability = opt.sim_hang_probability;
     auto world = opt.sim_world ? result<std::shared_ptr<xen::sim_world>, std::string>(opt.sim_world)
@@ -469,9 +491,48 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.actors_for_peers = &*p.actors;
   p.repos.emplace(db, *p.actors, p.clock, p.host, opt.data_dir);
   if (auto st = p.repos->start(); !st) return fail("storage: " + st.error().description().at(0));
+  if (std::size_t n = p.repos->plug_own_pbds()) spdlog::info("storage.pbds.plugged count={}", n);
   p.messages.emplace(db, p.clock);
   p.vms.emplace(db, *p.hypervisor, *p.actors, *p.repos, p.clock, p.host);
   p.vms->set_message_log(&*p.messages);
+  // Live migration's other end: the VM's new host, through its peer service.
+  p.vms->set_migration_peers([&p](const std::string& host) -> std::optional<actors::vm_lifecycle::migration_peer> {
+    auto member = pool::member_of_host(*p.db->snapshot(), host);
+    if (!member || member->peer_address.empty()) return std::nullopt;
+    auto step = [&p, m = *member](peer::MigrateRequest q) -> api::api_result<peer::MigrateReply> {
+      q.set_source(p.host);
+      auto r = p.peers->migrate(m.peer_address, m.fingerprint, q, std::chrono::seconds(60));
+      if (!r) return fail(api::errors::CANNOT_CONTACT_HOST(m.host_ref));
+      if (r->has_error()) return fail(pool::from_proto(r->error()));
+      return std::move(r).value();
+    };
+    actors::vm_lifecycle::migration_peer peer;
+    peer.prepare = [step](const std::string& vm) -> api::api_result<int> {
+      peer::MigrateRequest q;
+      q.set_step(peer::MigrateRequest::PREPARE);
+      q.set_vm(vm);
+      auto r = step(std::move(q));
+      if (!r) return fail(r.error());
+      return static_cast<int>(r->domid());
+    };
+    peer.finish = [step](const std::string& vm, int domid, bool paused) -> api::status {
+      peer::MigrateRequest q;
+      q.set_step(peer::MigrateRequest::FINISH);
+      q.set_vm(vm);
+      q.set_domid(domid);
+      q.set_paused(paused);
+      if (auto r = step(std::move(q)); !r) return fail(r.error());
+      return ok_v;
+    };
+    peer.abort = [step](const std::string& vm, int domid) {
+      peer::MigrateRequest q;
+      q.set_step(peer::MigrateRequest::ABORT);
+      q.set_vm(vm);
+      q.set_domid(domid);
+      (void)step(std::move(q));
+    };
+    return peer;
+  });
   if (auto st = p.vms->reconcile(); !st)
     return fail("reconciling VMs with the hypervisor: " + st.error().description().at(0));
   register_object_rules(p.rpcs, db, *p.repos, p.host);
@@ -491,6 +552,12 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
   p.host_ops.emplace(db, *p.actors, p.host);
   if (auto st = p.host_ops->reset(); !st) return fail("host operations: " + st.error().description().at(0));
+  // host.evacuate migrates its guests away, host.declare_dead resets them (each its own VM
+  // operation).
+  p.host_ops->set_guest_actions({[&p](const std::string& vm, const std::string& to) {
+                                   return p.vms->pool_migrate(vm, to, p.db->ids().opaque_ref());
+                                 },
+                                 [&p](const std::string& vm) { return p.vms->power_state_reset(vm, p.db->ids().opaque_ref()); }});
   p.host_ctx.emplace(host_context{db, *p.hypervisor, *p.host_ops, p.clock, p.host, opt.data_dir + "/xapid.log",
                                   [&p](bool again) { p.power_off(again); }});
   register_host_rpcs(p.rpcs, *p.host_ctx);
@@ -510,7 +577,8 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.rpcs.set_task_hooks({[t = &*p.tasks](const std::string& session, const std::string& name) { return t->create(session, name); },
                          [t = &*p.tasks](const std::string& task, const wire::response& r) { t->complete(task, r); }});
   // An operation on an object another host runs is carried out there (gateway/rpc/call_routes).
-  p.rpcs.set_router({[&p](std::string_view method, std::span<const wire::value> params) {
+  p.rpcs.set_router({[&p](std::string_view method, std::span<const wire::value> params) -> api::api_result<std::string> {
+                       if (!routed(method)) return std::string();  // most calls: no snapshot taken
                        return carried_out_by(*p.db->snapshot(), method, params, p.host);
                      },
                      [&p](const std::string& host, const wire::call& c, const call_context& ctx) {

@@ -58,6 +58,7 @@ struct host_options {
   double sim_hang_probability = 0;
   long sim_fault_seed = 1;
   long sim_operation_ms = 0;
+  long sim_migration_mib_per_s = 1024;  // live migration's simulated link
   // Simulated hosts of one process may share a world (the host is in it under its --listen
   // address); by default a host's world is its own, kept in DIR/sim-state.
   std::shared_ptr<xen::sim_world> sim_world;

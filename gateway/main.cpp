@@ -66,6 +66,8 @@ const char* usage =
     "  --sim-hang-probability P    chance that a simulated guest ignores a clean shutdown (default 0)\n"
     "  --sim-operation-ms N how long the simulated host takes to build, shut down, suspend or\n"
     "                       resume a domain (default 0)\n"
+    "  --sim-migration-mib-per-s N  the simulated link live migration copies a guest's memory\n"
+    "                       over (default 1024)\n"
     "  --config FILE        NAME = VALUE lines for any option above; the command line wins\n";
 
 struct options {
@@ -103,6 +105,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "sim-cpus") { if (!number(1, 4096, n)) return false; o.host.sim_cpus = n; }
   else if (name == "sim-memory-mib") { if (!number(2048, 1L << 30, n)) return false; o.host.sim_memory_mib = n; }
   else if (name == "sim-operation-ms") { if (!number(0, 3600000, n)) return false; o.host.sim_operation_ms = n; }
+  else if (name == "sim-migration-mib-per-s") { if (!number(1, 1L << 30, n)) return false; o.host.sim_migration_mib_per_s = n; }
   else if (name == "sim-fault-seed") { if (!number(0, 1L << 62, n)) return false; o.host.sim_fault_seed = n; }
   else if (name == "sim-fault-probability" || name == "sim-crash-probability" || name == "sim-hang-probability") {
     char* end = nullptr;

@@ -93,6 +93,20 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
     std::erase_if(entries, [](const auto& e) { return e.first.starts_with(reserved_prefix); });
     for (auto& [key, value] : reserved_entries(record)) entries.emplace_back(key, wire::value(value));
   }
+  // The pool's shared SRs reach the new host too: a PBD of each, with the device_config of one
+  // the pool has, unplugged (the host plugs it when it starts as a member).
+  pool->for_each_of<api::sr>([&](const std::string& sr, const api::sr& rec) {
+    if (!rec.shared) return true;
+    const auto pbds = pool->refs_where<api::pbd>("SR", sr);
+    if (pbds.empty()) return true;
+    api::pbd pbd;
+    pbd.uuid = m.db->ids().uuid();
+    pbd.host.opaque = *joiner_host;
+    pbd.SR.opaque = sr;
+    pbd.device_config = pool->get<api::pbd>(pbds.front())->device_config;
+    t.create(pbd);
+    return true;
+  });
   std::vector<std::pair<std::size_t, std::string>> created;
   for (const auto& o : t.ops())
     if (o.kind == storage::op_kind::create) created.emplace_back(o.cls, o.ref);

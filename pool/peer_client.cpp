@@ -11,6 +11,11 @@ api::api_error from_proto(const peer::ApiError& e) {
   return api::api_error{*code, std::move(params)};
 }
 
+void to_proto(const api::api_error& e, peer::ApiError& out) {
+  out.set_code(std::string(api::to_string(e.code)));
+  for (const auto& p : e.params) out.add_params(p);
+}
+
 std::shared_ptr<grpc::Channel> peer_client::channel(const std::string& address, const std::string& pinned) {
   std::lock_guard lock(mu_);
   auto& c = channels_[{address, pinned}];
@@ -82,6 +87,11 @@ result<peer::CallReply, std::string> peer_client::call(const std::string& addres
   grpc::Status st = stub->Call(&context, request, &reply);
   if (!st.ok()) return fail(st.error_message().empty() ? std::string("status ") + std::to_string(st.error_code()) : st.error_message());
   return reply;
+}
+
+result<peer::MigrateReply, std::string> peer_client::migrate(const std::string& address, const std::string& pinned,
+                                                             const peer::MigrateRequest& request, std::chrono::seconds timeout) {
+  return unary_call<peer::MigrateReply>(channel(address, pinned), &peer::PoolPeer::Stub::Migrate, request, timeout);
 }
 
 result<peer::ResetMasterReply, std::string> peer_client::reset_master(const std::string& address, const std::string& pinned,

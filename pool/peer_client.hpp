@@ -19,6 +19,7 @@
 namespace xapid::pool {
 
 api::api_error from_proto(const peer::ApiError& e);
+void to_proto(const api::api_error& e, peer::ApiError& out);
 
 class peer_client {
  public:
@@ -44,6 +45,9 @@ class peer_client {
   // failure as an error text.
   result<peer::CallReply, std::string> call(const std::string& address, const std::string& pinned,
                                            const peer::CallRequest& request, grpc::ClientContext& context);
+  // A step of a live migration, on the VM's new host (pool_peer.proto's MigrateRequest).
+  result<peer::MigrateReply, std::string> migrate(const std::string& address, const std::string& pinned,
+                                                 const peer::MigrateRequest& request, std::chrono::seconds timeout);
   // Why a ping failed: `stranger` when the peer (the one pinned) answered that this host is not
   // a member of its pool — its pool database has no host with this host's certificate.
   struct ping_failure {

@@ -9,28 +9,24 @@
 
 #include "common/log_host.hpp"
 #include "pool/membership.hpp"
+#include "pool/peer_client.hpp"
 #include "xapid/grpc/pool_peer.grpc.pb.h"
 
 namespace xapid::pool {
-namespace {
-
-void to_proto(const api::api_error& e, peer::ApiError& out) {
-  out.set_code(std::string(api::to_string(e.code)));
-  for (const auto& p : e.params) out.add_params(p);
-}
-
-}  // namespace
-
 struct peer_service::impl final : peer::PoolPeer::CallbackService {
   peer_service_context ctx;
   std::shared_ptr<const std::string> log_name = current_log_host_ptr();
   std::atomic<bool> joining{false};
   std::mutex threads_mu;
-  std::vector<std::thread> threads;
+  struct worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<worker> threads;  // those finished are joined as the next one starts
 
   ~impl() override {
     std::lock_guard lock(threads_mu);
-    for (auto& t : threads) t.join();
+    for (auto& w : threads) w.thread.join();
   }
 
   // A caller that is a member of the pool, or why not.
@@ -128,6 +124,20 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Migrate(grpc::CallbackServerContext* c, const peer::MigrateRequest* request,
+                                    peer::MigrateReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok() || !ctx.migrate) {
+      reactor->Finish(st.ok() ? grpc::Status{grpc::StatusCode::UNAVAILABLE, "this host takes no migrations"} : st);
+      return reactor;
+    }
+    on_thread([this, reactor, request, reply] {
+      ctx.migrate(*request, *reply);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
   // Calls carried out for another member answer from whatever thread finishes them, maybe after
   // this service has stopped: each is finished once, by its answer or by stop_calls. The
   // registry outlives the service as long as an answer may still come.
@@ -192,10 +202,18 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
   // naming this host.
   void on_thread(std::function<void()> job) {
     std::lock_guard lock(threads_mu);
-    threads.emplace_back([job = std::move(job), name = log_name] {
-      scoped_log_host scope(name);  // gRPC's threads carry no host: this service's is named
-      job();
+    std::erase_if(threads, [](worker& w) {
+      if (!w.finished->load()) return false;
+      w.thread.join();
+      return true;
     });
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    threads.push_back({std::thread([job = std::move(job), name = log_name, finished] {
+                         scoped_log_host scope(name);  // gRPC's threads carry no host: this service's is named
+                         job();
+                         finished->store(true);
+                       }),
+                       finished});
   }
 };
 
@@ -211,6 +229,10 @@ result<std::unique_ptr<peer_service>, std::string> peer_service::start(const std
   builder.RegisterService(s->impl_.get());
   builder.SetMaxReceiveMessageSize(256 << 20);  // a join carries the joining host's database
   builder.SetMaxSendMessageSize(256 << 20);
+  // The members' channels ping every 10 s while a call waits (peer_tls.cpp): welcome, never a
+  // strike against them.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   // Anyone may connect (Join is authenticated inside the call): what all calls together hold in
   // memory is bounded, whatever they send.
   grpc::ResourceQuota quota("pool-peer");

@@ -36,6 +36,8 @@ struct peer_service_context {
   // An API call another member sends on for this host to carry out (pool/call_forwarding):
   // `answer` gets the reply once, from any thread. Until set, Call is refused.
   std::function<void(const peer::CallRequest&, std::function<void(peer::CallReply)> answer)> call;
+  // A step of a live migration whose VM comes to this host; runs on a thread of its own.
+  std::function<void(const peer::MigrateRequest&, peer::MigrateReply&)> migrate;
 };
 
 class peer_service {

@@ -190,7 +190,14 @@ std::shared_ptr<::grpc::Channel> peer_channel(const std::string& address, const 
   ::grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(peer_message_limit_bytes);
   args.SetMaxSendMessageSize(peer_message_limit_bytes);
-  // Keepalive stays gRPC's default for clients: off.
+  // While a call is under way (a forwarded operation waits minutes for a guest), the channel
+  // pings every 10 s and gives up on a peer silent for 5 s more: a host cut off without a
+  // reset (powered off, partitioned) ends its calls instead of holding them for ever. The
+  // peer service admits pings that often (peer_service.cpp).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   return ::grpc::CreateCustomChannel(address, ::grpc::experimental::TlsCredentials(options), args);
 }
 

@@ -1,5 +1,7 @@
 #include "storage/state.hpp"
 
+#include "proto/api/convert.hpp"
+
 #include <algorithm>
 #include <atomic>
 
@@ -369,10 +371,8 @@ api::status state::validate_and_normalize(op& o) const {
   const row* r = find(o.cls, o.ref);
   if (o.kind == op_kind::expect_unchanged || o.kind == op_kind::expect_field) {
     auto conflict = [&]() -> api::status {
-      std::vector<std::string> d = decode_error(o.key);
-      auto code = d.empty() ? std::nullopt : api::error_code_from_string(d.front());
-      if (!code) return fail(api::errors::INTERNAL_ERROR("a precondition failed on " + cls_name + " " + o.ref));
-      return fail(api::api_error{*code, std::vector<std::string>(d.begin() + 1, d.end())});
+      return fail(api::error_from_description(decode_error(o.key), api::errors::INTERNAL_ERROR("a precondition failed on " +
+                                                                                                  cls_name + " " + o.ref)));
     };
     if (!r) return conflict();
     if (o.kind == op_kind::expect_unchanged) {

@@ -131,6 +131,11 @@ class backend {
   virtual backend_result<void> suspend(int domid, const std::string& path) = 0;
   // Rebuilds a domain from `path` (written by suspend), paused; answers its domid.
   virtual backend_result<int> resume(const domain_config& config, const std::string& path) = 0;
+  // Live migration's copy, on the host the guest leaves: sends the running (or paused) domain's
+  // memory towards its new host in rounds, the guest running meanwhile, until what it dirtied
+  // since the last round is small; the domain is then paused for the last round. Answers the
+  // bytes sent. Gives up with `cancelled` once `*cancelled` turns true (when not null).
+  virtual backend_result<std::int64_t> send_memory(int domid, const std::atomic<bool>* cancelled) = 0;
   virtual backend_result<void> set_memory_target(int domid, std::int64_t bytes) = 0;
   virtual backend_result<void> set_vcpus(int domid, int vcpus) = 0;
   virtual std::vector<domain_info> list() = 0;

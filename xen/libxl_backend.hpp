@@ -26,6 +26,7 @@ class libxl_backend final : public backend {
   backend_result<void> destroy(int domid) override;
   backend_result<void> suspend(int domid, const std::string& path) override;
   backend_result<int> resume(const domain_config& config, const std::string& path) override;
+  backend_result<std::int64_t> send_memory(int domid, const std::atomic<bool>* cancelled) override;
   backend_result<void> set_memory_target(int domid, std::int64_t bytes) override;
   backend_result<void> set_vcpus(int domid, int vcpus) override;
   std::vector<domain_info> list() override;

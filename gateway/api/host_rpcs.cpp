@@ -39,6 +39,8 @@ void register_host_rpcs(dispatcher& d, host_context& ctx) {
       d, [&ops](call_context&, const host_ref& h) { return ops.vms_preventing_evacuation(h.opaque); });
   add_typed<m::host_assert_can_evacuate>(d, [&ops](call_context&, const host_ref& h) { return ops.assert_can_evacuate(h.opaque); });
   add_typed<m::host_evacuate>(d, [&ops, key](call_context& c, const host_ref& h) { return ops.evacuate(h.opaque, key(c)); }, true);
+  // Carried out where it is called (the host it names is down).
+  add_typed<m::host_declare_dead>(d, [&ops](call_context&, const host_ref& h) { return ops.declare_dead(h.opaque); }, true);
 
   auto known_host = [&ops](const std::string& h) { return ops.assert_this_host(h); };
   auto now = [&ctx] { return api::datetime{ctx.clk.now_ms() / 1000}; };

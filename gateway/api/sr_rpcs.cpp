@@ -25,12 +25,36 @@ void register_sr_rpcs(dispatcher& d, actors::storage_repos& repos, id_source& id
   using vdi_ref = ref<api::vdi>;
   using pbd_ref = ref<api::pbd>;
 
-  add_typed<m::SR_create>(d, [&repos](call_context&, const ref<api::host>& host, const string_map& device_config,
-                                      std::int64_t physical_size, const std::string& name_label,
-                                      const std::string& name_description, const std::string& type,
-                                      const std::string& content_type, bool shared, const string_map& sm_config) {
-    return as_ref<api::sr>(repos.sr_create(host.opaque, device_config, physical_size, name_label, name_description,
-                                           type, content_type, shared, sm_config));
+  // A shared SR (of a driver that can be: file, nfs) is plugged on every host of the pool, as
+  // xapi's: a PBD for each, plugged there (the call carried out by that host); one that cannot
+  // plug it undoes the whole SR (the others unplugged, the records forgotten, the data left).
+  add_typed<m::SR_create>(d, [&d, &repos, key](call_context& c, const ref<api::host>& host, const string_map& device_config,
+                                              std::int64_t physical_size, const std::string& name_label,
+                                              const std::string& name_description, const std::string& type,
+                                              const std::string& content_type, bool shared,
+                                              const string_map& sm_config) -> api::api_result<ref<api::sr>> {
+    auto sr = repos.sr_create(host.opaque, device_config, physical_size, name_label, name_description, type,
+                              content_type, shared, sm_config);
+    const sm::sr_driver* drv = sm::find_driver(type);
+    if (!sr || !shared || !drv || !drv->shared()) return as_ref<api::sr>(std::move(sr));
+    auto others = repos.add_pbds_everywhere(*sr);
+    std::optional<api::api_error> failed;
+    if (!others) failed = others.error();
+    std::vector<std::pair<std::string, std::string>> plugged_on;  // (host, PBD)
+    for (const auto& [other, pbd] : others ? *others : std::vector<std::pair<std::string, std::string>>{}) {
+      auto r = d.carry_out_on(other, wire::call{"PBD.plug", {wire::value(c.session), wire::value(pbd)}}, c);
+      if (!r.success) {
+        failed = api::error_from_description(r.error_description, api::errors::INTERNAL_ERROR("PBD.plug failed on host " + other));
+        break;
+      }
+      plugged_on.emplace_back(other, pbd);
+    }
+    if (!failed) return ref<api::sr>{*sr};
+    for (const auto& [other, pbd] : plugged_on)
+      (void)d.carry_out_on(other, wire::call{"PBD.unplug", {wire::value(c.session), wire::value(pbd)}}, c);
+    (void)repos.pbd_unplug(repos.pbd_here(*sr));
+    (void)repos.sr_forget(*sr, key(c));
+    return fail(std::move(*failed));
   }, blocking);
   add_typed<m::SR_introduce>(d, [&repos](call_context&, const std::string& uuid, const std::string& name_label,
                                          const std::string& name_description, const std::string& type,

@@ -176,6 +176,17 @@ std::string task_manager::result_text(const wire::value& v) {
   return out;
 }
 
+void task_manager::adopt(const std::string& task) {
+  std::lock_guard lock(mu_);
+  running_.insert(task);
+}
+
+void task_manager::release(const std::string& task) {
+  std::lock_guard lock(mu_);
+  running_.erase(task);
+  cancellable_.erase(task);
+}
+
 void task_manager::complete(const std::string& task, const wire::response& outcome) {
   {
     std::lock_guard lock(mu_);

@@ -44,6 +44,12 @@ class task_manager {
   api::status check_owner(const std::string& task, const caller& who) const;
   // An operation that can stop part way follows `task`: the flag turns true when it is cancelled.
   std::shared_ptr<std::atomic<bool>> watch_cancel(const std::string& task);
+  // An Async task of another host whose operation this host carries out (a call sent on to it):
+  // while it runs here it is this host's to cancel, or to refuse to (its row may not have
+  // reached this replica yet: nothing of it is read). release forgets it again (its own host
+  // completes it).
+  void adopt(const std::string& task);
+  void release(const std::string& task);
   void complete(const std::string& task, const wire::response& outcome);
   // A long operation's progress, 0 to 1 (written at most every second by its callers).
   void set_progress(const std::string& task, double progress);

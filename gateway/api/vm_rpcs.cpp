@@ -62,6 +62,13 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, 
       return told((vms.*op)(vm.opaque, key(c), std::move(cancel)), kind, vm, what);
     }, blocking);
   };
+  // Live migration within the pool, on the VM's host (call_routes sends it there); task.cancel
+  // of its Async task ends the memory copy.
+  add_typed<m::VM_pool_migrate>(d, [&vms, &tasks, key](call_context& c, const vm_ref& vm, const host_ref& h,
+                                                       const api::map<std::string, std::string>&) {
+    auto cancel = c.task.empty() ? nullptr : tasks.watch_cancel(c.task);
+    return vms.pool_migrate(vm.opaque, h.opaque, key(c), std::move(cancel));
+  }, blocking);
   simple(m::VM_pause{}, &actors::vm_lifecycle::pause, alerts::VM_PAUSED, "paused");
   simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause, alerts::VM_UNPAUSED, "unpaused");
   waiting(m::VM_clean_shutdown{}, &actors::vm_lifecycle::clean_shutdown, alerts::VM_SHUTDOWN, "shutdown");

@@ -17,6 +17,7 @@ enum class route {
   pbd_host,    // the PBD's host
   vdi_record,  // the host of the SR that a VDI record (the first parameter) names
   task_operation,  // the host carrying out the operation whose key is the task (task.cancel)
+  snapshot_parent,  // a snapshot's VM's host when it runs (revert stops it), else vm_storage's
 };
 
 struct rule {
@@ -32,8 +33,9 @@ const std::unordered_map<std::string_view, rule>& rules() {
     const std::size_t sr = sch.class_of<api::sr>(), vdi = sch.class_of<api::vdi>();
     std::unordered_map<std::string_view, rule> t;
     for (std::string_view m : {"VM.pause", "VM.unpause", "VM.clean_shutdown", "VM.hard_shutdown", "VM.shutdown",
-                               "VM.clean_reboot", "VM.hard_reboot", "VM.suspend", "VM.checkpoint",
-                               "VM.set_VCPUs_number_live", "VM.set_memory_dynamic_range", "VM.get_data_sources",
+                               "VM.clean_reboot", "VM.hard_reboot", "VM.suspend", "VM.checkpoint", "VM.pool_migrate",
+                               "VM.set_VCPUs_number_live", "VM.set_memory_dynamic_range", "VM.set_memory_dynamic_max",
+                               "VM.set_memory_dynamic_min", "VM.get_data_sources",
                                "VM.query_data_source", "VM.record_data_source", "VM.forget_data_source_archives"})
       t[m] = {route::object, 0, vm};
     for (std::string_view m : {"VBD.plug", "VBD.unplug", "VBD.unplug_force", "VBD.insert", "VBD.eject"})
@@ -44,12 +46,14 @@ const std::unordered_map<std::string_view, rule>& rules() {
                                "VDI.copy", "VDI.update"})
       t[m] = {route::object, 0, vdi};
     t["VDI.create"] = {route::vdi_record};
+    t["VDI.introduce"] = {route::object, 3, sr};
     t["VM.start"] = {route::placement};
     t["VM.resume"] = {route::placement};
     t["VM.start_on"] = {route::named_host, 1};
     t["VM.resume_on"] = {route::named_host, 1};
-    for (std::string_view m : {"VM.clone", "VM.copy", "VM.snapshot", "VM.revert", "VM.provision"})
+    for (std::string_view m : {"VM.clone", "VM.copy", "VM.snapshot", "VM.provision", "VM.destroy"})
       t[m] = {route::vm_storage};
+    t["VM.revert"] = {route::snapshot_parent};
     for (std::string_view m : {"host.reboot", "host.shutdown", "host.disable", "host.enable", "host.evacuate",
                                "host.assert_can_evacuate", "host.get_vms_which_prevent_evacuation", "host.dmesg",
                                "host.get_log", "host.get_servertime", "host.get_server_localtime",
@@ -141,6 +145,13 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
       const api::pbd* p = pbd ? s.get<api::pbd>(*pbd) : nullptr;
       return p && s.get<api::host>(p->host.opaque) ? p->host.opaque : std::string();
     }
+    case route::snapshot_parent: {
+      const std::string* snapshot = ref_param(params, 0);
+      const api::vm* v = snapshot ? s.get<api::vm>(*snapshot) : nullptr;
+      if (!v) return {};
+      if (auto h = resident_host(s, v->snapshot_of.opaque); !h.empty()) return h;
+      return storage_host(s, *snapshot);
+    }
     case route::task_operation: {
       const std::string* task = ref_param(params, 0);
       return task ? task_host(s, *task) : std::string();
@@ -161,6 +172,12 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
 }  // namespace
 
 bool routed(std::string_view method) { return rules().contains(method); }
+
+std::vector<std::string_view> routed_methods() {
+  std::vector<std::string_view> names;
+  for (const auto& [name, rule] : rules()) names.push_back(name);
+  return names;
+}
 
 api::api_result<std::string> carried_out_by(const storage::state& s, std::string_view method,
                                             std::span<const wire::value> params, const std::string& here) {

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storage/state.hpp"
 #include "proto/wire/codec.hpp"
@@ -27,5 +28,7 @@ api::api_result<std::string> carried_out_by(const storage::state& s, std::string
 
 // Whether `method` is one whose host may be another than the one it arrives at.
 bool routed(std::string_view method);
+// Every such method.
+std::vector<std::string_view> routed_methods();
 
 }  // namespace xapid::gateway

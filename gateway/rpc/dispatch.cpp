@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -140,6 +141,13 @@ wire::response dispatcher::perform(const entry& e, const wire::call& c, call_con
   return router_.forward(elsewhere, sent, ctx);
 }
 
+wire::response dispatcher::carry_out_on(const std::string& host, const wire::call& c, const call_context& ctx) const {
+  if (!router_.forward) return failure(api::errors::HOST_OFFLINE(host));
+  call_context part = ctx;
+  part.task.clear();  // a step of the caller's call, not its Async task's operation
+  return router_.forward(host, c, part);
+}
+
 dispatcher::dispatcher() : pool_(std::make_unique<call_pool>()) {}
 dispatcher::~dispatcher() { stop_blocking(); }
 
@@ -156,6 +164,10 @@ bool dispatcher::add_parked(std::string_view wire_name, parked_handler h) {
 // session (logins) share one per client address.
 bool dispatcher::submit(const call_context& ctx, std::function<void()> job) const {
   if (ctx.from_unix_socket) return pool_->submit("local", true, std::move(job));
+  // A call another host sent on has lanes of its own: the caller's lane there is full of calls
+  // waiting for this host, and two hosts sending each other one user's calls must never wait
+  // on each other's full lanes.
+  if (ctx.forwarded) return pool_->submit("forwarded/" + ctx.who.identity, ctx.who.superuser, std::move(job));
   if (!ctx.session.empty())
     return ctx.who.superuser ? pool_->submit("root", true, std::move(job))
                              : pool_->submit("user/" + ctx.who.identity, false, std::move(job));
@@ -205,17 +217,23 @@ void dispatcher::dispatch_fresh(wire::call c, call_context ctx,
   if (!e) return done(std::move(out), std::move(ctx));
   // Carried out here, or on the host that runs the call's object (then on the call pool).
   std::string elsewhere;
+  std::optional<api::api_error> unroutable;  // no host can carry it out (HOST_OFFLINE)
   if (router_.where && !ctx.forwarded && !e->parked) {
     const std::size_t skip = ctx.session.empty() ? 0 : 1;
     auto host = router_.where(e->method->wire_name, std::span<const wire::value>(c.params).subspan(skip));
-    if (!host) return done(failure(host.error()), std::move(ctx));
-    elsewhere = std::move(host).value();
+    if (!host && !async) return done(failure(host.error()), std::move(ctx));
+    if (!host) unroutable = std::move(host).error();
+    else elsewhere = std::move(host).value();
   }
 
   if (async) {
     auto task = tasks_.create(ctx.session, c.method);
     if (!task) return done(failure(task.error()), std::move(ctx));
     std::string ref = *task;
+    if (unroutable) {  // an Async call answers its task, which fails
+      tasks_.complete(ref, failure(*unroutable));
+      return done(wire::response{true, wire::value(ref), {}}, std::move(ctx));
+    }
     ctx.task = ref;
     auto shared = std::make_shared<std::pair<wire::call, call_context>>(std::move(c), ctx);
     bool started = submit(ctx, [this, e, ref, shared, elsewhere] {

@@ -100,6 +100,9 @@ class dispatcher {
     std::function<wire::response(const std::string& host, const wire::call& c, const call_context& ctx)> forward;
   };
   void set_router(router r) { router_ = std::move(r); }
+  // A call a handler needs carried out on another host of the pool (a shared SR's PBD plugged on
+  // each host), with the caller's context: that host's answer (HOST_OFFLINE without a router).
+  wire::response carry_out_on(const std::string& host, const wire::call& c, const call_context& ctx) const;
 
   // Decodes nothing, checks everything: answers through `done`, at once, or from the thread of a
   // call that waits. An Async call answers its task at once and runs on a thread of its own.

@@ -16,6 +16,12 @@ api_error unmarshal_failure(std::string_view expected, const wire::value& receiv
   return errors::XMLRPC_UNMARSHAL_FAILURE(std::string(expected), describe(received));
 }
 
+api_error error_from_description(const std::vector<std::string>& description, api_error otherwise) {
+  auto code = description.empty() ? std::nullopt : error_code_from_string(description.front());
+  if (!code) return otherwise;
+  return api_error{*code, std::vector<std::string>(description.begin() + 1, description.end())};
+}
+
 status from_value(const wire::value& v, std::string& out) {
   if (auto* s = v.as_string()) {
     out = *s;

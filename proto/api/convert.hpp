@@ -29,6 +29,9 @@ using status = result<void, api_error>;
 // What a wrong-typed wire value was, for error messages: its kind, or a short prefix of it.
 std::string describe(const wire::value& v);
 api_error unmarshal_failure(std::string_view expected, const wire::value& received);
+// The error an ErrorDescription names (code, then its parameters); `otherwise` when it names
+// no error of the catalog.
+api_error error_from_description(const std::vector<std::string>& description, api_error otherwise);
 
 inline wire::value to_value(const std::string& s) { return wire::value(s); }
 inline wire::value to_value(std::int64_t i) { return wire::value(i); }

@@ -41,8 +41,8 @@ class daemon_rpc_test(with_daemon):
             answer = proxy.VM.start(session, "OpaqueRef:vm", False, False)
             self.assertEqual(answer["Status"], "Failure")
             self.assertEqual(answer["ErrorDescription"], ["HANDLE_INVALID", "VM", "OpaqueRef:vm"])
-            answer = proxy.VM.pool_migrate(session, "OpaqueRef:vm", "OpaqueRef:host", {})
-            self.assertEqual(answer["ErrorDescription"], ["NOT_IMPLEMENTED", "VM.pool_migrate"])
+            answer = proxy.VM.migrate_send(session, "OpaqueRef:vm", {}, True, {}, {}, {})
+            self.assertEqual(answer["ErrorDescription"], ["NOT_IMPLEMENTED", "VM.migrate_send"])
             self.assertEqual(proxy.VM.start("OpaqueRef:bogus", "OpaqueRef:vm", False, False)["ErrorDescription"],
                              ["SESSION_INVALID", "OpaqueRef:bogus"])
 

@@ -5,11 +5,16 @@ memory), whichever host the client called; the VM's later operations reach its h
 member; VM.start without a host goes to its affinity, else to the host with the most free
 memory; get_possible_hosts and assert_can_boot_here answer for every host; a disabled host is
 refused; an Async operation completes its task on the host the client called, and is
-cancelled through any host while it waits on the VM's; a host killed
-(kill -9) makes its VMs' operations HOST_OFFLINE, and it serves them again once back."""
+cancelled through any host while it waits on the VM's; a running VM migrates around the pool
+(VM.pool_migrate) and runs throughout while a client reads it; host.evacuate sends a host's ten
+VMs to the others; a shared SR made on one host is plugged on every host, and a VM with its disk
+there starts anywhere and migrates; a host killed (kill -9) makes its VMs' operations
+HOST_OFFLINE, and once declared dead (host.declare_dead) its VMs are halted and start elsewhere."""
 import os
 import random
 import sys
+import tempfile
+import threading
 import time
 import unittest
 
@@ -25,7 +30,7 @@ GIB = 1 << 30
 class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
     PORT_SEED = SEED
     JOINED = True
-    EXTRA_ARGS = ("--host-dead-seconds", "3", "--sim-hang-probability", "1")
+    EXTRA_ARGS = ("--host-dead-seconds", "3", "--sim-hang-probability", "1", "--sim-migration-mib-per-s", "8192")
 
     @classmethod
     def setUpClass(cls):
@@ -158,24 +163,150 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
         self.eventually(lambda: self.assertEqual(self.call(0, "VM.get_current_operations", vm), {}))
         self.call(2, "VM.hard_shutdown", vm)
 
-    def test_6_a_dead_hosts_vms_answer_host_offline_until_it_is_back(self):
-        vm = self.new_vm("on-the-host-that-dies")
+    def test_6_a_vm_migrates_around_the_pool_running_while_a_client_reads_it(self):
+        vm = self.new_vm("travels")
+        self.call(0, "VM.start_on", vm, self.host_refs[0], False, False)
+        seen, stop = [], threading.Event()
+
+        def reader():
+            i = 0
+            while not stop.is_set():
+                record = self.call(i % 3, "VM.get_record", vm)
+                seen.append((record["power_state"], record["resident_on"]))
+                i += 1
+        watcher = threading.Thread(target=reader)
+        watcher.start()
+        try:
+            for step, target in enumerate([1, 2, 0, 2]):
+                before = [self.free_memory(i) for i in range(3)]
+                source = self.host_refs.index(self.call(0, "VM.get_resident_on", vm))
+                self.call((step + 1) % 3, "VM.pool_migrate", vm, self.host_refs[target], {})
+                self.assertEqual(self.call(target, "VM.get_resident_on", vm), self.host_refs[target])
+                self.assertEqual(self.call(source, "VM.get_power_state", vm), "Running")
+                after = [self.free_memory(i) for i in range(3)]
+                self.assertLessEqual(after[target], before[target] - GIB, "its new host holds its memory")
+                self.assertGreaterEqual(after[source], before[source] + GIB, "its old host freed it")
+        finally:
+            stop.set()
+            watcher.join()
+        self.assertTrue(seen)
+        self.assertEqual({state for state, _ in seen}, {"Running"})
+        self.assertTrue({host for _, host in seen} <= set(self.host_refs))
+        # Bad destinations: where it is, a disabled host.
+        self.assertEqual(self.fails(1, "VM.pool_migrate", vm, self.host_refs[2], {})[:4],
+                         ["VM_MIGRATE_FAILED", vm, self.host_refs[2], self.host_refs[2]])
+        self.call(0, "host.disable", self.host_refs[1])
+        try:
+            self.assertEqual(self.fails(0, "VM.pool_migrate", vm, self.host_refs[1], {}), ["HOST_DISABLED", self.host_refs[1]])
+        finally:
+            self.call(0, "host.enable", self.host_refs[1])
+        # A paused VM does not migrate (as xapi's: running only); an Async migration does.
+        self.call(0, "VM.pause", vm)
+        self.assertEqual(self.fails(1, "VM.pool_migrate", vm, self.host_refs[0], {}),
+                         ["VM_BAD_POWER_STATE", vm, "running", "paused"])
+        self.call(0, "VM.unpause", vm)
+        task = self.call(1, "Async.VM.pool_migrate", vm, self.host_refs[0], {})
+        self.assertEqual(self.eventually(lambda: finished_on(self, 1, task)), "success",
+                         self.call(1, "task.get_error_info", task))
+        self.assertEqual(self.call(2, "VM.get_power_state", vm), "Running")
+        self.assertEqual(self.call(2, "VM.get_resident_on", vm), self.host_refs[0])
+        self.call(2, "VM.hard_shutdown", vm)
+        self.assertEqual(self.call(0, "VM.get_current_operations", vm), {})
+
+    def test_7_an_evacuated_host_sends_its_ten_vms_to_the_others(self):
+        vms = [self.new_vm(f"evacuee-{i}") for i in range(10)]
+        for vm in vms:
+            self.call(self.rng.randrange(3), "VM.start_on", vm, self.host_refs[1], False, False)
+        self.assertEqual(self.call(2, "host.get_vms_which_prevent_evacuation", self.host_refs[1]), {})
+        self.call(0, "host.assert_can_evacuate", self.host_refs[1])
+        started = time.time()
+        self.call(2, "host.evacuate", self.host_refs[1])
+        print(f"host.evacuate of 10 VMs: {time.time() - started:.2f} s", flush=True)
+        for vm in vms:
+            self.assertIn(self.call(0, "VM.get_resident_on", vm), (self.host_refs[0], self.host_refs[2]))
+            self.assertEqual(self.call(1, "VM.get_power_state", vm), "Running")
+        # The plan spreads them by free memory: both other hosts take some.
+        self.assertEqual({self.call(0, "VM.get_resident_on", vm) for vm in vms}, {self.host_refs[0], self.host_refs[2]})
+        # A paused guest cannot leave (only a running VM migrates): nothing moves, and the error says why.
+        paused = vms[0]
+        self.call(0, "VM.pool_migrate", paused, self.host_refs[1], {})
+        self.call(0, "VM.pause", paused)
+        self.assertEqual(self.call(0, "host.get_vms_which_prevent_evacuation", self.host_refs[1]),
+                         {paused: ["VM_BAD_POWER_STATE", paused, "running", "paused"]})
+        self.assertEqual(self.fails(2, "host.evacuate", self.host_refs[1]),
+                         ["CANNOT_EVACUATE_HOST", f"VM_BAD_POWER_STATE,{paused},running,paused"])
+        for vm in vms:
+            self.call(self.rng.randrange(3), "VM.hard_shutdown", vm)
+
+    def test_8_a_shared_sr_reaches_every_host_and_its_vms_move_with_their_disks(self):
+        where = tempfile.mkdtemp(dir=self.root.name)  # a directory every host sees
+        sr = self.call(0, "SR.create", self.host_refs[1], {"location": where}, "0", "shared", "", "file", "user", True, {})
+        pbds = self.call(2, "SR.get_PBDs", sr)
+        self.assertEqual(sorted(self.call(0, "PBD.get_host", p) for p in pbds), sorted(self.host_refs))
+        for p in pbds:
+            self.assertTrue(self.call(1, "PBD.get_currently_attached", p))
+        vdi = self.call(2, "VDI.create", {"SR": sr, "name_label": "shared disk", "name_description": "",
+                                          "virtual_size": str(64 << 20), "type": "user", "sharable": False,
+                                          "read_only": False, "other_config": {}, "xenstore_data": {},
+                                          "sm_config": {}, "tags": []})
+        self.assertTrue(os.path.exists(os.path.join(where, self.call(0, "VDI.get_location", vdi))))
+        vm = self.new_vm("agile")
+        self.call(1, "VBD.create", {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
+                                    "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                                    "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        self.assertEqual(sorted(self.call(0, "VM.get_possible_hosts", vm)), sorted(self.host_refs))
         self.call(0, "VM.start_on", vm, self.host_refs[2], False, False)
+        self.call(1, "VM.pool_migrate", vm, self.host_refs[0], {})
+        self.assertEqual(self.call(2, "VM.get_resident_on", vm), self.host_refs[0])
+        self.call(2, "VM.hard_shutdown", vm)
+
+    def test_9_a_dead_hosts_vms_answer_host_offline_and_once_declared_dead_start_elsewhere(self):
+        stays = self.new_vm("stays-on-the-host-that-dies")
+        moves = self.new_vm("restarted-elsewhere")
+        full = self.free_memory(2)
+        for vm in (stays, moves):
+            self.call(0, "VM.start_on", vm, self.host_refs[2], False, False)
         self.hosts[2].kill()
         try:
             def offline():
-                self.assertEqual(self.fails(1, "VM.hard_shutdown", vm), ["HOST_OFFLINE", self.host_refs[2]])
+                self.assertEqual(self.fails(1, "VM.hard_shutdown", stays), ["HOST_OFFLINE", self.host_refs[2]])
             self.eventually(offline, limit=30)
             other = self.new_vm("not-there", callers=(0, 1))
             self.assertEqual(self.fails(0, "VM.start_on", other, self.host_refs[2], False, False),
                              ["HOST_OFFLINE", self.host_refs[2]])
             self.assertNotIn(self.host_refs[2], self.call(1, "VM.get_possible_hosts", other))
+            # A shared SR that one host cannot plug is not made at all: the others' PBDs go again.
+            where = tempfile.mkdtemp(dir=self.root.name)
+            pbds_before = len(self.call(0, "PBD.get_all"))
+            self.assertEqual(self.fails(1, "SR.create", self.host_refs[0], {"location": where}, "0", "while one is down",
+                                        "", "file", "user", True, {}), ["CANNOT_CONTACT_HOST", self.host_refs[2]])
+            self.assertEqual(self.call(0, "SR.get_by_name_label", "while one is down"), [])
+            self.assertEqual(len(self.call(1, "PBD.get_all")), pbds_before)
+            # The operator says it is powered off: its VMs are halted, one is started elsewhere.
+            self.assertEqual(self.fails(1, "host.declare_dead", self.host_refs[0]), ["HOST_IS_LIVE", self.host_refs[0]])
+            self.call(1, "host.declare_dead", self.host_refs[2])
+            for vm in (stays, moves):
+                self.assertEqual(self.call(0, "VM.get_power_state", vm), "Halted")
+                self.assertEqual(self.call(0, "VM.get_resident_on", vm), "OpaqueRef:NULL")
+            self.assertFalse(self.call(0, "host.get_enabled", self.host_refs[2]))
+            self.call(1, "VM.start", moves, False, False)
+            self.assertIn(self.call(0, "VM.get_resident_on", moves), self.host_refs[:2])
         finally:
             self.hosts[2].start()
         self.hosts[2].login(self.hosts[0].password)  # serving again
-        # Back and live: its VM (whose domain survived in its simulated hypervisor) stops there.
-        self.eventually(lambda: self.call(0, "VM.hard_shutdown", vm), limit=30)
-        self.assertEqual(self.call(2, "VM.get_power_state", vm), "Halted")
+        # Back (it was not powered off after all): the domain of the VM now running elsewhere is
+        # destroyed there, the other's guest, still running, is adopted (never killed); the
+        # operator enables the host again.
+        self.eventually(lambda: self.assertEqual(self.call(0, "host_metrics.get_live",
+                                                           self.call(0, "host.get_metrics", self.host_refs[2])), True), 30)
+        self.assertIn(self.call(2, "VM.get_resident_on", moves), self.host_refs[:2])
+        self.assertEqual(self.call(2, "VM.get_power_state", moves), "Running")
+        self.assertEqual(self.call(1, "VM.get_resident_on", stays), self.host_refs[2])
+        self.assertEqual(self.call(1, "VM.get_power_state", stays), "Running")
+        self.assertEqual(self.free_memory(2), full - GIB, "one guest left on it, not two")
+        self.call(0, "host.enable", self.host_refs[2])
+        for vm in (stays, moves):
+            self.call(0, "VM.hard_shutdown", vm)
 
 
 def finished_on(test, i, task):

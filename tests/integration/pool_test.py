@@ -8,6 +8,7 @@ Seeded: XAPID_TEST_SEED replays the writers' choices."""
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -286,12 +287,26 @@ class pool_of_three(three_hosts, answers, unittest.TestCase):
         self.assertEqual(self.ok(lp.host.get_uuid(ls, own_hosts[0])), leaving_uuid)
         self.assertNotEqual(self.ok(lp.pool.get_all(ls)), self.ok(m.pool.get_all(ms)))
         self.ok(lp.VM.create(ls, vm_record("in a pool of its own")))
-        # ... and it may join again.
+        # Meanwhile the pool gets a shared SR (a directory every host sees): plugged on its two hosts.
+        # (A pool session: the master sends each host's plug to it, which a slave-local one cannot.)
+        ps = self.ok(m.session.login_with_password("root", self.hosts[0].password, "1.0", "pool test"))
+        where = tempfile.mkdtemp(dir=self.root.name)
+        shared = self.ok(m.SR.create(ps, self.master_of(master, ps), {"location": where}, "0", "shared", "", "file",
+                                     "user", True, {}))
+        self.assertEqual(len(self.ok(m.SR.get_PBDs(ms, shared))), 2)
+        # ... and it may join again, and reaches the pool's shared SR: its PBD made and plugged.
         self.ok(lp.pool.join(ls, f"{master.address}:{master.port}", "root", self.hosts[0].password))
         ls = leaving.login_once_it_has_hosts(self.hosts[0].password, 3)
         self.assertEqual(len(self.hosts_of(leaving, ls)), 3)
         self.assertEqual(len(self.hosts_of(master, ms)), 3)
         self.ok(leaving.proxy().VM.create(ls, vm_record("back in the pool")))
+        joined = self.host_at(master, ms, leaving.address)
+        theirs = [p for p in self.ok(m.SR.get_PBDs(ms, shared)) if self.ok(m.PBD.get_host(ms, p)) == joined]
+        self.assertEqual(len(theirs), 1)
+        until = time.time() + 30
+        while not self.ok(m.PBD.get_currently_attached(ms, theirs[0])) and time.time() < until:
+            time.sleep(0.2)
+        self.assertTrue(self.ok(m.PBD.get_currently_attached(ms, theirs[0])))
 
     def test_7_a_host_down_for_good_is_destroyed_and_comes_back_alone(self):
         sessions = {h.address: h.login(self.hosts[0].password) for h in self.hosts}

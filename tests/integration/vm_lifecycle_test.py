@@ -326,8 +326,8 @@ class host_operations(unittest.TestCase):
         self.ok(x.VM.start(s, vm, False, False))
         self.assertEqual(x.host.shutdown(s, h)["ErrorDescription"], ["HOST_NOT_DISABLED"])
         # A running guest has nowhere to go in a one-host pool.
-        self.assertEqual(self.ok(x.host.get_vms_which_prevent_evacuation(s, h)), {vm: ["NO_HOSTS_AVAILABLE"]})
-        self.assertEqual(x.host.evacuate(s, h)["ErrorDescription"], ["NO_HOSTS_AVAILABLE"])
+        self.assertEqual(self.ok(x.host.get_vms_which_prevent_evacuation(s, h)), {vm: ["NO_HOSTS_AVAILABLE", vm]})
+        self.assertEqual(x.host.evacuate(s, h)["ErrorDescription"], ["CANNOT_EVACUATE_HOST", f"NO_HOSTS_AVAILABLE,{vm}"])
         self.ok(x.host.disable(s, h))
         self.assertEqual(x.host.reboot(s, h)["ErrorDescription"], ["HOST_IN_USE", h, "VM", vm])
         self.ok(x.VM.clean_shutdown(s, vm))

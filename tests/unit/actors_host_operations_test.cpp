@@ -71,9 +71,10 @@ TEST_F(host_operations_test, a_running_guest_has_nowhere_to_go_in_a_pool_of_one)
   ASSERT_TRUE(blockers.ok());
   ASSERT_EQ(blockers->size(), 1u);
   EXPECT_EQ(blockers->begin()->first.opaque, guest);
-  EXPECT_EQ(blockers->begin()->second.at(0), "NO_HOSTS_AVAILABLE");
-  EXPECT_API_ERROR(ops->assert_can_evacuate(host), NO_HOSTS_AVAILABLE);
-  EXPECT_API_ERROR(ops->evacuate(host, "OpaqueRef:t"), NO_HOSTS_AVAILABLE);
+  EXPECT_EQ(blockers->begin()->second, (std::vector<std::string>{"NO_HOSTS_AVAILABLE", guest}));
+  // xapi's encoding of the plan's errors: CODE,params per VM, joined with |.
+  EXPECT_API_ERROR(ops->assert_can_evacuate(host), CANNOT_EVACUATE_HOST, "NO_HOSTS_AVAILABLE," + guest);
+  EXPECT_API_ERROR(ops->evacuate(host, "OpaqueRef:t"), CANNOT_EVACUATE_HOST, "NO_HOSTS_AVAILABLE," + guest);
 }
 
 TEST_F(host_operations_test, another_host_or_none_is_refused) {
