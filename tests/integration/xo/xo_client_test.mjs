@@ -2,7 +2,7 @@
 // Drives xapid with Xen Orchestra's own XenAPI client, the npm package `xen-api`, over both of
 // its transports (JSON-RPC and XML-RPC, and the `auto` negotiation between them), the way
 // xo-server uses it: connect, plain calls, the object cache fed by event.from, barriers and
-// tasks.
+// tasks; and, given a pool's member, follows HOST_IS_SLAVE to its master.
 //
 // Usage:
 //   xo_client_test.mjs PATH_TO_XAPID [--trace]          starts xapid on a free loopback port
@@ -13,6 +13,7 @@
 // its arguments and answer.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -47,10 +48,10 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------------------------
 // the daemon
 
-async function startDaemon(xapid) {
+async function startDaemon(xapid, listen = '127.0.0.1:0', password = PASSWORD) {
   const dir = mkdtempSync(path.join(tmpdir(), 'xapid-xo-'))
-  const proc = spawn(xapid, ['--data-dir', dir, '--listen', '127.0.0.1:0'], {
-    env: { ...process.env, XAPID_ROOT_PASSWORD: PASSWORD },
+  const proc = spawn(xapid, ['--data-dir', dir, '--listen', listen], {
+    env: { ...process.env, XAPID_ROOT_PASSWORD: password },
     stdio: ['ignore', 'inherit', 'pipe'],
   })
   const tail = [] // the last lines of its log, shown if it dies
@@ -61,7 +62,7 @@ async function startDaemon(xapid) {
     readline.createInterface({ input: proc.stderr }).on('line', line => {
       tail.push(line)
       if (tail.length > 40) tail.shift()
-      const m = /xapid\.ready listen=127\.0\.0\.1:(\d+)/.exec(line)
+      const m = /xapid\.ready listen=[0-9.]+:(\d+)/.exec(line)
       if (m !== null) {
         clearTimeout(timer)
         resolve(Number(m[1]))
@@ -147,7 +148,7 @@ const isRef = v => typeof v === 'string' && v.startsWith('OpaqueRef:') && v !== 
 async function waitFor(what, predicate, timeout = 5e3) {
   const end = Date.now() + timeout
   for (;;) {
-    const value = predicate()
+    const value = await predicate() // a predicate may ask the daemon
     if (value) return value
     if (Date.now() > end) throw new Error(`${what}: not seen within ${timeout / 1e3} s`)
     await sleep(50)
@@ -602,6 +603,79 @@ async function eventsSection(url, password, transport, opts) {
   await plain.disconnect().catch(() => {})
 }
 
+// A pool of two hosts on 127.0.0.2 and .3 (the same ports for both, as deploy/pool-up runs
+// them): the client is given the member's address, and must end up on the master, as xo-server
+// does with a pool's slave (HOST_IS_SLAVE, followed); its calls then reach the member's VMs
+// through the master.
+async function freeOn(address, port) {
+  return new Promise(resolve => {
+    const server = net.createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, address, () => server.close(() => resolve(true)))
+  })
+}
+
+async function freePortTriple(addresses) {
+  for (let attempt = 0; attempt < 200; ++attempt) {
+    const port = 20000 + Math.floor(Math.random() * 30000)
+    let free = true
+    for (const a of addresses) for (const p of [port, port + 1, port + 2]) free = free && (await freeOn(a, p))
+    if (free) return port
+  }
+  throw new Error('no port P with P, P+1 and P+2 free on ' + addresses.join(' and '))
+}
+
+async function poolSection(xapid, opts) {
+  section('pool: the client given a member')
+  const port = await freePortTriple(['127.0.0.2', '127.0.0.3'])
+  const master = await startDaemon(xapid, `127.0.0.2:${port}`)
+  const member = await startDaemon(xapid, `127.0.0.3:${port}`, 'the-members-own-secret')
+  const memberUrl = `http://127.0.0.3:${port}`
+  try {
+    const joined = await check(
+      'the second host joins the first (pool.join through the client) and restarts as its member',
+      async () => {
+        const { xapi } = makeClient(memberUrl, 'the-members-own-secret', 'json-rpc', false, opts, 'joiner')
+        await xapi.connect()
+        await xapi.call('pool.join', '127.0.0.2', 'root', PASSWORD).finally(() => xapi.disconnect().catch(() => {}))
+        const { xapi: onMaster } = makeClient(`http://127.0.0.2:${port}`, PASSWORD, 'json-rpc', false, opts, 'master')
+        await onMaster.connect()
+        try {
+          await waitFor('two hosts in the pool', async () => (await onMaster.call('host.get_all')).length === 2, 60e3)
+        } finally {
+          await onMaster.disconnect().catch(() => {})
+        }
+        // the member serves again once it logs xapid.ready a second time
+        await waitFor('the member ready again', () => member.tail.filter(l => l.includes('xapid.ready')).length >= 2, 60e3)
+      },
+      { timeout: 150e3 }
+    )
+    if (!joined) return
+    for (const transport of TRANSPORTS) {
+      await check(`${transport}: connect to the member → HOST_IS_SLAVE followed → connected to the master`, async () => {
+        const { xapi, log } = makeClient(memberUrl, PASSWORD, transport, false, opts, `member/${transport}`)
+        try {
+          await xapi.connect()
+          assert(xapi.status === 'connected', `status ${xapi.status}`)
+          // where its calls go now: the client's own URL (xen-api keeps it in _url)
+          assert(xapi._url.hostname === '127.0.0.2', `the client is connected to ${xapi._url.hostname}, not the master`)
+          const address = await xapi.call('host.get_address', xapi.pool.master)
+          assert(address === '127.0.0.2', `the pool's master is at ${address}`)
+          const hosts = await xapi.call('host.get_all_records')
+          const memberRef = Object.keys(hosts).find(ref => hosts[ref].address === '127.0.0.3')
+          assert(isRef(memberRef), 'the member is not among the hosts')
+          return `RPCs: ${methodsOf(log).join(', ')}`
+        } finally {
+          await xapi.disconnect().catch(() => {})
+        }
+      })
+    }
+  } finally {
+    await stopDaemon(member)
+    await stopDaemon(master)
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
@@ -635,6 +709,13 @@ async function main() {
         await eventsSection(url, password, transport, opts)
       } catch (error) {
         fail('events section', describe(error))
+      }
+    }
+    if (opts.xapid !== undefined) {
+      try {
+        await poolSection(opts.xapid, opts)
+      } catch (error) {
+        fail('pool section', describe(error))
       }
     }
   } finally {
