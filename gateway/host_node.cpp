@@ -256,8 +256,13 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
         else pool::to_proto(domid.error(), *r.mutable_error());
         break;
       case peer::MigrateRequest::FINISH:
-        if (auto st = p.vms->finish_receive(q.vm(), static_cast<int>(q.domid()), q.paused()); !st)
+        if (auto st = p.vms->finish_receive(q.vm(), static_cast<int>(q.domid()), q.paused()); !st) {
           pool::to_proto(st.error(), *r.mutable_error());
+        } else if (!q.archive().empty()) {
+          const api::vm* v = p.db->snapshot()->template get<api::vm>(q.vm());
+          if (auto kept = p.collector->import_archive(v ? v->uuid : std::string(), q.archive()); !kept)
+            spdlog::warn("metrics.archive.not_taken vm={} reason=\"{}\"", q.vm(), kept.error());
+        }
         break;
       default: p.vms->abort_receive(q.vm(), static_cast<int>(q.domid()));
     }
@@ -515,12 +520,14 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
       if (!r) return fail(r.error());
       return static_cast<int>(r->domid());
     };
-    peer.finish = [step](const std::string& vm, int domid, bool paused) -> api::status {
+    peer.finish = [&p, step](const std::string& vm, int domid, bool paused) -> api::status {
       peer::MigrateRequest q;
       q.set_step(peer::MigrateRequest::FINISH);
       q.set_vm(vm);
       q.set_domid(domid);
       q.set_paused(paused);
+      if (const api::vm* v = p.db->snapshot()->get<api::vm>(vm))  // its performance data goes with it
+        if (auto archive = p.collector->export_archive(v->uuid)) q.set_archive(std::move(*archive));
       if (auto r = step(std::move(q)); !r) return fail(r.error());
       return ok_v;
     };

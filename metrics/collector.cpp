@@ -179,6 +179,24 @@ void collector::collect() {
   ++samples_;
 }
 
+std::optional<std::string> collector::export_archive(const std::string& uuid) {
+  std::lock_guard lock(mu_);
+  auto it = vms_.find(uuid);
+  if (it == vms_.end()) return std::nullopt;
+  std::string dump;
+  it->second.dump_xml(dump, true);
+  return dump;
+}
+
+result<void, std::string> collector::import_archive(const std::string& uuid, std::string_view dump) {
+  if (uuid.empty() || uuid.size() > 64 || uuid.find('/') != std::string::npos) return fail("not a VM's uuid: " + uuid);
+  auto archive = rrd::from_xml(dump);
+  if (!archive) return fail(archive.error());
+  std::lock_guard lock(mu_);
+  rrd& kept = vms_.insert_or_assign(uuid, std::move(archive).value()).first->second;
+  return save_locked(uuid, kept);
+}
+
 result<void, std::string> collector::save_locked(const std::string& uuid, const rrd& r) {
   std::string text;
   r.dump_xml(text, true);

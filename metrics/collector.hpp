@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -52,6 +53,11 @@ class collector {
                 const std::function<void(const std::vector<std::pair<std::string, const rrd*>>&)>& f);
   // forget_data_source_archives; false when there is no such source.
   bool forget(const std::string& uuid, const std::string& name);
+  // A VM's archive moves with it when it migrates (as xapi's rrdd pushes it): its dump from the
+  // host it leaves (none when it has none), taken up by the host it comes to, which keeps it
+  // (in memory and in `dir`) in place of any it had.
+  std::optional<std::string> export_archive(const std::string& uuid);
+  result<void, std::string> import_archive(const std::string& uuid, std::string_view dump);
 
   const std::string& host_uuid() const noexcept { return host_uuid_; }
   std::uint64_t samples() const noexcept { return samples_; }

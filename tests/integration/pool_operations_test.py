@@ -166,6 +166,11 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
     def test_6_a_vm_migrates_around_the_pool_running_while_a_client_reads_it(self):
         vm = self.new_vm("travels")
         self.call(0, "VM.start_on", vm, self.host_refs[0], False, False)
+        # Its performance data moves with it: sampled on its first host (every 5 s), readable on
+        # the next at once, before that host has sampled it.
+        self.eventually(lambda: self.call(1, "VM.query_data_source", vm, "memory"), limit=15)
+        self.call(2, "VM.pool_migrate", vm, self.host_refs[1], {})
+        self.assertEqual(self.call(0, "VM.query_data_source", vm, "memory"), float(GIB))
         seen, stop = [], threading.Event()
 
         def reader():
@@ -177,7 +182,7 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
         watcher = threading.Thread(target=reader)
         watcher.start()
         try:
-            for step, target in enumerate([1, 2, 0, 2]):
+            for step, target in enumerate([2, 0, 2, 1]):
                 before = [self.free_memory(i) for i in range(3)]
                 source = self.host_refs.index(self.call(0, "VM.get_resident_on", vm))
                 self.call((step + 1) % 3, "VM.pool_migrate", vm, self.host_refs[target], {})
@@ -192,14 +197,14 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
         self.assertTrue(seen)
         self.assertEqual({state for state, _ in seen}, {"Running"})
         self.assertTrue({host for _, host in seen} <= set(self.host_refs))
-        # Bad destinations: where it is, a disabled host.
-        self.assertEqual(self.fails(1, "VM.pool_migrate", vm, self.host_refs[2], {})[:4],
-                         ["VM_MIGRATE_FAILED", vm, self.host_refs[2], self.host_refs[2]])
-        self.call(0, "host.disable", self.host_refs[1])
+        # Bad destinations: where it is (host 1, the last move's), a disabled host.
+        self.assertEqual(self.fails(2, "VM.pool_migrate", vm, self.host_refs[1], {})[:4],
+                         ["VM_MIGRATE_FAILED", vm, self.host_refs[1], self.host_refs[1]])
+        self.call(0, "host.disable", self.host_refs[2])
         try:
-            self.assertEqual(self.fails(0, "VM.pool_migrate", vm, self.host_refs[1], {}), ["HOST_DISABLED", self.host_refs[1]])
+            self.assertEqual(self.fails(0, "VM.pool_migrate", vm, self.host_refs[2], {}), ["HOST_DISABLED", self.host_refs[2]])
         finally:
-            self.call(0, "host.enable", self.host_refs[1])
+            self.call(0, "host.enable", self.host_refs[2])
         # A paused VM does not migrate (as xapi's: running only); an Async migration does.
         self.call(0, "VM.pause", vm)
         self.assertEqual(self.fails(1, "VM.pool_migrate", vm, self.host_refs[0], {}),
