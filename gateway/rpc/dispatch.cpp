@@ -198,10 +198,22 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
   if (!fresh_.needed || !fresh_.needed()) return dispatch_fresh(std::move(c), std::move(ctx), std::move(done));
   // The whole call waits, its session's check included (a session made through another host a
   // moment ago), then goes to the call pool: the fence's thread only hands it on.
+  // Its lane is its caller's when its session already checks here (root keeps its priority);
+  // else its client address's. The call itself is checked again once fresh.
+  call_context lane = ctx;
+  std::string_view name = c.method;
+  if (name.starts_with(async_prefix)) name.remove_prefix(async_prefix.size());
+  const api::method_desc* m = api::find_method(name);
+  const std::string* session = c.params.empty() ? nullptr : c.params[0].as_string();
+  if (m && m->takes_session && session && check_session_)
+    if (auto who = check_session_(*session)) {
+      lane.session = *session;
+      lane.who = std::move(who).value();
+    }
   auto call = std::make_shared<std::tuple<wire::call, call_context, std::function<void(wire::response, call_context)>>>(
       std::move(c), std::move(ctx), std::move(done));
-  fresh_.wait([this, call] {
-    if (!submit(std::get<1>(*call), [this, call] {
+  fresh_.wait([this, call, lane = std::move(lane)] {
+    if (!submit(lane, [this, call] {
           auto& [c, ctx, done] = *call;
           dispatch_fresh(std::move(c), std::move(ctx), std::move(done));
         }))
