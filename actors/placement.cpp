@@ -5,6 +5,12 @@
 #include <algorithm>
 
 namespace xapid::actors {
+
+std::string resident_host(const storage::state& s, const std::string& vm) {
+  const api::vm* v = s.get<api::vm>(vm);
+  return v && s.get<api::host>(v->resident_on.opaque) ? v->resident_on.opaque : std::string();
+}
+
 namespace {
 
 std::string master(const storage::state& s) {
@@ -13,9 +19,8 @@ std::string master(const storage::state& s) {
 }
 
 std::string vm_host(const storage::state& s, const std::string& vm) {
-  const api::vm* v = s.get<api::vm>(vm);
-  if (v && s.get<api::host>(v->resident_on.opaque)) return v->resident_on.opaque;
-  return master(s);
+  std::string h = resident_host(s, vm);
+  return h.empty() ? master(s) : h;
 }
 
 std::string sr_host(const storage::state& s, const std::string& sr) {

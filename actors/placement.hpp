@@ -17,6 +17,8 @@
 namespace xapid::actors {
 
 std::string operations_host(const storage::state& s, std::size_t cls, const std::string& ref);
+// The host of the pool a VM is resident on ("" for none).
+std::string resident_host(const storage::state& s, const std::string& vm);
 
 // Where a VM may run, as the pool database says (xapi's assert_can_boot_here), for any host of
 // the pool, from any host: the VM is not a template; the host is enabled and live; each of the

@@ -109,12 +109,6 @@ std::string task_host(const storage::state& s, const std::string& task) {
   return {};
 }
 
-// The host of a VM that has one (running, paused, or suspended on it: resident_on).
-std::string resident_host(const storage::state& s, const std::string& vm) {
-  const api::vm* v = s.get<api::vm>(vm);
-  return v && s.get<api::host>(v->resident_on.opaque) ? v->resident_on.opaque : std::string();
-}
-
 std::string host_for(const storage::state& s, const rule& r, std::span<const wire::value> params) {
   const auto& sch = schema::get();
   switch (r.how) {
@@ -130,14 +124,14 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
     case route::placement: {
       const std::string* vm = ref_param(params, 0);
       if (!vm || !s.get<api::vm>(*vm)) return {};
-      if (auto h = resident_host(s, *vm); !h.empty()) return h;  // its power state answers
+      if (auto h = actors::resident_host(s, *vm); !h.empty()) return h;  // its power state answers
       auto chosen = actors::choose_host(s, *vm);
       return chosen ? *chosen : std::string();  // none can: the host called answers why
     }
     case route::vm_storage: {
       const std::string* vm = ref_param(params, 0);
       if (!vm || !s.get<api::vm>(*vm)) return {};
-      if (auto h = resident_host(s, *vm); !h.empty()) return h;
+      if (auto h = actors::resident_host(s, *vm); !h.empty()) return h;
       return storage_host(s, *vm);
     }
     case route::pbd_host: {
@@ -149,7 +143,7 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
       const std::string* snapshot = ref_param(params, 0);
       const api::vm* v = snapshot ? s.get<api::vm>(*snapshot) : nullptr;
       if (!v) return {};
-      if (auto h = resident_host(s, v->snapshot_of.opaque); !h.empty()) return h;
+      if (auto h = actors::resident_host(s, v->snapshot_of.opaque); !h.empty()) return h;
       return storage_host(s, *snapshot);
     }
     case route::task_operation: {
