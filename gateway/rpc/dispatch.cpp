@@ -26,6 +26,10 @@ bool dispatcher::add(std::string_view wire_name, handler h, std::size_t min_para
   if (!m) return false;
   entry& e = handlers_[m->wire_name];
   std::vector<precondition> guards = std::move(e.guards);  // a handler registered again keeps its rules
+  if (auto waiting = waiting_guards_.find(m->wire_name); waiting != waiting_guards_.end()) {
+    for (auto& g : waiting->second) guards.push_back(std::move(g));
+    waiting_guards_.erase(waiting);
+  }
   e = entry{m, std::move(h), std::min(min_params, m->params.size()), false, {}, std::move(guards)};
   return true;
 }
@@ -40,8 +44,8 @@ bool dispatcher::guard(std::string_view wire_name, precondition check) {
   const api::method_desc* m = api::find_method(wire_name);
   if (!m) return false;
   auto it = handlers_.find(m->wire_name);
-  if (it == handlers_.end()) return false;
-  it->second.guards.push_back(std::move(check));
+  if (it == handlers_.end()) waiting_guards_[m->wire_name].push_back(std::move(check));
+  else it->second.guards.push_back(std::move(check));
   return true;
 }
 

@@ -68,8 +68,8 @@ class dispatcher {
   // Puts `check` before the handler registered for `wire_name` (a class's rule on a generic
   // implicit RPC: who may change a task, when a host may be destroyed); the handler runs only
   // when the check passes — the handler registered now, and any registered later in its place
-  // (a rule is never lost to a handler of more behaviour). False if nothing is registered
-  // under that name.
+  // (a rule is never lost to a handler of more behaviour), or registered for the first time
+  // later (registration's order is no part of the rules). False for a name the API has not.
   using precondition = std::function<api::status(call_context&, const wire::array& params)>;
   bool guard(std::string_view wire_name, precondition check);
   // How sessions are checked; until set, every call that needs a session is SESSION_INVALID.
@@ -144,6 +144,7 @@ class dispatcher {
                   std::function<void(wire::response, call_context)> reply) const;
 
   std::unordered_map<std::string_view, entry> handlers_;  // keys point into the catalog
+  std::unordered_map<std::string_view, std::vector<precondition>> waiting_guards_;  // for methods not registered yet
   session_check check_session_;
   task_hooks tasks_;
   freshness fresh_;
