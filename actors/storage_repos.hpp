@@ -86,14 +86,17 @@ class storage_repos {
   enum class copy_kind { clone, snapshot, copy };
   ref_result add_vdi_copy(storage::transaction& t, const storage::state& s, const std::string& from, copy_kind kind,
                           const std::string& sr, std::vector<std::string>& made);
+  // An empty disk: qcow2, or `raw` (sm_config type=raw, as xapi's: every byte where it seems —
+  // HA's statefile, read and written in place by every host).
   ref_result add_new_vdi(storage::transaction& t, const storage::state& s, const std::string& sr, std::int64_t size,
                          const std::string& name_label, api::vdi_type type, api::map<std::string, std::string> other_config,
-                         std::vector<std::string>& made);
+                         std::vector<std::string>& made, bool raw = false);
   // A new VDI of `fields` whose image `make` writes at the path it is given (an empty disk, a
   // disk an import received): the image is named after the VDI, which gets the image's sizes.
   using image_maker = std::function<sm::tool_result<void>(const std::string& path)>;
   ref_result add_vdi_from_image(storage::transaction& t, const storage::state& s, const std::string& sr,
-                                api::vdi fields, const image_maker& make, std::vector<std::string>& made);
+                                api::vdi fields, const image_maker& make, std::vector<std::string>& made,
+                                std::string_view extension = ".qcow2");
   // Drops images made for a transaction that did not commit, and tidies their SRs' chains.
   void drop(const std::vector<std::string>& made);
   // The images of a transaction that committed are the records' now: their pending markers go.

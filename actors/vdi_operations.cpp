@@ -20,7 +20,7 @@ storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, co
                                                      const std::string& sr, std::int64_t size,
                                                      const std::string& name_label, api::vdi_type type,
                                                      api::map<std::string, std::string> other_config,
-                                                     std::vector<std::string>& made) {
+                                                     std::vector<std::string>& made, bool raw) {
   if (size < 0) return fail(api::errors::INVALID_VALUE("virtual_size", std::to_string(size)));
   api::vdi fields;
   fields.name_label = name_label;
@@ -29,13 +29,14 @@ storage_repos::ref_result storage_repos::add_new_vdi(storage::transaction& t, co
   return add_vdi_from_image(t, s, sr, std::move(fields), [&](const std::string& path) {
     auto lock = impl_->lock_of(sr);
     std::lock_guard guard(*lock);
-    return sm::create_qcow2(path, size);
-  }, made);
+    return raw ? sm::create_raw(path, size) : sm::create_qcow2(path, size);
+  }, made, raw ? ".raw" : ".qcow2");
 }
 
 storage_repos::ref_result storage_repos::add_vdi_from_image(storage::transaction& t, const storage::state& s,
                                                             const std::string& sr, api::vdi fields,
-                                                            const image_maker& make, std::vector<std::string>& made) {
+                                                            const image_maker& make, std::vector<std::string>& made,
+                                                            std::string_view extension) {
   auto& d = *impl_;
   const api::sr* rec = s.get<api::sr>(sr);
   if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
@@ -45,7 +46,7 @@ storage_repos::ref_result storage_repos::add_vdi_from_image(storage::transaction
   if (!dir) return fail(dir.error());
   const std::string uuid = d.db.ids().uuid();
   sm::image_dir images(*dir);
-  const std::string location = sm::image_dir::location_of(uuid);
+  const std::string location = sm::image_dir::location_of(uuid, extension);
   sm::mark_pending(images.path_of(location));  // until the caller's commit: see keep()
   made.push_back(images.path_of(location));
   if (auto r = make(images.path_of(location)); !r) return fail(backend_failure(r.error()));
@@ -172,7 +173,9 @@ storage_repos::ref_result storage_repos::vdi_create(const std::string& sr, const
     auto s = d->db.snapshot();
     auto t = d->db.begin();
     std::vector<std::string> made;
-    auto ref = self->add_new_vdi(t, *s, sr, virtual_size, name_label, type, std::move(other_config), made);
+    auto raw = sm_config.find("type");
+    auto ref = self->add_new_vdi(t, *s, sr, virtual_size, name_label, type, std::move(other_config), made,
+                                 raw != sm_config.end() && raw->second == "raw");
     if (!ref) {
       self->drop(made);
       return fail(ref.error());

@@ -98,6 +98,9 @@ void vm_lifecycle::impl::record_live(storage::transaction& t, const storage::sta
   after.scheduled_to_be_resident_on.opaque = null_ref<api::host>();
   after.suspend_VDI.opaque = null_ref<api::vdi>();
   after.memory_target = before.memory_dynamic_max;
+  // A protected VM that starts (or resumes) is one HA keeps running from now on (xapi).
+  if (before.power_state == ps::Halted || before.power_state == ps::Suspended)
+    after.ha_always_run = before.ha_restart_priority == "restart";
   api::vm_metrics m;
   const api::vm_metrics* old = s.get<api::vm_metrics>(before.metrics.opaque);
   if (old) m = *old;
@@ -139,8 +142,9 @@ void vm_lifecycle::impl::record_live(storage::transaction& t, const storage::sta
 }
 
 void vm_lifecycle::impl::record_stopped(storage::transaction& t, const storage::state& s, const std::string& ref,
-                                        const api::vm& before, ps power, const std::string& suspend_vdi) {
+                                        const api::vm& before, ps power, const std::string& suspend_vdi, bool by_user) {
   api::vm after = before;
+  if (by_user) after.ha_always_run = false;
   after.power_state = power;
   after.domid = -1;
   after.resident_on.opaque = null_ref<api::host>();
@@ -277,12 +281,12 @@ api::api_result<wire::value> vm_lifecycle::impl::record_boot(const std::string& 
   return r;
 }
 
-api::api_result<wire::value> vm_lifecycle::impl::record_halted(const std::string& ref) {
+api::api_result<wire::value> vm_lifecycle::impl::record_halted(const std::string& ref, bool by_user) {
   auto s = db.snapshot();
   const api::vm* vm = s->get<api::vm>(ref);
   if (!vm) return fail(api::errors::HANDLE_INVALID("VM", ref));
   auto t = db.begin();
-  record_stopped(t, *s, ref, *vm, ps::Halted);
+  record_stopped(t, *s, ref, *vm, ps::Halted, {}, by_user);
   record_host_memory(t, *s);
   return commit(std::move(t));
 }

@@ -116,9 +116,11 @@ struct vm_lifecycle::impl {
   // (`on`: another host of the pool the VM has moved to, live migration's record.)
   void record_live(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
                    int domid, api::vm_power_state power, bool fresh_boot, const std::string& on = {});
-  // The VM halted (or suspended): no domain, nowhere resident, devices detached.
+  // The VM halted (or suspended): no domain, nowhere resident, devices detached. `by_user`: a
+  // shutdown or suspend asked for, after which HA no longer keeps the VM running
+  // (ha_always_run), unlike a guest that stopped or a host that died.
   void record_stopped(storage::transaction& t, const storage::state& s, const std::string& ref, const api::vm& before,
-                      api::vm_power_state power, const std::string& suspend_vdi = {});
+                      api::vm_power_state power, const std::string& suspend_vdi = {}, bool by_user = false);
   void set_devices_attached(storage::transaction& t, const storage::state& s, const std::string& vm, bool attached);
   void record_host_memory(storage::transaction& t, const storage::state& s);
   api::api_result<wire::value> commit(storage::transaction t);
@@ -137,7 +139,7 @@ struct vm_lifecycle::impl {
   api::status check_vm_can_run(const std::string& ref, const api::vm& vm) const;
   // Records a booted domain; destroys it again if the record cannot be made.
   api::api_result<wire::value> record_boot(const std::string& ref, int domid, bool paused, bool fresh_boot);
-  api::api_result<wire::value> record_halted(const std::string& ref);
+  api::api_result<wire::value> record_halted(const std::string& ref, bool by_user = false);
   // A suspended VM halts by forgetting its saved state.
   api::api_result<wire::value> drop_suspended(const std::string& ref);
   // The suspend image a VM's memory goes to: a VDI record (not yet created) and its path, on the

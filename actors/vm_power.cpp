@@ -51,7 +51,7 @@ api::api_result<wire::value> vm_lifecycle::impl::stop_work(const std::string& re
   }
   if (auto r = hv.destroy(domid); !r && r.error().what != xen::backend_error::kind::no_such_domain)
     return fail(from_backend(r.error()));
-  return record_halted(ref);
+  return record_halted(ref, true);
 }
 
 api::api_result<wire::value> vm_lifecycle::impl::reboot_work(const std::string& ref, bool clean,
@@ -162,7 +162,7 @@ vm_lifecycle::result_void vm_lifecycle::suspend(const std::string& vm, const std
     const api::vm* now_vm = s2->get<api::vm>(vm);
     auto t = d->db.begin();
     std::string vdi_ref = t.create(image);
-    d->record_stopped(t, *s2, vm, *now_vm, ps::Suspended, vdi_ref);
+    d->record_stopped(t, *s2, vm, *now_vm, ps::Suspended, vdi_ref, true);
     d->record_host_memory(t, *s2);
     auto r = d->commit(std::move(t));
     if (r) d->repos.keep({path});

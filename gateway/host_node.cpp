@@ -23,6 +23,10 @@
 #include "pool/emergency.hpp"
 #include "pool/join.hpp"
 #include "pool/liveness.hpp"
+#include "ha/failover.hpp"
+#include "ha/ha_monitor.hpp"
+#include "gateway/api/ha_rpcs.hpp"
+#include "actors/placement.hpp"
 #include "pool/read_fence.hpp"
 #include "pool/master_duties.hpp"
 #include "pool/membership.hpp"
@@ -137,6 +141,14 @@ struct host_node::parts {
   std::optional<actors::vm_lifecycle> vms;
   std::optional<metrics::collector> collector;
   std::optional<actors::host_operations> host_ops;
+  // HA: this host's lease and judgement, and the master's failover (ha/); the peer service's
+  // Pings are heartbeats once the monitor is made.
+  std::optional<ha::ha_monitor> ha;
+  std::atomic<ha::ha_monitor*> ha_for_peers{nullptr};
+  std::optional<ha::failover> ha_failover;
+  std::optional<ha_context> ha_ctx;
+  std::mutex ha_session_mu;
+  std::string ha_session;  // the master's root session for the starts it sends to other hosts
   std::function<void(bool)> power_off;
   std::optional<host_context> host_ctx;
   std::optional<event_rpcs> events;
@@ -182,6 +194,74 @@ const auto emergency_side = [](auto& p) {
   return e;
 };
 
+void destroy_guest_domains(xen::backend& hv) {
+  for (const auto& d : hv.list())
+    if (d.domid != 0) (void)hv.destroy(d.domid);
+}
+
+// HA's parts on this host (ha/): the monitor (armed while the pool's HA is on) and the failover
+// it drives on the master. Fencing destroys the guests' domains and ends the daemon at once,
+// without a word to the pool (on real hardware the watchdog reboots the host; ha/README.md).
+const auto start_ha = [](auto& p) {
+  ha::host_side side;
+  side.db = p.db.get();
+  side.host_ref = p.host;
+  side.data_dir = p.opt.data_dir;
+  side.peers = &*p.peers;
+  side.statefile_path = [&p](const storage::state& s, const std::string& vdi) { return p.repos->vdi_path(s, vdi); };
+  side.leads = [&p] {
+    const auto st = p.pool_log->status();
+    return st.ready && st.state == storage::raft_status::role_state::leader;
+  };
+  side.fence = [&p](const std::string& why) {
+    destroy_guest_domains(*p.hypervisor);
+    spdlog::critical("ha.fenced exit={} reason=\"{}\"", ha::fenced_exit_code, why);
+    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+    std::_Exit(ha::fenced_exit_code);
+  };
+  p.ha.emplace(std::move(side));
+  p.ha_for_peers = &*p.ha;
+  ha::failover_side f;
+  f.db = p.db.get();
+  f.monitor = &*p.ha;
+  f.reset = [&p](const std::string& vm) -> api::status {
+    if (auto r = p.vms->power_state_reset(vm, p.db->ids().opaque_ref()); !r) return fail(std::move(r).error());
+    return {};
+  };
+  // Where placement chooses; on another host through the call it would get from a client, with
+  // a root session of the master's own.
+  f.start = [&p](const std::string& vm) -> api::status {
+    auto host = actors::choose_host(*p.db->snapshot(), vm);
+    if (!host) return fail(std::move(host).error());
+    if (*host == p.host) {
+      if (auto r = p.vms->start_on(vm, p.host, false, true, p.db->ids().opaque_ref()); !r) return fail(std::move(r).error());
+      return {};
+    }
+    std::string session;
+    {
+      std::lock_guard lock(p.ha_session_mu);
+      if (p.ha_session.empty() || !p.sessions->validate(p.ha_session)) {
+        auto made = p.sessions->create_root_session("xapid-ha");
+        if (!made) return fail(std::move(made).error());
+        p.ha_session = *made;
+      }
+      session = p.ha_session;
+    }
+    call_context ctx;
+    ctx.session = session;
+    ctx.client = "ha";
+    auto r = p.rpcs.carry_out_on(*host, wire::call{"VM.start_on", {wire::value(session), wire::value(vm), wire::value(*host),
+                                                                   wire::value(false), wire::value(true)}},
+                                 ctx);
+    if (!r.success) return fail(api::error_from_description(r.error_description, api::errors::CANNOT_CONTACT_HOST(*host)));
+    return {};
+  };
+  f.alert = [&p](const std::string& name, std::int64_t priority, api::cls cls, const std::string& uuid, const std::string& body) {
+    p.messages->raise({name, priority, cls, uuid, body});
+  };
+  p.ha_failover.emplace(std::move(f));
+};
+
 // The service the pool's other hosts call (Join, Propose, Ping), on --peer-listen. (Generic
 // lambdas, so that they take host_node's private parts.)
 const auto start_peer_service = [](auto& p) -> result<void, std::string> {
@@ -189,6 +269,10 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   ctx.db = p.db.get();
   ctx.log = p.pool_log.get();
   ctx.host_uuid = [dir = p.opt.data_dir] { return actors::installation_uuid(dir); };
+  ctx.ha_heartbeat = [&p](const std::string& host_uuid) {
+    ha::ha_monitor* m = p.ha_for_peers.load();
+    return m ? m->heartbeat_from(host_uuid) : std::vector<std::pair<std::string, std::uint32_t>>{};
+  };
   ctx.operations_in_flight = [&p] {
     actors::host_actors* a = p.actors_for_peers.load();
     return a ? a->operations_in_flight() : std::vector<std::string>{};
@@ -540,6 +624,13 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     };
     return peer;
   });
+  // A daemon that stopped while armed for HA is a host its watchdog rebooted: its guests are
+  // gone (the pool may have started them elsewhere since).
+  if (ha::ha_monitor::was_armed(opt.data_dir)) {
+    spdlog::warn("ha.restarted_while_armed: its guests' domains are destroyed, as the watchdog's reboot would");
+    destroy_guest_domains(*p.hypervisor);
+    ha::ha_monitor::clear_armed_mark(opt.data_dir);
+  }
   if (auto st = p.vms->reconcile(); !st)
     return fail("reconciling VMs with the hypervisor: " + st.error().description().at(0));
   register_object_rules(p.rpcs, db, *p.repos, p.host);
@@ -575,6 +666,8 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.pool_ctx->master = pool::master_side{&db, p.pool_log.get(), nullptr, &*p.peers, p.host};
   p.pool_ctx->emergency = emergency_side(p);
   register_pool_rpcs(p.rpcs, *p.pool_ctx);
+  p.ha_ctx.emplace(ha_context{db, *p.repos, p.host});
+  register_ha_rpcs(p.rpcs, *p.ha_ctx);
   register_role_rpcs(p.rpcs, db);
   register_external_auth_rpcs(p.rpcs, db);
   p.events.emplace(db, p.clock, p.rpcs, [s = &*p.sessions](const std::string& ref) { return s->validate(ref); });
@@ -686,6 +779,7 @@ result<void, std::string> host_node::start_serving(int threads) {
                        [&p](const storage::state& seen, const std::set<std::string>& claimed) {
                          p.actors->forget_orphaned_operations(seen, claimed);
                        });
+    start_ha(p);
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
       return fail("publishing this host's place in the pool: " + st.error().description().at(0));
@@ -808,6 +902,19 @@ void host_node::wait() {
   if (p.events) p.events->stop();
   p.peer_service.reset();  // no more calls from the other hosts
   p.liveness.reset();      // nor sweeps of the operations, before the actors go
+  p.ha_failover.reset();
+  p.ha_for_peers = nullptr;
+  if (p.ha) {
+    // A host that stops while armed stops renewing its lease: the pool will take it for dead and
+    // start its protected VMs elsewhere, so its guests go now (the armed mark stays: a host
+    // stopped so is one that went down).
+    const bool armed = p.ha->view().armed;
+    p.ha.reset();
+    if (armed && p.hypervisor) {
+      spdlog::warn("ha.stopped_while_armed: its guests' domains are destroyed");
+      destroy_guest_domains(*p.hypervisor);
+    }
+  }
   p.fence.reset();         // the calls it holds go on (to a call pool that refuses them)
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();

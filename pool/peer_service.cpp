@@ -30,20 +30,31 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
   }
 
   // A caller that is a member of the pool, or why not.
-  grpc::Status member_only(const grpc::CallbackServerContext& c) {
+  grpc::Status member_only(const grpc::CallbackServerContext& c, std::string* host_uuid = nullptr) {
     const std::string fp = ctx.caller_fingerprint ? ctx.caller_fingerprint(c) : std::string();
-    if (!fp.empty() && member_by_fingerprint(*ctx.db->snapshot(), fp)) return grpc::Status::OK;
+    if (!fp.empty())
+      if (auto m = member_by_fingerprint(*ctx.db->snapshot(), fp)) {
+        if (host_uuid) *host_uuid = m->host_uuid;
+        return grpc::Status::OK;
+      }
     spdlog::warn("pool.peer.refused peer={} reason=\"not a member of this pool\"", c.peer());
     return {grpc::StatusCode::PERMISSION_DENIED, "not a member of this pool"};
   }
 
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest*, peer::PingReply* reply) override {
     auto* reactor = c->DefaultReactor();
-    if (auto st = member_only(*c); !st.ok()) {
+    std::string caller;
+    if (auto st = member_only(*c, &caller); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
+    if (ctx.ha_heartbeat)
+      for (auto& [host, age] : ctx.ha_heartbeat(caller)) {
+        auto* heard = reply->add_ha_heard();
+        heard->set_host_uuid(std::move(host));
+        heard->set_age_ms(age);
+      }
     const auto status = ctx.log->status();
     reply->set_master(status.state == storage::raft_status::role_state::leader);
     // The database's own, set before any write of the entry is acknowledged (the published

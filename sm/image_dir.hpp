@@ -20,7 +20,9 @@ class image_dir {
   const std::string& path() const noexcept { return dir_; }
   std::string path_of(const std::string& location) const { return dir_ + "/" + location; }
   // Where VDI `uuid`'s own image is (create, clone and copy_to name it so).
-  static std::string location_of(const std::string& uuid) { return uuid + ".qcow2"; }
+  static std::string location_of(const std::string& uuid, std::string_view extension = ".qcow2") {
+    return uuid + std::string(extension);
+  }
 
   // A new empty image of `size` bytes for VDI `uuid`; answers its location.
   tool_result<std::string> create(const std::string& uuid, std::int64_t size) const;

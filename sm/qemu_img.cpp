@@ -105,6 +105,12 @@ tool_result<void> create_qcow2(const std::string& path, std::int64_t size, const
   return ok_v;
 }
 
+tool_result<void> create_raw(const std::string& path, std::int64_t size) {
+  auto r = run_tool({"qemu-img", "create", "-q", "-f", "raw", path, std::to_string(size)});
+  if (!r) return fail(r.error());
+  return ok_v;
+}
+
 tool_result<void> convert_to_qcow2(const std::string& from, const std::string& to) {
   auto r = run_tool({"qemu-img", "convert", "-q", "-U", "-O", "qcow2", from, to});
   if (!r) return fail(r.error());

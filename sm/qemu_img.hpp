@@ -32,6 +32,7 @@ struct image_info {
 tool_result<image_info> image_info_of(const std::string& path);
 // A qcow2 image of `size` bytes, or an overlay on `backing` (its size when size is 0).
 tool_result<void> create_qcow2(const std::string& path, std::int64_t size, const std::string& backing = {});
+tool_result<void> create_raw(const std::string& path, std::int64_t size);
 // A whole copy as qcow2 (the chain flattened): VDI.copy, export.
 tool_result<void> convert_to_qcow2(const std::string& from, const std::string& to);
 // Makes `path` an overlay on `new_backing` ("" flattens it), copying what the old chain held.

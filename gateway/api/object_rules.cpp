@@ -1,5 +1,6 @@
 #include "gateway/api/object_rules.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 
 #include <fstream>
@@ -115,6 +116,37 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
     for (const auto& vm : h->resident_VMs)
       if (const api::vm* v = s.get<api::vm>(vm.opaque); v && !v->is_control_domain)
         return fail(api::errors::HOST_HAS_RESIDENT_VMS(ref));
+    return ok_v;
+  }));
+
+  // HA's statefile, and the SR and PBDs it is reached through, stay while HA is on (xapi:
+  // HA_IS_ENABLED): without it every host would fence itself.
+  auto statefile_srs = [](const storage::state& s) {
+    std::vector<std::string> srs;
+    const api::pool* pool = s.first<api::pool>();
+    if (!pool || !pool->ha_enabled) return srs;
+    for (const auto& vdi : pool->ha_statefiles)
+      if (const api::vdi* v = s.get<api::vdi>(vdi)) srs.push_back(v->SR.opaque);
+    return srs;
+  };
+  for (const char* method : {"VDI.destroy", "VDI.forget"})
+    d.guard(method, snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
+      const api::pool* pool = s.first<api::pool>();
+      const std::string ref = ref_at(p, 0);
+      if (pool && pool->ha_enabled && std::count(pool->ha_statefiles.begin(), pool->ha_statefiles.end(), ref))
+        return fail(api::errors::HA_IS_ENABLED());
+      return ok_v;
+    }));
+  for (const char* method : {"SR.destroy", "SR.forget"})
+    d.guard(method, snapshot_guard([statefile_srs](const storage::state& s, call_context&, const wire::array& p) -> api::status {
+      const auto srs = statefile_srs(s);
+      if (std::count(srs.begin(), srs.end(), ref_at(p, 0))) return fail(api::errors::HA_IS_ENABLED());
+      return ok_v;
+    }));
+  d.guard("PBD.unplug", snapshot_guard([statefile_srs](const storage::state& s, call_context&, const wire::array& p) -> api::status {
+    const api::pbd* pbd = s.get<api::pbd>(ref_at(p, 0));
+    const auto srs = statefile_srs(s);
+    if (pbd && std::count(srs.begin(), srs.end(), pbd->SR.opaque)) return fail(api::errors::HA_IS_ENABLED());
     return ok_v;
   }));
 

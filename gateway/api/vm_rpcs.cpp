@@ -193,6 +193,9 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, 
       if (value != "restart" && value != "best-effort" && !value.empty())
         return fail(api::errors::INVALID_VALUE("ha_restart_priority", value));
       v.ha_restart_priority = value;
+      // A running VM made protected is kept running from now on, and no longer when unprotected.
+      if (v.power_state != api::vm_power_state::Halted && v.power_state != api::vm_power_state::Suspended)
+        v.ha_always_run = value == "restart";
       return {};
     });
   });

@@ -18,6 +18,7 @@ enum class route {
   vdi_record,  // the host of the SR that a VDI record (the first parameter) names
   task_operation,  // the host carrying out the operation whose key is the task (task.cancel)
   snapshot_parent,  // a snapshot's VM's host when it runs (revert stops it), else vm_storage's
+  master,      // the pool's master (pool.master)
 };
 
 struct rule {
@@ -65,6 +66,10 @@ const std::unordered_map<std::string_view, rule>& rules() {
     t["task.cancel"] = {route::task_operation};
     t["PBD.plug"] = {route::pbd_host};
     t["PBD.unplug"] = {route::pbd_host};
+    // HA's statefile is made and its header written by the master (its shared SR's operations
+    // are the master's).
+    t["pool.enable_ha"] = {route::master};
+    t["pool.disable_ha"] = {route::master};
     return t;
   }();
   return table;
@@ -133,6 +138,10 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
       if (!vm || !s.get<api::vm>(*vm)) return {};
       if (auto h = actors::resident_host(s, *vm); !h.empty()) return h;
       return storage_host(s, *vm);
+    }
+    case route::master: {
+      const api::pool* pool = s.first<api::pool>();
+      return pool && s.get<api::host>(pool->master.opaque) ? pool->master.opaque : std::string();
     }
     case route::pbd_host: {
       const std::string* pbd = ref_param(params, 0);

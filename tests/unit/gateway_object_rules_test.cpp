@@ -356,5 +356,33 @@ TEST_F(rules_test, a_rule_stays_when_its_rpc_is_registered_again) {
   EXPECT_EQ(ran, 1);
 }
 
+// PBD.unplug's handler comes with the SR RPCs, registered after the rules: a rule given before
+// its RPC's first handler holds all the same (HA's statefile SR stays plugged).
+TEST_F(rules_test, a_rule_given_before_its_rpc_is_registered_holds) {
+  api::vdi statefile;
+  statefile.SR.opaque = local_sr;
+  statefile.type = api::vdi_type::ha_statefile;
+  const std::string vdi = make(statefile);
+  {
+    auto s = db->snapshot();
+    api::pool p = *s->get<api::pool>(pool);
+    p.ha_enabled = true;
+    p.ha_statefiles = {vdi};
+    auto t = db->begin();
+    t.update(pool, *s->get<api::pool>(pool), p);
+    ASSERT_TRUE(db->commit(std::move(t)).ok());
+  }
+  const auto pbds = db->snapshot()->refs_where<api::pbd>("SR", local_sr);
+  ASSERT_FALSE(pbds.empty());
+  int ran = 0;
+  d.add("PBD.unplug", [&ran](call_context&, const wire::array&) -> api::api_result<wire::value> {
+    ++ran;
+    return wire::value("");
+  });
+  EXPECT_EQ(call("PBD.unplug", {wire::value(pbds.front())}), std::vector<std::string>{"HA_IS_ENABLED"});
+  EXPECT_EQ(call("VDI.destroy", {wire::value(vdi)}), std::vector<std::string>{"HA_IS_ENABLED"});
+  EXPECT_EQ(ran, 0);
+}
+
 }  // namespace
 }  // namespace xapid::gateway

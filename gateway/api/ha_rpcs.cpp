@@ -1,0 +1,200 @@
+#include "gateway/api/ha_rpcs.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+
+#include "common/clock.hpp"
+#include "gateway/rpc/typed_rpcs.hpp"
+#include "ha/liveness_judge.hpp"
+#include "ha/statefile.hpp"
+#include "sm/sr_driver.hpp"
+
+namespace xapid::gateway {
+namespace {
+
+namespace m = api::method;
+using storage::schema;
+
+// Header, master block and one block per host, as xapi's 4096 + 64 × 4096.
+std::mutex ha_switch;  // xapi's: enable and disable never overlap
+
+constexpr std::int64_t statefile_size = static_cast<std::int64_t>(ha::statefile_block) * (2 + ha::statefile_max_hosts);
+
+std::vector<std::string> host_refs(const storage::state& s) {
+  std::vector<std::string> out;
+  s.for_each(schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row&) {
+    out.push_back(ref);
+    return true;
+  });
+  return out;
+}
+
+// An SR that can hold the statefile: shared, of a driver whose SRs are shared and written, with
+// a plugged PBD on every host.
+api::status can_host_statefile(const storage::state& s, const std::string& sr) {
+  const api::sr* rec = s.get<api::sr>(sr);
+  if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
+  const sm::sr_driver* drv = sm::find_driver(rec->type);
+  if (!rec->shared || !drv || !drv->shared() || !drv->writable()) return fail(api::errors::HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED(sr));
+  for (const auto& host : host_refs(s)) {
+    bool plugged = false;
+    for (const auto& pbd : s.refs_where<api::pbd>("SR", sr)) {
+      const api::pbd* p = s.get<api::pbd>(pbd);
+      plugged = plugged || (p->host.opaque == host && p->currently_attached);
+    }
+    if (!plugged) return fail(api::errors::SR_HAS_NO_PBDS(sr));
+  }
+  return {};
+}
+
+// The statefile VDI of `sr`: one already there (type ha_statefile, large enough: xapi reuses
+// it), else a new raw one.
+api::api_result<std::string> statefile_vdi(ha_context& ctx, const storage::state& s, const std::string& sr) {
+  for (const auto& ref : s.refs_where<api::vdi>("SR", sr)) {
+    const api::vdi* v = s.get<api::vdi>(ref);
+    if (v->type == api::vdi_type::ha_statefile && v->virtual_size >= statefile_size) return ref;
+  }
+  return ctx.repos.vdi_create(sr, "Statefile for HA", "Used for storage heartbeating", statefile_size,
+                              api::vdi_type::ha_statefile, true, false, {}, {{"type", "raw"}}, "");
+}
+
+// Block 0 names the hosts' slots; every lease block is cleared, so that what a host writes
+// after this is seen as its renewal (a block from an earlier enablement proves nothing).
+api::status write_header(const std::string& path, const std::string& pool_uuid, const std::vector<std::string>& hosts) {
+  auto file = ha::open_statefile(path);
+  if (!file) return fail(api::errors::INTERNAL_ERROR(file.error()));
+  const std::string zeros(ha::statefile_block, '\0');
+  for (std::size_t b = ha::master_block; b < ha::host_block(hosts.size()); ++b)
+    if (auto w = (*file)->write(b, zeros); !w) return fail(api::errors::INTERNAL_ERROR(w.error()));
+  if (auto w = (*file)->write(0, ha::encode_header({pool_uuid, hosts})); !w) return fail(api::errors::INTERNAL_ERROR(w.error()));
+  return {};
+}
+
+// The pool's and every host's HA fields, in one transaction.
+api::status record(storage::database& db, const storage::state& s, bool enabled, const std::string& vdi,
+                   const api::map<std::string, std::string>* configuration) {
+  auto t = db.begin();
+  const api::pool* pool = s.first<api::pool>();
+  std::string pool_ref;
+  s.for_each(schema::get().class_of<api::pool>(), [&](const std::string& ref, const storage::row&) {
+    pool_ref = ref;
+    return false;
+  });
+  api::pool p = *pool;
+  p.ha_enabled = enabled;
+  p.ha_plan_exists_for = 0;
+  if (enabled) {
+    p.ha_statefiles = {vdi};
+    p.ha_configuration = *configuration;
+  }
+  t.update(pool_ref, *pool, p);
+  if (enabled) {
+    std::vector<std::string> uuids;
+    for (const auto& ref : host_refs(s)) uuids.push_back(s.get<api::host>(ref)->uuid);
+    for (const auto& ref : host_refs(s)) {
+      const api::host* h = s.get<api::host>(ref);
+      api::host after = *h;
+      after.ha_statefiles = {vdi};
+      after.ha_network_peers.clear();
+      for (const auto& u : uuids)
+        if (u != h->uuid) after.ha_network_peers.push_back(u);
+      t.update(ref, *h, after);
+    }
+  }
+  if (auto r = db.commit(std::move(t)); !r) return fail(std::move(r).error());
+  return {};
+}
+
+// Every host has renewed its lease since the header was written.
+std::vector<std::string> not_armed(const std::string& path, const std::vector<std::string>& hosts) {
+  std::vector<std::string> missing;
+  auto file = ha::open_statefile(path);
+  if (!file) return hosts;
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    auto block = (*file)->read(ha::host_block(i));
+    auto l = block ? ha::decode_lease(*block) : std::nullopt;
+    if (!l || l->owner != hosts[i] || l->counter == 0) missing.push_back(hosts[i]);
+  }
+  return missing;
+}
+
+api::status enable(ha_context& ctx, const std::vector<api::ref<api::sr>>& heartbeat_srs,
+                   const api::map<std::string, std::string>& configuration) {
+  auto s = ctx.db.snapshot();
+  const api::pool* pool = s->first<api::pool>();
+  if (!pool) return fail(api::errors::INTERNAL_ERROR("the pool has no pool object"));
+  if (pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());
+  auto find = [](const api::map<std::string, std::string>& m, const char* key) -> const std::string* {
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  };
+  if (auto t = ha::choose_timeout(find(configuration, "timeout"), find(pool->other_config, "default_ha_timeout")); !t.timeout)
+    return fail(api::errors::INVALID_VALUE("timeout", t.invalid));
+  const auto hosts = host_refs(*s);
+  if (hosts.size() > ha::statefile_max_hosts) return fail(api::errors::INVALID_VALUE("hosts", std::to_string(hosts.size())));
+  for (const auto& ref : hosts) {
+    const api::host* h = s->get<api::host>(ref);
+    const api::host_metrics* m = s->get<api::host_metrics>(h->metrics.opaque);
+    if (!m || !m->live) return fail(api::errors::HOST_OFFLINE(ref));
+  }
+  // The SR: the first one named (xapi uses only it), or the first that can hold a statefile.
+  std::string sr;
+  if (!heartbeat_srs.empty()) {
+    sr = heartbeat_srs.front().opaque;
+    if (auto st = can_host_statefile(*s, sr); !st) return st;
+  } else {
+    s->for_each(schema::get().class_of<api::sr>(), [&](const std::string& ref, const storage::row&) {
+      if (can_host_statefile(*s, ref)) sr = ref;
+      return sr.empty();
+    });
+    if (sr.empty()) return fail(api::errors::CANNOT_CREATE_STATE_FILE());
+  }
+  auto vdi = statefile_vdi(ctx, *s, sr);
+  if (!vdi) return fail(std::move(vdi).error());
+  s = ctx.db.snapshot();
+  auto path = ctx.repos.vdi_path(*s, *vdi);
+  if (!path) return fail(std::move(path).error());
+  std::vector<std::string> uuids;
+  for (const auto& ref : hosts) uuids.push_back(s->get<api::host>(ref)->uuid);
+  std::sort(uuids.begin(), uuids.end());
+  if (auto st = write_header(*path, s->first<api::pool>()->uuid, uuids); !st) return st;
+  if (auto st = record(ctx.db, *s, true, *vdi, &configuration); !st) return st;
+  spdlog::info("ha.enabling statefile={} hosts={}", *vdi, uuids.size());
+  // Each host arms when its replica has the change: wait for every host's first renewal.
+  const auto deadline = monotonic_now() + ctx.arm_wait;
+  std::vector<std::string> missing;
+  while (!(missing = not_armed(*path, uuids)).empty() && monotonic_now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (missing.empty()) {
+    spdlog::info("ha.enabled statefile={} hosts={}", *vdi, uuids.size());
+    return {};
+  }
+  spdlog::error("ha.enable.failed hosts_not_armed={}", missing.front());
+  if (auto st = record(ctx.db, *ctx.db.snapshot(), false, {}, nullptr); !st)
+    spdlog::error("ha.enable.not_undone reason=\"{}\"", st.error().description().at(0));
+  return fail(api::errors::HA_HOST_CANNOT_ACCESS_STATEFILE());
+}
+
+}  // namespace
+
+void register_ha_rpcs(dispatcher& d, ha_context& ctx) {
+  add_typed<m::pool_enable_ha>(d, [&ctx](call_context&, const std::vector<api::ref<api::sr>>& srs,
+                                         const api::map<std::string, std::string>& configuration) -> api::api_result<void> {
+    std::lock_guard lock(ha_switch);
+    return enable(ctx, srs, configuration);
+  }, true);
+  add_typed<m::pool_disable_ha>(d, [&ctx](call_context&) -> api::api_result<void> {
+    std::lock_guard lock(ha_switch);
+    auto s = ctx.db.snapshot();
+    const api::pool* pool = s->first<api::pool>();
+    if (!pool || !pool->ha_enabled) return fail(api::errors::HA_NOT_ENABLED());
+    if (auto st = record(ctx.db, *s, false, {}, nullptr); !st) return st;
+    spdlog::info("ha.disabled");
+    return ok_v;
+  }, true);
+}
+
+}  // namespace xapid::gateway

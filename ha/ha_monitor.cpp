@@ -1,0 +1,308 @@
+#include "ha/ha_monitor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+
+#include "common/clock.hpp"
+#include "common/ids.hpp"
+#include "pool/membership.hpp"
+
+namespace xapid::ha {
+namespace {
+
+std::string armed_mark(const std::string& data_dir) { return data_dir + "/ha-armed"; }
+
+// T as the pool's records say it, or empty when HA is off or T is not valid.
+std::optional<ha_timing> pool_timing(const api::pool& pool) {
+  auto find = [](const api::map<std::string, std::string>& m, const char* key) -> const std::string* {
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  };
+  auto t = choose_timeout(find(pool.ha_configuration, "timeout"), find(pool.other_config, "default_ha_timeout"));
+  if (!t.timeout) return std::nullopt;
+  return ha_timing{*t.timeout};
+}
+
+std::uint64_t random_u64() {
+  std::uint64_t v = 0;
+  random_bytes(&v, sizeof v);
+  return v | 1;  // never 0: a block never written has 0
+}
+
+}  // namespace
+
+struct ha_monitor::armed_state {
+  armed_state(std::string self, statefile_header h, std::size_t slot, ha_timing timing, ha_time now)
+      : header(std::move(h)), slot(slot), self_uuid(std::move(self)), judge(self_uuid, header.hosts, timing, now),
+        incarnation(random_u64()) {}
+  std::unique_ptr<block_device> file;  // the renewer's alone
+  statefile_header header;
+  std::size_t slot;
+  std::string self_uuid;
+  liveness_judge judge;  // under ha_monitor::mu_ from here on
+  std::uint64_t counter = 0, incarnation;
+  bool master_lease = false;
+  bool master_read = false;
+  lease master_seen;
+  ha_time master_changed;
+  std::atomic<bool> fenced{false};
+};
+
+ha_monitor::ha_monitor(host_side side) : side_(std::move(side)) {
+  if (!side_.open) side_.open = open_statefile;
+  checker_ = std::make_unique<periodic_thread>(std::chrono::milliseconds(500), [this] { check(); });
+}
+
+ha_monitor::~ha_monitor() {
+  checker_.reset();
+  renewer_.reset();
+  heart_.reset();
+  watchdog_.reset();
+}
+
+bool ha_monitor::was_armed(const std::string& data_dir) { return std::filesystem::exists(armed_mark(data_dir)); }
+
+void ha_monitor::clear_armed_mark(const std::string& data_dir) {
+  std::error_code ec;
+  std::filesystem::remove(armed_mark(data_dir), ec);
+}
+
+void ha_monitor::check() {
+  auto s = side_.db->snapshot();
+  const api::pool* pool = s->first<api::pool>();
+  std::optional<ha_timing> timing;
+  std::string vdi;
+  if (pool && pool->ha_enabled && !pool->ha_statefiles.empty()) {
+    timing = pool_timing(*pool);
+    vdi = pool->ha_statefiles.front();
+  }
+  const bool want = timing.has_value();
+  if (armed_ && (!want || vdi != armed_vdi_ || timing->timeout != armed_timeout_)) disarm();
+  if (!want || armed_) return;
+  if (auto why = arm(*s, vdi, *timing)) {
+    static thread_local ha_time last_said;  // once in 10 s: the pool may take a while to give us our PBD
+    if (monotonic_now() - last_said > std::chrono::seconds(10)) {
+      spdlog::error("ha.arm.failed reason=\"{}\"", *why);
+      last_said = monotonic_now();
+    }
+  }
+}
+
+std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::string& vdi, ha_timing timing) {
+  const api::host* self = s.get<api::host>(side_.host_ref);
+  if (!self) return "this host is not in the pool database";
+  auto path = side_.statefile_path(s, vdi);
+  if (!path) return "the statefile " + vdi + " is not reachable here: " + path.error().description().at(0);
+  auto file = side_.open(*path);
+  if (!file) return file.error();
+  auto block = (*file)->read(0);
+  if (!block) return block.error();
+  auto header = decode_header(*block);
+  if (!header) return "the statefile " + *path + " has no HA header";
+  std::size_t slot = header->hosts.size();
+  for (std::size_t i = 0; i < header->hosts.size(); ++i)
+    if (header->hosts[i] == self->uuid) slot = i;
+  if (slot == header->hosts.size()) return "this host has no lease block in the statefile";
+  auto a = std::make_shared<armed_state>(self->uuid, std::move(*header), slot, timing, monotonic_now());
+  a->file = std::move(*file);
+  { std::ofstream(armed_mark(side_.data_dir)).put('\n'); }
+  {
+    std::lock_guard lock(mu_);
+    armed_ = a;
+  }
+  armed_vdi_ = vdi;
+  armed_timeout_ = timing.timeout;
+  const auto every = timing.renew_every();
+  renewer_ = std::make_unique<periodic_thread>(every, [this, a] {
+    if (!a->fenced) renew();
+  });
+  heart_ = std::make_unique<periodic_thread>(every, [this, a] {
+    if (!a->fenced) heartbeats();
+  });
+  watchdog_ = std::make_unique<periodic_thread>(std::chrono::milliseconds(100), [this] { watch(); });
+  spdlog::info("ha.armed statefile={} slot={} timeout_ms={}", *path, slot, timing.timeout.count());
+  return std::nullopt;
+}
+
+void ha_monitor::disarm() {
+  renewer_.reset();
+  heart_.reset();
+  watchdog_.reset();
+  {
+    std::lock_guard lock(mu_);
+    armed_.reset();
+  }
+  armed_vdi_.clear();
+  clear_armed_mark(side_.data_dir);
+  spdlog::info("ha.disarmed");
+}
+
+namespace {
+
+// Fences at most once; never returns when the daemon's fence ends the process.
+void fence_now(const host_side& side, std::atomic<bool>& fenced, const std::string& why) {
+  if (fenced.exchange(true)) return;
+  spdlog::critical("ha.fencing reason=\"{}\"", why);
+  side.fence(why);
+}
+
+}  // namespace
+
+void ha_monitor::renew() {
+  std::shared_ptr<armed_state> a;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> heard;
+  const auto began = monotonic_now();
+  {
+    std::lock_guard lock(mu_);
+    a = armed_;
+    if (!a) return;
+    if (a->judge.must_fence(began)) {
+      fence_now(side_, a->fenced, "neither the statefile nor a majority of the pool was reached in time");
+      return;
+    }
+    std::map<std::string, std::uint32_t> slot_of;
+    for (std::uint32_t i = 0; i < a->header.hosts.size(); ++i) slot_of[a->header.hosts[i]] = i;
+    for (const auto& [host, age] : a->judge.heard(began))
+      heard.emplace_back(slot_of[host], static_cast<std::uint32_t>(age.count()));
+  }
+  lease mine{a->self_uuid, ++a->counter, a->incarnation, real_clock().now_ms(), false, std::move(heard)};
+  if (auto w = a->file->write(host_block(a->slot), encode_lease(mine)); w) {
+    std::lock_guard lock(mu_);
+    a->judge.renewed(began);
+  } else {
+    spdlog::warn("ha.statefile.write_failed reason=\"{}\"", w.error());
+  }
+  // The others' leases, and what each says it heard.
+  for (std::size_t i = 0; i < a->header.hosts.size(); ++i) {
+    if (i == a->slot) continue;
+    auto block = a->file->read(host_block(i));
+    if (!block) continue;
+    auto l = decode_lease(*block);
+    if (!l || l->owner != a->header.hosts[i]) continue;
+    const auto now = monotonic_now();
+    std::lock_guard lock(mu_);
+    if (a->judge.lease_seen(l->owner, l->counter, l->incarnation, now))
+      for (const auto& [slot, age] : l->heard)
+        if (slot < a->header.hosts.size()) a->judge.reported(l->owner, a->header.hosts[slot], std::chrono::milliseconds(age), now);
+  }
+  // The master lease: renewed by its holder; taken by the pool's master once it stood still for T.
+  if (!side_.leads()) {
+    std::lock_guard lock(mu_);
+    a->master_lease = false;
+    a->master_read = false;
+    return;
+  }
+  auto block = a->file->read(master_block);
+  if (!block) return;
+  auto held = decode_lease(*block);
+  const auto now = monotonic_now();
+  bool take = false;
+  {
+    std::lock_guard lock(mu_);
+    const bool ours = held && held->owner == a->self_uuid && held->incarnation == a->incarnation;
+    if (ours) {
+      take = true;
+    } else {
+      const lease seen = held.value_or(lease{});
+      if (!a->master_read || !(seen.counter == a->master_seen.counter && seen.incarnation == a->master_seen.incarnation &&
+                               seen.owner == a->master_seen.owner)) {
+        a->master_changed = now;
+        a->master_seen = seen;
+        a->master_read = true;
+      }
+      take = !held || held->fenced || now - a->master_changed >= a->judge.timing().timeout;
+    }
+  }
+  if (!take) {
+    std::lock_guard lock(mu_);
+    a->master_lease = false;
+    return;
+  }
+  lease master{a->self_uuid, (held ? held->counter : 0) + 1, a->incarnation, real_clock().now_ms(), false, {}};
+  auto w = a->file->write(master_block, encode_lease(master));
+  std::lock_guard lock(mu_);
+  if (w && !a->master_lease) spdlog::info("ha.master_lease.taken host={}", a->self_uuid);
+  a->master_lease = static_cast<bool>(w) && !a->judge.must_fence(monotonic_now());
+}
+
+void ha_monitor::heartbeats() {
+  std::shared_ptr<armed_state> a;
+  {
+    std::lock_guard lock(mu_);
+    a = armed_;
+  }
+  if (!a) return;
+  auto s = side_.db->snapshot();
+  struct sent {
+    std::string uuid;
+    ha_time at;
+    std::future<result<peer::PingReply, pool::peer_client::ping_failure>> reply;
+  };
+  std::vector<sent> out;
+  const auto timeout = a->judge.timing().renew_every();
+  for (const auto& m : pool::members(*s)) {
+    if (m.host_uuid == a->self_uuid || m.peer_address.empty()) continue;
+    if (std::find(a->header.hosts.begin(), a->header.hosts.end(), m.host_uuid) == a->header.hosts.end()) continue;
+    out.push_back({m.host_uuid, monotonic_now(), std::async(std::launch::async, [this, m, timeout] {
+                     return side_.peers->ping(m.peer_address, m.fingerprint, timeout);
+                   })});
+  }
+  for (auto& h : out) {
+    auto r = h.reply.get();
+    if (!r) continue;
+    const auto now = monotonic_now();
+    std::lock_guard lock(mu_);
+    if (a->judge.must_fence(now)) {  // too late: this answer must not keep a host alive that the pool may have given up
+      fence_now(side_, a->fenced, "the last heartbeats and renewal are older than the fencing time");
+      return;
+    }
+    a->judge.heartbeat(h.uuid, h.at);
+    for (const auto& heard : r->ha_heard())
+      a->judge.reported(h.uuid, heard.host_uuid(), std::chrono::milliseconds(heard.age_ms()), now);
+  }
+}
+
+void ha_monitor::watch() {
+  std::lock_guard lock(mu_);
+  if (armed_ && !armed_->fenced && armed_->judge.must_fence(monotonic_now()))
+    fence_now(side_, armed_->fenced, "neither the statefile nor a majority of the pool was reached in time");
+}
+
+std::vector<std::pair<std::string, std::uint32_t>> ha_monitor::heartbeat_from(const std::string& host_uuid) {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, std::uint32_t>> out;
+  if (!armed_) return out;
+  const auto now = monotonic_now();
+  armed_->judge.heartbeat_from(host_uuid, now);
+  for (const auto& [host, age] : armed_->judge.heard(now)) out.emplace_back(host, static_cast<std::uint32_t>(age.count()));
+  return out;
+}
+
+ha_view ha_monitor::view() {
+  ha_view v;
+  std::vector<std::string> dead_uuids;
+  {
+    std::lock_guard lock(mu_);
+    if (!armed_ || armed_->fenced) return v;
+    v.armed = true;
+    v.master_lease = armed_->master_lease;
+    v.timeout = armed_->judge.timing().timeout;
+    const auto now = monotonic_now();
+    for (const auto& h : armed_->judge.hosts())
+      if (armed_->judge.dead(h, now)) dead_uuids.push_back(h);
+  }
+  if (dead_uuids.empty()) return v;
+  auto s = side_.db->snapshot();
+  s->for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row& r) {
+    const auto* h = static_cast<const api::host*>(r.record.get());
+    if (std::find(dead_uuids.begin(), dead_uuids.end(), h->uuid) != dead_uuids.end()) v.dead.push_back(ref);
+    return true;
+  });
+  return v;
+}
+
+}  // namespace xapid::ha

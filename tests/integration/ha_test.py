@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""HA in a pool of three real xapid processes on 127.0.0.2-4 with a shared SR (a directory every
+host sees), at T = 10 s: pool.enable_ha's errors and fields; a member killed (kill -9) has its
+protected VM started on another host and its best-effort one after it, its unprotected one left
+halted, and once it starts again its guests' domains are gone (its watchdog would have rebooted
+it); a member stopped (SIGSTOP) for longer than T finds itself fenced when continued and exits
+(status 99), its protected VM running elsewhere, never on both; the master killed: the other
+two elect a new one, which restarts the old master's protected VM; pool.disable_ha. Each death
+prints its timeline (death -> host seen dead -> VM running again)."""
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
+from pool_support import three_hosts, vm_record  # noqa: E402
+
+SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
+print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
+GIB = 1 << 30
+T = 10  # the pool's HA timeout, the shortest allowed
+FENCED = 99  # a fenced daemon's exit status
+
+
+class ha_in_a_pool(three_hosts, answers, unittest.TestCase):
+    PORT_SEED = SEED
+    JOINED = True
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.rng = random.Random(SEED)
+            cls.session = cls.pool_session(0)
+            with cls.hosts[0].proxy() as p:
+                refs = {p.host.get_address(cls.session, r)["Value"]: r for r in p.host.get_all(cls.session)["Value"]}
+                cls.host_refs = [refs[h.address] for h in cls.hosts]
+                cls.shared_dir = tempfile.mkdtemp(dir=cls.root.name)
+                cls.sr = p.SR.create(cls.session, cls.host_refs[0], {"location": cls.shared_dir}, "0", "shared", "", "file",
+                                     "user", True, {})["Value"]
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def pool_session(cls, i):
+        with cls.hosts[i].proxy() as p:
+            return p.session.login_with_password("root", cls.hosts[0].password, "1.0", cls.__name__)["Value"]
+
+    def answer(self, i, method, *params):
+        with self.hosts[i].proxy() as p:
+            target = p
+            for part in method.split("."):
+                target = getattr(target, part)
+            return target(self.session, *params)
+
+    def call(self, i, method, *params):
+        return self.ok(self.answer(i, method, *params))
+
+    def fails(self, i, method, *params):
+        return self.err(self.answer(i, method, *params))
+
+    def eventually(self, check, limit=30):
+        until = time.time() + limit
+        while True:
+            try:
+                return check()
+            except (AssertionError, OSError):
+                if time.time() > until:
+                    raise
+                time.sleep(0.1)
+
+    def protected_vm(self, name, on, priority="restart", order=0):
+        vm = self.call(on, "VM.create", dict(vm_record(name), order=str(order)))
+        self.call(on, "VM.set_ha_restart_priority", vm, priority)
+        self.call(on, "VM.start_on", vm, self.host_refs[on], False, False)
+        return vm
+
+    def live(self, via, i):
+        return self.call(via, "host_metrics.get_live", self.call(via, "host.get_metrics", self.host_refs[i]))
+
+    def free_memory(self, via, i):
+        return int(self.call(via, "host_metrics.get_memory_free", self.call(via, "host.get_metrics", self.host_refs[i])))
+
+    def wait_running_elsewhere(self, via, vm, dead, died_at, label):
+        def running():
+            self.assertEqual(self.call(via, "VM.get_power_state", vm), "Running")
+            where = self.call(via, "VM.get_resident_on", vm)
+            self.assertNotEqual(where, self.host_refs[dead])
+            return where
+        where = self.eventually(running, limit=T + 30)
+        took = time.time() - died_at
+        print(f"{label}: running again on {self.host_refs.index(where)} {took:.1f} s after the death", flush=True)
+        self.assertLessEqual(took, T + 10 + 5, "restarted within T + 10 s (+5 s for a loaded machine)")
+        return where
+
+    def test_1_enable_checks_and_fields(self):
+        self.assertEqual(self.fails(0, "pool.disable_ha"), ["HA_NOT_ENABLED"])
+        local = [sr for sr in self.call(0, "SR.get_all") if self.call(0, "SR.get_type", sr) == "ext"][0]
+        self.assertEqual(self.fails(1, "pool.enable_ha", [local], {"timeout": str(T)}),
+                         ["HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED", local])
+        self.assertEqual(self.fails(0, "pool.enable_ha", [self.sr], {"timeout": "5"}), ["INVALID_VALUE", "timeout", "5"])
+        self.assertEqual(self.fails(0, "pool.enable_ha", [self.sr], {"timeout": "ten"}), ["INVALID_VALUE", "timeout", "ten"])
+        started = time.time()
+        self.call(2, "pool.enable_ha", [self.sr], {"timeout": str(T)})  # through a member: the master does it
+        print(f"enable_ha: {time.time() - started:.2f} s", flush=True)
+        pool = self.call(0, "pool.get_all")[0]
+        self.assertTrue(self.call(1, "pool.get_ha_enabled", pool))
+        statefiles = self.call(1, "pool.get_ha_statefiles", pool)
+        self.assertEqual(len(statefiles), 1)
+        self.assertEqual(self.call(0, "VDI.get_type", statefiles[0]), "ha_statefile")
+        self.assertEqual(self.call(0, "VDI.get_SR", statefiles[0]), self.sr)
+        self.assertEqual(self.call(0, "pool.get_ha_configuration", pool), {"timeout": str(T)})
+        for i in range(3):
+            self.assertEqual(self.call(i, "host.get_ha_statefiles", self.host_refs[i]), statefiles)
+            self.assertEqual(len(self.call(i, "host.get_ha_network_peers", self.host_refs[i])), 2)
+        self.assertEqual(self.fails(1, "pool.enable_ha", [self.sr], {"timeout": str(T)}), ["HA_IS_ENABLED"])
+        # xapi's rules for the pool's shape, and the statefile's, while HA is on.
+        self.assertEqual(self.fails(0, "pool.eject", self.host_refs[2]), ["HA_IS_ENABLED"])
+        self.assertEqual(self.fails(1, "VDI.destroy", statefiles[0]), ["HA_IS_ENABLED"])
+        self.assertEqual(self.fails(2, "SR.forget", self.sr), ["HA_IS_ENABLED"])
+        pbd = self.call(0, "SR.get_PBDs", self.sr)[0]
+        self.assertEqual(self.fails(0, "PBD.unplug", pbd), ["HA_IS_ENABLED"])
+
+    def test_2_a_killed_members_protected_vms_start_elsewhere(self):
+        full = self.free_memory(0, 2)
+        protected = self.protected_vm("protected", 2)
+        best = self.protected_vm("best-effort", 2, priority="best-effort")
+        plain = self.protected_vm("unprotected", 2, priority="")
+        self.assertTrue(self.call(0, "VM.get_ha_always_run", protected))
+        self.assertFalse(self.call(0, "VM.get_ha_always_run", plain))
+        self.hosts[2].kill()
+        died = time.time()
+        self.eventually(lambda: self.assertFalse(self.live(0, 2)), limit=T + 20)
+        print(f"member kill -9: seen dead {time.time() - died:.1f} s after", flush=True)
+        self.wait_running_elsewhere(0, protected, 2, died, "member kill -9, protected VM")
+        self.wait_running_elsewhere(0, best, 2, died, "member kill -9, best-effort VM")
+        self.assertEqual(self.call(1, "VM.get_power_state", plain), "Halted")
+        self.assertEqual(self.call(1, "VM.get_resident_on", plain), "OpaqueRef:NULL")
+        messages = [self.call(0, "message.get_record", m)["name"] for m in self.call(0, "message.get_all")]
+        self.assertIn("HA_HOST_FAILED", messages)
+        # Back: its watchdog "rebooted" it, so none of its old guests runs there.
+        self.hosts[2].start()
+        self.eventually(lambda: self.assertTrue(self.live(0, 2)), limit=60)
+        self.eventually(lambda: self.assertEqual(self.free_memory(0, 2), full))
+        self.assertEqual(self.call(2, "host.get_resident_VMs", self.host_refs[2]),
+                         [v for v in self.call(2, "host.get_resident_VMs", self.host_refs[2])
+                          if self.call(2, "VM.get_is_control_domain", v)])
+        self.assertEqual(self.call(2, "VM.get_power_state", plain), "Halted")
+        self.call(0, "host.enable", self.host_refs[2])
+        for vm in (protected, best):
+            self.call(1, "VM.hard_shutdown", vm)
+            self.assertFalse(self.call(0, "VM.get_ha_always_run", vm))
+
+    def test_3_a_member_stopped_longer_than_t_fences_itself_when_continued(self):
+        vm = self.protected_vm("protected-on-a-stopped-host", 1)
+        full = None
+        self.hosts[1].proc.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        try:
+            self.wait_running_elsewhere(0, vm, 1, stopped, "member SIGSTOP, protected VM")
+            elsewhere = self.call(0, "VM.get_resident_on", vm)
+            full = self.free_memory(0, self.host_refs.index(elsewhere))
+        finally:
+            self.hosts[1].proc.send_signal(signal.SIGCONT)
+        continued = time.time()
+        status = self.hosts[1].proc.wait(timeout=T)
+        print(f"member SIGSTOP {continued - stopped:.1f} s: fenced (exit {status}) {time.time() - continued:.2f} s "
+              "after SIGCONT", flush=True)
+        self.assertEqual(status, FENCED)
+        self.assertEqual(self.call(0, "VM.get_power_state", vm), "Running")
+        self.assertNotEqual(self.call(0, "VM.get_resident_on", vm), self.host_refs[1])
+        self.assertIsNotNone(full)
+        self.hosts[1].start()
+        self.eventually(lambda: self.assertTrue(self.live(0, 1)), limit=60)
+        self.assertEqual(self.call(1, "VM.get_resident_on", vm), self.call(0, "VM.get_resident_on", vm))
+        self.call(0, "host.enable", self.host_refs[1])
+        self.call(0, "VM.hard_shutdown", vm)
+
+    def test_4_the_master_killed_the_new_master_restarts_its_protected_vm(self):
+        vm = self.protected_vm("protected-on-the-master", 0)
+        self.hosts[0].kill()
+        died = time.time()
+        type(self).session, via = self.pool_session_when_ready((1, 2))
+        took = time.time() - died
+        print(f"master kill -9: a write accepted {took:.1f} s after", flush=True)
+        self.assertLessEqual(took, T + 5)
+        self.wait_running_elsewhere(via, vm, 0, died, "master kill -9, protected VM")
+        self.hosts[0].start()
+        self.eventually(lambda: self.assertTrue(self.live(via, 0)), limit=60)
+        self.call(via, "host.enable", self.host_refs[0])
+        self.call(via, "VM.hard_shutdown", vm)
+
+    def pool_session_when_ready(self, survivors, limit=T + 20):
+        """A pool session made on the new master once it takes writes (a member answers a login
+        HOST_IS_SLAVE), and which host that is."""
+        until = time.time() + limit
+        while True:
+            for i in survivors:
+                try:
+                    with self.hosts[i].proxy() as p:
+                        r = p.session.login_with_password("root", self.hosts[0].password, "1.0", "after the master")
+                    if r["Status"] == "Success":
+                        return r["Value"], i
+                except OSError:
+                    pass
+            if time.time() > until:
+                raise AssertionError(f"no master took a login within {limit} s")
+            time.sleep(0.1)
+
+    def test_5_disable(self):
+        self.call(1, "pool.disable_ha")
+        pool = self.call(1, "pool.get_all")[0]
+        self.assertFalse(self.call(2, "pool.get_ha_enabled", pool))
+        self.assertEqual(self.fails(1, "pool.disable_ha"), ["HA_NOT_ENABLED"])
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)

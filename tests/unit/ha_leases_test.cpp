@@ -1,0 +1,130 @@
+// HA's statefile blocks and the liveness judgement (ha/): the byte formats round-trip and a
+// torn block reads as nothing; a host fences only once it has neither renewed nor heard a
+// majority for fence_after; another host is dead only once nothing of it was seen for T — not
+// its lease, not a heartbeat, not a report — and every live reporter has spoken lately.
+#include <gtest/gtest.h>
+
+#include "ha/liveness_judge.hpp"
+#include "ha/statefile.hpp"
+
+namespace xapid::ha {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ha_statefile, blocks_round_trip_and_a_torn_one_reads_as_nothing) {
+  statefile_header h{"pool-uuid", {"a", "b", "c"}};
+  const std::string hb = encode_header(h);
+  ASSERT_EQ(hb.size(), statefile_block);
+  auto back = decode_header(hb);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->pool_uuid, "pool-uuid");
+  EXPECT_EQ(back->hosts, h.hosts);
+
+  lease l{"b", 42, 7, 1700000000000, false, {{0, 120}, {2, 5000}}};
+  const std::string lb = encode_lease(l);
+  ASSERT_EQ(lb.size(), statefile_block);
+  EXPECT_EQ(decode_lease(lb), l);
+  std::string torn = lb;
+  torn[20] ^= 1;
+  EXPECT_FALSE(decode_lease(torn));
+  EXPECT_FALSE(decode_lease(std::string(statefile_block, '\0')));  // never written
+  EXPECT_FALSE(decode_lease(hb));                                  // a header is no lease
+  EXPECT_FALSE(decode_header(lb));
+  EXPECT_FALSE(decode_lease(lb.substr(0, 100)));
+  // 64 hosts (xapi's most) fit the header.
+  statefile_header many{"p", {}};
+  for (int i = 0; i < 64; ++i) many.hosts.push_back("00000000-0000-4000-8000-0000000000" + std::to_string(10 + i));
+  auto big = decode_header(encode_header(many));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->hosts.size(), 64u);
+}
+
+TEST(ha_statefile, timeout_comes_from_the_configuration_then_the_pool_then_60) {
+  const std::string ten = "10", nine = "9", word = "ten", thirty = "30";
+  EXPECT_EQ(choose_timeout(nullptr, nullptr).timeout, 60s);
+  EXPECT_EQ(choose_timeout(&ten, &thirty).timeout, 10s);
+  EXPECT_EQ(choose_timeout(nullptr, &thirty).timeout, 30s);
+  EXPECT_FALSE(choose_timeout(&nine, nullptr).timeout);
+  EXPECT_EQ(choose_timeout(&word, nullptr).invalid, "ten");
+}
+
+struct judge_test : ::testing::Test {
+  ha_time t0 = ha_clock::time_point(1000s);
+  ha_timing timing{10s};  // fence_after 6 s
+  liveness_judge judge{"a", {"a", "b", "c"}, timing, t0};
+};
+
+TEST_F(judge_test, a_host_fences_once_it_has_neither_renewed_nor_heard_a_majority) {
+  EXPECT_FALSE(judge.must_fence(t0 + 5s));
+  EXPECT_TRUE(judge.must_fence(t0 + 6s));
+  judge.renewed(t0 + 5s);  // counted from the write's start
+  EXPECT_FALSE(judge.must_fence(t0 + 10s));
+  EXPECT_TRUE(judge.must_fence(t0 + 11s));
+  // Heartbeats with one of two peers: a majority of three with itself.
+  judge.heartbeat("c", t0 + 10s);
+  EXPECT_FALSE(judge.must_fence(t0 + 15s));
+  EXPECT_TRUE(judge.must_fence(t0 + 16s));
+  // A heartbeat *from* a peer is no proof that this host reaches a majority.
+  judge.heartbeat_from("b", t0 + 16s);
+  EXPECT_TRUE(judge.must_fence(t0 + 16s));
+}
+
+TEST_F(judge_test, a_pool_of_two_needs_the_other_and_a_pool_of_one_never_fences_for_the_network) {
+  liveness_judge two{"a", {"a", "b"}, timing, t0};
+  two.heartbeat("b", t0 + 1s);
+  EXPECT_FALSE(two.must_fence(t0 + 6s));
+  EXPECT_TRUE(two.must_fence(t0 + 7s));
+  liveness_judge one{"a", {"a"}, timing, t0};
+  EXPECT_FALSE(one.must_fence(t0 + 100s));
+}
+
+TEST_F(judge_test, a_host_is_dead_only_when_nothing_of_it_was_seen_for_t) {
+  // The first read of a lease proves nothing; a change does.
+  judge.lease_seen("b", 5, 1, t0);
+  judge.lease_seen("c", 9, 1, t0);
+  for (auto t = t0 + 1s; t <= t0 + 8s; t += 1s) {
+    judge.lease_seen("c", 9 + (t - t0).count(), 1, t);  // c renews; b stands still
+    judge.lease_seen("b", 5, 1, t);
+  }
+  EXPECT_FALSE(judge.dead("b", t0 + 9s));
+  EXPECT_TRUE(judge.dead("b", t0 + 10s));
+  EXPECT_FALSE(judge.dead("c", t0 + 10s));
+  // A restart (new incarnation, counter from 1) is a sign of life.
+  judge.lease_seen("b", 1, 2, t0 + 10s);
+  EXPECT_FALSE(judge.dead("b", t0 + 19s));
+}
+
+TEST_F(judge_test, a_report_of_a_heartbeat_keeps_a_host_alive) {
+  judge.heartbeat("c", t0 + 1s);
+  // c heard b 1 s before this report (b lost the statefile but talks to c).
+  judge.reported("c", "b", 1s, t0 + 8s);
+  EXPECT_FALSE(judge.dead("b", t0 + 16s));
+  judge.heartbeat("c", t0 + 16s);
+  EXPECT_TRUE(judge.dead("b", t0 + 17s));
+}
+
+TEST_F(judge_test, a_reporter_not_heard_lately_holds_back_a_death) {
+  judge.heartbeat("c", t0 + 1s);  // c's last report
+  // b has been silent for T, but c — alive as far as anyone knows — has not reported for
+  // T - fence_after: it may have heard b since.
+  EXPECT_FALSE(judge.dead("b", t0 + 10s));
+  judge.heartbeat("c", t0 + 9s);
+  EXPECT_TRUE(judge.dead("b", t0 + 10s));
+  // Both silent for T: both dead (each one's silence releases the other).
+  EXPECT_TRUE(judge.dead("b", t0 + 19s));
+  EXPECT_TRUE(judge.dead("c", t0 + 19s));
+}
+
+TEST_F(judge_test, what_a_host_reports_is_what_it_heard_within_t) {
+  judge.heartbeat("b", t0 + 1s);
+  judge.heartbeat_from("c", t0 + 2s);
+  auto heard = judge.heard(t0 + 3s);
+  ASSERT_EQ(heard.size(), 2u);
+  EXPECT_EQ(heard[0], std::make_pair(std::string("b"), std::chrono::milliseconds(2000)));
+  EXPECT_EQ(heard[1], std::make_pair(std::string("c"), std::chrono::milliseconds(1000)));
+  EXPECT_EQ(judge.heard(t0 + 12s).size(), 0u);
+}
+
+}  // namespace
+}  // namespace xapid::ha
