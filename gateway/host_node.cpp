@@ -213,6 +213,21 @@ const auto start_ha = [](auto& p) {
     const auto st = p.pool_log->status();
     return st.ready && st.state == storage::raft_status::role_state::leader;
   };
+  side.other_voters = [&p]() -> std::optional<std::vector<std::string>> {
+    const auto status = p.pool_log->status();
+    auto snap = p.db->snapshot();
+    bool voter = false;
+    std::vector<std::string> others;
+    for (const auto& server : status.configuration) {
+      if (server.role != storage::raft_role::voter) continue;
+      if (server.member.id == p.identity.raft_id) voter = true;
+      else if (auto m = pool::member_by_raft_id(*snap, server.member.id)) others.push_back(m->host_uuid);
+      else others.push_back("raft-id-" + std::to_string(server.member.id));  // never judged dead: no recovery
+    }
+    if (!voter) return std::nullopt;
+    return others;
+  };
+  side.recover_alone = [&p](const std::string& why) { (void)pool::recover_alone(emergency_side(p), why); };
   side.fence = [&p](const std::string& why) {
     destroy_guest_domains(*p.hypervisor);
     spdlog::critical("ha.fenced exit={} reason=\"{}\"", ha::fenced_exit_code, why);
@@ -259,6 +274,7 @@ const auto start_ha = [](auto& p) {
   f.alert = [&p](const std::string& name, std::int64_t priority, api::cls cls, const std::string& uuid, const std::string& body) {
     p.messages->raise({name, priority, cls, uuid, body});
   };
+  f.call_back = [&p] { (void)pool::call_back_members(emergency_side(p)); };
   p.ha_failover.emplace(std::move(f));
 };
 

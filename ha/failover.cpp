@@ -25,7 +25,10 @@ bool before(std::int64_t a, std::int64_t b) {
 failover::failover(failover_side side, std::chrono::milliseconds period)
     : side_(std::move(side)), thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
 
-failover::~failover() { thread_.reset(); }
+failover::~failover() {
+  thread_.reset();
+  if (calling_back_.valid()) calling_back_.wait();
+}
 
 void failover::step() {
   const ha_view v = side_.monitor->view();
@@ -33,6 +36,12 @@ void failover::step() {
   auto s = side_.db->snapshot();
   for (const auto& host : v.dead) declare_dead(*s, host);
   restart(*side_.db->snapshot());
+  const auto now = monotonic_now();
+  if (side_.call_back && now - called_back_ >= std::chrono::seconds(10) &&
+      (!calling_back_.valid() || calling_back_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
+    called_back_ = now;
+    calling_back_ = std::async(std::launch::async, side_.call_back);
+  }
 }
 
 void failover::declare_dead(const storage::state& s, const std::string& host) {

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <set>
@@ -31,6 +32,9 @@ struct failover_side {
   std::function<void(const std::string& name, std::int64_t priority, api::cls cls, const std::string& uuid,
                      const std::string& body)>
       alert;
+  // Calls back the members that are not in the log (pool::call_back_members): the hosts that
+  // return after this one recovered the pool alone. Run aside, every 10 s.
+  std::function<void()> call_back;
 };
 
 class failover {
@@ -50,6 +54,8 @@ class failover {
   std::set<std::string> best_effort_;  // VMs reset here whose priority is best-effort
   std::map<std::string, std::chrono::steady_clock::time_point> last_try_;  // VM -> its last failed start
   std::set<std::string> alerted_;
+  std::future<void> calling_back_;
+  std::chrono::steady_clock::time_point called_back_{};
   std::unique_ptr<periodic_thread> thread_;  // last
 };
 

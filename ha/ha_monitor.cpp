@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -15,6 +16,9 @@ namespace xapid::ha {
 namespace {
 
 std::string armed_mark(const std::string& data_dir) { return data_dir + "/ha-armed"; }
+// Left by a host that restarts to recover the pool alone: its incarnation (so the master lease it
+// holds stays its own) and the hosts it had judged dead (so its new judge need not wait T again).
+std::string recovery_file(const std::string& data_dir) { return data_dir + "/ha-recovering"; }
 
 // T as the pool's records say it, or empty when HA is off or T is not valid.
 std::optional<ha_timing> pool_timing(const api::pool& pool) {
@@ -109,6 +113,14 @@ std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::s
   if (slot == header->hosts.size()) return "this host has no lease block in the statefile";
   auto a = std::make_shared<armed_state>(self->uuid, std::move(*header), slot, timing, monotonic_now());
   a->file = std::move(*file);
+  if (std::ifstream carried(recovery_file(side_.data_dir)); carried) {
+    std::uint64_t incarnation = 0;
+    if (carried >> incarnation && incarnation != 0) a->incarnation = incarnation;
+    for (std::string dead; carried >> dead;) a->judge.known_dead(dead, monotonic_now());
+    std::error_code ec;
+    std::filesystem::remove(recovery_file(side_.data_dir), ec);
+    spdlog::info("ha.recovered_alone: the hosts judged dead before the restart stay dead");
+  }
   { std::ofstream(armed_mark(side_.data_dir)).put('\n'); }
   {
     std::lock_guard lock(mu_);
@@ -153,6 +165,7 @@ void fence_now(const host_side& side, std::atomic<bool>& fenced, const std::stri
 }  // namespace
 
 void ha_monitor::renew() {
+  if (recovering_) return;
   std::shared_ptr<armed_state> a;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> heard;
   const auto began = monotonic_now();
@@ -189,13 +202,21 @@ void ha_monitor::renew() {
       for (const auto& [slot, age] : l->heard)
         if (slot < a->header.hosts.size()) a->judge.reported(l->owner, a->header.hosts[slot], std::chrono::milliseconds(age), now);
   }
-  // The master lease: renewed by its holder; taken by the pool's master once it stood still for T.
-  if (!side_.leads()) {
-    std::lock_guard lock(mu_);
-    a->master_lease = false;
-    a->master_read = false;
-    return;
-  }
+  // The master lease: renewed by its holder; taken by the pool's master once it stood still for T
+  // — or by a voter with no master whose every other voter is dead (a pool of two, or one that
+  // lost its majority: nobody else alive can take it).
+  const bool leader = side_.leads();
+  std::vector<std::string> dead_voters;
+  bool alone = false;
+  if (!leader && side_.other_voters)
+    if (auto voters = side_.other_voters(); voters && !voters->empty()) {
+      std::lock_guard lock(mu_);
+      const auto now = monotonic_now();
+      alone = std::all_of(voters->begin(), voters->end(), [&](const std::string& v) { return a->judge.dead(v, now); });
+      dead_voters = *voters;
+    }
+  // Every host watches the master block (so that a survivor need not start counting T when it
+  // finds itself alone); only the master, or a lone survivor, renews or takes it.
   auto block = a->file->read(master_block);
   if (!block) return;
   auto held = decode_lease(*block);
@@ -203,19 +224,16 @@ void ha_monitor::renew() {
   bool take = false;
   {
     std::lock_guard lock(mu_);
-    const bool ours = held && held->owner == a->self_uuid && held->incarnation == a->incarnation;
-    if (ours) {
-      take = true;
-    } else {
-      const lease seen = held.value_or(lease{});
-      if (!a->master_read || !(seen.counter == a->master_seen.counter && seen.incarnation == a->master_seen.incarnation &&
-                               seen.owner == a->master_seen.owner)) {
-        a->master_changed = now;
-        a->master_seen = seen;
-        a->master_read = true;
-      }
-      take = !held || held->fenced || now - a->master_changed >= a->judge.timing().timeout;
+    const lease seen = held.value_or(lease{});
+    if (!a->master_read || !(seen.counter == a->master_seen.counter && seen.incarnation == a->master_seen.incarnation &&
+                             seen.owner == a->master_seen.owner)) {
+      a->master_changed = now;
+      a->master_seen = seen;
+      a->master_read = true;
     }
+    const bool ours = held && held->owner == a->self_uuid && held->incarnation == a->incarnation;
+    take = (leader || alone) &&
+           (ours || !held || held->fenced || now - a->master_changed >= a->judge.timing().timeout);
   }
   if (!take) {
     std::lock_guard lock(mu_);
@@ -224,9 +242,22 @@ void ha_monitor::renew() {
   }
   lease master{a->self_uuid, (held ? held->counter : 0) + 1, a->incarnation, real_clock().now_ms(), false, {}};
   auto w = a->file->write(master_block, encode_lease(master));
-  std::lock_guard lock(mu_);
-  if (w && !a->master_lease) spdlog::info("ha.master_lease.taken host={}", a->self_uuid);
-  a->master_lease = static_cast<bool>(w) && !a->judge.must_fence(monotonic_now());
+  {
+    std::lock_guard lock(mu_);
+    if (w && !a->master_lease) spdlog::info("ha.master_lease.taken host={}", a->self_uuid);
+    a->master_lease = static_cast<bool>(w) && !a->judge.must_fence(monotonic_now());
+    if (!a->master_lease || !alone || !side_.recover_alone || recovering_.exchange(true)) return;
+  }
+  // Every other voter's lease has expired (they fenced) and this host holds the master lease:
+  // the pool goes on with this host as its only voter. Its guests run on through the restart.
+  {
+    std::ofstream out(recovery_file(side_.data_dir));
+    out << a->incarnation << '\n';
+    for (const auto& v : dead_voters) out << v << '\n';
+  }
+  clear_armed_mark(side_.data_dir);
+  spdlog::warn("ha.recovering_alone dead_voters={}", dead_voters.size());
+  side_.recover_alone("HA: every other voter's lease expired and this host holds the master lease");
 }
 
 void ha_monitor::heartbeats() {
@@ -268,7 +299,7 @@ void ha_monitor::heartbeats() {
 
 void ha_monitor::watch() {
   std::lock_guard lock(mu_);
-  if (armed_ && !armed_->fenced && armed_->judge.must_fence(monotonic_now()))
+  if (armed_ && !armed_->fenced && !recovering_ && armed_->judge.must_fence(monotonic_now()))
     fence_now(side_, armed_->fenced, "neither the statefile nor a majority of the pool was reached in time");
 }
 
@@ -287,7 +318,7 @@ ha_view ha_monitor::view() {
   std::vector<std::string> dead_uuids;
   {
     std::lock_guard lock(mu_);
-    if (!armed_ || armed_->fenced) return v;
+    if (!armed_ || armed_->fenced || recovering_) return v;
     v.armed = true;
     v.master_lease = armed_->master_lease;
     v.timeout = armed_->judge.timing().timeout;

@@ -45,6 +45,12 @@ struct host_side {
   // Opens a statefile (the simulator gives its own); default open_statefile.
   std::function<result<std::unique_ptr<block_device>, std::string>(const std::string& path)> open;
   std::function<bool()> leads;                          // this host is the pool's ready master
+  // The host uuids of the log's other voters; empty when this host is no voter.
+  std::function<std::optional<std::vector<std::string>>()> other_voters;
+  // Restarts this host as the pool's only voter (pool::recover_alone): called once, when it is no
+  // master, holds the master lease and every other voter is dead — a pool of two, or one that
+  // lost its majority.
+  std::function<void(const std::string& why)> recover_alone;
   std::function<void(const std::string& why)> fence;   // destroys the domains and ends the daemon
 };
 
@@ -83,6 +89,7 @@ class ha_monitor {
   host_side side_;
   std::mutex mu_;  // guards armed_'s judge and lease fields
   std::shared_ptr<armed_state> armed_;
+  std::atomic<bool> recovering_{false};  // restarting to recover the pool alone: no longer armed
   std::string armed_vdi_;
   std::chrono::milliseconds armed_timeout_{0};
   std::unique_ptr<periodic_thread> renewer_, heart_, watchdog_;

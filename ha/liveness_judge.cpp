@@ -64,6 +64,12 @@ void liveness_judge::reported(const std::string& reporter, const std::string& ho
   it->second.evidence = std::max(it->second.evidence, now - age);
 }
 
+void liveness_judge::known_dead(const std::string& host, ha_time now) {
+  auto it = others_.find(host);
+  if (it == others_.end()) return;
+  it->second.evidence = it->second.report = now - timing_.timeout;
+}
+
 bool liveness_judge::must_fence(ha_time now) const {
   const auto limit = now - timing_.fence_after();
   if (renewed_ > limit) return false;

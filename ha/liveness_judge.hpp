@@ -62,6 +62,10 @@ class liveness_judge {
   // `reporter` says, as of `now`, it saw a heartbeat with `host` `age` before.
   void reported(const std::string& reporter, const std::string& host, std::chrono::milliseconds age, ha_time now);
 
+  // `host` was judged dead before this judge began (by this host before it restarted to recover
+  // the pool alone): it is dead from now on until a sign of life.
+  void known_dead(const std::string& host, ha_time now);
+
   bool must_fence(ha_time now) const;
   bool dead(const std::string& host, ha_time now) const;
   // The hosts heard by heartbeat, and how long ago: what this host reports.

@@ -54,12 +54,16 @@ api::status emergency_transition_to_master(const emergency_side& e) {
         m && !m->peer_address.empty() && e.master.peers->ping(m->peer_address, m->fingerprint, e.master.reach_timeout))
       return fail(api::errors::OPERATION_NOT_ALLOWED("the pool's master (host " + m->host_uuid +
                                                      ") answers: hand its role over with pool.designate_new_master"));
+  return recover_alone(e, "the old master, if it still runs, must be fenced");
+}
+
+api::status recover_alone(const emergency_side& e, const std::string& why) {
   const std::string mark = e.data_dir + "/" + std::string(emergency_master_file);
   if (!write_private_file(mark, "the pool's log is recovered with this host as its only voter at the next start\n"))
     return fail(api::errors::INTERNAL_ERROR("cannot write " + mark));
   spdlog::warn("pool.emergency_transition_to_master raft_id={} term={} (restarting as the pool's only voter; what only the "
-               "lost voters held is gone, and the old master, if it still runs, must be fenced)",
-               e.identity.raft_id, status.term);
+               "lost voters held is gone: {})",
+               e.identity.raft_id, e.master.log->status().term, why);
   e.restart();
   return ok_v;
 }
@@ -106,8 +110,13 @@ api::status follow_master(const emergency_side& e, const member_record& master) 
 }
 
 api::api_result<std::vector<std::string>> recover_slaves(const emergency_side& e) {
+  if (auto st = ha_off(*e.master.db->snapshot()); !st) return fail(std::move(st).error());
+  return call_back_members(e);
+}
+
+api::api_result<std::vector<std::string>> call_back_members(const emergency_side& e) {
   auto s = e.master.db->snapshot();
-  if (auto st = master_checks(e.master, *s); !st) return fail(std::move(st).error());
+  if (auto st = on_master(e.master, *s); !st) return fail(std::move(st).error());
   const auto status = e.master.log->status();
   std::vector<std::string> recovered;
   // Each member outside the log rejoins this master and restarts; one that does not answer, or
@@ -129,7 +138,8 @@ api::api_result<std::vector<std::string>> recover_slaves(const emergency_side& e
 void take_back(const master_side& m, const std::string& caller_fingerprint, const peer::RejoinRequest& request,
                peer::RejoinReply& reply) {
   auto s = m.db->snapshot();
-  if (auto st = master_checks(m, *s); !st) return set_error(st.error(), *reply.mutable_error());
+  // Under HA too: its master calls back the hosts that return after it recovered alone.
+  if (auto st = on_master(m, *s); !st) return set_error(st.error(), *reply.mutable_error());
   auto member = member_by_fingerprint(*s, caller_fingerprint);
   if (!member) return set_error(api::errors::HOST_UNKNOWN_TO_MASTER(""), *reply.mutable_error());
   const auto status = m.log->status();

@@ -39,10 +39,17 @@ bool emergency_master_marked(const std::string& data_dir);
 result<void, std::string> clear_emergency_master_mark(const std::string& data_dir);
 
 api::status emergency_transition_to_master(const emergency_side& e);
+// Its last step, without its checks: marks the data dir and restarts this host as the pool's only
+// voter. HA's own recovery of a pool of two, or of one that lost its majority, once every other
+// voter's lease has expired and this host holds the master lease (ha/).
+api::status recover_alone(const emergency_side& e, const std::string& why);
 api::status emergency_reset_master(const emergency_side& e, const std::string& master_address);
 // The member end of ResetMaster: rejoins `master` (the caller, by its pinned certificate).
 api::status follow_master(const emergency_side& e, const member_record& master);
 api::api_result<std::vector<std::string>> recover_slaves(const emergency_side& e);
+// recover_slaves without its HA check: HA's master calls back the hosts that come back after it
+// recovered the log alone.
+api::api_result<std::vector<std::string>> call_back_members(const emergency_side& e);
 
 // The master end of Rejoin, for the member whose certificate has `caller_fingerprint`.
 void take_back(const master_side& m, const std::string& caller_fingerprint, const peer::RejoinRequest& request,

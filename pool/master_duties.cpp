@@ -15,13 +15,6 @@ namespace {
 
 constexpr std::string_view ejected_file = "ejected";
 
-// This host must be the pool's ready master: else HOST_IS_SLAVE with the master's address.
-api::status on_master(const master_side& m, const storage::state& s) {
-  if (m.log->status().ready) return ok_v;
-  const api::pool* pool = s.first<api::pool>();
-  const api::host* master = pool ? s.get<api::host>(pool->master.opaque) : nullptr;
-  return fail(api::errors::HOST_IS_SLAVE(master ? master->address : std::string()));
-}
 
 api::api_result<member_record> reachable_member(const master_side& m, const storage::state& s, const std::string& host) {
   if (!s.get<api::host>(host)) return fail(api::errors::HANDLE_INVALID("host", host));
@@ -43,6 +36,13 @@ bool wait_until(std::chrono::milliseconds limit, F done) {
 }
 
 }  // namespace
+
+api::status on_master(const master_side& m, const storage::state& s) {
+  if (m.log->status().ready) return ok_v;
+  const api::pool* pool = s.first<api::pool>();
+  const api::host* master = pool ? s.get<api::host>(pool->master.opaque) : nullptr;
+  return fail(api::errors::HOST_IS_SLAVE(master ? master->address : std::string()));
+}
 
 api::status ha_off(const storage::state& s) {
   if (const api::pool* pool = s.first<api::pool>(); pool && pool->ha_enabled) return fail(api::errors::HA_IS_ENABLED());

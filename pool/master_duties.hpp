@@ -29,7 +29,9 @@ struct master_side {
 
 // HA_IS_ENABLED when the pool's HA is on (the pool's shape is then HA's to change).
 api::status ha_off(const storage::state& s);
-// ha_off, and this host the pool's ready master (else HOST_IS_SLAVE with the master's address).
+// This host the pool's ready master (else HOST_IS_SLAVE with the master's address).
+api::status on_master(const master_side& m, const storage::state& s);
+// ha_off and on_master.
 api::status master_checks(const master_side& m, const storage::state& s);
 
 // Checks as xapi's (HA_IS_ENABLED; HOST_IS_SLAVE with the master's address on another member;

@@ -158,8 +158,10 @@ def vm_record(name):
 
 
 class three_hosts:
-    """A TestCase mixin: three hosts (each its own process and data dir) started before the
-    class's tests, joined into one pool when JOINED, and stopped after. PORT_SEED picks the port."""
+    """A TestCase mixin: three hosts (each its own process and data dir; COUNT of them, at most
+    three) started before the class's tests, joined into one pool when JOINED, and stopped
+    after. PORT_SEED picks the port."""
+    COUNT = 3
     EXTRA_ARGS = ()
     JOINED = False
     PORT_SEED = None
@@ -168,7 +170,7 @@ class three_hosts:
     def setUpClass(cls):
         cls.root = tempfile.TemporaryDirectory()
         port = free_port_everywhere(cls.PORT_SEED)
-        cls.hosts = [host(cls.root.name, i, port, extra_args=cls.EXTRA_ARGS) for i in range(3)]
+        cls.hosts = [host(cls.root.name, i, port, extra_args=cls.EXTRA_ARGS) for i in range(cls.COUNT)]
         try:
             for h in cls.hosts:
                 h.start()
