@@ -46,6 +46,10 @@ def main():
     pool_dir, n, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     master_password = password_of(os.path.join(pool_dir, "host1"))
     master = login(1, port, master_password)
+    # Host 1 founded the pool, but after a failover another host may be its master: joins go there.
+    one = proxy(1, port)
+    master_address = one.host.get_address(master, one.pool.get_master(master, one.pool.get_all(master)["Value"][0])["Value"])
+    master_address = master_address.get("Value") or "127.0.0.1"
     for i in range(2, n + 1):
         host_dir = os.path.join(pool_dir, f"host{i}")
         # A host that joined takes the pool's root password; before, it has its own.
@@ -67,7 +71,7 @@ def main():
         if len(hosts) > 1:
             print(f"host {i} is already in a pool of {len(hosts)} hosts")
             continue
-        r = s.pool.join(session, f"127.0.0.1:{port}", "root", master_password)
+        r = s.pool.join(session, f"{master_address}:{port}", "root", master_password)
         if r["Status"] != "Success":
             sys.exit(f"host {i}: pool.join failed: {r['ErrorDescription']}")
         # It restarts as a member: the master lists it once its rows are in the pool.
@@ -79,9 +83,9 @@ def main():
             time.sleep(0.2)
         login(i, port, master_password, limit=120)
         print(f"host {i} (127.0.0.{i}:{port}) joined")
-    m = proxy(1, port)
-    pool = m.pool.get_all(master)["Value"][0]
-    address = m.host.get_address(master, m.pool.get_master(master, pool)["Value"])["Value"]
+    pool = one.pool.get_all(master)["Value"][0]
+    address = one.host.get_address(master, one.pool.get_master(master, pool)["Value"])["Value"]
+    m = xmlrpc.client.ServerProxy(f"http://{address}:{port}", allow_none=True)
     if n > 1:
         shared_sr(m, pool, os.path.abspath(os.path.join(pool_dir, "shared")), master_password)
     print(f"pool of {n}: master http://{address}:{port}  user root  password {master_password}")
