@@ -146,15 +146,26 @@ evacuation_plan plan_evacuation(const storage::state& s, const std::string& host
       left[ref] = memory_free(s, ref);
     return true;
   });
-  std::vector<std::pair<std::int64_t, std::string>> guests;  // the biggest placed first
+  std::vector<std::string> guests;
   for (const auto& ref : s.refs_where<api::vm>("resident_on", host)) {
     const api::vm* v = s.get<api::vm>(ref);
     if (!v || v->is_control_domain || v->power_state == api::vm_power_state::Halted) continue;
     if (left.empty()) plan.stay[ref] = {std::string(api::to_string(api::error_code::NO_HOSTS_AVAILABLE)), ref};
     else if (auto refused = check_vm_operation(*v, ref, api::vm_operations::pool_migrate))  // as xapi's plan asks
       plan.stay[ref] = refused->description();
-    else guests.emplace_back(v->memory_dynamic_max, ref);
+    else guests.push_back(ref);
   }
+  evacuation_plan packed = pack(s, guests, std::move(left));
+  plan.moves = std::move(packed.moves);
+  plan.stay.merge(packed.stay);
+  return plan;
+}
+
+evacuation_plan pack(const storage::state& s, const std::vector<std::string>& vms, std::map<std::string, std::int64_t> left) {
+  evacuation_plan plan;
+  std::vector<std::pair<std::int64_t, std::string>> guests;  // the biggest placed first
+  for (const auto& ref : vms)
+    if (const api::vm* v = s.get<api::vm>(ref)) guests.emplace_back(v->memory_dynamic_max, ref);
   std::ranges::sort(guests, std::greater<>());
   for (const auto& [memory, vm] : guests) {
     std::string best;

@@ -49,6 +49,11 @@ struct evacuation_plan {
   std::map<std::string, std::vector<std::string>> stay;          // VM -> error description
 };
 evacuation_plan plan_evacuation(const storage::state& s, const std::string& host);
+// The packing both plans use (and HA's failover plans, ha/planning): `vms` placed biggest
+// (memory_dynamic_max) first, each on the host of `left` (host -> free memory) with the most
+// memory left among those can_boot_on accepts, memory aside; the first host's reason when none
+// can run it, HOST_NOT_ENOUGH_FREE_MEMORY(vm) when none has the memory left.
+evacuation_plan pack(const storage::state& s, const std::vector<std::string>& vms, std::map<std::string, std::int64_t> left);
 // Whether the pool sees `host` live (host_metrics.live; a host without metrics is not).
 bool host_live(const storage::state& s, const std::string& host);
 

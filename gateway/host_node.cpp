@@ -208,6 +208,9 @@ const auto start_ha = [](auto& p) {
   side.host_ref = p.host;
   side.data_dir = p.opt.data_dir;
   side.peers = &*p.peers;
+  // A real host's watchdog reboots it when the daemon stops petting (never a simulated host's:
+  // the machine running the simulation is not the simulated host).
+  if (p.opt.backend == "libxl" && std::filesystem::exists("/dev/watchdog")) side.watchdog_device = "/dev/watchdog";
   side.statefile_path = [&p](const storage::state& s, const std::string& vdi) { return p.repos->vdi_path(s, vdi); };
   side.leads = [&p] {
     const auto st = p.pool_log->status();
@@ -236,6 +239,7 @@ const auto start_ha = [](auto& p) {
   };
   p.ha.emplace(std::move(side));
   p.ha_for_peers = &*p.ha;
+  p.ha_ctx->emergency_disable = [&p] { return p.ha->emergency_disable(); };
   ha::failover_side f;
   f.db = p.db.get();
   f.monitor = &*p.ha;
@@ -276,6 +280,7 @@ const auto start_ha = [](auto& p) {
   };
   f.call_back = [&p] { (void)pool::call_back_members(emergency_side(p)); };
   p.ha_failover.emplace(std::move(f));
+  p.ha_ctx->prevent_restarts = [&p](std::chrono::seconds s) { p.ha_failover->prevent_restarts_for(s); };
 };
 
 // The service the pool's other hosts call (Join, Propose, Ping), on --peer-listen. (Generic
@@ -682,7 +687,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.pool_ctx->master = pool::master_side{&db, p.pool_log.get(), nullptr, &*p.peers, p.host};
   p.pool_ctx->emergency = emergency_side(p);
   register_pool_rpcs(p.rpcs, *p.pool_ctx);
-  p.ha_ctx.emplace(ha_context{db, *p.repos, p.host});
+  p.ha_ctx.emplace(ha_context{db, *p.repos, p.host, std::chrono::seconds(30), {}, {}});
   register_ha_rpcs(p.rpcs, *p.ha_ctx);
   register_role_rpcs(p.rpcs, db);
   register_external_auth_rpcs(p.rpcs, db);

@@ -30,9 +30,16 @@ failover::~failover() {
   if (calling_back_.valid()) calling_back_.wait();
 }
 
+void failover::prevent_restarts_for(std::chrono::seconds s) {
+  prevented_until_ns_ = s.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            (monotonic_now() + s).time_since_epoch()).count()
+                                      : 0;
+}
+
 void failover::step() {
   const ha_view v = side_.monitor->view();
   if (!v.armed || !v.master_lease) return;
+  if (monotonic_now().time_since_epoch().count() < prevented_until_ns_.load()) return;
   auto s = side_.db->snapshot();
   for (const auto& host : v.dead) declare_dead(*s, host);
   restart(*side_.db->snapshot());

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <functional>
 #include <future>
 #include <map>
@@ -45,6 +46,8 @@ class failover {
   failover& operator=(const failover&) = delete;
 
   void step();
+  // pool.ha_prevent_restarts_for: no failover step until then (0: at once again).
+  void prevent_restarts_for(std::chrono::seconds s);
 
  private:
   void declare_dead(const storage::state& s, const std::string& host);
@@ -55,6 +58,7 @@ class failover {
   std::map<std::string, std::chrono::steady_clock::time_point> last_try_;  // VM -> its last failed start
   std::set<std::string> alerted_;
   std::future<void> calling_back_;
+  std::atomic<std::int64_t> prevented_until_ns_{0};  // monotonic
   std::chrono::steady_clock::time_point called_back_{};
   std::unique_ptr<periodic_thread> thread_;  // last
 };

@@ -75,7 +75,17 @@ void ha_monitor::clear_armed_mark(const std::string& data_dir) {
   std::filesystem::remove(armed_mark(data_dir), ec);
 }
 
+api::status ha_monitor::emergency_disable() {
+  std::lock_guard arming(arming_mu_);
+  if (!armed_) return fail(api::errors::HA_NOT_ENABLED());
+  excluded_vdi_ = armed_vdi_;
+  spdlog::warn("ha.emergency_disable: this host no longer renews its lease nor fences itself");
+  disarm();
+  return ok_v;
+}
+
 void ha_monitor::check() {
+  std::lock_guard arming(arming_mu_);
   auto s = side_.db->snapshot();
   const api::pool* pool = s->first<api::pool>();
   std::optional<ha_timing> timing;
@@ -84,7 +94,8 @@ void ha_monitor::check() {
     timing = pool_timing(*pool);
     vdi = pool->ha_statefiles.front();
   }
-  const bool want = timing.has_value();
+  const bool want = timing.has_value() && vdi != excluded_vdi_;
+  if (!timing) excluded_vdi_.clear();  // HA off: a later enablement arms this host again
   if (armed_ && (!want || vdi != armed_vdi_ || timing->timeout != armed_timeout_)) disarm();
   if (!want || armed_) return;
   if (auto why = arm(*s, vdi, *timing)) {
@@ -135,6 +146,12 @@ std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::s
   heart_ = std::make_unique<periodic_thread>(every, [this, a] {
     if (!a->fenced) heartbeats();
   });
+  if (!side_.watchdog_device.empty()) {
+    const auto seconds = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(timing.timeout * 3 / 10).count());
+    auto dog = hardware_watchdog::open(side_.watchdog_device, std::chrono::seconds(seconds));
+    if (!dog) spdlog::error("ha.watchdog.not_armed reason=\"{}\" (a stopped daemon leaves its guests running)", dog.error());
+    else hardware_ = std::move(*dog);
+  }
   watchdog_ = std::make_unique<periodic_thread>(std::chrono::milliseconds(100), [this] { watch(); });
   spdlog::info("ha.armed statefile={} slot={} timeout_ms={}", *path, slot, timing.timeout.count());
   return std::nullopt;
@@ -144,6 +161,7 @@ void ha_monitor::disarm() {
   renewer_.reset();
   heart_.reset();
   watchdog_.reset();
+  hardware_.reset();  // the magic close
   {
     std::lock_guard lock(mu_);
     armed_.reset();
@@ -299,8 +317,11 @@ void ha_monitor::heartbeats() {
 
 void ha_monitor::watch() {
   std::lock_guard lock(mu_);
-  if (armed_ && !armed_->fenced && !recovering_ && armed_->judge.must_fence(monotonic_now()))
+  if (!armed_ || armed_->fenced || recovering_) return;
+  if (armed_->judge.must_fence(monotonic_now()))
     fence_now(side_, armed_->fenced, "neither the statefile nor a majority of the pool was reached in time");
+  else if (hardware_)
+    hardware_->pet();
 }
 
 std::vector<std::pair<std::string, std::uint32_t>> ha_monitor::heartbeat_from(const std::string& host_uuid) {

@@ -28,6 +28,7 @@
 #include "common/periodic_thread.hpp"
 #include "ha/liveness_judge.hpp"
 #include "ha/statefile.hpp"
+#include "ha/watchdog.hpp"
 #include "pool/peer_client.hpp"
 #include "storage/database.hpp"
 
@@ -52,6 +53,10 @@ struct host_side {
   // lost its majority.
   std::function<void(const std::string& why)> recover_alone;
   std::function<void(const std::string& why)> fence;   // destroys the domains and ends the daemon
+  // A hardware watchdog to pet while armed (a real host's /dev/watchdog; never on a simulated
+  // one): its timeout is 0.3 T, so a daemon that stops petting at its fencing time (0.6 T) has
+  // its host rebooted before the pool judges it dead (T).
+  std::string watchdog_device;
 };
 
 // What the master's failover reads of its monitor.
@@ -73,6 +78,10 @@ class ha_monitor {
   // host. Answers this host's report (hosts heard, ms ago) while armed.
   std::vector<std::pair<std::string, std::uint32_t>> heartbeat_from(const std::string& host_uuid);
   ha_view view();
+  // host.emergency_ha_disable: this host disarms and stays so while the pool's HA keeps this
+  // statefile (it no longer fences — nor renews, so the pool will judge it dead). HA_NOT_ENABLED
+  // when it is not armed.
+  api::status emergency_disable();
 
   static bool was_armed(const std::string& data_dir);
   static void clear_armed_mark(const std::string& data_dir);
@@ -90,8 +99,11 @@ class ha_monitor {
   std::mutex mu_;  // guards armed_'s judge and lease fields
   std::shared_ptr<armed_state> armed_;
   std::atomic<bool> recovering_{false};  // restarting to recover the pool alone: no longer armed
+  std::mutex arming_mu_;  // check() and emergency_disable(): one arms or disarms at a time
   std::string armed_vdi_;
+  std::string excluded_vdi_;  // the statefile this host left by emergency_ha_disable
   std::chrono::milliseconds armed_timeout_{0};
+  std::unique_ptr<hardware_watchdog> hardware_;  // the watchdog thread's, while armed
   std::unique_ptr<periodic_thread> renewer_, heart_, watchdog_;
   std::unique_ptr<periodic_thread> checker_;  // last: it arms once the rest is made
 };

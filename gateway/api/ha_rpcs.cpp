@@ -8,7 +8,9 @@
 
 #include "common/clock.hpp"
 #include "gateway/rpc/typed_rpcs.hpp"
+#include "actors/placement.hpp"
 #include "ha/liveness_judge.hpp"
+#include "ha/planning.hpp"
 #include "ha/statefile.hpp"
 #include "sm/sr_driver.hpp"
 
@@ -178,6 +180,32 @@ api::status enable(ha_context& ctx, const std::vector<api::ref<api::sr>>& heartb
   return fail(api::errors::HA_HOST_CANNOT_ACCESS_STATEFILE());
 }
 
+std::string pool_ref_of(const storage::state& s) {
+  std::string ref;
+  s.for_each(schema::get().class_of<api::pool>(), [&](const std::string& r, const storage::row&) {
+    ref = r;
+    return false;
+  });
+  return ref;
+}
+
+// The pool's plan fields after a plan was computed for `n` failures (xapi's update_pool_status).
+void record_plan(storage::database& db, const storage::state& s, std::int64_t tolerate, bool plan) {
+  const api::pool* pool = s.first<api::pool>();
+  api::pool p = *pool;
+  p.ha_host_failures_to_tolerate = tolerate;
+  p.ha_plan_exists_for = plan ? tolerate : 0;
+  p.ha_overcommitted = pool->ha_enabled && !plan;
+  if (p.ha_host_failures_to_tolerate == pool->ha_host_failures_to_tolerate && p.ha_plan_exists_for == pool->ha_plan_exists_for &&
+      p.ha_overcommitted == pool->ha_overcommitted)
+    return;
+  auto t = db.begin();
+  t.update(pool_ref_of(s), *pool, p);
+  (void)db.commit(std::move(t));
+}
+
+const std::string* ref_param(const wire::array& p, std::size_t i) { return i < p.size() ? p[i].as_string() : nullptr; }
+
 }  // namespace
 
 void register_ha_rpcs(dispatcher& d, ha_context& ctx) {
@@ -195,6 +223,122 @@ void register_ha_rpcs(dispatcher& d, ha_context& ctx) {
     spdlog::info("ha.disabled");
     return ok_v;
   }, true);
+
+  // --- planning ---
+  add_typed<m::pool_ha_compute_max_host_failures_to_tolerate>(d, [&ctx](call_context&) -> api::api_result<std::int64_t> {
+    auto s = ctx.db.snapshot();
+    const std::int64_t n = ha::max_failures(*s, ha::model_of(*s));
+    if (const api::pool* pool = s->first<api::pool>(); pool && pool->ha_enabled)
+      record_plan(ctx.db, *s, pool->ha_host_failures_to_tolerate, pool->ha_host_failures_to_tolerate <= n);
+    return n;
+  }, true);
+  add_typed<m::pool_ha_compute_hypothetical_max_host_failures_to_tolerate>(
+      d, [&ctx](call_context&, const api::map<api::ref<api::vm>, std::string>& configuration) -> api::api_result<std::int64_t> {
+        auto s = ctx.db.snapshot();
+        // The protected VMs are those the configuration maps to "restart", and only those.
+        std::map<std::string, std::string> priorities;
+        s->for_each(schema::get().class_of<api::vm>(), [&](const std::string& ref, const storage::row&) {
+          priorities[ref] = "";
+          return true;
+        });
+        for (const auto& [vm, priority] : configuration) {
+          if (priority != "restart" && priority != "best-effort" && !priority.empty())
+            return fail(api::errors::INVALID_VALUE("ha_restart_priority", priority));
+          if (!s->get<api::vm>(vm.opaque)) return fail(api::errors::HANDLE_INVALID("VM", vm.opaque));
+          priorities[vm.opaque] = priority;
+        }
+        return ha::max_failures(*s, ha::model_of(*s, &priorities));
+      }, true);
+  add_typed<m::pool_ha_compute_vm_failover_plan>(
+      d, [&ctx](call_context&, const std::vector<api::ref<api::host>>& failed_hosts,
+                const std::vector<api::ref<api::vm>>& failed_vms)
+             -> api::api_result<api::map<api::ref<api::vm>, api::map<std::string, std::string>>> {
+        auto s = ctx.db.snapshot();
+        std::set<std::string> hosts;
+        for (const auto& h : failed_hosts) hosts.insert(h.opaque);
+        std::vector<std::string> vms;
+        for (const auto& v : failed_vms) {
+          if (!s->get<api::vm>(v.opaque)) return fail(api::errors::HANDLE_INVALID("VM", v.opaque));
+          vms.push_back(v.opaque);
+        }
+        api::map<api::ref<api::vm>, api::map<std::string, std::string>> out;
+        for (auto& [vm, entry] : ha::vm_failover_plan(*s, hosts, vms)) {
+          api::map<std::string, std::string> e;
+          for (auto& [k, v] : entry) e[k] = v;
+          out[api::ref<api::vm>{vm}] = std::move(e);
+        }
+        return out;
+      }, true);
+  add_typed<m::pool_ha_failover_plan_exists>(d, [&ctx](call_context&, std::int64_t n) -> api::api_result<bool> {
+    auto s = ctx.db.snapshot();
+    return ha::plan_exists(*s, ha::model_of(*s), n);
+  }, true);
+  add_typed<m::pool_set_ha_host_failures_to_tolerate>(d, [&ctx](call_context&, const api::ref<api::pool>& self,
+                                                                std::int64_t value) -> api::api_result<void> {
+    std::lock_guard lock(ha_switch);
+    auto s = ctx.db.snapshot();
+    const api::pool* pool = s->get<api::pool>(self.opaque);
+    if (!pool) return fail(api::errors::HANDLE_INVALID("pool", self.opaque));
+    if (value < 0) return fail(api::errors::INVALID_VALUE("ha_host_failures_to_tolerate", std::to_string(value)));
+    const bool plan = ha::plan_exists(*s, ha::model_of(*s), value);
+    if (pool->ha_enabled && !pool->ha_allow_overcommit && !plan) return fail(api::errors::HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN());
+    api::pool p = *pool;
+    p.ha_host_failures_to_tolerate = value;
+    p.ha_plan_exists_for = pool->ha_enabled && plan ? value : 0;
+    p.ha_overcommitted = pool->ha_enabled && !plan;
+    auto t = ctx.db.begin();
+    t.update(self.opaque, *pool, p);
+    if (auto r = ctx.db.commit(std::move(t)); !r) return fail(std::move(r).error());
+    return ok_v;
+  }, true);
+  add_typed<m::pool_ha_prevent_restarts_for>(d, [&ctx](call_context&, std::int64_t seconds) -> api::api_result<void> {
+    if (!ctx.prevent_restarts) return fail(api::errors::HOST_STILL_BOOTING());
+    ctx.prevent_restarts(std::chrono::seconds(std::max<std::int64_t>(0, seconds)));
+    return ok_v;
+  }, true);
+  add_typed<m::host_emergency_ha_disable>(d, [&ctx](call_context&) -> api::api_result<void> {
+    if (!ctx.emergency_disable) return fail(api::errors::HA_NOT_ENABLED());
+    return ctx.emergency_disable();
+  }, true);
+
+  // --- what would break the plan (xapi's assert_configuration_change_preserves_ha_plan) ---
+  // A VM made protected by its start (not yet ha_always_run: HA's own restarts are of VMs it
+  // keeps running already), on the host it would run on.
+  auto starting = [&ctx](bool named) {
+    return [&ctx, named](call_context&, const wire::array& p) -> api::status {
+      auto s = ctx.db.snapshot();
+      const std::string* vm = ref_param(p, 0);
+      const api::vm* v = vm ? s->get<api::vm>(*vm) : nullptr;
+      if (!v || v->ha_restart_priority != "restart" || v->ha_always_run) return ok_v;
+      std::string host;
+      if (named) {
+        const std::string* h = ref_param(p, 1);
+        if (!h) return ok_v;
+        host = *h;
+      } else if (auto chosen = actors::choose_host(*s, *vm)) {
+        host = *chosen;
+      } else {
+        return ok_v;  // the start answers why it cannot run
+      }
+      auto after = ha::model_of(*s);
+      ha::add_running(*s, after, *vm, host);
+      if (ha::would_break_plan(*s, after)) return fail(api::errors::HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN());
+      return ok_v;
+    };
+  };
+  d.guard("VM.start", starting(false));
+  d.guard("VM.resume", starting(false));
+  d.guard("VM.start_on", starting(true));
+  d.guard("VM.resume_on", starting(true));
+  d.guard("host.disable", [&ctx](call_context&, const wire::array& p) -> api::status {
+    auto s = ctx.db.snapshot();
+    const std::string* host = ref_param(p, 0);
+    if (!host) return ok_v;
+    auto after = ha::model_of(*s);
+    after.free.erase(*host);
+    if (ha::would_break_plan(*s, after)) return fail(api::errors::HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN());
+    return ok_v;
+  });
 }
 
 }  // namespace xapid::gateway

@@ -70,6 +70,7 @@ const std::unordered_map<std::string_view, rule>& rules() {
     // are the master's).
     t["pool.enable_ha"] = {route::master};
     t["pool.disable_ha"] = {route::master};
+    t["pool.ha_prevent_restarts_for"] = {route::master};  // the master's failover waits
     return t;
   }();
   return table;

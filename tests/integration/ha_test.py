@@ -5,8 +5,10 @@ protected VM started on another host and its best-effort one after it, its unpro
 halted, and once it starts again its guests' domains are gone (its watchdog would have rebooted
 it); a member stopped (SIGSTOP) for longer than T finds itself fenced when continued and exits
 (status 99), its protected VM running elsewhere, never on both; the master killed: the other
-two elect a new one, which restarts the old master's protected VM; pool.disable_ha. Each death
-prints its timeline (death -> host seen dead -> VM running again)."""
+two elect a new one, which restarts the old master's protected VM; the failover plans
+(ha_compute_*, set_ha_host_failures_to_tolerate) and the refusal of what would break them;
+host.emergency_ha_disable, pool.ha_prevent_restarts_for, pool.disable_ha. Each death prints its
+timeline (death -> host seen dead -> VM running again)."""
 import os
 import random
 import signal
@@ -126,6 +128,50 @@ class ha_in_a_pool(three_hosts, answers, unittest.TestCase):
         pbd = self.call(0, "SR.get_PBDs", self.sr)[0]
         self.assertEqual(self.fails(0, "PBD.unplug", pbd), ["HA_IS_ENABLED"])
 
+    def test_1b_failover_plans_and_what_would_break_them(self):
+        pool = self.call(0, "pool.get_all")[0]
+        self.assertEqual(self.call(1, "pool.ha_compute_max_host_failures_to_tolerate"), "2")
+        self.assertTrue(self.call(2, "pool.ha_failover_plan_exists", "2"))
+        self.assertEqual(self.fails(0, "pool.set_ha_host_failures_to_tolerate", pool, "-1"),
+                         ["INVALID_VALUE", "ha_host_failures_to_tolerate", "-1"])
+        # Two big protected VMs (10 GiB of each simulated host's 16): either host may fail, not both.
+        big = str(10 * GIB)
+        sizes = dict(memory_static_max=big, memory_dynamic_max=big, memory_dynamic_min=big, memory_static_min=big)
+        vms = []
+        for i in (0, 1):
+            vm = self.call(i, "VM.create", dict(vm_record(f"big-{i}"), **sizes))
+            self.call(i, "VM.set_ha_restart_priority", vm, "restart")
+            self.call(i, "VM.start_on", vm, self.host_refs[i], False, False)
+            vms.append(vm)
+        self.assertEqual(self.call(2, "pool.ha_compute_max_host_failures_to_tolerate"), "1")
+        self.assertFalse(self.call(0, "pool.ha_failover_plan_exists", "2"))
+        # Hypothetically: only the VMs the map makes "restart" are protected.
+        self.assertEqual(self.call(0, "pool.ha_compute_hypothetical_max_host_failures_to_tolerate", {vms[0]: "best-effort"}), "2")
+        self.assertEqual(self.call(0, "pool.ha_compute_hypothetical_max_host_failures_to_tolerate",
+                                   {vms[0]: "restart", vms[1]: "restart"}), "1")
+        self.assertEqual(self.fails(0, "pool.ha_compute_hypothetical_max_host_failures_to_tolerate", {vms[0]: "always"}),
+                         ["INVALID_VALUE", "ha_restart_priority", "always"])
+        plan = self.call(1, "pool.ha_compute_vm_failover_plan", [self.host_refs[0]], [vms[0]])
+        self.assertIn(plan[vms[0]]["host"], self.host_refs[1:])
+        plan = self.call(1, "pool.ha_compute_vm_failover_plan", [self.host_refs[0], self.host_refs[2]], [vms[0]])
+        self.assertEqual(plan[vms[0]], {"error_code": "HOST_NOT_ENOUGH_FREE_MEMORY"})
+        self.assertEqual(self.fails(1, "pool.set_ha_host_failures_to_tolerate", pool, "2"),
+                         ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+        self.call(1, "pool.set_ha_host_failures_to_tolerate", pool, "1")
+        self.assertEqual(self.call(0, "pool.get_ha_plan_exists_for", pool), "1")
+        # A third would leave no room for either of the others: refused, as is disabling a host.
+        third = self.call(2, "VM.create", dict(vm_record("big-2"), **sizes))
+        self.call(2, "VM.set_ha_restart_priority", third, "restart")
+        self.assertEqual(self.fails(2, "VM.start_on", third, self.host_refs[2], False, False),
+                         ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+        self.assertEqual(self.fails(0, "host.disable", self.host_refs[2]), ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+        self.call(2, "VM.set_ha_restart_priority", third, "")  # unprotected, it may run
+        self.call(2, "VM.start_on", third, self.host_refs[2], False, False)
+        for vm in vms + [third]:
+            self.call(0, "VM.hard_shutdown", vm)
+            self.call(0, "VM.destroy", vm)
+        self.call(0, "pool.set_ha_host_failures_to_tolerate", pool, "0")
+
     def test_2_a_killed_members_protected_vms_start_elsewhere(self):
         full = self.free_memory(0, 2)
         protected = self.protected_vm("protected", 2)
@@ -213,6 +259,11 @@ class ha_in_a_pool(three_hosts, answers, unittest.TestCase):
             time.sleep(0.1)
 
     def test_5_disable(self):
+        self.call(2, "pool.ha_prevent_restarts_for", "5")
+        self.call(2, "pool.ha_prevent_restarts_for", "0")
+        # One host leaves HA in an emergency (it no longer renews nor fences); the others stay armed.
+        self.call(2, "host.emergency_ha_disable")
+        self.assertEqual(self.fails(2, "host.emergency_ha_disable"), ["HA_NOT_ENABLED"])
         self.call(1, "pool.disable_ha")
         pool = self.call(1, "pool.get_all")[0]
         self.assertFalse(self.call(2, "pool.get_ha_enabled", pool))

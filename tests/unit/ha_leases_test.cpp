@@ -4,8 +4,13 @@
 // its lease, not a heartbeat, not a report — and every live reporter has spoken lately.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "ha/liveness_judge.hpp"
 #include "ha/statefile.hpp"
+#include "ha/watchdog.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace xapid::ha {
 namespace {
@@ -124,6 +129,24 @@ TEST_F(judge_test, what_a_host_reports_is_what_it_heard_within_t) {
   EXPECT_EQ(heard[0], std::make_pair(std::string("b"), std::chrono::milliseconds(2000)));
   EXPECT_EQ(heard[1], std::make_pair(std::string("c"), std::chrono::milliseconds(1000)));
   EXPECT_EQ(judge.heard(t0 + 12s).size(), 0u);
+}
+
+// The watchdog protocol on our side: a byte per pet, and the magic 'V' only on a deliberate
+// close (a file stands in for the device: its timeout cannot be set, which is only logged).
+TEST(ha_watchdog, pets_are_writes_and_only_a_deliberate_close_says_v) {
+  testing::temp_dir dir;
+  const std::string device = (dir / "watchdog");
+  { std::ofstream(device).flush(); }
+  {
+    auto dog = hardware_watchdog::open(device, std::chrono::seconds(3));
+    ASSERT_TRUE(dog.ok()) << dog.error();
+    (*dog)->pet();
+    (*dog)->pet();
+  }
+  std::ifstream in(device, std::ios::binary);
+  const std::string written{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_EQ(written, std::string("\0\0V", 3));
+  EXPECT_FALSE(hardware_watchdog::open(dir / "missing", std::chrono::seconds(3)).ok());
 }
 
 }  // namespace
