@@ -100,8 +100,15 @@ def shared_sr(m, pool, where, password):
             return
     os.makedirs(where, exist_ok=True)
     master_host = m.pool.get_master(session, pool)["Value"]
-    r = m.SR.create(session, master_host, {"location": where}, "0", "Shared storage", "every host's", "file", "user",
-                    True, {})
+    # A host that has just joined may not take calls from the others yet: it is asked again.
+    until = time.time() + 60
+    while True:
+        r = m.SR.create(session, master_host, {"location": where}, "0", "Shared storage", "every host's", "file", "user",
+                        True, {})
+        if r["Status"] == "Success" or r["ErrorDescription"][0] not in ("CANNOT_CONTACT_HOST", "HOST_OFFLINE") \
+                or time.time() > until:
+            break
+        time.sleep(1)
     if r["Status"] != "Success":
         sys.exit(f"the shared SR at {where}: {r['ErrorDescription']}")
     m.pool.set_default_SR(session, pool, r["Value"])

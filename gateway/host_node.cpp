@@ -230,7 +230,11 @@ const auto start_ha = [](auto& p) {
     if (!voter) return std::nullopt;
     return others;
   };
-  side.recover_alone = [&p](const std::string& why) { (void)pool::recover_alone(emergency_side(p), why); };
+  side.recover_alone = [&p](const std::string& why) {
+    auto st = pool::recover_alone(emergency_side(p), why);
+    if (!st) spdlog::error("ha.recover_alone.failed reason=\"{}\"", st.error().description().at(0));
+    return static_cast<bool>(st) && p.can_restart;
+  };
   side.fence = [&p](const std::string& why) {
     destroy_guest_domains(*p.hypervisor);
     spdlog::critical("ha.fenced exit={} reason=\"{}\"", ha::fenced_exit_code, why);
@@ -292,7 +296,7 @@ const auto start_peer_service = [](auto& p) -> result<void, std::string> {
   ctx.host_uuid = [dir = p.opt.data_dir] { return actors::installation_uuid(dir); };
   ctx.ha_heartbeat = [&p](const std::string& host_uuid) {
     ha::ha_monitor* m = p.ha_for_peers.load();
-    return m ? m->heartbeat_from(host_uuid) : std::vector<std::pair<std::string, std::uint32_t>>{};
+    return m ? m->heartbeat_from(host_uuid) : std::nullopt;
   };
   ctx.operations_in_flight = [&p] {
     actors::host_actors* a = p.actors_for_peers.load();
@@ -776,6 +780,7 @@ result<void, std::string> host_node::start_serving(int threads) {
   // This host's record in the pool says where its peer service is (served since open(): the
   // other hosts' start-ups forward their writes to it), and joins are taken from now on.
   {
+    start_ha(p);  // before any call can reach HA's hooks
     p.joins_open = true;
     p.calls_open = true;
     // The log's leader is the pool's master: pool.master follows it.
@@ -800,7 +805,6 @@ result<void, std::string> host_node::start_serving(int threads) {
                        [&p](const storage::state& seen, const std::set<std::string>& claimed) {
                          p.actors->forget_orphaned_operations(seen, claimed);
                        });
-    start_ha(p);
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)
       return fail("publishing this host's place in the pool: " + st.error().description().at(0));
@@ -923,24 +927,24 @@ void host_node::wait() {
   if (p.events) p.events->stop();
   p.peer_service.reset();  // no more calls from the other hosts
   p.liveness.reset();      // nor sweeps of the operations, before the actors go
-  p.ha_failover.reset();
-  p.ha_for_peers = nullptr;
-  if (p.ha) {
-    // A host that stops while armed stops renewing its lease: the pool will take it for dead and
-    // start its protected VMs elsewhere, so its guests go now (the armed mark stays: a host
-    // stopped so is one that went down).
-    const bool armed = p.ha->view().armed;
-    p.ha.reset();
-    if (armed && p.hypervisor) {
-      spdlog::warn("ha.stopped_while_armed: its guests' domains are destroyed");
-      destroy_guest_domains(*p.hypervisor);
-    }
-  }
   p.fence.reset();         // the calls it holds go on (to a call pool that refuses them)
   if (p.db) p.db->stop_waiters();
   if (p.hypervisor) p.hypervisor->stop_waiting();
   if (p.forwarder) p.forwarder->stop();  // the calls sent on to other hosts end
   p.rpcs.stop_blocking();
+  // HA goes once no call can reach it (its RPCs run on the call pool).
+  p.ha_failover.reset();
+  p.ha_for_peers = nullptr;
+  if (p.ha) {
+    // A host that stops while armed stops renewing its lease: the pool will take it for dead and
+    // start its protected VMs elsewhere, so its guests go now, before its watchdog is closed (the
+    // armed mark stays: a host stopped so is one that went down).
+    if (p.ha->armed() && p.hypervisor) {
+      spdlog::warn("ha.stopped_while_armed: its guests' domains are destroyed");
+      destroy_guest_domains(*p.hypervisor);
+    }
+    p.ha.reset();
+  }
   // The log stops (a promotion under way ends with it), then the keeper whose steps commit
   // through the database: never a step while the database is destroyed.
   if (p.pool_log) p.pool_log->stop();

@@ -31,6 +31,7 @@ failover::~failover() {
 }
 
 void failover::prevent_restarts_for(std::chrono::seconds s) {
+  s = std::min(s, std::chrono::seconds(10LL * 365 * 24 * 3600));  // ten years: no overflow in nanoseconds
   prevented_until_ns_ = s.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             (monotonic_now() + s).time_since_epoch()).count()
                                       : 0;

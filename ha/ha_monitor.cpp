@@ -75,6 +75,11 @@ void ha_monitor::clear_armed_mark(const std::string& data_dir) {
   std::filesystem::remove(armed_mark(data_dir), ec);
 }
 
+bool ha_monitor::armed() {
+  std::lock_guard lock(mu_);
+  return armed_ && !recovering_;
+}
+
 api::status ha_monitor::emergency_disable() {
   std::lock_guard arming(arming_mu_);
   if (!armed_) return fail(api::errors::HA_NOT_ENABLED());
@@ -98,7 +103,7 @@ void ha_monitor::check() {
   if (!timing) excluded_vdi_.clear();  // HA off: a later enablement arms this host again
   if (armed_ && (!want || vdi != armed_vdi_ || timing->timeout != armed_timeout_)) disarm();
   if (!want || armed_) return;
-  if (auto why = arm(*s, vdi, *timing)) {
+  if (auto why = arm(*s, vdi, *timing, pool->uuid)) {
     static thread_local ha_time last_said;  // once in 10 s: the pool may take a while to give us our PBD
     if (monotonic_now() - last_said > std::chrono::seconds(10)) {
       spdlog::error("ha.arm.failed reason=\"{}\"", *why);
@@ -107,7 +112,8 @@ void ha_monitor::check() {
   }
 }
 
-std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::string& vdi, ha_timing timing) {
+std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::string& vdi, ha_timing timing,
+                                           const std::string& pool_uuid) {
   const api::host* self = s.get<api::host>(side_.host_ref);
   if (!self) return "this host is not in the pool database";
   auto path = side_.statefile_path(s, vdi);
@@ -118,6 +124,7 @@ std::optional<std::string> ha_monitor::arm(const storage::state& s, const std::s
   if (!block) return block.error();
   auto header = decode_header(*block);
   if (!header) return "the statefile " + *path + " has no HA header";
+  if (header->pool_uuid != pool_uuid) return "the statefile " + *path + " is another pool's";
   std::size_t slot = header->hosts.size();
   for (std::size_t i = 0; i < header->hosts.size(); ++i)
     if (header->hosts[i] == self->uuid) slot = i;
@@ -183,7 +190,6 @@ void fence_now(const host_side& side, std::atomic<bool>& fenced, const std::stri
 }  // namespace
 
 void ha_monitor::renew() {
-  if (recovering_) return;
   std::shared_ptr<armed_state> a;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> heard;
   const auto began = monotonic_now();
@@ -220,6 +226,9 @@ void ha_monitor::renew() {
       for (const auto& [slot, age] : l->heard)
         if (slot < a->header.hosts.size()) a->judge.reported(l->owner, a->header.hosts[slot], std::chrono::milliseconds(age), now);
   }
+  // Restarting to recover alone: the lease above is renewed until the daemon goes (so nobody
+  // judges this host dead meanwhile), the master lease is left as it is.
+  if (recovering_) return;
   // The master lease: renewed by its holder; taken by the pool's master once it stood still for T
   // — or by a voter with no master whose every other voter is dead (a pool of two, or one that
   // lost its majority: nobody else alive can take it).
@@ -236,7 +245,11 @@ void ha_monitor::renew() {
   // Every host watches the master block (so that a survivor need not start counting T when it
   // finds itself alone); only the master, or a lone survivor, renews or takes it.
   auto block = a->file->read(master_block);
-  if (!block) return;
+  if (!block) {
+    std::lock_guard lock(mu_);
+    a->master_lease = false;
+    return;
+  }
   auto held = decode_lease(*block);
   const auto now = monotonic_now();
   bool take = false;
@@ -250,8 +263,11 @@ void ha_monitor::renew() {
       a->master_read = true;
     }
     const bool ours = held && held->owner == a->self_uuid && held->incarnation == a->incarnation;
+    // Free at once only when never written (a torn or unreadable block may be a holder's
+    // renewal in progress: it waits out T like any other).
+    const bool blank = block->find_first_not_of('\0') == std::string::npos;
     take = (leader || alone) &&
-           (ours || !held || held->fenced || now - a->master_changed >= a->judge.timing().timeout);
+           (ours || blank || (held && held->fenced) || now - a->master_changed >= a->judge.timing().timeout);
   }
   if (!take) {
     std::lock_guard lock(mu_);
@@ -275,7 +291,13 @@ void ha_monitor::renew() {
   }
   clear_armed_mark(side_.data_dir);
   spdlog::warn("ha.recovering_alone dead_voters={}", dead_voters.size());
-  side_.recover_alone("HA: every other voter's lease expired and this host holds the master lease");
+  if (!side_.recover_alone("HA: every other voter's lease expired and this host holds the master lease")) {
+    // Not restarting after all: armed as before (its mark again), to try at the next renewal.
+    std::error_code ec;
+    std::filesystem::remove(recovery_file(side_.data_dir), ec);
+    { std::ofstream(armed_mark(side_.data_dir)).put('\n'); }
+    recovering_ = false;
+  }
 }
 
 void ha_monitor::heartbeats() {
@@ -302,7 +324,7 @@ void ha_monitor::heartbeats() {
   }
   for (auto& h : out) {
     auto r = h.reply.get();
-    if (!r) continue;
+    if (!r || !r->ha_armed()) continue;  // a host not armed is no part of this host's majority
     const auto now = monotonic_now();
     std::lock_guard lock(mu_);
     if (a->judge.must_fence(now)) {  // too late: this answer must not keep a host alive that the pool may have given up
@@ -317,17 +339,17 @@ void ha_monitor::heartbeats() {
 
 void ha_monitor::watch() {
   std::lock_guard lock(mu_);
-  if (!armed_ || armed_->fenced || recovering_) return;
+  if (!armed_ || armed_->fenced) return;
   if (armed_->judge.must_fence(monotonic_now()))
     fence_now(side_, armed_->fenced, "neither the statefile nor a majority of the pool was reached in time");
   else if (hardware_)
     hardware_->pet();
 }
 
-std::vector<std::pair<std::string, std::uint32_t>> ha_monitor::heartbeat_from(const std::string& host_uuid) {
+std::optional<std::vector<std::pair<std::string, std::uint32_t>>> ha_monitor::heartbeat_from(const std::string& host_uuid) {
   std::lock_guard lock(mu_);
   std::vector<std::pair<std::string, std::uint32_t>> out;
-  if (!armed_) return out;
+  if (!armed_ || armed_->fenced || recovering_) return std::nullopt;
   const auto now = monotonic_now();
   armed_->judge.heartbeat_from(host_uuid, now);
   for (const auto& [host, age] : armed_->judge.heard(now)) out.emplace_back(host, static_cast<std::uint32_t>(age.count()));
@@ -339,7 +361,9 @@ ha_view ha_monitor::view() {
   std::vector<std::string> dead_uuids;
   {
     std::lock_guard lock(mu_);
-    if (!armed_ || armed_->fenced || recovering_) return v;
+    // Past its fencing time (a process continued after a stop, before its watchdog thread ran)
+    // this host judges nothing: its view of the others is as old as its pause.
+    if (!armed_ || armed_->fenced || recovering_ || armed_->judge.must_fence(monotonic_now())) return v;
     v.armed = true;
     v.master_lease = armed_->master_lease;
     v.timeout = armed_->judge.timing().timeout;

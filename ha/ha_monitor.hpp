@@ -51,7 +51,7 @@ struct host_side {
   // Restarts this host as the pool's only voter (pool::recover_alone): called once, when it is no
   // master, holds the master lease and every other voter is dead — a pool of two, or one that
   // lost its majority.
-  std::function<void(const std::string& why)> recover_alone;
+  std::function<bool(const std::string& why)> recover_alone;  // false: it could not
   std::function<void(const std::string& why)> fence;   // destroys the domains and ends the daemon
   // A hardware watchdog to pet while armed (a real host's /dev/watchdog; never on a simulated
   // one): its timeout is 0.3 T, so a daemon that stops petting at its fencing time (0.6 T) has
@@ -76,8 +76,9 @@ class ha_monitor {
 
   // The peer service's Ping from the member whose host uuid this is: a heartbeat towards this
   // host. Answers this host's report (hosts heard, ms ago) while armed.
-  std::vector<std::pair<std::string, std::uint32_t>> heartbeat_from(const std::string& host_uuid);
+  std::optional<std::vector<std::pair<std::string, std::uint32_t>>> heartbeat_from(const std::string& host_uuid);
   ha_view view();
+  bool armed();  // armed, and not restarting to recover alone (whatever its judgement)
   // host.emergency_ha_disable: this host disarms and stays so while the pool's HA keeps this
   // statefile (it no longer fences — nor renews, so the pool will judge it dead). HA_NOT_ENABLED
   // when it is not armed.
@@ -89,7 +90,8 @@ class ha_monitor {
  private:
   struct armed_state;
   void check();  // arms or disarms by the replica
-  std::optional<std::string> arm(const storage::state& s, const std::string& vdi, ha_timing timing);
+  std::optional<std::string> arm(const storage::state& s, const std::string& vdi, ha_timing timing,
+                                 const std::string& pool_uuid);
   void disarm();
   void renew();
   void heartbeats();

@@ -52,7 +52,7 @@ bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, 
     s.evidence = std::max(s.evidence, now);
     s.report = std::max(s.report, now);
   }
-  s.read = true;
+  s.read = s.armed = true;
   s.counter = counter;
   s.incarnation = incarnation;
   return moved;
@@ -68,6 +68,7 @@ void liveness_judge::known_dead(const std::string& host, ha_time now) {
   auto it = others_.find(host);
   if (it == others_.end()) return;
   it->second.evidence = it->second.report = now - timing_.timeout;
+  it->second.armed = true;  // (its next read is a baseline, as any first read)
 }
 
 bool liveness_judge::must_fence(ha_time now) const {
@@ -84,13 +85,24 @@ bool liveness_judge::must_fence(ha_time now) const {
 bool liveness_judge::dead(const std::string& host, ha_time now) const {
   auto it = others_.find(host);
   if (it == others_.end()) return false;
+  // A host whose lease was never seen written since HA was enabled never armed: it would not
+  // fence itself, so it is never judged dead (enable_ha waits for every host's first renewal).
+  if (!it->second.armed) return false;
   if (now - it->second.evidence < timing_.timeout) return false;
+  // Silent hosts that are a majority of the pool may be alive among themselves (they reach each
+  // other, not this host nor the statefile): they would not fence, so none is judged dead.
+  std::size_t silent = 0;
+  for (const auto& [other, s] : others_)
+    if (now - s.evidence >= timing_.timeout) ++silent;
+  if (2 * silent > hosts_.size()) return false;
   // Every other host that is not dead itself must have reported lately: one that has not may
-  // have heard `host` meanwhile.
+  // have heard `host` meanwhile (a heartbeat is reported from its arrival, up to a heartbeat's
+  // timeout after the sender counts it: the window is that much shorter).
+  const auto window = timing_.timeout - timing_.fence_after() - timing_.renew_every();
   for (const auto& [other, s] : others_) {
     if (other == host) continue;
     const bool other_dead = now - s.evidence >= timing_.timeout;
-    if (!other_dead && now - s.report >= timing_.timeout - timing_.fence_after()) return false;
+    if (!other_dead && now - s.report >= window) return false;
   }
   return true;
 }

@@ -7,10 +7,12 @@
 // - A host *fences itself* once, for fence_after (< T), it has neither renewed its own lease
 //   (counted from the *start* of its last successful write, which is before any reader can see
 //   the new counter) nor exchanged heartbeats with a majority of the pool (itself counted).
-// - Another host is *dead* once, for T on the judge's clock, its lease counter has not moved,
+// - Another host is *dead* once its lease has been seen written since HA was enabled (it armed),
+//   the silent hosts are no majority of the pool (else they may live on among themselves), and,
+//   for T on the judge's clock, its lease counter has not moved,
 //   no heartbeat with it (either way) was seen, and no host reported having seen one (reports
 //   come in the reporters' lease blocks and heartbeat answers, with their age) — and every other
-//   host not itself dead has reported lately (within T − fence_after), so that no heartbeat the
+//   host not itself dead has reported lately (within T − fence_after − a heartbeat's timeout), so that no heartbeat the
 //   host could count towards its majority went unreported. Every piece of evidence is dated no
 //   earlier than the event the host itself counts from (a write's or a heartbeat's start), so a
 //   host judged dead had stopped both more than T before, and fenced itself at fence_after.
@@ -64,7 +66,7 @@ class liveness_judge {
 
   // `host` was judged dead before this judge began (by this host before it restarted to recover
   // the pool alone): it is dead from now on until a sign of life.
-  void known_dead(const std::string& host, ha_time now);
+  void known_dead(const std::string& host, ha_time now);  // (its lease counts as seen)
 
   bool must_fence(ha_time now) const;
   bool dead(const std::string& host, ha_time now) const;
@@ -76,7 +78,8 @@ class liveness_judge {
  private:
   struct seen {
     std::uint64_t counter = 0, incarnation = 0;
-    bool read = false;
+    bool read = false;   // a baseline counter is known
+    bool armed = false;  // its lease was seen written since HA was enabled (or it was known dead)
     ha_time evidence;        // the latest time it is known to have been alive
     ha_time heartbeat_sent;  // the latest of this host's heartbeats to it that came back (sent then)
     bool heartbeat = false;

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace xapid::ha {
@@ -72,20 +73,26 @@ class reader {
   std::size_t at_ = 0;
 };
 
+// Reads and writes go through a block-aligned buffer: with O_DIRECT (where the file system takes
+// it) every read reaches the shared storage, never this host's page cache — an NFS client's
+// cache could show a live host's counter standing still.
 class file_device final : public block_device {
  public:
-  explicit file_device(int fd) : fd_(fd) {}
-  ~file_device() override { ::close(fd_); }
+  explicit file_device(int fd) : fd_(fd), buffer_(static_cast<char*>(std::aligned_alloc(statefile_block, statefile_block))) {}
+  ~file_device() override {
+    ::close(fd_);
+    std::free(buffer_);
+  }
   result<std::string, std::string> read(std::size_t block) override {
-    std::string out(statefile_block, '\0');
-    const auto n = ::pread(fd_, out.data(), out.size(), static_cast<off_t>(block * statefile_block));
+    const auto n = ::pread(fd_, buffer_, statefile_block, static_cast<off_t>(block * statefile_block));
     if (n < 0) return fail(std::string("reading the statefile: ") + std::strerror(errno));
-    if (static_cast<std::size_t>(n) != out.size()) return fail(std::string("the statefile is too short"));
-    return out;
+    if (static_cast<std::size_t>(n) != statefile_block) return fail(std::string("the statefile is too short"));
+    return std::string(buffer_, statefile_block);
   }
   result<void, std::string> write(std::size_t block, const std::string& bytes) override {
     if (bytes.size() != statefile_block) return fail(std::string("a statefile block is 4096 bytes"));
-    const auto n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(block * statefile_block));
+    std::memcpy(buffer_, bytes.data(), statefile_block);
+    const auto n = ::pwrite(fd_, buffer_, statefile_block, static_cast<off_t>(block * statefile_block));
     if (n < 0) return fail(std::string("writing the statefile: ") + std::strerror(errno));
     if (static_cast<std::size_t>(n) != bytes.size()) return fail(std::string("a short write to the statefile"));
     return ok_v;
@@ -93,12 +100,14 @@ class file_device final : public block_device {
 
  private:
   int fd_;
+  char* buffer_;  // one block, aligned for O_DIRECT; a device is used by one thread at a time
 };
 
 }  // namespace
 
 result<std::unique_ptr<block_device>, std::string> open_statefile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_DSYNC | O_CLOEXEC | O_NOFOLLOW);
+  int fd = ::open(path.c_str(), O_RDWR | O_DSYNC | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && errno == EINVAL) fd = ::open(path.c_str(), O_RDWR | O_DSYNC | O_CLOEXEC | O_NOFOLLOW);  // tmpfs: no O_DIRECT
   if (fd < 0) return fail("opening the statefile " + path + ": " + std::strerror(errno));
   return std::unique_ptr<block_device>(std::make_unique<file_device>(fd));
 }

@@ -50,10 +50,13 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     }
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
     if (ctx.ha_heartbeat)
-      for (auto& [host, age] : ctx.ha_heartbeat(caller)) {
-        auto* heard = reply->add_ha_heard();
-        heard->set_host_uuid(std::move(host));
-        heard->set_age_ms(age);
+      if (auto report = ctx.ha_heartbeat(caller)) {
+        reply->set_ha_armed(true);
+        for (auto& [host, age] : *report) {
+          auto* heard = reply->add_ha_heard();
+          heard->set_host_uuid(std::move(host));
+          heard->set_age_ms(age);
+        }
       }
     const auto status = ctx.log->status();
     reply->set_master(status.state == storage::raft_status::role_state::leader);

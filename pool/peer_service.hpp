@@ -25,8 +25,8 @@ struct peer_service_context {
   std::function<std::string()> host_uuid;  // this host's (Ping answers it)
   std::function<std::vector<std::string>()> operations_in_flight;  // this host's (Ping answers them)
   // Under HA, a Ping from the member of this host uuid is a heartbeat: answers the hosts this
-  // one heard lately (uuid, ms ago).
-  std::function<std::vector<std::pair<std::string, std::uint32_t>>(const std::string& host_uuid)> ha_heartbeat;
+  // one heard lately (uuid, ms ago), or nothing when this host is not armed.
+  std::function<std::optional<std::vector<std::pair<std::string, std::uint32_t>>>(const std::string& host_uuid)> ha_heartbeat;
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.

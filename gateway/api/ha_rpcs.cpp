@@ -133,8 +133,11 @@ api::status enable(ha_context& ctx, const std::vector<api::ref<api::sr>>& heartb
     auto it = m.find(key);
     return it == m.end() ? nullptr : &it->second;
   };
-  if (auto t = ha::choose_timeout(find(configuration, "timeout"), find(pool->other_config, "default_ha_timeout")); !t.timeout)
-    return fail(api::errors::INVALID_VALUE("timeout", t.invalid));
+  auto t = ha::choose_timeout(find(configuration, "timeout"), find(pool->other_config, "default_ha_timeout"));
+  if (!t.timeout) return fail(api::errors::INVALID_VALUE("timeout", t.invalid));
+  // T as enabled stays T (xapi writes it too): a later default_ha_timeout changes nothing.
+  api::map<std::string, std::string> config = configuration;
+  config["timeout"] = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*t.timeout).count());
   const auto hosts = host_refs(*s);
   if (hosts.size() > ha::statefile_max_hosts) return fail(api::errors::INVALID_VALUE("hosts", std::to_string(hosts.size())));
   for (const auto& ref : hosts) {
@@ -163,7 +166,7 @@ api::status enable(ha_context& ctx, const std::vector<api::ref<api::sr>>& heartb
   for (const auto& ref : hosts) uuids.push_back(s->get<api::host>(ref)->uuid);
   std::sort(uuids.begin(), uuids.end());
   if (auto st = write_header(*path, s->first<api::pool>()->uuid, uuids); !st) return st;
-  if (auto st = record(ctx.db, *s, true, *vdi, &configuration); !st) return st;
+  if (auto st = record(ctx.db, *s, true, *vdi, &config); !st) return st;
   spdlog::info("ha.enabling statefile={} hosts={}", *vdi, uuids.size());
   // Each host arms when its replica has the change: wait for every host's first renewal.
   const auto deadline = monotonic_now() + ctx.arm_wait;

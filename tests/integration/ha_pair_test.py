@@ -90,7 +90,7 @@ class ha_in_a_pool_of_two(three_hosts, answers, unittest.TestCase):
         self.eventually(running, limit=T + 30)
         took = time.time() - died
         print(f"{label}: protected VM running again {took:.1f} s after the death", flush=True)
-        self.assertLessEqual(took, T + 10 + 5)
+        self.assertLessEqual(took, T + 10, "restarted within T + 10 s (the goal)")
         # The dead host comes back: called back into the pool, a member, its old guest gone.
         self.hosts[dead].start()
         self.eventually(lambda: self.assertTrue(self.call(survivor, "host_metrics.get_live",

@@ -101,6 +101,7 @@ TEST_F(judge_test, a_host_is_dead_only_when_nothing_of_it_was_seen_for_t) {
 }
 
 TEST_F(judge_test, a_report_of_a_heartbeat_keeps_a_host_alive) {
+  judge.lease_seen("b", 5, 1, t0);
   judge.heartbeat("c", t0 + 1s);
   // c heard b 1 s before this report (b lost the statefile but talks to c).
   judge.reported("c", "b", 1s, t0 + 8s);
@@ -110,15 +111,37 @@ TEST_F(judge_test, a_report_of_a_heartbeat_keeps_a_host_alive) {
 }
 
 TEST_F(judge_test, a_reporter_not_heard_lately_holds_back_a_death) {
+  judge.lease_seen("b", 5, 1, t0);
   judge.heartbeat("c", t0 + 1s);  // c's last report
-  // b has been silent for T, but c — alive as far as anyone knows — has not reported for
-  // T - fence_after: it may have heard b since.
+  // b has been silent for T, but c — alive as far as anyone knows — has not reported within
+  // T - fence_after - a heartbeat's timeout: it may have heard b since.
   EXPECT_FALSE(judge.dead("b", t0 + 10s));
-  judge.heartbeat("c", t0 + 9s);
+  judge.heartbeat("c", t0 + 8s);
   EXPECT_TRUE(judge.dead("b", t0 + 10s));
-  // Both silent for T: both dead (each one's silence releases the other).
-  EXPECT_TRUE(judge.dead("b", t0 + 19s));
-  EXPECT_TRUE(judge.dead("c", t0 + 19s));
+}
+
+TEST_F(judge_test, a_silent_majority_is_never_judged_dead_nor_a_host_that_never_armed) {
+  // b and c may reach each other and not this host nor the statefile: they live on as a
+  // majority, so neither is dead however long this host hears nothing.
+  judge.lease_seen("b", 5, 1, t0);
+  judge.lease_seen("c", 9, 1, t0);
+  EXPECT_FALSE(judge.dead("b", t0 + 100s));
+  EXPECT_FALSE(judge.dead("c", t0 + 100s));
+  // In a pool of two, one silent host is no majority: the survivor may judge it dead.
+  liveness_judge two{"a", {"a", "b"}, timing, t0};
+  two.lease_seen("b", 1, 1, t0);
+  EXPECT_TRUE(two.dead("b", t0 + 10s));
+  // Known dead across a restart: dead at once, and its lease read afterwards (standing still) is
+  // a baseline, not a sign of life.
+  liveness_judge after{"a", {"a", "b"}, timing, t0};
+  after.known_dead("b", t0);
+  after.lease_seen("b", 7, 3, t0 + 1s);
+  EXPECT_TRUE(after.dead("b", t0 + 1s));
+  after.lease_seen("b", 8, 3, t0 + 2s);  // it renews: alive
+  EXPECT_FALSE(after.dead("b", t0 + 2s));
+  // A host whose lease block was never written (it never armed) is never dead.
+  liveness_judge fresh{"a", {"a", "b"}, timing, t0};
+  EXPECT_FALSE(fresh.dead("b", t0 + 100s));
 }
 
 TEST_F(judge_test, what_a_host_reports_is_what_it_heard_within_t) {
