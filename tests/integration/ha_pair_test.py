@@ -14,14 +14,14 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import three_hosts, vm_record  # noqa: E402
+from pool_support import pool_calls, three_hosts, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
 T = 10
 
 
-class ha_in_a_pool_of_two(three_hosts, answers, unittest.TestCase):
+class ha_in_a_pool_of_two(three_hosts, pool_calls, answers, unittest.TestCase):
     PORT_SEED = SEED
     COUNT = 2
     JOINED = True
@@ -48,26 +48,6 @@ class ha_in_a_pool_of_two(three_hosts, answers, unittest.TestCase):
         with cls.hosts[i].proxy() as p:
             r = p.session.login_with_password("root", cls.hosts[0].password, "1.0", cls.__name__)
         return r["Value"] if r["Status"] == "Success" else None
-
-    def answer(self, i, method, *params):
-        with self.hosts[i].proxy() as p:
-            target = p
-            for part in method.split("."):
-                target = getattr(target, part)
-            return target(self.session, *params)
-
-    def call(self, i, method, *params):
-        return self.ok(self.answer(i, method, *params))
-
-    def eventually(self, check, limit):
-        until = time.time() + limit
-        while True:
-            try:
-                return check()
-            except (AssertionError, OSError, ConnectionError):
-                if time.time() > until:
-                    raise
-                time.sleep(0.1)
 
     def survive(self, dead, survivor, label):
         vm = self.call(dead, "VM.create", vm_record(f"protected on {dead}"))

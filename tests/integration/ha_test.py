@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import three_hosts, vm_record  # noqa: E402
+from pool_support import pool_calls, three_hosts, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
@@ -28,7 +28,7 @@ T = 10  # the pool's HA timeout, the shortest allowed
 FENCED = 99  # a fenced daemon's exit status
 
 
-class ha_in_a_pool(three_hosts, answers, unittest.TestCase):
+class ha_in_a_pool(three_hosts, pool_calls, answers, unittest.TestCase):
     PORT_SEED = SEED
     JOINED = True
 
@@ -52,29 +52,6 @@ class ha_in_a_pool(three_hosts, answers, unittest.TestCase):
     def pool_session(cls, i):
         with cls.hosts[i].proxy() as p:
             return p.session.login_with_password("root", cls.hosts[0].password, "1.0", cls.__name__)["Value"]
-
-    def answer(self, i, method, *params):
-        with self.hosts[i].proxy() as p:
-            target = p
-            for part in method.split("."):
-                target = getattr(target, part)
-            return target(self.session, *params)
-
-    def call(self, i, method, *params):
-        return self.ok(self.answer(i, method, *params))
-
-    def fails(self, i, method, *params):
-        return self.err(self.answer(i, method, *params))
-
-    def eventually(self, check, limit=30):
-        until = time.time() + limit
-        while True:
-            try:
-                return check()
-            except (AssertionError, OSError):
-                if time.time() > until:
-                    raise
-                time.sleep(0.1)
 
     def protected_vm(self, name, on, priority="restart", order=0):
         vm = self.call(on, "VM.create", dict(vm_record(name), order=str(order)))

@@ -185,3 +185,32 @@ class three_hosts:
         for h in cls.hosts:
             h.stop()
         cls.root.cleanup()
+
+
+class pool_calls:
+    """A TestCase mixin over `hosts` and a pool session `session` (a class attribute the test
+    replaces after a failover): calls through any host, answered as xapid_support.answers checks."""
+
+    def answer(self, i, method, *params):
+        with self.hosts[i].proxy() as p:
+            target = p
+            for part in method.split("."):
+                target = getattr(target, part)
+            return target(self.session, *params)
+
+    def call(self, i, method, *params):
+        return self.ok(self.answer(i, method, *params))
+
+    def fails(self, i, method, *params):
+        return self.err(self.answer(i, method, *params))
+
+    def eventually(self, check, limit=30):
+        """check() once it passes, retried every 0.1 s for `limit` seconds (a host may be restarting)."""
+        until = time.time() + limit
+        while True:
+            try:
+                return check()
+            except (AssertionError, OSError, ConnectionError):
+                if time.time() > until:
+                    raise
+                time.sleep(0.1)
