@@ -1,71 +1,5 @@
 #include "gateway/host_node.hpp"
-
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <condition_variable>
-#include <cstring>
-#include <filesystem>
-#include <functional>
-#include <mutex>
-#include <optional>
-#include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
-
-#include "actors/first_boot.hpp"
-#include "common/log_host.hpp"
-#include "pool/emergency.hpp"
-#include "pool/join.hpp"
-#include "pool/liveness.hpp"
-#include "ha/failover.hpp"
-#include "ha/ha_monitor.hpp"
-#include "gateway/api/ha_rpcs.hpp"
-#include "actors/placement.hpp"
-#include "pool/read_fence.hpp"
-#include "pool/master_duties.hpp"
-#include "pool/membership.hpp"
-#include "pool/peer_client.hpp"
-#include "pool/peer_service.hpp"
-#include "pool/peer_tls.hpp"
-#include "pool/pool_log.hpp"
-#include "pool/call_forwarding.hpp"
-#include "gateway/rpc/call_routes.hpp"
-#include "pool/voters.hpp"
-#include "gateway/rpc/dispatch.hpp"
-#include "gateway/api/event_rpcs.hpp"
-#include "gateway/auth/external_auth.hpp"
-#include "gateway/api/host_rpcs.hpp"
-#include "gateway/api/message_rpcs.hpp"
-#include "gateway/api/metrics_rpcs.hpp"
-#include "gateway/handlers/metrics_handlers.hpp"
-#include "metrics/simulated_load.hpp"
-#include "gateway/api/pool_rpcs.hpp"
-#include "xapid/api/rbac.hpp"
-#include "gateway/http/http_server.hpp"
-#include "gateway/rpc/implicit_rpcs.hpp"
-#include "gateway/logging.hpp"
-#include "gateway/auth/logins.hpp"
-#include "gateway/api/object_rules.hpp"
-#include "gateway/auth/passwords.hpp"
-#include "gateway/auth/roles.hpp"
-#include "gateway/rpc/rpc_endpoint.hpp"
-#include "gateway/auth/session_rpcs.hpp"
-#include "gateway/auth/sessions.hpp"
-#include "gateway/api/sr_rpcs.hpp"
-#include "gateway/api/tasks.hpp"
-#include "gateway/http/tls_certificate.hpp"
-#include "gateway/api/vm_rpcs.hpp"
-#include "gateway/handlers/xva_handlers.hpp"
-#include "storage/database.hpp"
-#include "xen/libxl_backend.hpp"
-#include "xen/libxl_config.hpp"
-#include "xen/sim_backend.hpp"
+#include "gateway/host_node_parts.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -102,295 +36,14 @@ result<void, std::string> make_private_data_dir(const std::string& dir) {
   return ok_v;
 }
 
-// The components in the order they are built; they are destroyed in the reverse order, so
-// each outlives everything that holds a reference to it.
-struct host_node::parts {
-  host_options opt;
-  // The name this host's log lines carry, and its log file: the last to go.
-  std::shared_ptr<const std::string> log_name;
-  std::unique_ptr<host_log> log;
-  std::string listen_host;
-  gateway::dispatcher rpcs;
-  // The pool: this host's identity in it, its TLS identity towards the other hosts, the
-  // addresses it serves them on, its calls to them, its part of the log.
-  pool::member_identity identity;
-  pool::host_tls tls;
-  std::string fingerprint, raft_address, peer_address;
-  std::optional<pool::peer_client> peers;
-  std::optional<pool::call_forwarder> forwarder;  // calls this host sends on to the host that runs them
-  std::atomic<bool> calls_open{false};  // calls sent on by the other hosts are taken once this host serves
-  std::atomic<bool> joins_open{false};  // a join is taken once this host serves
-  std::atomic<storage::database*> db_for_peers{nullptr};
-  std::shared_ptr<storage::raft_sequencer> pool_log;
-  std::optional<pool::voter_keeper> voters;  // goes in wait(), after the log has stopped, before the database
-  std::unique_ptr<storage::database> db;
-  std::optional<pool::liveness_watch> liveness;  // the master's pings of the members (it commits)
-  std::optional<pool::read_fence> fence;         // a member's calls wait for its replica to be fresh
-  std::unique_ptr<xen::backend> hypervisor;
-  xen::sim_backend* simulator = nullptr;  // when the host is simulated: its time passes each second
-  std::string host;
-  root_account root;
-  std::optional<login_guard> logins;
-  real_clock clock;
-  std::optional<session_manager> sessions;
-  std::optional<task_manager> tasks;
-  std::optional<actors::host_actors> actors;
-  std::atomic<actors::host_actors*> actors_for_peers{nullptr};  // once made: Ping answers its operations
-  std::optional<actors::storage_repos> repos;
-  std::optional<actors::message_log> messages;
-  std::optional<actors::vm_lifecycle> vms;
-  std::optional<metrics::collector> collector;
-  std::optional<actors::host_operations> host_ops;
-  // HA: this host's lease and judgement, and the master's failover (ha/); the peer service's
-  // Pings are heartbeats once the monitor is made.
-  std::optional<ha::ha_monitor> ha;
-  std::atomic<ha::ha_monitor*> ha_for_peers{nullptr};
-  std::optional<ha::failover> ha_failover;
-  std::optional<ha_context> ha_ctx;
-  std::mutex ha_session_mu;
-  std::string ha_session;  // the master's root session for the starts it sends to other hosts
-  std::function<void(bool)> power_off;
-  std::optional<host_context> host_ctx;
-  std::optional<event_rpcs> events;
-  std::optional<pool_context> pool_ctx;
-  std::unique_ptr<pool::peer_service> peer_service;
-
-  std::optional<boost::asio::io_context> io;
-  std::optional<http_server> server;
-  std::optional<xva_context> xva;
-  std::optional<metrics_context> metrics_ctx;
-  std::optional<boost::asio::steady_timer> sweep, login_report;
-  std::function<void()> schedule_sweep, schedule_login_report;
-  std::optional<boost::asio::signal_set> signals;
-  std::optional<boost::asio::steady_timer> power_timer;
-
-  std::atomic<bool> reboot{false};
-  std::atomic<bool> can_restart{false};  // power_off is set: the host serves
-  std::mutex observe_mu;
-  std::condition_variable observe_cv;
-  bool stopping = false;
-  bool left_pool = false;  // the observer saw this host leave the pool
-  std::thread observer;
-  std::vector<std::thread> serving;
-  bool served = false, wound_down = false;
-};
-
 host_node::host_node() : p_(std::make_unique<parts>()) {}
 
-// This host as the pool's emergency operations see it (pool/emergency); usable from the moment
-// the database opens (the host's own ref is not needed). A restart asked before the host serves
-// is the start-up's: wait_for_a_master sees the accepted membership and the daemon starts again.
-const auto emergency_side = [](auto& p) {
-  pool::emergency_side e;
-  e.master = pool::master_side{p.db.get(), p.pool_log.get(), nullptr, &*p.peers, p.host};
-  e.data_dir = p.opt.data_dir;
-  e.listen = p.opt.listen;
-  e.raft_address = p.raft_address;
-  e.peer_address = p.peer_address;
-  e.identity = p.identity;
-  e.restart = [&p] {
-    if (p.can_restart) p.power_off(true);
-  };
-  return e;
-};
-
-void destroy_guest_domains(xen::backend& hv) {
-  for (const auto& d : hv.list())
-    if (d.domid != 0) (void)hv.destroy(d.domid);
-}
-
-// HA's parts on this host (ha/): the monitor (armed while the pool's HA is on) and the failover
-// it drives on the master. Fencing destroys the guests' domains and ends the daemon at once,
-// without a word to the pool (on real hardware the watchdog reboots the host; ha/README.md).
-const auto start_ha = [](auto& p) {
-  ha::host_side side;
-  side.db = p.db.get();
-  side.host_ref = p.host;
-  side.data_dir = p.opt.data_dir;
-  side.peers = &*p.peers;
-  // A real host's watchdog reboots it when the daemon stops petting (never a simulated host's:
-  // the machine running the simulation is not the simulated host).
-  if (p.opt.backend == "libxl" && std::filesystem::exists("/dev/watchdog")) side.watchdog_device = "/dev/watchdog";
-  side.statefile_path = [&p](const storage::state& s, const std::string& vdi) { return p.repos->vdi_path(s, vdi); };
-  side.leads = [&p] {
-    const auto st = p.pool_log->status();
-    return st.ready && st.state == storage::raft_status::role_state::leader;
-  };
-  side.other_voters = [&p]() -> std::optional<std::vector<std::string>> {
-    const auto status = p.pool_log->status();
-    auto snap = p.db->snapshot();
-    bool voter = false;
-    std::vector<std::string> others;
-    for (const auto& server : status.configuration) {
-      if (server.role != storage::raft_role::voter) continue;
-      if (server.member.id == p.identity.raft_id) voter = true;
-      else if (auto m = pool::member_by_raft_id(*snap, server.member.id)) others.push_back(m->host_uuid);
-      else others.push_back("raft-id-" + std::to_string(server.member.id));  // never judged dead: no recovery
-    }
-    if (!voter) return std::nullopt;
-    return others;
-  };
-  side.recover_alone = [&p](const std::string& why) {
-    auto st = pool::recover_alone(emergency_side(p), why);
-    if (!st) spdlog::error("ha.recover_alone.failed reason=\"{}\"", st.error().description().at(0));
-    return static_cast<bool>(st) && p.can_restart;
-  };
-  side.fence = [&p](const std::string& why) {
-    destroy_guest_domains(*p.hypervisor);
-    spdlog::critical("ha.fenced exit={} reason=\"{}\"", ha::fenced_exit_code, why);
-    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
-    std::_Exit(ha::fenced_exit_code);
-  };
-  p.ha.emplace(std::move(side));
-  p.ha_for_peers = &*p.ha;
-  p.ha_ctx->emergency_disable = [&p] { return p.ha->emergency_disable(); };
-  ha::failover_side f;
-  f.db = p.db.get();
-  f.monitor = &*p.ha;
-  f.reset = [&p](const std::string& vm) -> api::status {
-    if (auto r = p.vms->power_state_reset(vm, p.db->ids().opaque_ref()); !r) return fail(std::move(r).error());
-    return {};
-  };
-  // Where placement chooses; on another host through the call it would get from a client, with
-  // a root session of the master's own.
-  f.start = [&p](const std::string& vm) -> api::status {
-    auto host = actors::choose_host(*p.db->snapshot(), vm);
-    if (!host) return fail(std::move(host).error());
-    if (*host == p.host) {
-      if (auto r = p.vms->start_on(vm, p.host, false, true, p.db->ids().opaque_ref()); !r) return fail(std::move(r).error());
-      return {};
-    }
-    std::string session;
-    {
-      std::lock_guard lock(p.ha_session_mu);
-      if (p.ha_session.empty() || !p.sessions->validate(p.ha_session)) {
-        auto made = p.sessions->create_root_session("xapid-ha");
-        if (!made) return fail(std::move(made).error());
-        p.ha_session = *made;
-      }
-      session = p.ha_session;
-    }
-    call_context ctx;
-    ctx.session = session;
-    ctx.client = "ha";
-    auto r = p.rpcs.carry_out_on(*host, wire::call{"VM.start_on", {wire::value(session), wire::value(vm), wire::value(*host),
-                                                                   wire::value(false), wire::value(true)}},
-                                 ctx);
-    if (!r.success) return fail(api::error_from_description(r.error_description, api::errors::CANNOT_CONTACT_HOST(*host)));
-    return {};
-  };
-  f.alert = [&p](const std::string& name, std::int64_t priority, api::cls cls, const std::string& uuid, const std::string& body) {
-    p.messages->raise({name, priority, cls, uuid, body});
-  };
-  f.call_back = [&p] { (void)pool::call_back_members(emergency_side(p)); };
-  p.ha_failover.emplace(std::move(f));
-  p.ha_ctx->prevent_restarts = [&p](std::chrono::seconds s) { p.ha_failover->prevent_restarts_for(s); };
-};
-
-// The service the pool's other hosts call (Join, Propose, Ping), on --peer-listen. (Generic
-// lambdas, so that they take host_node's private parts.)
-const auto start_peer_service = [](auto& p) -> result<void, std::string> {
-  pool::peer_service_context ctx;
-  ctx.db = p.db.get();
-  ctx.log = p.pool_log.get();
-  ctx.host_uuid = [dir = p.opt.data_dir] { return actors::installation_uuid(dir); };
-  ctx.ha_heartbeat = [&p](const std::string& host_uuid) {
-    ha::ha_monitor* m = p.ha_for_peers.load();
-    return m ? m->heartbeat_from(host_uuid) : std::nullopt;
-  };
-  ctx.operations_in_flight = [&p] {
-    actors::host_actors* a = p.actors_for_peers.load();
-    return a ? a->operations_in_flight() : std::vector<std::string>{};
-  };
-  ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return pool::caller_fingerprint(c); };
-  pool::join_master master;
-  master.db = p.db.get();
-  master.log = p.pool_log.get();
-  master.identity = p.identity;
-  master.certificate_pem = p.tls.certificate_pem;
-  master.raft_address = p.raft_address;
-  master.authenticate = [&p](const std::string& user, const std::string& password, const std::string& client) -> api::status {
-    if (!p.joins_open) return fail(api::errors::HOST_STILL_BOOTING());
-    const auto started = monotonic_now();
-    auto who = p.logins->authenticate({user, password, client});
-    if (!who) {
-      // As session.login's: a failure is answered only after the failure delay.
-      std::this_thread::sleep_for(p.logins->remaining_delay(started));
-      return fail(who.error());
-    }
-    if (!who->root && who->role > api::least_role(*api::find_method("pool.join")))
-      return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
-    return ok_v;
-  };
-  master.root_password_hash = [&p] {
-    std::lock_guard lock(p.root.mu);
-    return p.root.hash;
-  };
-  ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
-    pool::take_in(master, q, caller, fp, r);
-  };
-  ctx.rejoin = [&p](const std::string& fp, const peer::RejoinRequest& q, peer::RejoinReply& r) {
-    pool::take_back(emergency_side(p).master, fp, q, r);
-  };
-  // A call another member sends on for this host to carry out: checked and run as if a client
-  // had made it here (its session and role again), never sent on again.
-  ctx.call = [&p](const peer::CallRequest& request, std::function<void(peer::CallReply)> answer) {
-    auto reply = [answer = std::move(answer)](const wire::response& r) {
-      peer::CallReply out;
-      pool::set_answer(r, out);
-      answer(std::move(out));
-    };
-    if (!p.calls_open) return reply({false, {}, api::errors::HOST_STILL_BOOTING().description()});
-    auto c = pool::forwarded_call(request);
-    if (!c) return reply({false, {}, api::errors::INTERNAL_ERROR(c.error()).description()});
-    // An Async call's task is this host's to cancel while the operation runs here.
-    const std::string task = request.task();
-    if (!task.empty()) p.tasks->adopt(task);
-    call_context context;
-    context.client = request.client();
-    context.task = task;
-    context.forwarded = true;
-    p.rpcs.dispatch_async(std::move(c).value(), std::move(context),
-                          [&p, task, reply = std::move(reply)](wire::response r, call_context) {
-                            if (!task.empty()) p.tasks->release(task);
-                            reply(r);
-                          });
-  };
-  // A VM migrating here: its domain is built, run or destroyed (pool_peer.proto's Migrate).
-  ctx.migrate = [&p](const peer::MigrateRequest& q, peer::MigrateReply& r) {
-    if (!p.calls_open) return pool::to_proto(api::errors::HOST_STILL_BOOTING(), *r.mutable_error());
-    switch (q.step()) {
-      case peer::MigrateRequest::PREPARE:
-        if (auto domid = p.vms->receive(q.vm(), q.source()); domid) r.set_domid(*domid);
-        else pool::to_proto(domid.error(), *r.mutable_error());
-        break;
-      case peer::MigrateRequest::FINISH:
-        if (auto st = p.vms->finish_receive(q.vm(), static_cast<int>(q.domid()), q.paused()); !st) {
-          pool::to_proto(st.error(), *r.mutable_error());
-        } else if (!q.archive().empty()) {
-          const api::vm* v = p.db->snapshot()->template get<api::vm>(q.vm());
-          if (auto kept = p.collector->import_archive(v ? v->uuid : std::string(), q.archive()); !kept)
-            spdlog::warn("metrics.archive.not_taken vm={} reason=\"{}\"", q.vm(), kept.error());
-        }
-        break;
-      default: p.vms->abort_receive(q.vm(), static_cast<int>(q.domid()));
-    }
-  };
-  ctx.reset_master = [&p](const std::string& fp) -> api::status {
-    auto master = pool::member_by_fingerprint(*p.db->snapshot(), fp);
-    if (!master) return fail(api::errors::HOST_UNKNOWN_TO_MASTER(""));
-    return pool::follow_master(emergency_side(p), *master);
-  };
-  auto service = pool::peer_service::start(p.peer_address, pool::peer_server_credentials(p.tls), std::move(ctx));
-  if (!service) return fail("peer listen " + p.peer_address + ": " + service.error());
-  p.peer_service = std::move(service).value();
-  return ok_v;
-};
+namespace {
 
 // Whether most of the other members this host's replica knows refuse it as a stranger: their
 // pool database has no host with its certificate (it was ejected or destroyed while it was down,
 // and the pool's log no longer sends it anything).
-const auto left_while_down = [](auto& p) {
+bool left_while_down(host_node::parts& p) {
   std::size_t others = 0, strangers = 0;
   for (const auto& m : pool::members(*p.db->snapshot())) {
     if (m.raft_id == p.identity.raft_id || m.peer_address.empty()) continue;
@@ -399,7 +52,7 @@ const auto left_while_down = [](auto& p) {
     strangers += !pong && pong.error().stranger;
   }
   return others > 0 && 2 * strangers > others;
-};
+}
 
 // A host whose log has other voters writes at start (first boot, stale sessions and tasks): it
 // waits until a master is elected and, when that is another host, answers this one's calls and
@@ -407,7 +60,7 @@ const auto left_while_down = [](auto& p) {
 // replica's pool.master until the new master's entry arrives: its start-up would take the pool's
 // halted VMs for its own, and reset their operations, the new master's under way among them.)
 // One that has left the pool meanwhile marks its data dir and fails, to start again alone.
-const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result<void, std::string> {
+result<void, std::string> wait_for_a_master(host_node::parts& p, std::chrono::seconds limit) {
   const auto until = monotonic_now() + limit;
   auto next_line = monotonic_now();
   auto next_census = monotonic_now() + std::chrono::seconds(10);
@@ -442,7 +95,9 @@ const auto wait_for_a_master = [](auto& p, std::chrono::seconds limit) -> result
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-};
+}
+
+}  // namespace
 
 result<std::unique_ptr<host_node>, std::string> host_node::open(host_options options) {
   std::unique_ptr<host_node> node(new host_node());

@@ -99,8 +99,10 @@ class host_node {
   storage::database& database() noexcept;
   storage::raft_sequencer& pool_log() noexcept;
 
- private:
+ // Its components, defined in host_node_parts.hpp for the files that build them.
   struct parts;
+
+ private:
   host_node();
   result<void, std::string> start_serving(int threads);
   void serve_here();
