@@ -60,6 +60,14 @@ bool left_while_down(host_node::parts& p) {
 // replica's pool.master until the new master's entry arrives: its start-up would take the pool's
 // halted VMs for its own, and reset their operations, the new master's under way among them.)
 // One that has left the pool meanwhile marks its data dir and fails, to start again alone.
+// perfmon's alarms of what this host archives, raised as ALARM messages.
+void raise_alarms(host_node::parts& p) {
+  for (const auto& a : p.alarms->run(*p.db->snapshot(), p.clock.now_ms() / 1000)) {
+    const api::cls cls = a.kind == metrics::watched_kind::vm ? api::cls::VM : a.kind == metrics::watched_kind::host ? api::cls::Host : api::cls::SR;
+    p.messages->raise({"ALARM", a.priority, cls, a.uuid, a.body});
+  }
+}
+
 result<void, std::string> wait_for_a_master(host_node::parts& p, std::chrono::seconds limit) {
   const auto until = monotonic_now() + limit;
   auto next_line = monotonic_now();
@@ -325,6 +333,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     const bool min_max = pool && pool->other_config.count("create_min_max_in_new_VM_RRDs") > 0;
     p.collector.emplace(*p.hypervisor, p.clock, snap->get<api::host>(p.host)->uuid, opt.data_dir + "/rrd", min_max);
     if (auto st = p.collector->load(); !st) return fail("performance data: " + st.error());
+    p.alarms.emplace(*p.collector, opt.perfmon_interval_seconds);
   }
   register_metrics_rpcs(p.rpcs, db, *p.collector, p.host);
   // host.shutdown and host.reboot stop the daemon once their answer is on its way.
@@ -537,7 +546,8 @@ result<void, std::string> host_node::start_serving(int threads) {
         if (pool::mark_ejected(p.opt.data_dir)) p.power_off(true);
         else spdlog::error("pool.left.cannot_mark data_dir={}", p.opt.data_dir);
       }
-      if (second % metrics::step_seconds == 0) p.collector->collect();
+      if (second % metrics::step_seconds == 0) p.collector->collect(metrics::srs_kept_here(*p.db->snapshot(), p.host));
+      if (second % static_cast<std::uint64_t>(p.alarms->interval()) == 0) raise_alarms(p);
       if (second % 3600 == 0)
         if (auto st = p.collector->save_all(); !st) spdlog::warn("metrics.archive.not_saved reason=\"{}\"", st.error());
       lock.lock();

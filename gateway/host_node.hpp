@@ -65,6 +65,8 @@ struct host_options {
   // Failed logins are summed up in a FAILED_LOGIN_ATTEMPTS message this often (xapi's
   // failed_login_alert_freq, default 3600).
   long failed_login_alert_seconds = 3600;
+  // perfmon's thresholds (other_config:perfmon) are looked at this often (xapi's 300 s).
+  long perfmon_interval_seconds = 300;
   // The master marks a member dead (host_metrics.live) once it has not answered this long
   // (xapi's host_assumed_dead_interval).
   long host_dead_seconds = 600;

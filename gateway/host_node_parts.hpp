@@ -112,6 +112,7 @@ struct host_node::parts {
   std::optional<actors::message_log> messages;
   std::optional<actors::vm_lifecycle> vms;
   std::optional<metrics::collector> collector;
+  std::optional<metrics::alarm_watch> alarms;  // perfmon: thresholds on the collector's archives
   std::optional<actors::host_operations> host_ops;
   // HA: this host's lease and judgement, and the master's failover (ha/); the peer service's
   // Pings are heartbeats once the monitor is made.

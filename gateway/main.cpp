@@ -54,6 +54,8 @@ const char* usage =
     "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
     "  --failed-login-alert-seconds N   failed logins are summed up in a FAILED_LOGIN_ATTEMPTS\n"
     "                       message this often (default 3600)\n"
+    "  --perfmon-interval-seconds N   thresholds in other_config:perfmon are checked this\n"
+    "                       often (default 300, at least 5)\n"
     "  --http-read-timeout-seconds N   a request must arrive within this (default 30)\n"
     "  --http-idle-timeout-seconds N   a keep-alive connection may idle this long (default 300)\n"
     "  --http-max-body-mib N           the largest request body (default 64); four times this\n"
@@ -97,6 +99,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "root-password-file") o.host.root_password_file = value;
   else if (name == "threads") { if (!number(1, 256, n)) return false; o.host.threads = static_cast<int>(n); }
   else if (name == "failed-login-alert-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.failed_login_alert_seconds = n; }
+  else if (name == "perfmon-interval-seconds") { if (!number(5, 1L << 30, n)) return false; o.host.perfmon_interval_seconds = n; }
   else if (name == "host-dead-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.host_dead_seconds = n; }
   else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.host.session_idle_seconds = n; }
   else if (name == "http-read-timeout-seconds") { if (!number(1, 3600, n)) return false; o.host.http_read_timeout_s = n; }

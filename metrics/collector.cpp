@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "storage/schema.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace xapid::metrics {
@@ -61,6 +63,8 @@ source_description describe(const std::string& name) {
   if (name == "loadavg") return {"Domain0 loadavg", "", 0, 0};
   if (name == "xapi_memory_usage_kib") return {"Total memory allocated used by xapid daemon", "KiB", 0, 0};
   if (name == "xapi_open_fds") return {"Number of open file descriptors held by xapid", "", 0, 0};
+  if (name == "size") return {"Size of the SR", "B", 0, 0};
+  if (name == "physical_utilisation") return {"Physical utilisation of the SR", "B", 0, 0};
   if (has("vbd_") && ends("_read")) return {"Reads from device " + name.substr(4, name.size() - 9) + ", in B/s", "B/s", 0, 0};
   if (has("vbd_") && ends("_write")) return {"Writes to device " + name.substr(4, name.size() - 10) + ", in B/s", "B/s", 0, 0};
   if ((has("vif_") || has("pif_")) && ends("_rx")) return {"Bytes per second received on " + name.substr(0, name.size() - 3), "B/s", 0, 0};
@@ -94,9 +98,9 @@ result<void, std::string> collector::load() {
   return ok_v;
 }
 
-rrd* collector::vm_rrd_locked(const std::string& uuid) {
-  if (auto it = vms_.find(uuid); it != vms_.end()) return &it->second;
-  // A VM that ran here before takes up its archive again.
+rrd* collector::rrd_locked(std::map<std::string, rrd>& kept, const std::string& uuid) {
+  if (auto it = kept.find(uuid); it != kept.end()) return &it->second;
+  // An object here before takes up its archive again.
   rrd fresh(standard_layout(min_max_));
   if (uuid.size() <= 64 && uuid.find('/') == std::string::npos) {
     std::ifstream in(path_of(uuid), std::ios::binary);
@@ -104,10 +108,22 @@ rrd* collector::vm_rrd_locked(const std::string& uuid) {
     if (in && (text << in.rdbuf()))
       if (auto loaded = rrd::from_xml(text.str())) fresh = std::move(loaded).value();
   }
-  return &vms_.emplace(uuid, std::move(fresh)).first->second;
+  return &kept.emplace(uuid, std::move(fresh)).first->second;
 }
 
-void collector::collect() {
+void collector::retire_locked(std::map<std::string, rrd>& kept, const std::set<std::string>& present) {
+  for (auto it = kept.begin(); it != kept.end();) {
+    if (present.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto st = save_locked(it->first, it->second); !st) spdlog::warn("metrics.archive.not_saved uuid={} reason=\"{}\"", it->first, st.error());
+    last_.erase(it->first);
+    it = kept.erase(it);
+  }
+}
+
+void collector::collect(const std::vector<sr_reading>& srs) {
   const std::int64_t now_ns = clk_.monotonic_ns();
   const std::int64_t t = clk_.now_ms() / 1000;
   auto domains = hv_.read_domain_counters();
@@ -137,20 +153,19 @@ void collector::collect() {
           s.emplace_back("vif_" + nic.name + "_tx", rate(b->out_bytes, nic.out_bytes, seconds));
         }
     }
-    vm_rrd_locked(d.uuid)->update(t, s);
+    rrd_locked(vms_, d.uuid)->update(t, s);
     const std::string uuid = d.uuid;  // (the right side of `=` is evaluated first)
     last_[uuid] = previous{d.domid, now_ns, std::move(d)};
   }
-  // VMs whose domain went: their archive is kept on disk, and leaves memory.
-  for (auto it = vms_.begin(); it != vms_.end();) {
-    if (running.count(it->first)) {
-      ++it;
-      continue;
-    }
-    if (auto st = save_locked(it->first, it->second); !st) spdlog::warn("metrics.archive.not_saved vm={} reason=\"{}\"", it->first, st.error());
-    last_.erase(it->first);
-    it = vms_.erase(it);
+  // VMs whose domain went, and SRs no longer kept here: their archive is kept on disk, and
+  // leaves memory.
+  retire_locked(vms_, running);
+  std::set<std::string> kept_srs;
+  for (const auto& sr : srs) {
+    kept_srs.insert(sr.uuid);
+    rrd_locked(srs_, sr.uuid)->update(t, {{"size", sr.size}, {"physical_utilisation", sr.utilisation}});
   }
+  retire_locked(srs_, kept_srs);
   sample h;
   h.emplace_back("memory_total_kib", static_cast<double>(host.memory_total_bytes) / 1024);
   h.emplace_back("memory_free_kib", static_cast<double>(host.memory_free_bytes) / 1024);
@@ -222,8 +237,9 @@ result<void, std::string> collector::save_locked(const std::string& uuid, const 
 result<void, std::string> collector::save_all() {
   std::lock_guard lock(mu_);
   if (auto st = save_locked("", host_); !st) return st;
-  for (const auto& [uuid, r] : vms_)
-    if (auto st = save_locked(uuid, r); !st) return st;
+  for (const auto* kept : {&vms_, &srs_})
+    for (const auto& [uuid, r] : *kept)
+      if (auto st = save_locked(uuid, r); !st) return st;
   return ok_v;
 }
 
@@ -233,11 +249,12 @@ bool collector::with_rrd(const std::string& uuid, const std::function<void(const
     f(host_);
     return true;
   }
-  if (auto it = vms_.find(uuid); it != vms_.end()) {
-    f(it->second);
-    return true;
-  }
-  // A VM not running here: its archive on disk, when it ran here.
+  for (const auto* kept : {&vms_, &srs_})
+    if (auto it = kept->find(uuid); it != kept->end()) {
+      f(it->second);
+      return true;
+    }
+  // An object not here now: its archive on disk, when it ran here.
   if (uuid.size() > 64 || uuid.find('/') != std::string::npos) return false;
   std::ifstream in(path_of(uuid), std::ios::binary);
   if (!in) return false;
@@ -249,22 +266,71 @@ bool collector::with_rrd(const std::string& uuid, const std::function<void(const
   return true;
 }
 
-void collector::with_all(bool host, const std::vector<std::string>& only_vms,
+void collector::with_all(const archive_selection& which,
                          const std::function<void(const std::vector<std::pair<std::string, const rrd*>>&)>& f) {
   std::lock_guard lock(mu_);
   std::vector<std::pair<std::string, const rrd*>> all;
-  if (host) all.emplace_back("host:" + host_uuid_ + ":", &host_);
+  auto named = [](const std::vector<std::string>& uuids, const std::string& uuid) {
+    return std::find(uuids.begin(), uuids.end(), uuid) != uuids.end();
+  };
+  if (which.host) all.emplace_back("host:" + host_uuid_ + ":", &host_);
   for (const auto& [uuid, r] : vms_)
-    if (only_vms.empty() || std::find(only_vms.begin(), only_vms.end(), uuid) != only_vms.end())
-      all.emplace_back("vm:" + uuid + ":", &r);
+    if (which.vms.empty() || named(which.vms, uuid)) all.emplace_back("vm:" + uuid + ":", &r);
+  for (const auto& [uuid, r] : srs_)
+    if (which.all_srs || named(which.srs, uuid)) all.emplace_back("sr:" + uuid + ":", &r);
   f(all);
+}
+
+collector::recent_rows collector::rows_since(std::int64_t step, std::int64_t since) {
+  std::lock_guard lock(mu_);
+  recent_rows out;
+  auto take = [&](watched_kind kind, const std::string& uuid, const rrd& r) {
+    for (std::size_t a = 0; a < r.archive_count(); ++a) {
+      const auto& l = r.layout(a);
+      if (l.cf != consolidation::average || l.pdp_per_row * step_seconds != step) continue;
+      perfmon::object_rows o{kind, uuid, {}, r.sources(), {}};
+      const std::int64_t newest = r.newest_row_time(a);
+      out.newest = std::max(out.newest, newest);
+      for (std::size_t age = 0; age < static_cast<std::size_t>(l.rows) && newest - static_cast<std::int64_t>(age) * step > since; ++age) {
+        std::vector<double> row(o.sources.size());
+        for (std::size_t ds = 0; ds < row.size(); ++ds) row[ds] = r.value(a, ds, age);
+        o.values.push_back(std::move(row));
+      }
+      std::reverse(o.values.begin(), o.values.end());
+      out.objects.push_back(std::move(o));
+      return;
+    }
+  };
+  take(watched_kind::host, host_uuid_, host_);
+  for (const auto& [uuid, r] : vms_) take(watched_kind::vm, uuid, r);
+  for (const auto& [uuid, r] : srs_) take(watched_kind::sr, uuid, r);
+  return out;
 }
 
 bool collector::forget(const std::string& uuid, const std::string& name) {
   std::lock_guard lock(mu_);
   if (uuid.empty()) return host_.forget(name);
-  auto it = vms_.find(uuid);
-  return it != vms_.end() && it->second.forget(name);
+  for (auto* kept : {&vms_, &srs_})
+    if (auto it = kept->find(uuid); it != kept->end()) return it->second.forget(name);
+  return false;
+}
+
+}  // namespace xapid::metrics
+
+namespace xapid::metrics {
+
+std::vector<sr_reading> srs_kept_here(const storage::state& s, const std::string& host) {
+  std::vector<sr_reading> out;
+  const api::pool* pool = s.first<api::pool>();
+  const bool master = pool && pool->master.opaque == host;
+  for (const auto& ref : s.refs_where<api::pbd>("host", host)) {
+    const api::pbd* pbd = s.get<api::pbd>(ref);
+    if (!pbd || !pbd->currently_attached) continue;
+    const api::sr* sr = s.get<api::sr>(pbd->SR.opaque);
+    if (!sr || (sr->shared && !master)) continue;
+    out.push_back({sr->uuid, static_cast<double>(sr->physical_size), static_cast<double>(sr->physical_utilisation)});
+  }
+  return out;
 }
 
 }  // namespace xapid::metrics

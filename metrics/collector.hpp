@@ -2,9 +2,11 @@
 // sources with xapi's rrdd names — per VM cpuN (per vCPU, 0..1), memory (bytes),
 // memory_internal_free (KiB, when the guest's agent reports it), vbd_<dev>_read/_write and
 // vif_<n>_rx/_tx (bytes/s); for the host cpuN, cpu_avg, memory_total_kib, memory_free_kib,
-// loadavg, pif_<dev>_rx/_tx, xapi_memory_usage_kib, xapi_open_fds — archived per VM and for the
-// host (metrics::rrd) and kept in DIR/rrd as XML (at stop, hourly and on host.backup_rrds; a
-// VM's when its domain goes). Only the VMs running here have archives in memory.
+// loadavg, pif_<dev>_rx/_tx, xapi_memory_usage_kib, xapi_open_fds; per SR this host keeps
+// (its local SRs; the shared ones on the master) size and physical_utilisation (bytes) —
+// archived per VM, per SR and for the host (metrics::rrd) and kept in DIR/rrd as XML (at stop,
+// hourly and on host.backup_rrds; a VM's when its domain goes, an SR's when this host no longer
+// keeps it). Only the VMs running here and the SRs kept here have archives in memory.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +15,16 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.hpp"
 #include "common/result.hpp"
+#include "metrics/perfmon.hpp"
 #include "metrics/rrd.hpp"
+#include "storage/state.hpp"
 #include "xen/backend.hpp"
 
 namespace xapid::metrics {
@@ -31,6 +36,21 @@ struct source_description {
 };
 source_description describe(const std::string& name);
 
+// An SR's sizes as its record has them (bytes).
+struct sr_reading {
+  std::string uuid;
+  double size = 0, utilisation = 0;
+};
+
+// Which archives an /rrd_updates answer spans (xapi's: the host when asked; every VM unless
+// some are named; SRs only when named, or every one with "all").
+struct archive_selection {
+  bool host = false;
+  std::vector<std::string> vms;  // empty: every VM's
+  bool all_srs = false;
+  std::vector<std::string> srs;
+};
+
 class collector {
  public:
   // `dir` holds the archives (made if missing); `min_max` adds MIN and MAX archives to new ones.
@@ -38,19 +58,26 @@ class collector {
 
   // Reads the host's archive back from `dir` (VMs' are read when their domains appear).
   result<void, std::string> load();
-  // One sample of every running domain and of the host.
-  void collect();
+  // One sample of every running domain, of the host and of the SRs it keeps.
+  void collect(const std::vector<sr_reading>& srs = {});
   // Writes every archive in memory to `dir` (each through a temporary file and a rename, so a
   // full disk loses that write only; the archives in memory go on).
   result<void, std::string> save_all();
 
-  // An archive: "" for the host's, else a VM's uuid. `f` runs under the collector's lock.
-  // Answers false when there is none (a VM not running here and never archived).
+  // An archive: "" for the host's, else a VM's or an SR's uuid. `f` runs under the collector's
+  // lock. Answers false when there is none (a VM not running here and never archived).
   bool with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f);
-  // Every archive of a running VM (and the host's when `host`), with its legend prefix
-  // ("host:<uuid>:", "vm:<uuid>:"), under the lock.
-  void with_all(bool host, const std::vector<std::string>& only_vms,
+  // The selected archives in memory, with their legend prefixes ("host:<uuid>:", "vm:<uuid>:",
+  // "sr:<uuid>:"), under the lock; a named uuid with no archive here is left out (as xapi's).
+  void with_all(const archive_selection& which,
                 const std::function<void(const std::vector<std::pair<std::string, const rrd*>>&)>& f);
+  // The rows after wall time `since` of each archive in memory (the host's, the VMs', the
+  // SRs') in its AVERAGE archive of `step` seconds, oldest first; `newest` the latest row's time.
+  struct recent_rows {
+    std::vector<perfmon::object_rows> objects;
+    std::int64_t newest = 0;
+  };
+  recent_rows rows_since(std::int64_t step, std::int64_t since);
   // forget_data_source_archives; false when there is no such source.
   bool forget(const std::string& uuid, const std::string& name);
   // A VM's archive moves with it when it migrates (as xapi's rrdd pushes it): its dump from the
@@ -68,7 +95,10 @@ class collector {
     std::int64_t at_ns = 0;
     xen::domain_counters counters;
   };
-  rrd* vm_rrd_locked(const std::string& uuid);
+  // An object's archive in memory, read back from `dir` when it was kept here before.
+  rrd* rrd_locked(std::map<std::string, rrd>& kept, const std::string& uuid);
+  // Archives of objects no longer here leave memory, saved to `dir`.
+  void retire_locked(std::map<std::string, rrd>& kept, const std::set<std::string>& present);
   result<void, std::string> save_locked(const std::string& uuid, const rrd& r);
   std::string path_of(const std::string& uuid) const;
 
@@ -79,9 +109,14 @@ class collector {
   std::mutex mu_;
   rrd host_;
   std::map<std::string, rrd> vms_;  // running here
+  std::map<std::string, rrd> srs_;  // kept here
   std::map<std::string, previous> last_;  // by VM uuid
   std::optional<std::pair<std::int64_t, xen::host_counters>> last_host_;
   std::uint64_t samples_ = 0;
 };
+
+// The SRs this host keeps archives of: those plugged here, a shared one only on the pool's
+// master (one archive per SR in the pool), with the sizes their records have.
+std::vector<sr_reading> srs_kept_here(const storage::state& s, const std::string& host_ref);
 
 }  // namespace xapid::metrics

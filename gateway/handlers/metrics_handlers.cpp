@@ -23,6 +23,16 @@ bool truthy(const std::map<std::string, std::string>& q, const char* name) {
   return it != q.end() && (it->second == "true" || it->second.empty() || it->second == "1");
 }
 
+// JSON when the client's Accept header prefers it to XML, or when the query says json (xapi's
+// client_prefers_json: the header first).
+bool prefers_json(http_stream& io, const std::map<std::string, std::string>& q) {
+  const std::string accept = io.header("Accept");
+  const auto json = accept.find("application/json"), xml = accept.find("text/xml");
+  if (json != std::string::npos && (xml == std::string::npos || json < xml)) return true;
+  if (xml != std::string::npos) return false;
+  return q.count("json") > 0;
+}
+
 void send(http_stream& io, const std::string& content_type, const std::string& body) {
   if (io.send_head(200, content_type)) io.write(body.data(), body.size());
 }
@@ -62,39 +72,39 @@ void rrd_updates(metrics_context& ctx, http_stream& io) {
     uq.cf = metrics::consolidation_of(q.at("cf"));
     if (!uq.cf) return bad_request(io, "cf must be AVERAGE, MIN or MAX (or ave, min, max)");
   }
-  uq.json = q.count("json") > 0;
-  std::vector<std::string> vms;
-  for (const auto& [k, v] : pairs)
-    if (k == "vm_uuid") {
-      if (!is_uuid(v)) return bad_request(io, "vm_uuid is not a uuid");
-      vms.push_back(v);
+  uq.json = prefers_json(io, q);
+  metrics::archive_selection which;
+  // (host=true is xapi's spelling; its absence leaves the host out.)
+  which.host = truthy(q, "host");
+  for (const auto& [k, v] : pairs) {
+    if (k != "vm_uuid" && k != "sr_uuid") continue;
+    if (k == "sr_uuid" && v == "all") {  // perfmon's way of asking for every SR kept here
+      which.all_srs = true;
+      continue;
     }
-  if (vms.size() > 10000) return bad_request(io, "more than 10,000 vm_uuid");
+    if (!is_uuid(v)) return bad_request(io, k + " is not a uuid");
+    (k == "vm_uuid" ? which.vms : which.srs).push_back(v);
+  }
+  if (which.vms.size() + which.srs.size() > 10000) return bad_request(io, "more than 10,000 vm_uuid and sr_uuid");
+  // Named objects with no archive here are left out, as xapi's filter does.
   std::string body;
   result<void, std::string> written = ok_v;
-  // (host=true is xapi's spelling; its absence leaves the host out.)
-  const bool with_host = truthy(q, "host");
-  bool unknown = false;
-  ctx.collector.with_all(with_host, vms, [&](const auto& archives) {
-    if (!vms.empty() && archives.size() < vms.size() + (with_host ? 1 : 0)) unknown = true;
-    else written = metrics::write_updates(archives, uq, body);
-  });
-  if (unknown) return answer_error(io, 404, api::errors::UUID_INVALID("VM", "a vm_uuid has no data on this host"));
+  ctx.collector.with_all(which, [&](const auto& archives) { written = metrics::write_updates(archives, uq, body); });
   if (!written) return bad_request(io, written.error());
   send(io, uq.json ? "application/json" : "text/xml", body);
 }
 
-// /host_rrd and /vm_rrd?uuid=: rrdtool's dump of one archive.
+// /host_rrd, /vm_rrd?uuid= and /sr_rrd?uuid=: rrdtool's dump of one archive.
 void rrd_dump(metrics_context& ctx, http_stream& io, bool host) {
   const auto q = query_of(io.target());
   if (!reader(ctx, io, q)) return;
   std::string uuid;
   if (!host) {
     auto it = q.find("uuid");
-    if (it == q.end() || !is_uuid(it->second)) return bad_request(io, "uuid must be given, a VM's uuid");
+    if (it == q.end() || !is_uuid(it->second)) return bad_request(io, "uuid must be given, a VM's or an SR's uuid");
     uuid = it->second;
   }
-  const bool json = q.count("json") > 0;
+  const bool json = prefers_json(io, q);
   std::string body;
   if (!ctx.collector.with_rrd(uuid, [&](const metrics::rrd& r) { json ? r.dump_json(body) : r.dump_xml(body); }))
     return answer_error(io, 404, api::errors::UUID_INVALID("VM", uuid));
@@ -107,6 +117,7 @@ void register_metrics_handlers(http_server& server, metrics_context& ctx) {
   server.add_stream_route("GET", "/rrd_updates", [&ctx](http_stream& io) { rrd_updates(ctx, io); });
   server.add_stream_route("GET", "/host_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, true); });
   server.add_stream_route("GET", "/vm_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, false); });
+  server.add_stream_route("GET", "/sr_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, false); });
   server.add_stream_route("GET", "/metrics", [&ctx](http_stream& io) {
     const auto q = query_of(io.target());
     if (!reader(ctx, io, q)) return;

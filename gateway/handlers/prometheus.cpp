@@ -44,21 +44,29 @@ std::string prometheus_text(metrics_context& ctx) {
   std::string host_label = "host_uuid=\"" + label_value(host_uuid) + "\"";
   if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::host>(), host_uuid))
     host_label += ",name_label=\"" + label_value(snap->get<api::host>(*ref)->name_label) + "\"";
-  ctx.collector.with_all(true, {}, [&](const auto& archives) {
+  metrics::archive_selection every;
+  every.host = every.all_srs = true;
+  ctx.collector.with_all(every, [&](const auto& archives) {
     for (const auto& [prefix, r] : archives) {
-      const bool is_host = prefix.rfind("host:", 0) == 0;
+      const bool is_host = prefix.rfind("host:", 0) == 0, is_sr = prefix.rfind("sr:", 0) == 0;
       std::string labels = host_label;
       if (!is_host) {
+        // "vm:<uuid>:" or "sr:<uuid>:"
         const std::string uuid = prefix.substr(3, prefix.size() - 4);
-        labels = "vm_uuid=\"" + label_value(uuid) + "\"," + host_label.substr(0, host_label.find(",name_label"));
-        if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::vm>(), uuid))
-          labels += ",name_label=\"" + label_value(snap->get<api::vm>(*ref)->name_label) + "\"";
+        labels = (is_sr ? "sr_uuid=\"" : "vm_uuid=\"") + label_value(uuid) + "\"," + host_label.substr(0, host_label.find(",name_label"));
+        const std::string* name = nullptr;
+        if (is_sr) {
+          if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::sr>(), uuid)) name = &snap->get<api::sr>(*ref)->name_label;
+        } else if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::vm>(), uuid)) {
+          name = &snap->get<api::vm>(*ref)->name_label;
+        }
+        if (name) labels += ",name_label=\"" + label_value(*name) + "\"";
       }
       for (const auto& source : r->sources()) {
         const double v = r->latest(source).value_or(std::nan(""));
         if (std::isnan(v)) continue;
         const auto d = metrics::describe(source);
-        add(metric_name(is_host ? "xapid_host_" : "xapid_vm_", source), d.description + (d.units.empty() ? "" : " (" + d.units + ")"),
+        add(metric_name(is_host ? "xapid_host_" : is_sr ? "xapid_sr_" : "xapid_vm_", source), d.description + (d.units.empty() ? "" : " (" + d.units + ")"),
             labels, v);
       }
     }
