@@ -81,6 +81,18 @@ void message_log::raise_for_vm(std::pair<const char*, std::int64_t> kind, const 
          "VM '" + utf8_prefix(vm->name_label, 256) + "' (uuid: " + vm->uuid + ") " + utf8_prefix(what, 1024)});
 }
 
+std::string message_log::host_quoted(const std::string& host_ref) const {
+  auto s = db_.snapshot();
+  const api::host* h = s->get<api::host>(host_ref);
+  return h ? "'" + utf8_prefix(h->name_label, 256) + "' (uuid: " + h->uuid + ")" : std::string("'' (uuid: )");
+}
+
+std::string message_log::resident_host(const std::string& vm_ref) const {
+  auto s = db_.snapshot();
+  const api::vm* vm = s->get<api::vm>(vm_ref);
+  return vm ? vm->resident_on.opaque : std::string();
+}
+
 std::string message_log::host_of_vm(const std::string& vm_ref) const {
   auto s = db_.snapshot();
   const api::vm* vm = s->get<api::vm>(vm_ref);

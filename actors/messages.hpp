@@ -30,7 +30,8 @@ inline constexpr std::pair<const char*, std::int64_t> VM_STARTED{"VM_STARTED", 5
     VM_PAUSED{"VM_PAUSED", 5}, VM_UNPAUSED{"VM_UNPAUSED", 5}, VM_CLONED{"VM_CLONED", 5},
     VM_SNAPSHOTTED{"VM_SNAPSHOTTED", 5}, VM_CHECKPOINTED{"VM_CHECKPOINTED", 5},
     VM_SNAPSHOT_REVERTED{"VM_SNAPSHOT_REVERTED", 5}, VM_CRASHED{"VM_CRASHED", 2},
-    FAILED_LOGIN_ATTEMPTS{"FAILED_LOGIN_ATTEMPTS", 3};
+    FAILED_LOGIN_ATTEMPTS{"FAILED_LOGIN_ATTEMPTS", 3}, VM_MIGRATED{"VM_MIGRATED", 5},
+    POOL_MASTER_TRANSITION{"POOL_MASTER_TRANSITION", 4};
 }  // namespace alerts
 
 // Whether an object of class `cls` has uuid `uuid` (message.create and message.get check it).
@@ -53,6 +54,9 @@ class message_log {
   // What bodies say of objects: "NAME (uuid: UUID)" of the host a VM runs on, and a VM's uuid and
   // name ("" when it is gone).
   std::string host_of_vm(const std::string& vm_ref) const;
+  // "'NAME' (uuid: UUID)" of a host (VM_MIGRATED's form), and the host a VM runs on ("" none).
+  std::string host_quoted(const std::string& host_ref) const;
+  std::string resident_host(const std::string& vm_ref) const;
   std::string vm_uuid(const std::string& vm_ref) const;
   std::string vm_name(const std::string& vm_ref) const;
   std::string snapshot_of(const std::string& snapshot_ref) const;  // the VM a snapshot is of

@@ -461,8 +461,13 @@ result<void, std::string> host_node::start_serving(int threads) {
       auto t = p.db->begin();
       const auto cls = storage::schema::get().class_of<api::pool>();
       t.set(cls, pool_ref, *storage::schema::get().field_index(cls, "master"), wire::value(p.host));
-      if (auto done = p.db->commit(std::move(t)); done) spdlog::info("pool.master.changed host={}", p.host);
-      else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
+      if (auto done = p.db->commit(std::move(t)); done) {
+        spdlog::info("pool.master.changed host={}", p.host);
+        // As xapi's new master tells once it has taken over (an empty body).
+        if (const api::host* h = snap->get<api::host>(p.host))
+          p.messages->raise({actors::alerts::POOL_MASTER_TRANSITION.first, actors::alerts::POOL_MASTER_TRANSITION.second,
+                             api::cls::Host, h->uuid, ""});
+      } else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
     }, [&p](std::uint64_t raft_id) { return pool::member_by_raft_id(*p.db->snapshot(), raft_id).has_value(); });
     p.pool_ctx->master.keeper = &*p.voters;
     p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds),

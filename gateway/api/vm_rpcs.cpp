@@ -64,10 +64,13 @@ void register_vm_rpcs(dispatcher& d, actors::vm_lifecycle& vms, id_source& ids, 
   };
   // Live migration within the pool, on the VM's host (call_routes sends it there); task.cancel
   // of its Async task ends the memory copy.
-  add_typed<m::VM_pool_migrate>(d, [&vms, &tasks, key](call_context& c, const vm_ref& vm, const host_ref& h,
-                                                       const api::map<std::string, std::string>&) {
+  add_typed<m::VM_pool_migrate>(d, [&vms, &tasks, &messages, key](call_context& c, const vm_ref& vm, const host_ref& h,
+                                                                  const api::map<std::string, std::string>&) {
     auto cancel = c.task.empty() ? nullptr : tasks.watch_cancel(c.task);
-    return vms.pool_migrate(vm.opaque, h.opaque, key(c), std::move(cancel));
+    const std::string from = messages.host_quoted(messages.resident_host(vm.opaque));
+    auto r = vms.pool_migrate(vm.opaque, h.opaque, key(c), std::move(cancel));
+    if (r) messages.raise_for_vm(alerts::VM_MIGRATED, vm.opaque, "migrated from host " + from + " to host " + messages.host_quoted(h.opaque));
+    return r;
   }, blocking);
   simple(m::VM_pause{}, &actors::vm_lifecycle::pause, alerts::VM_PAUSED, "paused");
   simple(m::VM_unpause{}, &actors::vm_lifecycle::unpause, alerts::VM_UNPAUSED, "unpaused");

@@ -171,6 +171,13 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
         self.eventually(lambda: self.call(1, "VM.query_data_source", vm, "memory"), limit=15)
         self.call(2, "VM.pool_migrate", vm, self.host_refs[1], {})
         self.assertEqual(self.call(0, "VM.query_data_source", vm, "memory"), float(GIB))
+        # VM_MIGRATED, with xapi's body naming both hosts.
+        uuid = self.call(0, "VM.get_uuid", vm)
+        hosts = [f"'{self.call(0, 'host.get_name_label', h)}' (uuid: {self.call(0, 'host.get_uuid', h)})" for h in self.host_refs[:2]]
+        migrated = [m for m in self.call(1, "message.get_all_records_where", 'field "name" = "VM_MIGRATED"').values()
+                    if m["obj_uuid"] == uuid]
+        self.assertEqual([(m["cls"], m["priority"], m["body"]) for m in migrated],
+                         [("VM", "5", f"VM 'travels' (uuid: {uuid}) migrated from host {hosts[0]} to host {hosts[1]}")])
         seen, stop = [], threading.Event()
 
         def reader():

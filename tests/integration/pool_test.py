@@ -238,6 +238,18 @@ class pool_of_three(three_hosts, answers, unittest.TestCase):
                 vm = self.ok(h.proxy().VM.create(sess, vm_record(f"master {new_master.address}, on {h.address}")))
                 self.assertEqual(self.ok(new_master.proxy().VM.get_name_label(sessions[new_master.address], vm)),
                                  f"master {new_master.address}, on {h.address}")
+            # The new master tells the pool it took over (xapi's POOL_MASTER_TRANSITION, empty body).
+            ns, nm = sessions[new_master.address], new_master.proxy()
+            new_uuid = self.ok(nm.host.get_uuid(ns, self.host_at(new_master, ns, new_master.address)))
+            wait_for_message = time.time() + 10
+            while time.time() < wait_for_message:
+                told = [msg for msg in self.ok(nm.message.get_all_records_where(ns, 'field "name" = "POOL_MASTER_TRANSITION"')).values()
+                        if msg["obj_uuid"] == new_uuid]
+                if told:
+                    break
+                time.sleep(0.2)
+            self.assertTrue(told, "no POOL_MASTER_TRANSITION for the new master")
+            self.assertEqual((told[-1]["cls"], told[-1]["priority"], told[-1]["body"]), ("Host", "4", ""))
             # Once synced, a write on the master is on every member at once.
             vm = self.ok(new_master.proxy().VM.create(sessions[new_master.address], vm_record("synced")))
             self.ok(new_master.proxy().pool.sync_database(sessions[new_master.address]))
