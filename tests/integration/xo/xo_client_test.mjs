@@ -407,6 +407,61 @@ async function autoSection(url, password, opts) {
 
 // The object cache: event.inject for a token, <class>.get_all_records of every class, then
 // event.from in a loop; barriers; tasks.
+// Xen Orchestra's dashboards: xo-server's xapi-stats reads /rrd_updates through the client's
+// getResource, with exactly this query, and finds each object's columns by the legend
+// (AVERAGE:host:<uuid>:<source>, AVERAGE:vm:<uuid>:<source>).
+async function statsSection(url, password, opts) {
+  section('stats')
+  const { xapi } = makeClient(url, password, 'json-rpc', false, opts, 'stats')
+  await xapi.connect()
+  const GIB = 1024 ** 3
+  let vm
+  try {
+    vm = await xapi.call('VM.create', {
+      name_label: 'xo stats', name_description: '', user_version: 1, is_a_template: false, affinity: 'OpaqueRef:NULL',
+      memory_static_max: GIB, memory_dynamic_max: GIB, memory_dynamic_min: GIB, memory_static_min: GIB,
+      VCPUs_params: {}, VCPUs_max: 2, VCPUs_at_startup: 2, actions_after_shutdown: 'destroy',
+      actions_after_reboot: 'restart', actions_after_crash: 'restart', PV_bootloader: '', PV_kernel: '',
+      PV_ramdisk: '', PV_args: '', PV_bootloader_args: '', PV_legacy_args: '', HVM_boot_policy: 'BIOS order',
+      HVM_boot_params: { order: 'dc' }, platform: {}, PCI_bus: '', other_config: { 'xapid-sim-load': 'cpu=0.9' },
+      recommendations: '',
+    })
+    await xapi.call('VM.start', vm, false, false)
+    const vmUuid = await xapi.call('VM.get_uuid', vm)
+    const host = xapi.pool.$master ?? (await xapi.getRecord('host', xapi.pool.master))
+    const hostUuid = host.uuid
+    await check('getResource /rrd_updates as xo-server asks it: the host\'s and the busy VM\'s columns', async () => {
+      const read = async () => {
+        // (xo-server names the host, and the client then addresses it on the standard port; this
+        // daemon's port is not 80, so the connection's own URL is used, as for no host.)
+        const response = await xapi.getResource('/rrd_updates', {
+          query: { cf: 'AVERAGE', host: 'true', interval: 5, json: 'true', start: Math.floor(Date.now() / 1e3) - 120 },
+        })
+        return JSON.parse(await response.body.text())
+      }
+      const json = await waitFor('the VM\'s cpu0 column', async () => {
+        const j = await read()
+        return j.meta.legend.includes(`AVERAGE:vm:${vmUuid}:cpu0`) && j.data.length > 0 ? j : undefined
+      }, 20e3)
+      const { legend } = json.meta
+      for (const column of [`AVERAGE:host:${hostUuid}:memory_free_kib`, `AVERAGE:host:${hostUuid}:cpu0`,
+        `AVERAGE:vm:${vmUuid}:memory`]) assert(legend.includes(column), `no ${column} in ${legend.length} columns`)
+      assert(Number(json.meta.step) === 5, `step ${json.meta.step}`)
+      const row = json.data[0]
+      assert(row.values.length === legend.length, 'a row has a value per column')
+      const cpu = Number(row.values[legend.indexOf(`AVERAGE:vm:${vmUuid}:cpu0`)])
+      assert(cpu > 0.75, `the busy VM's cpu0 is ${cpu}`)
+      return `${legend.length} columns, ${json.data.length} rows, cpu0 ${cpu.toFixed(2)}`
+    }, { timeout: 30e3 })
+  } finally {
+    if (vm !== undefined) {
+      await xapi.call('VM.hard_shutdown', vm).catch(() => {})
+      await xapi.call('VM.destroy', vm).catch(() => {})
+    }
+    await xapi.disconnect()
+  }
+}
+
 async function eventsSection(url, password, transport, opts) {
   section(`events/${transport}`)
   const { xapi: plain } = makeClient(url, password, transport, false, opts, `${transport} plain`)
@@ -704,6 +759,11 @@ async function main() {
   try {
     for (const transport of TRANSPORTS) await callsSection(url, password, transport, opts, shared)
     await autoSection(url, password, opts)
+    try {
+      await statsSection(url, password, opts)
+    } catch (error) {
+      fail('stats section', describe(error))
+    }
     for (const transport of TRANSPORTS) {
       try {
         await eventsSection(url, password, transport, opts)
