@@ -167,12 +167,17 @@ void vm_lifecycle::impl::record_stopped(storage::transaction& t, const storage::
 
 void vm_lifecycle::impl::set_devices_attached(storage::transaction& t, const storage::state& s, const std::string& vm,
                                               bool attached) {
+  const api::vm* v = s.get<api::vm>(vm);
+  const bool hvm = v && !v->HVM_boot_policy.empty();
   for (const auto& r : s.refs_where<api::vbd>("VM", vm)) {
     const api::vbd* vbd = s.get<api::vbd>(r);
     bool want = attached && !(vbd->empty && vbd->type != api::vbd_type::CD);
-    if (vbd->currently_attached != want) {
+    // An attached disk's device is the name the guest sees it by (xvda, hda), as xapi records it.
+    const std::string device = want ? disk_device(*vbd, hvm) : vbd->device;
+    if (vbd->currently_attached != want || vbd->device != device) {
       api::vbd after = *vbd;
       after.currently_attached = want;
+      after.device = device;
       t.update(r, *vbd, after);
     }
   }

@@ -60,6 +60,16 @@ bool left_while_down(host_node::parts& p) {
 // replica's pool.master until the new master's entry arrives: its start-up would take the pool's
 // halted VMs for its own, and reset their operations, the new master's under way among them.)
 // One that has left the pool meanwhile marks its data dir and fails, to start again alone.
+// The legacy metrics records, when this host's other_config asks for them; the master drops
+// the device metrics left by destroyed devices.
+void legacy_metrics(host_node::parts& p, std::uint64_t second) {
+  auto snap = p.db->snapshot();
+  const auto every = static_cast<std::uint64_t>(metrics::legacy_interval_seconds(*snap, p.host));
+  if (every != 0 && second % every == 0) metrics::write_legacy_metrics(*p.db, p.host, *p.collector, p.clock.now_ms() / 1000);
+  const api::pool* pool = snap->first<api::pool>();
+  if (second % 60 == 0 && pool && pool->master.opaque == p.host) metrics::drop_orphaned_device_metrics(*p.db);
+}
+
 // perfmon's alarms of what this host archives, raised as ALARM messages.
 void raise_alarms(host_node::parts& p) {
   for (const auto& a : p.alarms->run(*p.db->snapshot(), p.clock.now_ms() / 1000)) {
@@ -551,7 +561,10 @@ result<void, std::string> host_node::start_serving(int threads) {
         if (pool::mark_ejected(p.opt.data_dir)) p.power_off(true);
         else spdlog::error("pool.left.cannot_mark data_dir={}", p.opt.data_dir);
       }
-      if (second % metrics::step_seconds == 0) p.collector->collect(metrics::srs_kept_here(*p.db->snapshot(), p.host));
+      if (second % metrics::step_seconds == 0) {
+        p.collector->collect(metrics::srs_kept_here(*p.db->snapshot(), p.host));
+        legacy_metrics(p, second);
+      }
       if (second % static_cast<std::uint64_t>(p.alarms->interval()) == 0) raise_alarms(p);
       if (second % 3600 == 0)
         if (auto st = p.collector->save_all(); !st) spdlog::warn("metrics.archive.not_saved reason=\"{}\"", st.error());

@@ -48,6 +48,7 @@
 #include "gateway/api/message_rpcs.hpp"
 #include "gateway/api/metrics_rpcs.hpp"
 #include "gateway/handlers/metrics_handlers.hpp"
+#include "metrics/legacy_metrics.hpp"
 #include "metrics/simulated_load.hpp"
 #include "gateway/api/pool_rpcs.hpp"
 #include "xapid/api/rbac.hpp"

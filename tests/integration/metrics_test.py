@@ -232,6 +232,49 @@ class alarms(http_reads, with_daemon):
             self.assertIn(f"AVERAGE:host:{host_uuid}:memory_free_kib", json.loads(r.read())["meta"]["legend"])
 
 
+class legacy_metrics(with_daemon):
+    """The legacy metrics objects: zero unless the host's other_config:rrd_update_interval asks."""
+
+    def test_rrd_update_interval_1_fills_vm_host_vif_and_vbd_metrics_every_5_s(self):
+        x, s = self.x, self.s
+        host = self.ok(x.host.get_all(s))[0]
+        pool = self.ok(x.pool.get_all(s))[0]
+        sr = self.ok(x.pool.get_default_SR(s, pool))
+        net = self.ok(x.network.create(s, {"name_label": "legacy"}))
+        vm = self.ok(x.VM.create(s, vm_record("legacy", {"xapid-sim-load": "cpu=0.9,disk_write=1048576,net_rx=2048"})))
+        vif = self.ok(x.VIF.create(s, {"device": "0", "network": net, "VM": vm, "MAC": "", "MTU": "1500",
+                                       "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+        vdi = self.ok(x.VDI.create(s, {"SR": sr, "name_label": "d", "name_description": "", "virtual_size": str(1 << 20),
+                                       "type": "user", "sharable": False, "read_only": False, "other_config": {},
+                                       "xenstore_data": {}, "sm_config": {}, "tags": []}))
+        vbd = self.ok(x.VBD.create(s, {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": False, "mode": "RW",
+                                       "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                                       "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+        self.ok(x.VM.start(s, vm, False, False))
+        metrics = self.ok(x.VM.get_metrics(s, vm))
+        time.sleep(12)
+        # Off by default: nothing is polled.
+        self.assertEqual(self.ok(x.VM_metrics.get_VCPUs_utilisation(s, metrics)), {})
+        self.assertEqual(self.ok(x.VIF.get_metrics(s, vif)), "OpaqueRef:NULL")
+        self.ok(x.host.add_to_other_config(s, host, "rrd_update_interval", "1"))
+        use = wait_for("VCPUs_utilisation", lambda: self.ok(x.VM_metrics.get_VCPUs_utilisation(s, metrics)), 20)
+        self.assertEqual(sorted(use), ["0", "1"])
+        self.assertGreater(float(use["0"]), 0.75)
+        vif_metrics = wait_for("the VIF's metrics", lambda: self.ok(x.VIF.get_metrics(s, vif)) != "OpaqueRef:NULL"
+                               and self.ok(x.VIF.get_metrics(s, vif)), 20)
+        self.assertAlmostEqual(wait_for("the VIF's rate", lambda: self.ok(x.VIF_metrics.get_io_read_kbs(s, vif_metrics)), 20),
+                               2.0, delta=0.5)
+        vbd_metrics = self.ok(x.VBD.get_metrics(s, vbd))
+        self.assertAlmostEqual(wait_for("the VBD's rate", lambda: self.ok(x.VBD_metrics.get_io_write_kbs(s, vbd_metrics)), 20),
+                               1024.0, delta=200)
+        host_metrics = self.ok(x.host.get_metrics(s, host))
+        self.assertGreater(int(self.ok(x.host_metrics.get_memory_free(s, host_metrics))), 0)
+        # A destroyed device's metrics go with it (the master's sweep, each minute).
+        self.ok(x.VM.hard_shutdown(s, vm))
+        self.ok(x.VIF.destroy(s, vif))
+        wait_for("the VIF's metrics dropped", lambda: vif_metrics not in self.ok(x.VIF_metrics.get_all(s)), 70)
+
+
 class performance(http_reads, with_daemon):
     @classmethod
     def setUpClass(cls):
