@@ -12,8 +12,9 @@ import sys
 import tempfile
 import time
 import unittest
+import xmlrpc.client
 
-from xapid_support import PASSWORD, answers, start_daemon, stop_daemon
+from xapid_support import PASSWORD, answers, start_daemon, stop_daemon, wait_for
 
 XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,9 +23,45 @@ COMPLETION = os.path.join(HERE, "..", "..", "cli", "xe-completion.bash")
 TEMPLATE = "Ubuntu Jammy Jellyfish 22.04"
 
 
-class xe_daemon(answers, unittest.TestCase):
-    """A daemon of the class's own (plain HTTP, HTTPS and its unix socket), a HOME of its own for
-    ~/.xe and the pinned certificates, and `xe(...)` to run xe against it."""
+class runs_xe:
+    """A TestCase mixin: `xe(...)` runs xe with HOME the class's own `home` (for ~/.xe and the
+    pinned certificates), after the arguments `connection()` gives (where, and who) unless
+    local=False."""
+
+    def connection(self):
+        return ()
+
+    def environment(self, extra=None):
+        """The test's HOME, and none of the settings xe would take from the caller's."""
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = self.home.name
+        env.update(extra or {})
+        return env
+
+    def run_xe(self, *args, env=None, local=True, cwd=None):
+        command = [XE, *self.connection(), *args] if local else [XE, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL,
+                              cwd=cwd)
+
+    def xe(self, *args, **kwargs):
+        """xe's output, asserting that it succeeded."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertEqual(r.returncode, 0, f"xe {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def xe_fails(self, *args, **kwargs):
+        """xe's error output, asserting that it failed."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertNotEqual(r.returncode, 0, f"xe {' '.join(args)} succeeded: {r.stdout}")
+        return r.stderr
+
+    def one(self, *args, **kwargs):
+        return self.xe(*args, **kwargs).strip()
+
+
+class xe_daemon(runs_xe, answers, unittest.TestCase):
+    """A daemon of the class's own (plain HTTP, HTTPS and its unix socket), a HOME of its own,
+    and xe run against it on its unix socket (as root, as on the host)."""
 
     @classmethod
     def setUpClass(cls):
@@ -40,31 +77,8 @@ class xe_daemon(answers, unittest.TestCase):
         cls.dir.cleanup()
         cls.home.cleanup()
 
-    def environment(self, extra=None):
-        """The test's HOME, and none of the settings xe would take from the caller's."""
-        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        env["HOME"] = self.home.name
-        env.update(extra or {})
-        return env
-
-    def run_xe(self, *args, env=None, local=True):
-        command = [XE, "--socket", self.socket, *args] if local else [XE, *args]
-        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL)
-
-    def xe(self, *args, **kwargs):
-        """xe's output, asserting that it succeeded."""
-        r = self.run_xe(*args, **kwargs)
-        self.assertEqual(r.returncode, 0, f"xe {' '.join(args)}: {r.stderr}")
-        return r.stdout
-
-    def xe_fails(self, *args, **kwargs):
-        """xe's error output, asserting that it failed."""
-        r = self.run_xe(*args, **kwargs)
-        self.assertNotEqual(r.returncode, 0, f"xe {' '.join(args)} succeeded: {r.stdout}")
-        return r.stderr
-
-    def one(self, *args):
-        return self.xe(*args).strip()
+    def connection(self):
+        return ("--socket", self.socket)
 
 
 def records_of(text):
@@ -219,7 +233,7 @@ class operations(xe_daemon):
         disks = self.xe("vm-disk-list", "vm=life")
         self.assertEqual(len(records_of(disks)), 1)
         vdi = records_of(disks)[0]["vdi-uuid"][1]
-        started = subprocess.Popen([XE, "--socket", self.socket, "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
+        started = subprocess.Popen([XE, *self.connection(), "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environment())
         try:
             # Waiting while the VM is halted; returns once it is anything else.
@@ -244,7 +258,16 @@ class operations(xe_daemon):
         self.xe("vm-pause", f"uuid={vm}")
         self.assertEqual(self.power(vm), "paused")
         self.xe("vm-unpause", f"uuid={vm}")
+        # A clean reboot (the guest asked): a new domain, and the message says how it rebooted.
+        domid = self.one("vm-param-get", f"uuid={vm}", "param-name=domid")
+        self.xe("vm-reboot", f"uuid={vm}")
+        self.assertEqual(self.power(vm), "running")
+        self.assertNotEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=domid"), domid)
+        self.assertEqual(self.one("message-list", "name=VM_REBOOTED", f"obj-uuid={vm}", "params=body", "--minimal"),
+                         f"VM 'life' (uuid: {vm}) rebooted cleanly")
         self.xe("vm-reboot", f"uuid={vm}", "--force")
+        self.assertIn(f"VM 'life' (uuid: {vm}) rebooted forcibly",
+                      self.one("message-list", "name=VM_REBOOTED", f"obj-uuid={vm}", "params=body", "--minimal").split(","))
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
         self.assertEqual(self.power(vm), "halted")
         snapshot = self.one("vm-snapshot", f"uuid={vm}", "new-name-label=before")
@@ -267,8 +290,8 @@ class operations(xe_daemon):
         disk = records_of(self.xe("vm-disk-list", f"uuid={vm}"))[0]["vdi-uuid"][1]
         size = self.one("vdi-param-get", f"uuid={disk}", "param-name=virtual-size")
         env = self.environment()
-        export = subprocess.Popen([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
-        imported = subprocess.run([XE, "--socket", self.socket, "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
+        export = subprocess.Popen([XE, *self.connection(), "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
+        imported = subprocess.run([XE, *self.connection(), "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
                                   text=True, env=env, timeout=120)
         export.stdout.close()
         self.assertEqual(export.wait(timeout=60), 0)
@@ -294,7 +317,7 @@ class operations(xe_daemon):
         controller, terminal = pty.openpty()
         try:
             shown = os.path.join(self.home.name, "shown.xva")
-            r = subprocess.run([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
+            r = subprocess.run([XE, *self.connection(), "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
                                stdout=subprocess.DEVNULL, env=self.environment(), timeout=60)
             self.assertEqual(r.returncode, 0)
             os.close(terminal)
@@ -416,40 +439,142 @@ class operations(xe_daemon):
         self.assertEqual(self.one("snapshot-list", f"uuid={checkpoint}", "params=name-label", "--minimal"), "cp")
         self.assertIn("code: OPERATION_NOT_ALLOWED\n", self.xe_fails("vm-reset-powerstate", f"uuid={vm}", "--force"))
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
-        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
-        for command in (("pool-ha-enable", f"heartbeat-sr-uuids={sr}"), ("pool-ha-disable",), ("pool-emergency-transition-to-master",)):
-            r = self.run_xe(*command)
-            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+        # The pool's commands on a pool of one (a_pool below has three hosts): what the server
+        # refuses, by its code and its parameters (an SR by its uuid and name).
+        pool = self.one("pool-list", "--minimal")
+        sr = self.one("pool-param-get", f"uuid={pool}", "param-name=default-SR")
+        err = self.xe_fails("pool-ha-enable", f"heartbeat-sr-uuids={sr}")
+        self.assertIn(f"\ncode: HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED\nSR: {sr} (Local storage)\n", err)
+        self.assertIn("code: HA_NOT_ENABLED\n", self.xe_fails("pool-ha-disable"))
+        self.assertIn("code: JOINING_HOST_CONNECTION_FAILED\n", self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x"))
+        # The master made master: nothing to do.
+        host = self.one("host-list", "--minimal")
+        self.xe("pool-emergency-transition-to-master")
+        self.xe("pool-designate-new-master", f"host-uuid={host}")
+        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
 
-    def test_hosts_and_the_pool(self):
+    def test_hosts_of_a_pool_of_one(self):
         host = self.one("host-list", "--minimal")
         self.assertEqual(len(host.split(",")), 1)
         self.xe("host-disable", f"host={host}")
         self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "false")
         self.xe("host-enable", f"uuid={host}")
-        self.assertGreater(int(self.one("host-compute-free-memory", f"uuid={host}")), 0)
-        self.assertTrue(self.xe("host-dmesg", f"uuid={host}"))
-        pool = self.one("pool-list", "--minimal")
-        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
-        # What the server answers, printed with the error's parameters named by the datamodel.
-        err = self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x")
-        self.assertRegex(err, r"code: [A-Z_]+")
-        # Migrating within a pool of one: the server's answer, whatever it is, by its code.
+        self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "true")
+        free = int(self.one("host-compute-free-memory", f"uuid={host}"))
+        self.assertGreater(free, 0)
+        self.assertIn("Xen version", self.xe("host-dmesg", f"uuid={host}"))
+        # A running VM has nowhere to go: not migrated to where it runs, and no evacuation.
         vm = self.install("migrant")
         self.xe("vm-start", f"uuid={vm}")
-        r = self.run_xe("vm-migrate", f"uuid={vm}", f"host={host}")
-        self.assertTrue(r.returncode == 0 or re.search(r"code: [A-Z_]+\n", r.stderr), r.stderr)
+        self.assertLess(int(self.one("host-compute-free-memory", f"uuid={host}")), free)
+        err = self.xe_fails("vm-migrate", f"uuid={vm}", f"host-uuid={host}", "live=true")
+        self.assertIn(f"\ncode: VM_MIGRATE_FAILED\nvm: {vm} (migrant)\n", err)
+        self.assertTrue(err.endswith("\nmsg: the VM already runs on that host\n"), err)
+        self.assertIn("code: UUID_INVALID\ntype: host\n", self.xe_fails("vm-migrate", f"uuid={vm}", "host-uuid=" + "0" * 8 + "-0000-0000-0000-" + "0" * 12))
+        self.assertRegex(self.xe_fails("host-evacuate", f"uuid={host}"), r"\ncode: CANNOT_EVACUATE_HOST\nerrors: NO_HOSTS_AVAILABLE,OpaqueRef:")
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
         self.xe("host-evacuate", f"uuid={host}")
-        # Designating the master again: whatever the server answers, xe says (a failure by its code).
-        r = self.run_xe("pool-designate-new-master", f"host-uuid={host}")
-        if r.returncode != 0:
-            self.assertRegex(r.stderr, r"code: [A-Z_]+\n")
-        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
+        # Powering the host off needs it disabled first.
+        self.assertIn("code: HOST_NOT_DISABLED\n", self.xe_fails("host-reboot", f"uuid={host}"))
+        self.assertIn("code: HOST_NOT_DISABLED\n", self.xe_fails("host-shutdown", f"uuid={host}"))
 
-    def test_tasks_and_messages_are_listed(self):
-        self.xe("task-list")
-        self.xe("message-list")
+    def test_messages_are_listed_with_their_content(self):
+        vm = self.install("talked about")
+        # A message of the API's own (message.create), and one the daemon raised (the clone's).
+        with xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}") as x:
+            s = self.ok(x.session.login_with_password("root", PASSWORD, "1.0", "xe test"))
+            self.ok(x.message.create(s, "XE_TEST_NOTE", "2", "VM", vm, "a note about the VM"))
+        listed = records_of(self.xe("message-list", f"obj-uuid={vm}"))
+        self.assertEqual(len(listed), 1, listed)
+        note = listed[0]
+        self.assertEqual({name: value for name, (_, value) in note.items() if name not in ("uuid", "timestamp")},
+                         {"name": "XE_TEST_NOTE", "priority": "2", "cls": "VM", "obj-uuid": vm, "body": "a note about the VM"})
+        self.assertRegex(note["timestamp"][1], r"^\d{8}T\d\d:\d\d:\d\dZ$")
+        self.assertEqual(self.one("message-list", "name=XE_TEST_NOTE", "params=uuid", "--minimal"), note["uuid"][1])
+        # The template's, saying what it was cloned into.
+        cloned = [r["body"][1] for r in records_of(self.xe("message-list", "name=VM_CLONED", "params=body"))]
+        self.assertIn(f"VM '{TEMPLATE}' (uuid: {self.one('template-list', f'name-label={TEMPLATE}', '--minimal')}) cloned (new uuid: {vm})",
+                      cloned)
+
+
+class operations_over_https(operations):
+    """The operations again, each xe run over HTTPS with root's password (as from another
+    machine): TLS, the certificate pinned on first use, a login with a password per command,
+    transfers over TLS (an upload of unknown length chunked)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        r = subprocess.run([XE, *cls.connection(cls), "host-list", "--minimal"], capture_output=True, text=True, timeout=60,
+                           env=cls.environment(cls), stdin=subprocess.DEVNULL)
+        if r.returncode != 0 or f"trusting the certificate of 127.0.0.1:{cls.tls_port} on first use" not in r.stderr:
+            cls.tearDownClass()
+            raise AssertionError(f"the first xe over HTTPS: {r.stderr}")
+
+    def connection(self):
+        return ("-s", "127.0.0.1", "-p", str(self.tls_port), "-u", "root", "-pw", PASSWORD)
+
+
+class a_daemon_of_each_test(runs_xe, answers, unittest.TestCase):
+    """What changes the daemon itself, on one of each test's own whose guests ignore a clean
+    shutdown (--sim-hang-probability 1): the task of a clean shutdown waiting on its guest,
+    listed and cancelled; the host rebooted and shut down."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.home = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.addCleanup(self.home.cleanup)
+        self.proc, self.port, _ = start_daemon(self.dir.name, "--sim-hang-probability", "1")
+        self.addCleanup(self.proc.stderr.close)
+        self.addCleanup(lambda: self.proc.poll() is None and stop_daemon(self.proc))
+        self.socket = os.path.join(self.dir.name, "xapid.sock")
+
+    def connection(self):
+        return ("--socket", self.socket)
+
+    def log_lines(self, pattern):
+        with open(os.path.join(self.dir.name, "xapid.log"), errors="replace") as f:
+            return [line for line in f if re.search(pattern, line)]
+
+    def test_the_task_of_a_waiting_shutdown_is_listed_and_cancelled(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=stubborn")
+        self.xe("vm-start", f"uuid={vm}")
+        # xe's own calls are synchronous: the task is an Async call's, from another client.
+        with xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}") as x:
+            s = self.ok(x.session.login_with_password("root", PASSWORD, "1.0", "xe test"))
+            task = self.ok(getattr(x, "Async").VM.clean_shutdown(s, self.ok(x.VM.get_by_uuid(s, vm))))
+            task_uuid = self.ok(x.task.get_uuid(s, task))
+        wait_for("the shutdown waiting on its guest", lambda: self.one("vm-param-get", f"uuid={vm}", "param-name=current-operations")
+                 == f"{task}: clean_shutdown", timeout=10, every=0.05)
+        listed = records_of(self.xe("task-list"))
+        self.assertEqual(listed, [{"uuid": ("RO", task_uuid), "name-label": ("RO", "Async.VM.clean_shutdown"),
+                                   "name-description": ("RO", ""), "status": ("RO", "pending"), "progress": ("RO", "0")}])
+        self.assertEqual(self.one("task-param-get", f"uuid={task_uuid}", "param-name=allowed-operations"), "cancel")
+        self.assertEqual(self.one("task-list", "status=pending", "--minimal"), task_uuid)
+        self.xe("task-cancel", f"uuid={task_uuid}")
+        wait_for("the task cancelled", lambda: self.one("task-param-get", f"uuid={task_uuid}", "param-name=status") == "cancelled",
+                 timeout=10, every=0.05)
+        self.assertEqual(self.one("task-param-get", f"uuid={task_uuid}", "param-name=error-info"), f"TASK_CANCELLED; {task}")
+        self.assertEqual(self.one("task-list", "status=pending", "--minimal"), "")
+        # The guest runs on, nothing left in progress.
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=current-operations"), "")
+
+    def test_host_reboot_starts_the_daemon_again_and_host_shutdown_stops_it(self):
+        host = self.one("host-list", "--minimal")
+        self.xe("host-disable", f"uuid={host}")
+        self.xe("host-reboot", f"uuid={host}")
+        # The same process stops its host and starts it again (as the daemon's host.reboot does),
+        # then answers on its socket; the host is still disabled.
+        wait_for("the daemon started again", lambda: len(self.log_lines(r"xapid\.ready")) == 2, timeout=30, every=0.05)
+        self.assertEqual(len(self.log_lines(r"xapid\.stop reason=host\.reboot")), 1)
+        self.assertIsNone(self.proc.poll())
+        self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "false")
+        self.xe("host-shutdown", f"uuid={host}")
+        self.assertEqual(self.proc.wait(timeout=30), 0)
+        self.assertEqual(len(self.log_lines(r"xapid\.stop reason=host\.shutdown")), 1)
+        self.assertIn("cannot connect", self.xe_fails("host-list"))
 
 
 class users(xe_daemon):
@@ -546,15 +671,7 @@ class command_line(xe_daemon):
         finally:
             with open(os.path.join(self.home.name, ".xe-known-hosts"), "w") as f:
                 f.write(pins)
-        # The operations too, over HTTPS, and a transfer.
-        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=remote")
-        self.xe(*remote, "vm-start", f"uuid={vm}", local=False)
-        self.xe(*remote, "vm-shutdown", f"uuid={vm}", local=False)
-        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "halted")
-        xva = os.path.join(self.home.name, "remote.xva")
-        self.xe(*remote, "vm-export", f"uuid={vm}", f"filename={xva}", local=False)
-        copy = self.xe(*remote, "vm-import", f"filename={xva}", local=False).strip()
-        self.assertEqual(self.one("vm-param-get", f"uuid={copy}", "param-name=name-label"), "remote")
+        # (The operations over HTTPS: operations_over_https.)
 
     def test_password_file_rc_file_and_extra_args(self):
         pwf = os.path.join(self.home.name, "password")
