@@ -4,9 +4,11 @@ layout against its documented form (xe_golden/), and the command line's own rule
 filters, --multiple, -pwf, ~/.xe, XE_EXTRA_ARGS, unknown commands and parameters).
 
 Arguments: the xapid binary, then the xe binary."""
+import hashlib
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import unittest
 import xmlrpc.client
 
 from xapid_support import PASSWORD, answers, start_daemon, stop_daemon, wait_for
+from pool_support import ADDRESSES, PASSWORDS, free_port_everywhere, host as pool_host
 
 XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -727,47 +730,223 @@ class completion(xe_daemon):
         self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
 
 
-class pool_commands(answers, unittest.TestCase):
-    """pool-join through xe between two real daemons on 127.0.0.2 and 127.0.0.3 (pool_test's hosts)."""
+def fingerprint_of(pem_file):
+    """The SHA-256 of a PEM certificate's DER form, as xe pins it."""
+    with open(pem_file) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
 
-    def test_a_host_joins_with_pool_join_and_its_members_list_the_pool(self):
-        from pool_support import free_port_everywhere, host as pool_host
-        root = tempfile.TemporaryDirectory()
-        self.addCleanup(root.cleanup)
-        port = free_port_everywhere()
-        master, joiner = pool_host(root.name, 0, port), pool_host(root.name, 1, port)
-        for h in (master, joiner):
-            self.addCleanup(h.stop)
-            h.start()
-        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        env["HOME"] = root.name
 
-        def xe(*args):
-            return subprocess.run([XE, *args], capture_output=True, text=True, env=env, timeout=120)
+class a_pool(runs_xe, answers, unittest.TestCase):
+    """xe against a pool of three real xapid processes on 127.0.0.2-4 (pool_support's hosts:
+    the same API port on each), each also serving HTTPS (hosts 0 and 1 on one port, host 2 on
+    another), joined with xe's pool-join, given a shared SR with sr-create. The tests run in
+    order on the one pool, each leaving it as the next expects: members send xe to their
+    master (HTTP, HTTPS, ADDR:PORT); VMs migrate and a host is evacuated; HA is turned on and
+    off; the master's role is handed to host 1; host 2 is ejected; host 1 is stopped and host 0
+    made master in an emergency."""
 
-        joined = xe("--socket", os.path.join(joiner.dir, "xapid.sock"), "pool-join", f"master-address={master.address}:{port}",
-                    f"master-password={master.password}")
-        self.assertEqual(joined.returncode, 0, joined.stderr)
-        # The member restarts into the pool: then it lists the pool's two hosts, with the pool's password.
-        remote = ("-s", joiner.address, "-p", str(port), "--nossl", "-pw", master.password)
-        until = time.time() + 120
-        while True:
-            listed = xe(*remote, "host-list", "params=uuid", "--minimal")
-            if listed.returncode == 0 and len(listed.stdout.strip().split(",")) == 2 or time.time() > until:
-                break
-            time.sleep(0.5)
-        self.assertEqual(listed.returncode, 0, listed.stderr)
-        self.assertEqual(len(listed.stdout.strip().split(",")), 2, listed.stdout)
-        pool = xe(*remote, "pool-list", "params=master", "--minimal")
-        on_master = xe("-s", master.address, "-p", str(port), "--nossl", "-pw", master.password, "pool-list", "params=master", "--minimal")
-        self.assertEqual((pool.returncode, pool.stdout), (0, on_master.stdout))
-        # Ejecting the member, and pointing it at a master: what the server answers, by its code.
-        member = xe(*remote, "host-list", f"address={joiner.address}", "params=uuid", "--minimal").stdout.strip()
-        self.assertIn(member, listed.stdout)
-        self.assertTrue(member)
-        for command in (("pool-emergency-reset-master", f"master-address={master.address}"), ("pool-eject", f"host-uuid={member}")):
-            r = xe(*remote, *command)
-            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.TemporaryDirectory()
+        cls.home = tempfile.TemporaryDirectory()
+        cls.hosts = []
+        try:
+            # The API's port (and the two after it) on every address, and two HTTPS ports apart from them.
+            cls.port = free_port_everywhere()
+            taken = {cls.port, cls.port + 1, cls.port + 2}
+            cls.tls = []
+            while len(cls.tls) < 2:
+                p = free_port_everywhere()
+                if not {p, p + 1, p + 2} & taken:
+                    cls.tls.append(p)
+                    taken |= {p, p + 1, p + 2}
+            for i in range(3):
+                cls.hosts.append(pool_host(cls.root.name, i, cls.port, extra_args=(
+                    "--https-listen", f"{ADDRESSES[i]}:{cls.https_port(i)}", "--sim-migration-mib-per-s", "8192")))
+                cls.hosts[-1].start()
+            cls.uuids = [cls.one_of(i, "host-list", "--minimal") for i in range(3)]
+            for i in (1, 2):
+                cls.one_of(i, "pool-join", f"master-address={ADDRESSES[0]}:{cls.port}", f"master-password={PASSWORDS[0]}")
+            for h in cls.hosts:
+                h.login_once_it_has_hosts(PASSWORDS[0], 3)
+            # A directory every host sees, the pool's shared SR: VMs on it run and migrate anywhere.
+            cls.shared_dir = tempfile.mkdtemp(dir=cls.root.name)
+            cls.sr = cls.one_of(0, "sr-create", "name-label=shared", "type=file", "shared=true", "content-type=user",
+                                f"device-config:location={cls.shared_dir}")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        cls.root.cleanup()
+        cls.home.cleanup()
+
+    @classmethod
+    def https_port(cls, i):
+        return cls.tls[1] if i == 2 else cls.tls[0]
+
+    @classmethod
+    def one_of(cls, i, *args):
+        """xe's output on host i's unix socket (root there, master or member), asserting success."""
+        r = subprocess.run([XE, *cls.on(i), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                           env=cls.environment(cls))
+        if r.returncode != 0:
+            raise AssertionError(f"xe {' '.join(args)} on host {i}: {r.stderr}")
+        return r.stdout.strip()
+
+    @classmethod
+    def on(cls, i):
+        return ("--socket", os.path.join(cls.hosts[i].dir, "xapid.sock"))
+
+    def over_http(self, i):
+        return ("-s", ADDRESSES[i], "-p", str(self.port), "--nossl", "-pw", PASSWORDS[0])
+
+    def over_https(self, i):
+        return ("-s", ADDRESSES[i], "-p", str(self.https_port(i)), "-pw", PASSWORDS[0])
+
+    def followed(self, i, master, port=None):
+        """The line xe prints on stderr when host i sends it to `master` (an index)."""
+        port = port or self.port
+        return f"xe: {ADDRESSES[i]}:{port} is a pool member; its master is {ADDRESSES[master]}:{port}\n"
+
+    def eventually(self, check, limit=60):
+        """check()'s value once it is truthy, asked every 0.2 s (a host may be restarting)."""
+        return wait_for(check.__doc__ or "a condition", check, timeout=limit)
+
+    def test_1_pool_join_brought_both_hosts_in(self):
+        # Every host lists the three (their uuids from before the join), and names host 0 master.
+        for i in range(3):
+            self.assertEqual(sorted(self.one(*self.on(i), "host-list", "--minimal").split(",")), sorted(self.uuids))
+            pool = self.one(*self.on(i), "pool-list", "--minimal")
+            self.assertEqual(self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=master"), self.uuids[0])
+        self.assertEqual(self.one(*self.on(0), "host-list", f"address={ADDRESSES[2]}", "--minimal"), self.uuids[2])
+        # sr-create made the shared SR's PBD on each host, plugged.
+        pbds = records_of(self.xe(*self.on(1), "pbd-list", f"sr-uuid={self.sr}", "params=host-uuid,currently-attached"))
+        self.assertEqual(sorted((r["host-uuid"][1], r["currently-attached"][1]) for r in pbds), sorted((u, "true") for u in self.uuids))
+
+    def test_2_a_member_sends_xe_to_its_master(self):
+        direct = self.run_xe(*self.over_http(0), "host-list", "params=uuid,address")
+        self.assertEqual((direct.returncode, direct.stderr), (0, ""))
+        # A member answers the login HOST_IS_SLAVE: xe says so and asks the master instead.
+        for i in (1, 2):
+            r = self.run_xe(*self.over_http(i), "host-list", "params=uuid,address")
+            self.assertEqual((r.returncode, r.stderr, r.stdout), (0, self.followed(i, 0), direct.stdout))
+        # Over HTTPS: the member's certificate and then the master's, each pinned on first use.
+        known_hosts = os.path.join(self.home.name, ".xe-known-hosts")
+        tls = self.https_port(1)
+        member_pin, master_pin = fingerprint_of(os.path.join(self.hosts[1].dir, "xapid.pem")), fingerprint_of(os.path.join(self.hosts[0].dir, "xapid.pem"))
+        self.assertNotEqual(member_pin, master_pin)
+        first = self.run_xe(*self.over_https(1), "pool-list", "params=master", "--minimal")
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(first.stdout.strip(), self.uuids[0])
+        self.assertEqual(first.stderr.splitlines(), [
+            f"xe: trusting the certificate of {ADDRESSES[1]}:{tls} on first use (SHA-256 {member_pin}), kept in {known_hosts}",
+            self.followed(1, 0, tls).rstrip("\n"),
+            f"xe: trusting the certificate of {ADDRESSES[0]}:{tls} on first use (SHA-256 {master_pin}), kept in {known_hosts}"])
+        again = self.run_xe(*self.over_https(1), "pool-list", "params=master", "--minimal")
+        self.assertEqual((again.returncode, again.stdout, again.stderr), (0, first.stdout, self.followed(1, 0, tls)))
+        # The master's address as ADDR:PORT (its API elsewhere than the member's): host 2's HTTPS
+        # port is not the master's, so the port xe follows is the one the answer names.
+        other = self.https_port(2)
+        self.xe(*self.on(0), "host-param-set", f"uuid={self.uuids[0]}", f"address={ADDRESSES[0]}:{tls}")
+        try:
+            r = self.run_xe(*self.over_https(2), "host-list", "params=uuid", f"address={ADDRESSES[0]}:{tls}", "--minimal")
+        finally:
+            self.xe(*self.on(0), "host-param-set", f"uuid={self.uuids[0]}", f"address={ADDRESSES[0]}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), self.uuids[0])
+        self.assertEqual(r.stderr.splitlines()[1:], [f"xe: {ADDRESSES[2]}:{other} is a pool member; its master is {ADDRESSES[0]}:{tls}"])
+        with open(known_hosts) as f:
+            self.assertEqual(sorted(f.read().splitlines()), sorted([f"{ADDRESSES[1]}:{tls} {member_pin}", f"{ADDRESSES[0]}:{tls} {master_pin}",
+                                                                    f"{ADDRESSES[2]}:{other} {fingerprint_of(os.path.join(self.hosts[2].dir, 'xapid.pem'))}"]))
+        # Pointed at the master it follows already, a member has nothing to do.
+        self.xe(*self.on(2), "pool-emergency-reset-master", f"master-address={ADDRESSES[0]}:{self.port}")
+        self.assertEqual(self.run_xe(*self.over_http(2), "pool-list", "params=master", "--minimal").stdout.strip(), self.uuids[0])
+
+    def resident_on(self, vm, via=0):
+        return self.one(*self.on(via), "vm-param-get", f"uuid={vm}", "param-name=resident-on")
+
+    def test_3_vms_migrate_and_an_evacuated_host_is_left_empty(self):
+        vms = [self.one(*self.on(i), "vm-install", f"template={TEMPLATE}", f"new-name-label=traveller {i}", f"sr-uuid={self.sr}")
+               for i in (0, 1)]
+        for vm in vms:
+            self.xe(*self.on(2), "vm-param-set", f"uuid={vm}", f"affinity={self.uuids[1]}")
+            self.xe(*self.on(2), "vm-start", f"uuid={vm}")
+            self.assertEqual(self.resident_on(vm), self.uuids[1])
+        # vm-migrate as xapi's xe takes it: host-uuid= and live=, or host= (a uuid or a name).
+        self.xe(*self.over_http(1), "vm-migrate", f"uuid={vms[0]}", f"host-uuid={self.uuids[2]}", "live=true")
+        self.assertEqual(self.resident_on(vms[0], via=1), self.uuids[2])
+        self.xe(*self.on(0), "vm-migrate", "vm=traveller 1", f"host={self.uuids[2]}")
+        self.assertEqual(self.resident_on(vms[1], via=2), self.uuids[2])
+        for vm in vms:
+            self.assertEqual(self.one(*self.on(0), "vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+        guests_on = lambda i: self.one(*self.on(0), "vm-list", f"resident-on={self.uuids[i]}", "is-control-domain=false", "--minimal")
+        self.assertEqual(sorted(guests_on(2).split(",")), sorted(vms))
+        self.xe(*self.over_http(2), "host-evacuate", f"uuid={self.uuids[2]}")
+        self.assertEqual(guests_on(2), "")
+        for vm in vms:
+            self.assertIn(self.resident_on(vm), self.uuids[:2])
+            self.assertEqual(self.one(*self.on(2), "vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+            self.xe(*self.on(0), "vm-shutdown", f"uuid={vm}", "--force")
+
+    def test_4_ha_is_turned_on_and_off(self):
+        pool = self.one(*self.on(0), "pool-list", "--minimal")
+        ha = lambda i: self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=ha-enabled")
+        self.assertEqual(ha(0), "false")
+        # Through a member, over the network: the master does it.
+        self.xe(*self.over_http(2), "pool-ha-enable", f"heartbeat-sr-uuids={self.sr}", "ha-config:timeout=10")
+        try:
+            self.assertEqual([ha(i) for i in range(3)], ["true"] * 3)
+            self.assertEqual(self.one(*self.on(1), "pool-param-get", f"uuid={pool}", "param-name=ha-configuration"), "timeout: 10")
+            # Its statefile, a VDI on the heartbeat SR.
+            self.assertTrue(self.one(*self.on(0), "vdi-list", f"sr-uuid={self.sr}", "type=ha_statefile", "--minimal"))
+            self.assertIn("code: HA_IS_ENABLED\n", self.xe_fails(*self.on(0), "pool-eject", f"host-uuid={self.uuids[2]}"))
+        finally:
+            self.xe(*self.on(0), "pool-ha-disable")
+        self.assertEqual([ha(i) for i in range(3)], ["false"] * 3)
+
+    def test_5_the_masters_role_is_handed_to_another_host(self):
+        self.xe(*self.over_http(2), "pool-designate-new-master", f"host-uuid={self.uuids[1]}")
+        pool = self.one(*self.on(0), "pool-list", "--minimal")
+
+        def everyone_names_host_1():
+            """every host naming host 1 master"""
+            return all(self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=master") == self.uuids[1] for i in range(3))
+        self.eventually(everyone_names_host_1, limit=20)
+        # The old master is a member now: it sends xe to the new one.
+        r = self.run_xe(*self.over_http(0), "pool-list", "params=master", "--minimal")
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, self.uuids[1], self.followed(0, 1)))
+
+    def test_6_an_ejected_host_leaves_the_pool(self):
+        self.xe(*self.over_http(0), "pool-eject", f"host-uuid={self.uuids[2]}")
+        for i in (0, 1):
+            self.assertEqual(sorted(self.one(*self.on(i), "host-list", "--minimal").split(",")), sorted(self.uuids[:2]))
+
+        def alone():
+            """host 2 in a pool of its own"""
+            r = self.run_xe(*self.on(2), "host-list", "--minimal")
+            return r.returncode == 0 and r.stdout.strip() == self.uuids[2]
+        self.eventually(alone)
+        self.assertNotEqual(self.one(*self.on(2), "pool-list", "--minimal"), self.one(*self.on(0), "pool-list", "--minimal"))
+
+    def test_7_a_member_is_made_master_when_the_master_is_gone(self):
+        # While the master (host 1) answers, it is not replaced by force.
+        err = self.xe_fails(*self.on(0), "pool-emergency-transition-to-master")
+        self.assertIn("code: OPERATION_NOT_ALLOWED\n", err)
+        self.hosts[1].stop()
+        # Host 0 alone is no majority of the two: only the emergency makes it master.
+        self.xe(*self.on(0), "pool-emergency-transition-to-master")
+
+        def master_of_its_pool():
+            """host 0 master, taking writes"""
+            r = self.run_xe(*self.on(0), "pool-list", "params=master", "--minimal")
+            return r.returncode == 0 and r.stdout.strip() == self.uuids[0]
+        self.eventually(master_of_its_pool)
+        network = self.one(*self.on(0), "network-create", "name-label=after the emergency")
+        self.assertEqual(self.one(*self.on(0), "network-param-get", f"uuid={network}", "param-name=name-label"), "after the emergency")
 
 
 if __name__ == "__main__":
