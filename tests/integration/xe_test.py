@@ -132,6 +132,18 @@ class layout(xe_daemon):
         self.assertEqual(record["name-label"], ("RW", "param list"))
         self.assertTrue(text.endswith("\n\n"))
 
+    def test_vm_param_list_is_laid_out_as_xe_documents_whole(self):
+        uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=golden record")
+        for tag in ("blue", "green"):
+            self.xe("vm-param-add", f"uuid={uuid}", "param-name=tags", f"param-key={tag}")
+        text = self.xe("vm-param-list", f"uuid={uuid}")
+        # A time of day would differ from run to run (the epoch, a time never set, does not).
+        text = re.sub(r"\b(?!19700101T00:00:00Z)\d{8}T\d\d:\d\d:\d\dZ\b", "{date}", text)
+        vbd = records_of(self.xe("vm-disk-list", f"uuid={uuid}"))[0]["uuid"][1]
+        metrics = self.one("vm-param-get", f"uuid={uuid}", "param-name=metrics")
+        template = self.one("template-list", f"name-label={TEMPLATE}", "--minimal")
+        self.assertEqual(text, self.golden("vm-param-list.txt", uuid=uuid, vbd=vbd, metrics=metrics, template=template))
+
     def test_minimal_is_the_uuids_joined_by_commas_with_commas_escaped(self):
         a = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
         b = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
