@@ -124,8 +124,11 @@ void read_extra_args(settings& s) {
 endpoint endpoint_of(const settings& s) {
   endpoint e;
   if (s.server.empty()) {
+    // The daemon's socket in its data dir, found as deploy/start finds that dir: $XAPID_DATA_DIR
+    // (unset or empty: `data`, relative to the working directory, as deploy/start's is to the
+    // checkout it runs from; xapid itself has no default --data-dir).
     const char* dir = std::getenv("XAPID_DATA_DIR");
-    e.socket_path = !s.socket.empty() ? s.socket : std::string(dir ? dir : "data") + "/xapid.sock";
+    e.socket_path = !s.socket.empty() ? s.socket : std::string(dir && *dir ? dir : "data") + "/xapid.sock";
     return e;
   }
   e.host = s.server;

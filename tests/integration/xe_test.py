@@ -20,6 +20,7 @@ from xapid_support import PASSWORD, answers, start_daemon, stop_daemon, wait_for
 from pool_support import ADDRESSES, PASSWORDS, free_port_everywhere, host as pool_host
 
 XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
+XE = os.path.abspath(XE) if os.sep in XE else XE  # some tests run it in another directory
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "xe_golden")
 COMPLETION = os.path.join(HERE, "..", "..", "cli", "xe-completion.bash")
@@ -642,6 +643,24 @@ class command_line(xe_daemon):
         r = self.run_xe("--socket", os.path.join(self.home.name, "none.sock"), "vm-list")
         self.assertEqual(r.returncode, 1)
         self.assertIn("none.sock: cannot connect: ", r.stderr)
+
+    def test_the_local_socket_without_socket_is_the_data_dirs(self):
+        host = self.one("host-list", "--minimal")
+        # $XAPID_DATA_DIR/xapid.sock, as deploy/start's data dir.
+        r = self.run_xe("host-list", "--minimal", local=False, env={"XAPID_DATA_DIR": self.dir.name})
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, host, ""))
+        # Unset or empty: data/xapid.sock in the working directory (deploy/start's, from the checkout).
+        checkout = tempfile.mkdtemp(dir=self.home.name)
+        os.symlink(self.dir.name, os.path.join(checkout, "data"))
+        for env in ({}, {"XAPID_DATA_DIR": ""}):
+            r = self.run_xe("host-list", "--minimal", local=False, env=env, cwd=checkout)
+            self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, host, ""), env)
+        r = self.run_xe("host-list", "--minimal", local=False, cwd=self.home.name)
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith("data/xapid.sock: cannot connect: "), r.stderr)
+        # --socket wins over the environment.
+        r = self.run_xe("host-list", "--minimal", env={"XAPID_DATA_DIR": self.home.name})
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, host), r.stderr)
 
     def test_help(self):
         self.assertIn("vm-list", self.xe("help"))
