@@ -176,7 +176,7 @@ class generated_commands(xe_daemon):
                     self.assertEqual(self.xe(f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}"), value + "\n", name)
         self.assertGreaterEqual(seen, 10)
 
-    def test_param_set_add_remove_and_clear_on_every_class_with_a_settable_map(self):
+    def test_param_set_add_and_remove_on_every_class_with_a_settable_map(self):
         changed = 0
         for cls in self.classes():
             if self.run_xe("help", f"{cls}-param-set").returncode != 0:
@@ -232,6 +232,52 @@ class generated_commands(xe_daemon):
         # Templates are not VMs, and are templates.
         self.assertNotIn(TEMPLATE, self.xe("vm-list", "params=name-label"))
         self.assertIn(TEMPLATE, self.xe("template-list", "params=name-label"))
+
+
+class map_fields(xe_daemon):
+    """param-clear of every writable map (MRW) of an object of every class that has objects,
+    on a daemon of the class's own (what it clears is gone for good)."""
+
+    # What the server refuses to clear, the code it answers and the key it keeps: xapid pins
+    # the pool's certificates in the host's other-config; a PBD's device-config is the storage
+    # manager's.
+    REFUSED = {("host", "other-config"): ("OPERATION_NOT_ALLOWED", "xapid-pool-certificate-sha256"),
+               ("pbd", "device-config"): ("PERMISSION_DENIED", "location")}
+    KEYS = {"blocked-operations": "start"}  # keyed by an enum: one of its values
+
+    def test_param_clear_empties_every_writable_map(self):
+        # Objects of more classes: a VM with a disk (VBD, VDI) and a VIF, and a snapshot of it.
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=mapped")
+        network = self.one("network-create", "name-label=mapped")
+        self.one("vif-create", f"vm-uuid={vm}", f"network-uuid={network}", "device=0")
+        self.one("vm-snapshot", f"uuid={vm}", "new-name-label=mapped snapshot")
+        classes = sorted(name[: -len("-param-list")] for name in self.xe("help", "--all").split() if name.endswith("-param-list"))
+        cleared, refused = set(), set()
+        for cls in classes:
+            uuids = [u for u in self.one(f"{cls}-list", "params=uuid", "--minimal").split(",") if u]
+            if not uuids:
+                continue
+            record = records_of(self.xe(f"{cls}-param-list", f"uuid={uuids[0]}"))[0]
+            for name in (name for name, (tag, _) in record.items() if tag == "MRW"):
+                get = (f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}")
+                with self.subTest(cls=cls, field=name):
+                    if (cls, name) in self.REFUSED:
+                        code, kept = self.REFUSED[(cls, name)]
+                        self.assertIn(f"code: {code}\n", self.xe_fails(f"{cls}-param-clear", f"uuid={uuids[0]}", f"param-name={name}"))
+                        self.assertRegex(self.one(*get), rf"(^|; ){kept}: ")
+                        refused.add((cls, name))
+                        continue
+                    key = self.KEYS.get(name, "xe-clear")
+                    self.xe(f"{cls}-param-set", f"uuid={uuids[0]}", f"{name}:{key}=1")
+                    self.assertEqual(self.one(f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}", f"param-key={key}"), "1")
+                    self.xe(f"{cls}-param-clear", f"uuid={uuids[0]}", f"param-name={name}")
+                    self.assertEqual(self.one(*get), "")
+                    cleared.add((cls, name))
+        self.assertEqual(refused, set(self.REFUSED))
+        self.assertLessEqual({"console", "host", "host-cpu", "host-metrics", "network", "pbd", "pif", "pool", "sm", "snapshot", "sr",
+                              "template", "vbd", "vdi", "vif", "vm", "vm-metrics"}, {cls for cls, _ in cleared})
+        self.assertLessEqual({("vm", "platform"), ("vm", "blocked-operations"), ("sr", "sm-config"), ("pool", "gui-config"),
+                              ("vdi", "xenstore-data")}, cleared)
 
 
 class operations(xe_daemon):
