@@ -805,6 +805,8 @@ class completion(xe_daemon):
         self.assertIn("completed", self.complete(local + "vm-start vm=compl"))
         self.assertIn("power-state=", self.complete(local + "vm-start power"))
         self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
+        # Parameters of which one is needed, shown (host=<host> | host-uuid=<host-uuid>) in the usage.
+        self.assertLessEqual({"host=", "host-uuid="}, set(self.complete(local + "vm-migrate ho")))
 
 
 def fingerprint_of(pem_file):
