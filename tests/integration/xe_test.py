@@ -1,7 +1,10 @@
-"""xe against a real xapid: the generated commands on every class that has objects, the
-operation commands end to end over the unix socket and over HTTPS with a password, xe's output
-layout against its documented form (xe_golden/), and the command line's own rules (--minimal,
-filters, --multiple, -pwf, ~/.xe, XE_EXTRA_ARGS, unknown commands and parameters).
+"""xe against real xapid processes: the generated commands on every class that has objects
+(param-clear of every writable map), the operation commands end to end over the unix socket
+and all of them again over HTTPS with a password, what changes the daemon itself (task-cancel,
+host-reboot, host-shutdown) on daemons of their own, the pool and HA commands on a pool of three
+hosts (127.0.0.2-4) with members sending xe to their master, xe's output layout against its
+documented form (xe_golden/), and the command line's own rules (--minimal, filters, --multiple,
+-pwf, ~/.xe, XE_EXTRA_ARGS, the default socket, unknown commands and parameters).
 
 Arguments: the xapid binary, then the xe binary."""
 import hashlib
