@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cli/values.hpp"
 #include "proto/wire/jsonrpc.hpp"
 #include "proto/wire/xmlrpc.hpp"
 
@@ -57,7 +58,10 @@ xe_result<void> api_client::login(bool local) {
       master.port = static_cast<unsigned>(std::strtoul(master.host.c_str() + colon + 1, nullptr, 10));
       master.host.resize(colon);
     }
-    std::fprintf(stderr, "xe: %s is a pool member; its master is %s\n", transport_->where().host.c_str(), master.host.c_str());
+    // Both as ADDR:PORT (the port is the member's unless the answer names one), terminal-safe:
+    // the master's address is the server's text.
+    std::fprintf(stderr, "xe: %s is a pool member; its master is %s\n", terminal_safe(transport_->where().describe()).c_str(),
+                 terminal_safe(master.describe()).c_str());
     transport_ = std::make_unique<transport>(std::move(master));
   }
   return local_error("the pool's master could not be found: each host named another");

@@ -41,7 +41,8 @@ class api_client {
   api_client(endpoint where, credentials who, encoding wire = encoding::json_rpc);
   ~api_client();
 
-  // Logs in; on HOST_IS_SLAVE over TCP, logs in at the master instead (its address, same port).
+  // Logs in; on HOST_IS_SLAVE over TCP, logs in at the master instead (its address; the same port
+  // unless it names one, ADDR:PORT), saying so on stderr.
   // `local`: at this host even when it is a member (the emergency commands).
   xe_result<void> login(bool local = false);
   // `method` with the session as its first parameter.

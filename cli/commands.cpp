@@ -29,8 +29,12 @@ bool names_field_filter(const xe_class& cls, std::string_view name) {
   return f && (f->is_map() || (f->is_set() && name.substr(colon + 1) == "contains"));
 }
 
+bool in_one_of(const command& c, std::string_view name) {
+  return std::any_of(c.one_of.begin(), c.one_of.end(), [&](auto& group) { return in(group, name); });
+}
+
 bool allowed(const command& c, std::string_view name) {
-  if (in(c.required, name) || in(c.optional, name) || c.any_params) return true;
+  if (in(c.required, name) || in(c.optional, name) || in_one_of(c, name) || c.any_params) return true;
   auto colon = name.find(':');
   if (colon != std::string_view::npos && in(c.optional, name.substr(0, colon + 1))) return true;
   if (c.selects && ((!c.selector.empty() && name == c.selector) || names_field_filter(*c.selects, name))) return true;
@@ -65,6 +69,12 @@ xe_result<void> check_params(const command& c, const invocation& inv) {
   for (const auto& r : c.required)
     if (std::none_of(inv.params.begin(), inv.params.end(), [&](auto& p) { return p.first == r; }))
       return usage_error("Required parameter not found: " + r);
+  for (const auto& group : c.one_of)
+    if (std::none_of(inv.params.begin(), inv.params.end(), [&](auto& p) { return in(group, p.first); })) {
+      std::string names;
+      for (const auto& g : group) names += (names.empty() ? "" : " or ") + g;
+      return usage_error("Required parameter not found: " + names);
+    }
   for (const auto& [name, value] : inv.params)
     if (!allowed(c, name)) return usage_error("Unknown parameter: " + name);
   return ok_v;
@@ -73,6 +83,11 @@ xe_result<void> check_params(const command& c, const invocation& inv) {
 std::string usage_of(const command& c) {
   std::string out = "usage: xe " + c.name;
   for (const auto& r : c.required) out += " " + r + "=<" + r + ">";
+  for (const auto& group : c.one_of) {
+    std::string alternatives;
+    for (const auto& g : group) alternatives += (alternatives.empty() ? "" : " | ") + g + "=<" + g + ">";
+    out += " (" + alternatives + ")";
+  }
   if (c.selects && c.selector.empty()) out += " [<" + c.selects->name + " field>=<value> ...]";
   else if (c.selects) out += " [" + c.selector + "=<uuid or name-label> | <" + c.selects->name + " field>=<value> ...] [--multiple]";
   for (const auto& o : c.optional) out += o.ends_with(':') ? " [" + o + "<key>=<value>]" : " [" + o + "=<" + o + ">]";
@@ -146,7 +161,7 @@ std::vector<std::pair<std::string, std::string>> filters_of(const invocation& in
                                                             const command* own) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& p : inv.params) {
-    if (own && (in(own->required, p.first) || in(own->optional, p.first))) continue;
+    if (own && (in(own->required, p.first) || in(own->optional, p.first) || in_one_of(*own, p.first))) continue;
     if (p.first == selector || names_field_filter(cls, p.first)) out.push_back(p);
   }
   return out;

@@ -54,6 +54,8 @@ struct command {
   bool needs_session = true;
   std::function<xe_result<void>(context&)> run;
   bool local_session = false;  // logs in at this host even when it is a pool member
+  // Groups of parameters of which one is required (vm-migrate's host= or host-uuid=).
+  std::vector<std::vector<std::string>> one_of = {};
 };
 
 const std::vector<command>& all_commands();

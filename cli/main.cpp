@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -123,8 +124,11 @@ void read_extra_args(settings& s) {
 endpoint endpoint_of(const settings& s) {
   endpoint e;
   if (s.server.empty()) {
+    // The daemon's socket in its data dir, found as deploy/start finds that dir: $XAPID_DATA_DIR
+    // (unset or empty: `data`, relative to the working directory, as deploy/start's is to the
+    // checkout it runs from; xapid itself has no default --data-dir).
     const char* dir = std::getenv("XAPID_DATA_DIR");
-    e.socket_path = !s.socket.empty() ? s.socket : std::string(dir ? dir : "data") + "/xapid.sock";
+    e.socket_path = !s.socket.empty() ? s.socket : std::string(dir && *dir ? dir : "data") + "/xapid.sock";
     return e;
   }
   e.host = s.server;
@@ -150,10 +154,13 @@ xe_result<credentials> credentials_of(const settings& s) {
   return who;
 }
 
-// A parameter of a server error as xapi's xe shows it: a ref named after a class (vm, sr,
-// host) as its object's uuid and name, when it can still be found; any other text as it is.
+// A parameter of a server error as xapi's xe shows it: a ref named after a class (vm, SR,
+// host: the datamodel spells them either way) as its object's uuid and name, when it can still
+// be found; any other text as it is.
 std::string shown_parameter(std::string_view name, const std::string& value, api_client* api) {
-  const xe_class* cls = api && value.starts_with("OpaqueRef:") ? find_xe_class(name) : nullptr;
+  std::string lower(name);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const xe_class* cls = api && value.starts_with("OpaqueRef:") ? find_xe_class(lower) : nullptr;
   if (!cls) return value;
   auto uuid = api->call(cls->wire("get_uuid"), {value});
   if (!uuid || !uuid->as_string()) return value;

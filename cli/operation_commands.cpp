@@ -2,6 +2,7 @@
 // selects (the RPC's first parameter) and the xe parameter each other parameter of the RPC
 // comes from, typed by the catalog; and the <class>-create commands, a record made of fields
 // given by their xe names. What the RPC answers is printed: a new object as its uuid.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -15,13 +16,17 @@ namespace {
 enum class otherwise { required, text, force_flag, this_host };
 
 // One RPC parameter: the xe parameter it is read from and, when that is absent, its default.
-// A map is read from `name:key=value` parameters; a set of refs from comma-separated uuids; a
-// ref from a uuid, or from a name when `by_name`.
+// A map is read from `name:key=value` parameters, and from the plain parameters `keys` names
+// (each its own key: vm-migrate's live= in options); a set of refs from comma-separated uuids;
+// a ref from a uuid, or from a name when `by_name`. `also`: another xe parameter that gives it
+// by uuid (host-uuid= for host=); a required one then needs either.
 struct arg {
   std::string_view xe_name;
   otherwise when_absent = otherwise::required;
   std::string_view text = "";
   bool by_name = false;
+  std::string_view also = "";
+  std::vector<std::string_view> keys = {};
 };
 arg optional_arg(std::string_view name, std::string_view text) { return {name, otherwise::text, text}; }
 arg force_arg() { return {"force", otherwise::force_flag}; }
@@ -53,8 +58,9 @@ std::vector<rpc_row> rpc_rows() {
       {"vm-snapshot", "vm", "vm", "VM.snapshot", "", {new_name}, "Snapshot a VM; prints the snapshot's uuid."},
       {"vm-checkpoint", "vm", "vm", "VM.checkpoint", "", {new_name}, "Checkpoint a VM (its disks and memory); prints the checkpoint's uuid."},
       {"vm-destroy", "vm", "vm", "VM.destroy", "", {}, "Destroy the VM record (not its disks; see vm-uninstall)."},
-      {"vm-migrate", "vm", "vm", "VM.pool_migrate", "", {{"host", otherwise::required, "", true}, optional_arg("options:", "")},
-       "Move the running VM to another host of the pool (host= a name or uuid)."},
+      {"vm-migrate", "vm", "vm", "VM.pool_migrate", "",
+       {{"host", otherwise::required, "", true, "host-uuid"}, {"options:", otherwise::text, "", false, "", {"live"}}},
+       "Move the running VM to another host of the pool (host= a name or uuid, or host-uuid=; live=true is passed on in its options)."},
       {"vm-reset-powerstate", "vm", "vm", "VM.power_state_reset", "", {}, "Mark a VM halted when its host is known to be gone (use with care)."},
       {"snapshot-revert", "snapshot", "snapshot-uuid", "VM.revert", "", {}, "Revert the VM to the state of the snapshot."},
       {"snapshot-destroy", "snapshot", "snapshot-uuid", "VM.destroy", "", {}, "Destroy the snapshot's record."},
@@ -114,10 +120,13 @@ std::vector<rpc_row> rpc_rows() {
 xe_result<wire::value> arg_value(context& ctx, const arg& a, const api::param_desc& p) {
   std::string name(a.xe_name);
   const std::string* given = a.when_absent == otherwise::force_flag ? nullptr : ctx.param(name);
+  const bool by_uuid = !given && !a.also.empty() && ctx.param(a.also);
+  if (by_uuid) given = ctx.param(name = std::string(a.also));
   if (p.type->kind == api::type_kind::map) {
     wire::structure members;
     for (const auto& [k, v] : ctx.inv.params)
-      if (k.starts_with(name)) members.emplace_back(k.substr(name.size()), v);
+      if (k.starts_with(name) || std::find(a.keys.begin(), a.keys.end(), k) != a.keys.end())
+        members.emplace_back(k.starts_with(name) ? k.substr(name.size()) : k, v);
     return wire::value(std::move(members));
   }
   if (!given) {
@@ -135,7 +144,7 @@ xe_result<wire::value> arg_value(context& ctx, const arg& a, const api::param_de
       else return fail(std::move(ref).error());
     return wire::value(std::move(refs));
   }
-  if (a.by_name && p.type->kind == api::type_kind::ref)
+  if (a.by_name && !by_uuid && p.type->kind == api::type_kind::ref)
     if (const xe_class* target = xe_class_of_wire(p.type->name)) {
       auto ref = named_object(ctx, *target, *given);
       if (!ref) return fail(std::move(ref).error());
@@ -266,7 +275,10 @@ void add_operation_commands(std::vector<command>& out) {
     if (!row.selects.empty()) c.selects = find_xe_class(row.selects);
     for (const auto& a : row.args) {
       if (a.when_absent == otherwise::force_flag) continue;
-      (a.when_absent == otherwise::required ? c.required : c.optional).emplace_back(a.xe_name);
+      for (auto key : a.keys) c.optional.emplace_back(key);
+      if (a.when_absent == otherwise::required && !a.also.empty()) c.one_of.push_back({std::string(a.xe_name), std::string(a.also)});
+      else if (!a.also.empty()) c.optional.insert(c.optional.end(), {std::string(a.xe_name), std::string(a.also)});
+      else (a.when_absent == otherwise::required ? c.required : c.optional).emplace_back(a.xe_name);
     }
     out.push_back(std::move(c));
   }

@@ -64,7 +64,7 @@ _xe() {
   fi
   local usage params
   usage=$(_xe_run help "$command" | grep '^usage:')
-  params=$(grep -oE '[ [][A-Za-z][A-Za-z0-9_-]*(:|=)' <<<"$usage" | cut -c2-)
+  params=$(grep -oE '[ [(][A-Za-z][A-Za-z0-9_-]*(:|=)' <<<"$usage" | cut -c2-)
   [[ $usage == *"| <"* ]] && params+=$'\n'"uuid="
   # Commands that select objects take any field of their class as a filter.
   local selected

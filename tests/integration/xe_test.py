@@ -1,30 +1,74 @@
-"""xe against a real xapid: the generated commands on every class that has objects, the
-operation commands end to end over the unix socket and over HTTPS with a password, xe's output
-layout against its documented form (xe_golden/), and the command line's own rules (--minimal,
-filters, --multiple, -pwf, ~/.xe, XE_EXTRA_ARGS, unknown commands and parameters).
+"""xe against real xapid processes: the generated commands on every class that has objects
+(param-clear of every writable map), the operation commands end to end over the unix socket
+and all of them again over HTTPS with a password, what changes the daemon itself (task-cancel,
+host-reboot, host-shutdown) on daemons of their own, the pool and HA commands on a pool of three
+hosts (127.0.0.2-4) with members sending xe to their master, xe's output layout against its
+documented form (xe_golden/), and the command line's own rules (--minimal, filters, --multiple,
+-pwf, ~/.xe, XE_EXTRA_ARGS, the default socket, unknown commands and parameters).
 
 Arguments: the xapid binary, then the xe binary."""
+import hashlib
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import xmlrpc.client
 
-from xapid_support import PASSWORD, answers, start_daemon, stop_daemon
+from xapid_support import PASSWORD, answers, start_daemon, stop_daemon, wait_for
+from pool_support import ADDRESSES, PASSWORDS, free_port_everywhere, host as pool_host
 
 XE = sys.argv.pop(1) if len(sys.argv) > 1 else "xe"
+XE = os.path.abspath(XE) if os.sep in XE else XE  # some tests run it in another directory
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "xe_golden")
 COMPLETION = os.path.join(HERE, "..", "..", "cli", "xe-completion.bash")
 TEMPLATE = "Ubuntu Jammy Jellyfish 22.04"
 
 
-class xe_daemon(answers, unittest.TestCase):
-    """A daemon of the class's own (plain HTTP, HTTPS and its unix socket), a HOME of its own for
-    ~/.xe and the pinned certificates, and `xe(...)` to run xe against it."""
+class runs_xe:
+    """A TestCase mixin: `xe(...)` runs xe with HOME the class's own `home` (for ~/.xe and the
+    pinned certificates), after the arguments `connection()` gives (where, and who) unless
+    local=False."""
+
+    def connection(self):
+        return ()
+
+    def environment(self, extra=None):
+        """The test's HOME, and none of the settings xe would take from the caller's."""
+        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
+        env["HOME"] = self.home.name
+        env.update(extra or {})
+        return env
+
+    def run_xe(self, *args, env=None, local=True, cwd=None):
+        command = [XE, *self.connection(), *args] if local else [XE, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL,
+                              cwd=cwd)
+
+    def xe(self, *args, **kwargs):
+        """xe's output, asserting that it succeeded."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertEqual(r.returncode, 0, f"xe {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def xe_fails(self, *args, **kwargs):
+        """xe's error output, asserting that it failed."""
+        r = self.run_xe(*args, **kwargs)
+        self.assertNotEqual(r.returncode, 0, f"xe {' '.join(args)} succeeded: {r.stdout}")
+        return r.stderr
+
+    def one(self, *args, **kwargs):
+        return self.xe(*args, **kwargs).strip()
+
+
+class xe_daemon(runs_xe, answers, unittest.TestCase):
+    """A daemon of the class's own (plain HTTP, HTTPS and its unix socket), a HOME of its own,
+    and xe run against it on its unix socket (as root, as on the host)."""
 
     @classmethod
     def setUpClass(cls):
@@ -40,31 +84,8 @@ class xe_daemon(answers, unittest.TestCase):
         cls.dir.cleanup()
         cls.home.cleanup()
 
-    def environment(self, extra=None):
-        """The test's HOME, and none of the settings xe would take from the caller's."""
-        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        env["HOME"] = self.home.name
-        env.update(extra or {})
-        return env
-
-    def run_xe(self, *args, env=None, local=True):
-        command = [XE, "--socket", self.socket, *args] if local else [XE, *args]
-        return subprocess.run(command, capture_output=True, text=True, env=self.environment(env), timeout=120, stdin=subprocess.DEVNULL)
-
-    def xe(self, *args, **kwargs):
-        """xe's output, asserting that it succeeded."""
-        r = self.run_xe(*args, **kwargs)
-        self.assertEqual(r.returncode, 0, f"xe {' '.join(args)}: {r.stderr}")
-        return r.stdout
-
-    def xe_fails(self, *args, **kwargs):
-        """xe's error output, asserting that it failed."""
-        r = self.run_xe(*args, **kwargs)
-        self.assertNotEqual(r.returncode, 0, f"xe {' '.join(args)} succeeded: {r.stdout}")
-        return r.stderr
-
-    def one(self, *args):
-        return self.xe(*args).strip()
+    def connection(self):
+        return ("--socket", self.socket)
 
 
 def records_of(text):
@@ -115,6 +136,18 @@ class layout(xe_daemon):
         self.assertEqual(record["name-label"], ("RW", "param list"))
         self.assertTrue(text.endswith("\n\n"))
 
+    def test_vm_param_list_is_laid_out_as_xe_documents_whole(self):
+        uuid = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=golden record")
+        for tag in ("blue", "green"):
+            self.xe("vm-param-add", f"uuid={uuid}", "param-name=tags", f"param-key={tag}")
+        text = self.xe("vm-param-list", f"uuid={uuid}")
+        # A time of day would differ from run to run (the epoch, a time never set, does not).
+        text = re.sub(r"\b(?!19700101T00:00:00Z)\d{8}T\d\d:\d\d:\d\dZ\b", "{date}", text)
+        vbd = records_of(self.xe("vm-disk-list", f"uuid={uuid}"))[0]["uuid"][1]
+        metrics = self.one("vm-param-get", f"uuid={uuid}", "param-name=metrics")
+        template = self.one("template-list", f"name-label={TEMPLATE}", "--minimal")
+        self.assertEqual(text, self.golden("vm-param-list.txt", uuid=uuid, vbd=vbd, metrics=metrics, template=template))
+
     def test_minimal_is_the_uuids_joined_by_commas_with_commas_escaped(self):
         a = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
         b = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=min, imal")
@@ -146,7 +179,7 @@ class generated_commands(xe_daemon):
                     self.assertEqual(self.xe(f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}"), value + "\n", name)
         self.assertGreaterEqual(seen, 10)
 
-    def test_param_set_add_remove_and_clear_on_every_class_with_a_settable_map(self):
+    def test_param_set_add_and_remove_on_every_class_with_a_settable_map(self):
         changed = 0
         for cls in self.classes():
             if self.run_xe("help", f"{cls}-param-set").returncode != 0:
@@ -204,6 +237,52 @@ class generated_commands(xe_daemon):
         self.assertIn(TEMPLATE, self.xe("template-list", "params=name-label"))
 
 
+class map_fields(xe_daemon):
+    """param-clear of every writable map (MRW) of an object of every class that has objects,
+    on a daemon of the class's own (what it clears is gone for good)."""
+
+    # What the server refuses to clear, the code it answers and the key it keeps: xapid pins
+    # the pool's certificates in the host's other-config; a PBD's device-config is the storage
+    # manager's.
+    REFUSED = {("host", "other-config"): ("OPERATION_NOT_ALLOWED", "xapid-pool-certificate-sha256"),
+               ("pbd", "device-config"): ("PERMISSION_DENIED", "location")}
+    KEYS = {"blocked-operations": "start"}  # keyed by an enum: one of its values
+
+    def test_param_clear_empties_every_writable_map(self):
+        # Objects of more classes: a VM with a disk (VBD, VDI) and a VIF, and a snapshot of it.
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=mapped")
+        network = self.one("network-create", "name-label=mapped")
+        self.one("vif-create", f"vm-uuid={vm}", f"network-uuid={network}", "device=0")
+        self.one("vm-snapshot", f"uuid={vm}", "new-name-label=mapped snapshot")
+        classes = sorted(name[: -len("-param-list")] for name in self.xe("help", "--all").split() if name.endswith("-param-list"))
+        cleared, refused = set(), set()
+        for cls in classes:
+            uuids = [u for u in self.one(f"{cls}-list", "params=uuid", "--minimal").split(",") if u]
+            if not uuids:
+                continue
+            record = records_of(self.xe(f"{cls}-param-list", f"uuid={uuids[0]}"))[0]
+            for name in (name for name, (tag, _) in record.items() if tag == "MRW"):
+                get = (f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}")
+                with self.subTest(cls=cls, field=name):
+                    if (cls, name) in self.REFUSED:
+                        code, kept = self.REFUSED[(cls, name)]
+                        self.assertIn(f"code: {code}\n", self.xe_fails(f"{cls}-param-clear", f"uuid={uuids[0]}", f"param-name={name}"))
+                        self.assertRegex(self.one(*get), rf"(^|; ){kept}: ")
+                        refused.add((cls, name))
+                        continue
+                    key = self.KEYS.get(name, "xe-clear")
+                    self.xe(f"{cls}-param-set", f"uuid={uuids[0]}", f"{name}:{key}=1")
+                    self.assertEqual(self.one(f"{cls}-param-get", f"uuid={uuids[0]}", f"param-name={name}", f"param-key={key}"), "1")
+                    self.xe(f"{cls}-param-clear", f"uuid={uuids[0]}", f"param-name={name}")
+                    self.assertEqual(self.one(*get), "")
+                    cleared.add((cls, name))
+        self.assertEqual(refused, set(self.REFUSED))
+        self.assertLessEqual({"console", "host", "host-cpu", "host-metrics", "network", "pbd", "pif", "pool", "sm", "snapshot", "sr",
+                              "template", "vbd", "vdi", "vif", "vm", "vm-metrics"}, {cls for cls, _ in cleared})
+        self.assertLessEqual({("vm", "platform"), ("vm", "blocked-operations"), ("sr", "sm-config"), ("pool", "gui-config"),
+                              ("vdi", "xenstore-data")}, cleared)
+
+
 class operations(xe_daemon):
     """The operation commands, end to end."""
 
@@ -219,7 +298,7 @@ class operations(xe_daemon):
         disks = self.xe("vm-disk-list", "vm=life")
         self.assertEqual(len(records_of(disks)), 1)
         vdi = records_of(disks)[0]["vdi-uuid"][1]
-        started = subprocess.Popen([XE, "--socket", self.socket, "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
+        started = subprocess.Popen([XE, *self.connection(), "event-wait", "class=vm", f"uuid={vm}", "power-state=/=halted"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.environment())
         try:
             # Waiting while the VM is halted; returns once it is anything else.
@@ -244,7 +323,16 @@ class operations(xe_daemon):
         self.xe("vm-pause", f"uuid={vm}")
         self.assertEqual(self.power(vm), "paused")
         self.xe("vm-unpause", f"uuid={vm}")
+        # A clean reboot (the guest asked): a new domain, and the message says how it rebooted.
+        domid = self.one("vm-param-get", f"uuid={vm}", "param-name=domid")
+        self.xe("vm-reboot", f"uuid={vm}")
+        self.assertEqual(self.power(vm), "running")
+        self.assertNotEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=domid"), domid)
+        self.assertEqual(self.one("message-list", "name=VM_REBOOTED", f"obj-uuid={vm}", "params=body", "--minimal"),
+                         f"VM 'life' (uuid: {vm}) rebooted cleanly")
         self.xe("vm-reboot", f"uuid={vm}", "--force")
+        self.assertIn(f"VM 'life' (uuid: {vm}) rebooted forcibly",
+                      self.one("message-list", "name=VM_REBOOTED", f"obj-uuid={vm}", "params=body", "--minimal").split(","))
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
         self.assertEqual(self.power(vm), "halted")
         snapshot = self.one("vm-snapshot", f"uuid={vm}", "new-name-label=before")
@@ -267,8 +355,8 @@ class operations(xe_daemon):
         disk = records_of(self.xe("vm-disk-list", f"uuid={vm}"))[0]["vdi-uuid"][1]
         size = self.one("vdi-param-get", f"uuid={disk}", "param-name=virtual-size")
         env = self.environment()
-        export = subprocess.Popen([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
-        imported = subprocess.run([XE, "--socket", self.socket, "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
+        export = subprocess.Popen([XE, *self.connection(), "vm-export", f"uuid={vm}", "filename=-"], stdout=subprocess.PIPE, env=env)
+        imported = subprocess.run([XE, *self.connection(), "vm-import", "filename=-"], stdin=export.stdout, capture_output=True,
                                   text=True, env=env, timeout=120)
         export.stdout.close()
         self.assertEqual(export.wait(timeout=60), 0)
@@ -294,7 +382,7 @@ class operations(xe_daemon):
         controller, terminal = pty.openpty()
         try:
             shown = os.path.join(self.home.name, "shown.xva")
-            r = subprocess.run([XE, "--socket", self.socket, "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
+            r = subprocess.run([XE, *self.connection(), "vm-export", f"uuid={vm}", f"filename={shown}"], stderr=terminal,
                                stdout=subprocess.DEVNULL, env=self.environment(), timeout=60)
             self.assertEqual(r.returncode, 0)
             os.close(terminal)
@@ -416,40 +504,142 @@ class operations(xe_daemon):
         self.assertEqual(self.one("snapshot-list", f"uuid={checkpoint}", "params=name-label", "--minimal"), "cp")
         self.assertIn("code: OPERATION_NOT_ALLOWED\n", self.xe_fails("vm-reset-powerstate", f"uuid={vm}", "--force"))
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
-        sr = self.one("pool-param-get", f"uuid={self.one('pool-list', '--minimal')}", "param-name=default-SR")
-        for command in (("pool-ha-enable", f"heartbeat-sr-uuids={sr}"), ("pool-ha-disable",), ("pool-emergency-transition-to-master",)):
-            r = self.run_xe(*command)
-            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+        # The pool's commands on a pool of one (a_pool below has three hosts): what the server
+        # refuses, by its code and its parameters (an SR by its uuid and name).
+        pool = self.one("pool-list", "--minimal")
+        sr = self.one("pool-param-get", f"uuid={pool}", "param-name=default-SR")
+        err = self.xe_fails("pool-ha-enable", f"heartbeat-sr-uuids={sr}")
+        self.assertIn(f"\ncode: HA_CONSTRAINT_VIOLATION_SR_NOT_SHARED\nSR: {sr} (Local storage)\n", err)
+        self.assertIn("code: HA_NOT_ENABLED\n", self.xe_fails("pool-ha-disable"))
+        self.assertIn("code: JOINING_HOST_CONNECTION_FAILED\n", self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x"))
+        # The master made master: nothing to do.
+        host = self.one("host-list", "--minimal")
+        self.xe("pool-emergency-transition-to-master")
+        self.xe("pool-designate-new-master", f"host-uuid={host}")
+        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
 
-    def test_hosts_and_the_pool(self):
+    def test_hosts_of_a_pool_of_one(self):
         host = self.one("host-list", "--minimal")
         self.assertEqual(len(host.split(",")), 1)
         self.xe("host-disable", f"host={host}")
         self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "false")
         self.xe("host-enable", f"uuid={host}")
-        self.assertGreater(int(self.one("host-compute-free-memory", f"uuid={host}")), 0)
-        self.assertTrue(self.xe("host-dmesg", f"uuid={host}"))
-        pool = self.one("pool-list", "--minimal")
-        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
-        # What the server answers, printed with the error's parameters named by the datamodel.
-        err = self.xe_fails("pool-join", "master-address=127.0.0.9", "master-password=x")
-        self.assertRegex(err, r"code: [A-Z_]+")
-        # Migrating within a pool of one: the server's answer, whatever it is, by its code.
+        self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "true")
+        free = int(self.one("host-compute-free-memory", f"uuid={host}"))
+        self.assertGreater(free, 0)
+        self.assertIn("Xen version", self.xe("host-dmesg", f"uuid={host}"))
+        # A running VM has nowhere to go: not migrated to where it runs, and no evacuation.
         vm = self.install("migrant")
         self.xe("vm-start", f"uuid={vm}")
-        r = self.run_xe("vm-migrate", f"uuid={vm}", f"host={host}")
-        self.assertTrue(r.returncode == 0 or re.search(r"code: [A-Z_]+\n", r.stderr), r.stderr)
+        self.assertLess(int(self.one("host-compute-free-memory", f"uuid={host}")), free)
+        err = self.xe_fails("vm-migrate", f"uuid={vm}", f"host-uuid={host}", "live=true")
+        self.assertIn(f"\ncode: VM_MIGRATE_FAILED\nvm: {vm} (migrant)\n", err)
+        self.assertTrue(err.endswith("\nmsg: the VM already runs on that host\n"), err)
+        self.assertIn("code: UUID_INVALID\ntype: host\n", self.xe_fails("vm-migrate", f"uuid={vm}", "host-uuid=" + "0" * 8 + "-0000-0000-0000-" + "0" * 12))
+        self.assertRegex(self.xe_fails("host-evacuate", f"uuid={host}"), r"\ncode: CANNOT_EVACUATE_HOST\nerrors: NO_HOSTS_AVAILABLE,OpaqueRef:")
         self.xe("vm-shutdown", f"uuid={vm}", "--force")
         self.xe("host-evacuate", f"uuid={host}")
-        # Designating the master again: whatever the server answers, xe says (a failure by its code).
-        r = self.run_xe("pool-designate-new-master", f"host-uuid={host}")
-        if r.returncode != 0:
-            self.assertRegex(r.stderr, r"code: [A-Z_]+\n")
-        self.assertEqual(self.one("pool-param-get", f"uuid={pool}", "param-name=master"), host)
+        # Powering the host off needs it disabled first.
+        self.assertIn("code: HOST_NOT_DISABLED\n", self.xe_fails("host-reboot", f"uuid={host}"))
+        self.assertIn("code: HOST_NOT_DISABLED\n", self.xe_fails("host-shutdown", f"uuid={host}"))
 
-    def test_tasks_and_messages_are_listed(self):
-        self.xe("task-list")
-        self.xe("message-list")
+    def test_messages_are_listed_with_their_content(self):
+        vm = self.install("talked about")
+        # A message of the API's own (message.create), and one the daemon raised (the clone's).
+        with xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}") as x:
+            s = self.ok(x.session.login_with_password("root", PASSWORD, "1.0", "xe test"))
+            self.ok(x.message.create(s, "XE_TEST_NOTE", "2", "VM", vm, "a note about the VM"))
+        listed = records_of(self.xe("message-list", f"obj-uuid={vm}"))
+        self.assertEqual(len(listed), 1, listed)
+        note = listed[0]
+        self.assertEqual({name: value for name, (_, value) in note.items() if name not in ("uuid", "timestamp")},
+                         {"name": "XE_TEST_NOTE", "priority": "2", "cls": "VM", "obj-uuid": vm, "body": "a note about the VM"})
+        self.assertRegex(note["timestamp"][1], r"^\d{8}T\d\d:\d\d:\d\dZ$")
+        self.assertEqual(self.one("message-list", "name=XE_TEST_NOTE", "params=uuid", "--minimal"), note["uuid"][1])
+        # The template's, saying what it was cloned into.
+        cloned = [r["body"][1] for r in records_of(self.xe("message-list", "name=VM_CLONED", "params=body"))]
+        self.assertIn(f"VM '{TEMPLATE}' (uuid: {self.one('template-list', f'name-label={TEMPLATE}', '--minimal')}) cloned (new uuid: {vm})",
+                      cloned)
+
+
+class operations_over_https(operations):
+    """The operations again, each xe run over HTTPS with root's password (as from another
+    machine): TLS, the certificate pinned on first use, a login with a password per command,
+    transfers over TLS (an upload of unknown length chunked)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        r = subprocess.run([XE, *cls.connection(cls), "host-list", "--minimal"], capture_output=True, text=True, timeout=60,
+                           env=cls.environment(cls), stdin=subprocess.DEVNULL)
+        if r.returncode != 0 or f"trusting the certificate of 127.0.0.1:{cls.tls_port} on first use" not in r.stderr:
+            cls.tearDownClass()
+            raise AssertionError(f"the first xe over HTTPS: {r.stderr}")
+
+    def connection(self):
+        return ("-s", "127.0.0.1", "-p", str(self.tls_port), "-u", "root", "-pw", PASSWORD)
+
+
+class a_daemon_of_each_test(runs_xe, answers, unittest.TestCase):
+    """What changes the daemon itself, on one of each test's own whose guests ignore a clean
+    shutdown (--sim-hang-probability 1): the task of a clean shutdown waiting on its guest,
+    listed and cancelled; the host rebooted and shut down."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.home = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.addCleanup(self.home.cleanup)
+        self.proc, self.port, _ = start_daemon(self.dir.name, "--sim-hang-probability", "1")
+        self.addCleanup(self.proc.stderr.close)
+        self.addCleanup(lambda: self.proc.poll() is None and stop_daemon(self.proc))
+        self.socket = os.path.join(self.dir.name, "xapid.sock")
+
+    def connection(self):
+        return ("--socket", self.socket)
+
+    def log_lines(self, pattern):
+        with open(os.path.join(self.dir.name, "xapid.log"), errors="replace") as f:
+            return [line for line in f if re.search(pattern, line)]
+
+    def test_the_task_of_a_waiting_shutdown_is_listed_and_cancelled(self):
+        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=stubborn")
+        self.xe("vm-start", f"uuid={vm}")
+        # xe's own calls are synchronous: the task is an Async call's, from another client.
+        with xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}") as x:
+            s = self.ok(x.session.login_with_password("root", PASSWORD, "1.0", "xe test"))
+            task = self.ok(getattr(x, "Async").VM.clean_shutdown(s, self.ok(x.VM.get_by_uuid(s, vm))))
+            task_uuid = self.ok(x.task.get_uuid(s, task))
+        wait_for("the shutdown waiting on its guest", lambda: self.one("vm-param-get", f"uuid={vm}", "param-name=current-operations")
+                 == f"{task}: clean_shutdown", timeout=10, every=0.05)
+        listed = records_of(self.xe("task-list"))
+        self.assertEqual(listed, [{"uuid": ("RO", task_uuid), "name-label": ("RO", "Async.VM.clean_shutdown"),
+                                   "name-description": ("RO", ""), "status": ("RO", "pending"), "progress": ("RO", "0")}])
+        self.assertEqual(self.one("task-param-get", f"uuid={task_uuid}", "param-name=allowed-operations"), "cancel")
+        self.assertEqual(self.one("task-list", "status=pending", "--minimal"), task_uuid)
+        self.xe("task-cancel", f"uuid={task_uuid}")
+        wait_for("the task cancelled", lambda: self.one("task-param-get", f"uuid={task_uuid}", "param-name=status") == "cancelled",
+                 timeout=10, every=0.05)
+        self.assertEqual(self.one("task-param-get", f"uuid={task_uuid}", "param-name=error-info"), f"TASK_CANCELLED; {task}")
+        self.assertEqual(self.one("task-list", "status=pending", "--minimal"), "")
+        # The guest runs on, nothing left in progress.
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=current-operations"), "")
+
+    def test_host_reboot_starts_the_daemon_again_and_host_shutdown_stops_it(self):
+        host = self.one("host-list", "--minimal")
+        self.xe("host-disable", f"uuid={host}")
+        self.xe("host-reboot", f"uuid={host}")
+        # The same process stops its host and starts it again (as the daemon's host.reboot does),
+        # then answers on its socket; the host is still disabled.
+        wait_for("the daemon started again", lambda: len(self.log_lines(r"xapid\.ready")) == 2, timeout=30, every=0.05)
+        self.assertEqual(len(self.log_lines(r"xapid\.stop reason=host\.reboot")), 1)
+        self.assertIsNone(self.proc.poll())
+        self.assertEqual(self.one("host-param-get", f"uuid={host}", "param-name=enabled"), "false")
+        self.xe("host-shutdown", f"uuid={host}")
+        self.assertEqual(self.proc.wait(timeout=30), 0)
+        self.assertEqual(len(self.log_lines(r"xapid\.stop reason=host\.shutdown")), 1)
+        self.assertIn("cannot connect", self.xe_fails("host-list"))
 
 
 class users(xe_daemon):
@@ -503,6 +693,24 @@ class command_line(xe_daemon):
         self.assertEqual(r.returncode, 1)
         self.assertIn("none.sock: cannot connect: ", r.stderr)
 
+    def test_the_local_socket_without_socket_is_the_data_dirs(self):
+        host = self.one("host-list", "--minimal")
+        # $XAPID_DATA_DIR/xapid.sock, as deploy/start's data dir.
+        r = self.run_xe("host-list", "--minimal", local=False, env={"XAPID_DATA_DIR": self.dir.name})
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, host, ""))
+        # Unset or empty: data/xapid.sock in the working directory (deploy/start's, from the checkout).
+        checkout = tempfile.mkdtemp(dir=self.home.name)
+        os.symlink(self.dir.name, os.path.join(checkout, "data"))
+        for env in ({}, {"XAPID_DATA_DIR": ""}):
+            r = self.run_xe("host-list", "--minimal", local=False, env=env, cwd=checkout)
+            self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, host, ""), env)
+        r = self.run_xe("host-list", "--minimal", local=False, cwd=self.home.name)
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith("data/xapid.sock: cannot connect: "), r.stderr)
+        # --socket wins over the environment.
+        r = self.run_xe("host-list", "--minimal", env={"XAPID_DATA_DIR": self.home.name})
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, host), r.stderr)
+
     def test_help(self):
         self.assertIn("vm-list", self.xe("help"))
         everything = self.xe("help", "--all").split()
@@ -546,15 +754,7 @@ class command_line(xe_daemon):
         finally:
             with open(os.path.join(self.home.name, ".xe-known-hosts"), "w") as f:
                 f.write(pins)
-        # The operations too, over HTTPS, and a transfer.
-        vm = self.one("vm-install", f"template={TEMPLATE}", "new-name-label=remote")
-        self.xe(*remote, "vm-start", f"uuid={vm}", local=False)
-        self.xe(*remote, "vm-shutdown", f"uuid={vm}", local=False)
-        self.assertEqual(self.one("vm-param-get", f"uuid={vm}", "param-name=power-state"), "halted")
-        xva = os.path.join(self.home.name, "remote.xva")
-        self.xe(*remote, "vm-export", f"uuid={vm}", f"filename={xva}", local=False)
-        copy = self.xe(*remote, "vm-import", f"filename={xva}", local=False).strip()
-        self.assertEqual(self.one("vm-param-get", f"uuid={copy}", "param-name=name-label"), "remote")
+        # (The operations over HTTPS: operations_over_https.)
 
     def test_password_file_rc_file_and_extra_args(self):
         pwf = os.path.join(self.home.name, "password")
@@ -608,49 +808,227 @@ class completion(xe_daemon):
         self.assertIn("completed", self.complete(local + "vm-start vm=compl"))
         self.assertIn("power-state=", self.complete(local + "vm-start power"))
         self.assertIn("other-config=", self.complete(local + "vm-list other-con"))
+        # Parameters of which one is needed, shown (host=<host> | host-uuid=<host-uuid>) in the usage.
+        self.assertLessEqual({"host=", "host-uuid="}, set(self.complete(local + "vm-migrate ho")))
 
 
-class pool_commands(answers, unittest.TestCase):
-    """pool-join through xe between two real daemons on 127.0.0.2 and 127.0.0.3 (pool_test's hosts)."""
+def fingerprint_of(pem_file):
+    """The SHA-256 of a PEM certificate's DER form, as xe pins it."""
+    with open(pem_file) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
 
-    def test_a_host_joins_with_pool_join_and_its_members_list_the_pool(self):
-        from pool_support import free_port_everywhere, host as pool_host
-        root = tempfile.TemporaryDirectory()
-        self.addCleanup(root.cleanup)
-        port = free_port_everywhere()
-        master, joiner = pool_host(root.name, 0, port), pool_host(root.name, 1, port)
-        for h in (master, joiner):
-            self.addCleanup(h.stop)
-            h.start()
-        env = {k: v for k, v in os.environ.items() if k not in ("XE_EXTRA_ARGS", "XAPID_DATA_DIR")}
-        env["HOME"] = root.name
 
-        def xe(*args):
-            return subprocess.run([XE, *args], capture_output=True, text=True, env=env, timeout=120)
+class a_pool(runs_xe, answers, unittest.TestCase):
+    """xe against a pool of three real xapid processes on 127.0.0.2-4 (pool_support's hosts:
+    the same API port on each), each also serving HTTPS (hosts 0 and 1 on one port, host 2 on
+    another), joined with xe's pool-join, given a shared SR with sr-create. The tests run in
+    order on the one pool, each leaving it as the next expects: members send xe to their
+    master (HTTP, HTTPS, ADDR:PORT); VMs migrate and a host is evacuated; HA is turned on and
+    off; the master's role is handed to host 1; host 2 is ejected; host 1 is stopped and host 0
+    made master in an emergency."""
 
-        joined = xe("--socket", os.path.join(joiner.dir, "xapid.sock"), "pool-join", f"master-address={master.address}:{port}",
-                    f"master-password={master.password}")
-        self.assertEqual(joined.returncode, 0, joined.stderr)
-        # The member restarts into the pool: then it lists the pool's two hosts, with the pool's password.
-        remote = ("-s", joiner.address, "-p", str(port), "--nossl", "-pw", master.password)
-        until = time.time() + 120
-        while True:
-            listed = xe(*remote, "host-list", "params=uuid", "--minimal")
-            if listed.returncode == 0 and len(listed.stdout.strip().split(",")) == 2 or time.time() > until:
-                break
-            time.sleep(0.5)
-        self.assertEqual(listed.returncode, 0, listed.stderr)
-        self.assertEqual(len(listed.stdout.strip().split(",")), 2, listed.stdout)
-        pool = xe(*remote, "pool-list", "params=master", "--minimal")
-        on_master = xe("-s", master.address, "-p", str(port), "--nossl", "-pw", master.password, "pool-list", "params=master", "--minimal")
-        self.assertEqual((pool.returncode, pool.stdout), (0, on_master.stdout))
-        # Ejecting the member, and pointing it at a master: what the server answers, by its code.
-        member = xe(*remote, "host-list", f"address={joiner.address}", "params=uuid", "--minimal").stdout.strip()
-        self.assertIn(member, listed.stdout)
-        self.assertTrue(member)
-        for command in (("pool-emergency-reset-master", f"master-address={master.address}"), ("pool-eject", f"host-uuid={member}")):
-            r = xe(*remote, *command)
-            self.assertTrue(r.returncode == 0 or re.search(r"^code: [A-Z_]+$", r.stderr, re.M), (command, r.stderr))
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.TemporaryDirectory()
+        cls.home = tempfile.TemporaryDirectory()
+        cls.hosts = []
+        try:
+            # The API's port (and the two after it) on every address, and two HTTPS ports apart from them.
+            cls.port = free_port_everywhere()
+            taken = {cls.port, cls.port + 1, cls.port + 2}
+            cls.tls = []
+            while len(cls.tls) < 2:
+                p = free_port_everywhere()
+                if not {p, p + 1, p + 2} & taken:
+                    cls.tls.append(p)
+                    taken |= {p, p + 1, p + 2}
+            for i in range(3):
+                cls.hosts.append(pool_host(cls.root.name, i, cls.port, extra_args=(
+                    "--https-listen", f"{ADDRESSES[i]}:{cls.https_port(i)}", "--sim-migration-mib-per-s", "8192")))
+                cls.hosts[-1].start()
+            cls.uuids = [cls.one_of(i, "host-list", "--minimal") for i in range(3)]
+            for i in (1, 2):
+                cls.one_of(i, "pool-join", f"master-address={ADDRESSES[0]}:{cls.port}", f"master-password={PASSWORDS[0]}")
+            for h in cls.hosts:
+                h.login_once_it_has_hosts(PASSWORDS[0], 3)
+            # A directory every host sees, the pool's shared SR: VMs on it run and migrate anywhere.
+            cls.shared_dir = tempfile.mkdtemp(dir=cls.root.name)
+            cls.sr = cls.one_of(0, "sr-create", "name-label=shared", "type=file", "shared=true", "content-type=user",
+                                f"device-config:location={cls.shared_dir}")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        cls.root.cleanup()
+        cls.home.cleanup()
+
+    @classmethod
+    def https_port(cls, i):
+        return cls.tls[1] if i == 2 else cls.tls[0]
+
+    @classmethod
+    def one_of(cls, i, *args):
+        """xe's output on host i's unix socket (root there, master or member), asserting success."""
+        r = subprocess.run([XE, *cls.on(i), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                           env=cls.environment(cls))
+        if r.returncode != 0:
+            raise AssertionError(f"xe {' '.join(args)} on host {i}: {r.stderr}")
+        return r.stdout.strip()
+
+    @classmethod
+    def on(cls, i):
+        return ("--socket", os.path.join(cls.hosts[i].dir, "xapid.sock"))
+
+    def over_http(self, i):
+        return ("-s", ADDRESSES[i], "-p", str(self.port), "--nossl", "-pw", PASSWORDS[0])
+
+    def over_https(self, i):
+        return ("-s", ADDRESSES[i], "-p", str(self.https_port(i)), "-pw", PASSWORDS[0])
+
+    def followed(self, i, master, port=None):
+        """The line xe prints on stderr when host i sends it to `master` (an index)."""
+        port = port or self.port
+        return f"xe: {ADDRESSES[i]}:{port} is a pool member; its master is {ADDRESSES[master]}:{port}\n"
+
+    def eventually(self, check, limit=60):
+        """check()'s value once it is truthy, asked every 0.2 s (a host may be restarting)."""
+        return wait_for(check.__doc__ or "a condition", check, timeout=limit)
+
+    def test_1_pool_join_brought_both_hosts_in(self):
+        # Every host lists the three (their uuids from before the join), and names host 0 master.
+        for i in range(3):
+            self.assertEqual(sorted(self.one(*self.on(i), "host-list", "--minimal").split(",")), sorted(self.uuids))
+            pool = self.one(*self.on(i), "pool-list", "--minimal")
+            self.assertEqual(self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=master"), self.uuids[0])
+        self.assertEqual(self.one(*self.on(0), "host-list", f"address={ADDRESSES[2]}", "--minimal"), self.uuids[2])
+        # sr-create made the shared SR's PBD on each host, plugged.
+        pbds = records_of(self.xe(*self.on(1), "pbd-list", f"sr-uuid={self.sr}", "params=host-uuid,currently-attached"))
+        self.assertEqual(sorted((r["host-uuid"][1], r["currently-attached"][1]) for r in pbds), sorted((u, "true") for u in self.uuids))
+
+    def test_2_a_member_sends_xe_to_its_master(self):
+        direct = self.run_xe(*self.over_http(0), "host-list", "params=uuid,address")
+        self.assertEqual((direct.returncode, direct.stderr), (0, ""))
+        # A member answers the login HOST_IS_SLAVE: xe says so and asks the master instead.
+        for i in (1, 2):
+            r = self.run_xe(*self.over_http(i), "host-list", "params=uuid,address")
+            self.assertEqual((r.returncode, r.stderr, r.stdout), (0, self.followed(i, 0), direct.stdout))
+        # Over HTTPS: the member's certificate and then the master's, each pinned on first use.
+        known_hosts = os.path.join(self.home.name, ".xe-known-hosts")
+        tls = self.https_port(1)
+        member_pin, master_pin = fingerprint_of(os.path.join(self.hosts[1].dir, "xapid.pem")), fingerprint_of(os.path.join(self.hosts[0].dir, "xapid.pem"))
+        self.assertNotEqual(member_pin, master_pin)
+        first = self.run_xe(*self.over_https(1), "pool-list", "params=master", "--minimal")
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(first.stdout.strip(), self.uuids[0])
+        self.assertEqual(first.stderr.splitlines(), [
+            f"xe: trusting the certificate of {ADDRESSES[1]}:{tls} on first use (SHA-256 {member_pin}), kept in {known_hosts}",
+            self.followed(1, 0, tls).rstrip("\n"),
+            f"xe: trusting the certificate of {ADDRESSES[0]}:{tls} on first use (SHA-256 {master_pin}), kept in {known_hosts}"])
+        again = self.run_xe(*self.over_https(1), "pool-list", "params=master", "--minimal")
+        self.assertEqual((again.returncode, again.stdout, again.stderr), (0, first.stdout, self.followed(1, 0, tls)))
+        # The master's address as ADDR:PORT (its API elsewhere than the member's): host 2's HTTPS
+        # port is not the master's, so the port xe follows is the one the answer names.
+        other = self.https_port(2)
+        self.xe(*self.on(0), "host-param-set", f"uuid={self.uuids[0]}", f"address={ADDRESSES[0]}:{tls}")
+        try:
+            r = self.run_xe(*self.over_https(2), "host-list", "params=uuid", f"address={ADDRESSES[0]}:{tls}", "--minimal")
+        finally:
+            self.xe(*self.on(0), "host-param-set", f"uuid={self.uuids[0]}", f"address={ADDRESSES[0]}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), self.uuids[0])
+        self.assertEqual(r.stderr.splitlines()[1:], [f"xe: {ADDRESSES[2]}:{other} is a pool member; its master is {ADDRESSES[0]}:{tls}"])
+        with open(known_hosts) as f:
+            self.assertEqual(sorted(f.read().splitlines()), sorted([f"{ADDRESSES[1]}:{tls} {member_pin}", f"{ADDRESSES[0]}:{tls} {master_pin}",
+                                                                    f"{ADDRESSES[2]}:{other} {fingerprint_of(os.path.join(self.hosts[2].dir, 'xapid.pem'))}"]))
+        # Pointed at the master it follows already, a member has nothing to do.
+        self.xe(*self.on(2), "pool-emergency-reset-master", f"master-address={ADDRESSES[0]}:{self.port}")
+        self.assertEqual(self.run_xe(*self.over_http(2), "pool-list", "params=master", "--minimal").stdout.strip(), self.uuids[0])
+
+    def resident_on(self, vm, via=0):
+        return self.one(*self.on(via), "vm-param-get", f"uuid={vm}", "param-name=resident-on")
+
+    def test_3_vms_migrate_and_an_evacuated_host_is_left_empty(self):
+        vms = [self.one(*self.on(i), "vm-install", f"template={TEMPLATE}", f"new-name-label=traveller {i}", f"sr-uuid={self.sr}")
+               for i in (0, 1)]
+        for vm in vms:
+            self.xe(*self.on(2), "vm-param-set", f"uuid={vm}", f"affinity={self.uuids[1]}")
+            self.xe(*self.on(2), "vm-start", f"uuid={vm}")
+            self.assertEqual(self.resident_on(vm), self.uuids[1])
+        # vm-migrate as xapi's xe takes it: host-uuid= and live=, or host= (a uuid or a name).
+        self.xe(*self.over_http(1), "vm-migrate", f"uuid={vms[0]}", f"host-uuid={self.uuids[2]}", "live=true")
+        self.assertEqual(self.resident_on(vms[0], via=1), self.uuids[2])
+        self.xe(*self.on(0), "vm-migrate", "vm=traveller 1", f"host={self.uuids[2]}")
+        self.assertEqual(self.resident_on(vms[1], via=2), self.uuids[2])
+        for vm in vms:
+            self.assertEqual(self.one(*self.on(0), "vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+        guests_on = lambda i: self.one(*self.on(0), "vm-list", f"resident-on={self.uuids[i]}", "is-control-domain=false", "--minimal")
+        self.assertEqual(sorted(guests_on(2).split(",")), sorted(vms))
+        self.xe(*self.over_http(2), "host-evacuate", f"uuid={self.uuids[2]}")
+        self.assertEqual(guests_on(2), "")
+        for vm in vms:
+            self.assertIn(self.resident_on(vm), self.uuids[:2])
+            self.assertEqual(self.one(*self.on(2), "vm-param-get", f"uuid={vm}", "param-name=power-state"), "running")
+            self.xe(*self.on(0), "vm-shutdown", f"uuid={vm}", "--force")
+
+    def test_4_ha_is_turned_on_and_off(self):
+        pool = self.one(*self.on(0), "pool-list", "--minimal")
+        ha = lambda i: self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=ha-enabled")
+        self.assertEqual(ha(0), "false")
+        # Through a member, over the network: the master does it.
+        self.xe(*self.over_http(2), "pool-ha-enable", f"heartbeat-sr-uuids={self.sr}", "ha-config:timeout=10")
+        try:
+            self.assertEqual([ha(i) for i in range(3)], ["true"] * 3)
+            self.assertEqual(self.one(*self.on(1), "pool-param-get", f"uuid={pool}", "param-name=ha-configuration"), "timeout: 10")
+            # Its statefile, a VDI on the heartbeat SR.
+            self.assertTrue(self.one(*self.on(0), "vdi-list", f"sr-uuid={self.sr}", "type=ha_statefile", "--minimal"))
+            self.assertIn("code: HA_IS_ENABLED\n", self.xe_fails(*self.on(0), "pool-eject", f"host-uuid={self.uuids[2]}"))
+        finally:
+            self.xe(*self.on(0), "pool-ha-disable")
+        self.assertEqual([ha(i) for i in range(3)], ["false"] * 3)
+
+    def test_5_the_masters_role_is_handed_to_another_host(self):
+        self.xe(*self.over_http(2), "pool-designate-new-master", f"host-uuid={self.uuids[1]}")
+        pool = self.one(*self.on(0), "pool-list", "--minimal")
+
+        def everyone_names_host_1():
+            """every host naming host 1 master"""
+            return all(self.one(*self.on(i), "pool-param-get", f"uuid={pool}", "param-name=master") == self.uuids[1] for i in range(3))
+        self.eventually(everyone_names_host_1, limit=20)
+        # The old master is a member now: it sends xe to the new one.
+        r = self.run_xe(*self.over_http(0), "pool-list", "params=master", "--minimal")
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, self.uuids[1], self.followed(0, 1)))
+
+    def test_6_an_ejected_host_leaves_the_pool(self):
+        self.xe(*self.over_http(0), "pool-eject", f"host-uuid={self.uuids[2]}")
+        for i in (0, 1):
+            self.assertEqual(sorted(self.one(*self.on(i), "host-list", "--minimal").split(",")), sorted(self.uuids[:2]))
+
+        def alone():
+            """host 2 in a pool of its own"""
+            r = self.run_xe(*self.on(2), "host-list", "--minimal")
+            return r.returncode == 0 and r.stdout.strip() == self.uuids[2]
+        self.eventually(alone)
+        self.assertNotEqual(self.one(*self.on(2), "pool-list", "--minimal"), self.one(*self.on(0), "pool-list", "--minimal"))
+
+    def test_7_a_member_is_made_master_when_the_master_is_gone(self):
+        # While the master (host 1) answers, it is not replaced by force.
+        err = self.xe_fails(*self.on(0), "pool-emergency-transition-to-master")
+        self.assertIn("code: OPERATION_NOT_ALLOWED\n", err)
+        self.hosts[1].stop()
+        # Host 0 alone is no majority of the two: only the emergency makes it master.
+        self.xe(*self.on(0), "pool-emergency-transition-to-master")
+
+        def master_of_its_pool():
+            """host 0 master, taking writes"""
+            r = self.run_xe(*self.on(0), "pool-list", "params=master", "--minimal")
+            return r.returncode == 0 and r.stdout.strip() == self.uuids[0]
+        self.eventually(master_of_its_pool)
+        network = self.one(*self.on(0), "network-create", "name-label=after the emergency")
+        self.assertEqual(self.one(*self.on(0), "network-param-get", f"uuid={network}", "param-name=name-label"), "after the emergency")
 
 
 if __name__ == "__main__":
