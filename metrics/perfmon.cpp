@@ -23,6 +23,28 @@ namespace {
 
 // The longest config and pattern taken: other_config values are an admin's text.
 constexpr std::size_t max_config_bytes = 64 * 1024, max_pattern_bytes = 1024;
+constexpr int max_depth = 16;  // xapi's configs are three deep; the body's printer recurses
+
+// How deeply the document nests, walked without recursion (a config is an admin's text).
+int depth_of(const pugi::xml_node& root) {
+  int deepest = 0, depth = 0;
+  pugi::xml_node n = root.first_child();
+  while (n) {
+    deepest = std::max(deepest, ++depth);
+    if (n.first_child()) {
+      n = n.first_child();
+      continue;
+    }
+    --depth;
+    while (n && !n.next_sibling()) {
+      n = n.parent();
+      --depth;
+      if (n == root) return deepest;
+    }
+    if (n) n = n.next_sibling();
+  }
+  return deepest;
+}
 
 // xapi's defaults (VMMonitor, HOSTMonitor, SRMonitor .get_default_variable_config); nullopt
 // where it has none (the config must then say).
@@ -201,6 +223,7 @@ result<std::vector<alarm_variable>, std::string> parse_perfmon(watched_kind kind
   pugi::xml_document doc;
   if (auto parsed = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default); !parsed)
     return fail(std::string("XML parse error: ") + parsed.description());
+  if (depth_of(doc) > max_depth) return fail("the config nests deeper than " + std::to_string(max_depth) + " elements");
   std::vector<alarm_variable> out;
   for (const auto& found : doc.select_nodes("//variable")) {
     const pugi::xml_node v = found.node();

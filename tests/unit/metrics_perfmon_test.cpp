@@ -54,6 +54,14 @@ TEST(perfmon_config, a_config_that_cannot_be_used_says_which_variable_and_why) {
     auto r = parse_perfmon(watched_kind::vm, bad);
     EXPECT_FALSE(r) << bad;
   }
+  // Deep nesting (a vm-admin's text) is refused before anything walks it recursively.
+  std::string deep = "<config><variable><name value=\"cpu_usage\"/><alarm_trigger_level value=\"1\"/>";
+  for (int i = 0; i < 5000; ++i) deep += "<x>";
+  for (int i = 0; i < 5000; ++i) deep += "</x>";
+  deep += "</variable></config>";
+  auto refused = parse_perfmon(watched_kind::vm, deep);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), "the config nests deeper than 16 elements");
   auto r = parse_perfmon(watched_kind::vm, "<config><variable><name value=\"made_up\"/><alarm_trigger_level value=\"1\"/></variable></config>");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), "variable made_up: no default rrd_regex - please specify one");
