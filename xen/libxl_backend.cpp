@@ -7,8 +7,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <map>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 extern "C" {
 #include <xenstore.h>
@@ -18,6 +21,7 @@ extern "C" {
 #include "common/clock.hpp"
 #include "xen/libxl_config.hpp"
 #include "xen/proc_stats.hpp"
+#include "xen/xc_cpu_idle.h"
 #include "xen/libxl_translate.hpp"
 
 namespace xapid::xen {
@@ -66,7 +70,11 @@ struct libxl_backend::handles {
   xentoollog_logger_stdiostream* logger = nullptr;
   libxl_ctx* ctx = nullptr;
   struct xs_handle* xs = nullptr;
+  void* xc = nullptr;                   // libxenctrl: physical CPUs' idle time (xc_cpu_idle.h)
+  std::mutex cpu_mu;
+  std::vector<std::uint64_t> cpu_busy;  // the last reading: busy time never goes back
   ~handles() {
+    xapid_xc_close(xc);
     if (xs) xs_close(xs);
     if (ctx) libxl_ctx_free(ctx);
     if (logger) xtl_logger_destroy(reinterpret_cast<xentoollog_logger*>(logger));
@@ -83,6 +91,8 @@ result<std::unique_ptr<libxl_backend>, std::string> libxl_backend::open() {
     return fail("libxl_ctx_alloc failed (libxl error " + std::to_string(rc) + ")");
   h->xs = xs_open(0);
   if (!h->xs) return fail(std::string("cannot open xenstore: ") + std::strerror(errno));
+  h->xc = xapid_xc_open();
+  if (!h->xc) return fail(std::string("cannot open libxenctrl: ") + std::strerror(errno));
   return std::unique_ptr<libxl_backend>(new libxl_backend(std::move(h)));
 }
 
@@ -402,8 +412,18 @@ host_counters libxl_backend::read_host_counters() {
     c.memory_total_bytes = static_cast<std::int64_t>(phys.total_pages) * 4096;
     c.memory_free_bytes = static_cast<std::int64_t>(phys.free_pages) * 4096;
   }
+  const int cpus = static_cast<int>(std::min<std::uint32_t>(phys.max_cpu_id + 1, 4096));
   libxl_physinfo_dispose(&phys);
-  // (Physical CPUs' busy time needs libxenctrl's xc_getcpuinfo: not read yet.)
+  // Physical CPUs' busy time: Xen's idle time per CPU (as xapi's rrdd reads it).
+  std::vector<std::uint64_t> idle(static_cast<std::size_t>(std::max(cpus, 1)));
+  if (int found = xapid_xc_cpu_idle(h_->xc, idle.data(), static_cast<int>(idle.size())); found > 0) {
+    idle.resize(static_cast<std::size_t>(found));
+    const auto now_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(monotonic_now().time_since_epoch()).count());
+    std::lock_guard lock(h_->cpu_mu);
+    h_->cpu_busy = busy_from_idle(now_ns, idle, h_->cpu_busy);
+    c.cpu_busy_ns = h_->cpu_busy;
+  }
   c.loadavg = parse_loadavg(read_small_file("/proc/loadavg")).value_or(0);
   for (auto& nic : parse_net_dev(read_small_file("/proc/net/dev")))
     if (!nic.name.starts_with("vif") && !nic.name.starts_with("tap") && nic.name != "lo" && !nic.name.starts_with("xenbr"))

@@ -1,5 +1,6 @@
 #include "xen/proc_stats.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace xapid::xen {
@@ -80,6 +81,16 @@ std::optional<std::pair<int, int>> parse_vif_name(std::string_view name) {
   auto index = number<int>(name.substr(dot + 1));
   if (!domid || !index) return std::nullopt;
   return std::pair{*domid, *index};
+}
+
+std::vector<std::uint64_t> busy_from_idle(std::uint64_t now_ns, const std::vector<std::uint64_t>& idle_ns,
+                                          const std::vector<std::uint64_t>& previous) {
+  std::vector<std::uint64_t> out(idle_ns.size());
+  for (std::size_t i = 0; i < idle_ns.size(); ++i) {
+    const std::uint64_t busy = now_ns > idle_ns[i] ? now_ns - idle_ns[i] : 0;
+    out[i] = i < previous.size() ? std::max(busy, previous[i]) : busy;
+  }
+  return out;
 }
 
 }  // namespace xapid::xen

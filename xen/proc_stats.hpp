@@ -3,6 +3,7 @@
 // block backends in sysfs (vbd-DOMID-DEVID). Pure functions of the text, tested on recorded input.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,13 @@ struct block_backend {
   std::string device;
 };
 std::optional<block_backend> parse_block_backend(std::string_view name);
+
+// Physical CPUs' busy time (ns) from Xen's idle time per CPU (xc_getcpuinfo's idletime, ns) read
+// at monotonic time `now_ns`: now − idle, never below `previous` (the two clocks are read a
+// moment apart, and a counter must not go back). Both clocks advance a nanosecond a nanosecond,
+// so the busy fraction between two readings is right whatever their offset.
+std::vector<std::uint64_t> busy_from_idle(std::uint64_t now_ns, const std::vector<std::uint64_t>& idle_ns,
+                                          const std::vector<std::uint64_t>& previous);
 
 // A guest's NIC of dom0's "vifDOMID.N": its domain and index.
 std::optional<std::pair<int, int>> parse_vif_name(std::string_view name);
