@@ -279,7 +279,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.repos.emplace(db, *p.actors, p.clock, p.host, opt.data_dir);
   if (auto st = p.repos->start(); !st) return fail("storage: " + st.error().description().at(0));
   if (std::size_t n = p.repos->plug_own_pbds()) spdlog::info("storage.pbds.plugged count={}", n);
-  p.messages.emplace(db, p.clock);
+  p.messages.emplace(db, p.clock, static_cast<std::size_t>(opt.message_limit));
   p.vms.emplace(db, *p.hypervisor, *p.actors, *p.repos, p.clock, p.host);
   p.vms->set_message_log(&*p.messages);
   // Live migration's other end: the VM's new host, through its peer service.
@@ -400,8 +400,14 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   // VM export and import stream on threads of their own.
   p.xva.emplace(xva_context{db, *p.sessions, *p.logins, *p.tasks, *p.repos, *p.actors, p.clock, p.host});
   register_xva_handlers(*p.server, *p.xva);
-  p.metrics_ctx.emplace(metrics_context{db, *p.sessions, *p.logins, *p.collector});
+  p.metrics_ctx.emplace(metrics_context{db, *p.sessions, *p.logins, *p.collector, &p.rpcs, &*p.events, p.pool_log.get()});
   register_metrics_handlers(*p.server, *p.metrics_ctx);
+  if (!opt.metrics_listen.empty()) {
+    p.scrape_server.emplace(*p.io, [](http_request, http_server::responder respond) {
+      respond({404, "text/plain", "only GET /metrics is served here\n"});
+    });
+    register_open_metrics_handler(*p.scrape_server, *p.metrics_ctx);
+  }
   return node;
 }
 
@@ -449,6 +455,12 @@ result<void, std::string> host_node::start_serving(int threads) {
     if (auto r = p.server->listen_tls(tls->first, tls->second, files->certificate, files->key); !r)
       return fail("https listen " + opt.https_listen + ": " + r.error());
     spdlog::info("xapid.tls listen={}:{} certificate={}", tls->first, p.server->tls_port(), files->certificate);
+  }
+  if (p.scrape_server) {
+    auto at = address("metrics-listen", opt.metrics_listen);
+    if (!at) return fail(at.error());
+    if (auto r = p.scrape_server->listen_tcp(at->first, at->second); !r) return fail("metrics listen " + opt.metrics_listen + ": " + r.error());
+    spdlog::info("xapid.metrics listen={}:{}", at->first, p.scrape_server->tcp_port());
   }
 
   // This host's record in the pool says where its peer service is (served since open(): the
@@ -584,6 +596,7 @@ void host_node::stop() {
     if (p.login_report) p.login_report->cancel();
     if (p.signals) p.signals->cancel();
     p.server->stop();
+    if (p.scrape_server) p.scrape_server->stop();
     p.io->stop();
   });
 }

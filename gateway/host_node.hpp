@@ -34,6 +34,7 @@ struct host_options {
   std::string data_dir;
   std::string listen = "127.0.0.1:8080";  // ADDR:PORT (port 0: any free one)
   std::string https_listen;               // off when empty
+  std::string metrics_listen;             // GET /metrics without credentials; off when empty
   // The pool's Raft traffic (ARCHITECTURE.md, "The pool's order"): default the address of
   // `listen` with its port + 2. It is part of the pool's configuration: keep it across restarts.
   std::string raft_listen;
@@ -65,6 +66,8 @@ struct host_options {
   // Failed logins are summed up in a FAILED_LOGIN_ATTEMPTS message this often (xapi's
   // failed_login_alert_freq, default 3600).
   long failed_login_alert_seconds = 3600;
+  // Messages the pool keeps (xapi's message_limit); past it (and a hundredth more) the oldest go.
+  long message_limit = 10000;
   // perfmon's thresholds (other_config:perfmon) are looked at this often (xapi's 300 s).
   long perfmon_interval_seconds = 300;
   // The master marks a member dead (host_metrics.live) once it has not answered this long

@@ -131,6 +131,7 @@ struct host_node::parts {
 
   std::optional<boost::asio::io_context> io;
   std::optional<http_server> server;
+  std::optional<http_server> scrape_server;  // --metrics-listen: /metrics alone, no credentials
   std::optional<xva_context> xva;
   std::optional<metrics_context> metrics_ctx;
   std::optional<boost::asio::steady_timer> sweep, login_report;

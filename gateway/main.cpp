@@ -41,6 +41,8 @@ const char* usage =
     "  --https-listen ADDR:PORT   the same over TLS (off by default), with DIR/xapid.pem and\n"
     "                       DIR/xapid.key, made self-signed on first boot\n"
     "  --unix-socket PATH   the local API socket (default DIR/xapid.sock)\n"
+    "  --metrics-listen ADDR:PORT   GET /metrics without credentials, for a scraper on the\n"
+    "                       management network (off by default; the API's /metrics asks for them)\n"
     "  --raft-listen ADDR:PORT   the pool's replicated log between hosts (default: --listen's\n"
     "                       address, its port + 2); keep it across restarts\n"
     "  --peer-listen ADDR:PORT   the pool's hosts call each other here, over TLS (default:\n"
@@ -54,6 +56,8 @@ const char* usage =
     "  --session-idle-seconds N   sessions unused this long end (default 86400)\n"
     "  --failed-login-alert-seconds N   failed logins are summed up in a FAILED_LOGIN_ATTEMPTS\n"
     "                       message this often (default 3600)\n"
+    "  --message-limit N    the pool keeps this many messages, the oldest dropped first (default\n"
+    "                       10000, as xapi's message_limit)\n"
     "  --perfmon-interval-seconds N   thresholds in other_config:perfmon are checked this\n"
     "                       often (default 300, at least 5)\n"
     "  --http-read-timeout-seconds N   a request must arrive within this (default 30)\n"
@@ -92,6 +96,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   if (name == "data-dir") o.host.data_dir = value;
   else if (name == "listen") o.host.listen = value;
   else if (name == "https-listen") o.host.https_listen = value;
+  else if (name == "metrics-listen") o.host.metrics_listen = value;
   else if (name == "raft-listen") o.host.raft_listen = value;
   else if (name == "peer-listen") o.host.peer_listen = value;
   else if (name == "unix-socket") o.host.unix_socket = value;
@@ -99,6 +104,7 @@ bool apply_option(options& o, const std::string& name, const std::string& value,
   else if (name == "root-password-file") o.host.root_password_file = value;
   else if (name == "threads") { if (!number(1, 256, n)) return false; o.host.threads = static_cast<int>(n); }
   else if (name == "failed-login-alert-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.failed_login_alert_seconds = n; }
+  else if (name == "message-limit") { if (!number(1, 1L << 24, n)) return false; o.host.message_limit = n; }
   else if (name == "perfmon-interval-seconds") { if (!number(5, 1L << 30, n)) return false; o.host.perfmon_interval_seconds = n; }
   else if (name == "host-dead-seconds") { if (!number(1, 1L << 30, n)) return false; o.host.host_dead_seconds = n; }
   else if (name == "session-idle-seconds") { if (!number(1, 1L << 40, n)) return false; o.host.session_idle_seconds = n; }

@@ -328,7 +328,9 @@ void database::commit_async(transaction t, commit_done done) {
 }
 
 result<generation, api::api_error> database::order_and_wait(std::shared_ptr<proposal> p) {
+  const auto started = monotonic_now();
   if (!order_->order_and_wait(p)) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
+  commit_latency_.record(monotonic_now() - started);
   return std::move(*p->outcome);
 }
 
@@ -336,6 +338,8 @@ result<generation, api::api_error> database::order_and_wait(std::shared_ptr<prop
 
 void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
   if (batch.front()->k == proposal::kind::install) return apply_install(*batch.front());
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  batched_.fetch_add(batch.size(), std::memory_order_relaxed);
   const auto& sch = schema::get();
   auto working = std::make_shared<state>(*snapshot());
   std::vector<change> changes;

@@ -286,6 +286,11 @@ void event_rpcs::stop() {
   for (auto& [id, w] : dropped) w->done(fail(api::errors::INTERNAL_ERROR("the daemon is stopping")));
 }
 
+std::size_t event_rpcs::waiting() {
+  std::lock_guard lock(mu_);
+  return parked_.size();
+}
+
 void event_rpcs::session_ended(const std::string& session) {
   std::lock_guard lock(mu_);
   registrations_.erase(session);

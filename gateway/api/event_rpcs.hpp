@@ -43,6 +43,9 @@ class event_rpcs {
   // Forgets what event.register kept for a session that ended.
   void session_ended(const std::string& session);
 
+  // Calls waiting now (event.from, event.next), for GET /metrics.
+  std::size_t waiting();
+
   api::api_result<std::string> inject(const call_context& ctx, const std::string& cls_name, const std::string& ref);
 
  private:

@@ -113,6 +113,12 @@ void rrd_dump(metrics_context& ctx, http_stream& io, bool host) {
 
 }  // namespace
 
+void register_open_metrics_handler(http_server& server, metrics_context& ctx) {
+  server.add_stream_route("GET", "/metrics", [&ctx](http_stream& io) {
+    send(io, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(ctx));
+  });
+}
+
 void register_metrics_handlers(http_server& server, metrics_context& ctx) {
   server.add_stream_route("GET", "/rrd_updates", [&ctx](http_stream& io) { rrd_updates(ctx, io); });
   server.add_stream_route("GET", "/host_rrd", [&ctx](http_stream& io) { rrd_dump(ctx, io, true); });

@@ -7,11 +7,13 @@
 
 #include <string>
 
+#include "gateway/api/event_rpcs.hpp"
 #include "gateway/auth/logins.hpp"
 #include "gateway/auth/sessions.hpp"
 #include "gateway/http/http_server.hpp"
 #include "metrics/collector.hpp"
 #include "storage/database.hpp"
+#include "storage/raft_sequencer.hpp"
 
 namespace xapid::gateway {
 
@@ -20,9 +22,16 @@ struct metrics_context {
   session_manager& sessions;
   login_guard& logins;
   metrics::collector& collector;
+  // xapid's own, when the host has them: its calls, its waiting event calls, its pool log.
+  const dispatcher* calls = nullptr;
+  event_rpcs* events = nullptr;
+  storage::raft_sequencer* pool_log = nullptr;
 };
 
 void register_metrics_handlers(http_server& server, metrics_context& ctx);
+// GET /metrics with no credentials asked (--metrics-listen: a listener of its own, for a
+// scraper; it tells what the authenticated one does, and nothing else is served there).
+void register_open_metrics_handler(http_server& server, metrics_context& ctx);
 // The Prometheus text of this host now.
 std::string prometheus_text(metrics_context& ctx);
 

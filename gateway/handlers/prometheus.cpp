@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -27,18 +28,45 @@ std::string metric_name(const std::string& prefix, const std::string& source) {
   return out;
 }
 
+// A histogram's samples: cumulative buckets with `le`, then _sum and _count.
+void add_histogram(std::string& samples, const std::string& name, const std::string& labels, const latency_histogram::reading& h) {
+  std::uint64_t cumulative = 0;
+  const std::string prefix = labels.empty() ? "" : labels + ",";
+  for (std::size_t i = 0; i < h.buckets.size(); ++i) {
+    cumulative += h.buckets[i];
+    samples += name + "_bucket{" + prefix + "le=\"";
+    if (i < latency_histogram::bounds.size()) metrics::append_float(samples, latency_histogram::bounds[i]);
+    else samples += "+Inf";
+    samples += "\"} " + std::to_string(cumulative) + "\n";
+  }
+  const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  samples += name + "_sum" + braces + " ";
+  metrics::append_float(samples, h.sum_seconds);
+  samples += "\n" + name + "_count" + braces + " " + std::to_string(h.count) + "\n";
+}
+
 }  // namespace
 
 std::string prometheus_text(metrics_context& ctx) {
   auto snap = ctx.db.snapshot();
-  // Each family's samples together, as the format wants them: name -> lines.
-  std::map<std::string, std::pair<std::string, std::string>> families;  // name -> (help, samples)
-  auto add = [&](const std::string& name, const std::string& help, const std::string& labels, double v) {
+  // Each family's samples together, as the format wants them: name -> (type, help, samples).
+  struct family {
+    std::string type, help, samples;
+  };
+  std::map<std::string, family> families;
+  auto family_of = [&](const std::string& name, const char* type, const std::string& help) -> std::string& {
     auto& f = families[name];
-    if (f.first.empty()) f.first = help;
-    f.second += labels.empty() ? name + " " : name + "{" + labels + "} ";
-    metrics::append_float(f.second, v);
-    f.second += '\n';
+    if (f.help.empty()) f.help = help, f.type = type;
+    return f.samples;
+  };
+  auto add_as = [&](const char* type, const std::string& name, const std::string& help, const std::string& labels, double v) {
+    auto& samples = family_of(name, type, help);
+    samples += labels.empty() ? name + " " : name + "{" + labels + "} ";
+    metrics::append_float(samples, v);
+    samples += '\n';
+  };
+  auto add = [&](const std::string& name, const std::string& help, const std::string& labels, double v) {
+    add_as(name.ends_with("_total") ? "counter" : "gauge", name, help, labels, v);
   };
   const std::string host_uuid = ctx.collector.host_uuid();
   std::string host_label = "host_uuid=\"" + label_value(host_uuid) + "\"";
@@ -81,10 +109,50 @@ std::string prometheus_text(metrics_context& ctx) {
   add("xapid_database_generation", "The pool database's generation (commits applied)", "", static_cast<double>(snap->gen()));
   add("xapid_metrics_samples_total", "Samples of the data sources taken since start", "",
       static_cast<double>(ctx.collector.samples()));
+  // Its calls: by RPC and result, and how long they took from arrival to answer.
+  if (ctx.calls) {
+    for (const auto& m : ctx.calls->stats().read()) {
+      const std::string method = "method=\"" + label_value(m.method) + "\"";
+      if (m.successes) add("xapid_calls_total", "Calls answered, by RPC and result (success or the error code)", method + ",result=\"success\"",
+                           static_cast<double>(m.successes));
+      for (const auto& [code, n] : m.failures)
+        add("xapid_calls_total", "Calls answered, by RPC and result (success or the error code)",
+            method + ",result=\"" + label_value(code) + "\"", static_cast<double>(n));
+      add_histogram(family_of("xapid_call_duration_seconds", "histogram", "Time from a call's arrival to its answer"),
+                    "xapid_call_duration_seconds", method, m.latency);
+    }
+  }
+  // Its database's commits: the wait for each, and how many proposals share a batch.
+  const auto commits = ctx.db.stats();
+  add_histogram(family_of("xapid_commit_duration_seconds", "histogram", "Time from a commit's call to its durable outcome"),
+                "xapid_commit_duration_seconds", "", commits.latency);
+  add("xapid_commit_batches_total", "Batches of proposals applied (each one synced write)", "", static_cast<double>(commits.batches));
+  add("xapid_commit_batched_proposals_total", "Proposals applied in those batches (their ratio: the mean batch size)", "",
+      static_cast<double>(commits.proposals));
+  if (ctx.events)
+    add("xapid_event_waiters", "Calls waiting for events now (event.from, event.next)", "", static_cast<double>(ctx.events->waiting()));
+  // The pool's log as this host sees it.
+  if (ctx.pool_log) {
+    const auto st = ctx.pool_log->status();
+    using role = storage::raft_status::role_state;
+    add("xapid_raft_term", "The pool log's current term", "", static_cast<double>(st.term));
+    for (auto [r, name] : {std::pair{role::leader, "leader"}, {role::follower, "follower"}, {role::candidate, "candidate"},
+                           {role::unavailable, "unavailable"}})
+      add("xapid_raft_role", "This host's role in the pool's log (1: the one it has)", std::string("role=\"") + name + "\"",
+          st.state == r ? 1 : 0);
+    add("xapid_raft_last_index", "The last entry of this host's copy of the log", "", static_cast<double>(st.last_index));
+    add("xapid_raft_applied_index", "The last entry of the log this host's database has applied", "",
+        static_cast<double>(st.applied_log_index));
+    add("xapid_raft_apply_lag_entries", "Entries this host holds but has not applied yet", "",
+        static_cast<double>(st.last_index > st.last_applied ? st.last_index - st.last_applied : 0));
+    add("xapid_raft_voters", "Voting members of the pool's log", "",
+        static_cast<double>(std::count_if(st.configuration.begin(), st.configuration.end(),
+                                          [](const auto& m) { return m.role == storage::raft_role::voter; })));
+  }
   std::string out;
   for (const auto& [name, f] : families) {
-    out += "# HELP " + name + " " + f.first + "\n# TYPE " + name + (name.ends_with("_total") ? " counter\n" : " gauge\n");
-    out += f.second;
+    out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
+    out += f.samples;
   }
   return out;
 }

@@ -152,7 +152,7 @@ wire::response dispatcher::carry_out_on(const std::string& host, const wire::cal
   return router_.forward(host, c, part);
 }
 
-dispatcher::dispatcher() : pool_(std::make_unique<call_pool>()) {}
+dispatcher::dispatcher() : pool_(std::make_unique<call_pool>()), stats_(std::make_unique<call_stats>()) {}
 dispatcher::~dispatcher() { stop_blocking(); }
 
 void dispatcher::set_pool_limits(call_pool_limits limits) { pool_ = std::make_unique<call_pool>(limits); }
@@ -199,6 +199,11 @@ void dispatcher::run_parked(const entry& e, const wire::call& c, call_context& c
 
 void dispatcher::dispatch_async(wire::call c, call_context ctx,
                                 std::function<void(wire::response, call_context)> done) const {
+  // Every answer is counted, whichever path gives it, with its time since the request came.
+  done = [stats = stats_.get(), slot = stats_->slot_of(c.method), done = std::move(done)](wire::response r, call_context ctx) {
+    stats->record(slot, r, monotonic_now() - ctx.started);
+    done(std::move(r), std::move(ctx));
+  };
   if (!fresh_.needed || !fresh_.needed()) return dispatch_fresh(std::move(c), std::move(ctx), std::move(done));
   // The whole call waits, its session's check included (a session made through another host a
   // moment ago), then goes to the call pool: the fence's thread only hands it on.

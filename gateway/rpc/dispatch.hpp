@@ -14,6 +14,7 @@
 
 #include "common/clock.hpp"
 #include "gateway/rpc/call_pool.hpp"
+#include "gateway/rpc/call_stats.hpp"
 #include "gateway/rpc/caller.hpp"
 #include "gateway/http/client_watch.hpp"
 #include "proto/api/convert.hpp"
@@ -115,6 +116,9 @@ class dispatcher {
   // Sets the pool's bounds; before any call.
   void set_pool_limits(call_pool_limits limits);
 
+  // What this host answered, by RPC and result, and how long each took (GET /metrics).
+  const call_stats& stats() const noexcept { return *stats_; }
+
   struct coverage_row {
     const api::method_desc* method;
     bool implemented;
@@ -150,6 +154,7 @@ class dispatcher {
   freshness fresh_;
   router router_;
   std::unique_ptr<call_pool> pool_;
+  std::unique_ptr<call_stats> stats_;
 };
 
 // Every method name a client may call: the catalog, the Async forms, and system.listMethods.

@@ -9,6 +9,7 @@ survive a restart.
 Usage: metrics_test.py PATH_TO_XAPID"""
 import json
 import re
+import socket
 import sys
 import time
 import unittest
@@ -134,6 +135,22 @@ class messages(with_daemon):
         names = {m["name"] for m in self.ok(self.x.message.get(self.s, "VM", uuid, EPOCH)).values()}
         self.assertTrue(wait_for("VM_SHUTDOWN", lambda: "VM_SHUTDOWN" in {
             m["name"] for m in self.ok(self.x.message.get(self.s, "VM", uuid, EPOCH)).values()}), names)
+
+
+class message_bound(with_daemon):
+    daemon_args = ("--message-limit", "20")
+
+    def test_past_the_limit_the_oldest_messages_go_first(self):
+        pool_uuid = self.ok(self.x.pool.get_uuid(self.s, self.ok(self.x.pool.get_all(self.s))[0]))
+        made = [self.ok(self.x.message.create(self.s, f"NOTE_{i}", 5, "Pool", pool_uuid, "")) for i in range(30)]
+        # Past 20 (and a hundredth more) the oldest are destroyed down to 20, a batch at a time.
+        kept = wait_for("the log trimmed to its limit", lambda: (lambda all_: all_ if len(all_) <= 21 else None)(
+            self.ok(self.x.message.get_all(self.s))), 15)
+        self.assertIn(made[-1], kept)
+        self.assertNotIn(made[0], kept)
+        names = {m["name"] for m in self.ok(self.x.message.get_all_records(self.s)).values()}
+        self.assertNotIn("NOTE_0", names)
+        self.assertIn("NOTE_29", names)
 
 
 class crashes_and_failed_logins(with_daemon):
@@ -275,7 +292,16 @@ class legacy_metrics(with_daemon):
         wait_for("the VIF's metrics dropped", lambda: vif_metrics not in self.ok(x.VIF_metrics.get_all(s)), 70)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class performance(http_reads, with_daemon):
+    metrics_port = free_port()
+    daemon_args = ("--metrics-listen", f"127.0.0.1:{metrics_port}")
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -377,6 +403,7 @@ class performance(http_reads, with_daemon):
 
     @unittest.skipIf(text_string_to_metric_families is None, "python3-prometheus-client is not installed")
     def test_metrics_are_read_by_prometheus_own_parser(self):
+        self.err(self.x.VM.query_data_source(self.s, self.busy, "no_such"))  # a failure, counted by its code
         status, text = self.get("/metrics")
         self.assertEqual(status, 200, text)
         families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -385,6 +412,26 @@ class performance(http_reads, with_daemon):
         self.assertGreater(cpu[0].value, 0.75)
         self.assertIn("xapid_host_memory_free_kib", families)
         self.assertEqual(self.get("/metrics", session=False)[0], 401)
+        # xapid's own: its calls by RPC and result, their latency, its commits, its pool log.
+        calls = {(s.labels["method"], s.labels["result"]): s.value for s in families["xapid_calls"].samples}
+        self.assertGreaterEqual(calls[("VM.start", "success")], 2)
+        self.assertGreaterEqual(calls[("VM.query_data_source", "INVALID_VALUE")], 1)
+        self.assertEqual(families["xapid_call_duration_seconds"].type, "histogram")
+        start_count = [s for s in families["xapid_call_duration_seconds"].samples
+                       if s.name == "xapid_call_duration_seconds_count" and s.labels["method"] == "VM.start"]
+        self.assertGreaterEqual(start_count[0].value, 2)
+        commits = {s.name: s.value for s in families["xapid_commit_duration_seconds"].samples if not s.labels}
+        self.assertGreater(commits["xapid_commit_duration_seconds_count"], 0)
+        self.assertIn("xapid_event_waiters", families)
+        roles = {s.labels["role"]: s.value for s in families["xapid_raft_role"].samples}
+        self.assertEqual(roles["leader"], 1)
+        self.assertGreaterEqual(families["xapid_raft_term"].samples[0].value, 1)
+        # The scraper's own listener asks for no credentials, and serves nothing else.
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as r:
+            self.assertIn("xapid_vm_cpu0", {f.name for f in text_string_to_metric_families(r.read().decode())})
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/rrd_updates?start=0", timeout=30)
+        self.assertEqual(refused.exception.code, 404)
 
     def test_z_archives_survive_a_restart(self):
         status, body = self.get("/host_rrd")
