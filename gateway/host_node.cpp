@@ -574,7 +574,8 @@ result<void, std::string> host_node::start_serving(int threads) {
         else spdlog::error("pool.left.cannot_mark data_dir={}", p.opt.data_dir);
       }
       if (second % metrics::step_seconds == 0) {
-        p.collector->collect(metrics::srs_kept_here(*p.db->snapshot(), p.host));
+        const auto snap = p.db->snapshot();
+        p.collector->collect(metrics::srs_kept_here(*snap, p.host), metrics::disk_srs_here(*snap, p.host));
         legacy_metrics(p, second);
       }
       if (second % static_cast<std::uint64_t>(p.alarms->interval()) == 0) raise_alarms(p);

@@ -64,6 +64,9 @@ source_description describe(const std::string& name) {
   if (name == "xapi_memory_usage_kib") return {"Total memory allocated used by xapid daemon", "KiB", 0, 0};
   if (name == "xapi_open_fds") return {"Number of open file descriptors held by xapid", "", 0, 0};
   if (name == "size") return {"Size of the SR", "B", 0, 0};
+  if (has("io_throughput_read_")) return {"Data read from the SR, in MiB/s", "MiB/s", 0, 0};
+  if (has("io_throughput_write_")) return {"Data written to the SR, in MiB/s", "MiB/s", 0, 0};
+  if (has("io_throughput_total_")) return {"All SR I/O, in MiB/s", "MiB/s", 0, 0};
   if (name == "physical_utilisation") return {"Physical utilisation of the SR", "B", 0, 0};
   if (has("vbd_") && ends("_read")) return {"Reads from device " + name.substr(4, name.size() - 9) + ", in B/s", "B/s", 0, 0};
   if (has("vbd_") && ends("_write")) return {"Writes to device " + name.substr(4, name.size() - 10) + ", in B/s", "B/s", 0, 0};
@@ -123,14 +126,16 @@ void collector::retire_locked(std::map<std::string, rrd>& kept, const std::set<s
   }
 }
 
-void collector::collect(const std::vector<sr_reading>& srs) {
+void collector::collect(const std::vector<sr_reading>& srs, const disk_srs& disks) {
   const std::int64_t now_ns = clk_.monotonic_ns();
   const std::int64_t t = clk_.now_ms() / 1000;
   auto domains = hv_.read_domain_counters();
   auto host = hv_.read_host_counters();
   std::lock_guard lock(mu_);
   std::set<std::string> running;
+  std::map<std::string, std::pair<double, double>> sr_io;  // SR uuid's first 8 -> bytes/s read, written
   for (auto& d : domains) {
+    const auto on_srs = disks.find(d.uuid);
     running.insert(d.uuid);
     sample s;
     s.emplace_back("memory", static_cast<double>(d.memory_bytes));
@@ -144,8 +149,15 @@ void collector::collect(const std::vector<sr_reading>& srs) {
           s.emplace_back("cpu" + std::to_string(i), rate(before.vcpu_time_ns[i], d.vcpu_time_ns[i], seconds) / 1e9);
       for (const auto& disk : d.disks)
         if (const auto* b = find_device(before.disks, disk.name)) {
-          s.emplace_back("vbd_" + disk.name + "_read", rate(b->in_bytes, disk.in_bytes, seconds));
-          s.emplace_back("vbd_" + disk.name + "_write", rate(b->out_bytes, disk.out_bytes, seconds));
+          const double read = rate(b->in_bytes, disk.in_bytes, seconds), written = rate(b->out_bytes, disk.out_bytes, seconds);
+          s.emplace_back("vbd_" + disk.name + "_read", read);
+          s.emplace_back("vbd_" + disk.name + "_write", written);
+          if (on_srs == disks.end()) continue;
+          if (auto sr = on_srs->second.find(disk.name); sr != on_srs->second.end() && std::isfinite(read) && std::isfinite(written)) {
+            auto& io = sr_io[sr->second.substr(0, 8)];
+            io.first += read;
+            io.second += written;
+          }
         }
       for (const auto& nic : d.nics)
         if (const auto* b = find_device(before.nics, nic.name)) {
@@ -188,6 +200,12 @@ void collector::collect(const std::vector<sr_reading>& srs) {
         h.emplace_back("pif_" + nic.name + "_rx", rate(b->in_bytes, nic.in_bytes, seconds));
         h.emplace_back("pif_" + nic.name + "_tx", rate(b->out_bytes, nic.out_bytes, seconds));
       }
+  }
+  for (const auto& [sr8, io] : sr_io) {
+    const double mib = 1 << 20;
+    h.emplace_back("io_throughput_read_" + sr8, io.first / mib);
+    h.emplace_back("io_throughput_write_" + sr8, io.second / mib);
+    h.emplace_back("io_throughput_total_" + sr8, (io.first + io.second) / mib);
   }
   host_.update(t, h);
   last_host_ = std::pair{now_ns, std::move(host)};
@@ -329,6 +347,21 @@ std::vector<sr_reading> srs_kept_here(const storage::state& s, const std::string
     const api::sr* sr = s.get<api::sr>(pbd->SR.opaque);
     if (!sr || (sr->shared && !master)) continue;
     out.push_back({sr->uuid, static_cast<double>(sr->physical_size), static_cast<double>(sr->physical_utilisation)});
+  }
+  return out;
+}
+
+collector::disk_srs disk_srs_here(const storage::state& s, const std::string& host) {
+  collector::disk_srs out;
+  for (const auto& vm_ref : s.refs_where<api::vm>("resident_on", host)) {
+    const api::vm* vm = s.get<api::vm>(vm_ref);
+    if (!vm) continue;
+    for (const auto& vbd_ref : vm->VBDs) {
+      const api::vbd* vbd = s.get<api::vbd>(vbd_ref.opaque);
+      const api::vdi* vdi = vbd && vbd->currently_attached && !vbd->device.empty() ? s.get<api::vdi>(vbd->VDI.opaque) : nullptr;
+      const api::sr* sr = vdi ? s.get<api::sr>(vdi->SR.opaque) : nullptr;
+      if (sr) out[vm->uuid][vbd->device] = sr->uuid;
+    }
   }
   return out;
 }

@@ -58,8 +58,12 @@ class collector {
 
   // Reads the host's archive back from `dir` (VMs' are read when their domains appear).
   result<void, std::string> load();
-  // One sample of every running domain, of the host and of the SRs it keeps.
-  void collect(const std::vector<sr_reading>& srs = {});
+  // Which SR each running VM's disk is on: VM uuid -> device ("xvda") -> SR uuid.
+  using disk_srs = std::map<std::string, std::map<std::string, std::string>>;
+  // One sample of every running domain, of the host and of the SRs it keeps; with `disks`, the
+  // host's I/O per SR too (xapi's iostat: io_throughput_read/_write/_total_<first 8 of the
+  // SR's uuid>, MiB/s, the sum of the disks on it of the VMs running here).
+  void collect(const std::vector<sr_reading>& srs = {}, const disk_srs& disks = {});
   // Writes every archive in memory to `dir` (each through a temporary file and a rename, so a
   // full disk loses that write only; the archives in memory go on).
   result<void, std::string> save_all();
@@ -118,5 +122,7 @@ class collector {
 // The SRs this host keeps archives of: those plugged here, a shared one only on the pool's
 // master (one archive per SR in the pool), with the sizes their records have.
 std::vector<sr_reading> srs_kept_here(const storage::state& s, const std::string& host_ref);
+// The disks of the VMs running on `host_ref`, by the SR each is on (collect's `disks`).
+collector::disk_srs disk_srs_here(const storage::state& s, const std::string& host_ref);
 
 }  // namespace xapid::metrics

@@ -284,6 +284,13 @@ class legacy_metrics(with_daemon):
         vbd_metrics = self.ok(x.VBD.get_metrics(s, vbd))
         self.assertAlmostEqual(wait_for("the VBD's rate", lambda: self.ok(x.VBD_metrics.get_io_write_kbs(s, vbd_metrics)), 20),
                                1024.0, delta=200)
+        # The host's I/O per SR (xapi's iostat names, MiB/s): the disk's 1 MiB/s of writes.
+        sr8 = self.ok(x.SR.get_uuid(s, sr))[:8]
+        written = wait_for("the host's I/O on the SR", lambda: float(self.ok(
+            x.host.query_data_source(s, host, f"io_throughput_write_{sr8}"))) if f"io_throughput_write_{sr8}" in
+            [d["name_label"] for d in self.ok(x.host.get_data_sources(s, host))] else None, 20)
+        self.assertAlmostEqual(written, 1.0, delta=0.2)
+        self.assertAlmostEqual(float(self.ok(x.host.query_data_source(s, host, f"io_throughput_total_{sr8}"))), 1.0, delta=0.25)
         host_metrics = self.ok(x.host.get_metrics(s, host))
         self.assertGreater(int(self.ok(x.host_metrics.get_memory_free(s, host_metrics))), 0)
         # A destroyed device's metrics go with it (the master's sweep, each minute).
