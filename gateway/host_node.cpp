@@ -575,6 +575,8 @@ result<void, std::string> host_node::start_serving(int threads) {
       }
       if (second % metrics::step_seconds == 0) {
         const auto snap = p.db->snapshot();
+        const api::pool* pool = snap->first<api::pool>();
+        p.collector->set_min_max(pool && pool->other_config.count("create_min_max_in_new_VM_RRDs") > 0);
         p.collector->collect(metrics::srs_kept_here(*snap, p.host), metrics::disk_srs_here(*snap, p.host));
         legacy_metrics(p, second);
       }

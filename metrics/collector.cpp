@@ -104,7 +104,7 @@ result<void, std::string> collector::load() {
 rrd* collector::rrd_locked(std::map<std::string, rrd>& kept, const std::string& uuid) {
   if (auto it = kept.find(uuid); it != kept.end()) return &it->second;
   // An object here before takes up its archive again.
-  rrd fresh(standard_layout(min_max_));
+  rrd fresh(standard_layout(min_max_.load(std::memory_order_relaxed)));
   if (uuid.size() <= 64 && uuid.find('/') == std::string::npos) {
     std::ifstream in(path_of(uuid), std::ios::binary);
     std::stringstream text;

@@ -9,6 +9,7 @@
 // keeps it). Only the VMs running here and the SRs kept here have archives in memory.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -90,6 +91,9 @@ class collector {
   std::optional<std::string> export_archive(const std::string& uuid);
   result<void, std::string> import_archive(const std::string& uuid, std::string_view dump);
 
+  // Whether archives made from now on have MIN and MAX beside AVERAGE (the pool's
+  // other_config:create_min_max_in_new_VM_RRDs, looked at each collection).
+  void set_min_max(bool on) noexcept { min_max_.store(on, std::memory_order_relaxed); }
   const std::string& host_uuid() const noexcept { return host_uuid_; }
   std::uint64_t samples() const noexcept { return samples_; }
 
@@ -109,7 +113,7 @@ class collector {
   xen::backend& hv_;
   clock& clk_;
   std::string host_uuid_, dir_;
-  bool min_max_;
+  std::atomic<bool> min_max_;
   std::mutex mu_;
   rrd host_;
   std::map<std::string, rrd> vms_;  // running here

@@ -8,6 +8,7 @@ survive a restart.
 
 Usage: metrics_test.py PATH_TO_XAPID"""
 import json
+import os
 import re
 import socket
 import sys
@@ -297,6 +298,49 @@ class legacy_metrics(with_daemon):
         self.ok(x.VM.hard_shutdown(s, vm))
         self.ok(x.VIF.destroy(s, vif))
         wait_for("the VIF's metrics dropped", lambda: vif_metrics not in self.ok(x.VIF_metrics.get_all(s)), 70)
+
+
+class archives_as_asked(http_reads, with_daemon):
+    """MIN and MAX archives when the pool asks, forgetting a source, and a failed archive write."""
+
+    def test_min_max_archives_for_vms_started_after_the_pool_asks(self):
+        x, s = self.x, self.s
+        self.ok(x.pool.add_to_other_config(s, self.ok(x.pool.get_all(s))[0], "create_min_max_in_new_VM_RRDs", "true"))
+        time.sleep(6)  # looked at each collection
+        vm = self.ok(x.VM.create(s, vm_record("min max")))
+        self.ok(x.VM.start(s, vm, False, False))
+        uuid = self.ok(x.VM.get_uuid(s, vm))
+        wait_for("the VM's archive", lambda: self.get(f"/vm_rrd?uuid={uuid}")[0] == 200, 20)
+        root = ET.fromstring(self.get(f"/vm_rrd?uuid={uuid}")[1])
+        self.assertEqual(sorted({r.find("cf").text for r in root.findall("rra")}), ["AVERAGE", "MAX", "MIN"])
+        # forget_data_source_archives: a known source's history goes; an unknown one is refused.
+        wait_for("cpu0", lambda: "cpu0" in [d["name_label"] for d in self.ok(x.VM.get_data_sources(s, vm))], 20)
+        self.ok(x.VM.forget_data_source_archives(s, vm, "cpu0"))
+        self.assertEqual(self.err(x.VM.forget_data_source_archives(s, vm, "no_such"))[:2], ["INVALID_VALUE", "data_source"])
+        root = ET.fromstring(self.get(f"/vm_rrd?uuid={uuid}")[1])
+        names = [d.find("name").text for d in root.findall("ds")]
+        if "cpu0" in names:  # a sample since the forget may have brought it back: its history is new
+            at = names.index("cpu0")
+            known = [row.findall("v")[at].text for row in root.find("rra").findall("database/row")]
+            self.assertLessEqual(sum(v != "NaN" for v in known), 1)
+
+    def test_a_failed_archive_write_is_an_error_and_the_archives_in_memory_go_on(self):
+        x, s = self.x, self.s
+        host = self.ok(x.host.get_all(s))[0]
+        rrd_dir = os.path.join(self.dir.name, "rrd")
+        aside = rrd_dir + ".aside"
+        os.rename(rrd_dir, aside)
+        with open(rrd_dir, "w") as f:  # a file where the directory was: every write fails, as on a full disk
+            f.write("not a directory")
+        try:
+            before = int(ET.fromstring(self.get("/host_rrd")[1]).find("lastupdate").text)
+            self.assertEqual(self.err(x.host.backup_rrds(s, host, 0.0))[0], "INTERNAL_ERROR")
+            wait_for("a later sample", lambda: int(ET.fromstring(self.get("/host_rrd")[1]).find("lastupdate").text) > before, 15)
+        finally:
+            os.remove(rrd_dir)
+            os.rename(aside, rrd_dir)
+        self.ok(x.host.backup_rrds(s, host, 0.0))
+        self.assertTrue(os.path.exists(os.path.join(rrd_dir, "host.xml")))
 
 
 def free_port():
