@@ -63,7 +63,12 @@ api::api_result<std::string> message_log::create(const alert& a) {
   return ref;
 }
 
-void message_log::raise(const alert& a) {
+void message_log::raise(const alert& given) {
+  // Bounded as message.create bounds a client's: a body made of an administrator's text (an
+  // ALARM quotes its config) is cut, not refused.
+  alert a = given;
+  if (a.name.size() > max_name_bytes) a.name = utf8_prefix(a.name, max_name_bytes - 3);
+  if (a.body.size() > max_body_bytes) a.body = utf8_prefix(a.body, max_body_bytes - 3);
   std::string ref;
   db_.commit_async(creation(a, ref), [name = a.name, uuid = a.obj_uuid](result<storage::generation, api::api_error> r) {
     if (!r) spdlog::warn("message.raise.failed name={} obj={} reason=\"{}\"", name, uuid, r.error().description().at(0));

@@ -47,7 +47,7 @@ class message_log {
   static constexpr std::size_t max_body_bytes = 16 * 1024;
   api::api_result<std::string> create(const alert& a);
   // An alert of xapid's own: committed without waiting (a failure is logged, the operation that
-  // raised it stands).
+  // raised it stands); a name or body past the bounds is cut to them.
   void raise(const alert& a);
   // The same for a VM: `what` follows "VM '<name>' (uuid: <uuid>) ", as xapi writes its bodies.
   void raise_for_vm(std::pair<const char*, std::int64_t> kind, const std::string& vm_ref, const std::string& what);

@@ -403,10 +403,7 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.metrics_ctx.emplace(metrics_context{db, *p.sessions, *p.logins, *p.collector, &p.rpcs, &*p.events, p.pool_log.get()});
   register_metrics_handlers(*p.server, *p.metrics_ctx);
   if (!opt.metrics_listen.empty()) {
-    p.scrape_server.emplace(*p.io, [](http_request, http_server::responder respond) {
-      respond({404, "text/plain", "only GET /metrics is served here\n"});
-    });
-    register_open_metrics_handler(*p.scrape_server, *p.metrics_ctx);
+    p.scrape_server.emplace(*p.io, open_metrics_handler(*p.metrics_ctx));
   }
   return node;
 }

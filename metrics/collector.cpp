@@ -79,21 +79,36 @@ collector::collector(xen::backend& hv, clock& clk, std::string host_uuid, std::s
     : hv_(hv), clk_(clk), host_uuid_(std::move(host_uuid)), dir_(std::move(dir)), min_max_(min_max),
       host_(standard_layout(min_max)) {}
 
-std::string collector::path_of(const std::string& uuid) const {
-  return dir_ + "/" + (uuid.empty() ? "host" : uuid) + ".xml";
+std::optional<std::string> collector::path_of(archive_kind kind, const std::string& uuid) const {
+  if (kind == archive_kind::host) return dir_ + "/host.xml";
+  if (uuid.empty() || uuid.size() > 64 || uuid.find_first_not_of("0123456789abcdefABCDEF-") != std::string::npos) return std::nullopt;
+  return dir_ + "/" + (kind == archive_kind::sr ? "sr-" : "") + uuid + ".xml";
+}
+
+std::optional<rrd> collector::read_back(archive_kind kind, const std::string& uuid) const {
+  auto path = path_of(kind, uuid);
+  if (!path) return std::nullopt;
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  auto loaded = rrd::from_xml(text.str());
+  if (!loaded) return std::nullopt;
+  return std::move(loaded).value();
 }
 
 result<void, std::string> collector::load() {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return fail("cannot make " + dir_ + ": " + ec.message());
-  std::ifstream in(path_of(""), std::ios::binary);
+  std::ifstream in(*path_of(archive_kind::host, ""), std::ios::binary);
   if (!in) return ok_v;  // a first start
   std::stringstream text;
   text << in.rdbuf();
   auto loaded = rrd::from_xml(text.str());
   if (!loaded) {
-    spdlog::warn("metrics.archive.unreadable file={} reason=\"{}\" action=\"starting afresh\"", path_of(""), loaded.error());
+    spdlog::warn("metrics.archive.unreadable file={} reason=\"{}\" action=\"starting afresh\"", *path_of(archive_kind::host, ""),
+                 loaded.error());
     return ok_v;
   }
   std::lock_guard lock(mu_);
@@ -101,28 +116,26 @@ result<void, std::string> collector::load() {
   return ok_v;
 }
 
-rrd* collector::rrd_locked(std::map<std::string, rrd>& kept, const std::string& uuid) {
-  if (auto it = kept.find(uuid); it != kept.end()) return &it->second;
+rrd* collector::rrd_locked(archive_kind kind, const std::string& uuid) {
+  auto& archives = kept(kind);
+  if (auto it = archives.find(uuid); it != archives.end()) return &it->second;
   // An object here before takes up its archive again.
-  rrd fresh(standard_layout(min_max_.load(std::memory_order_relaxed)));
-  if (uuid.size() <= 64 && uuid.find('/') == std::string::npos) {
-    std::ifstream in(path_of(uuid), std::ios::binary);
-    std::stringstream text;
-    if (in && (text << in.rdbuf()))
-      if (auto loaded = rrd::from_xml(text.str())) fresh = std::move(loaded).value();
-  }
-  return &kept.emplace(uuid, std::move(fresh)).first->second;
+  auto fresh = read_back(kind, uuid);
+  if (!fresh) fresh.emplace(standard_layout(min_max_.load(std::memory_order_relaxed)));
+  return &archives.emplace(uuid, std::move(*fresh)).first->second;
 }
 
-void collector::retire_locked(std::map<std::string, rrd>& kept, const std::set<std::string>& present) {
-  for (auto it = kept.begin(); it != kept.end();) {
+void collector::retire_locked(archive_kind kind, const std::set<std::string>& present) {
+  auto& archives = kept(kind);
+  for (auto it = archives.begin(); it != archives.end();) {
     if (present.count(it->first)) {
       ++it;
       continue;
     }
-    if (auto st = save_locked(it->first, it->second); !st) spdlog::warn("metrics.archive.not_saved uuid={} reason=\"{}\"", it->first, st.error());
-    last_.erase(it->first);
-    it = kept.erase(it);
+    if (auto st = save_locked(kind, it->first, it->second); !st)
+      spdlog::warn("metrics.archive.not_saved uuid={} reason=\"{}\"", it->first, st.error());
+    if (kind == archive_kind::vm) last_.erase(it->first);
+    it = archives.erase(it);
   }
 }
 
@@ -165,19 +178,19 @@ void collector::collect(const std::vector<sr_reading>& srs, const disk_srs& disk
           s.emplace_back("vif_" + nic.name + "_tx", rate(b->out_bytes, nic.out_bytes, seconds));
         }
     }
-    rrd_locked(vms_, d.uuid)->update(t, s);
+    rrd_locked(archive_kind::vm, d.uuid)->update(t, s);
     const std::string uuid = d.uuid;  // (the right side of `=` is evaluated first)
     last_[uuid] = previous{d.domid, now_ns, std::move(d)};
   }
   // VMs whose domain went, and SRs no longer kept here: their archive is kept on disk, and
   // leaves memory.
-  retire_locked(vms_, running);
+  retire_locked(archive_kind::vm, running);
   std::set<std::string> kept_srs;
   for (const auto& sr : srs) {
     kept_srs.insert(sr.uuid);
-    rrd_locked(srs_, sr.uuid)->update(t, {{"size", sr.size}, {"physical_utilisation", sr.utilisation}});
+    rrd_locked(archive_kind::sr, sr.uuid)->update(t, {{"size", sr.size}, {"physical_utilisation", sr.utilisation}});
   }
-  retire_locked(srs_, kept_srs);
+  retire_locked(archive_kind::sr, kept_srs);
   sample h;
   h.emplace_back("memory_total_kib", static_cast<double>(host.memory_total_bytes) / 1024);
   h.emplace_back("memory_free_kib", static_cast<double>(host.memory_free_bytes) / 1024);
@@ -222,18 +235,20 @@ std::optional<std::string> collector::export_archive(const std::string& uuid) {
 }
 
 result<void, std::string> collector::import_archive(const std::string& uuid, std::string_view dump) {
-  if (uuid.empty() || uuid.size() > 64 || uuid.find('/') != std::string::npos) return fail("not a VM's uuid: " + uuid);
+  if (!path_of(archive_kind::vm, uuid)) return fail("not a VM's uuid: " + uuid);
   auto archive = rrd::from_xml(dump);
   if (!archive) return fail(archive.error());
   std::lock_guard lock(mu_);
-  rrd& kept = vms_.insert_or_assign(uuid, std::move(archive).value()).first->second;
-  return save_locked(uuid, kept);
+  rrd& taken = vms_.insert_or_assign(uuid, std::move(archive).value()).first->second;
+  return save_locked(archive_kind::vm, uuid, taken);
 }
 
-result<void, std::string> collector::save_locked(const std::string& uuid, const rrd& r) {
+result<void, std::string> collector::save_locked(archive_kind kind, const std::string& uuid, const rrd& r) {
+  const auto where = path_of(kind, uuid);
+  if (!where) return fail("not a uuid: " + uuid);
   std::string text;
   r.dump_xml(text, true);
-  const std::string path = path_of(uuid), temporary = path + ".tmp";
+  const std::string path = *where, temporary = path + ".tmp";
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return fail(temporary + ": " + std::strerror(errno));
   std::size_t done = 0;
@@ -254,31 +269,27 @@ result<void, std::string> collector::save_locked(const std::string& uuid, const 
 
 result<void, std::string> collector::save_all() {
   std::lock_guard lock(mu_);
-  if (auto st = save_locked("", host_); !st) return st;
-  for (const auto* kept : {&vms_, &srs_})
-    for (const auto& [uuid, r] : *kept)
-      if (auto st = save_locked(uuid, r); !st) return st;
+  if (auto st = save_locked(archive_kind::host, "", host_); !st) return st;
+  for (const auto kind : {archive_kind::vm, archive_kind::sr})
+    for (const auto& [uuid, r] : kept(kind))
+      if (auto st = save_locked(kind, uuid, r); !st) return st;
   return ok_v;
 }
 
-bool collector::with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f) {
+bool collector::with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f, archive_kind kind) {
   std::lock_guard lock(mu_);
   if (uuid.empty()) {
     f(host_);
     return true;
   }
-  for (const auto* kept : {&vms_, &srs_})
-    if (auto it = kept->find(uuid); it != kept->end()) {
-      f(it->second);
-      return true;
-    }
-  // An object not here now: its archive on disk, when it ran here.
-  if (uuid.size() > 64 || uuid.find('/') != std::string::npos) return false;
-  std::ifstream in(path_of(uuid), std::ios::binary);
-  if (!in) return false;
-  std::stringstream text;
-  text << in.rdbuf();
-  auto loaded = rrd::from_xml(text.str());
+  if (kind == archive_kind::host) return false;
+  auto& archives = kept(kind);
+  if (auto it = archives.find(uuid); it != archives.end()) {
+    f(it->second);
+    return true;
+  }
+  // An object not here now: its archive on disk, when it was here.
+  auto loaded = read_back(kind, uuid);
   if (!loaded) return false;
   f(*loaded);
   return true;
@@ -328,9 +339,8 @@ collector::recent_rows collector::rows_since(std::int64_t step, std::int64_t sin
 bool collector::forget(const std::string& uuid, const std::string& name) {
   std::lock_guard lock(mu_);
   if (uuid.empty()) return host_.forget(name);
-  for (auto* kept : {&vms_, &srs_})
-    if (auto it = kept->find(uuid); it != kept->end()) return it->second.forget(name);
-  return false;
+  auto it = vms_.find(uuid);
+  return it != vms_.end() && it->second.forget(name);
 }
 
 }  // namespace xapid::metrics

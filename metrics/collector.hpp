@@ -37,6 +37,10 @@ struct source_description {
 };
 source_description describe(const std::string& name);
 
+// Whose archive: the host's, a VM's or an SR's (their files differ: DIR/rrd/host.xml,
+// <uuid>.xml, sr-<uuid>.xml, so a VM and an SR with one uuid never share one).
+enum class archive_kind : std::uint8_t { host, vm, sr };
+
 // An SR's sizes as its record has them (bytes).
 struct sr_reading {
   std::string uuid;
@@ -69,9 +73,10 @@ class collector {
   // full disk loses that write only; the archives in memory go on).
   result<void, std::string> save_all();
 
-  // An archive: "" for the host's, else a VM's or an SR's uuid. `f` runs under the collector's
-  // lock. Answers false when there is none (a VM not running here and never archived).
-  bool with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f);
+  // An archive: "" for the host's, else the VM's (or, with archive_kind::sr, the SR's) of that
+  // uuid. `f` runs under the collector's lock. Answers false when there is none (a VM not
+  // running here and never archived).
+  bool with_rrd(const std::string& uuid, const std::function<void(const rrd&)>& f, archive_kind kind = archive_kind::vm);
   // The selected archives in memory, with their legend prefixes ("host:<uuid>:", "vm:<uuid>:",
   // "sr:<uuid>:"), under the lock; a named uuid with no archive here is left out (as xapi's).
   void with_all(const archive_selection& which,
@@ -103,12 +108,16 @@ class collector {
     std::int64_t at_ns = 0;
     xen::domain_counters counters;
   };
+  std::map<std::string, rrd>& kept(archive_kind kind) { return kind == archive_kind::sr ? srs_ : vms_; }
   // An object's archive in memory, read back from `dir` when it was kept here before.
-  rrd* rrd_locked(std::map<std::string, rrd>& kept, const std::string& uuid);
+  rrd* rrd_locked(archive_kind kind, const std::string& uuid);
   // Archives of objects no longer here leave memory, saved to `dir`.
-  void retire_locked(std::map<std::string, rrd>& kept, const std::set<std::string>& present);
-  result<void, std::string> save_locked(const std::string& uuid, const rrd& r);
-  std::string path_of(const std::string& uuid) const;
+  void retire_locked(archive_kind kind, const std::set<std::string>& present);
+  result<void, std::string> save_locked(archive_kind kind, const std::string& uuid, const rrd& r);
+  // Its file; nullopt for a uuid that cannot name one (a path's characters).
+  std::optional<std::string> path_of(archive_kind kind, const std::string& uuid) const;
+  // An archive read back from its file, when there is one.
+  std::optional<rrd> read_back(archive_kind kind, const std::string& uuid) const;
 
   xen::backend& hv_;
   clock& clk_;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +16,8 @@
 #include <re2/re2.h>
 #include <spdlog/spdlog.h>
 
+#include "common/loggable.hpp"
+
 #include "metrics/collector.hpp"
 #include "storage/schema.hpp"
 
@@ -22,8 +25,14 @@ namespace xapid::metrics {
 namespace {
 
 // The longest config and pattern taken: other_config values are an admin's text.
-constexpr std::size_t max_config_bytes = 64 * 1024, max_pattern_bytes = 1024;
-constexpr int max_depth = 16;  // xapi's configs are three deep; the body's printer recurses
+// What one host spends on the configs: an administrator's text, judged by the daemon that runs
+// as root. xapi's configs are three deep with a few variables of short patterns.
+constexpr std::size_t max_config_bytes = 64 * 1024, max_pattern_bytes = 256, max_element_bytes = 4096;
+constexpr std::size_t max_variables = 16;             // per object
+constexpr std::size_t max_watched_variables = 4096;   // of every object a host watches
+constexpr std::int64_t max_pattern_memory = 64 << 10;  // RE2's program and DFA, per pattern
+constexpr int max_depth = 16;                          // the body's printer recurses
+constexpr std::int64_t max_period = std::int64_t{1} << 40;  // seconds either way: no overflow in the counts
 
 // How deeply the document nests, walked without recursion (a config is an admin's text).
 int depth_of(const pugi::xml_node& root) {
@@ -105,8 +114,8 @@ std::optional<double> real_of(const std::string& s) {
   const char* b = s.c_str();
   char* end = nullptr;
   errno = 0;
-  const double v = std::strtod(b, &end);
-  if (end == b || errno == ERANGE) return std::nullopt;
+  const double v = std::strtod(b, &end);  // (1e309 is inf and 1e-320 subnormal, as Python's float())
+  if (end == b) return std::nullopt;
   while (*end == ' ' || *end == '\t' || *end == '\n') ++end;
   if (*end != '\0') return std::nullopt;
   return v;
@@ -120,7 +129,7 @@ std::optional<std::int64_t> integer_of(const std::string& s) {
   if (end == b || errno == ERANGE) return std::nullopt;
   while (*end == ' ' || *end == '\t' || *end == '\n') ++end;
   if (*end != '\0') return std::nullopt;
-  return v;
+  return std::clamp<std::int64_t>(v, -max_period, max_period);
 }
 
 void escape_attribute(std::string& out, std::string_view v) {
@@ -225,7 +234,9 @@ result<std::vector<alarm_variable>, std::string> parse_perfmon(watched_kind kind
     return fail(std::string("XML parse error: ") + parsed.description());
   if (depth_of(doc) > max_depth) return fail("the config nests deeper than " + std::to_string(max_depth) + " elements");
   std::vector<alarm_variable> out;
-  for (const auto& found : doc.select_nodes("//variable")) {
+  const auto variables = doc.select_nodes("//variable");
+  if (variables.size() > max_variables) return fail("the config has more than " + std::to_string(max_variables) + " variables");
+  for (const auto& found : variables) {
     const pugi::xml_node v = found.node();
     const pugi::xml_node name_node = v.select_node(".//name").node();
     if (!name_node) return fail("variable missing 'name' tag");
@@ -239,9 +250,10 @@ result<std::vector<alarm_variable>, std::string> parse_perfmon(watched_kind kind
     auto pattern = value("rrd_regex");
     if (!pattern) pattern = default_regex(kind, name);
     if (!pattern) return fail("variable " + name + ": no default rrd_regex - please specify one");
-    if (pattern->size() > max_pattern_bytes) return fail("variable " + name + ": rrd_regex is over 1 KiB");
+    if (pattern->size() > max_pattern_bytes) return fail("variable " + name + ": rrd_regex is over 256 bytes");
     RE2::Options options;
     options.set_log_errors(false);
+    options.set_max_mem(max_pattern_memory);
     auto re = std::make_shared<const re2::RE2>("^(?:" + *pattern + ")$", options);
     if (!re->ok()) return fail("variable " + name + ": regex " + *pattern + " does not compile");
     a.pattern = std::move(re);
@@ -270,6 +282,7 @@ result<std::vector<alarm_variable>, std::string> parse_perfmon(watched_kind kind
     if (!p) return fail("variable " + name + ": alarm_priority " + priority + " not an int");
     a.priority = *p;
     pretty(v, 0, a.element);
+    if (a.element.size() > max_element_bytes) return fail("variable " + name + " is over 4 KiB as XML");
     // A later variable of the same name replaces an earlier one (xapi keeps one per name).
     std::erase_if(out, [&](const alarm_variable& e) { return e.name == a.name; });
     out.push_back(std::move(a));
@@ -281,9 +294,12 @@ std::vector<alarm> perfmon::evaluate(const std::vector<object_rows>& objects, st
                                      const system_usage& sys) {
   std::vector<alarm> alarms;
   std::map<std::string, object_state> next;
+  std::size_t watched = 0;  // variables kept so far, of every object
   for (const auto& o : objects) {
-    object_state& st = next[o.uuid];
-    auto before = objects_.find(o.uuid);
+    // (Keyed by class too: an SR introduced with a VM's uuid is another object.)
+    const std::string key = std::string(class_name(o.kind)) + "/" + o.uuid;
+    object_state& st = next[key];
+    auto before = objects_.find(key);
     if (before != objects_.end() && before->second.config == o.config) {
       st = std::move(before->second);
     } else {
@@ -291,8 +307,11 @@ std::vector<alarm> perfmon::evaluate(const std::vector<object_rows>& objects, st
       std::vector<alarm_variable> parsed;
       if (!o.config.empty()) {
         auto p = parse_perfmon(o.kind, o.config);
+        if (p && watched + p->size() > max_watched_variables) p = fail("this host already watches " + std::to_string(watched) + " variables");
         if (p) parsed = std::move(p).value();
-        else spdlog::warn("perfmon.config.ignored class={} uuid={} reason=\"{}\"", class_name(o.kind), o.uuid, p.error());
+        else
+          spdlog::warn("perfmon.config.ignored class={} uuid={} reason=\"{}\"", class_name(o.kind), loggable(o.uuid),
+                       loggable(p.error(), 256));
       }
       // A variable whose XML is unchanged keeps its state.
       for (auto& v : parsed) {
@@ -313,8 +332,10 @@ std::vector<alarm> perfmon::evaluate(const std::vector<object_rows>& objects, st
         st.variables.push_back(std::move(vs));
       }
     }
+    watched += st.variables.size();
     for (auto& vs : st.variables) {
       const alarm_variable& c = vs.config;
+      bool raised = false;  // at most one alarm of a variable per look, however many rows were bad
       std::vector<std::size_t> matched;
       for (std::size_t j = 0; j < o.sources.size(); ++j)
         if (re2::RE2::FullMatch(o.sources[j], *c.pattern)) matched.push_back(j);
@@ -355,7 +376,8 @@ std::vector<alarm> perfmon::evaluate(const std::vector<object_rows>& objects, st
         vs.down_counter -= step;
         if (vs.down_counter > 0) continue;
         vs.down_counter = c.trigger_period;
-        if (now - vs.last_alarm < c.inhibit_period) continue;
+        if (raised || now - vs.last_alarm < c.inhibit_period) continue;
+        raised = true;
         vs.last_alarm = now;
         char number[64];
         std::snprintf(number, sizeof number, "%f", value);

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
+#include "common/loggable.hpp"
 #include "gateway/auth/external_auth.hpp"
 #include "gateway/auth/passwords.hpp"
 
@@ -20,13 +21,6 @@ bool has_control_characters(const std::string& s) {
   for (unsigned char c : s)
     if (c < 0x20 || c == 0x7f) return true;
   return false;
-}
-
-// Text as the log may show it: printable, at most 64 bytes.
-std::string loggable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 64)) out.push_back(c < 0x20 || c >= 0x7f ? '?' : static_cast<char>(c));
-  return out;
 }
 
 // A user name the log may show: an account of this host (root included); anything else may be

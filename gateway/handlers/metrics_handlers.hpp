@@ -29,9 +29,11 @@ struct metrics_context {
 };
 
 void register_metrics_handlers(http_server& server, metrics_context& ctx);
-// GET /metrics with no credentials asked (--metrics-listen: a listener of its own, for a
-// scraper; it tells what the authenticated one does, and nothing else is served there).
-void register_open_metrics_handler(http_server& server, metrics_context& ctx);
+// The handler of --metrics-listen's listener, for a scraper: GET /metrics with no credentials
+// asked (what the authenticated one tells), anything else 404. Answered from the serving
+// threads, not a stream's (a few clients that never read cannot hold the stream slots), with
+// the text made at most once a second whoever asks.
+http_server::handler open_metrics_handler(metrics_context& ctx);
 // The Prometheus text of this host now.
 std::string prometheus_text(metrics_context& ctx);
 

@@ -9,8 +9,12 @@ namespace {
 
 using storage::schema;
 
-// A label's value in the text format: backslash, quote and newline escaped.
-std::string label_value(const std::string& s) {
+// A label's value in the text format: backslash, quote and newline escaped; at most 256 bytes
+// of it (a VM's name may be a megabyte), cut before a UTF-8 sequence that would not fit whole.
+std::string label_value(const std::string& whole) {
+  std::size_t n = std::min<std::size_t>(whole.size(), 256);
+  while (n < whole.size() && n > 0 && (static_cast<unsigned char>(whole[n]) & 0xC0) == 0x80) --n;
+  const std::string_view s(whole.data(), n);
   std::string out;
   for (char c : s) {
     if (c == '\\') out += "\\\\";
@@ -74,31 +78,46 @@ std::string prometheus_text(metrics_context& ctx) {
     host_label += ",name_label=\"" + label_value(snap->get<api::host>(*ref)->name_label) + "\"";
   metrics::archive_selection every;
   every.host = every.all_srs = true;
+  // The newest values are copied under the collector's lock (which its sampling takes), and
+  // the text is made after.
+  struct newest {
+    std::string prefix;
+    std::vector<std::pair<std::string, double>> values;
+  };
+  std::vector<newest> all;
   ctx.collector.with_all(every, [&](const auto& archives) {
+    all.reserve(archives.size());
     for (const auto& [prefix, r] : archives) {
-      const bool is_host = prefix.rfind("host:", 0) == 0, is_sr = prefix.rfind("sr:", 0) == 0;
-      std::string labels = host_label;
-      if (!is_host) {
-        // "vm:<uuid>:" or "sr:<uuid>:"
-        const std::string uuid = prefix.substr(3, prefix.size() - 4);
-        labels = (is_sr ? "sr_uuid=\"" : "vm_uuid=\"") + label_value(uuid) + "\"," + host_label.substr(0, host_label.find(",name_label"));
-        const std::string* name = nullptr;
-        if (is_sr) {
-          if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::sr>(), uuid)) name = &snap->get<api::sr>(*ref)->name_label;
-        } else if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::vm>(), uuid)) {
-          name = &snap->get<api::vm>(*ref)->name_label;
-        }
-        if (name) labels += ",name_label=\"" + label_value(*name) + "\"";
-      }
+      newest n{prefix, {}};
+      n.values.reserve(r->sources().size());
       for (const auto& source : r->sources()) {
         const double v = r->latest(source).value_or(std::nan(""));
-        if (std::isnan(v)) continue;
-        const auto d = metrics::describe(source);
-        add(metric_name(is_host ? "xapid_host_" : is_sr ? "xapid_sr_" : "xapid_vm_", source), d.description + (d.units.empty() ? "" : " (" + d.units + ")"),
-            labels, v);
+        if (!std::isnan(v)) n.values.emplace_back(source, v);
       }
+      all.push_back(std::move(n));
     }
   });
+  for (const auto& [prefix, values] : all) {
+    const bool is_host = prefix.rfind("host:", 0) == 0, is_sr = prefix.rfind("sr:", 0) == 0;
+    std::string labels = host_label;
+    if (!is_host) {
+      // "vm:<uuid>:" or "sr:<uuid>:"
+      const std::string uuid = prefix.substr(3, prefix.size() - 4);
+      labels = (is_sr ? "sr_uuid=\"" : "vm_uuid=\"") + label_value(uuid) + "\"," + host_label.substr(0, host_label.find(",name_label"));
+      const std::string* name = nullptr;
+      if (is_sr) {
+        if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::sr>(), uuid)) name = &snap->get<api::sr>(*ref)->name_label;
+      } else if (auto ref = snap->ref_by_uuid(schema::get().class_of<api::vm>(), uuid)) {
+        name = &snap->get<api::vm>(*ref)->name_label;
+      }
+      if (name) labels += ",name_label=\"" + label_value(*name) + "\"";
+    }
+    for (const auto& [source, v] : values) {
+      const auto d = metrics::describe(source);
+      add(metric_name(is_host ? "xapid_host_" : is_sr ? "xapid_sr_" : "xapid_vm_", source),
+          d.description + (d.units.empty() ? "" : " (" + d.units + ")"), labels, v);
+    }
+  }
   // xapid's own: what its database holds of the objects that come and go.
   for (const char* cls : {"session", "task", "message", "VM"}) {
     const auto index = schema::get().class_index(cls);

@@ -15,7 +15,7 @@ struct call_stats::slot {
 };
 
 call_stats::call_stats() : methods_(api::all_methods().size()) {
-  slots_ = std::make_unique<slot[]>(2 * methods_ + 1);
+  slots_ = std::make_unique<slot[]>(2 * methods_ + 2);
 }
 
 call_stats::~call_stats() = default;
@@ -27,6 +27,11 @@ std::size_t call_stats::slot_of(std::string_view wire_name) const noexcept {
   if (!m) return 2 * methods_;
   const auto index = static_cast<std::size_t>(m - api::all_methods().data());
   return async ? methods_ + index : index;
+}
+
+std::size_t call_stats::counted_in(std::size_t slot, bool had_session) const noexcept {
+  if (had_session || slot >= 2 * methods_) return slot;
+  return api::all_methods()[slot % methods_].takes_session ? 2 * methods_ + 1 : slot;
 }
 
 void call_stats::record(std::size_t at, const wire::response& r, std::chrono::nanoseconds took) noexcept {
@@ -52,10 +57,11 @@ std::vector<call_stats::method_reading> call_stats::read() const {
   const auto methods = api::all_methods();
   auto name_of = [&](std::size_t at) {
     if (at == 2 * methods_) return std::string("unknown");
+    if (at == 2 * methods_ + 1) return std::string("(unauthenticated)");
     return (at >= methods_ ? std::string(async_prefix) : std::string()) + std::string(methods[at % methods_].wire_name);
   };
   std::map<std::size_t, std::size_t> row_of;  // slot -> its place in `out`
-  for (std::size_t at = 0; at <= 2 * methods_; ++at) {
+  for (std::size_t at = 0; at <= 2 * methods_ + 1; ++at) {
     auto latency = slots_[at].latency.read();
     if (latency.count == 0) continue;
     row_of[at] = out.size();

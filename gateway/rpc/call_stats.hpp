@@ -1,7 +1,10 @@
 // How many calls of each RPC this host answered, with what result, and how long they took (from
 // the request's arrival to its answer), for GET /metrics. One slot per catalog method and one
 // per its Async form, made up front: recording takes no lock for a success; a failure also
-// counts its error code under a lock (failures are the rarer answer).
+// counts its error code under a lock (failures are the rarer answer). Calls that needed a
+// session and had none valid (or one whose role may not make them) share one slot,
+// "(unauthenticated)", and names outside the
+// catalog one, "unknown": whoever has no session cannot grow the answer of /metrics.
 #pragma once
 
 #include <chrono>
@@ -28,6 +31,9 @@ class call_stats {
   // The slot of a call's method ("VM.start", "Async.VM.start"); names outside the catalog share
   // one slot ("unknown").
   std::size_t slot_of(std::string_view wire_name) const noexcept;
+  // Where a call of `slot` is counted once answered: its own slot, or the unauthenticated one
+  // when its method takes a session and `had_session` is false.
+  std::size_t counted_in(std::size_t slot, bool had_session) const noexcept;
   void record(std::size_t slot, const wire::response& r, std::chrono::nanoseconds took) noexcept;
 
   struct method_reading {
@@ -42,7 +48,7 @@ class call_stats {
  private:
   struct slot;
   std::unique_ptr<slot[]> slots_;
-  std::size_t methods_;  // catalog methods; then as many Async forms; then "unknown"
+  std::size_t methods_;  // catalog methods; then as many Async forms; then "unknown", "(unauthenticated)"
   mutable std::mutex failures_mu_;
   std::map<std::pair<std::size_t, std::string>, std::uint64_t> failures_;
 };

@@ -201,7 +201,7 @@ void dispatcher::dispatch_async(wire::call c, call_context ctx,
                                 std::function<void(wire::response, call_context)> done) const {
   // Every answer is counted, whichever path gives it, with its time since the request came.
   done = [stats = stats_.get(), slot = stats_->slot_of(c.method), done = std::move(done)](wire::response r, call_context ctx) {
-    stats->record(slot, r, monotonic_now() - ctx.started);
+    stats->record(stats->counted_in(slot, !ctx.session.empty()), r, monotonic_now() - ctx.started);
     done(std::move(r), std::move(ctx));
   };
   if (!fresh_.needed || !fresh_.needed()) return dispatch_fresh(std::move(c), std::move(ctx), std::move(done));

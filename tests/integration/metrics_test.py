@@ -248,6 +248,13 @@ class alarms(http_reads, with_daemon):
                                          headers={"Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as r:
             self.assertIn(f"AVERAGE:host:{host_uuid}:memory_free_kib", json.loads(r.read())["meta"]["legend"])
+        # q-values count; wildcards (curl's */*) leave the choice to the query's json.
+        for accept, is_json in [("application/json;q=0, text/xml", False), ("*/*", False),
+                                ("text/xml;q=0.5, application/json", True), ("text/xml", False)]:
+            request = urllib.request.Request(self.url + f"/rrd_updates?start={int(time.time()) - 30}&host=true&session_id={self.s}",
+                                             headers={"Accept": accept})
+            with urllib.request.urlopen(request, timeout=30) as r:
+                self.assertEqual(r.read().lstrip().startswith(b"{"), is_json, accept)
 
 
 class legacy_metrics(with_daemon):
@@ -477,6 +484,21 @@ class performance(http_reads, with_daemon):
         roles = {s.labels["role"]: s.value for s in families["xapid_raft_role"].samples}
         self.assertEqual(roles["leader"], 1)
         self.assertGreaterEqual(families["xapid_raft_term"].samples[0].value, 1)
+        # Calls with no valid session share one slot, whatever method they name; a name label
+        # is cut to 256 bytes.
+        for method in ("VM.get_all", "SR.get_all", "network.get_all"):
+            self.err(getattr(self.x, method.split(".")[0]).get_all("OpaqueRef:bogus"))
+        vm = self.ok(self.x.VM.create(self.s, vm_record("n" * 100000)))
+        self.ok(self.x.VM.start(self.s, vm, False, False))
+        vm_uuid = self.ok(self.x.VM.get_uuid(self.s, vm))
+        text = wait_for("the long-named VM's sample", lambda: (lambda t: t if vm_uuid in t else None)(self.get("/metrics")[1]), 20)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        methods = {s.labels["method"] for s in families["xapid_calls"].samples}
+        self.assertIn("(unauthenticated)", methods)
+        self.assertNotIn("SR.get_all", methods)
+        named = [s for s in families["xapid_vm_memory"].samples if s.labels["vm_uuid"] == vm_uuid]
+        self.assertEqual(len(named[0].labels["name_label"]), 256)
+        self.ok(self.x.VM.hard_shutdown(self.s, vm))
         # The scraper's own listener asks for no credentials, and serves nothing else.
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as r:
             self.assertIn("xapid_vm_cpu0", {f.name for f in text_string_to_metric_families(r.read().decode())})

@@ -140,6 +140,62 @@ TEST(perfmon, a_pathological_pattern_costs_linear_time) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
 }
 
+std::string variables(int n, const std::string& extra = "") {
+  std::string config = "<config>";
+  for (int i = 0; i < n; ++i)
+    config += "<variable><name value=\"v" + std::to_string(i) + "\"/><rrd_regex value=\"cpu0\"/><alarm_trigger_level value=\"0.5\"/>" +
+              extra + "</variable>";
+  return config + "</config>";
+}
+
+TEST(perfmon_config, what_a_config_may_cost_is_bounded) {
+  EXPECT_TRUE(parse_perfmon(watched_kind::vm, variables(16)));
+  auto many = parse_perfmon(watched_kind::vm, variables(17));
+  ASSERT_FALSE(many);
+  EXPECT_EQ(many.error(), "the config has more than 16 variables");
+  const std::string long_pattern = "<config><variable><name value=\"x\"/><rrd_regex value=\"" + std::string(257, 'a') +
+                                   "\"/><alarm_trigger_level value=\"1\"/></variable></config>";
+  EXPECT_FALSE(parse_perfmon(watched_kind::vm, long_pattern));
+  // A pattern whose program would be large is refused by RE2's memory bound, not compiled.
+  const std::string heavy = R"(<config><variable><name value="x"/><rrd_regex value="\pL{200}"/><alarm_trigger_level value="1"/></variable></config>)";
+  EXPECT_FALSE(parse_perfmon(watched_kind::vm, heavy));
+  // Numbers as Python reads them: 1e309 is infinity (a level nothing passes), not an error.
+  EXPECT_TRUE(parse_perfmon(watched_kind::vm, R"(<config><variable><name value="cpu_usage"/><alarm_trigger_level value="1e309"/></variable></config>)"));
+}
+
+TEST(perfmon, extreme_periods_count_as_xapis_without_overflow) {
+  perfmon pm;
+  // A trigger period of -2^63 alarms on every bad row (xapi's count is at or below 0 at once);
+  // an inhibit period of 2^63-1 still lets the first alarm through.
+  const std::string config = R"(<config><variable><name value="cpu_usage"/><alarm_trigger_level value="0.5"/>)"
+                             R"(<alarm_trigger_period value="-9223372036854775808"/><alarm_auto_inhibit_period value="9223372036854775807"/>)"
+                             R"(</variable></config>)";
+  EXPECT_EQ(pm.evaluate({vm_rows(cpu_rows(1, 0.9, 0.9), config)}, 60, 1'000'000, {}).size(), 1u);
+  EXPECT_TRUE(pm.evaluate({vm_rows(cpu_rows(1, 0.9, 0.9), config)}, 60, 1'000'060, {}).empty());  // inhibited
+}
+
+TEST(perfmon, one_alarm_a_variable_per_look_and_a_hosts_variables_are_bounded) {
+  perfmon pm;
+  const std::string eager = R"(<config><variable><name value="cpu_usage"/><alarm_trigger_level value="0.5"/>)"
+                            R"(<alarm_trigger_period value="0"/><alarm_auto_inhibit_period value="0"/></variable></config>)";
+  EXPECT_EQ(pm.evaluate({vm_rows(cpu_rows(12, 0.9, 0.9), eager)}, 5, 100, {}).size(), 1u);
+  EXPECT_EQ(pm.evaluate({vm_rows(cpu_rows(12, 0.9, 0.9), eager)}, 5, 160, {}).size(), 1u);
+  // 300 objects of 16 variables each: the host watches 4096 variables, the rest are refused.
+  std::vector<perfmon::object_rows> objects;
+  for (int i = 0; i < 300; ++i) {
+    auto o = vm_rows(cpu_rows(1, 0.9, 0.9), variables(16, "<alarm_trigger_period value=\"0\"/>"));
+    o.uuid = "vm-" + std::to_string(i);
+    objects.push_back(std::move(o));
+  }
+  EXPECT_EQ(pm.evaluate(objects, 60, 1, {}).size(), 4096u);
+  // An SR and a VM with one uuid are two objects.
+  perfmon both;
+  auto vm = vm_rows(cpu_rows(1, 0.9, 0.9));
+  perfmon::object_rows sr{watched_kind::sr, vm.uuid, R"(<config><variable><name value="physical_utilisation"/></variable></config>)",
+                          {"size", "physical_utilisation"}, {{1000, 900}}};
+  EXPECT_EQ(both.evaluate({vm, sr}, 60, 1, {}).size(), 2u);
+}
+
 TEST(perfmon, mem_usage_is_used_memory_and_swap_over_total) {
   EXPECT_DOUBLE_EQ(mem_usage_of("MemTotal: 1000 kB\nMemFree: 400 kB\nBuffers: 100 kB\nCached: 100 kB\nSwapTotal: 500 kB\nSwapFree: 400 kB\n"),
                    0.5);
