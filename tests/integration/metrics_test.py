@@ -7,6 +7,7 @@ data-source RPCs, bad input, GET /metrics read by Prometheus' own parser, and ar
 survive a restart.
 
 Usage: metrics_test.py PATH_TO_XAPID"""
+import base64
 import json
 import os
 import re
@@ -435,6 +436,17 @@ class performance(http_reads, with_daemon):
             self.assertGreaterEqual(int(doc["meta"]["start"]), 0, start)
             self.assertLessEqual(int(doc["meta"]["start"]), now + 86400, start)
         self.assertEqual(self.get(f"/rrd_updates?start={now}", session=False)[0], 401)
+        # HTTP basic credentials stand for a session, as xapi's handlers take them.
+        for password, status in ((PASSWORD, 200), ("wrong", 401)):
+            token = base64.b64encode(f"root:{password}".encode()).decode()
+            request = urllib.request.Request(self.url + f"/rrd_updates?start={now - 60}&host=true",
+                                             headers={"Authorization": f"Basic {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    got = r.status
+            except urllib.error.HTTPError as e:
+                got = e.code
+            self.assertEqual(got, status, password)
         self.assertEqual(self.get("/vm_rrd?uuid=00000000-0000-0000-0000-000000000000")[0], 404)
         self.assertEqual(self.get("/vm_rrd")[0], 400)
 
