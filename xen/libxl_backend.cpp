@@ -378,6 +378,13 @@ std::vector<domain_counters> libxl_backend::read_domain_counters() {
     c.domid = d.domid;
     c.uuid = d.uuid;
     c.memory_bytes = d.memory_bytes;
+    // The guest agent's report of its free memory (xapi's rrdp-squeezed reads the same key).
+    const std::string key = "/local/domain/" + std::to_string(d.domid) + "/data/meminfo_free";
+    unsigned int len = 0;
+    if (void* v = xs_read(h_->xs, XBT_NULL, key.c_str(), &len)) {
+      c.memory_internal_free_bytes = parse_meminfo_kib(std::string_view(static_cast<char*>(v), len));
+      std::free(v);
+    }
     int n = 0, cpus = 0;
     if (libxl_vcpuinfo* v = libxl_list_vcpu(h_->ctx, static_cast<uint32_t>(d.domid), &n, &cpus)) {
       for (int i = 0; i < n; ++i)

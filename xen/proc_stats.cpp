@@ -93,4 +93,11 @@ std::vector<std::uint64_t> busy_from_idle(std::uint64_t now_ns, const std::vecto
   return out;
 }
 
+std::optional<std::int64_t> parse_meminfo_kib(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  auto kib = number<std::int64_t>(text);
+  if (!kib || *kib < 0 || *kib > (std::int64_t{1} << 42)) return std::nullopt;  // (at most 4 PiB)
+  return *kib * 1024;
+}
+
 }  // namespace xapid::xen

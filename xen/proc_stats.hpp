@@ -33,6 +33,10 @@ std::optional<block_backend> parse_block_backend(std::string_view name);
 std::vector<std::uint64_t> busy_from_idle(std::uint64_t now_ns, const std::vector<std::uint64_t>& idle_ns,
                                           const std::vector<std::uint64_t>& previous);
 
+// The guest agent's free memory (xenstore data/meminfo_free: KiB as decimal text) in bytes;
+// nullopt when it is not a plain count.
+std::optional<std::int64_t> parse_meminfo_kib(std::string_view text);
+
 // A guest's NIC of dom0's "vifDOMID.N": its domain and index.
 std::optional<std::pair<int, int>> parse_vif_name(std::string_view name);
 

@@ -55,6 +55,14 @@ TEST(proc_stats, vif_names_give_domain_and_index) {
   EXPECT_FALSE(parse_vif_name("eth0"));
 }
 
+TEST(proc_stats, the_guest_agents_free_memory_is_kib) {
+  EXPECT_EQ(parse_meminfo_kib("1048576"), std::int64_t{1} << 30);
+  EXPECT_EQ(parse_meminfo_kib("2048\n"), 2048 * 1024);
+  EXPECT_FALSE(parse_meminfo_kib("-1"));
+  EXPECT_FALSE(parse_meminfo_kib("12 kB"));
+  EXPECT_FALSE(parse_meminfo_kib("99999999999999999999"));
+}
+
 TEST(proc_stats, busy_time_from_xens_idle_time_never_goes_back) {
   // Two CPUs at 10 s: one idle 9 s of them, one 2 s.
   auto first = busy_from_idle(10'000'000'000, {9'000'000'000, 2'000'000'000}, {});
