@@ -73,10 +73,10 @@ xe_result<void> param_get(context& ctx, const xe_class& cls) {
   if (const std::string* key = ctx.param("param-key"); key && o->field->is_map()) {
     if (auto* members = v.as_struct())
       for (const auto& [k, item] : *members)
-        if (k == *key) return ctx.out += show_value(*o->field->desc->type->arg2, item, ctx.names) + "\n", ok_v;
+        if (k == *key) return ctx.out += show_value(*o->field->shown().arg2, item, ctx.names) + "\n", ok_v;
     return local_error("Key " + *key + " not found in map");
   }
-  ctx.out += show_value(*o->field->desc->type, v, ctx.names) + "\n";
+  ctx.out += show_value(o->field->shown(), v, ctx.names) + "\n";
   return ok_v;
 }
 

@@ -140,7 +140,7 @@ xe_result<bool> passes(context& ctx, const xe_class& cls, const object& o,
     if (!f) return usage_error("Unknown parameter: " + name);
     const wire::value& v = member_of(o.record, f->desc->name);
     if (colon == std::string::npos) {
-      if (show_value(*f->desc->type, v, ctx.names) != wanted) return false;
+      if (show_value(f->shown(), v, ctx.names) != wanted) return false;
       continue;
     }
     std::string key = name.substr(colon + 1);
@@ -148,9 +148,9 @@ xe_result<bool> passes(context& ctx, const xe_class& cls, const object& o,
     if (f->is_map()) {
       if (auto* members = v.as_struct())
         for (const auto& [k, item] : *members)
-          if (k == key) found = show_value(*f->desc->type->arg2, item, ctx.names) == wanted;
+          if (k == key) found = show_value(*f->shown().arg2, item, ctx.names) == wanted;
     } else if (auto* items = v.as_array()) {
-      for (const auto& item : *items) found = found || show_value(*f->desc->type->arg1, item, ctx.names) == wanted;
+      for (const auto& item : *items) found = found || show_value(*f->shown().arg1, item, ctx.names) == wanted;
     }
     if (!found) return false;
   }
@@ -220,7 +220,7 @@ void print_objects(context& ctx, const xe_class& cls, const std::vector<object>&
     printed_record r;
     for (const auto& name : fields)
       if (const xe_field* f = cls.find(name))
-        r.emplace_back(f->name + " (" + f->tag() + ")", show_value(*f->desc->type, member_of(o.record, f->desc->name), ctx.names));
+        r.emplace_back(f->name + " (" + f->tag() + ")", show_value(f->shown(), member_of(o.record, f->desc->name), ctx.names));
     printed.push_back(std::move(r));
   }
   if (ctx.inv.minimal) append_minimal(ctx.out, printed);

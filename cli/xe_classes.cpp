@@ -63,6 +63,11 @@ bool has_uuid_and_records(const api::class_desc& c) {
 xe_class make_class(std::string name, const api::class_desc& c) {
   xe_class out{std::move(name), &c, {}, {}, {}, {}};
   for (const auto& f : c.fields) out.fields.push_back({xe_field_name(c, f), &f, {}, {}, {}});
+  // Fields that hold refs as strings (xapi's records.ml shows them by uuid): SR.VDIs has the type.
+  const api::class_desc* sr = api::find_class("SR");
+  const api::field_desc* vdis = sr ? sr->find_field("VDIs") : nullptr;
+  for (auto& f : out.fields)
+    if (f.desc->name == "ha_statefiles" && (c.name == "pool" || c.name == "host") && vdis) f.shown_as = vdis->type;
   auto field_named = [&](std::string_view wire_name) -> xe_field* {
     for (auto& f : out.fields)
       if (f.desc->name == wire_name) return &f;

@@ -19,6 +19,10 @@ struct xe_field {
   const api::field_desc* desc = nullptr;
   std::string setter;                   // "VM.set_name_label"; empty when read-only
   std::string add_to, remove_from;      // of a set or a map; empty when it has none
+  // How its values are shown, when not as its type says: the statefiles (a set of strings that
+  // are VDI refs) as the VDIs' uuids, as xapi's xe shows them.
+  const api::type_desc* shown_as = nullptr;
+  const api::type_desc& shown() const { return shown_as ? *shown_as : *desc->type; }
 
   bool is_set() const { return desc->type->kind == api::type_kind::set; }
   bool is_map() const { return desc->type->kind == api::type_kind::map; }

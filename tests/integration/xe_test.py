@@ -984,7 +984,10 @@ class a_pool(runs_xe, answers, unittest.TestCase):
             self.assertEqual([ha(i) for i in range(3)], ["true"] * 3)
             self.assertEqual(self.one(*self.on(1), "pool-param-get", f"uuid={pool}", "param-name=ha-configuration"), "timeout: 10")
             # Its statefile, a VDI on the heartbeat SR.
-            self.assertTrue(self.one(*self.on(0), "vdi-list", f"sr-uuid={self.sr}", "type=ha_statefile", "--minimal"))
+            statefile = self.one(*self.on(0), "vdi-list", f"sr-uuid={self.sr}", "type=ha_statefile", "--minimal")
+            self.assertTrue(statefile)
+            # Shown by its uuid, as xapi's xe shows the pool's statefiles.
+            self.assertEqual(self.one(*self.on(0), "pool-param-get", f"uuid={pool}", "param-name=ha-statefiles"), statefile)
             self.assertIn("code: HA_IS_ENABLED\n", self.xe_fails(*self.on(0), "pool-eject", f"host-uuid={self.uuids[2]}"))
         finally:
             self.xe(*self.on(0), "pool-ha-disable")
