@@ -484,10 +484,14 @@ struct raft_sequencer::loop {
     s.last_applied = raft_last_applied(&r);
     s.applied_log_index = applied;
     s.snapshot_index = r.log.snapshot.last_index;
+    s.commit_index = r.commit_index;
+    // (The leader's progress array follows its configuration's order.)
+    const bool leads = raft_state(&r) == RAFT_LEADER && r.leader_state.progress != nullptr;
     for (unsigned i = 0; i < r.configuration.n; ++i) {
       const ::raft_server& srv = r.configuration.servers[i];
       s.configuration.push_back({{srv.id, srv.address ? srv.address : ""},
-                                 srv.role == RAFT_VOTER ? raft_role::voter : srv.role == RAFT_STANDBY ? raft_role::standby : raft_role::spare});
+                                 srv.role == RAFT_VOTER ? raft_role::voter : srv.role == RAFT_STANDBY ? raft_role::standby : raft_role::spare,
+                                 leads ? r.leader_state.progress[i].match_index : 0});
     }
     ready_now.store(s.ready, std::memory_order_release);
     std::lock_guard lock(status_mu);

@@ -86,6 +86,7 @@ enum class raft_role { voter, standby, spare };
 struct raft_server {
   raft_member member;
   raft_role role = raft_role::spare;
+  std::uint64_t match_index = 0;  // on the leader: the last entry it knows this server holds
 };
 
 struct raft_status {
@@ -96,6 +97,7 @@ struct raft_status {
   bool ready = false;
   std::uint64_t term = 0;
   std::uint64_t last_index = 0;       // of the local log
+  std::uint64_t commit_index = 0;     // the last entry known committed
   std::uint64_t last_applied = 0;     // Raft's (commands, configurations and barriers)
   std::uint64_t applied_log_index = 0;  // the database's: the last command entry it holds
   std::uint64_t snapshot_index = 0;     // of the last snapshot this member took or installed (0: none yet)

@@ -164,6 +164,14 @@ std::string prometheus_text(metrics_context& ctx) {
         static_cast<double>(st.applied_log_index));
     add("xapid_raft_apply_lag_entries", "Entries this host holds but has not applied yet", "",
         static_cast<double>(st.last_index > st.last_applied ? st.last_index - st.last_applied : 0));
+    add("xapid_raft_commit_index", "The last entry of the log known committed", "", static_cast<double>(st.commit_index));
+    // On the master: how far behind each other member's copy of the log is.
+    if (st.state == role::leader)
+      for (const auto& m : st.configuration)
+        if (m.member.id != 0 && m.member.address != st.leader.address)
+          add("xapid_raft_replication_lag_entries", "On the master: entries a member's copy of the log lacks",
+              "member_id=\"" + std::to_string(m.member.id) + "\",address=\"" + label_value(m.member.address) + "\"",
+              static_cast<double>(st.last_index > m.match_index ? st.last_index - m.match_index : 0));
     add("xapid_raft_voters", "Voting members of the pool's log", "",
         static_cast<double>(std::count_if(st.configuration.begin(), st.configuration.end(),
                                           [](const auto& m) { return m.role == storage::raft_role::voter; })));

@@ -7,11 +7,13 @@ new master is elected and every acknowledged write is on every remaining member.
 Seeded: XAPID_TEST_SEED replays the writers' choices."""
 import os
 import random
+import re
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +90,11 @@ class pool_of_three(three_hosts, answers, unittest.TestCase):
             vm = self.ok(j.VM.create(js, vm_record(f"made on {joiner.address}")))
             self.assertEqual(self.ok(j.VM.get_name_label(js, vm)), f"made on {joiner.address}")
             self.assertEqual(self.ok(m.VM.get_name_label(ms, vm)), f"made on {joiner.address}")
+        # The master's /metrics tells how far each member's copy of the log is behind.
+        with urllib.request.urlopen(f"{master.url}/metrics?session_id={ms}", timeout=30) as r:
+            lags = re.findall(r'^xapid_raft_replication_lag_entries\{member_id="\d+",address="[^"]+"\} (\d+)', r.read().decode(), re.M)
+        self.assertEqual(len(lags), 2, "a lag for each member")
+        self.assertTrue(all(int(lag) < 1000 for lag in lags), lags)
         # What one host acknowledged, every other host serves to the very next call (a member
         # first learns the master's applied index): never HANDLE_INVALID from a replica a moment
         # behind. A session is the pool's: made on the master, it serves on every host, and a
