@@ -12,38 +12,19 @@ core (the collection's cost as a whole process sees it).
 Usage: tests/bench/metrics_scrape_bench.py [XAPID_BINARY] [--vms N]"""
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 import xmlrpc.client
 
 from large_answers_bench import free_port, start_nginx
-from scale_bench import in_parallel
+from scale_bench import in_parallel, start_daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1 << 20
-
-
-def start_daemon(binary, work, metrics_port):
-    log = open(f"{work}/xapid.log", "w+")
-    env = dict(os.environ, XAPID_ROOT_PASSWORD="bench")
-    proc = subprocess.Popen([binary, "--data-dir", f"{work}/data", "--listen", "127.0.0.1:0",
-                             "--metrics-listen", f"127.0.0.1:{metrics_port}", "--sim-cpus", "64",
-                             "--sim-memory-mib", str(1 << 20)], stderr=log, stdout=subprocess.DEVNULL, env=env)
-    for _ in range(400):
-        log.seek(0)
-        m = re.search(r"xapid\.ready listen=127\.0\.0\.1:(\d+)", log.read())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    sys.exit("metrics_scrape_bench: xapid did not start; see " + log.name)
 
 
 def cpu_seconds(pid):
@@ -66,7 +47,8 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="metrics-scrape-bench-")
     metrics_port = free_port()
-    proc, port = start_daemon(os.path.abspath(args.xapid), work, metrics_port)
+    proc, port = start_daemon(os.path.abspath(args.xapid), work, "--metrics-listen", f"127.0.0.1:{metrics_port}",
+                              "--sim-cpus", "64", "--sim-memory-mib", str(1 << 20))
     try:
         x = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
         s = x.session.login_with_password("root", "bench", "1.0", "bench")["Value"]

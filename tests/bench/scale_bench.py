@@ -30,10 +30,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def start_daemon(binary, work):
+def start_daemon(binary, work, *extra_args):
     log = open(f"{work}/xapid.log", "w+")
     env = dict(os.environ, XAPID_ROOT_PASSWORD="bench")
-    proc = subprocess.Popen([binary, "--data-dir", f"{work}/data", "--listen", "127.0.0.1:0"],
+    proc = subprocess.Popen([binary, "--data-dir", f"{work}/data", "--listen", "127.0.0.1:0", *extra_args],
                             stderr=log, stdout=subprocess.DEVNULL, env=env)
     for _ in range(400):
         log.seek(0)
