@@ -25,11 +25,7 @@ class writer {
     u64(s.size());
     out_ += s;
   }
-  std::string finish() && {
-    out_.resize(statefile_block - 8, '\0');
-    u64(checksum(out_));
-    return std::move(out_);
-  }
+  std::string finish() && { return seal_block(std::move(out_)); }
   static std::uint64_t checksum(std::string_view bytes) {  // FNV-1a: a torn write, not an attacker
     std::uint64_t h = 1469598103934665603ull;
     for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
@@ -123,6 +119,13 @@ result<void, std::string> create_statefile(const std::string& path) {
     return fail("sizing the statefile " + path + ": " + std::strerror(err));
   }
   return ok_v;
+}
+
+std::string seal_block(std::string bytes) {
+  bytes.resize(statefile_block - 8, '\0');
+  const std::uint64_t sum = writer::checksum(bytes);
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((sum >> (8 * i)) & 0xff));
+  return bytes;
 }
 
 std::string encode_header(const statefile_header& h) {

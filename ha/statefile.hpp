@@ -61,6 +61,10 @@ result<std::unique_ptr<block_device>, std::string> open_statefile(const std::str
 // Makes a fresh statefile at `path` (statefile_bytes of zeros), refusing an existing file.
 result<void, std::string> create_statefile(const std::string& path);
 
+// A block of `bytes` (cut or zero-padded) ending with the checksum the decoders check: what
+// the encoders finish with, and how a fuzzer reaches the decoders' fields past the checksum.
+std::string seal_block(std::string bytes);
+
 std::string encode_header(const statefile_header& h);
 std::optional<statefile_header> decode_header(const std::string& block);
 std::string encode_lease(const lease& l);
