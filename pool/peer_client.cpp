@@ -40,9 +40,11 @@ void peer_client::propose(const std::string& address, const std::string& pinned,
     storage::forwarded_answer a;
     if (!st.ok()) {
       // Sent or not, applied or not: nothing says which.
+      a.unknown = true;
       a.outcome = fail(api::errors::INTERNAL_ERROR("the pool master at " + address + " could not be asked (" + st.error_message() +
                                                    "): the change may or may not have been applied"));
     } else if (c->reply.has_error()) {
+      a.unknown = c->reply.outcome_unknown();
       a.log_index = c->reply.log_index();
       a.outcome = fail(from_proto(c->reply.error()));
     } else {

@@ -80,6 +80,7 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     // Answered from the log's thread once the entry is applied here (or refused).
     ctx.log->order_forwarded(request->proposal(), [reactor, reply](storage::forwarded_answer a) {
       reply->set_log_index(a.log_index);
+      reply->set_outcome_unknown(a.unknown);
       if (a.outcome) reply->set_generation(*a.outcome);
       else to_proto(a.outcome.error(), *reply->mutable_error());
       reactor->Finish(grpc::Status::OK);

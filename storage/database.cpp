@@ -19,7 +19,8 @@ namespace xapid::storage {
 namespace {
 
 // Keys: "m:schema", "m:gen", "m:log_index" (the replicated log's position, when ordered by one); "r" + class (2 bytes, big-endian) + ref for rows; "l" + generation
-// (8 bytes, big-endian) for log entries, so both sort in order.
+// (8 bytes, big-endian) for log entries, "k" + place (8 bytes, big-endian) for the idempotency
+// keys kept (keyed_outcomes), so each sorts in order.
 const std::string key_schema = "m:schema";
 const std::string key_gen = "m:gen";
 const std::string key_log_index = "m:log_index";
@@ -32,10 +33,29 @@ std::string row_key(std::size_t cls, std::string_view ref) {
   return k;
 }
 
-std::string log_key(generation g) {
-  std::string k = "l";
-  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((g >> (8 * i)) & 0xff));
+std::string numbered_key(char prefix, std::uint64_t n) {
+  std::string k(1, prefix);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   return k;
+}
+std::string log_key(generation g) { return numbered_key('l', g); }
+std::string keyed_key(std::uint64_t place) { return numbered_key('k', place); }
+std::uint64_t number_of(std::string_view key) {
+  std::uint64_t n = 0;
+  for (std::size_t i = 1; i < 9 && i < key.size(); ++i) n = (n << 8) | static_cast<unsigned char>(key[i]);
+  return n;
+}
+
+// The idempotency keys kept on disk, in place order.
+result<void, std::string> load_keyed(rocksdb::DB& db, keyed_outcomes& keyed, const std::string& path) {
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("k"); it->Valid() && it->key().starts_with("k"); it->Next()) {
+    if (it->key().size() != 9) return fail("a kept key of " + path + " has a malformed name");
+    if (auto r = keyed.load(number_of(it->key().ToStringView()), it->value().ToStringView()); !r)
+      return fail("the kept keys of " + path + ": " + r.error());
+  }
+  if (!it->status().ok()) return fail("cannot read the kept keys of " + path + ": " + it->status().ToString());
+  return ok_v;
 }
 
 // A row on disk: [created, modified, deleted, [field values in catalog order]].
@@ -237,6 +257,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
   if (!options.ids) db->own_ids_ = std::make_unique<id_source>();
   db->clock_ = options.clk ? options.clk : db->own_clock_.get();
   db->ids_ = options.ids ? options.ids : db->own_ids_.get();
+  db->keyed_ = std::make_unique<keyed_outcomes>(options.keyed_outcomes_kept);
 
   rocksdb::Options opts;
   opts.create_if_missing = true;
@@ -290,6 +311,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
     return fail("cannot read the log position of " + options.path + ": " + status_text(s));
 
   if (auto loaded = load_rows(*db->db_, *st, options.path); !loaded) return fail(loaded.error());
+  if (auto loaded = load_keyed(*db->db_, *db->keyed_, options.path); !loaded) return fail(loaded.error());
   st->derive_after_load();
 
   db->feed_start_ = st->gen();
@@ -347,6 +369,15 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
   outcomes.reserve(batch.size());
   rocksdb::WriteBatch wb;
   std::set<std::pair<std::size_t, std::string>> collected;
+  // The batch's keyed proposals, by the index of their outcome (kept once the batch is stored).
+  std::vector<std::pair<std::string, std::size_t>> keyed_here;
+  auto applied_before = [&](const std::string& key) -> const proposal_outcome* {
+    for (const auto& [k, i] : keyed_here)
+      if (k == key) return &outcomes[i];
+    return keyed_->find(key);
+  };
+  // The position of the batch's entry, before a proposal applied earlier takes its own.
+  const std::uint64_t log_index = batch.back()->log_index;
 
   for (auto& p : batch) {
     if (p->k == proposal::kind::collect) {
@@ -364,6 +395,15 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
       }
       outcomes.emplace_back(working->gen());
       continue;
+    }
+    if (!p->key.empty() && p->k == proposal::kind::transaction) {
+      // Sent again after a failover (its sender could not tell whether it was applied): it takes
+      // the outcome it had, and changes nothing.
+      if (const proposal_outcome* seen = applied_before(p->key)) {
+        outcomes.push_back(*seen);
+        continue;
+      }
+      keyed_here.emplace_back(p->key, outcomes.size());  // the index its outcome takes, below
     }
     generation gen = working->gen() + 1;
     if (p->k == proposal::kind::entry && p->fixed_gen != gen) {
@@ -441,10 +481,13 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
   }
   for (const auto& [cls, ref] : collected)
     if (!working->find_any(cls, ref)) wb.Delete(row_key(cls, ref));
+  for (std::size_t i = 0; i < keyed_here.size(); ++i) {
+    wb.Put(keyed_key(keyed_->next_place() + i), keyed_outcomes::encode(keyed_here[i].first, outcomes[keyed_here[i].second]));
+    if (auto gone = keyed_->pushed_out_by(i)) wb.Delete(keyed_key(*gone));
+  }
   wb.Put(key_gen, std::to_string(working->gen()));
   // A batch from a replicated log: its position goes in the same write, which need not be
   // synced (the log holds the entry, and a restarted member replays what follows this position).
-  const std::uint64_t log_index = batch.back()->log_index;
   if (log_index) wb.Put(key_log_index, std::to_string(log_index));
 
   rocksdb::WriteOptions wo;
@@ -458,7 +501,11 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     tombstones_.erase(tombstones_.begin(), tombstones_.begin() + static_cast<std::ptrdiff_t>(from_old));
     for (std::size_t i = expired - from_old; i < born.size(); ++i) tombstones_.push_back(std::move(born[i]));
     if (log_index) applied_log_index_ = log_index;
-    publish(std::move(working), std::move(changes));
+    {
+      std::lock_guard lock(keyed_mu_);
+      for (auto& [key, i] : keyed_here) keyed_->add(std::move(key), outcomes[i]);
+      publish(std::move(working), std::move(changes));
+    }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
   }
 }
@@ -517,14 +564,21 @@ void database::stop_waiters() {
 // ------------------------------------------------------------------ replication
 
 result<std::shared_ptr<state>, std::string> read_checkpoint(
-    std::string_view bytes, const std::function<void(std::size_t, const std::string&, std::string_view)>& each_row) {
+    std::string_view bytes, const std::function<void(std::size_t, const std::string&, std::string_view)>& each_row,
+    keyed_outcomes* keyed) {
   wire::limits lim;
   lim.max_body_bytes = std::size_t{1} << 40;
   auto v = wire::binary::decode(bytes, lim);
   if (!v) return fail("corrupt checkpoint: " + v.error().message);
   const wire::array* top = v->as_array();
-  if (!top || top->size() != 2 || !(*top)[0].as_int() || !(*top)[1].as_array())
+  // [generation, rows] or, with idempotency keys kept, [generation, rows, keys].
+  if (!top || (top->size() != 2 && top->size() != 3) || !(*top)[0].as_int() || !(*top)[1].as_array())
     return fail(std::string("corrupt checkpoint: wrong shape"));
+  if (keyed) {
+    keyed->clear();
+    if (top->size() == 3)
+      if (auto r = keyed->from_value((*top)[2]); !r) return fail("corrupt checkpoint: " + r.error());
+  }
   const auto& sch = schema::get();
   auto out = std::make_shared<state>();
   for (const auto& item : *(*top)[1].as_array()) {
@@ -544,7 +598,13 @@ result<std::shared_ptr<state>, std::string> read_checkpoint(
 }
 
 std::string database::export_checkpoint() const {
-  auto snap = snapshot();
+  std::shared_ptr<const state> snap;
+  wire::value keys;
+  {
+    std::lock_guard lock(keyed_mu_);
+    snap = snapshot();
+    if (keyed_->size() > 0) keys = keyed_->to_value();
+  }
   const auto& sch = schema::get();
   wire::array rows;
   for (std::size_t c = 0; c < sch.tables().size(); ++c) {
@@ -560,8 +620,9 @@ std::string database::export_checkpoint() const {
       rows.emplace_back(wire::array{wire::value(static_cast<std::int64_t>(c)), wire::value(ref),
                                     wire::value(encode_row(sch.table(c), *r))});
   }
-  return wire::binary::encode(wire::value(wire::array{wire::value(static_cast<std::int64_t>(snap->gen())),
-                                                      wire::value(std::move(rows))}));
+  wire::array top{wire::value(static_cast<std::int64_t>(snap->gen())), wire::value(std::move(rows))};
+  if (keys.as_array()) top.push_back(std::move(keys));
+  return wire::binary::encode(wire::value(std::move(top)));
 }
 
 result<std::vector<std::string>, std::string> database::export_entries_after(generation g) const {
@@ -592,9 +653,12 @@ void database::apply_install(proposal& p) {
     rocksdb::WriteBatch wb;
     wb.DeleteRange("r", "s");
     wb.DeleteRange("l", "m");
+    wb.DeleteRange("k", "l");
+    auto keyed = std::make_unique<keyed_outcomes>(options_.keyed_outcomes_kept);
     auto read = read_checkpoint(p.checkpoint, [&](std::size_t cls, const std::string& ref, std::string_view encoded) {
       wb.Put(row_key(cls, ref), rocksdb::Slice(encoded.data(), encoded.size()));
-    });
+    }, keyed.get());
+    if (read) keyed->for_each_stored([&](std::uint64_t place, const std::string& stored) { wb.Put(keyed_key(place), stored); });
     if (!read) return fail(read.error());
     auto next = std::move(read).value();
     const generation gen = next->gen();
@@ -613,6 +677,8 @@ void database::apply_install(proposal& p) {
       feed_start_ = gen;
       feed_.clear();
     }
+    std::lock_guard lock(keyed_mu_);
+    keyed_ = std::move(keyed);
     publish(std::move(next), {});
     return ok_v;
   };

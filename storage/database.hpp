@@ -21,6 +21,7 @@
 #include "common/ids.hpp"
 #include "common/latency_histogram.hpp"
 #include "common/result.hpp"
+#include "storage/keyed_outcomes.hpp"
 #include "storage/sequencer.hpp"
 #include "storage/state.hpp"
 
@@ -81,6 +82,10 @@ struct database_options {
   // How many deleted rows are kept as tombstones (for the snapshots of "del" events); older ones
   // are forgotten as new ones come, so that deleting costs no memory for ever.
   std::size_t tombstones_kept = 10000;
+  // How many idempotency keys of applied proposals are kept (storage/keyed_outcomes.hpp): a
+  // member sends a write again within seconds of a failover, when thousands may have come since.
+  // Part of what every member applies alike: the same on every member of a pool.
+  std::size_t keyed_outcomes_kept = 131072;
   // Orders the commits (default: a local_sequencer, this host's own order).
   std::shared_ptr<sequencer> order = nullptr;
 };
@@ -92,9 +97,11 @@ struct changes_since_result {
 };
 
 // The state a checkpoint (database::export_checkpoint) holds, decoded; `each_row` sees every
-// row's stored bytes on the way. A pool's master reads a joining host's database this way.
+// row's stored bytes on the way, and `keyed` (when given) gets the idempotency keys it kept. A
+// pool's master reads a joining host's database this way.
 result<std::shared_ptr<state>, std::string> read_checkpoint(
-    std::string_view bytes, const std::function<void(std::size_t cls, const std::string& ref, std::string_view encoded)>& each_row = {});
+    std::string_view bytes, const std::function<void(std::size_t cls, const std::string& ref, std::string_view encoded)>& each_row = {},
+    keyed_outcomes* keyed = nullptr);
 
 class database {
  public:
@@ -190,6 +197,12 @@ class database {
   };
   std::deque<tombstone> tombstones_;
   void index_tombstones(const state& s);
+
+  // The idempotency keys applied lately, and their outcomes: apply's, read by export_checkpoint
+  // under keyed_mu_ (which apply holds while it adds keys and publishes their state, so that a
+  // checkpoint holds the keys of exactly the rows it holds).
+  mutable std::mutex keyed_mu_;
+  std::unique_ptr<keyed_outcomes> keyed_;
 
   std::shared_ptr<sequencer> order_;
   // The replicated log's position of the last entry applied (proposal::log_index), as stored.

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "proto/wire/binary.hpp"
+#include "storage/keyed_outcomes.hpp"
 
 namespace xapid::storage {
 namespace {
@@ -22,8 +23,11 @@ std::uint64_t get_u64(const char* in) {
 
 result<std::shared_ptr<proposal>, std::string> decode_proposal(const wire::value& item) {
   const wire::array* a = item.as_array();
-  if (!a || a->size() != 3 || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
+  if (!a || (a->size() != 3 && a->size() != 4) || !(*a)[0].as_int() || !(*a)[1].as_int() || !(*a)[2].as_string())
     return fail(std::string("wrong proposal shape"));
+  const std::string* key = a->size() == 4 ? (*a)[3].as_string() : nullptr;
+  if (a->size() == 4 && (!key || key->empty() || key->size() > keyed_outcomes::max_key_bytes))
+    return fail(std::string("a proposal's key must be 1 to 64 bytes"));
   const std::int64_t kind = *(*a)[0].as_int();
   if (kind != static_cast<std::int64_t>(proposal::kind::transaction) &&
       kind != static_cast<std::int64_t>(proposal::kind::entry) && kind != static_cast<std::int64_t>(proposal::kind::collect))
@@ -36,6 +40,7 @@ result<std::shared_ptr<proposal>, std::string> decode_proposal(const wire::value
   p->fixed_gen = le->gen;
   p->time_ms = le->time_ms;
   p->ops = std::move(le->ops);
+  if (key) p->key = *key;
   return p;
 }
 
@@ -45,10 +50,11 @@ std::size_t padded(std::size_t n) { return (n + 7) / 8 * 8; }
 
 std::string encode_proposal(proposal& p) {
   std::string out;
-  wire::binary::append_array_header(out, 3);
+  wire::binary::append_array_header(out, p.key.empty() ? 3 : 4);
   wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.k)));
   wire::binary::append(out, wire::value(static_cast<std::int64_t>(p.collect_up_to)));
   wire::binary::append(out, wire::value(encode(log_entry{p.fixed_gen, p.time_ms, std::move(p.ops)})));
+  if (!p.key.empty()) wire::binary::append(out, wire::value(p.key));
   return out;
 }
 

@@ -21,8 +21,8 @@ namespace xapid::storage {
 // appended there.
 std::size_t padded(std::size_t n);
 
-// One proposal: [kind, collect_up_to, encode(log_entry{fixed_gen, time_ms, ops})]. Its ops are
-// moved out.
+// One proposal: [kind, collect_up_to, encode(log_entry{fixed_gen, time_ms, ops})], and its key
+// when it has one. Its ops are moved out.
 std::string encode_proposal(proposal& p);
 // A proposal a member forwarded (at most `max_bytes`); only transactions and collections.
 result<std::shared_ptr<proposal>, std::string> decode_forwarded_proposal(std::string_view bytes, std::size_t max_bytes);

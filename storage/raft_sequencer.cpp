@@ -86,12 +86,21 @@ struct raft_sequencer::loop {
   struct raft r {};
   raft_tracer tracer{};
   struct waiting {
+    waiting(std::shared_ptr<proposal> proposed, steady::time_point at, bool forwarded_here = false)
+        : p(std::move(proposed)), since(at), from_member(forwarded_here) {}
     std::shared_ptr<proposal> p;
     steady::time_point since;
     std::string encoded;  // once encoded (its ops moved out), for an entry that had no room left
     bool from_member = false;  // forwarded to this host: never forwarded on (no loops)
     // Sent again to the master no sooner than this: the host asked last was no longer it.
     std::optional<steady::time_point> not_before;
+    // Set once a master could not tell whether it applied it: sent again (with its key) until
+    // then, and any failure after is "unknown", never "not applied".
+    std::optional<steady::time_point> unknown_until;
+    // When it stops waiting for a master.
+    steady::time_point give_up_at(std::chrono::milliseconds leader_wait) const {
+      return unknown_until ? *unknown_until : since + leader_wait;
+    }
   };
   std::deque<waiting> queue;
   // Entries appended here as leader and not yet settled, by Raft index. In doubt: this member
@@ -123,6 +132,9 @@ struct raft_sequencer::loop {
   std::shared_ptr<shared_link> link = std::make_shared<shared_link>();
   std::uint64_t applied = 0;  // the database's applied_log_index
   std::uint64_t next_nonce = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
+  // A forwarded write's idempotency key: this member's id and this counter (16 bytes), unique in
+  // the pool since ids are never reused and the counter starts anywhere at each start.
+  std::uint64_t next_key = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   bool closing = false;
   bool first_snapshot_pending = false;
   bool members_told_late = false;  // an entry members wait for was applied: tell_members_now
@@ -152,6 +164,19 @@ struct raft_sequencer::loop {
     finish(group);
   }
   void fail_one(const std::shared_ptr<proposal>& p, const api::api_error& why) { fail_group({p}, why); }
+  // Its outcome cannot be known here: maybe applied, maybe not.
+  void fail_in_doubt(const std::vector<std::shared_ptr<proposal>>& group) {
+    for (const auto& p : group) p->in_doubt = true;
+    fail_group(group, outcome_unknown());
+  }
+  // Why a member's write stops waiting for a master: unknown once a master may have applied it.
+  void give_up(const waiting& w, api::api_error why) {
+    if (w.unknown_until) {
+      w.p->in_doubt = true;
+      why = outcome_unknown();
+    }
+    fail_one(w.p, why);
+  }
 
   std::string leader_address() {
     raft_id id = 0;
@@ -198,16 +223,30 @@ struct raft_sequencer::loop {
     auto node = asking.extract(p.get());
     if (node.empty()) return;  // settled already (the log closed meanwhile)
     waiting& w = node.mapped();
+    const auto now = monotonic_now();
+    // The master it asked went (or lost the lead) with it maybe applied: sent again, with the
+    // same key, to the master this member learns of; the log applies a key once, and the writer
+    // gets the outcome the first one had.
+    if (a.unknown && !closing) {
+      if (!w.unknown_until) w.unknown_until = now + opt.forward_retry;
+      if (now < *w.unknown_until) {
+        w.not_before = now + std::chrono::milliseconds(opt.heartbeat_timeout_ms);
+        queue.push_front(std::move(w));
+        return;
+      }
+    }
     // HOST_IS_SLAVE from the host asked: it was deposed before it took the proposal, or its
-    // entry lost its place in the log; either way never applied. Asked again once this member
-    // knows the new master (within the wait any proposal has for one), it is not the caller's
-    // failure: a master's death costs its members' writers a pause, not an error.
-    if (a.log_index == 0 && !a.outcome && a.outcome.error().code == api::error_code::HOST_IS_SLAVE && !closing &&
-        monotonic_now() - w.since < opt.leader_wait) {
-      w.not_before = monotonic_now() + std::chrono::milliseconds(opt.heartbeat_timeout_ms);
+    // entry lost its place in the log; either way never applied there. Asked again once this
+    // member knows the new master (within the wait any proposal has for one), it is not the
+    // caller's failure: a master's death costs its members' writers a pause, not an error.
+    const bool not_ordered = a.log_index == 0 && !a.outcome && a.outcome.error().code == api::error_code::HOST_IS_SLAVE;
+    if (not_ordered && !closing && now < w.give_up_at(opt.leader_wait)) {
+      w.not_before = now + std::chrono::milliseconds(opt.heartbeat_timeout_ms);
       queue.push_front(std::move(w));
       return;
     }
+    // A refusal by the host asked last says nothing of where an earlier attempt went.
+    if (w.unknown_until && a.log_index == 0) return give_up(w, outcome_unknown());
     if (a.log_index == 0 || a.log_index <= applied) {
       p->outcome = std::move(a.outcome);
       p->log_index = a.log_index;
@@ -217,7 +256,17 @@ struct raft_sequencer::loop {
   }
   // A member hands its own proposal to the master; the answer comes back through the loop.
   void forward(waiting& w, const raft_member& master) {
-    if (w.encoded.empty()) w.encoded = encode_proposal(*w.p);
+    if (w.encoded.empty()) {
+      if (w.p->key.empty() && w.p->k == proposal::kind::transaction) {
+        w.p->key.resize(16);
+        for (int i = 0; i < 8; ++i) {
+          w.p->key[i] = static_cast<char>(opt.self.id >> (8 * (7 - i)));
+          w.p->key[8 + i] = static_cast<char>(next_key >> (8 * (7 - i)));
+        }
+        ++next_key;
+      }
+      w.encoded = encode_proposal(*w.p);
+    }
     if (w.encoded.size() > opt.max_proposal_bytes)
       return fail_one(w.p, api::errors::INTERNAL_ERROR("the change is too large for one entry of the pool log (" +
                                                        std::to_string(w.encoded.size()) + " bytes; at most " +
@@ -238,7 +287,7 @@ struct raft_sequencer::loop {
 
   void settle_all_unknown(std::uint64_t up_to) {
     while (!pending.empty() && pending.begin()->first <= up_to) {
-      fail_group(pending.begin()->second.proposals, outcome_unknown());
+      fail_in_doubt(pending.begin()->second.proposals);
       pending.erase(pending.begin());
     }
   }
@@ -340,10 +389,9 @@ struct raft_sequencer::loop {
         forward(queue.front(), {leader, address ? address : ""});
       } else if (elsewhere) {
         fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
-      } else if (now - queue.front().since >= opt.leader_wait || (stop_deadline && now >= *stop_deadline)) {
-        fail_one(queue.front().p,
-                 api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
-                                             std::to_string(opt.leader_wait.count()) + " ms)"));
+      } else if (now >= queue.front().give_up_at(opt.leader_wait) || (stop_deadline && now >= *stop_deadline)) {
+        give_up(queue.front(), api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
+                                                           std::to_string(opt.leader_wait.count()) + " ms)"));
       } else {
         return;  // an election is under way, or this new master's barrier: wait for it
       }
@@ -456,7 +504,7 @@ struct raft_sequencer::loop {
     if (!pending.empty() && pending.begin()->first <= last_applied) settle_up_to(last_applied, nullptr);
     for (auto it = pending.begin(); it != pending.end();) {
       if (it->second.in_doubt_since && now - *it->second.in_doubt_since >= opt.in_doubt_limit) {
-        fail_group(it->second.proposals, outcome_unknown());
+        fail_in_doubt(it->second.proposals);
         it = pending.erase(it);
       } else {
         ++it;
@@ -510,7 +558,7 @@ struct raft_sequencer::loop {
       stop = stopping;
     }
     const auto now = monotonic_now();
-    for (auto& p : in) queue.push_back({std::move(p), now, {}, false, {}});
+    for (auto& p : in) queue.emplace_back(std::move(p), now);
     for (auto& task : work) task();
     if (stop && !stop_deadline) stop_deadline = now + 2 * std::chrono::milliseconds(opt.election_timeout_ms);
   }
@@ -696,7 +744,7 @@ struct raft_sequencer::loop {
   void begin_close() {
     if (closing) return;
     closing = true;
-    for (auto& w : queue) fail_one(w.p, database_closing());
+    for (auto& w : queue) give_up(w, database_closing());
     queue.clear();
     raft_close(&r, [](struct raft* raw) {
       auto* l = static_cast<loop*>(raw->data);
@@ -704,7 +752,7 @@ struct raft_sequencer::loop {
       l->transport.reset();
       l->settle_all_unknown(UINT64_MAX);
       l->settle_forwarded(UINT64_MAX);
-      for (auto& [_, w] : l->asking) l->fail_one(w.p, outcome_unknown());
+      for (auto& [_, w] : l->asking) l->fail_in_doubt({w.p});
       l->asking.clear();
       l->close_handles();
       std::deque<std::shared_ptr<proposal>> left;
@@ -818,11 +866,11 @@ void raft_sequencer::order_forwarded(std::string encoded, std::function<void(for
   auto p = decode_forwarded_proposal(encoded, loop_->opt.max_proposal_bytes);
   if (!p) return refuse(api::errors::INTERNAL_ERROR("a member's change cannot be read: " + p.error()));
   (*p)->applied = [done](proposal& q) {
-    done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing())});
+    done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing()), q.in_doubt});
   };
   std::lock_guard lock(loop_->mu);
   if (!loop_->running || loop_->stopping) return refuse(database_closing());
-  loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.push_back({q, monotonic_now(), {}, true, {}}); });
+  loop_->tasks.push_back([l = loop_.get(), q = std::move(p).value()] { l->queue.emplace_back(q, monotonic_now(), true); });
   uv_async_send(&loop_->wake);
 }
 

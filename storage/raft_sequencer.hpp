@@ -8,9 +8,12 @@
 // a queue and a wake-up. A batch of proposals that arrived together becomes one Raft entry (group
 // commit). A caller is acknowledged once its entry is committed and applied here.
 //
-// Not yet: Raft's bytes after the handshake have no integrity nor secrecy of their own; a
-// follower refuses proposals (HOST_IS_SLAVE) instead of forwarding them; snapshots are taken on
-// the loop thread.
+// A member's writes are forwarded to the master (raft_options::forward), each with an
+// idempotency key: one whose master died before it answered goes again to the next master, and
+// the database applies a key once (storage/keyed_outcomes.hpp).
+//
+// Not yet: Raft's bytes after the handshake have no integrity nor secrecy of their own;
+// snapshots are taken on the loop thread.
 #pragma once
 
 #include <chrono>
@@ -34,6 +37,9 @@ struct raft_member {
 struct forwarded_answer {
   std::uint64_t log_index = 0;  // 0: no answer (see `outcome`)
   result<generation, api::api_error> outcome = fail(api::api_error{});
+  // Nothing says whether it was applied (the master went, or lost the lead, with it appended):
+  // the member sends it again, with its idempotency key, to the master it learns of.
+  bool unknown = false;
 };
 // Hands a member's encoded proposal to the master (at its Raft id and address) and calls `done`
 // once with the answer, from any thread; it must not block the calling (loop) thread.
@@ -79,6 +85,10 @@ struct raft_options {
   // A member that is not the master orders its own writes through it (the pool's Propose call);
   // without one, they are refused with HOST_IS_SLAVE.
   forward_fn forward;
+  // How long a member goes on sending a write whose outcome its master could not tell to the
+  // masters it learns of (each time with the write's idempotency key, so it is applied at most
+  // once); after that its writer is told the outcome is unknown.
+  std::chrono::milliseconds forward_retry{10000};
 };
 
 enum class raft_role { voter, standby, spare };

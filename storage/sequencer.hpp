@@ -37,12 +37,19 @@ struct proposal {
   generation fixed_gen = 0;
   generation collect_up_to = 0;
   std::string checkpoint;
+  // A transaction's idempotency key (empty: none): one whose key was applied before is not
+  // applied again, it takes that first outcome (storage/keyed_outcomes.hpp). A member's forwarded
+  // writes carry one, so that sending one again after a failover cannot apply it twice.
+  std::string key;
   // The position of the replicated log's entry that carries it (0: this host's own order). The
   // database stores it in the write that applies the entry, so a restarted member replays only
   // the entries that follow; that write need not be synced, since the log holds the entry.
   std::uint64_t log_index = 0;
   // Set by apply: the generation the proposal took, or why it changed nothing.
   std::optional<result<generation, api::api_error>> outcome;
+  // Set with an outcome that says it is unknown whether the proposal was applied (its master
+  // lost the lead, or closed, with it appended): a keyed one may be sent again.
+  bool in_doubt = false;
   // Called by the sequencer, on the thread that applies, once the outcome is set (for a
   // proposal ordered without waiting): it must only hand the outcome on, never wait.
   std::function<void(proposal&)> applied;

@@ -414,6 +414,89 @@ TEST(storage_raft, a_write_refused_by_a_deposed_master_goes_again_to_the_master)
   expect_identical_replicas({&a, &b, &c});
 }
 
+// A member's write whose answer is lost (the master applied it, then its answer never came: a
+// master killed between the two) is sent again with its idempotency key: the log applies it
+// once, and the writer gets the outcome it had — a success its generation, a refusal its error —
+// not "may or may not".
+TEST(storage_raft, a_write_whose_answer_was_lost_is_sent_again_and_applied_once) {
+  testing::temp_dir root;
+  member a(root, 1), b(root, 2), c(root, 3);
+  std::map<std::uint64_t, member*> by_id{{1, &a}, {2, &b}, {3, &c}};
+  std::atomic<int> sent{0};
+  std::atomic<bool> lose_next{false}, lose_all{false};
+  std::mutex keys_mu;
+  std::vector<std::string> sent_bytes;
+  raft_options tuning;
+  tuning.forward = [&](std::string encoded, const raft_member& master, std::function<void(forwarded_answer)> done) {
+    ++sent;
+    {
+      std::lock_guard lock(keys_mu);
+      sent_bytes.push_back(encoded);
+    }
+    if (!lose_next.exchange(false) && !lose_all) return by_id.at(master.id)->seq->order_forwarded(std::move(encoded), std::move(done));
+    // Ordered and applied by the master, but its answer is lost on the way back.
+    by_id.at(master.id)->seq->order_forwarded(std::move(encoded), [done](forwarded_answer) {
+      forwarded_answer lost;
+      lost.unknown = true;
+      lost.outcome = fail(api::errors::INTERNAL_ERROR("the pool master could not be asked: it may or may not have been applied"));
+      done(std::move(lost));
+    });
+  };
+  tuning.forward_retry = 1500ms;
+  ASSERT_TRUE(a.open({a.self}, tuning));
+  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id, b.self.id, c.self.id};
+  ASSERT_TRUE(b.open({}, joining));
+  ASSERT_TRUE(c.open({}, joining));
+  for (member* m : {&b, &c}) {
+    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
+    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
+  }
+  const std::size_t vm_class = schema::get().class_of<api::vm>();
+  const auto before = a.db->snapshot()->count(vm_class);
+  const generation gen_before = a.db->current_generation();
+
+  lose_next = true;
+  auto written = b.create_vm("answer lost, applied once");
+  ASSERT_TRUE(written.ok()) << written.error().description().at(0);
+  EXPECT_EQ(sent.load(), 2) << "sent once more after the lost answer";
+  EXPECT_EQ(*written, gen_before + 1) << "the generation of its one application";
+  EXPECT_EQ(a.db->snapshot()->count(vm_class), before + 1);
+  EXPECT_EQ(a.db->current_generation(), gen_before + 1);
+  {
+    std::lock_guard lock(keys_mu);
+    ASSERT_EQ(sent_bytes.size(), 2u);
+    EXPECT_EQ(sent_bytes[0], sent_bytes[1]) << "the same bytes, key and all";
+  }
+
+  // A refusal whose answer is lost: sent again, refused again with the first error, although
+  // by then the row has changed (a new application would have been refused differently or not).
+  lose_next = true;
+  auto t = b.db->begin();
+  t.expect_field(vm_class, b.last_ref, *schema::get().field_index(vm_class, "name_label"), wire::value("not its name"),
+                 api::errors::OTHER_OPERATION_IN_PROGRESS("VM", b.last_ref));
+  t.set(vm_class, b.last_ref, *schema::get().field_index(vm_class, "name_label"), wire::value("changed"));
+  auto refused = b.db->commit(std::move(t));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, api::error_code::OTHER_OPERATION_IN_PROGRESS);
+  EXPECT_EQ(sent.load(), 4);
+  EXPECT_EQ(a.db->snapshot()->get<api::vm>(b.last_ref)->name_label, "answer lost, applied once");
+
+  // Answers lost for longer than the member sends again: its writer is told the outcome is
+  // unknown (never a refusal: it was applied), and it was applied once however often it went.
+  lose_all = true;
+  const int sends_before = sent.load();
+  auto unknown = b.create_vm("every answer lost");
+  lose_all = false;
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().params.at(0).find("may or may not"), std::string::npos) << unknown.error().params.at(0);
+  EXPECT_GE(sent.load() - sends_before, 3);
+  ASSERT_TRUE(eventually([&] { return a.has_vm(b.last_ref); }, 5s));
+  EXPECT_EQ(a.db->snapshot()->count(vm_class), before + 2);
+  expect_identical_replicas({&a, &b, &c});
+}
+
 // Two pools of one with the same secret meet at an address (as a joined host's old pool of one
 // met its new master before the transport checked the pool): both lead term 1. The one that
 // hears the other's entries refuses them instead of taking the sender for its own leader (0.15
