@@ -487,7 +487,12 @@ result<void, std::string> host_node::start_serving(int threads) {
           p.messages->raise({actors::alerts::POOL_MASTER_TRANSITION.first, actors::alerts::POOL_MASTER_TRANSITION.second,
                              api::cls::Host, h->uuid, ""});
       } else spdlog::warn("pool.master.not_changed reason=\"{}\"", done.error().description().at(0));
-    }, [&p](std::uint64_t raft_id) { return pool::member_by_raft_id(*p.db->snapshot(), raft_id).has_value(); });
+    }, [&p](std::uint64_t raft_id) {
+      using state = pool::voter_keeper::host_state;
+      auto snap = p.db->snapshot();
+      auto m = pool::member_by_raft_id(*snap, raft_id);
+      return !m ? state::gone : actors::host_live(*snap, m->host_ref) ? state::live : state::dead;
+    });
     p.pool_ctx->master.keeper = &*p.voters;
     p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds),
                        [&p](const storage::state& seen, const std::set<std::string>& claimed) {

@@ -11,8 +11,8 @@ namespace xapid::pool {
 std::size_t voters_wanted(std::size_t servers) { return servers >= 5 ? 5 : std::min<std::size_t>(servers, 3); }
 
 voter_keeper::voter_keeper(std::shared_ptr<storage::raft_sequencer> log, std::function<void()> while_leading,
-                           std::function<bool(std::uint64_t)> has_host, std::chrono::milliseconds period)
-    : log_(std::move(log)), while_leading_(std::move(while_leading)), has_host_(std::move(has_host)),
+                           std::function<host_state(std::uint64_t)> host_of, std::chrono::milliseconds period)
+    : log_(std::move(log)), while_leading_(std::move(while_leading)), host_of_(std::move(host_of)),
       thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
 
 voter_keeper::~voter_keeper() { thread_.reset(); }  // before the members its steps use
@@ -25,8 +25,12 @@ bool voter_keeper::step() {
   // A spare is a join under way (its rows come next); only a replica whose host has been gone
   // a while leaves (an eject lets its host apply its departure first, then removes it itself).
   const auto now = monotonic_now();
+  std::map<std::uint64_t, host_state> hosts;
+  for (const auto& s : status.configuration)
+    hosts[s.member.id] = s.member.id == status.leader.id || !host_of_ ? host_state::live : host_of_(s.member.id);
   for (const auto& s : status.configuration) {
-    if (!status.ready || !has_host_ || s.role == storage::raft_role::spare || s.member.id == status.leader.id || has_host_(s.member.id)) {
+    if (!status.ready || !host_of_ || s.role == storage::raft_role::spare || s.member.id == status.leader.id ||
+        hosts[s.member.id] != host_state::gone) {
       hostless_since_.erase(s.member.id);
       continue;
     }
@@ -37,16 +41,19 @@ bool voter_keeper::step() {
     else spdlog::warn("pool.member.not_removed raft_id={} address={} reason=\"{}\"", s.member.id, s.member.address, removed.error());
     return bool(removed);
   }
-  std::size_t servers = 0, voters = 0;
+  std::size_t servers = 0, voters = 0, live_voters = 0;
   for (const auto& s : status.configuration) {
     servers += s.role != storage::raft_role::spare;
     voters += s.role == storage::raft_role::voter;
+    live_voters += s.role == storage::raft_role::voter && hosts[s.member.id] == host_state::live;
   }
   if (voters > voters_wanted(servers)) {
-    // The voter with the highest id other than this one: any does (each is a full replica).
+    // A dead voter first, else the one with the highest id other than this one: any live one
+    // does (each is a full replica).
     const storage::raft_server* surplus = nullptr;
+    auto rank = [&](const storage::raft_server& s) { return std::pair(hosts[s.member.id] != host_state::live, s.member.id); };
     for (const auto& s : status.configuration)
-      if (s.role == storage::raft_role::voter && s.member.id != status.leader.id && (!surplus || s.member.id > surplus->member.id))
+      if (s.role == storage::raft_role::voter && s.member.id != status.leader.id && (!surplus || rank(s) > rank(*surplus)))
         surplus = &s;
     if (!surplus) return false;
     auto demoted = log_->assign(surplus->member.id, storage::raft_role::standby, std::chrono::seconds(30));
@@ -54,9 +61,11 @@ bool voter_keeper::step() {
     else spdlog::warn("pool.voter.demotion_failed raft_id={} address={} reason=\"{}\"", surplus->member.id, surplus->member.address, demoted.error());
     return bool(demoted);
   }
-  if (voters >= voters_wanted(servers)) return false;
+  // A vote missing, or held by a dead host: a live standby takes one (the dead voter is demoted
+  // at the next step, as one too many). A dead standby is never tried: it cannot catch up.
+  if (live_voters >= voters_wanted(servers)) return false;
   for (const auto& s : status.configuration) {
-    if (s.role != storage::raft_role::standby) continue;
+    if (s.role != storage::raft_role::standby || hosts[s.member.id] != host_state::live) continue;
     if (auto f = failed_.find(s.member.id); f != failed_.end() && now - f->second < std::chrono::seconds(30)) continue;
     // libraft catches it up first (rounds of at most 5 s), then appends the change.
     auto promoted = log_->assign(s.member.id, storage::raft_role::voter, std::chrono::seconds(30));

@@ -1,9 +1,11 @@
 // What the pool's master keeps true: pool.master names it, and the pool keeps 3 voting members of its log (5 once it has 5 hosts; all of
 // them while it has fewer than 3); the others are standbys, each a full replica. The master
-// promotes a standby when a vote is missing (after libraft's catch-up rounds), and demotes a
-// voter to standby when there is one too many (a hand-over to a standby, a host gone), one
-// change at a time, from a thread of its own; a standby that cannot catch up is tried again
-// later. The hand-over of the master's role to another host goes through the keeper too, so
+// promotes a live standby when a vote is missing or a voter's host is dead (host_metrics.live
+// false: unheard for --host-dead-seconds, or declared dead), after libraft's catch-up rounds,
+// and demotes a voter to standby when there is one too many (a dead one first; a hand-over to a
+// standby, a host gone), one change at a time, from a thread of its own; a standby that cannot
+// catch up is tried again later. So a pool of four or more that lost a voter for good votes
+// with live hosts again, and outlives one more failure. The hand-over of the master's role to another host goes through the keeper too, so
 // that its promotion of the new master is never undone half-way by a step.
 #pragma once
 
@@ -26,16 +28,17 @@ class voter_keeper {
   // `while_leading` runs at each step on the master first (it makes pool.master follow the log's
   // leader). `has_host` says whether the pool database still has the host of a log member: one
   // whose host row has gone (host.destroy, an eject the master did not finish) leaves the log.
+  enum class host_state { gone, dead, live };
   voter_keeper(std::shared_ptr<storage::raft_sequencer> log, std::function<void()> while_leading,
-               std::function<bool(std::uint64_t raft_id)> has_host,
+               std::function<host_state(std::uint64_t raft_id)> host_of,
                std::chrono::milliseconds period = std::chrono::milliseconds(250));
   ~voter_keeper();
   voter_keeper(const voter_keeper&) = delete;
   voter_keeper& operator=(const voter_keeper&) = delete;
 
-  // One step, on the master: removes a member whose host has gone, promotes one standby when
-  // votes are missing, or demotes a voter (never itself) when there are too many. True when it
-  // changed the membership.
+  // One step, on the master: removes a member whose host has gone, promotes one live standby
+  // when live votes are missing, or demotes a voter (never itself; a dead one first) when there
+  // are too many. True when it changed the membership.
   bool step();
 
   // On the master: makes member `id` the master (a voter first, when it is a standby) and
@@ -45,7 +48,7 @@ class voter_keeper {
  private:
   std::shared_ptr<storage::raft_sequencer> log_;
   std::function<void()> while_leading_;
-  std::function<bool(std::uint64_t)> has_host_;
+  std::function<host_state(std::uint64_t)> host_of_;
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> failed_;  // standby -> when its promotion failed
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> hostless_since_;  // member -> first seen without a host
   static constexpr std::chrono::seconds hostless_grace{30};

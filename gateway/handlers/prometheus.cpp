@@ -172,6 +172,11 @@ std::string prometheus_text(metrics_context& ctx) {
           add("xapid_raft_replication_lag_entries", "On the master: entries a member's copy of the log lacks",
               "member_id=\"" + std::to_string(m.member.id) + "\",address=\"" + label_value(m.member.address) + "\"",
               static_cast<double>(st.last_index > m.match_index ? st.last_index - m.match_index : 0));
+    for (const auto& m : st.configuration)
+      add("xapid_raft_member", "The members of the pool's log and the role each has there (1)",
+          "member_id=\"" + std::to_string(m.member.id) + "\",address=\"" + label_value(m.member.address) + "\",role=\"" +
+              (m.role == storage::raft_role::voter ? "voter" : m.role == storage::raft_role::standby ? "standby" : "spare") + "\"",
+          1);
     add("xapid_raft_voters", "Voting members of the pool's log", "",
         static_cast<double>(std::count_if(st.configuration.begin(), st.configuration.end(),
                                           [](const auto& m) { return m.role == storage::raft_role::voter; })));

@@ -1,4 +1,4 @@
-"""What the pool tests share: real xapid processes on 127.0.0.2-4 with the same ports for all (as
+"""What the pool tests share: real xapid processes on 127.0.0.2-6 with the same ports for all (as
 deploy/pool-up starts them), started, joined into one pool, killed and started again."""
 import collections
 import os
@@ -12,8 +12,8 @@ import xmlrpc.client
 
 from xapid_support import XAPID, free_port_triple, jsonrpc_api
 
-ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw"]
+ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+PASSWORDS = ["pool-master-pw", "host-3-pw", "host-4-pw", "host-5-pw", "host-6-pw"]
 
 
 def free_port_everywhere(seed=None):
@@ -159,7 +159,7 @@ def vm_record(name):
 
 class three_hosts:
     """A TestCase mixin: three hosts (each its own process and data dir; COUNT of them, at most
-    three) started before the class's tests, joined into one pool when JOINED, and stopped
+    five) started before the class's tests, joined into one pool when JOINED, and stopped
     after. PORT_SEED picks the port."""
     COUNT = 3
     EXTRA_ARGS = ()
