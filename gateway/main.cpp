@@ -19,6 +19,7 @@
 #include "gateway/logging.hpp"
 #include "pool/join.hpp"
 #include "pool/master_duties.hpp"
+#include "storage/database.hpp"
 
 // jemalloc's settings (read at the first allocation): freed memory goes back to the system
 // within about a second, by a background thread, not when some later allocation happens to
@@ -36,6 +37,9 @@ const char* usage =
     "             [--backend sim|libxl]\n"
     "             [--threads N] [--root-password-file FILE] [--session-idle-seconds N] [--config FILE]\n"
     "       xapid --coverage        print which RPCs are implemented, then exit\n"
+    "       xapid --data-dir DIR --export-checkpoint FILE   write the stopped host's database\n"
+    "                       as the pool's checkpoint bytes (every member of a pool that has\n"
+    "                       applied the same entries writes the same bytes), then exit\n"
     "  --data-dir DIR       where the host keeps its database and logs (created if missing)\n"
     "  --listen ADDR:PORT   XML-RPC and JSON-RPC over HTTP (default 127.0.0.1:8080)\n"
     "  --https-listen ADDR:PORT   the same over TLS (off by default), with DIR/xapid.pem and\n"
@@ -79,6 +83,7 @@ const char* usage =
 struct options {
   xapid::gateway::host_options host;
   bool coverage = false;
+  std::string export_checkpoint;  // a file: write the database's checkpoint there and exit
 };
 
 // Every option is NAME VALUE on the command line (--NAME) or a "NAME = VALUE" line of a
@@ -155,6 +160,8 @@ bool parse_args(int argc, char** argv, options& o, std::string& error) {
     std::string a = argv[i];
     if (a == "--coverage") {
       o.coverage = true;
+    } else if (a == "--export-checkpoint" && i + 1 < argc) {
+      o.export_checkpoint = argv[++i];
     } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
       if (a == "--config") config = argv[++i];
       else given.emplace_back(a.substr(2), argv[++i]);
@@ -182,6 +189,23 @@ void print_coverage(const xapid::gateway::dispatcher& d) {
                 row.implemented ? "yes" : "no");
   }
   std::printf("%zu of %zu RPCs implemented\n", implemented, total);
+}
+
+// The database of a stopped host, as the pool's snapshots carry it: replicas compared byte for
+// byte (a running daemon holds the database's lock, and is refused).
+int export_checkpoint(const std::string& data_dir, const std::string& file) {
+  spdlog::set_level(spdlog::level::warn);
+  if (!std::filesystem::is_directory(data_dir + "/db"))
+    return std::fprintf(stderr, "xapid: %s holds no database (no %s/db)\n", data_dir.c_str(), data_dir.c_str()), 1;
+  auto db = xapid::storage::database::open({data_dir + "/db"});
+  if (!db) return std::fprintf(stderr, "xapid: %s\n", db.error().c_str()), 1;
+  const std::string bytes = (*db)->export_checkpoint();
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (!out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush())
+    return std::fprintf(stderr, "xapid: cannot write %s\n", file.c_str()), 1;
+  std::printf("generation %llu, log index %llu, %zu bytes\n", static_cast<unsigned long long>((*db)->current_generation()),
+              static_cast<unsigned long long>((*db)->applied_log_index()), bytes.size());
+  return 0;
 }
 
 // Every connection is a descriptor: the soft limit (often 1,024) is raised to the hard one, so
@@ -218,6 +242,7 @@ int run(int argc, char** argv, bool& reboot) {
     return 2;
   }
   opt.host.root_password = take_password_from_environment();
+  if (!opt.export_checkpoint.empty()) return export_checkpoint(opt.host.data_dir, opt.export_checkpoint);
   if (opt.coverage) {
     // The coverage is that of a host set up exactly as a real one, on a scratch data dir.
     std::string pattern = (std::filesystem::temp_directory_path() / "xapid-coverage-XXXXXX").string();

@@ -126,6 +126,31 @@ class host:
         return text + "stderr ends:\n" + "".join(list(self.stderr_tail)[-lines:])
 
 
+def stop_all(hosts):
+    """Stops every host at once (SIGTERM, waited for)."""
+    stoppers = [threading.Thread(target=h.stop) for h in hosts]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
+
+
+def checkpoints(hosts):
+    """Each stopped host's database as the pool's checkpoint bytes (xapid --export-checkpoint):
+    [(its output: generation and log index, the bytes)]."""
+    out = []
+    for h in hosts:
+        file = os.path.join(h.dir, "compared-checkpoint")
+        done = subprocess.run([XAPID, "--data-dir", h.dir, "--export-checkpoint", file], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise AssertionError(f"{h.address}: --export-checkpoint failed: {done.stderr}")
+        with open(file, "rb") as f:
+            out.append((done.stdout.strip(), f.read()))
+        os.remove(file)
+    return out
+
+
 def join_pool(hosts, limit=120):
     """Joins hosts[1:] to hosts[0] (pool.join on each, with the master's root password) and
     returns once each is back as a member that sees them all."""
