@@ -688,15 +688,25 @@ async function poolSection(xapid, opts) {
   const memberUrl = `http://127.0.0.3:${port}`
   try {
     const joined = await check(
-      'the second host joins the first (pool.join through the client) and restarts as its member',
+      'the second host joins the first (pool.join through the client) and restarts as its member; ' +
+        'a client watching the master sees it arrive as events',
       async () => {
-        const { xapi } = makeClient(memberUrl, 'the-members-own-secret', 'json-rpc', false, opts, 'joiner')
-        await xapi.connect()
-        await xapi.call('pool.join', '127.0.0.2', 'root', PASSWORD).finally(() => xapi.disconnect().catch(() => {}))
-        const { xapi: onMaster } = makeClient(`http://127.0.0.2:${port}`, PASSWORD, 'json-rpc', false, opts, 'master')
+        // xo-server's way of following a pool: the client's object cache, kept by event.from
+        const { xapi: onMaster } = makeClient(`http://127.0.0.2:${port}`, PASSWORD, 'json-rpc', undefined, opts, 'master')
+        const added = new Set()
+        onMaster.objects.on('add', items => {
+          for (const item of Object.values(items)) if (item?.$type === 'host') added.add(item.address)
+        })
         await onMaster.connect()
+        await onMaster.objectsFetched
         try {
-          await waitFor('two hosts in the pool', async () => (await onMaster.call('host.get_all')).length === 2, 60e3)
+          assert(!added.has('127.0.0.3'), 'the member is a host of the pool before it joined')
+          const { xapi } = makeClient(memberUrl, 'the-members-own-secret', 'json-rpc', false, opts, 'joiner')
+          await xapi.connect()
+          await xapi.call('pool.join', '127.0.0.2', 'root', PASSWORD).finally(() => xapi.disconnect().catch(() => {}))
+          await waitFor('the joined host added to the watching client\'s objects', () => added.has('127.0.0.3'), 60e3)
+          const host = onMaster.objects.all && Object.values(onMaster.objects.all).find(o => o.$type === 'host' && o.address === '127.0.0.3')
+          assert(host !== undefined && isRef(host.$ref), 'the joined host is not in the client\'s cache')
         } finally {
           await onMaster.disconnect().catch(() => {})
         }
