@@ -1,5 +1,8 @@
 #include "pool/liveness.hpp"
 
+#include <future>
+#include <vector>
+
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
@@ -37,14 +40,22 @@ void liveness_watch::step() {
   mark(this_host_, true);
   std::set<std::string> claimed;  // the operations the members carry out
   bool all_accounted = true;      // every member answered, or is dead
-  for (const member_record& m : members(*snap)) {
+  // Every member asked at once: a round takes one ping's time, not one per dead member.
+  std::vector<std::pair<member_record, std::future<result<peer::PingReply, peer_client::ping_failure>>>> asked;
+  for (member_record& m : members(*snap)) {
     if (m.host_ref == this_host_) continue;
     if (m.peer_address.empty()) {  // not yet published (a join under way): it cannot be asked
       all_accounted = false;
       continue;
     }
+    auto pong = std::async(std::launch::async, [this, address = m.peer_address, pin = m.fingerprint] {
+      return peers_.ping(address, pin, std::chrono::seconds(1));
+    });
+    asked.emplace_back(std::move(m), std::move(pong));
+  }
+  for (auto& [m, answer] : asked) {
     auto seen = last_answer_.try_emplace(m.host_ref, now).first;
-    if (auto pong = peers_.ping(m.peer_address, m.fingerprint, std::chrono::seconds(1))) {
+    if (auto pong = answer.get()) {
       seen->second = monotonic_now();
       mark(m.host_ref, true);
       for (const auto& key : pong->operations_in_flight()) claimed.insert(key);
