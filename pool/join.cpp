@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -38,6 +39,19 @@ std::string master_api_address(const storage::state& s, const storage::raft_stat
   return "";
 }
 
+// The answer to a joining host the pool has taken in as log member `raft_id`.
+void answer_taken_in(const join_master& m, std::uint64_t raft_id, peer::JoinReply& reply) {
+  reply.set_raft_id(raft_id);
+  reply.set_joined_at_index(m.db->applied_log_index());
+  reply.set_pool_id(m.identity.pool_id);
+  reply.set_secret(m.identity.secret);
+  reply.set_root_password_hash(m.root_password_hash());
+  reply.set_master_certificate_pem(m.certificate_pem);
+  reply.set_master_raft_address(m.raft_address);
+  for (const auto& server : m.log->status().configuration)
+    if (server.member.id != raft_id) reply.add_member_raft_ids(server.member.id);
+}
+
 }  // namespace
 
 void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller, const std::string& caller_fingerprint,
@@ -58,6 +72,28 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
   if (request.raft_id() == 0 || request.raft_id() > 0x7fffffffffffffffULL || request.raft_address().empty() ||
       request.peer_address().empty())
     return refuse(api::errors::INTERNAL_ERROR("the joining host gave no usable addresses in the pool"));
+  // The same host asking again — its certificate, its uuid, its addresses — after a join this
+  // pool took in and whose answer it never got (the master or the connection went between the
+  // commit and the answer): it is answered again, its place in the log made whole, rather than
+  // refused as "already part of a pool" while it stays alone.
+  // (Never the master itself: a host asked to join its own pool is refused by the checks.)
+  if (auto earlier = member_by_fingerprint(*pool, *fingerprint);
+      earlier && earlier->raft_id != m.identity.raft_id && earlier->raft_id != status.leader.id &&
+      earlier->host_uuid == request.host_uuid() && earlier->raft_address == request.raft_address() &&
+      earlier->peer_address == request.peer_address()) {
+    const storage::raft_member member{earlier->raft_id, earlier->raft_address};
+    auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
+                               [&](const storage::raft_server& s) { return s.member.id == member.id; });
+    if (server == status.configuration.end())
+      if (auto added = m.log->add(member, m.membership_timeout); !added)
+        return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + added.error()));
+    if (server == status.configuration.end() || server->role == storage::raft_role::spare)
+      if (auto standby = m.log->assign(member.id, storage::raft_role::standby, m.membership_timeout); !standby)
+        return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error()));
+    answer_taken_in(m, member.id, reply);
+    spdlog::info("pool.join.accepted_again host={} raft_id={} (its first answer was lost)", request.host_uuid(), member.id);
+    return;
+  }
   if (member_by_raft_id(*pool, request.raft_id()) || request.raft_id() == m.identity.raft_id)
     return refuse(api::errors::INTERNAL_ERROR("the joining host's id in the pool's log is taken: try again"));
   if (status.snapshot_index == 0)
@@ -139,14 +175,7 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
     (void)m.log->remove(member.id, m.membership_timeout);
     return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error()));
   }
-  reply.set_joined_at_index(m.db->applied_log_index());
-  reply.set_pool_id(m.identity.pool_id);
-  reply.set_secret(m.identity.secret);
-  reply.set_root_password_hash(m.root_password_hash());
-  reply.set_master_certificate_pem(m.certificate_pem);
-  reply.set_master_raft_address(m.raft_address);
-  for (const auto& server : m.log->status().configuration)
-    if (server.member.id != member.id) reply.add_member_raft_ids(server.member.id);
+  answer_taken_in(m, member.id, reply);
   spdlog::info("pool.join.accepted host={} raft_id={} raft_address={} peer_address={} objects={}", request.host_uuid(),
                request.raft_id(), request.raft_address(), request.peer_address(), created.size());
 }
@@ -181,7 +210,8 @@ api::status join_pool(const joining_host& self, const join_request& request) {
     spdlog::error("pool.join.failed master={} reason=\"the master's answer is not complete\"", *target);
     return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
   }
-  member_identity id{q.raft_id(), reply->pool_id(), reply->secret(), false,
+  // Its id in the pool's log: the one asked for, or the one an earlier, unanswered join took.
+  member_identity id{reply->raft_id() != 0 ? reply->raft_id() : q.raft_id(), reply->pool_id(), reply->secret(), false,
                      std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end()),
                      reply->joined_at_index()};
   if (auto kept = accept_membership(self.data_dir, id, reply->root_password_hash()); !kept)
