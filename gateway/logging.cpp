@@ -8,9 +8,11 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <grpc/support/log.h>
 #include <spdlog/spdlog.h>
 
 #include "common/log_host.hpp"
+#include "common/loggable.hpp"
 
 namespace xapid::gateway {
 namespace {
@@ -76,9 +78,21 @@ std::shared_ptr<routing_sink>& router() {
   return r;
 }
 
+// gRPC's own lines (the pool's peer traffic) go to the same log as everything else, instead
+// of stderr in gRPC's format; its errors are mostly a peer that went away: warnings here.
+void grpc_to_spdlog(gpr_log_func_args* a) {
+  const auto level = a->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::warn
+                     : a->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
+                                                            : spdlog::level::debug;
+  std::string_view file = a->file ? a->file : "";
+  if (auto slash = file.rfind('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);
+  spdlog::log(level, "grpc.log source={}:{} message=\"{}\"", loggable(file), a->line, loggable(a->message ? a->message : "", 1024));
+}
+
 }  // namespace
 
 void install_logging(bool console) {
+  gpr_set_log_function(grpc_to_spdlog);
   std::vector<spdlog::sink_ptr> sinks{router()};
   if (console) {
     auto err = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
