@@ -497,6 +497,10 @@ result<void, std::string> host_node::start_serving(int threads) {
     p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds),
                        [&p](const storage::state& seen, const std::set<std::string>& claimed) {
                          p.actors->forget_orphaned_operations(seen, claimed);
+                       },
+                       [&p] {
+                         std::lock_guard lock(p.root.mu);
+                         return p.root.hash;
                        });
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)

@@ -102,12 +102,15 @@ result<peer::ResetMasterReply, std::string> peer_client::reset_master(const std:
 }
 
 result<peer::PingReply, peer_client::ping_failure> peer_client::ping(const std::string& address, const std::string& pinned,
-                                                                     std::chrono::milliseconds timeout) {
+                                                                     std::chrono::milliseconds timeout,
+                                                                     const std::string& root_password_hash) {
   auto stub = peer::PoolPeer::NewStub(channel(address, pinned));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
+  peer::PingRequest request;
+  request.set_root_password_hash(root_password_hash);
   peer::PingReply reply;
-  grpc::Status st = stub->Ping(&context, peer::PingRequest{}, &reply);
+  grpc::Status st = stub->Ping(&context, request, &reply);
   if (!st.ok()) return fail(ping_failure{st.error_code() == grpc::StatusCode::PERMISSION_DENIED, st.error_message()});
   return reply;
 }

@@ -54,7 +54,9 @@ class peer_client {
     bool stranger = false;
     std::string message;
   };
-  result<peer::PingReply, ping_failure> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout);
+  // `root_password_hash`: the master's, sent by its liveness rounds (empty: none).
+  result<peer::PingReply, ping_failure> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout,
+                                             const std::string& root_password_hash = {});
 
  private:
   std::shared_ptr<grpc::Channel> channel(const std::string& address, const std::string& pinned);

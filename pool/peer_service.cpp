@@ -41,13 +41,19 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     return {grpc::StatusCode::PERMISSION_DENIED, "not a member of this pool"};
   }
 
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest*, peer::PingReply* reply) override {
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest* request, peer::PingReply* reply) override {
     auto* reactor = c->DefaultReactor();
     std::string caller;
     if (auto st = member_only(*c, &caller); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
+    // root's password as the master holds it: taken from the Raft leader only (a member's
+    // certificate proves it is a member, not that it is the master).
+    if (!request->root_password_hash().empty() && ctx.master_root_password && ctx.caller_fingerprint)
+      if (auto leader = member_by_raft_id(*ctx.db->snapshot(), ctx.log->status().leader.id);
+          leader && leader->fingerprint == ctx.caller_fingerprint(*c))
+        ctx.master_root_password(request->root_password_hash());
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
     if (ctx.ha_heartbeat)
       if (auto report = ctx.ha_heartbeat(caller)) {

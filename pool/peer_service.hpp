@@ -27,6 +27,9 @@ struct peer_service_context {
   // Under HA, a Ping from the member of this host uuid is a heartbeat: answers the hosts this
   // one heard lately (uuid, ms ago), or nothing when this host is not armed.
   std::function<std::optional<std::vector<std::pair<std::string, std::uint32_t>>>(const std::string& host_uuid)> ha_heartbeat;
+  // root's password hash from a Ping of the pool's master (only the Raft leader's is taken):
+  // this host keeps it when it holds another.
+  std::function<void(const std::string& hash)> master_root_password;
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.

@@ -71,6 +71,9 @@ const std::unordered_map<std::string_view, rule>& rules() {
     t["pool.enable_ha"] = {route::master};
     t["pool.disable_ha"] = {route::master};
     t["pool.ha_prevent_restarts_for"] = {route::master};  // the master's failover waits
+    // root's password is the pool's: changed on the master, whose liveness rounds hand it to
+    // every member (pool/liveness), as xapi syncs it to every host.
+    t["session.change_password"] = {route::master};
     return t;
   }();
   return table;

@@ -357,6 +357,44 @@ class pool_of_three(three_hosts, answers, unittest.TestCase):
         gs = gone.login_once_it_has_hosts(self.hosts[0].password, 3)
         self.assertEqual(len(self.hosts_of(master, ms)), 3)
 
+    def test_8_roots_password_changed_through_any_host_is_the_whole_pools(self):
+        """session.change_password through a member goes to the master, whose liveness rounds
+        hand the new hash to every member (as xapi syncs it to every host): the new password
+        logs in everywhere, the old one nowhere — on a member that was down too, once it is back."""
+        old, new = self.hosts[0].password, "a-new-root-password"
+        h0 = self.hosts[0]
+        s0 = h0.login(old)
+        master_address = self.ok(h0.proxy().host.get_address(s0, self.master_of(h0, s0)))
+        master = next(h for h in self.hosts if h.address == master_address)
+        through, away = [h for h in self.hosts if h is not master]
+
+        def local_login(h, password):
+            with h.proxy() as p:
+                return p.session.slave_local_login_with_password("root", password)
+
+        def takes(hosts, password, refuses, limit):
+            until = time.time() + limit
+            for h in hosts:
+                while local_login(h, password)["Status"] != "Success":
+                    self.assertLess(time.time(), until, f"{h.address} does not take the new password")
+                    time.sleep(0.5)
+                self.assertEqual(self.err(local_login(h, refuses)), ["SESSION_AUTHENTICATION_FAILED"], h.address)
+
+        away.stop()
+        with master.proxy() as p:
+            pool_session = self.ok(p.session.login_with_password("root", old))
+        started = time.time()
+        self.ok(through.proxy().session.change_password(pool_session, old, new))
+        takes([master, through], new, old, 15)
+        print(f"the new root password taken by the master and a member {time.time() - started:.1f} s after the change",
+              flush=True)
+        away.start()
+        takes([away], new, old, 20)
+        # And back, for whatever follows.
+        with master.proxy() as p:
+            self.ok(p.session.change_password(self.ok(p.session.login_with_password("root", new)), new, old))
+        takes(self.hosts, old, new, 15)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
