@@ -130,12 +130,19 @@ storage_repos::void_result storage_repos::sr_destroy(const std::string& sr, cons
   auto r = d->run(d->sr_cls, sr, "destroy", task, [d, sr]() -> api::api_result<wire::value> {
     auto s = d->db.snapshot();
     const api::sr* rec = s->get<api::sr>(sr);
-    auto dir = d->directory(*s, sr);
-    if (!dir) return fail(dir.error());
+    if (!rec) return fail(api::errors::HANDLE_INVALID("SR", sr));
+    // As xapi (and the seed's SR_HAS_PBD): every host unplugs it first (PBD.unplug, carried out
+    // by each PBD's host), so that none keeps it attached — a shared SR's nfs mount included.
+    for (const auto& other : s->refs_where<api::pbd>("SR", sr))
+      if (s->get<api::pbd>(other)->currently_attached) return fail(api::errors::SR_HAS_PBD(sr));
     // Its disks go first (VDI.destroy), so that nothing is lost by accident.
     if (!s->refs_where<api::vdi>("SR", sr).empty()) return fail(api::errors::SR_NOT_EMPTY());
     std::string pbd = d->pbd_here(*s, sr);
+    if (pbd.empty()) return fail(api::errors::SR_HAS_NO_PBDS(sr));
     const api::pbd* p = s->get<api::pbd>(pbd);
+    // Attached here for as long as its removal takes (an nfs export mounted, a directory checked).
+    if (auto st = d->attach(sr, rec->type, rec->uuid, p->device_config, false); !st) return fail(st.error());
+    const std::string dir = d->directory_for(rec->type, rec->uuid, p->device_config);
     auto t = d->db.begin();
     for (const auto& other : s->refs_where<api::pbd>("SR", sr)) t.destroy(d->pbd_cls, other);
     t.destroy(d->sr_cls, sr);
@@ -148,11 +155,14 @@ storage_repos::void_result storage_repos::sr_destroy(const std::string& sr, cons
       if (!(after == *pool)) t.update(ref, *pool, after);
       return true;
     });
-    if (auto c = d->commit(std::move(t)); !c) return c;
+    if (auto c = d->commit(std::move(t)); !c) {
+      d->detach(rec->type, rec->uuid, p->device_config);
+      return c;
+    }
     // Only a directory xapid made (DIR/sr/<uuid>) is removed; any directory an operator named
     // (file, iso, or an ext SR given a location) stays, empty of VDIs as it is now.
     std::error_code ec;
-    if (*dir == d->data_dir + "/sr/" + rec->uuid) fs::remove_all(*dir, ec);
+    if (dir == d->data_dir + "/sr/" + rec->uuid) fs::remove_all(dir, ec);
     d->detach(rec->type, rec->uuid, p->device_config);
     return wire::value("");
   });

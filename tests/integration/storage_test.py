@@ -86,8 +86,14 @@ class storage(with_daemon):
         os.remove(os.path.join(where, self.ok(x.VDI.get_location(s, snap))))
         self.ok(x.SR.scan(s, sr))
         self.assertEqual(x.VDI.get_record(s, snap)["ErrorDescription"], ["HANDLE_INVALID", "VDI", snap])
+        # As xapi: an SR is destroyed once every PBD of it is unplugged, and its disks are gone.
+        pbd = self.ok(x.SR.get_PBDs(s, sr))[0]
+        self.assertEqual(x.SR.destroy(s, sr)["ErrorDescription"], ["SR_HAS_PBD", sr])
+        self.ok(x.PBD.unplug(s, pbd))
         self.assertEqual(x.SR.destroy(s, sr)["ErrorDescription"], ["SR_NOT_EMPTY"])
+        self.ok(x.PBD.plug(s, pbd))
         self.ok(x.VDI.destroy(s, vdi))
+        self.ok(x.PBD.unplug(s, pbd))
         self.ok(x.SR.destroy(s, sr))
         self.assertEqual(x.SR.get_record(s, sr)["ErrorDescription"], ["HANDLE_INVALID", "SR", sr])
 

@@ -456,6 +456,8 @@ class operations(xe_daemon):
         self.xe("pbd-unplug", f"uuid={pbd}")
         self.assertEqual(self.one("pbd-param-get", f"uuid={pbd}", "param-name=currently-attached"), "false")
         self.xe("pbd-plug", f"uuid={pbd}")
+        self.assertIn("SR_HAS_PBD", self.xe_fails("sr-destroy", f"uuid={sr}"))
+        self.xe("pbd-unplug", f"uuid={pbd}")
         self.xe("sr-destroy", f"uuid={sr}")
         self.assertEqual(self.one("sr-list", f"uuid={sr}", "--minimal"), "")
 

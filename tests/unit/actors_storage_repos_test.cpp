@@ -139,10 +139,13 @@ TEST_F(repos_test, a_file_sr_in_a_given_directory_and_its_lifecycle) {
   std::string s = *created;
   std::string v = make_vdi(s, gib);
   EXPECT_TRUE(fs::exists(outside.path() + "/" + vdi(v).location));
+  std::string pbd = db->snapshot()->refs_where<api::pbd>("SR", s).front();
+  EXPECT_API_ERROR(repos->sr_destroy(s, key()), SR_HAS_PBD, s);  // plugged somewhere: unplugged first
+  ASSERT_TRUE(repos->pbd_unplug(pbd).ok());
   EXPECT_API_ERROR(repos->sr_destroy(s, key()), SR_NOT_EMPTY);
+  ASSERT_TRUE(repos->pbd_plug(pbd).ok());
   ASSERT_TRUE(repos->vdi_destroy(v, key()).ok());
   // Unplugged, it is unreachable; forgotten, its directory stays with its files.
-  std::string pbd = db->snapshot()->refs_where<api::pbd>("SR", s).front();
   std::string kept = make_vdi(s, gib);
   std::string kept_file = outside.path() + "/" + vdi(kept).location;
   EXPECT_API_ERROR(repos->pbd_destroy(pbd), OPERATION_NOT_ALLOWED, "the PBD is plugged: unplug it first");
@@ -163,8 +166,10 @@ TEST_F(repos_test, destroying_an_sr_removes_only_a_directory_xapid_made) {
   ASSERT_TRUE(ours.ok());
   std::string our_dir = *repos->directory(*db->snapshot(), *ours);
   EXPECT_EQ(our_dir, dir.path() + "/sr/" + sr(*ours).uuid);
-  ASSERT_TRUE(repos->sr_destroy(*theirs, key()).ok());
-  ASSERT_TRUE(repos->sr_destroy(*ours, key()).ok());
+  for (const std::string& s : {*theirs, *ours}) {
+    ASSERT_TRUE(repos->pbd_unplug(db->snapshot()->refs_where<api::pbd>("SR", s).front()).ok());
+    ASSERT_TRUE(repos->sr_destroy(s, key()).ok());
+  }
   EXPECT_TRUE(fs::exists(outside.path() + "/operators-notes.txt"));
   EXPECT_FALSE(fs::exists(our_dir));
 }
