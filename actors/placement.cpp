@@ -111,11 +111,11 @@ std::vector<std::string> possible_hosts(const storage::state& s, const std::stri
   return hosts;
 }
 
-api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm, const std::string& except) {
+api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm, const std::set<std::string>& except) {
   const api::vm* v = s.get<api::vm>(vm);
   if (!v) return fail(api::errors::HANDLE_INVALID("VM", vm));
   std::optional<api::api_error> why;
-  if (s.get<api::host>(v->affinity.opaque) && v->affinity.opaque != except) {
+  if (s.get<api::host>(v->affinity.opaque) && !except.contains(v->affinity.opaque)) {
     auto st = can_boot_on(s, vm, v->affinity.opaque);
     if (st) return v->affinity.opaque;
     why = st.error();
@@ -123,7 +123,7 @@ api::api_result<std::string> choose_host(const storage::state& s, const std::str
   std::string best;
   std::int64_t best_free = -1;
   s.for_each(storage::schema::get().class_of<api::host>(), [&](const std::string& ref, const storage::row&) {
-    if (ref == except) return true;
+    if (except.contains(ref)) return true;
     auto st = can_boot_on(s, vm, ref);
     if (!st) {
       if (!why) why = st.error();

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,9 @@ std::int64_t memory_free(const storage::state& s, const std::string& host);
 std::vector<std::string> possible_hosts(const storage::state& s, const std::string& vm);
 // The host VM.start and VM.resume run `vm` on when none is named: its affinity when that one
 // can, else the one with the most free memory (the lowest ref among equals); when none can,
-// the affinity's reason, else the first host's. `except` is never chosen (an evacuated host).
-api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm, const std::string& except = {});
+// the affinity's reason, else the first host's. No host of `except` is chosen (hosts that
+// refused it already: another start took their room meanwhile).
+api::api_result<std::string> choose_host(const storage::state& s, const std::string& vm, const std::set<std::string>& except = {});
 
 // Where host.evacuate sends each guest resident on `host` (xapi's evacuation plan): per VM, a
 // host, or why it cannot leave — NO_HOSTS_AVAILABLE(vm) without another enabled and live host,

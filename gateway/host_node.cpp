@@ -385,6 +385,9 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
                        if (!member || member->peer_address.empty())
                          return wire::response{false, {}, api::errors::HOST_OFFLINE(host).description()};
                        return p.forwarder->forward(*member, c, ctx.task, ctx.client);
+                     },
+                     [&p](std::string_view method, std::span<const wire::value> params, const std::vector<std::string>& refused) {
+                       return placed_again(*p.db->snapshot(), method, params, p.host, refused);
                      }});
 
   // The serving threads all run `io`: a connection's handlers never overlap (see http_server),

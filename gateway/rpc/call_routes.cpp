@@ -1,5 +1,6 @@
 #include "gateway/rpc/call_routes.hpp"
 
+#include <set>
 #include <unordered_map>
 
 #include "actors/placement.hpp"
@@ -177,6 +178,21 @@ std::string host_for(const storage::state& s, const rule& r, std::span<const wir
 }
 
 }  // namespace
+
+api::api_result<std::string> placed_again(const storage::state& s, std::string_view method, std::span<const wire::value> params,
+                                          const std::string& here, const std::vector<std::string>& refused) {
+  auto it = rules().find(method);
+  const std::string* vm = ref_param(params, 0);
+  if (it == rules().end() || it->second.how != route::placement || !vm || !s.get<api::vm>(*vm) ||
+      !actors::resident_host(s, *vm).empty())
+    return fail(api::errors::NO_HOSTS_AVAILABLE());
+  std::set<std::string> tried;
+  for (const auto& h : refused) tried.insert(h.empty() ? here : h);
+  auto chosen = actors::choose_host(s, *vm, tried);
+  if (!chosen) return fail(chosen.error());
+  if (!actors::host_live(s, *chosen)) return fail(api::errors::HOST_OFFLINE(*chosen));
+  return *chosen == here ? std::string() : *chosen;
+}
 
 bool routed(std::string_view method) { return rules().contains(method); }
 

@@ -26,6 +26,13 @@ namespace xapid::gateway {
 api::api_result<std::string> carried_out_by(const storage::state& s, std::string_view method,
                                             std::span<const wire::value> params, const std::string& here);
 
+// After the hosts of `refused` ("" for `here`) refused a start for want of memory (placement
+// chose from a replica that did not yet see other starts there): the next host placement
+// chooses for it without them ("" for `here`), or why none is left. Only for the calls placement
+// routes (VM.start, VM.resume) of a VM resident nowhere.
+api::api_result<std::string> placed_again(const storage::state& s, std::string_view method, std::span<const wire::value> params,
+                                          const std::string& here, const std::vector<std::string>& refused);
+
 // Whether `method` is one whose host may be another than the one it arrives at.
 bool routed(std::string_view method);
 // Every such method.

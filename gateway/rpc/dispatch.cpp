@@ -140,9 +140,20 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
 }
 
 wire::response dispatcher::perform(const entry& e, const wire::call& c, call_context& ctx, const std::string& elsewhere) const {
-  if (elsewhere.empty()) return run(e, c, ctx);
-  wire::call sent{std::string(e.method->wire_name), c.params};
-  return router_.forward(elsewhere, sent, ctx);
+  constexpr std::size_t most_tries = 8;
+  std::string host = elsewhere;
+  std::vector<std::string> refused;
+  for (;;) {
+    wire::response r = host.empty() ? run(e, c, ctx) : router_.forward(host, wire::call{std::string(e.method->wire_name), c.params}, ctx);
+    // Placed where another start took the room meanwhile: placed again, without that host.
+    const bool no_room = !r.success && !r.error_description.empty() && r.error_description[0] == "HOST_NOT_ENOUGH_FREE_MEMORY";
+    if (!no_room || !router_.again || ctx.forwarded || refused.size() + 1 >= most_tries) return r;
+    refused.push_back(host);
+    const std::size_t skip = ctx.session.empty() ? 0 : 1;
+    auto next = router_.again(e.method->wire_name, std::span<const wire::value>(c.params).subspan(skip), refused);
+    if (!next) return r;
+    host = std::move(next).value();
+  }
 }
 
 wire::response dispatcher::carry_out_on(const std::string& host, const wire::call& c, const call_context& ctx) const {

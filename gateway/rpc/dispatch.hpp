@@ -99,6 +99,13 @@ class dispatcher {
   struct router {
     std::function<api::api_result<std::string>(std::string_view method, std::span<const wire::value> params)> where;
     std::function<wire::response(const std::string& host, const wire::call& c, const call_context& ctx)> forward;
+    // After the host chosen ("" for this one) and any tried since (`refused`) answered
+    // HOST_NOT_ENOUGH_FREE_MEMORY — a start placed from a replica that did not yet see another
+    // start take that room —: the next host to try, or an error when none is left (the first
+    // refusal then answers).
+    std::function<api::api_result<std::string>(std::string_view method, std::span<const wire::value> params,
+                                                const std::vector<std::string>& refused)>
+        again;
   };
   void set_router(router r) { router_ = std::move(r); }
   // A call a handler needs carried out on another host of the pool (a shared SR's PBD plugged on

@@ -271,6 +271,48 @@ class operations_in_a_pool(three_hosts, answers, unittest.TestCase):
         self.call(1, "VM.pool_migrate", vm, self.host_refs[0], {})
         self.assertEqual(self.call(2, "VM.get_resident_on", vm), self.host_refs[0])
         self.call(2, "VM.hard_shutdown", vm)
+        # Destroyed as xapi's: every host unplugs it first (each PBD.unplug carried out by its host).
+        self.call(0, "VBD.destroy", self.call(0, "VM.get_VBDs", vm)[0])
+        self.call(1, "VDI.destroy", vdi)
+        self.assertEqual(self.fails(2, "SR.destroy", sr), ["SR_HAS_PBD", sr])
+        for i, p in enumerate(pbds):
+            self.call(i, "PBD.unplug", p)
+            self.assertFalse(self.call(0, "PBD.get_currently_attached", p))
+        self.call(2, "SR.destroy", sr)
+        self.assertEqual(self.fails(1, "SR.get_record", sr), ["HANDLE_INVALID", "SR", sr])
+        self.assertEqual([p for p in self.call(0, "PBD.get_all") if p in pbds], [])
+
+    def test_95_starts_without_a_host_made_at_once_fill_the_pool_without_a_refusal(self):
+        """As many starts as the pool has room for, made at once through every host: placement
+        chooses from replicas that do not see the others' starts yet, so many choose the same
+        host; one that finds no room left there is placed again on another, and none is refused
+        while the pool has room. One more then is refused for want of memory."""
+        size = 4 * GIB
+        memory = {k: str(size) for k in ("memory_static_max", "memory_dynamic_max", "memory_dynamic_min",
+                                          "memory_static_min")}
+        room = [self.free_memory(i) // size for i in range(3)]
+        vms = [self.new_vm(f"rush-{n}", **memory) for n in range(sum(room))]
+        answers = [None] * len(vms)
+
+        def start(n):
+            answers[n] = self.answer(n % 3, "VM.start", vms[n], False, False)
+
+        threads = [threading.Thread(target=start, args=(n,)) for n in range(len(vms))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            refused = [a["ErrorDescription"] for a in answers if a["Status"] != "Success"]
+            self.assertEqual(refused, [], f"room for {room} VMs of 4 GiB")
+            placed = [self.call(0, "VM.get_resident_on", vm) for vm in vms]
+            self.assertEqual([placed.count(h) for h in self.host_refs], room)
+            extra = self.new_vm("no-room", **memory)
+            self.assertEqual(self.fails(1, "VM.start", extra, False, False)[0], "HOST_NOT_ENOUGH_FREE_MEMORY")
+        finally:
+            for vm, a in zip(vms, answers):
+                if a and a["Status"] == "Success":
+                    self.call(self.rng.randrange(3), "VM.hard_shutdown", vm)
 
     def test_9_a_dead_hosts_vms_answer_host_offline_and_once_declared_dead_start_elsewhere(self):
         stays = self.new_vm("stays-on-the-host-that-dies")
