@@ -66,6 +66,9 @@ void start_ha(host_node::parts& p) {
     spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
     std::_Exit(ha::fenced_exit_code);
   };
+  side.alert = [&p](const std::string& name, std::int64_t priority, const std::string& body) {
+    if (const api::host* h = p.db->snapshot()->get<api::host>(p.host)) p.messages->raise({name, priority, api::cls::Host, h->uuid, body});
+  };
   p.ha.emplace(std::move(side));
   p.ha_for_peers = &*p.ha;
   p.ha_ctx->emergency_disable = [&p] { return p.ha->emergency_disable(); };

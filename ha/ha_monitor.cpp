@@ -54,6 +54,13 @@ struct ha_monitor::armed_state {
   lease master_seen;
   ha_time master_changed;
   std::atomic<bool> fenced{false};
+  // The statefile refusing (or not finishing) this host's writes: since when, and whether it
+  // has been so for T/2 (lost: logged, told in heartbeat answers). Renewer's, read under mu_.
+  std::optional<ha_time> unwritten_since;
+  bool statefile_lost = false;
+  // The master's: every live host lost it, and HA_STATEFILE_LOST was raised (once, until regained).
+  std::map<std::string, bool> peers_lost;  // heartbeats' (armed hosts that answered last)
+  bool pool_lost_raised = false;
 };
 
 ha_monitor::ha_monitor(host_side side) : side_(std::move(side)) {
@@ -210,8 +217,20 @@ void ha_monitor::renew() {
   if (auto w = a->file->write(host_block(a->slot), encode_lease(mine)); w) {
     std::lock_guard lock(mu_);
     a->judge.renewed(began);
+    if (a->statefile_lost) spdlog::info("ha.statefile.regained (this host's lease is renewed again)");
+    a->unwritten_since.reset();
+    a->statefile_lost = a->pool_lost_raised = false;
   } else {
-    spdlog::warn("ha.statefile.write_failed reason=\"{}\"", w.error());
+    std::lock_guard lock(mu_);
+    // Logged when it starts and once it is lost, not at every renewal.
+    if (!a->unwritten_since) {
+      a->unwritten_since = began;
+      spdlog::warn("ha.statefile.write_failed reason=\"{}\"", w.error());
+    }
+    if (!a->statefile_lost && began - *a->unwritten_since >= a->judge.timing().timeout / 2) {
+      a->statefile_lost = true;
+      spdlog::warn("ha.statefile.lost reason=\"{}\" (the heartbeats of a majority keep this host alive)", w.error());
+    }
   }
   // The others' leases, and what each says it heard.
   for (std::size_t i = 0; i < a->header.hosts.size(); ++i) {
@@ -322,9 +341,11 @@ void ha_monitor::heartbeats() {
                      return side_.peers->ping(m.peer_address, m.fingerprint, timeout);
                    })});
   }
+  std::map<std::string, bool> lost;  // the armed hosts that answered: whether each lost the statefile
   for (auto& h : out) {
     auto r = h.reply.get();
     if (!r || !r->ha_armed()) continue;  // a host not armed is no part of this host's majority
+    lost[h.uuid] = r->ha_statefile_lost();
     const auto now = monotonic_now();
     std::lock_guard lock(mu_);
     if (a->judge.must_fence(now)) {  // too late: this answer must not keep a host alive that the pool may have given up
@@ -334,6 +355,21 @@ void ha_monitor::heartbeats() {
     a->judge.heartbeat(h.uuid, h.at);
     for (const auto& heard : r->ha_heard())
       a->judge.reported(h.uuid, heard.host_uuid(), std::chrono::milliseconds(heard.age_ms()), now);
+  }
+  // On the master: every live host lost the statefile (as xapi's master tells, once). HA goes
+  // on by the heartbeats alone meanwhile: nobody fences while it hears a majority, nobody is
+  // judged dead while heartbeats with it go on — and no VM is restarted, for no lease expires.
+  bool raise = false;
+  {
+    std::lock_guard lock(mu_);
+    a->peers_lost = std::move(lost);
+    const bool all = a->statefile_lost && std::all_of(a->peers_lost.begin(), a->peers_lost.end(), [](const auto& e) { return e.second; });
+    raise = all && side_.leads() && !a->pool_lost_raised;
+    a->pool_lost_raised = a->pool_lost_raised || raise;
+  }
+  if (raise && side_.alert) {
+    spdlog::warn("ha.statefile.lost_by_every_live_host");
+    side_.alert("HA_STATEFILE_LOST", 2, "All live servers have lost access to the HA statefile");
   }
 }
 
@@ -346,13 +382,14 @@ void ha_monitor::watch() {
     hardware_->pet();
 }
 
-std::optional<std::vector<std::pair<std::string, std::uint32_t>>> ha_monitor::heartbeat_from(const std::string& host_uuid) {
+std::optional<pool::ha_report> ha_monitor::heartbeat_from(const std::string& host_uuid) {
   std::lock_guard lock(mu_);
-  std::vector<std::pair<std::string, std::uint32_t>> out;
+  pool::ha_report out;
   if (!armed_ || armed_->fenced || recovering_) return std::nullopt;
   const auto now = monotonic_now();
   armed_->judge.heartbeat_from(host_uuid, now);
-  for (const auto& [host, age] : armed_->judge.heard(now)) out.emplace_back(host, static_cast<std::uint32_t>(age.count()));
+  for (const auto& [host, age] : armed_->judge.heard(now)) out.heard.emplace_back(host, static_cast<std::uint32_t>(age.count()));
+  out.statefile_lost = armed_->statefile_lost;
   return out;
 }
 

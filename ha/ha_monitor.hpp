@@ -30,6 +30,7 @@
 #include "ha/statefile.hpp"
 #include "ha/watchdog.hpp"
 #include "pool/peer_client.hpp"
+#include "pool/peer_service.hpp"
 #include "storage/database.hpp"
 
 namespace xapid::ha {
@@ -53,6 +54,8 @@ struct host_side {
   // lost its majority.
   std::function<bool(const std::string& why)> recover_alone;  // false: it could not
   std::function<void(const std::string& why)> fence;   // destroys the domains and ends the daemon
+  // Raises a pool message about this host (HA_STATEFILE_LOST: name, priority, body).
+  std::function<void(const std::string& name, std::int64_t priority, const std::string& body)> alert;
   // A hardware watchdog to pet while armed (a real host's /dev/watchdog; never on a simulated
   // one): its timeout is 0.3 T, so a daemon that stops petting at its fencing time (0.6 T) has
   // its host rebooted before the pool judges it dead (T).
@@ -76,7 +79,7 @@ class ha_monitor {
 
   // The peer service's Ping from the member whose host uuid this is: a heartbeat towards this
   // host. Answers this host's report (hosts heard, ms ago) while armed.
-  std::optional<std::vector<std::pair<std::string, std::uint32_t>>> heartbeat_from(const std::string& host_uuid);
+  std::optional<pool::ha_report> heartbeat_from(const std::string& host_uuid);
   ha_view view();
   bool armed();  // armed, and not restarting to recover alone (whatever its judgement)
   // host.emergency_ha_disable: this host disarms and stays so while the pool's HA keeps this

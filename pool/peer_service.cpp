@@ -58,7 +58,8 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     if (ctx.ha_heartbeat)
       if (auto report = ctx.ha_heartbeat(caller)) {
         reply->set_ha_armed(true);
-        for (auto& [host, age] : *report) {
+        reply->set_ha_statefile_lost(report->statefile_lost);
+        for (auto& [host, age] : report->heard) {
           auto* heard = reply->add_ha_heard();
           heard->set_host_uuid(std::move(host));
           heard->set_age_ms(age);

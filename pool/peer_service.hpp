@@ -19,6 +19,13 @@
 
 namespace xapid::pool {
 
+// An armed host's answer to a heartbeat: the hosts it heard lately (uuid, ms ago), and whether
+// it has lost the statefile (its lease unwritten for T/2).
+struct ha_report {
+  std::vector<std::pair<std::string, std::uint32_t>> heard;
+  bool statefile_lost = false;
+};
+
 struct peer_service_context {
   storage::database* db = nullptr;
   storage::raft_sequencer* log = nullptr;
@@ -26,7 +33,7 @@ struct peer_service_context {
   std::function<std::vector<std::string>()> operations_in_flight;  // this host's (Ping answers them)
   // Under HA, a Ping from the member of this host uuid is a heartbeat: answers the hosts this
   // one heard lately (uuid, ms ago), or nothing when this host is not armed.
-  std::function<std::optional<std::vector<std::pair<std::string, std::uint32_t>>>(const std::string& host_uuid)> ha_heartbeat;
+  std::function<std::optional<ha_report>(const std::string& host_uuid)> ha_heartbeat;
   // root's password hash from a Ping of the pool's master (only the Raft leader's is taken):
   // this host keeps it when it holds another.
   std::function<void(const std::string& hash)> master_root_password;

@@ -5,13 +5,15 @@ protected VM started on another host and its best-effort one after it, its unpro
 halted, and once it starts again its guests' domains are gone (its watchdog would have rebooted
 it); a member stopped (SIGSTOP) for longer than T finds itself fenced when continued and exits
 (status 99), its protected VM running elsewhere, never on both; the master killed: the other
-two elect a new one, which restarts the old master's protected VM; the failover plans
+two elect a new one, which restarts the old master's protected VM; the statefile lost by every
+host for 2 T fences nobody and raises HA_STATEFILE_LOST; the failover plans
 (ha_compute_*, set_ha_host_failures_to_tolerate) and the refusal of what would break them;
 host.emergency_ha_disable, pool.ha_prevent_restarts_for, pool.disable_ha. Each death prints its
 timeline (death -> host seen dead -> VM running again)."""
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,6 +219,48 @@ class ha_in_a_pool(three_hosts, pool_calls, answers, unittest.TestCase):
         self.eventually(lambda: self.assertTrue(self.live(via, 0)), limit=60)
         self.call(via, "host.enable", self.host_refs[0])
         self.call(via, "VM.hard_shutdown", vm)
+
+    def test_4b_the_statefile_lost_for_longer_than_t_fences_nobody(self):
+        """Every host loses the statefile (its writes refused: chattr +i, as root) for 2 T: the
+        heartbeats keep every host's majority, so nobody fences, guests run on and writes go on;
+        the master tells HA_STATEFILE_LOST once every live host lost it (as xapi's). Given back,
+        the leases are renewed again, and a member killed then is judged dead and its protected
+        VM restarted as before."""
+        pool = self.call(1, "pool.get_all")[0]
+        statefile = self.call(1, "pool.get_ha_statefiles", pool)[0]
+        vdi = statefile if statefile.startswith("OpaqueRef:") else self.call(1, "VDI.get_by_uuid", statefile)
+        path = os.path.join(self.shared_dir, self.call(1, "VDI.get_location", vdi))
+        self.assertTrue(os.path.isfile(path), path)
+        master = self.hosts.index(next(h for h in self.hosts if h.address == self.call(
+            1, "host.get_address", self.call(1, "pool.get_master", pool))))
+        member = next(i for i in range(3) if i != master)
+        vm = self.protected_vm("protected-through-a-statefile-loss", member)
+        locked = subprocess.run(["chattr", "+i", path], capture_output=True, text=True)
+        if locked.returncode != 0:
+            self.skipTest(f"chattr +i is not available here (root on a file system with immutable files): {locked.stderr}")
+        lost = time.time()
+        try:
+            time.sleep(2 * T)
+            for i, h in enumerate(self.hosts):
+                self.assertTrue(h.alive(), f"host {i} fenced itself (or died) with the statefile lost:\n{h.log_tail()}")
+                self.call(i, "VM.set_name_description", vm, f"written through host {i} with the statefile lost")
+            self.assertEqual(self.call(master, "VM.get_power_state", vm), "Running")
+            self.assertEqual(self.call(master, "VM.get_resident_on", vm), self.host_refs[member])
+            alerts = [r for r in self.call(master, "message.get_all_records").values() if r["name"] == "HA_STATEFILE_LOST"]
+            self.assertEqual(len(alerts), 1, "one HA_STATEFILE_LOST")
+            self.assertIn("All live servers have lost access to the HA statefile", alerts[0]["body"])
+        finally:
+            subprocess.run(["chattr", "-i", path], check=True)
+        print(f"statefile lost for {time.time() - lost:.1f} s: no host fenced", flush=True)
+        for h in self.hosts:
+            self.eventually(lambda: self.assertIn("ha.statefile.regained", h.log_tail(200)), limit=T)
+        self.hosts[member].kill()
+        died = time.time()
+        self.wait_running_elsewhere(master, vm, member, died, "member kill -9 after the statefile came back, protected VM")
+        self.hosts[member].start()
+        self.eventually(lambda: self.assertTrue(self.live(master, member)), limit=60)
+        self.call(master, "host.enable", self.host_refs[member])
+        self.call(master, "VM.hard_shutdown", vm)
 
     def pool_session_when_ready(self, survivors, limit=T + 20):
         """A pool session made on the new master once it takes writes (a member answers a login
