@@ -66,6 +66,22 @@ void add_running(const storage::state& s, pool_model& m, const std::string& vm, 
   if (std::find(on.begin(), on.end(), vm) == on.end()) on.push_back(vm);
 }
 
+void arrive_running(const storage::state& s, pool_model& m, const std::string& vm, const std::string& host) {
+  const api::vm* v = s.get<api::vm>(vm);
+  if (!v) return;
+  const auto on = m.protected_on.find(v->resident_on.opaque);
+  const bool is_protected = on != m.protected_on.end() && std::find(on->second.begin(), on->second.end(), vm) != on->second.end();
+  if (is_protected) return add_running(s, m, vm, host);
+  if (auto it = m.free.find(host); it != m.free.end()) it->second -= memory_of(s, vm);
+}
+
+void protect_running(const storage::state& s, pool_model& m, const std::string& vm) {
+  const api::vm* v = s.get<api::vm>(vm);
+  if (!v || v->resident_on.opaque.empty()) return;
+  auto& on = m.protected_on[v->resident_on.opaque];
+  if (std::find(on.begin(), on.end(), vm) == on.end()) on.push_back(vm);
+}
+
 bool plan_exists(const storage::state& s, const pool_model& m, std::int64_t n) {
   if (n <= 0) return true;
   std::size_t protected_count = 0;

@@ -27,6 +27,12 @@ struct pool_model {
 pool_model model_of(const storage::state& s, const std::map<std::string, std::string>* priorities = nullptr);
 // `vm` (protected) started on `host`: its memory taken there.
 void add_running(const storage::state& s, pool_model& m, const std::string& vm, const std::string& host);
+// `vm`, running, arriving on `host` (VM.pool_migrate): its memory taken there, and protected there
+// if it is; as xapi, it still counts where it runs (in flight, a failure of either host would
+// have to restart it).
+void arrive_running(const storage::state& s, pool_model& m, const std::string& vm, const std::string& host);
+// `vm`, running, made protected where it runs (VM.set_ha_restart_priority "restart").
+void protect_running(const storage::state& s, pool_model& m, const std::string& vm);
 
 // Whether, for every choice of `n` failed hosts, their protected VMs fit on the others (exact
 // for up to 2,000 choices; beyond, xapi's approximation: the n hosts with the most protected

@@ -333,15 +333,45 @@ void register_ha_rpcs(dispatcher& d, ha_context& ctx) {
   d.guard("VM.resume", starting(false));
   d.guard("VM.start_on", starting(true));
   d.guard("VM.resume_on", starting(true));
-  d.guard("host.disable", [&ctx](call_context&, const wire::array& p) -> api::status {
+  // A running VM arriving on another host, or made protected where it runs (xapi's checks of
+  // pool_migrate and set_ha_restart_priority).
+  auto refuse_if_breaks = [](const storage::state& s, const ha::pool_model& after) -> api::status {
+    if (ha::would_break_plan(s, after)) return fail(api::errors::HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN());
+    return ok_v;
+  };
+  d.guard("VM.pool_migrate", [&ctx, refuse_if_breaks](call_context&, const wire::array& p) -> api::status {
+    auto s = ctx.db.snapshot();
+    const std::string* vm = ref_param(p, 0);
+    const std::string* host = ref_param(p, 1);
+    const api::vm* v = vm ? s->get<api::vm>(*vm) : nullptr;
+    if (!v || !host || !s->get<api::host>(*host) || v->power_state != api::vm_power_state::Running) return ok_v;
+    auto after = ha::model_of(*s);
+    ha::arrive_running(*s, after, *vm, *host);
+    return refuse_if_breaks(*s, after);
+  });
+  d.guard("VM.set_ha_restart_priority", [&ctx, refuse_if_breaks](call_context&, const wire::array& p) -> api::status {
+    auto s = ctx.db.snapshot();
+    const std::string* vm = ref_param(p, 0);
+    const api::vm* v = vm ? s->get<api::vm>(*vm) : nullptr;
+    const std::string* priority = p.size() > 1 ? p[1].as_string() : nullptr;
+    if (!v || !priority || *priority != "restart" || v->ha_restart_priority == "restart" ||
+        (v->power_state != api::vm_power_state::Running && v->power_state != api::vm_power_state::Paused))
+      return ok_v;
+    auto after = ha::model_of(*s);
+    ha::protect_running(*s, after, *vm);
+    return refuse_if_breaks(*s, after);
+  });
+  // The host no longer a place to restart on (evacuate disables it first, as xapi's).
+  auto disabling = [&ctx, refuse_if_breaks](call_context&, const wire::array& p) -> api::status {
     auto s = ctx.db.snapshot();
     const std::string* host = ref_param(p, 0);
     if (!host) return ok_v;
     auto after = ha::model_of(*s);
     after.free.erase(*host);
-    if (ha::would_break_plan(*s, after)) return fail(api::errors::HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN());
-    return ok_v;
-  });
+    return refuse_if_breaks(*s, after);
+  };
+  d.guard("host.disable", disabling);
+  d.guard("host.evacuate", disabling);
 }
 
 }  // namespace xapid::gateway

@@ -151,6 +151,45 @@ class ha_in_a_pool(three_hosts, pool_calls, answers, unittest.TestCase):
             self.call(0, "VM.destroy", vm)
         self.call(0, "pool.set_ha_host_failures_to_tolerate", pool, "0")
 
+    def test_1c_a_migration_a_protection_or_an_evacuation_that_would_break_the_plan_is_refused(self):
+        """Protected 10 GiB VMs on hosts 0 and 1 (of each simulated host's 15 GiB free), small
+        unprotected ones beside them (1 GiB each) and a 5 GiB one on host 2: host 2's 10 GiB
+        free are the room either protected VM needs, a plan for one failure. Moving a small VM
+        to host 2, protecting the 5 GiB one (it could go nowhere if host 2 failed), or
+        evacuating host 2 would break it: refused, as xapi refuses them."""
+        pool = self.call(0, "pool.get_all")[0]
+
+        def started(name, on, gib, priority=""):
+            size = str(gib * GIB)
+            vm = self.call(on, "VM.create", dict(vm_record(name), memory_static_max=size, memory_dynamic_max=size,
+                                                 memory_dynamic_min=size, memory_static_min=size))
+            if priority:
+                self.call(on, "VM.set_ha_restart_priority", vm, priority)
+            self.call(on, "VM.start_on", vm, self.host_refs[on], False, False)
+            return vm
+        vms = [started("protected-0", 0, 10, "restart"), started("protected-1", 1, 10, "restart"),
+               started("small-0", 0, 1), started("small-1", 1, 1), started("medium-2", 2, 5)]
+        try:
+            self.call(1, "pool.set_ha_host_failures_to_tolerate", pool, "1")
+            small, medium = vms[2], vms[4]
+            self.assertEqual(self.fails(2, "VM.pool_migrate", small, self.host_refs[2], {}),
+                             ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+            self.assertEqual(self.fails(1, "VM.set_ha_restart_priority", medium, "restart"),
+                             ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+            # Evacuating host 2 disables it (xapi's evacuate): no room left for either protected VM.
+            self.assertEqual(self.fails(0, "host.evacuate", self.host_refs[2]), ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"])
+            self.assertEqual(self.call(0, "VM.get_resident_on", medium), self.host_refs[2])
+            self.assertEqual(self.call(0, "VM.get_resident_on", small), self.host_refs[0])
+            self.assertEqual(self.call(0, "VM.get_ha_restart_priority", medium), "")
+            # What keeps the plan is allowed: best-effort is no promise; a small VM between the full hosts.
+            self.call(1, "VM.set_ha_restart_priority", medium, "best-effort")
+            self.call(2, "VM.pool_migrate", small, self.host_refs[1], {})
+        finally:
+            self.call(0, "pool.set_ha_host_failures_to_tolerate", pool, "0")
+            for vm in vms:
+                self.call(0, "VM.hard_shutdown", vm)
+                self.call(0, "VM.destroy", vm)
+
     def test_2_a_killed_members_protected_vms_start_elsewhere(self):
         full = self.free_memory(0, 2)
         protected = self.protected_vm("protected", 2)
