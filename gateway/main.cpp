@@ -1,4 +1,5 @@
 // xapid: the XenAPI daemon of one host. main() parses the options and runs one host_node.
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -200,9 +201,19 @@ int export_checkpoint(const std::string& data_dir, const std::string& file) {
   auto db = xapid::storage::database::open({data_dir + "/db"});
   if (!db) return std::fprintf(stderr, "xapid: %s\n", db.error().c_str()), 1;
   const std::string bytes = (*db)->export_checkpoint();
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush())
-    return std::fprintf(stderr, "xapid: cannot write %s\n", file.c_str()), 1;
+  // It holds every row — sessions (their refs are bearer tokens) and secrets among them: a new
+  // file only root reads, never one a link points at.
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return std::fprintf(stderr, "xapid: cannot create %s: %s\n", file.c_str(), std::strerror(errno)), 1;
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n <= 0 && errno != EINTR) break;
+    if (n > 0) written += static_cast<std::size_t>(n);
+  }
+  const bool complete = written == bytes.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!complete) return std::fprintf(stderr, "xapid: cannot write %s\n", file.c_str()), 1;
   std::printf("generation %llu, log index %llu, %zu bytes\n", static_cast<unsigned long long>((*db)->current_generation()),
               static_cast<unsigned long long>((*db)->applied_log_index()), bytes.size());
   return 0;

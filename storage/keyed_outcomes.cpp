@@ -1,15 +1,24 @@
 #include "storage/keyed_outcomes.hpp"
 
+#include <algorithm>
+
 #include "proto/api/convert.hpp"
 #include "proto/wire/binary.hpp"
 
 namespace xapid::storage {
 namespace {
 
+// What is kept of a refusal: its code and at most 8 parameters of at most 256 bytes each, so that
+// a key costs a bounded few bytes whatever error a precondition carried (its text is a member's).
+constexpr std::size_t kept_params = 8, kept_param_bytes = 256;
+
 wire::value item(std::string_view key, const proposal_outcome& outcome) {
   wire::array description;
   if (!outcome)
-    for (auto& s : outcome.error().description()) description.emplace_back(std::move(s));
+    for (auto& s : outcome.error().description()) {
+      if (description.size() > kept_params) break;
+      description.emplace_back(s.substr(0, kept_param_bytes));
+    }
   return wire::value(wire::array{wire::value(std::string(key)), wire::value(static_cast<std::int64_t>(outcome ? *outcome : 0)),
                                  wire::value(std::move(description))});
 }
@@ -39,6 +48,11 @@ const proposal_outcome* keyed_outcomes::find(std::string_view key) const {
 }
 
 void keyed_outcomes::add(std::string key, proposal_outcome outcome) {
+  if (!outcome) {  // kept as it is stored (item above)
+    auto& params = outcome.error().params;
+    if (params.size() > kept_params) params.resize(kept_params);
+    for (auto& p : params) p.resize(std::min(p.size(), kept_param_bytes));
+  }
   if (order_.size() >= kept_) {
     outcomes_.erase(order_.front());
     order_.pop_front();

@@ -861,10 +861,17 @@ void raft_sequencer::stop() {
   if (loop_->thread.joinable()) loop_->thread.join();
 }
 
-void raft_sequencer::order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done) {
+void raft_sequencer::order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done,
+                                     std::optional<std::uint64_t> sender) {
   auto refuse = [&](api::api_error why) { done(forwarded_answer{0, fail(std::move(why))}); };
   auto p = decode_forwarded_proposal(encoded, loop_->opt.max_proposal_bytes);
   if (!p) return refuse(api::errors::INTERNAL_ERROR("a member's change cannot be read: " + p.error()));
+  if (sender && !(*p)->key.empty()) {
+    std::uint64_t owner = 0;
+    for (std::size_t i = 0; i < 8 && i < (*p)->key.size(); ++i) owner = (owner << 8) | static_cast<unsigned char>((*p)->key[i]);
+    if ((*p)->key.size() != 16 || owner != *sender)
+      return refuse(api::errors::INTERNAL_ERROR("a member's change carries a key that is not its own"));
+  }
   (*p)->applied = [done](proposal& q) {
     done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing()), q.in_doubt});
   };

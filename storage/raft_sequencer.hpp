@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -132,8 +133,11 @@ class raft_sequencer final : public sequencer {
 
   // On the master: orders a proposal a member encoded and forwarded; `done` gets the entry that
   // carries it and its outcome there, on the loop thread (it must only hand them on). Only
-  // transactions are taken; anything else, or bytes that are not a proposal, get an error.
-  void order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done);
+  // transactions are taken; anything else, or bytes that are not a proposal, get an error. With
+  // `sender` (the member's Raft id, known from its certificate), a key must be one that member
+  // makes (its id, then a counter): none may take another member's key and so suppress its write.
+  void order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done,
+                       std::optional<std::uint64_t> sender = std::nullopt);
 
   // Membership, on the leader (otherwise HOST_IS_SLAVE-like failures naming the leader). One
   // change at a time; each returns once its configuration entry is committed. `add` makes a

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -311,6 +312,22 @@ TEST(storage_raft, a_database_older_than_its_log_reaches_a_member_that_joins) {
   for (const auto& ref : before) EXPECT_TRUE(b.has_vm(ref)) << ref;
 }
 
+// A pool of three with `tuning`: A founds it, B and C start with empty logs (admitting the others
+// until the master's entries arrive) and are made voters.
+::testing::AssertionResult three_voters(member& a, member& b, member& c, const raft_options& tuning) {
+  if (auto opened = a.open({a.self}, tuning); !opened) return opened;
+  if (!eventually([&] { return a.leads(); }, 5s)) return ::testing::AssertionFailure() << "the founder does not lead";
+  raft_options joining = tuning;
+  joining.admitted = {a.self.id, b.self.id, c.self.id};
+  for (member* m : {&b, &c})
+    if (auto opened = m->open({}, joining); !opened) return opened;
+  for (member* m : {&b, &c}) {
+    if (auto added = a.seq->add(m->self, 10s); !added) return ::testing::AssertionFailure() << added.error();
+    if (auto voter = a.seq->assign(m->self.id, raft_role::voter, 20s); !voter) return ::testing::AssertionFailure() << voter.error();
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // A member's own writes go to the master (here through order_forwarded directly, as the pool's
 // Propose call does over gRPC): they commit on every member, the writer reads its write at once,
 // a refusal comes back with the master's error, and a master that never answers leaves the
@@ -331,16 +348,7 @@ TEST(storage_raft, a_member_forwards_its_writes_to_the_master_and_reads_them_bac
     }
     by_id.at(master.id)->seq->order_forwarded(std::move(encoded), std::move(done));
   };
-  ASSERT_TRUE(a.open({a.self}, tuning));
-  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
-  raft_options joining = tuning;
-  joining.admitted = {a.self.id, b.self.id, c.self.id};  // their logs are empty until the master's entries arrive
-  ASSERT_TRUE(b.open({}, joining));
-  ASSERT_TRUE(c.open({}, joining));
-  for (member* m : {&b, &c}) {
-    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
-    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
-  }
+  ASSERT_TRUE(three_voters(a, b, c, tuning));
 
   auto on_member = b.create_vm("written on a member");
   ASSERT_TRUE(on_member.ok()) << on_member.error().description().at(0);
@@ -395,16 +403,7 @@ TEST(storage_raft, a_write_refused_by_a_deposed_master_goes_again_to_the_master)
     member* to = sent++ == 0 ? &c : by_id.at(master.id);
     to->seq->order_forwarded(std::move(encoded), std::move(done));
   };
-  ASSERT_TRUE(a.open({a.self}, tuning));
-  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
-  raft_options joining = tuning;
-  joining.admitted = {a.self.id, b.self.id, c.self.id};
-  ASSERT_TRUE(b.open({}, joining));
-  ASSERT_TRUE(c.open({}, joining));
-  for (member* m : {&b, &c}) {
-    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
-    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
-  }
+  ASSERT_TRUE(three_voters(a, b, c, tuning));
   const auto before = a.db->snapshot()->count(schema::get().class_of<api::vm>());
   auto written = b.create_vm("sent twice, applied once");
   ASSERT_TRUE(written.ok()) << written.error().description().at(0);
@@ -443,16 +442,7 @@ TEST(storage_raft, a_write_whose_answer_was_lost_is_sent_again_and_applied_once)
     });
   };
   tuning.forward_retry = 1500ms;
-  ASSERT_TRUE(a.open({a.self}, tuning));
-  ASSERT_TRUE(eventually([&] { return a.leads(); }, 5s));
-  raft_options joining = tuning;
-  joining.admitted = {a.self.id, b.self.id, c.self.id};
-  ASSERT_TRUE(b.open({}, joining));
-  ASSERT_TRUE(c.open({}, joining));
-  for (member* m : {&b, &c}) {
-    ASSERT_TRUE(a.seq->add(m->self, 10s).ok());
-    ASSERT_TRUE(a.seq->assign(m->self.id, raft_role::voter, 20s).ok());
-  }
+  ASSERT_TRUE(three_voters(a, b, c, tuning));
   const std::size_t vm_class = schema::get().class_of<api::vm>();
   const auto before = a.db->snapshot()->count(vm_class);
   const generation gen_before = a.db->current_generation();
@@ -482,6 +472,25 @@ TEST(storage_raft, a_write_whose_answer_was_lost_is_sent_again_and_applied_once)
   EXPECT_EQ(refused.error().code, api::error_code::OTHER_OPERATION_IN_PROGRESS);
   EXPECT_EQ(sent.load(), 4);
   EXPECT_EQ(a.db->snapshot()->get<api::vm>(b.last_ref)->name_label, "answer lost, applied once");
+
+  // Another member may not send B's bytes as its own (and so take B's key): refused, whereas B
+  // sending them once more still gets the first outcome.
+  auto order_as = [&](std::uint64_t sender) {
+    std::promise<forwarded_answer> answered;
+    std::string bytes;
+    {
+      std::lock_guard lock(keys_mu);
+      bytes = sent_bytes[0];
+    }
+    a.seq->order_forwarded(bytes, [&answered](forwarded_answer r) { answered.set_value(std::move(r)); }, sender);
+    return answered.get_future().get();
+  };
+  auto taken = order_as(c.self.id);
+  ASSERT_FALSE(taken.outcome.ok());
+  EXPECT_NE(taken.outcome.error().params.at(0).find("not its own"), std::string::npos);
+  auto own = order_as(b.self.id);
+  ASSERT_TRUE(own.outcome.ok());
+  EXPECT_EQ(*own.outcome, *written);
 
   // Answers lost for longer than the member sends again: its writer is told the outcome is
   // unknown (never a refusal: it was applied), and it was applied once however often it went.
