@@ -1,5 +1,8 @@
 #include "gateway/host_node_parts.hpp"
 
+#include <sys/reboot.h>
+#include <unistd.h>
+
 namespace xapid::gateway {
 
 // This host as the pool's emergency operations see it (pool/emergency); usable from the moment
@@ -19,9 +22,12 @@ pool::emergency_side emergency_side(host_node::parts& p) {
   return e;
 }
 
-void destroy_guest_domains(xen::backend& hv) {
+// Whether every guest domain is gone.
+bool destroy_guest_domains(xen::backend& hv) {
+  bool all = true;
   for (const auto& d : hv.list())
-    if (d.domid != 0) (void)hv.destroy(d.domid);
+    if (d.domid != 0 && !hv.destroy(d.domid)) all = false;
+  return all;
 }
 
 // HA's parts on this host (ha/): the monitor (armed while the pool's HA is on) and the failover
@@ -61,8 +67,17 @@ void start_ha(host_node::parts& p) {
     return static_cast<bool>(st) && p.can_restart;
   };
   side.fence = [&p](const std::string& why) {
-    destroy_guest_domains(*p.hypervisor);
+    const bool all_gone = destroy_guest_domains(*p.hypervisor);
     spdlog::critical("ha.fenced exit={} reason=\"{}\"", ha::fenced_exit_code, why);
+    // A real host whose guests could not all be destroyed must not keep them running while the
+    // pool restarts them elsewhere: it reboots now, as xhad's fencing does, rather than trust a
+    // watchdog it may not have (never a simulated host: this machine is not that host).
+    if (!all_gone && p.opt.backend == "libxl") {
+      spdlog::critical("ha.fence.reboot (a guest domain could not be destroyed)");
+      spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+      ::sync();
+      ::reboot(RB_AUTOBOOT);
+    }
     spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
     std::_Exit(ha::fenced_exit_code);
   };

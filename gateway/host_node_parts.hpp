@@ -153,7 +153,7 @@ struct host_node::parts {
 // This host as the pool's emergency operations see it (pool/emergency).
 pool::emergency_side emergency_side(host_node::parts& p);
 // Destroys every guest's domain (fencing, a stop while HA is armed).
-void destroy_guest_domains(xen::backend& hv);
+bool destroy_guest_domains(xen::backend& hv);  // whether every guest domain is gone
 // HA's monitor and failover on this host (host_ha.cpp).
 void start_ha(host_node::parts& p);
 // The service the pool's other hosts call, on --peer-listen (host_peer_service.cpp).
