@@ -10,13 +10,12 @@ Usage: ha_five_test.py PATH_TO_XAPID"""
 import os
 import random
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import pool_calls, three_hosts, vm_record  # noqa: E402
+from pool_support import ha_pool, pool_calls, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
@@ -24,37 +23,10 @@ T = 10
 GIB = 1 << 30
 
 
-class ha_in_a_pool_of_five(three_hosts, pool_calls, answers, unittest.TestCase):
+class ha_in_a_pool_of_five(ha_pool, pool_calls, answers, unittest.TestCase):
     PORT_SEED = SEED
     COUNT = 5
-    JOINED = True
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        try:
-            cls.session = cls.login(0)
-            with cls.hosts[0].proxy() as p:
-                refs = {p.host.get_address(cls.session, r)["Value"]: r for r in p.host.get_all(cls.session)["Value"]}
-                cls.host_refs = [refs[h.address] for h in cls.hosts]
-                where = tempfile.mkdtemp(dir=cls.root.name)
-                sr = p.SR.create(cls.session, cls.host_refs[0], {"location": where}, "0", "shared", "", "file", "user",
-                                 True, {})["Value"]
-                r = p.pool.enable_ha(cls.session, [sr], {"timeout": str(T)})
-                assert r["Status"] == "Success", r
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def login(cls, i):
-        """A pool session made on host i, or None when it is not the master (or is down)."""
-        try:
-            with cls.hosts[i].proxy() as p:
-                r = p.session.login_with_password("root", cls.hosts[0].password, "1.0", cls.__name__)
-        except OSError:
-            return None
-        return r["Value"] if r["Status"] == "Success" else None
+    HA_TIMEOUT = T
 
     def master(self):
         pool = self.call(0, "pool.get_all")[0]

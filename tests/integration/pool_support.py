@@ -212,6 +212,41 @@ class three_hosts:
         cls.root.cleanup()
 
 
+class ha_pool(three_hosts):
+    """A TestCase mixin: the hosts joined into one pool, a shared SR (a directory every host
+    sees) and HA on at HA_TIMEOUT seconds; `session` a pool session, `host_refs` the hosts'
+    refs in their order."""
+    JOINED = True
+    HA_TIMEOUT = 10
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.session = cls.login(0)
+            with cls.hosts[0].proxy() as p:
+                refs = {p.host.get_address(cls.session, r)["Value"]: r for r in p.host.get_all(cls.session)["Value"]}
+                cls.host_refs = [refs[h.address] for h in cls.hosts]
+                where = tempfile.mkdtemp(dir=cls.root.name)
+                sr = p.SR.create(cls.session, cls.host_refs[0], {"location": where}, "0", "shared", "", "file", "user",
+                                 True, {})["Value"]
+                r = p.pool.enable_ha(cls.session, [sr], {"timeout": str(cls.HA_TIMEOUT)})
+                assert r["Status"] == "Success", r
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def login(cls, i):
+        """A pool session made on host i, or None when it is not the master (or is down)."""
+        try:
+            with cls.hosts[i].proxy() as p:
+                r = p.session.login_with_password("root", cls.hosts[0].password, "1.0", cls.__name__)
+        except OSError:
+            return None
+        return r["Value"] if r["Status"] == "Success" else None
+
+
 class pool_calls:
     """A TestCase mixin over `hosts` and a pool session `session` (a class attribute the test
     replaces after a failover): calls through any host, answered as xapid_support.answers checks."""
