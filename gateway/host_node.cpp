@@ -187,6 +187,12 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
   p.fingerprint = *fingerprint;
   p.peers.emplace([tls = p.tls](const std::string& address, const std::string& pinned) { return pool::peer_channel(address, tls, pinned); });
   p.forwarder.emplace(*p.peers);
+  // A join this host asked for before it stopped (or whose answer it lost) ends done — it starts
+  // again as the pool's member — or not done, never half.
+  if (auto taken = pool::resolve_pending_join(opt.data_dir, actors::installation_uuid(opt.data_dir), *p.peers); !taken)
+    return fail(taken.error());
+  else if (*taken)
+    return fail("pool.join: the master took this host in before it stopped; starting again as its member");
   // A member's own writes go to the master's peer service, found (with its pinned certificate)
   // in the pool database by the master's Raft id.
   auto forward = [&p](std::string encoded, const storage::raft_member& master, std::function<void(storage::forwarded_answer)> done) {
@@ -500,10 +506,6 @@ result<void, std::string> host_node::start_serving(int threads) {
     p.liveness.emplace(*p.db, p.pool_log, *p.peers, p.host, std::chrono::seconds(opt.host_dead_seconds),
                        [&p](const storage::state& seen, const std::set<std::string>& claimed) {
                          p.actors->forget_orphaned_operations(seen, claimed);
-                       },
-                       [&p] {
-                         std::lock_guard lock(p.root.mu);
-                         return p.root.hash;
                        });
     const std::string served_at = p.peer_address.substr(0, p.peer_address.rfind(':') + 1) + std::to_string(p.peer_service->port());
     if (auto st = pool::publish_own_record(*p.db, {p.host, "", p.identity.raft_id, p.raft_address, served_at, p.fingerprint}); !st)

@@ -38,24 +38,12 @@ result<void, std::string> start_peer_service(host_node::parts& p) {
       return fail(api::errors::RBAC_PERMISSION_DENIED("pool.join", "No permission in user session"));
     return ok_v;
   };
-  master.root_password_hash = [&p] {
-    std::lock_guard lock(p.root.mu);
-    return p.root.hash;
-  };
-  // root's password as the master has it (its liveness pings): kept here when it differs, so
-  // that a password changed on the master is the one every member's local login takes.
-  ctx.master_root_password = [&p](const std::string& hash) {
-    const bool printable = std::all_of(hash.begin(), hash.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
-    if (hash.size() > 512 || !printable) return;
-    std::lock_guard lock(p.root.mu);
-    if (hash == p.root.hash) return;
-    if (auto st = store_root_hash(p.root.data_dir, hash); !st)
-      return spdlog::error("pool.root_password.not_synced reason=\"{}\"", st.error());
-    p.root.hash = hash;
-    spdlog::info("pool.root_password.synced (root's password was changed on the pool's master)");
-  };
+  master.root_password_hash = [&p] { return current_root_hash(p.root, *p.db); };
   ctx.join = [master](const peer::JoinRequest& q, const std::string& caller, const std::string& fp, peer::JoinReply& r) {
     pool::take_in(master, q, caller, fp, r);
+  };
+  ctx.joined_as = [master](const std::string& fp, const peer::JoinedAsRequest& q, peer::JoinReply& r) {
+    pool::answer_joined_as(master, fp, q, r);
   };
   ctx.rejoin = [&p](const std::string& fp, const peer::RejoinRequest& q, peer::RejoinReply& r) {
     pool::take_back(emergency_side(p).master, fp, q, r);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -18,6 +19,10 @@ namespace xapid::pool {
 namespace {
 
 constexpr std::string_view accepted_file = "join-accepted";
+// Between a join's request and its outcome: the master's peer address, so that a host that stops
+// (or loses the answer) meanwhile asks whether it was taken in (JoinedAs) and ends the join done
+// or not done, never half.
+constexpr std::string_view pending_file = "join-pending";
 constexpr std::string_view root_hash_name = "root-password-hash = ";
 
 void add_error(peer::JoinReply& reply, const api::api_error& e) {
@@ -52,7 +57,37 @@ void answer_taken_in(const join_master& m, std::uint64_t raft_id, peer::JoinRepl
     if (server.member.id != raft_id) reply.add_member_raft_ids(server.member.id);
 }
 
+// A host the pool took in before (`earlier`, never the master) asking again: its place in the
+// log made whole (added, made a standby) and the join's answer given again. False (with errors
+// in `reply`) when the log cannot take it.
+bool answer_again(const join_master& m, const member_record& earlier, const storage::raft_status& status, peer::JoinReply& reply) {
+  const storage::raft_member member{earlier.raft_id, earlier.raft_address};
+  auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
+                             [&](const storage::raft_server& s) { return s.member.id == member.id; });
+  if (server == status.configuration.end())
+    if (auto added = m.log->add(member, m.membership_timeout); !added)
+      return add_error(reply, api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + added.error())), false;
+  if (server == status.configuration.end() || server->role == storage::raft_role::spare)
+    if (auto standby = m.log->assign(member.id, storage::raft_role::standby, m.membership_timeout); !standby)
+      return add_error(reply, api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error())), false;
+  answer_taken_in(m, member.id, reply);
+  spdlog::info("pool.join.accepted_again host={} raft_id={} (its first answer was lost)", earlier.host_uuid, member.id);
+  return true;
+}
+
 }  // namespace
+
+void answer_joined_as(const join_master& m, const std::string& caller_fingerprint, const peer::JoinedAsRequest& q,
+                      peer::JoinReply& reply) {
+  const auto status = m.log->status();
+  auto pool = m.db->snapshot();
+  if (status.state != storage::raft_status::role_state::leader)
+    return add_error(reply, api::errors::HOST_IS_SLAVE(master_api_address(*pool, status)));
+  auto earlier = member_by_fingerprint(*pool, caller_fingerprint);
+  if (!earlier || earlier->host_uuid != q.host_uuid() || earlier->raft_id == m.identity.raft_id || earlier->raft_id == status.leader.id)
+    return add_error(reply, api::errors::INTERNAL_ERROR("this host was not taken in by the pool"));
+  answer_again(m, *earlier, status, reply);
+}
 
 void take_in(const join_master& m, const peer::JoinRequest& request, const std::string& caller, const std::string& caller_fingerprint,
              peer::JoinReply& reply) {
@@ -67,7 +102,7 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
     return refuse(api::errors::HOST_IS_SLAVE(master_api_address(*pool, status)));
   // The certificate it hands over is the one it proved it holds on this connection.
   auto fingerprint = certificate_fingerprint(request.certificate_pem());
-  if (!fingerprint || (!caller_fingerprint.empty() && *fingerprint != caller_fingerprint))
+  if (!fingerprint || caller_fingerprint.empty() || *fingerprint != caller_fingerprint)
     return refuse(api::errors::INTERNAL_ERROR("the joining host's certificate is not the one it presents"));
   if (request.raft_id() == 0 || request.raft_id() > 0x7fffffffffffffffULL || request.raft_address().empty() ||
       request.peer_address().empty())
@@ -81,17 +116,7 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
       earlier && earlier->raft_id != m.identity.raft_id && earlier->raft_id != status.leader.id &&
       earlier->host_uuid == request.host_uuid() && earlier->raft_address == request.raft_address() &&
       earlier->peer_address == request.peer_address()) {
-    const storage::raft_member member{earlier->raft_id, earlier->raft_address};
-    auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
-                               [&](const storage::raft_server& s) { return s.member.id == member.id; });
-    if (server == status.configuration.end())
-      if (auto added = m.log->add(member, m.membership_timeout); !added)
-        return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot take the host: " + added.error()));
-    if (server == status.configuration.end() || server->role == storage::raft_role::spare)
-      if (auto standby = m.log->assign(member.id, storage::raft_role::standby, m.membership_timeout); !standby)
-        return refuse(api::errors::INTERNAL_ERROR("the pool's log cannot make the host a replica: " + standby.error()));
-    answer_taken_in(m, member.id, reply);
-    spdlog::info("pool.join.accepted_again host={} raft_id={} (its first answer was lost)", request.host_uuid(), member.id);
+    answer_again(m, *earlier, status, reply);
     return;
   }
   if (member_by_raft_id(*pool, request.raft_id()) || request.raft_id() == m.identity.raft_id)
@@ -180,6 +205,50 @@ void take_in(const join_master& m, const peer::JoinRequest& request, const std::
                request.raft_id(), request.raft_address(), request.peer_address(), created.size());
 }
 
+namespace {
+
+// Whether the pool at `address` took this host in (JoinedAs, by this host's certificate),
+// asked again for up to `limit` while it cannot be reached.
+result<peer::JoinReply, peer_client::joined_as_failure> ask_taken_in(peer_client& client, const std::string& address,
+                                                                    const std::string& host_uuid, std::chrono::seconds limit) {
+  peer::JoinedAsRequest q;
+  q.set_host_uuid(host_uuid);
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto r = client.joined_as(address, q, std::chrono::seconds(5));
+    if (r || r.error().stranger || std::chrono::steady_clock::now() >= until) return r;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+// The master's answer kept: DIR/join-accepted for the restart that follows (the join pending
+// no more). `asked_raft_id`: the id this host asked to join with (0: none, a JoinedAs).
+api::status keep_membership(const std::string& data_dir, const std::string& master, const peer::JoinReply& reply,
+                            std::uint64_t asked_raft_id) {
+  if (reply.errors_size() > 0) {
+    for (const auto& e : reply.errors()) spdlog::warn("pool.join.refused master={} error=\"{}\"", master, describe(from_proto(e)));
+    return fail(from_proto(reply.errors(0)));
+  }
+  // Its id in the pool's log: the one asked for, or the one an earlier, unanswered join took.
+  const std::uint64_t raft_id = reply.raft_id() != 0 ? reply.raft_id() : asked_raft_id;
+  if (raft_id == 0 || reply.pool_id().size() != 16 || reply.secret().size() != 32 || reply.root_password_hash().empty() ||
+      reply.root_password_hash().find('\n') != std::string::npos) {
+    spdlog::error("pool.join.failed master={} reason=\"the master's answer is not complete\"", master);
+    return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
+  }
+  member_identity id{raft_id, reply.pool_id(), reply.secret(), false,
+                     std::vector<std::uint64_t>(reply.member_raft_ids().begin(), reply.member_raft_ids().end()),
+                     reply.joined_at_index()};
+  if (auto kept = accept_membership(data_dir, id, reply.root_password_hash()); !kept)
+    return fail(api::errors::INTERNAL_ERROR(kept.error() + ": the master has taken this host in; eject it and join again"));
+  std::error_code ec;
+  std::filesystem::remove(data_dir + "/" + std::string(pending_file), ec);
+  spdlog::info("pool.join.accepted master={} raft_id={} (restarting as a member)", master, id.raft_id);
+  return ok_v;
+}
+
+}  // namespace
+
 api::status join_pool(const joining_host& self, const join_request& request) {
   auto target = master_peer_address(request.master_address, self.listen);
   if (!target) {
@@ -196,28 +265,45 @@ api::status join_pool(const joining_host& self, const join_request& request) {
   q.set_raft_address(self.raft_address);
   q.set_peer_address(self.peer_address);
   q.set_certificate_pem(self.certificate_pem);
+  const std::string pending = self.data_dir + "/" + std::string(pending_file);
+  if (!write_private_file(pending, *target + "\n")) return fail(api::errors::INTERNAL_ERROR("cannot write " + pending));
   auto reply = self.client->join(*target, q, std::chrono::seconds(120));
   if (!reply) {
-    spdlog::warn("pool.join.failed master={} reason=\"{}\"", *target, reply.error());
+    // Sent, and maybe taken in with its answer lost (the master went between its commit and its
+    // answer): asked by this host's certificate whether it is a member now.
+    spdlog::warn("pool.join.failed master={} reason=\"{}\" (asking whether it was taken in)", *target, reply.error());
+    auto taken = ask_taken_in(*self.client, *target, self.host_uuid, std::chrono::seconds(10));
+    if (taken) return keep_membership(self.data_dir, *target, *taken, q.raft_id());
+    std::error_code ec;
+    if (taken.error().stranger) std::filesystem::remove(pending, ec);
+    else spdlog::warn("pool.join.unresolved master={} (this host asks again when it starts)", *target);
     return fail(api::errors::JOINING_HOST_CONNECTION_FAILED());
   }
   if (reply->errors_size() > 0) {
-    for (const auto& e : reply->errors()) spdlog::warn("pool.join.refused master={} error=\"{}\"", *target, describe(from_proto(e)));
-    return fail(from_proto(reply->errors(0)));
+    std::error_code ec;
+    std::filesystem::remove(pending, ec);
   }
-  if (reply->pool_id().size() != 16 || reply->secret().size() != 32 || reply->root_password_hash().empty() ||
-      reply->root_password_hash().find('\n') != std::string::npos) {
-    spdlog::error("pool.join.failed master={} reason=\"the master's answer is not complete\"", *target);
-    return fail(api::errors::JOINING_HOST_SERVICE_FAILED());
+  return keep_membership(self.data_dir, *target, *reply, q.raft_id());
+}
+
+result<bool, std::string> resolve_pending_join(const std::string& data_dir, const std::string& host_uuid, peer_client& client) {
+  const std::string path = data_dir + "/" + std::string(pending_file);
+  auto text = read_whole_file(path);
+  if (!text) return false;
+  std::string master = text->substr(0, text->find('\n'));
+  auto taken = ask_taken_in(client, master, host_uuid, std::chrono::seconds(10));
+  if (taken) {
+    if (auto kept = keep_membership(data_dir, master, *taken, 0); !kept) return fail("pool.join: " + kept.error().description().at(0));
+    return true;
   }
-  // Its id in the pool's log: the one asked for, or the one an earlier, unanswered join took.
-  member_identity id{reply->raft_id() != 0 ? reply->raft_id() : q.raft_id(), reply->pool_id(), reply->secret(), false,
-                     std::vector<std::uint64_t>(reply->member_raft_ids().begin(), reply->member_raft_ids().end()),
-                     reply->joined_at_index()};
-  if (auto kept = accept_membership(self.data_dir, id, reply->root_password_hash()); !kept)
-    return fail(api::errors::INTERNAL_ERROR(kept.error() + ": the master has taken this host in; eject it and join again"));
-  spdlog::info("pool.join.accepted master={} raft_id={} (restarting as a member)", *target, id.raft_id);
-  return ok_v;
+  if (!taken.error().stranger) {
+    spdlog::warn("pool.join.unresolved master={} reason=\"{}\" (asked again at the next start)", master, taken.error().why);
+    return false;
+  }
+  spdlog::info("pool.join.not_taken_in master={} (the join this host asked for before it stopped did not happen)", master);
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  return false;
 }
 
 result<void, std::string> accept_membership(const std::string& data_dir, const member_identity& id, const std::string& root_password_hash) {
@@ -248,6 +334,7 @@ result<bool, std::string> finish_accepted_join(const std::string& data_dir) {
     if (ec) return fail("cannot remove " + data_dir + "/" + old + ": " + ec.message());
   }
   if (auto saved = save_identity(data_dir, *id); !saved) return fail(saved.error());
+  std::filesystem::remove(data_dir + "/" + std::string(pending_file), ec);  // the join it was is done
   if (::unlink(path.c_str()) != 0) return fail("cannot remove " + path);
   spdlog::info("pool.join.finished raft_id={} (the database comes from the pool's master)", id->raft_id);
   return true;

@@ -54,6 +54,13 @@ struct joining_host {
   peer_client* client = nullptr;
 };
 api::status join_pool(const joining_host& self, const join_request& request);
+// At start, when a join was asked for and its outcome never kept (DIR/join-pending: the host
+// stopped, or the answer was lost): asks the master (JoinedAs) whether it was taken in. True when
+// it was: DIR/join-accepted is written, and the host must start again as the pool's member.
+result<bool, std::string> resolve_pending_join(const std::string& data_dir, const std::string& host_uuid, peer_client& client);
+// On the master: JoinedAs from a host with a member's certificate (`caller_fingerprint`).
+void answer_joined_as(const join_master& m, const std::string& caller_fingerprint, const peer::JoinedAsRequest& q,
+                      peer::JoinReply& reply);
 
 // Leaves DIR/join-accepted: at the next start `id` becomes this host's identity (a member: its
 // database and log come from the master), with root's password hash. Also how a member that

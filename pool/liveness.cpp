@@ -12,9 +12,8 @@ namespace xapid::pool {
 
 liveness_watch::liveness_watch(storage::database& db, std::shared_ptr<storage::raft_sequencer> log, peer_client& peers,
                                std::string this_host, std::chrono::seconds dead_after, operations_sweep sweep,
-                               std::function<std::string()> root_password_hash, std::chrono::milliseconds period)
+                               std::chrono::milliseconds period)
     : db_(db), log_(std::move(log)), peers_(peers), this_host_(std::move(this_host)), dead_after_(dead_after), sweep_(std::move(sweep)),
-      root_password_hash_(std::move(root_password_hash)),
       thread_(std::make_unique<periodic_thread>(period, [this] { step(); })) {}
 
 liveness_watch::~liveness_watch() { thread_.reset(); }  // before the members its steps use
@@ -43,15 +42,14 @@ void liveness_watch::step() {
   bool all_accounted = true;      // every member answered, or is dead
   // Every member asked at once: a round takes one ping's time, not one per dead member.
   std::vector<std::pair<member_record, std::future<result<peer::PingReply, peer_client::ping_failure>>>> asked;
-  const std::string root_hash = root_password_hash_ ? root_password_hash_() : std::string();
   for (member_record& m : members(*snap)) {
     if (m.host_ref == this_host_) continue;
     if (m.peer_address.empty()) {  // not yet published (a join under way): it cannot be asked
       all_accounted = false;
       continue;
     }
-    auto pong = std::async(std::launch::async, [this, address = m.peer_address, pin = m.fingerprint, &root_hash] {
-      return peers_.ping(address, pin, std::chrono::seconds(1), root_hash);
+    auto pong = std::async(std::launch::async, [this, address = m.peer_address, pin = m.fingerprint] {
+      return peers_.ping(address, pin, std::chrono::seconds(1));
     });
     asked.emplace_back(std::move(m), std::move(pong));
   }

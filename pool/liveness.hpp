@@ -25,11 +25,8 @@ class liveness_watch {
   // taken before the pings and the operations the members said they carry out
   // (host_actors::forget_orphaned_operations clears the rest).
   using operations_sweep = std::function<void(const storage::state& seen, const std::set<std::string>& claimed)>;
-  // `root_password_hash`: root's, as this host (the master) holds it, sent with every ping so
-  // that each member keeps the pool's (a change on the master reaches them within a round).
   liveness_watch(storage::database& db, std::shared_ptr<storage::raft_sequencer> log, peer_client& peers, std::string this_host,
                  std::chrono::seconds dead_after, operations_sweep sweep = {},
-                 std::function<std::string()> root_password_hash = {},
                  std::chrono::milliseconds period = std::chrono::seconds(5));
   ~liveness_watch();
   liveness_watch(const liveness_watch&) = delete;
@@ -45,7 +42,6 @@ class liveness_watch {
   std::string this_host_;
   std::chrono::seconds dead_after_;
   operations_sweep sweep_;
-  std::function<std::string()> root_password_hash_;
   std::uint64_t term_ = 0;  // the term this host led when it last stepped
   std::map<std::string, std::chrono::steady_clock::time_point> last_answer_;  // host ref -> when
   std::unique_ptr<periodic_thread> thread_;  // last: it steps once the rest is made

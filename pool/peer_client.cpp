@@ -77,6 +77,18 @@ result<peer::JoinReply, std::string> peer_client::join(const std::string& addres
   return unary_call<peer::JoinReply>(channel(address, ""), &peer::PoolPeer::Stub::Join, request, timeout);
 }
 
+result<peer::JoinReply, peer_client::joined_as_failure> peer_client::joined_as(const std::string& address,
+                                                                                const peer::JoinedAsRequest& request,
+                                                                                std::chrono::seconds timeout) {
+  auto stub = peer::PoolPeer::NewStub(channel(address, ""));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  peer::JoinReply reply;
+  grpc::Status st = stub->JoinedAs(&context, request, &reply);
+  if (!st.ok()) return fail(joined_as_failure{st.error_code() == grpc::StatusCode::PERMISSION_DENIED, st.error_message()});
+  return reply;
+}
+
 result<peer::RejoinReply, std::string> peer_client::rejoin(const std::string& address, const std::string& pinned,
                                                            const peer::RejoinRequest& request, std::chrono::seconds timeout) {
   return unary_call<peer::RejoinReply>(channel(address, pinned), &peer::PoolPeer::Stub::Rejoin, request, timeout);
@@ -102,15 +114,12 @@ result<peer::ResetMasterReply, std::string> peer_client::reset_master(const std:
 }
 
 result<peer::PingReply, peer_client::ping_failure> peer_client::ping(const std::string& address, const std::string& pinned,
-                                                                     std::chrono::milliseconds timeout,
-                                                                     const std::string& root_password_hash) {
+                                                                     std::chrono::milliseconds timeout) {
   auto stub = peer::PoolPeer::NewStub(channel(address, pinned));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
-  peer::PingRequest request;
-  request.set_root_password_hash(root_password_hash);
   peer::PingReply reply;
-  grpc::Status st = stub->Ping(&context, request, &reply);
+  grpc::Status st = stub->Ping(&context, peer::PingRequest{}, &reply);
   if (!st.ok()) return fail(ping_failure{st.error_code() == grpc::StatusCode::PERMISSION_DENIED, st.error_message()});
   return reply;
 }

@@ -36,6 +36,14 @@ class peer_client {
                                            std::chrono::seconds timeout);
   // The emergency calls (pool/emergency), to a pinned member; the transport's failure as an
   // error text.
+  // JoinedAs at `address` (unpinned, as a join's first call): the reply, or `stranger` true when
+  // the pool does not know this host (PERMISSION_DENIED), or why it could not be asked.
+  struct joined_as_failure {
+    bool stranger = false;
+    std::string why;
+  };
+  result<peer::JoinReply, joined_as_failure> joined_as(const std::string& address, const peer::JoinedAsRequest& request,
+                                                       std::chrono::seconds timeout);
   result<peer::RejoinReply, std::string> rejoin(const std::string& address, const std::string& pinned, const peer::RejoinRequest& request,
                                                std::chrono::seconds timeout);
   result<peer::ResetMasterReply, std::string> reset_master(const std::string& address, const std::string& pinned,
@@ -54,9 +62,7 @@ class peer_client {
     bool stranger = false;
     std::string message;
   };
-  // `root_password_hash`: the master's, sent by its liveness rounds (empty: none).
-  result<peer::PingReply, ping_failure> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout,
-                                             const std::string& root_password_hash = {});
+  result<peer::PingReply, ping_failure> ping(const std::string& address, const std::string& pinned, std::chrono::milliseconds timeout);
 
  private:
   std::shared_ptr<grpc::Channel> channel(const std::string& address, const std::string& pinned);

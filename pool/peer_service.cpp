@@ -41,19 +41,13 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     return {grpc::StatusCode::PERMISSION_DENIED, "not a member of this pool"};
   }
 
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest* request, peer::PingReply* reply) override {
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* c, const peer::PingRequest*, peer::PingReply* reply) override {
     auto* reactor = c->DefaultReactor();
     std::string caller;
     if (auto st = member_only(*c, &caller); !st.ok()) {
       reactor->Finish(st);
       return reactor;
     }
-    // root's password as the master holds it: taken from the Raft leader only (a member's
-    // certificate proves it is a member, not that it is the master).
-    if (!request->root_password_hash().empty() && ctx.master_root_password && ctx.caller_fingerprint)
-      if (auto leader = member_by_raft_id(*ctx.db->snapshot(), ctx.log->status().leader.id);
-          leader && leader->fingerprint == ctx.caller_fingerprint(*c))
-        ctx.master_root_password(request->root_password_hash());
     if (ctx.host_uuid) reply->set_host_uuid(ctx.host_uuid());
     if (ctx.ha_heartbeat)
       if (auto report = ctx.ha_heartbeat(caller)) {
@@ -84,6 +78,10 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       reactor->Finish(st);
       return reactor;
     }
+    // The sender's Raft id: its idempotency keys must be its own.
+    std::optional<std::uint64_t> sender = 0;  // none found: no key is its own
+    if (ctx.caller_fingerprint)
+      if (auto m = member_by_fingerprint(*ctx.db->snapshot(), ctx.caller_fingerprint(*c))) sender = m->raft_id;
     // Answered from the log's thread once the entry is applied here (or refused).
     ctx.log->order_forwarded(request->proposal(), [reactor, reply](storage::forwarded_answer a) {
       reply->set_log_index(a.log_index);
@@ -91,7 +89,7 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       if (a.outcome) reply->set_generation(*a.outcome);
       else to_proto(a.outcome.error(), *reply->mutable_error());
       reactor->Finish(grpc::Status::OK);
-    });
+    }, sender);
     return reactor;
   }
 
@@ -127,6 +125,20 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     }
     on_thread([this, reactor, request, reply, fp = ctx.caller_fingerprint(*c)] {
       ctx.rejoin(fp, *request, *reply);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* JoinedAs(grpc::CallbackServerContext* c, const peer::JoinedAsRequest* request,
+                                     peer::JoinReply* reply) override {
+    auto* reactor = c->DefaultReactor();
+    if (auto st = member_only(*c); !st.ok() || !ctx.joined_as) {
+      reactor->Finish(st.ok() ? grpc::Status{grpc::StatusCode::UNIMPLEMENTED, "this host takes no joins"} : st);
+      return reactor;
+    }
+    on_thread([this, reactor, request, reply, fp = ctx.caller_fingerprint(*c)] {
+      ctx.joined_as(fp, *request, *reply);
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;

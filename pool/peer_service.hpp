@@ -34,9 +34,6 @@ struct peer_service_context {
   // Under HA, a Ping from the member of this host uuid is a heartbeat: answers the hosts this
   // one heard lately (uuid, ms ago), or nothing when this host is not armed.
   std::function<std::optional<ha_report>(const std::string& host_uuid)> ha_heartbeat;
-  // root's password hash from a Ping of the pool's master (only the Raft leader's is taken):
-  // this host keeps it when it holds another.
-  std::function<void(const std::string& hash)> master_root_password;
   // The fingerprint of the caller's certificate (empty: none).
   std::function<std::string(const grpc::ServerContextBase&)> caller_fingerprint;
   // Takes a host in (on the master); runs on a thread of its own, and may take seconds.
@@ -46,6 +43,8 @@ struct peer_service_context {
   // ResetMaster: follow the caller, the pool's master, again (rejoin it and restart).
   std::function<void(const std::string& caller_fingerprint, const peer::RejoinRequest&, peer::RejoinReply&)> rejoin;
   std::function<api::status(const std::string& caller_fingerprint)> reset_master;
+  // JoinedAs, on the master, from a member (known by `caller_fingerprint`); a thread of its own.
+  std::function<void(const std::string& caller_fingerprint, const peer::JoinedAsRequest&, peer::JoinReply&)> joined_as;
   // An API call another member sends on for this host to carry out (pool/call_forwarding):
   // `answer` gets the reply once, from any thread. Until set, Call is refused.
   std::function<void(const peer::CallRequest&, std::function<void(peer::CallReply)> answer)> call;

@@ -20,7 +20,7 @@ namespace {
 
 // Keys: "m:schema", "m:gen", "m:log_index" (the replicated log's position, when ordered by one); "r" + class (2 bytes, big-endian) + ref for rows; "l" + generation
 // (8 bytes, big-endian) for log entries, "k" + place (8 bytes, big-endian) for the idempotency
-// keys kept (keyed_outcomes), so each sorts in order.
+// keys kept (keyed_outcomes), so each sorts in order; "p" + name for the private values.
 const std::string key_schema = "m:schema";
 const std::string key_gen = "m:gen";
 const std::string key_log_index = "m:log_index";
@@ -44,6 +44,15 @@ std::uint64_t number_of(std::string_view key) {
   std::uint64_t n = 0;
   for (std::size_t i = 1; i < 9 && i < key.size(); ++i) n = (n << 8) | static_cast<unsigned char>(key[i]);
   return n;
+}
+
+// The private values on disk.
+result<void, std::string> load_private(rocksdb::DB& db, std::map<std::string, std::string, std::less<>>& out, const std::string& path) {
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("p"); it->Valid() && it->key().starts_with("p"); it->Next())
+    out.insert_or_assign(it->key().ToString().substr(1), it->value().ToString());
+  if (!it->status().ok()) return fail("cannot read the private values of " + path + ": " + it->status().ToString());
+  return ok_v;
 }
 
 // The idempotency keys kept on disk, in place order.
@@ -243,6 +252,10 @@ void transaction::expect_field(std::size_t cls, std::string ref, std::size_t fie
                     static_cast<std::uint32_t>(field), encode_error(error.description()), std::move(v)});
 }
 
+void transaction::set_private(std::string name, std::string value) {
+  ops_.push_back(op{op_kind::set_private, 0, std::move(name), 0, {}, wire::value(std::move(value))});
+}
+
 void transaction::destroy(std::size_t cls, std::string ref) {
   ops_.push_back(op{op_kind::destroy, static_cast<std::uint32_t>(cls), std::move(ref), 0, {}, {}});
 }
@@ -312,6 +325,7 @@ result<std::unique_ptr<database>, std::string> database::open(database_options o
 
   if (auto loaded = load_rows(*db->db_, *st, options.path); !loaded) return fail(loaded.error());
   if (auto loaded = load_keyed(*db->db_, *db->keyed_, options.path); !loaded) return fail(loaded.error());
+  if (auto loaded = load_private(*db->db_, db->private_, options.path); !loaded) return fail(loaded.error());
   st->derive_after_load();
 
   db->feed_start_ = st->gen();
@@ -378,6 +392,8 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
   };
   // The position of the batch's entry, before a proposal applied earlier takes its own.
   const std::uint64_t log_index = batch.back()->log_index;
+  // The private values the batch's transactions set, in order (kept once the batch is stored).
+  std::vector<std::pair<std::string, std::string>> private_here;
 
   for (auto& p : batch) {
     if (p->k == proposal::kind::collect) {
@@ -422,8 +438,18 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     std::optional<std::vector<op>> as_received;
     if (p->k == proposal::kind::entry) as_received = p->ops;
     std::size_t changes_before = changes.size();
+    const std::size_t private_before = private_here.size();
     std::optional<api::api_error> error;
     for (op& o : p->ops) {
+      if (o.kind == op_kind::set_private) {
+        const std::string* value = o.value.as_string();
+        if (o.ref.empty() || o.ref.size() > max_private_name_bytes || !value || value->size() > max_private_value_bytes) {
+          error = api::errors::INTERNAL_ERROR("a private value of the wrong size");
+          break;
+        }
+        private_here.emplace_back(o.ref, *value);
+        continue;
+      }
       if (auto st = working->validate_and_normalize(o); !st) {
         error = st.error();
         break;
@@ -433,6 +459,7 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     if (error) {
       if (before) *working = std::move(*before);
       changes.resize(changes_before);
+      private_here.resize(private_before);
       if (p->k == proposal::kind::transaction) {
         // This host's own transaction is refused before it takes a place in the log: with a
         // local order, ordering and applying are one step, so its place is given here.
@@ -485,6 +512,7 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     wb.Put(keyed_key(keyed_->next_place() + i), keyed_outcomes::encode(keyed_here[i].first, outcomes[keyed_here[i].second]));
     if (auto gone = keyed_->pushed_out_by(i)) wb.Delete(keyed_key(*gone));
   }
+  for (const auto& [name, value] : private_here) wb.Put("p" + name, value);
   wb.Put(key_gen, std::to_string(working->gen()));
   // A batch from a replicated log: its position goes in the same write, which need not be
   // synced (the log holds the entry, and a restarted member replays what follows this position).
@@ -504,6 +532,7 @@ void database::apply(std::span<const std::shared_ptr<proposal>> batch) {
     {
       std::lock_guard lock(keyed_mu_);
       for (auto& [key, i] : keyed_here) keyed_->add(std::move(key), outcomes[i]);
+      for (auto& [name, value] : private_here) private_.insert_or_assign(std::move(name), std::move(value));
       publish(std::move(working), std::move(changes));
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->outcome = std::move(outcomes[i]);
@@ -565,19 +594,32 @@ void database::stop_waiters() {
 
 result<std::shared_ptr<state>, std::string> read_checkpoint(
     std::string_view bytes, const std::function<void(std::size_t, const std::string&, std::string_view)>& each_row,
-    keyed_outcomes* keyed) {
+    keyed_outcomes* keyed, std::map<std::string, std::string, std::less<>>* private_values) {
   wire::limits lim;
   lim.max_body_bytes = std::size_t{1} << 40;
   auto v = wire::binary::decode(bytes, lim);
   if (!v) return fail("corrupt checkpoint: " + v.error().message);
   const wire::array* top = v->as_array();
-  // [generation, rows] or, with idempotency keys kept, [generation, rows, keys].
-  if (!top || (top->size() != 2 && top->size() != 3) || !(*top)[0].as_int() || !(*top)[1].as_array())
+  // [generation, rows], then (when kept) the idempotency keys (or nil) and the private values.
+  if (!top || top->size() < 2 || top->size() > 4 || !(*top)[0].as_int() || !(*top)[1].as_array())
     return fail(std::string("corrupt checkpoint: wrong shape"));
   if (keyed) {
     keyed->clear();
-    if (top->size() == 3)
+    if (top->size() >= 3 && (*top)[2].as_array())
       if (auto r = keyed->from_value((*top)[2]); !r) return fail("corrupt checkpoint: " + r.error());
+  }
+  if (private_values) {
+    private_values->clear();
+    if (top->size() == 4) {
+      const wire::structure* values = (*top)[3].as_struct();
+      if (!values) return fail(std::string("corrupt checkpoint: private values of the wrong shape"));
+      for (const auto& [name, value] : *values) {
+        if (!value.as_string() || name.empty() || name.size() > database::max_private_name_bytes ||
+            value.as_string()->size() > database::max_private_value_bytes)
+          return fail(std::string("corrupt checkpoint: a private value of the wrong shape"));
+        private_values->insert_or_assign(name, *value.as_string());
+      }
+    }
   }
   const auto& sch = schema::get();
   auto out = std::make_shared<state>();
@@ -600,10 +642,12 @@ result<std::shared_ptr<state>, std::string> read_checkpoint(
 std::string database::export_checkpoint() const {
   std::shared_ptr<const state> snap;
   wire::value keys;
+  wire::structure privates;  // in name order: the same bytes on every member
   {
     std::lock_guard lock(keyed_mu_);
     snap = snapshot();
     if (keyed_->size() > 0) keys = keyed_->to_value();
+    for (const auto& [name, value] : private_) privates.emplace_back(name, wire::value(value));
   }
   const auto& sch = schema::get();
   wire::array rows;
@@ -621,7 +665,8 @@ std::string database::export_checkpoint() const {
                                     wire::value(encode_row(sch.table(c), *r))});
   }
   wire::array top{wire::value(static_cast<std::int64_t>(snap->gen())), wire::value(std::move(rows))};
-  if (keys.as_array()) top.push_back(std::move(keys));
+  if (keys.as_array() || !privates.empty()) top.push_back(std::move(keys));
+  if (!privates.empty()) top.push_back(wire::value(std::move(privates)));
   return wire::binary::encode(wire::value(std::move(top)));
 }
 
@@ -654,11 +699,14 @@ void database::apply_install(proposal& p) {
     wb.DeleteRange("r", "s");
     wb.DeleteRange("l", "m");
     wb.DeleteRange("k", "l");
+    wb.DeleteRange("p", "q");
     auto keyed = std::make_unique<keyed_outcomes>(options_.keyed_outcomes_kept);
+    std::map<std::string, std::string, std::less<>> privates;
     auto read = read_checkpoint(p.checkpoint, [&](std::size_t cls, const std::string& ref, std::string_view encoded) {
       wb.Put(row_key(cls, ref), rocksdb::Slice(encoded.data(), encoded.size()));
-    }, keyed.get());
+    }, keyed.get(), &privates);
     if (read) keyed->for_each_stored([&](std::uint64_t place, const std::string& stored) { wb.Put(keyed_key(place), stored); });
+    for (const auto& [name, value] : privates) wb.Put("p" + name, value);
     if (!read) return fail(read.error());
     auto next = std::move(read).value();
     const generation gen = next->gen();
@@ -679,6 +727,7 @@ void database::apply_install(proposal& p) {
     }
     std::lock_guard lock(keyed_mu_);
     keyed_ = std::move(keyed);
+    private_ = std::move(privates);
     publish(std::move(next), {});
     return ok_v;
   };
@@ -696,6 +745,13 @@ result<void, std::string> database::apply_entry(std::string_view bytes) {
   p->fixed_gen = e->gen;
   p->time_ms = e->time_ms;
   return submit_and_wait(std::move(p));
+}
+
+std::optional<std::string> database::private_value(std::string_view name) const {
+  std::lock_guard lock(keyed_mu_);
+  auto it = private_.find(name);
+  if (it == private_.end()) return std::nullopt;
+  return it->second;
 }
 
 void database::index_tombstones(const state& s) {

@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -64,6 +66,8 @@ class transaction {
   // writers that checked the same row can never both commit on what they saw.
   void expect_unchanged(std::size_t cls, std::string ref, generation modified, const api::api_error& error);
   void expect_field(std::size_t cls, std::string ref, std::size_t field, wire::value v, const api::api_error& error);
+  // Sets a private value (database::private_value): replicated like a row, read by no API call.
+  void set_private(std::string name, std::string value);
 
   bool empty() const noexcept { return ops_.empty(); }
   std::vector<op>& ops() noexcept { return ops_; }
@@ -101,7 +105,7 @@ struct changes_since_result {
 // pool's master reads a joining host's database this way.
 result<std::shared_ptr<state>, std::string> read_checkpoint(
     std::string_view bytes, const std::function<void(std::size_t cls, const std::string& ref, std::string_view encoded)>& each_row = {},
-    keyed_outcomes* keyed = nullptr);
+    keyed_outcomes* keyed = nullptr, std::map<std::string, std::string, std::less<>>* private_values = nullptr);
 
 class database {
  public:
@@ -158,6 +162,10 @@ class database {
   result<void, std::string> import_checkpoint(std::string_view bytes);
   result<void, std::string> apply_entry(std::string_view bytes);
 
+  // A value the pool replicates but no API call reads (transaction::set_private), if set.
+  std::optional<std::string> private_value(std::string_view name) const;
+  static constexpr std::size_t max_private_name_bytes = 64, max_private_value_bytes = 4096;
+
   // Forgets tombstones deleted at or before generation `up_to` (their events have been served).
   result<void, std::string> collect_tombstones(generation up_to);
 
@@ -203,6 +211,8 @@ class database {
   // checkpoint holds the keys of exactly the rows it holds).
   mutable std::mutex keyed_mu_;
   std::unique_ptr<keyed_outcomes> keyed_;
+  // The private values (transaction::set_private), under keyed_mu_ as the keys are.
+  std::map<std::string, std::string, std::less<>> private_;
 
   std::shared_ptr<sequencer> order_;
   // The replicated log's position of the last entry applied (proposal::log_index), as stored.

@@ -49,7 +49,7 @@ wire::decoded<log_entry> decode_log_entry(std::string_view bytes) {
         !(*o)[4].as_string())
       return bad("wrong operation shape");
     std::int64_t kind = *(*o)[0].as_int();
-    if (kind < 0 || kind > static_cast<std::int64_t>(op_kind::expect_field)) return bad("unknown operation");
+    if (kind < 0 || kind > static_cast<std::int64_t>(op_kind::set_private)) return bad("unknown operation");
     e.ops.push_back(op{static_cast<op_kind>(kind), static_cast<std::uint32_t>(*(*o)[1].as_int()), *(*o)[2].as_string(),
                        static_cast<std::uint32_t>(*(*o)[3].as_int()), *(*o)[4].as_string(), (*o)[5]});
   }

@@ -29,6 +29,9 @@ enum class op_kind : std::uint8_t {
   // length-prefixed: see encode_error) and changes nothing.
   expect_unchanged,
   expect_field,
+  // A value the pool replicates but no API call reads (root's password hash): `ref` names it,
+  // `value` (a string) is it. Applied with its transaction, on every member alike.
+  set_private,
 };
 
 struct op {

@@ -93,11 +93,7 @@ api::api_result<login_identity> login_guard::authenticate(const login_attempt& a
   } else if (!admit(a)) {
     why = "throttled";
   } else if (a.user == "root") {
-    std::string hash;
-    {
-      std::lock_guard lock(root_.mu);
-      hash = root_.hash;
-    }
+    const std::string hash = current_root_hash(root_, db_);
     // Remembered only after a real check, for a fixed time: in use or not, it is checked again.
     if (verified_.remembered(hash, a.user, a.password)) {
       who.root = true;

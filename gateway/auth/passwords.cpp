@@ -156,4 +156,10 @@ result<void, std::string> store_root_hash(const std::string& data_dir, const std
   return ok_v;
 }
 
+std::string current_root_hash(root_account& root, const storage::database& db) {
+  if (auto pool_hash = db.private_value(root_hash_name)) return *pool_hash;
+  std::lock_guard lock(root.mu);
+  return root.hash;
+}
+
 }  // namespace xapid::gateway

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common/result.hpp"
+#include "storage/database.hpp"
 
 namespace xapid::gateway {
 
@@ -61,5 +62,12 @@ result<root_credentials, std::string> load_or_create_root_password(const std::st
                                                                    const std::string& given_password);
 // Replaces the stored hash (change_password), atomically.
 result<void, std::string> store_root_hash(const std::string& data_dir, const std::string& hash);
+
+// root's hash now: the pool's — a private value of the replicated database (`root_hash_name`),
+// set by session.change_password through the pool's log, so every host has it once it is
+// acknowledged and no failover can bring an older one back — else this host's own (its first
+// boot's, or the pool's it took at join).
+inline constexpr std::string_view root_hash_name = "root-password-hash";
+std::string current_root_hash(root_account& root, const storage::database& db);
 
 }  // namespace xapid::gateway

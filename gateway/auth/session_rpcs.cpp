@@ -1,6 +1,9 @@
 #include "gateway/auth/session_rpcs.hpp"
 
+#include <mutex>
 #include <set>
+
+#include <spdlog/spdlog.h>
 
 #include "gateway/auth/passwords.hpp"
 #include "gateway/rpc/typed_rpcs.hpp"
@@ -78,18 +81,28 @@ void register_session_rpcs(dispatcher& d, session_manager& sessions, storage::da
   add_typed<m::session_logout>(d, logout, blocking);
   add_typed<m::session_local_logout>(d, logout, blocking);
 
-  add_typed<m::session_change_password>(d, [&root](call_context& ctx, const std::string& old_pwd,
-                                                   const std::string& new_pwd) -> api::status {
+  add_typed<m::session_change_password>(d, [&root, &db](call_context& ctx, const std::string& old_pwd,
+                                                        const std::string& new_pwd) -> api::status {
     // root's password is root's to change (xapi: local root only).
     if (!ctx.who.superuser) return fail(api::errors::PERMISSION_DENIED("only root may change root's password"));
-    std::lock_guard lock(root.mu);
-    if (!verify_password(old_pwd, root.hash))
+    static std::mutex one_at_a_time;  // two changes never both check the same old hash
+    std::lock_guard serial(one_at_a_time);
+    const std::string current = current_root_hash(root, db);
+    if (!verify_password(old_pwd, current))
       return fail(api::errors::CHANGE_PASSWORD_REJECTED("the old password is not the current one"));
     if (new_pwd.empty()) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password is empty"));
     for (unsigned char c : new_pwd)
       if (c < 0x20 || c == 0x7f) return fail(api::errors::CHANGE_PASSWORD_REJECTED("the new password has control characters"));
     std::string hash = hash_password(new_pwd);
-    if (auto st = store_root_hash(root.data_dir, hash); !st) return fail(api::errors::INTERNAL_ERROR(st.error()));
+    // Through the pool's log: acknowledged once a majority holds it, so every host takes it and
+    // no failover brings the old one back (the master carries every change out, one at a time).
+    auto t = db.begin();
+    t.set_private(std::string(root_hash_name), hash);
+    if (auto done = db.commit(std::move(t)); !done) return fail(done.error());
+    // This host's own copy, for a start before the pool's database is read (best effort: the
+    // pool's value is the one logins use).
+    std::lock_guard lock(root.mu);
+    if (auto st = store_root_hash(root.data_dir, hash); !st) spdlog::warn("session.change_password.local_copy_failed reason=\"{}\"", st.error());
     root.hash = hash;
     return ok_v;
   }, blocking);
