@@ -159,8 +159,11 @@ struct raft_sequencer::loop {
     { std::lock_guard lock(done_mu); }
     done_cv.notify_all();
   }
+  // A proposal once in doubt (a master that may have applied it went) is never refused for
+  // certain after: whatever stops it later, its outcome is unknown — also when this member, a
+  // leader meanwhile, loses the entry it put it in.
   void fail_group(const std::vector<std::shared_ptr<proposal>>& group, const api::api_error& why) {
-    for (const auto& p : group) p->outcome = fail(why);
+    for (const auto& p : group) p->outcome = fail(p->in_doubt ? outcome_unknown() : why);
     finish(group);
   }
   void fail_one(const std::shared_ptr<proposal>& p, const api::api_error& why) { fail_group({p}, why); }
@@ -168,14 +171,6 @@ struct raft_sequencer::loop {
   void fail_in_doubt(const std::vector<std::shared_ptr<proposal>>& group) {
     for (const auto& p : group) p->in_doubt = true;
     fail_group(group, outcome_unknown());
-  }
-  // Why a member's write stops waiting for a master: unknown once a master may have applied it.
-  void give_up(const waiting& w, api::api_error why) {
-    if (w.unknown_until) {
-      w.p->in_doubt = true;
-      why = outcome_unknown();
-    }
-    fail_one(w.p, why);
   }
 
   std::string leader_address() {
@@ -227,6 +222,7 @@ struct raft_sequencer::loop {
     // The master it asked went (or lost the lead) with it maybe applied: sent again, with the
     // same key, to the master this member learns of; the log applies a key once, and the writer
     // gets the outcome the first one had.
+    if (a.unknown) w.p->in_doubt = true;
     if (a.unknown && !closing) {
       if (!w.unknown_until) w.unknown_until = now + opt.forward_retry;
       if (now < *w.unknown_until) {
@@ -246,7 +242,7 @@ struct raft_sequencer::loop {
       return;
     }
     // A refusal by the host asked last says nothing of where an earlier attempt went.
-    if (w.unknown_until && a.log_index == 0) return give_up(w, outcome_unknown());
+    if (w.unknown_until && a.log_index == 0) return fail_one(w.p, outcome_unknown());
     if (a.log_index == 0 || a.log_index <= applied) {
       p->outcome = std::move(a.outcome);
       p->log_index = a.log_index;
@@ -390,8 +386,8 @@ struct raft_sequencer::loop {
       } else if (elsewhere) {
         fail_one(queue.front().p, api::errors::HOST_IS_SLAVE(address ? address : ""));
       } else if (now >= queue.front().give_up_at(opt.leader_wait) || (stop_deadline && now >= *stop_deadline)) {
-        give_up(queue.front(), api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
-                                                           std::to_string(opt.leader_wait.count()) + " ms)"));
+        fail_one(queue.front().p, api::errors::INTERNAL_ERROR("no pool master is ready (waited " +
+                                                              std::to_string(opt.leader_wait.count()) + " ms)"));
       } else {
         return;  // an election is under way, or this new master's barrier: wait for it
       }
@@ -744,7 +740,7 @@ struct raft_sequencer::loop {
   void begin_close() {
     if (closing) return;
     closing = true;
-    for (auto& w : queue) give_up(w, database_closing());
+    for (auto& w : queue) fail_one(w.p, database_closing());
     queue.clear();
     raft_close(&r, [](struct raft* raw) {
       auto* l = static_cast<loop*>(raw->data);

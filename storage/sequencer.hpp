@@ -47,8 +47,9 @@ struct proposal {
   std::uint64_t log_index = 0;
   // Set by apply: the generation the proposal took, or why it changed nothing.
   std::optional<result<generation, api::api_error>> outcome;
-  // Set with an outcome that says it is unknown whether the proposal was applied (its master
-  // lost the lead, or closed, with it appended): a keyed one may be sent again.
+  // Set once it is unknown whether the proposal was applied (its master lost the lead, or
+  // closed, or went, with it maybe appended): a keyed one may be sent again, and it is never
+  // reported refused for certain after — only applied (its first outcome) or unknown.
   bool in_doubt = false;
   // Called by the sequencer, on the thread that applies, once the outcome is set (for a
   // proposal ordered without waiting): it must only hand the outcome on, never wait.
