@@ -140,11 +140,20 @@ wire::response dispatcher::run(const entry& e, const wire::call& c, call_context
 }
 
 wire::response dispatcher::perform(const entry& e, const wire::call& c, call_context& ctx, const std::string& elsewhere) const {
-  constexpr std::size_t most_tries = 8;
+  constexpr std::size_t most_tries = 8, most_busy_waits = 40;
   std::string host = elsewhere;
   std::vector<std::string> refused;
+  std::size_t busy_waits = 0;
   for (;;) {
     wire::response r = host.empty() ? run(e, c, ctx) : router_.forward(host, wire::call{std::string(e.method->wire_name), c.params}, ctx);
+    // Placed again: the refused attempt's operation may still be on the VM's record in the next
+    // host's replica (its retirement a commit behind there): that host is asked again shortly
+    // (at most 2 s; a real operation under way still answers so then).
+    if (!refused.empty() && !r.success && !r.error_description.empty() &&
+        r.error_description[0] == "OTHER_OPERATION_IN_PROGRESS" && busy_waits++ < most_busy_waits) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
     // Placed where another start took the room meanwhile: placed again, without that host.
     const bool no_room = !r.success && !r.error_description.empty() && r.error_description[0] == "HOST_NOT_ENOUGH_FREE_MEMORY";
     if (!no_room || !router_.again || ctx.forwarded || refused.size() + 1 >= most_tries) return r;
