@@ -64,14 +64,53 @@ std::optional<member_record> member_by_fingerprint(const storage::state& s, cons
   return std::nullopt;
 }
 
-bool keeps_reserved(const api::map<std::string, std::string>& before, const api::map<std::string, std::string>& after) {
-  auto reserved = [](const api::map<std::string, std::string>& m) {
-    std::map<std::string, std::string> out;
-    for (auto it = m.lower_bound(std::string(reserved_prefix)); it != m.end() && it->first.starts_with(reserved_prefix); ++it)
-      out.insert(*it);
-    return out;
+bool keeps_reserved(const api::map<std::string, std::string>& before, const wire::structure& after) {
+  std::map<std::string, std::string> was, is;
+  for (auto it = before.lower_bound(std::string(reserved_prefix)); it != before.end() && it->first.starts_with(reserved_prefix); ++it)
+    was.insert(*it);
+  // A value that is not a string is never the one kept.
+  for (const auto& [key, value] : after)
+    if (key.starts_with(reserved_prefix)) is[key] = value.as_string() ? *value.as_string() : std::string("\x01");
+  return was == is;
+}
+
+api::status vet_member_change(const storage::state& s, std::uint64_t sender, std::span<const storage::op> ops) {
+  using storage::op_kind;
+  const auto& sch = storage::schema::get();
+  const std::size_t host_class = sch.class_of<api::host>();
+  const std::size_t other_config = *sch.field_index(host_class, "other_config");
+  std::optional<std::string> own_host;
+  if (sender)
+    if (auto m = member_by_raft_id(s, sender)) own_host = m->host_ref;
+  auto refuse = [](const std::string& what) {
+    return fail(api::errors::OPERATION_NOT_ALLOWED("a member may not " + what + ": the pool's membership is the master's"));
   };
-  return reserved(before) == reserved(after);
+  for (const storage::op& o : ops) {
+    if (o.kind == op_kind::set_private) return refuse("set a private value");
+    if (o.cls != host_class) continue;
+    const bool own = own_host && o.ref == *own_host;
+    switch (o.kind) {
+      case op_kind::create: return refuse("add a host");
+      case op_kind::destroy:
+        if (member_of_host(s, o.ref)) return refuse("remove a member's host");
+        break;
+      case op_kind::add_to_map:
+      case op_kind::remove_from_map:
+        if (o.field == other_config && o.key.starts_with(reserved_prefix) && !own)
+          return refuse("change another host's " + o.key);
+        break;
+      case op_kind::set: {
+        if (o.field != other_config || own) break;
+        const api::host* h = s.get<api::host>(o.ref);
+        const wire::structure* given = o.value.as_struct();
+        if (!h || !given) break;  // applying it fails on its own (HANDLE_INVALID, a type error)
+        if (!keeps_reserved(h->other_config, *given)) return refuse("change another host's membership entries");
+        break;
+      }
+      default: break;
+    }
+  }
+  return ok_v;
 }
 
 api::status publish_own_record(storage::database& db, const member_record& m) {

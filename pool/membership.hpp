@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,9 +35,17 @@ std::optional<member_record> member_by_raft_id(const storage::state& s, std::uin
 std::optional<member_record> member_of_host(const storage::state& s, const std::string& host_ref);
 std::optional<member_record> member_by_fingerprint(const storage::state& s, const std::string& fingerprint);
 
-// Whether `after` holds exactly the reserved entries of `before` (an API call that changes
-// other_config must leave them alone).
-bool keeps_reserved(const api::map<std::string, std::string>& before, const api::map<std::string, std::string>& after);
+// Whether `after` (a whole other_config as given to a setter) holds exactly the reserved entries
+// of `before`: an API call, or a member's write to another host's row, must leave them alone.
+bool keeps_reserved(const api::map<std::string, std::string>& before, const wire::structure& after);
+
+// Whether a member's own transaction (forwarded to the master: pool Propose) stays within what a
+// member may write of the pool's membership: the reserved entries of its own host row only, no
+// host row made with them or destroyed while it carries them, no private value (root's password
+// is changed by the master). `sender` is the member's Raft id, known by its certificate (0: not
+// known, no reserved entry at all). Checked on the master before the transaction is ordered; an
+// honest member never sends one that fails (object_rules keeps API calls away from them).
+api::status vet_member_change(const storage::state& s, std::uint64_t sender, std::span<const storage::op> ops);
 
 // Writes `m`'s entries into its host row when they differ (at start-up: an address may have
 // changed with the daemon's options).

@@ -83,13 +83,16 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
     if (ctx.caller_fingerprint)
       if (auto m = member_by_fingerprint(*ctx.db->snapshot(), ctx.caller_fingerprint(*c))) sender = m->raft_id;
     // Answered from the log's thread once the entry is applied here (or refused).
+    // And it writes of the pool's membership only its own place (checked against this replica,
+    // where the master's join and eject are applied first).
+    auto vet = [db = ctx.db, id = sender.value_or(0)](const storage::proposal& p) { return vet_member_change(*db->snapshot(), id, p.ops); };
     ctx.log->order_forwarded(request->proposal(), [reactor, reply](storage::forwarded_answer a) {
       reply->set_log_index(a.log_index);
       reply->set_outcome_unknown(a.unknown);
       if (a.outcome) reply->set_generation(*a.outcome);
       else to_proto(a.outcome.error(), *reply->mutable_error());
       reactor->Finish(grpc::Status::OK);
-    }, sender);
+    }, sender, vet);
     return reactor;
   }
 

@@ -858,7 +858,7 @@ void raft_sequencer::stop() {
 }
 
 void raft_sequencer::order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done,
-                                     std::optional<std::uint64_t> sender) {
+                                     std::optional<std::uint64_t> sender, const std::function<api::status(const proposal&)>& vet) {
   auto refuse = [&](api::api_error why) { done(forwarded_answer{0, fail(std::move(why))}); };
   auto p = decode_forwarded_proposal(encoded, loop_->opt.max_proposal_bytes);
   if (!p) return refuse(api::errors::INTERNAL_ERROR("a member's change cannot be read: " + p.error()));
@@ -868,6 +868,8 @@ void raft_sequencer::order_forwarded(std::string encoded, std::function<void(for
     if ((*p)->key.size() != 16 || owner != *sender)
       return refuse(api::errors::INTERNAL_ERROR("a member's change carries a key that is not its own"));
   }
+  if (vet)
+    if (auto st = vet(**p); !st) return refuse(std::move(st).error());
   (*p)->applied = [done](proposal& q) {
     done(forwarded_answer{q.log_index, q.outcome ? std::move(*q.outcome) : fail(database_closing()), q.in_doubt});
   };

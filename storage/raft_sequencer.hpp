@@ -136,8 +136,11 @@ class raft_sequencer final : public sequencer {
   // transactions are taken; anything else, or bytes that are not a proposal, get an error. With
   // `sender` (the member's Raft id, known from its certificate), a key must be one that member
   // makes (its id, then a counter): none may take another member's key and so suppress its write.
+  // `vet`, when given, may refuse the decoded proposal (what a member may write: the pool's
+  // rule, pool/membership), which is then answered with its error and not ordered.
   void order_forwarded(std::string encoded, std::function<void(forwarded_answer)> done,
-                       std::optional<std::uint64_t> sender = std::nullopt);
+                       std::optional<std::uint64_t> sender = std::nullopt,
+                       const std::function<api::status(const proposal&)>& vet = {});
 
   // Membership, on the leader (otherwise HOST_IS_SLAVE-like failures naming the leader). One
   // change at a time; each returns once its configuration entry is committed. `add` makes a

@@ -161,14 +161,7 @@ void register_object_rules(dispatcher& d, storage::database& db, actors::storage
   d.guard("host.set_other_config", snapshot_guard([](const storage::state& s, call_context&, const wire::array& p) -> api::status {
     const api::host* h = s.get<api::host>(ref_at(p, 0));
     const wire::structure* given = p.size() > 1 ? p[1].as_struct() : nullptr;
-    if (!h || !given) return ok_v;  // the generic setter answers HANDLE_INVALID or the type error
-    api::map<std::string, std::string> after;
-    for (const auto& [key, value] : *given)
-      if (key.starts_with(pool::reserved_prefix)) after[key] = value.as_string() ? *value.as_string() : std::string("\x01");
-    api::map<std::string, std::string> before;
-    for (const auto& [k, v] : h->other_config)
-      if (k.starts_with(pool::reserved_prefix)) before[k] = v;
-    if (before == after) return ok_v;
+    if (!h || !given || pool::keeps_reserved(h->other_config, *given)) return ok_v;  // HANDLE_INVALID, type errors: the setter's
     return fail(api::errors::OPERATION_NOT_ALLOWED("other_config keys starting " + std::string(pool::reserved_prefix) +
                                                    " belong to the pool's membership"));
   }));

@@ -75,6 +75,9 @@ const std::unordered_map<std::string_view, rule>& rules() {
     // root's password is the pool's: changed on the master, whose liveness rounds hand it to
     // every member (pool/liveness), as xapi syncs it to every host.
     t["session.change_password"] = {route::master};
+    // A host's row carries its place in the pool, which only the master writes (a member's own
+    // writes may not remove it: pool/membership's vet_member_change).
+    t["host.destroy"] = {route::master};
     return t;
   }();
   return table;

@@ -8,11 +8,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "actors/first_boot.hpp"
 #include "pool/join.hpp"
 #include "pool/membership.hpp"
+#include "pool/peer_client.hpp"
+#include "pool/peer_service.hpp"
+#include "pool/peer_tls.hpp"
+#include "storage/raft_entries.hpp"
 #include "storage/raft_sequencer.hpp"
 #include "tests/support/free_port.hpp"
 #include "tests/support/peer_server.hpp"
@@ -173,6 +178,90 @@ TEST_F(take_in_test, another_certificate_claiming_a_members_uuid_is_refused) {
   EXPECT_TRUE(refused.secret().empty());
   EXPECT_FALSE(role_of(1002).has_value());
   EXPECT_EQ(hosts(), 2u);
+}
+
+// A member's own writes come to the master over Propose (its pinned certificate says who it is):
+// of the pool's membership it may write its own place only. Another host's reserved entries,
+// a host row with a place, a new host, root's password: refused on the master, nothing changed.
+TEST_F(take_in_test, a_member_writes_only_its_own_place_in_the_pool) {
+  ASSERT_EQ(ask(1001, joiner_certificate).errors_size(), 0);
+  const auto joined = member_by_raft_id(*master->snapshot(), 1001);
+  ASSERT_TRUE(joined);
+  testing::peer_identity master_certificate{"master", "127.0.0.2"};
+  peer_service_context ctx;
+  ctx.db = master.get();
+  ctx.log = log.get();
+  ctx.caller_fingerprint = [](const grpc::ServerContextBase& c) { return caller_fingerprint(c); };
+  auto service = peer_service::start("127.0.0.2:0", peer_server_credentials(master_certificate.tls), ctx);
+  ASSERT_TRUE(service.ok()) << service.error();
+  const std::string address = "127.0.0.2:" + std::to_string((*service)->port());
+  // The master's own place, as its start-up publishes it.
+  ASSERT_TRUE(publish_own_record(*master, {master_host, master->snapshot()->get<api::host>(master_host)->uuid, identity.raft_id,
+                                           m.raft_address, address, master_certificate.fingerprint})
+                  .ok());
+  peer_client client([&](const std::string& a, const std::string& pinned) { return peer_channel(a, joiner_certificate.tls, pinned); });
+
+  const auto& sch = storage::schema::get();
+  const std::size_t host_cls = sch.class_of<api::host>();
+  const std::size_t other_config = *sch.field_index(host_cls, "other_config");
+  auto propose = [&](storage::transaction t) {
+    storage::proposal p;
+    p.ops = std::move(t.ops());
+    std::promise<storage::forwarded_answer> answered;
+    client.propose(address, master_certificate.fingerprint, storage::encode_proposal(p),
+                   [&answered](storage::forwarded_answer a) { answered.set_value(std::move(a)); });
+    return answered.get_future().get().outcome;
+  };
+  auto refused = [&](const result<storage::generation, api::api_error>& r) {
+    return !r.ok() && r.error().code == api::error_code::OPERATION_NOT_ALLOWED;
+  };
+  const std::string checkpoint_before = master->export_checkpoint();
+  const std::string fingerprint_key = std::string(reserved_prefix) + "certificate-sha256";
+  const std::string peer_key = std::string(reserved_prefix) + "peer-address";
+
+  {  // the master's pinned certificate replaced by the member's
+    auto t = master->begin();
+    t.remove_from_map(host_cls, master_host, other_config, fingerprint_key);
+    t.add_to_map(host_cls, master_host, other_config, fingerprint_key, wire::value(joiner_certificate.fingerprint));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // the same through a whole other_config
+    const api::host* h = master->snapshot()->get<api::host>(master_host);
+    auto changed = h->other_config;
+    changed[peer_key] = "127.0.0.3:9001";
+    auto t = master->begin();
+    t.set(host_cls, master_host, other_config, api::to_value(changed));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // the master's host row destroyed
+    auto t = master->begin();
+    t.destroy(host_cls, master_host);
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // a host added
+    auto t = master->begin();
+    api::host h;
+    h.name_label = "made by a member";
+    t.create(h);
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // root's password
+    auto t = master->begin();
+    t.set_private("root-password", "$y$chosen-by-a-member");
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  EXPECT_TRUE(master->export_checkpoint() == checkpoint_before) << "nothing refused changed anything";
+
+  {  // its own place (a new peer address, as its start-up publishes) and any other entry: taken
+    auto t = master->begin();
+    t.remove_from_map(host_cls, joined->host_ref, other_config, peer_key);
+    t.add_to_map(host_cls, joined->host_ref, other_config, peer_key, wire::value("127.0.0.3:9555"));
+    t.add_to_map(host_cls, master_host, other_config, "note", wire::value("from a member"));
+    auto taken = propose(std::move(t));
+    ASSERT_TRUE(taken.ok()) << ::testing::PrintToString(taken.error().description());
+  }
+  EXPECT_EQ(member_by_raft_id(*master->snapshot(), 1001)->peer_address, "127.0.0.3:9555");
+  EXPECT_EQ(master->snapshot()->get<api::host>(master_host)->other_config.at("note"), "from a member");
 }
 
 }  // namespace
