@@ -10,6 +10,7 @@
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
+#include "ha/master_lease.hpp"
 #include "pool/membership.hpp"
 
 namespace xapid::ha {
@@ -50,9 +51,7 @@ struct ha_monitor::armed_state {
   liveness_judge judge;  // under ha_monitor::mu_ from here on
   std::uint64_t counter = 0, incarnation;
   bool master_lease = false;
-  bool master_read = false;
-  lease master_seen;
-  ha_time master_changed;
+  master_lease_watch master;  // the renewer's
   std::atomic<bool> fenced{false};
   // The statefile refusing (or not finishing) this host's writes: since when, and whether it
   // has been so for T/2 (lost: logged, told in heartbeat answers). Renewer's, read under mu_.
@@ -269,31 +268,14 @@ void ha_monitor::renew() {
     a->master_lease = false;
     return;
   }
-  auto held = decode_lease(*block);
   const auto now = monotonic_now();
-  bool take = false;
-  {
-    std::lock_guard lock(mu_);
-    const lease seen = held.value_or(lease{});
-    if (!a->master_read || !(seen.counter == a->master_seen.counter && seen.incarnation == a->master_seen.incarnation &&
-                             seen.owner == a->master_seen.owner)) {
-      a->master_changed = now;
-      a->master_seen = seen;
-      a->master_read = true;
-    }
-    const bool ours = held && held->owner == a->self_uuid && held->incarnation == a->incarnation;
-    // Free at once only when never written (a torn or unreadable block may be a holder's
-    // renewal in progress: it waits out T like any other).
-    const bool blank = block->find_first_not_of('\0') == std::string::npos;
-    take = (leader || alone) &&
-           (ours || blank || (held && held->fenced) || now - a->master_changed >= a->judge.timing().timeout);
-  }
-  if (!take) {
+  a->master.read(*block, now);
+  if (!a->master.may_take(leader || alone, a->self_uuid, a->incarnation, a->judge.timing(), now)) {
     std::lock_guard lock(mu_);
     a->master_lease = false;
     return;
   }
-  lease master{a->self_uuid, (held ? held->counter : 0) + 1, a->incarnation, real_clock().now_ms(), false, {}};
+  lease master = a->master.next(a->self_uuid, a->incarnation, real_clock().now_ms());
   auto w = a->file->write(master_block, encode_lease(master));
   {
     std::lock_guard lock(mu_);
