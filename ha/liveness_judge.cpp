@@ -53,6 +53,7 @@ bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, 
     s.report = std::max(s.report, now);
   }
   s.read = s.armed = true;
+  s.last_read = now;
   s.counter = counter;
   s.incarnation = incarnation;
   return moved;
@@ -68,6 +69,7 @@ void liveness_judge::known_dead(const std::string& host, ha_time now) {
   auto it = others_.find(host);
   if (it == others_.end()) return;
   it->second.evidence = it->second.report = now - timing_.timeout;
+  it->second.last_read = now;  // as if read standing still for T
   it->second.armed = true;  // (its next read is a baseline, as any first read)
 }
 
@@ -89,6 +91,11 @@ bool liveness_judge::dead(const std::string& host, ha_time now) const {
   // fence itself, so it is never judged dead (enable_ha waits for every host's first renewal).
   if (!it->second.armed) return false;
   if (now - it->second.evidence < timing_.timeout) return false;
+  // Standing still for T must have been *read*: this host's own reads may have stalled (a slow
+  // statefile holds its renewer, which reads after it writes), and a lease unread is not a lease
+  // unrenewed — the whole-pool simulator found a master restarting the VMs of a host that was
+  // renewing all along, cut off only from the network.
+  if (it->second.last_read - it->second.evidence < timing_.timeout) return false;
   // Silent hosts that are a majority of the pool may be alive among themselves (they reach each
   // other, not this host nor the statefile): they would not fence, so none is judged dead.
   std::size_t silent = 0;

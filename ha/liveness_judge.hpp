@@ -9,7 +9,8 @@
 //   the new counter) nor exchanged heartbeats with a majority of the pool (itself counted).
 // - Another host is *dead* once its lease has been seen written since HA was enabled (it armed),
 //   the silent hosts are no majority of the pool (else they may live on among themselves), and,
-//   for T on the judge's clock, its lease counter has not moved,
+//   for T on the judge's clock, its lease counter has not moved — as this host's own reads show:
+//   its latest read is T or more after the latest evidence (reads that stall prove nothing) —,
 //   no heartbeat with it (either way) was seen, and no host reported having seen one (reports
 //   come in the reporters' lease blocks and heartbeat answers, with their age) — and every other
 //   host not itself dead has reported lately (within T − fence_after − a heartbeat's timeout), so that no heartbeat the
@@ -81,6 +82,7 @@ class liveness_judge {
     bool read = false;   // a baseline counter is known
     bool armed = false;  // its lease was seen written since HA was enabled (or it was known dead)
     ha_time evidence;        // the latest time it is known to have been alive
+    ha_time last_read;       // this host's latest read of its lease
     ha_time heartbeat_sent;  // the latest of this host's heartbeats to it that came back (sent then)
     bool heartbeat = false;
     ha_time heard;           // the latest heartbeat seen with it, either way

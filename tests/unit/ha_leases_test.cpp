@@ -88,7 +88,7 @@ TEST_F(judge_test, a_host_is_dead_only_when_nothing_of_it_was_seen_for_t) {
   // The first read of a lease proves nothing; a change does.
   judge.lease_seen("b", 5, 1, t0);
   judge.lease_seen("c", 9, 1, t0);
-  for (auto t = t0 + 1s; t <= t0 + 8s; t += 1s) {
+  for (auto t = t0 + 1s; t <= t0 + 10s; t += 1s) {
     judge.lease_seen("c", 9 + (t - t0).count(), 1, t);  // c renews; b stands still
     judge.lease_seen("b", 5, 1, t);
   }
@@ -105,8 +105,10 @@ TEST_F(judge_test, a_report_of_a_heartbeat_keeps_a_host_alive) {
   judge.heartbeat("c", t0 + 1s);
   // c heard b 1 s before this report (b lost the statefile but talks to c).
   judge.reported("c", "b", 1s, t0 + 8s);
+  judge.lease_seen("b", 5, 1, t0 + 16s);
   EXPECT_FALSE(judge.dead("b", t0 + 16s));
   judge.heartbeat("c", t0 + 16s);
+  judge.lease_seen("b", 5, 1, t0 + 17s);
   EXPECT_TRUE(judge.dead("b", t0 + 17s));
 }
 
@@ -115,9 +117,29 @@ TEST_F(judge_test, a_reporter_not_heard_lately_holds_back_a_death) {
   judge.heartbeat("c", t0 + 1s);  // c's last report
   // b has been silent for T, but c — alive as far as anyone knows — has not reported within
   // T - fence_after - a heartbeat's timeout: it may have heard b since.
+  judge.lease_seen("b", 5, 1, t0 + 10s);
   EXPECT_FALSE(judge.dead("b", t0 + 10s));
   judge.heartbeat("c", t0 + 8s);
   EXPECT_TRUE(judge.dead("b", t0 + 10s));
+}
+
+// The simulator's find (seed 274): a master whose statefile writes were slow read the others'
+// leases only after each write; a host cut off from the network alone renewed all along, unread,
+// and was judged dead while it still ran its VMs. Standing still must be read.
+TEST_F(judge_test, a_lease_unread_is_not_a_lease_unrenewed) {
+  judge.lease_seen("b", 5, 1, t0);
+  judge.lease_seen("b", 6, 1, t0 + 1s);  // b renews: evidence at t0 + 1 s
+  judge.heartbeat("c", t0 + 9s);
+  // No read of b's lease since, and nothing else of b: as long as this host does not read it,
+  // b is not dead, however long.
+  EXPECT_FALSE(judge.dead("b", t0 + 11s));
+  EXPECT_FALSE(judge.dead("b", t0 + 30s));
+  // A read that finds it moved keeps it alive; one that finds it still, T after, makes it dead.
+  judge.lease_seen("b", 9, 1, t0 + 30s);
+  EXPECT_FALSE(judge.dead("b", t0 + 30s));
+  judge.heartbeat("c", t0 + 38s);
+  judge.lease_seen("b", 9, 1, t0 + 40s);
+  EXPECT_TRUE(judge.dead("b", t0 + 40s));
 }
 
 TEST_F(judge_test, a_silent_majority_is_never_judged_dead_nor_a_host_that_never_armed) {
@@ -130,6 +152,7 @@ TEST_F(judge_test, a_silent_majority_is_never_judged_dead_nor_a_host_that_never_
   // In a pool of two, one silent host is no majority: the survivor may judge it dead.
   liveness_judge two{"a", {"a", "b"}, timing, t0};
   two.lease_seen("b", 1, 1, t0);
+  two.lease_seen("b", 1, 1, t0 + 10s);
   EXPECT_TRUE(two.dead("b", t0 + 10s));
   // Known dead across a restart: dead at once, and its lease read afterwards (standing still) is
   // a baseline, not a sign of life.
