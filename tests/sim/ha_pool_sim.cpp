@@ -17,7 +17,8 @@
 // Faults, 1 to 3 a seed between 15 s and 60 s: kill -9 of a host (back after a while, or never),
 // pause (SIGSTOP: the daemon stops, its guests run on) then continue, a host cut off from the
 // network both ways, one direction of a link cut, the statefile lost by some hosts or all, the
-// statefile slow for a host (writes taking up to T). Everything heals by 90 s.
+// statefile slow for a host (writes taking up to T), a host's Raft disk slow (appends taking up
+// to 2 s). Everything heals by 90 s.
 //
 // The checker, after every step: no VM runs on two hosts; at most one Raft leader per term. At
 // the end: every write a client had acknowledged is on every live server; every protected VM
@@ -139,7 +140,7 @@ struct message {
 };
 
 struct fault {
-  enum kind { kill, pause, isolate, one_way, statefile_lost, slow_statefile } k;
+  enum kind { kill, pause, isolate, one_way, statefile_lost, slow_statefile, slow_raft_disk } k;
   ms_t from, until;  // until: back/continued/healed (-1 for a kill never back)
   int a, b;          // hosts (b: the other end of a one-way cut; -1 for "every host")
   ms_t slow = 0;
@@ -153,6 +154,7 @@ const char* fault_name(fault::kind k) {
     case fault::one_way: return "one-way cut";
     case fault::statefile_lost: return "statefile lost";
     case fault::slow_statefile: return "slow statefile";
+    case fault::slow_raft_disk: return "slow Raft disk";
   }
   return "?";
 }
@@ -214,7 +216,8 @@ class pool_sim {
       fsm_defs_[i] = raft_fsm{1, &fsms_[i], fsm_apply, fsm_snapshot, fsm_restore, nullptr, nullptr};
       raft_fixture_grow(&raft_, &fsm_defs_[i]);
       raft_fixture_set_network_latency(&raft_, i, 1 + static_cast<unsigned>(rng_() % 10));
-      raft_fixture_set_disk_latency(&raft_, i, 1 + static_cast<unsigned>(rng_() % 10));
+      raft_disk_ms_.push_back(1 + static_cast<unsigned>(rng_() % 10));
+      raft_fixture_set_disk_latency(&raft_, i, raft_disk_ms_[i]);
       // The daemon's settings (storage/raft_sequencer): pre-vote, so that a host coming back does
       // not depose a healthy master.
       const xapid::storage::raft_options daemon;
@@ -289,7 +292,7 @@ class pool_sim {
     const int count = 1 + static_cast<int>(rng_() % 3);
     for (int f = 0; f < count; ++f) {
       fault x{};
-      x.k = static_cast<fault::kind>(rng_() % 6);
+      x.k = static_cast<fault::kind>(rng_() % 7);
       x.from = faults_from + static_cast<ms_t>(rng_() % (faults_until - faults_from));
       x.a = static_cast<int>(rng_() % n_);
       x.b = -1;
@@ -306,6 +309,7 @@ class pool_sim {
           if (rng_() % 3 == 0) x.b = -2;  // every host
           break;
         case fault::slow_statefile: x.slow = timeout_ms / 10 + static_cast<ms_t>(rng_() % timeout_ms); break;
+        case fault::slow_raft_disk: x.slow = 100 + static_cast<ms_t>(rng_() % 2000); break;
         default: break;
       }
       faults_.push_back(x);
@@ -363,6 +367,7 @@ class pool_sim {
           if (x.b == -2 || j == x.a) hosts_[j].statefile_lost = true;
         break;
       case fault::slow_statefile: h.slow_write = x.slow; break;
+      case fault::slow_raft_disk: raft_fixture_set_disk_latency(&raft_, x.a, static_cast<unsigned>(x.slow)); break;
     }
   }
   void end_fault(fault& x) {
@@ -377,6 +382,7 @@ class pool_sim {
           if (x.b == -2 || j == x.a) hosts_[j].statefile_lost = false;
         break;
       case fault::slow_statefile: hosts_[x.a].slow_write = 0; break;
+      case fault::slow_raft_disk: raft_fixture_set_disk_latency(&raft_, x.a, raft_disk_ms_[x.a]); break;
       default: break;  // kills and pauses end by their own times
     }
   }
@@ -680,6 +686,7 @@ class pool_sim {
   raft_fixture raft_{};
   std::vector<writes_fsm> fsms_;
   std::vector<raft_fsm> fsm_defs_;
+  std::vector<unsigned> raft_disk_ms_;  // each server's disk latency when no fault slows it
   std::map<raft_term, raft_id> leaders_;
   std::vector<std::uint64_t> acked_;
   std::uint64_t next_write_ = 0;
