@@ -225,6 +225,13 @@ result<std::unique_ptr<host_node>, std::string> host_node::open(host_options opt
     const auto host_cls = storage::schema::get().class_of<api::host>();
     const auto until = monotonic_now() + std::chrono::seconds(120);
     while (db.applied_log_index() < identity->joined_at_index || !db.snapshot()->ref_by_uuid(host_cls, uuid)) {
+      // Past the entry that took it in and no row of its own: the pool has sent it away since
+      // (an eject whose departure it applied before it was killed, before it marked its data
+      // dir): it starts again as a pool of its own, as its observer would have made it.
+      if (db.applied_log_index() >= identity->joined_at_index && identity->joined_at_index > 0) {
+        if (!pool::mark_ejected(opt.data_dir)) return fail("this host has left its pool, and " + opt.data_dir + " cannot be marked");
+        return fail(std::string("this host's row has left the pool database (ejected or destroyed): it starts again as a pool of its own"));
+      }
       if (monotonic_now() >= until)
         return fail("this host joined a pool, but its master has not sent the pool's database within 120 s (its log: " +
                     p.pool_log->status().leader.address + ")");

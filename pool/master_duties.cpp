@@ -81,18 +81,21 @@ api::status eject(const master_side& m, const std::string& host) {
   if (auto refused = departure_refused(*s, host)) return fail(std::move(*refused));
   auto member = reachable_member(m, *s, host);
   if (!member) return fail(std::move(member).error());
+  if (!m.keeper) return fail(api::errors::INTERNAL_ERROR("this host does not serve the pool yet"));
   spdlog::info("pool.eject host={} raft_id={}", host, member->raft_id);
-  if (auto gone = remove_host_rows(*m.db, *s, host); !gone) return gone;
-  // The host learns it has left from its own replica: it is waited for until it has applied
-  // the change (or has gone to restart), before the log stops sending it entries.
-  const std::uint64_t departed_at = m.db->applied_log_index();
-  const bool told = wait_until(std::chrono::seconds(15), [&] {
-    auto pong = m.peers->ping(member->peer_address, member->fingerprint, m.reach_timeout);
-    return !pong || pong->applied_index() >= departed_at;
+  auto departed = m.keeper->see_off(member->raft_id, [&]() -> api::status {
+    if (auto gone = remove_host_rows(*m.db, *m.db->snapshot(), host); !gone) return gone;
+    // The host learns it has left from its own replica: it is waited for until it has applied
+    // the change (or has gone to restart), before the log stops sending it entries.
+    const std::uint64_t departed_at = m.db->applied_log_index();
+    const bool told = wait_until(std::chrono::seconds(15), [&] {
+      auto pong = m.peers->ping(member->peer_address, member->fingerprint, m.reach_timeout);
+      return !pong || pong->applied_index() >= departed_at;
+    });
+    if (!told) spdlog::warn("pool.eject.unacknowledged host={} (it has not applied its departure within 15 s)", host);
+    return ok_v;
   });
-  if (!told) spdlog::warn("pool.eject.unacknowledged host={} (it has not applied its departure within 15 s)", host);
-  if (auto removed = m.log->remove(member->raft_id, std::chrono::seconds(30)); !removed)
-    spdlog::warn("pool.eject.log_member_kept raft_id={} reason=\"{}\" (the keeper removes it later)", member->raft_id, removed.error());
+  if (!departed) return departed;
   spdlog::info("pool.ejected host={} raft_id={}", host, member->raft_id);
   return ok_v;
 }

@@ -102,4 +102,26 @@ result<void, std::string> voter_keeper::hand_over(std::uint64_t id, std::chrono:
   return ok_v;
 }
 
+api::status voter_keeper::see_off(std::uint64_t id, const std::function<api::status()>& departure) {
+  std::lock_guard one_at_a_time(step_mu_);
+  const auto status = log_->status();
+  if (status.state != storage::raft_status::role_state::leader)
+    return fail(api::errors::INTERNAL_ERROR("this host is no longer the pool's master"));
+  auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
+                             [id](const storage::raft_server& s) { return s.member.id == id; });
+  const bool in_log = server != status.configuration.end();
+  if (in_log && server->role == storage::raft_role::voter) {
+    if (auto demoted = log_->assign(id, storage::raft_role::standby, std::chrono::seconds(30)); !demoted)
+      return fail(api::errors::INTERNAL_ERROR("making the departing host a standby of the pool's log: " + demoted.error()));
+    spdlog::info("pool.voter.demoted raft_id={} address={} reason=departure", id, server->member.address);
+  }
+  // Failing here, it stays a standby, and the next step makes it a voter again if one is missing.
+  if (auto gone = departure(); !gone) return gone;
+  if (in_log) {
+    if (auto removed = log_->remove(id, std::chrono::seconds(30)); !removed)
+      spdlog::warn("pool.member.not_removed raft_id={} reason=\"{}\" (a later step removes it: its host has gone)", id, removed.error());
+  }
+  return ok_v;
+}
+
 }  // namespace xapid::pool
