@@ -59,18 +59,28 @@ result<void, std::string> start_peer_service(host_node::parts& p) {
     if (!p.calls_open) return reply({false, {}, api::errors::HOST_STILL_BOOTING().description()});
     auto c = pool::forwarded_call(request);
     if (!c) return reply({false, {}, api::errors::INTERNAL_ERROR(c.error()).description()});
-    // An Async call's task is this host's to cancel while the operation runs here.
     const std::string task = request.task();
-    if (!task.empty()) p.tasks->adopt(task);
-    call_context context;
-    context.client = request.client();
-    context.task = task;
-    context.forwarded = true;
-    p.rpcs.dispatch_async(std::move(c).value(), std::move(context),
-                          [&p, task, reply = std::move(reply)](wire::response r, call_context) {
-                            if (!task.empty()) p.tasks->release(task);
-                            reply(r);
-                          });
+    auto run = [&p, c = std::move(c).value(), task, client = request.client(), reply = std::move(reply)]() mutable {
+      // An Async call's task is this host's to cancel while the operation runs here: one of the
+      // caller's own, never another's that a member names.
+      if (!task.empty()) {
+        if (auto st = pool::check_forwarded_task(*p.db->snapshot(), task, c); !st) return reply({false, {}, st.error().description()});
+        p.tasks->adopt(task);
+      }
+      call_context context;
+      context.client = client;
+      context.task = task;
+      context.forwarded = true;
+      p.rpcs.dispatch_async(std::move(c), std::move(context), [&p, task, reply = std::move(reply)](wire::response r, call_context) {
+        if (!task.empty()) p.tasks->release(task);
+        reply(r);
+      });
+    };
+    // The task was made on the host the client called a moment ago: a replica that has not
+    // applied it yet catches up first.
+    const bool unseen = !task.empty() && !p.db->snapshot()->get<api::task>(task);
+    if (unseen && p.fence && p.fence->needed()) p.fence->after_fresh(std::move(run));
+    else run();
   };
   // A VM migrating here: its domain is built, run or destroyed (pool_peer.proto's Migrate).
   ctx.migrate = [&p](const peer::MigrateRequest& q, peer::MigrateReply& r) {

@@ -65,4 +65,13 @@ void set_answer(const wire::response& r, peer::CallReply& reply) {
   for (const auto& part : r.error_description) reply.add_error_description(part);
 }
 
+api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c) {
+  const api::task* t = s.get<api::task>(task);
+  if (!t) return fail(api::errors::HANDLE_INVALID("task", task));
+  const std::string* session = c.params.empty() ? nullptr : c.params.front().as_string();
+  if (t->status != api::task_status_type::pending || !session || t->session.opaque != *session)
+    return fail(api::errors::OPERATION_NOT_ALLOWED("task " + task + " is not a pending task of the call's own session"));
+  return ok_v;
+}
+
 }  // namespace xapid::pool

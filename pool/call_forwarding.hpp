@@ -15,6 +15,7 @@
 
 #include "common/result.hpp"
 #include "pool/membership.hpp"
+#include "storage/database.hpp"
 #include "pool/peer_client.hpp"
 #include "proto/wire/codec.hpp"
 
@@ -43,5 +44,9 @@ class call_forwarder {
 result<wire::call, std::string> forwarded_call(const peer::CallRequest& request);
 // Its answer, into the Call's reply.
 void set_answer(const wire::response& r, peer::CallReply& reply);
+// Whether `task` (a CallRequest's, non-empty) may carry the forwarded call `c`: a pending task
+// of the pool whose session is the call's own (its first parameter). The host that carries the
+// call out cancels and keys the operation by it, so a member may not name another's task.
+api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c);
 
 }  // namespace xapid::pool
