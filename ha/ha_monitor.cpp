@@ -253,8 +253,13 @@ void ha_monitor::renew() {
   const bool leader = side_.leads();
   std::vector<std::string> dead_voters;
   bool alone = false;
+  // Only in a log of two voters: with three or more, the voters judged dead that come back
+  // (fenced, then started again) would be a majority of the old configuration among themselves,
+  // and could elect a master of their own before this one calls them back — their writes then
+  // acknowledged, and lost. Such a pool waits for an operator (pool.emergency_transition_to_master,
+  // as in xapi).
   if (!leader && side_.other_voters)
-    if (auto voters = side_.other_voters(); voters && !voters->empty()) {
+    if (auto voters = side_.other_voters(); voters && voters->size() == 1) {
       std::lock_guard lock(mu_);
       const auto now = monotonic_now();
       alone = std::all_of(voters->begin(), voters->end(), [&](const std::string& v) { return a->judge.dead(v, now); });

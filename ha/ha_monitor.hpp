@@ -50,8 +50,8 @@ struct host_side {
   // The host uuids of the log's other voters; empty when this host is no voter.
   std::function<std::optional<std::vector<std::string>>()> other_voters;
   // Restarts this host as the pool's only voter (pool::recover_alone): called once, when it is no
-  // master, holds the master lease and every other voter is dead — a pool of two, or one that
-  // lost its majority.
+  // master, holds the master lease and the log's other voter is dead — a pool of two (with more
+  // voters, those that come back could elect among themselves in the old configuration).
   std::function<bool(const std::string& why)> recover_alone;  // false: it could not
   std::function<void(const std::string& why)> fence;   // destroys the domains and ends the daemon
   // Raises a pool message about this host (HA_STATEFILE_LOST: name, priority, body).
