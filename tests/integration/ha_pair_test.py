@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import ha_pool, pool_calls, vm_record  # noqa: E402
+from pool_support import ha_pool, pool_calls, vm_record, wait_for_voters  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
@@ -26,6 +26,9 @@ class ha_in_a_pool_of_two(ha_pool, pool_calls, answers, unittest.TestCase):
     HA_TIMEOUT = T
 
     def survive(self, dead, survivor, label):
+        # Both vote (a host taken back votes once caught up): a standby left alone has no log to
+        # go on with.
+        wait_for_voters(self.hosts[dead], 2, self.hosts[0].password)
         vm = self.call(dead, "VM.create", vm_record(f"protected on {dead}"))
         self.call(dead, "VM.set_ha_restart_priority", vm, "restart")
         self.call(dead, "VM.start_on", vm, self.host_refs[dead], False, False)
@@ -37,7 +40,11 @@ class ha_in_a_pool_of_two(ha_pool, pool_calls, answers, unittest.TestCase):
             self.assertIsNotNone(session)
             type(self).session = session
             self.call(survivor, "VM.set_name_description", vm, "written after the death")
-        self.eventually(writable, limit=T + 30)
+        try:
+            self.eventually(writable, limit=T + 30)
+        except AssertionError as e:
+            tail = "".join(l for l in self.hosts[survivor].log_tail(3000).splitlines(True) if "read_fence" not in l)
+            raise AssertionError(f"{e}; the survivor's log ends:\n{tail[-12000:]}") from e
         print(f"{label}: writes accepted again {time.time() - died:.1f} s after the death", flush=True)
 
         def running():

@@ -69,10 +69,11 @@ class ha_in_a_pool(three_hosts, pool_calls, answers, unittest.TestCase):
 
     def wait_running_elsewhere(self, via, vm, dead, died_at, label):
         def running():
-            self.assertEqual(self.call(via, "VM.get_power_state", vm), "Running")
-            where = self.call(via, "VM.get_resident_on", vm)
-            self.assertNotEqual(where, self.host_refs[dead])
-            return where
+            # One read of both fields: two reads may straddle the reset of the dead host's VMs.
+            record = self.call(via, "VM.get_record", vm)
+            self.assertEqual(record["power_state"], "Running")
+            self.assertNotEqual(record["resident_on"], self.host_refs[dead])
+            return record["resident_on"]
         where = self.eventually(running, limit=T + 30)
         took = time.time() - died_at
         print(f"{label}: running again on {self.host_refs.index(where)} {took:.1f} s after the death", flush=True)

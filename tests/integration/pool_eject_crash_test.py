@@ -11,23 +11,20 @@ Seeded: XAPID_TEST_SEED replays the choices; XAPID_EJECT_CRASH_ROUNDS rounds (de
 Usage: pool_eject_crash_test.py PATH_TO_XAPID"""
 import os
 import random
-import re
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import PASSWORDS, free_port_everywhere, host, join_pool, vm_record  # noqa: E402
+from pool_support import PASSWORDS, free_port_everywhere, host, join_pool, vm_record, wait_for_voters  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 ROUNDS = int(os.environ.get("XAPID_EJECT_CRASH_ROUNDS", 6))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat), {ROUNDS} rounds", flush=True)
-ROLE = re.compile(r'^xapid_raft_member\{member_id="\d+",address="([^"]+)",role="(\w+)"\} 1$', re.M)
 
 
 def hosts_seen(h):
@@ -70,19 +67,6 @@ class eject_crash(answers, unittest.TestCase):
         self.fail(f"half an eject: (master's hosts, member's hosts) = {last}\n"
                   f"master's log:\n{master.log_tail()}\nmember's log:\n{member.log_tail()}")
 
-    def wait_for_votes(self, master, member, limit=60):
-        """Until the master's /metrics shows both hosts voting."""
-        until = time.time() + limit
-        while time.time() < until:
-            with master.proxy() as p:
-                session = p.session.slave_local_login_with_password("root", PASSWORDS[0])["Value"]
-            with urllib.request.urlopen(f"{master.url}/metrics?session_id={session}", timeout=30) as r:
-                roles = dict(ROLE.findall(r.read().decode()))
-            if sorted(roles.values()) == ["voter", "voter"]:
-                return
-            time.sleep(0.2)
-        self.fail(f"the member never voted: {roles}")
-
     def test_kill_9_at_seeded_points_of_an_eject(self):
         rng = random.Random(SEED)
         outcomes = []
@@ -94,7 +78,7 @@ class eject_crash(answers, unittest.TestCase):
                     master.start()
                     member.start()
                     join_pool([master, member])
-                    self.wait_for_votes(master, member)
+                    wait_for_voters(master, 2, PASSWORDS[0])
                     with master.proxy() as p:
                         session = p.session.login_with_password("root", PASSWORDS[0], "1.0", "eject_crash")["Value"]
                         ref = next(h for h in p.host.get_all(session)["Value"]

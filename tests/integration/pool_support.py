@@ -3,11 +3,13 @@ deploy/pool-up starts them), started, joined into one pool, killed and started a
 import collections
 import os
 import random
+import re
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import xmlrpc.client
 
 from xapid_support import XAPID, free_port_triple, jsonrpc_api
@@ -149,6 +151,28 @@ def checkpoints(hosts):
             out.append((done.stdout.strip(), f.read()))
         os.remove(file)
     return out
+
+
+RAFT_MEMBER = re.compile(r'^xapid_raft_member\{member_id="\d+",address="([^"]+)",role="(\w+)"\} 1$', re.M)
+
+
+def raft_roles(h, password=None):
+    """{Raft address: role} of the pool's log as host h's /metrics shows it."""
+    session = h.login(password)
+    with urllib.request.urlopen(f"{h.url}/metrics?session_id={session}", timeout=30) as r:
+        return dict(RAFT_MEMBER.findall(r.read().decode()))
+
+
+def wait_for_voters(h, count, password=None, limit=60):
+    """Until host h's log has `count` voters (a member taken in or back votes once caught up)."""
+    until = time.time() + limit
+    while True:
+        roles = raft_roles(h, password)
+        if list(roles.values()).count("voter") == count:
+            return roles
+        if time.time() > until:
+            raise AssertionError(f"{h.address}: {count} voters expected within {limit} s, the log has {roles}")
+        time.sleep(0.2)
 
 
 def join_pool(hosts, limit=120):

@@ -9,20 +9,17 @@ Seeded: XAPID_TEST_SEED picks the port and the voters killed.
 Usage: pool_voters_test.py PATH_TO_XAPID"""
 import os
 import random
-import re
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import PASSWORDS, pool_calls, three_hosts, vm_record  # noqa: E402
+from pool_support import PASSWORDS, pool_calls, raft_roles, three_hosts, vm_record  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 print(f"seed {SEED} (XAPID_TEST_SEED to repeat)", flush=True)
 DEAD_SECONDS = 3
-MEMBER = re.compile(r'^xapid_raft_member\{member_id="(\d+)",address="([^"]+)",role="(\w+)"\} 1$', re.M)
 
 
 class four_hosts(three_hosts, pool_calls, answers, unittest.TestCase):
@@ -46,10 +43,7 @@ class four_hosts(three_hosts, pool_calls, answers, unittest.TestCase):
 
     def roles(self, i):
         """{raft address: role} as host i's /metrics shows the pool's log."""
-        session = self.hosts[i].login(PASSWORDS[0])
-        with urllib.request.urlopen(f"{self.hosts[i].url}/metrics?session_id={session}", timeout=30) as r:
-            text = r.read().decode()
-        return {address: role for _, address, role in MEMBER.findall(text)}
+        return raft_roles(self.hosts[i], PASSWORDS[0])
 
     def raft_address(self, i):
         return f"{self.hosts[i].address}:{self.hosts[i].port + 2}"
