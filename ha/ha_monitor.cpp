@@ -51,6 +51,7 @@ struct ha_monitor::armed_state {
   liveness_judge judge;  // under ha_monitor::mu_ from here on
   std::uint64_t counter = 0, incarnation;
   bool master_lease = false;
+  ha_time master_written{};   // when its last write of the master block that succeeded began
   master_lease_watch master;  // the renewer's
   std::atomic<bool> fenced{false};
   // The statefile refusing (or not finishing) this host's writes: since when, and whether it
@@ -234,13 +235,14 @@ void ha_monitor::renew() {
   // The others' leases, and what each says it heard.
   for (std::size_t i = 0; i < a->header.hosts.size(); ++i) {
     if (i == a->slot) continue;
+    const auto read_began = monotonic_now();  // the block is as it was then, at the latest
     auto block = a->file->read(host_block(i));
     if (!block) continue;
     auto l = decode_lease(*block);
     if (!l || l->owner != a->header.hosts[i]) continue;
     const auto now = monotonic_now();
     std::lock_guard lock(mu_);
-    if (a->judge.lease_seen(l->owner, l->counter, l->incarnation, now))
+    if (a->judge.lease_seen(l->owner, l->counter, l->incarnation, now, read_began))
       for (const auto& [slot, age] : l->heard)
         if (slot < a->header.hosts.size()) a->judge.reported(l->owner, a->header.hosts[slot], std::chrono::milliseconds(age), now);
   }
@@ -281,11 +283,13 @@ void ha_monitor::renew() {
     return;
   }
   lease master = a->master.next(a->self_uuid, a->incarnation, real_clock().now_ms());
+  const auto write_began = monotonic_now();
   auto w = a->file->write(master_block, encode_lease(master));
   {
     std::lock_guard lock(mu_);
     if (w && !a->master_lease) spdlog::info("ha.master_lease.taken host={}", a->self_uuid);
     a->master_lease = static_cast<bool>(w) && !a->judge.must_fence(monotonic_now());
+    if (w) a->master_written = write_began;
     if (!a->master_lease || !alone || !side_.recover_alone || recovering_.exchange(true)) return;
   }
   // Every other voter's lease has expired (they fenced) and this host holds the master lease:
@@ -383,15 +387,19 @@ std::optional<pool::ha_report> ha_monitor::heartbeat_from(const std::string& hos
 ha_view ha_monitor::view() {
   ha_view v;
   std::vector<std::string> dead_uuids;
+  const bool leads = side_.leads && side_.leads();
   {
     std::lock_guard lock(mu_);
     // Past its fencing time (a process continued after a stop, before its watchdog thread ran)
     // this host judges nothing: its view of the others is as old as its pause.
     if (!armed_ || armed_->fenced || recovering_ || armed_->judge.must_fence(monotonic_now())) return v;
     v.armed = true;
-    v.master_lease = armed_->master_lease;
     v.timeout = armed_->judge.timing().timeout;
     const auto now = monotonic_now();
+    // Held as of a write that began less than T/2 ago, and by the pool's master: a renewer held
+    // by a slow statefile, or a master deposed since its last renewal, must not act on a lease
+    // another host may be taking (the holder's flag alone was the attack review's find).
+    v.master_lease = armed_->master_lease && leads && now - armed_->master_written < v.timeout / 2;
     for (const auto& h : armed_->judge.hosts())
       if (armed_->judge.dead(h, now)) dead_uuids.push_back(h);
   }

@@ -41,7 +41,8 @@ void liveness_judge::heartbeat_from(const std::string& host, ha_time now) {
   it->second.heard_any = true;
 }
 
-bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, std::uint64_t incarnation, ha_time now) {
+bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, std::uint64_t incarnation, ha_time now,
+                                std::optional<ha_time> read_began) {
   auto it = others_.find(host);
   if (it == others_.end()) return false;
   seen& s = it->second;
@@ -53,7 +54,7 @@ bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, 
     s.report = std::max(s.report, now);
   }
   s.read = s.armed = true;
-  s.last_read = now;
+  s.last_read = std::max(s.last_read, read_began.value_or(now));
   s.counter = counter;
   s.incarnation = incarnation;
   return moved;

@@ -60,8 +60,11 @@ class liveness_judge {
   // `host` sent this host a heartbeat (it arrived at `now`).
   void heartbeat_from(const std::string& host, ha_time now);
   // `host`'s lease block as read now: its counter (and incarnation) moved, or not. True when it
-  // moved: the block's list of hosts heard is then a fresh report.
-  bool lease_seen(const std::string& host, std::uint64_t counter, std::uint64_t incarnation, ha_time now);
+  // moved: the block's list of hosts heard is then a fresh report. `read_began` is when the read
+  // was issued (default now): a read that took long shows the block as it was then at the
+  // latest, so standing still is counted only up to it.
+  bool lease_seen(const std::string& host, std::uint64_t counter, std::uint64_t incarnation, ha_time now,
+                  std::optional<ha_time> read_began = std::nullopt);
   // `reporter` says, as of `now`, it saw a heartbeat with `host` `age` before.
   void reported(const std::string& reporter, const std::string& host, std::chrono::milliseconds age, ha_time now);
 

@@ -64,14 +64,29 @@ std::optional<member_record> member_by_fingerprint(const storage::state& s, cons
   return std::nullopt;
 }
 
-bool keeps_reserved(const api::map<std::string, std::string>& before, const wire::structure& after) {
+namespace {
+
+// The entries of `before` and of `after` whose keys `kept` selects are the same.
+bool keeps_entries(const api::map<std::string, std::string>& before, const wire::structure& after,
+                   bool (*kept)(std::string_view key)) {
   std::map<std::string, std::string> was, is;
   for (auto it = before.lower_bound(std::string(reserved_prefix)); it != before.end() && it->first.starts_with(reserved_prefix); ++it)
-    was.insert(*it);
+    if (kept(it->first)) was.insert(*it);
   // A value that is not a string is never the one kept.
   for (const auto& [key, value] : after)
-    if (key.starts_with(reserved_prefix)) is[key] = value.as_string() ? *value.as_string() : std::string("\x01");
+    if (kept(key)) is[key] = value.as_string() ? *value.as_string() : std::string("\x01");
   return was == is;
+}
+
+bool is_reserved(std::string_view key) { return key.starts_with(reserved_prefix); }
+// Who a member is: its Raft id and pinned certificate. Not even the member writes them (its
+// addresses it may: they follow its options); only the master's join does.
+bool is_identity(std::string_view key) { return key == key_raft_id || key == key_fingerprint; }
+
+}  // namespace
+
+bool keeps_reserved(const api::map<std::string, std::string>& before, const wire::structure& after) {
+  return keeps_entries(before, after, is_reserved);
 }
 
 api::status vet_member_change(const storage::state& s, std::uint64_t sender, std::span<const storage::op> ops) {
@@ -79,6 +94,11 @@ api::status vet_member_change(const storage::state& s, std::uint64_t sender, std
   const auto& sch = storage::schema::get();
   const std::size_t host_class = sch.class_of<api::host>();
   const std::size_t other_config = *sch.field_index(host_class, "other_config");
+  const std::size_t address = *sch.field_index(host_class, "address");
+  const std::size_t pool_class = sch.class_of<api::pool>();
+  const std::size_t pool_master = *sch.field_index(pool_class, "master");
+  const std::size_t metrics_class = sch.class_of<api::host_metrics>();
+  const std::size_t metrics_live = *sch.field_index(metrics_class, "live");
   std::optional<std::string> own_host;
   if (sender)
     if (auto m = member_by_raft_id(s, sender)) own_host = m->host_ref;
@@ -87,6 +107,9 @@ api::status vet_member_change(const storage::state& s, std::uint64_t sender, std
   };
   for (const storage::op& o : ops) {
     if (o.kind == op_kind::set_private) return refuse("set a private value");
+    // Where calls and logins are sent, and who votes: the master's to say.
+    if (o.kind == op_kind::set && o.cls == pool_class && o.field == pool_master) return refuse("name the pool's master");
+    if (o.kind == op_kind::set && o.cls == metrics_class && o.field == metrics_live) return refuse("say whether a host is live");
     if (o.cls != host_class) continue;
     const bool own = own_host && o.ref == *own_host;
     switch (o.kind) {
@@ -96,15 +119,17 @@ api::status vet_member_change(const storage::state& s, std::uint64_t sender, std
         break;
       case op_kind::add_to_map:
       case op_kind::remove_from_map:
-        if (o.field == other_config && o.key.starts_with(reserved_prefix) && !own)
-          return refuse("change another host's " + o.key);
+        if (o.field == other_config && (is_identity(o.key) || (is_reserved(o.key) && !own)))
+          return refuse("change " + std::string(own ? "its own " : "another host's ") + o.key);
         break;
       case op_kind::set: {
-        if (o.field != other_config || own) break;
+        if (o.field == address && !own) return refuse("change another host's address");
+        if (o.field != other_config) break;
         const api::host* h = s.get<api::host>(o.ref);
         const wire::structure* given = o.value.as_struct();
         if (!h || !given) break;  // applying it fails on its own (HANDLE_INVALID, a type error)
-        if (!keeps_reserved(h->other_config, *given)) return refuse("change another host's membership entries");
+        if (!keeps_entries(h->other_config, *given, own ? is_identity : is_reserved))
+          return refuse("change " + std::string(own ? "its own identity in the pool" : "another host's membership entries"));
         break;
       }
       default: break;

@@ -40,11 +40,14 @@ std::optional<member_record> member_by_fingerprint(const storage::state& s, cons
 bool keeps_reserved(const api::map<std::string, std::string>& before, const wire::structure& after);
 
 // Whether a member's own transaction (forwarded to the master: pool Propose) stays within what a
-// member may write of the pool's membership: the reserved entries of its own host row only, no
-// host row made with them or destroyed while it carries them, no private value (root's password
-// is changed by the master). `sender` is the member's Raft id, known by its certificate (0: not
-// known, no reserved entry at all). Checked on the master before the transaction is ordered; an
-// honest member never sends one that fails (object_rules keeps API calls away from them).
+// member may write of the pool's membership: of the reserved entries, only its own row's
+// addresses (never a Raft id or a pinned certificate, its own included: another member's id taken
+// would let it send writes under that member's idempotency keys and so suppress them); no host
+// row made, none destroyed while it carries a place, no other host's address, no pool.master, no
+// host_metrics.live, no private value (root's password is changed by the master). `sender` is the
+// member's Raft id, known by its certificate (0: not known, no reserved entry at all). Checked on
+// the master before the transaction is ordered; an honest member never sends one that fails
+// (object_rules keeps API calls away from them; the master writes the rest).
 api::status vet_member_change(const storage::state& s, std::uint64_t sender, std::span<const storage::op> ops);
 
 // Writes `m`'s entries into its host row when they differ (at start-up: an address may have

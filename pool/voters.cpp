@@ -110,7 +110,11 @@ api::status voter_keeper::see_off(std::uint64_t id, const std::function<api::sta
   auto server = std::find_if(status.configuration.begin(), status.configuration.end(),
                              [id](const storage::raft_server& s) { return s.member.id == id; });
   const bool in_log = server != status.configuration.end();
-  if (in_log && server->role == storage::raft_role::voter) {
+  // Only with two voters: with three or more, the others are a majority of the log without it
+  // (and a voter less for the eject's duration would leave one failure fewer to survive).
+  const auto voters = std::count_if(status.configuration.begin(), status.configuration.end(),
+                                    [](const storage::raft_server& s) { return s.role == storage::raft_role::voter; });
+  if (in_log && server->role == storage::raft_role::voter && voters == 2) {
     if (auto demoted = log_->assign(id, storage::raft_role::standby, std::chrono::seconds(30)); !demoted)
       return fail(api::errors::INTERNAL_ERROR("making the departing host a standby of the pool's log: " + demoted.error()));
     spdlog::info("pool.voter.demoted raft_id={} address={} reason=departure", id, server->member.address);

@@ -46,9 +46,9 @@ class voter_keeper {
   result<void, std::string> hand_over(std::uint64_t id, std::chrono::milliseconds timeout);
 
   // On the master: member `id` leaves the log after `departure` (its rows' removal, applied by
-  // it) succeeds. A voter is made a standby first, so that a master that goes between the
-  // departure's commit and the member's removal starts again with a log that does not need that
-  // member's vote (in a pool of two it would have no majority left); no step comes between.
+  // it) succeeds. One of two voters is made a standby first, so that a master that goes between
+  // the departure's commit and the member's removal starts again with a log that does not need
+  // that member's vote (it would have no majority left); no step comes between.
   api::status see_off(std::uint64_t id, const std::function<api::status()>& departure);
 
  private:

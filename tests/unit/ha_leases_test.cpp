@@ -142,6 +142,18 @@ TEST_F(judge_test, a_lease_unread_is_not_a_lease_unrenewed) {
   EXPECT_TRUE(judge.dead("b", t0 + 40s));
 }
 
+// A read answered late shows the block as it was when the read was issued, at the latest: it
+// proves standing still only up to then (the owner may have renewed while the read was stuck).
+TEST_F(judge_test, a_slow_read_proves_standing_still_only_up_to_its_start) {
+  judge.lease_seen("b", 5, 1, t0);
+  judge.lease_seen("b", 6, 1, t0 + 1s);  // evidence at t0 + 1 s
+  judge.heartbeat("c", t0 + 12s);
+  judge.lease_seen("b", 6, 1, t0 + 13s, t0 + 5s);  // issued at t0 + 5 s, answered at t0 + 13 s
+  EXPECT_FALSE(judge.dead("b", t0 + 13s));
+  judge.lease_seen("b", 6, 1, t0 + 13s, t0 + 12s);
+  EXPECT_TRUE(judge.dead("b", t0 + 13s));
+}
+
 TEST_F(judge_test, a_silent_majority_is_never_judged_dead_nor_a_host_that_never_armed) {
   // b and c may reach each other and not this host nor the statefile: they live on as a
   // majority, so neither is dead however long this host hears nothing.

@@ -250,6 +250,40 @@ TEST_F(take_in_test, a_member_writes_only_its_own_place_in_the_pool) {
     t.set_private("root-password", "$y$chosen-by-a-member");
     EXPECT_TRUE(refused(propose(std::move(t))));
   }
+  {  // its own Raft id made the master's (its writes would then carry the master's keys)
+    auto t = master->begin();
+    const std::string id_key = std::string(reserved_prefix) + "raft-id";
+    t.remove_from_map(host_cls, joined->host_ref, other_config, id_key);
+    t.add_to_map(host_cls, joined->host_ref, other_config, id_key, wire::value(std::to_string(identity.raft_id)));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // ... or its pinned certificate, through a whole other_config
+    auto changed = master->snapshot()->get<api::host>(joined->host_ref)->other_config;
+    changed[fingerprint_key] = master_certificate.fingerprint;
+    auto t = master->begin();
+    t.set(host_cls, joined->host_ref, other_config, api::to_value(changed));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
+  {  // where logins and the master's calls go: pool.master, another host's address
+    auto snap = master->snapshot();
+    const std::size_t pool_cls = storage::schema::get().class_of<api::pool>();
+    auto t = master->begin();
+    std::string pool_ref;
+    snap->for_each_of<api::pool>([&](const std::string& ref, const api::pool&) { return pool_ref = ref, false; });
+    t.set(pool_cls, pool_ref, *storage::schema::get().field_index(pool_cls, "master"), wire::value(joined->host_ref));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+    auto u = master->begin();
+    u.set(host_cls, master_host, *storage::schema::get().field_index(host_cls, "address"), wire::value("127.0.0.3"));
+    EXPECT_TRUE(refused(propose(std::move(u))));
+  }
+  {  // whether a host is live (the keeper gives a dead voter's vote away)
+    auto snap = master->snapshot();
+    const std::size_t metrics_cls = storage::schema::get().class_of<api::host_metrics>();
+    auto t = master->begin();
+    t.set(metrics_cls, snap->get<api::host>(master_host)->metrics.opaque, *storage::schema::get().field_index(metrics_cls, "live"),
+          wire::value(false));
+    EXPECT_TRUE(refused(propose(std::move(t))));
+  }
   EXPECT_TRUE(master->export_checkpoint() == checkpoint_before) << "nothing refused changed anything";
 
   {  // its own place (a new peer address, as its start-up publishes) and any other entry: taken
