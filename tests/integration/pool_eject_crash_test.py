@@ -13,14 +13,14 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import PASSWORDS, free_port_everywhere, host, join_pool, vm_record, wait_for_voters  # noqa: E402
+from pool_support import (PASSWORDS, free_port_everywhere, host, interrupted, join_pool, said, vm_record,  # noqa: E402
+                          wait_for_voters)
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 ROUNDS = int(os.environ.get("XAPID_EJECT_CRASH_ROUNDS", 6))
@@ -84,31 +84,19 @@ class eject_crash(answers, unittest.TestCase):
                         session = p.session.login_with_password("root", PASSWORDS[0], "1.0", "eject_crash")["Value"]
                         ref = next(h for h in p.host.get_all(session)["Value"]
                                    if p.host.get_address(session, h)["Value"] == member.address)
-                    victim = rng.choice(("member", "master"))
-                    delay = rng.uniform(0.0, 0.3)
-                    answer = {}
 
                     def eject():
-                        try:
-                            with master.proxy() as p:
-                                answer["r"] = p.pool.eject(session, ref)
-                        except (OSError, xmlrpc.client.ProtocolError) as e:
-                            answer["r"] = e
-                    t = threading.Thread(target=eject)
-                    t.start()
-                    time.sleep(delay)
-                    (member if victim == "member" else master).kill()
-                    t.join(90)
+                        with master.proxy() as p:
+                            return p.pool.eject(session, ref)
+                    victim, delay, answer = interrupted(eject, {"member": member, "master": master}, rng)
                     # What was killed starts again (an ejected member may be restarting already).
                     for h in (master, member):
                         if not h.alive():
                             h.start()
                     outcome = self.settled(master, member)
                     outcomes.append(outcome)
-                    r = answer.get("r")
-                    said = r["Status"] if isinstance(r, dict) else type(r).__name__
                     print(f"round {rnd}: {victim} killed {delay * 1000:.0f} ms into the eject (pool.eject answered "
-                          f"{said}): {outcome}", flush=True)
+                          f"{said(answer)}): {outcome}", flush=True)
                 finally:
                     for h in (member, master):
                         h.stop()

@@ -13,14 +13,13 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import xmlrpc.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xapid_support import answers  # noqa: E402  (takes PATH_TO_XAPID from argv)
-from pool_support import PASSWORDS, free_port_everywhere, host  # noqa: E402
+from pool_support import PASSWORDS, free_port_everywhere, host, interrupted, said  # noqa: E402
 
 SEED = int(os.environ.get("XAPID_TEST_SEED", random.randrange(1 << 32)))
 ROUNDS = int(os.environ.get("XAPID_JOIN_CRASH_ROUNDS", 8))
@@ -67,21 +66,11 @@ class join_crash(answers, unittest.TestCase):
                     master.start()
                     joiner.start()
                     session = joiner.login()
-                    victim = rng.choice(("joiner", "master"))
-                    delay = rng.uniform(0.0, 0.3)
-                    answer = {}
 
                     def join():
-                        try:
-                            with joiner.proxy() as p:
-                                answer["r"] = p.pool.join(session, f"{master.address}:{master.port}", "root", PASSWORDS[0])
-                        except (OSError, xmlrpc.client.ProtocolError) as e:
-                            answer["r"] = e
-                    t = threading.Thread(target=join)
-                    t.start()
-                    time.sleep(delay)
-                    (joiner if victim == "joiner" else master).kill()
-                    t.join(60)
+                        with joiner.proxy() as p:
+                            return p.pool.join(session, f"{master.address}:{master.port}", "root", PASSWORDS[0])
+                    victim, delay, answer = interrupted(join, {"joiner": joiner, "master": master}, rng)
                     if victim == "master":
                         master.start()
                     # The joiner starts again (killed, or to ask what became of its join).
@@ -90,10 +79,8 @@ class join_crash(answers, unittest.TestCase):
                     joiner.start()
                     outcome = self.settled(master, joiner)
                     outcomes.append(outcome)
-                    r = answer.get("r")
-                    said = r["Status"] if isinstance(r, dict) else type(r).__name__
                     print(f"round {rnd}: {victim} killed {delay * 1000:.0f} ms into the join (pool.join answered "
-                          f"{said}): {outcome}", flush=True)
+                          f"{said(answer)}): {outcome}", flush=True)
                 finally:
                     for h in (joiner, master):
                         h.stop()

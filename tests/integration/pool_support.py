@@ -175,6 +175,32 @@ def wait_for_voters(h, count, password=None, limit=60):
         time.sleep(0.2)
 
 
+def interrupted(call, victims, rng, spread=0.3):
+    """Runs call() (a pool operation) on a thread and kills one of `victims` ({name: host}),
+    chosen by rng, a seeded 0..spread s into it (the crash drills of join and eject). Returns
+    (the victim's name, the delay, what call() answered or the exception it raised)."""
+    name = rng.choice(sorted(victims))
+    delay = rng.uniform(0.0, spread)
+    answer = {}
+
+    def run():
+        try:
+            answer["r"] = call()
+        except (OSError, xmlrpc.client.ProtocolError) as e:
+            answer["r"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(delay)
+    victims[name].kill()
+    t.join(90)
+    return name, delay, answer.get("r")
+
+
+def said(answer):
+    """What a call answered, in a word: its Status, or the exception's name."""
+    return answer["Status"] if isinstance(answer, dict) else type(answer).__name__
+
+
 def join_pool(hosts, limit=120):
     """Joins hosts[1:] to hosts[0] (pool.join on each, with the master's root password) and
     returns once each is back as a member that sees them all."""
