@@ -50,7 +50,7 @@ result<void, std::string> start_peer_service(host_node::parts& p) {
   };
   // A call another member sends on for this host to carry out: checked and run as if a client
   // had made it here (its session and role again), never sent on again.
-  ctx.call = [&p](const peer::CallRequest& request, std::function<void(peer::CallReply)> answer) {
+  ctx.call = [&p](const peer::CallRequest& request, const std::string& sender, std::function<void(peer::CallReply)> answer) {
     auto reply = [answer = std::move(answer)](const wire::response& r) {
       peer::CallReply out;
       pool::set_answer(r, out);
@@ -60,11 +60,11 @@ result<void, std::string> start_peer_service(host_node::parts& p) {
     auto c = pool::forwarded_call(request);
     if (!c) return reply({false, {}, api::errors::INTERNAL_ERROR(c.error()).description()});
     const std::string task = request.task();
-    auto run = [&p, c = std::move(c).value(), task, client = request.client(), reply = std::move(reply)]() mutable {
+    auto run = [&p, c = std::move(c).value(), task, sender, client = request.client(), reply = std::move(reply)]() mutable {
       // An Async call's task is this host's to cancel while the operation runs here: one of the
       // caller's own, never another's that a member names.
       if (!task.empty()) {
-        if (auto st = pool::check_forwarded_task(*p.db->snapshot(), task, c); !st) return reply({false, {}, st.error().description()});
+        if (auto st = pool::check_forwarded_task(*p.db->snapshot(), task, c, sender); !st) return reply({false, {}, st.error().description()});
         p.tasks->adopt(task);
       }
       call_context context;

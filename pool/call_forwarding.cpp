@@ -65,12 +65,15 @@ void set_answer(const wire::response& r, peer::CallReply& reply) {
   for (const auto& part : r.error_description) reply.add_error_description(part);
 }
 
-api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c) {
+api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c,
+                                 const std::string& sender_fingerprint) {
   const api::task* t = s.get<api::task>(task);
   if (!t) return fail(api::errors::HANDLE_INVALID("task", task));
   const std::string* session = c.params.empty() ? nullptr : c.params.front().as_string();
-  if (t->status != api::task_status_type::pending || !session || t->session.opaque != *session)
-    return fail(api::errors::OPERATION_NOT_ALLOWED("task " + task + " is not a pending task of the call's own session"));
+  const auto sender = member_by_fingerprint(s, sender_fingerprint);
+  if (t->status != api::task_status_type::pending || !session || t->session.opaque != *session || !sender ||
+      t->resident_on.opaque != sender->host_ref)
+    return fail(api::errors::OPERATION_NOT_ALLOWED("task " + task + " is not a pending task of the call's own session on the host that sent it"));
   return ok_v;
 }
 

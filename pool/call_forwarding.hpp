@@ -44,9 +44,12 @@ class call_forwarder {
 result<wire::call, std::string> forwarded_call(const peer::CallRequest& request);
 // Its answer, into the Call's reply.
 void set_answer(const wire::response& r, peer::CallReply& reply);
-// Whether `task` (a CallRequest's, non-empty) may carry the forwarded call `c`: a pending task
-// of the pool whose session is the call's own (its first parameter). The host that carries the
-// call out cancels and keys the operation by it, so a member may not name another's task.
-api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c);
+// Whether `task` (a CallRequest's, non-empty) may carry the forwarded call `c` sent by the member
+// whose certificate has `sender_fingerprint`: a pending task of the pool made on the sender's
+// host (an Async call's task stays where the client called) whose session is the call's own (its
+// first parameter). The host that carries the call out cancels and keys the operation by it, so
+// a member may not name another host's or another session's task.
+api::status check_forwarded_task(const storage::state& s, const std::string& task, const wire::call& c,
+                                 const std::string& sender_fingerprint);
 
 }  // namespace xapid::pool

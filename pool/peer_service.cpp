@@ -207,7 +207,8 @@ struct peer_service::impl final : peer::PoolPeer::CallbackService {
       }
       calls->under_way.insert(pending);
     }
-    ctx.call(*request, [registry = calls, pending](peer::CallReply answer) {
+    const std::string fp = ctx.caller_fingerprint ? ctx.caller_fingerprint(*c) : std::string();
+    ctx.call(*request, fp, [registry = calls, pending](peer::CallReply answer) {
       {
         std::lock_guard lock(registry->mu);
         registry->under_way.erase(pending);

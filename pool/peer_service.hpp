@@ -45,9 +45,10 @@ struct peer_service_context {
   std::function<api::status(const std::string& caller_fingerprint)> reset_master;
   // JoinedAs, on the master, from a member (known by `caller_fingerprint`); a thread of its own.
   std::function<void(const std::string& caller_fingerprint, const peer::JoinedAsRequest&, peer::JoinReply&)> joined_as;
-  // An API call another member sends on for this host to carry out (pool/call_forwarding):
-  // `answer` gets the reply once, from any thread. Until set, Call is refused.
-  std::function<void(const peer::CallRequest&, std::function<void(peer::CallReply)> answer)> call;
+  // An API call another member sends on for this host to carry out (pool/call_forwarding),
+  // with the fingerprint of the sender's certificate: `answer` gets the reply once, from any
+  // thread. Until set, Call is refused.
+  std::function<void(const peer::CallRequest&, const std::string& caller_fingerprint, std::function<void(peer::CallReply)> answer)> call;
   // A step of a live migration whose VM comes to this host; runs on a thread of its own.
   std::function<void(const peer::MigrateRequest&, peer::MigrateReply&)> migrate;
 };
