@@ -74,7 +74,10 @@ struct raft_options {
   unsigned install_snapshot_timeout_ms = 30000;
   std::size_t max_batch = 1024;        // proposals in one entry
   // Entries appended and not yet applied; proposals that come meanwhile gather for the next.
-  std::size_t max_entries_in_flight = 1;
+  // More than one: with one, a round of the pool's disks and network carried only what had
+  // gathered during the round before, and the writers that came just after it waited two rounds
+  // (pool_bench, 64 clients on the master: 0.64-0.88x the single host with 1, 0.90-1.35x with 4).
+  std::size_t max_entries_in_flight = 4;
   std::size_t max_batch_bytes = 1u << 20;
   // One proposal larger than this is refused: an entry must fit in a log segment (8 MiB).
   std::size_t max_proposal_bytes = 4u << 20;
