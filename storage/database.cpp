@@ -12,6 +12,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/waiting.hpp"
 #include "proto/wire/binary.hpp"
 #include "xapid/api/rows.hpp"
 
@@ -365,6 +366,7 @@ void database::commit_async(transaction t, commit_done done) {
 
 result<generation, api::api_error> database::order_and_wait(std::shared_ptr<proposal> p) {
   const auto started = monotonic_now();
+  waiting_scope waiting;  // for the disks (the pool's, in a pool): the caller's turn is another call's meanwhile
   if (!order_->order_and_wait(p)) return fail(api::errors::INTERNAL_ERROR("the database is closing"));
   commit_latency_.record(monotonic_now() - started);
   return std::move(*p->outcome);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log_host.hpp"
+#include "common/waiting.hpp"
 
 namespace xapid::gateway {
 
@@ -32,14 +33,49 @@ bool call_pool::submit(const std::string& name, bool priority, std::function<voi
   l.jobs.push_back(std::move(job));
   ++queued_;
   make_ready(l);
-  if (!l.ready) return true;  // it waits for one of its own running calls to end
-  // A thread for it: an idle one, else a new one while under the bound.
+  if (l.ready) wake_for(l);  // else it waits for one of its own running calls to end
+  return true;
+}
+
+void call_pool::wake_for(const lane& l) {
+  // An idle thread, else a new one while under the bound.
   if (l.priority && idle_priority_ == 0 && idle_ == 0 && priority_threads_ < limits_.priority_threads)
     start_thread(true);
   else if (idle_ == 0 && (!l.priority || idle_priority_ == 0) && threads_ < limits_.threads)
     start_thread(false);
   cv_.notify_all();
+}
+
+class call_pool::lane_waits final : public wait_listener {
+ public:
+  lane_waits(call_pool& pool, lane& l) : pool_(pool), lane_(l) {}
+  void waiting_begins() override { counted_waiting_ = pool_.wait_begins(lane_); }
+  void waiting_ends() override {
+    if (counted_waiting_) pool_.wait_ends(lane_);
+    counted_waiting_ = false;
+  }
+
+ private:
+  call_pool& pool_;
+  lane& lane_;
+  bool counted_waiting_ = false;
+};
+
+bool call_pool::wait_begins(lane& l) {
+  std::lock_guard lock(mu_);
+  if (l.waiting >= limits_.per_lane_waiting) return false;
+  --l.running;
+  ++l.waiting;
+  make_ready(l);
+  if (l.ready) wake_for(l);
   return true;
+}
+
+void call_pool::wait_ends(lane& l) {
+  // Back to work, over the lane's share for a moment if others started meanwhile.
+  std::lock_guard lock(mu_);
+  --l.waiting;
+  ++l.running;
 }
 
 void call_pool::start_thread(bool priority_only) {
@@ -90,17 +126,20 @@ void call_pool::work(bool priority_only) {
     ++running_;
     make_ready(*l);  // its next job, behind the other lanes (round robin)
     lock.unlock();
+    lane_waits waits(*this, *l);
+    current_wait_listener() = &waits;
     try {
       job();
     } catch (const std::exception& e) {  // a job answers its errors; this is a bug, not a reason to die
       spdlog::error("call_pool.job.failed lane={} error=\"{}\"", l->name, e.what());
     }
     job = nullptr;  // what it holds goes before the lock is taken again
+    current_wait_listener() = nullptr;
     lock.lock();
     --l->running;
     --running_;
     make_ready(*l);
-    if (l->running == 0 && l->jobs.empty()) lanes_.erase(l->name);
+    if (l->running == 0 && l->waiting == 0 && l->jobs.empty()) lanes_.erase(l->name);
   }
   --(priority_only ? priority_threads_ : threads_);
   finished_.push_back(std::this_thread::get_id());

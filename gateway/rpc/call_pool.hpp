@@ -5,7 +5,9 @@
 // (1,200 wrong logins, a flood of event.from) waits in its own lane while others go on. Lanes
 // of the local superuser (root's unix socket and root's sessions) are served first and have
 // threads of their own besides, so root's calls and writes get through whatever others do.
-// Threads are made as work comes, up to a bound, and leave when idle.
+// Threads are made as work comes, up to a bound, and leave when idle. A call that waits for its
+// commit (common/waiting.hpp) does not count against its lane's share meanwhile: the share is
+// of work, and a client's writes in a pool spend most of their time waiting for disks.
 #pragma once
 
 #include <chrono>
@@ -25,9 +27,13 @@ namespace xapid::gateway {
 struct call_pool_limits {
   std::size_t threads = 64;            // for every lane together
   std::size_t priority_threads = 4;    // besides, only for priority lanes
-  std::size_t per_lane_running = 16;   // one lane's calls running at once
-  std::size_t per_lane_queued = 1024;  // one lane's calls waiting; more are refused
+  std::size_t per_lane_running = 16;   // one lane's calls running at once, but for those waiting for a commit
+  std::size_t per_lane_queued = 1024;  // one lane's calls waiting for a thread; more are refused
   std::chrono::seconds idle_exit{30};  // an idle thread leaves after this
+  // Besides, one lane's calls waiting for a commit (beyond, a wait counts as running): with the
+  // defaults a lane holds at most 48 of the 64 threads, a busy writer's calls fill the pool's
+  // log entries, and every other lane still finds threads.
+  std::size_t per_lane_waiting = 32;
 };
 
 class call_pool {
@@ -53,8 +59,13 @@ class call_pool {
     bool priority = false;
     bool ready = false;  // in a ready list
     std::size_t running = 0;
+    std::size_t waiting = 0;  // running, but waiting for a commit
     std::deque<std::function<void()>> jobs;
   };
+  class lane_waits;
+  bool wait_begins(lane& l);  // whether the wait is counted as one
+  void wait_ends(lane& l);
+  void wake_for(const lane& l);  // a thread for a lane just made ready; with mu_ held
   void work(bool priority_only);
   // A lane with a job it may start now, or nullptr; with mu_ held.
   lane* next_lane(bool priority_only);

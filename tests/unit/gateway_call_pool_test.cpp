@@ -1,5 +1,6 @@
 // The call pool: lanes take turns, a lane's share is bounded, root's lanes get through when
-// every general thread is held, a full lane refuses, and stopping drops what waits.
+// every general thread is held, a full lane refuses, stopping drops what waits, and a call
+// waiting for its commit leaves its lane's share to another, up to a bound.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/waiting.hpp"
 #include "gateway/rpc/call_pool.hpp"
 
 namespace xapid::gateway {
@@ -103,6 +105,34 @@ TEST(call_pool, lanes_take_turns) {
   ASSERT_GE(order.size(), 2u);
   EXPECT_EQ(order[0], "a");
   EXPECT_EQ(order[1], "b");  // not a's three first
+}
+
+TEST(call_pool, calls_waiting_for_their_commit_leave_their_share_to_others_of_the_lane_up_to_a_bound) {
+  // 8 threads; a lane runs 2 at once and has 3 more waiting for commits.
+  call_pool pool({8, 1, 2, 1024, std::chrono::seconds(30), 3});
+  gate g;
+  std::atomic<int> started{0}, waiting_now{0};
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(pool.submit("user/writer", false, [&] {
+      ++started;
+      waiting_scope waiting;  // as database::commit does around its wait
+      ++waiting_now;
+      g.wait();
+    }));
+  for (int i = 0; i < 2000 && started < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // 3 counted as waiting, then 2 whose waits count as running: the share is full again.
+  EXPECT_EQ(started.load(), 5);
+  // Another lane still gets a thread.
+  std::promise<void> other;
+  ASSERT_TRUE(pool.submit("user/alice", false, [&] { other.set_value(); }));
+  EXPECT_EQ(other.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  g.release();
+  for (int i = 0; i < 5000 && waiting_now < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(waiting_now.load(), 20);  // every call ran, none lost
+  // Without a pool (this thread), a waiting scope does nothing.
+  waiting_scope alone;
+  EXPECT_EQ(current_wait_listener(), nullptr);
 }
 
 TEST(call_pool, stopping_waits_for_running_jobs_and_drops_queued_ones) {
