@@ -269,15 +269,15 @@ void ha_monitor::renew() {
     }
   // Every host watches the master block (so that a survivor need not start counting T when it
   // finds itself alone); only the master, or a lone survivor, renews or takes it.
+  const auto issued = monotonic_now();  // the block is as it was then, at the latest
   auto block = a->file->read(master_block);
   if (!block) {
     std::lock_guard lock(mu_);
     a->master_lease = false;
     return;
   }
-  const auto now = monotonic_now();
-  a->master.read(*block, now);
-  if (!a->master.may_take(leader || alone, a->self_uuid, a->incarnation, a->judge.timing(), now)) {
+  a->master.read(*block, a->judge.timing(), issued);
+  if (!a->master.may_take(leader || alone, a->self_uuid, a->incarnation, a->judge.timing())) {
     std::lock_guard lock(mu_);
     a->master_lease = false;
     return;

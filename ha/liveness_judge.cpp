@@ -54,7 +54,12 @@ bool liveness_judge::lease_seen(const std::string& host, std::uint64_t counter, 
     s.report = std::max(s.report, now);
   }
   s.read = s.armed = true;
-  s.last_read = std::max(s.last_read, read_began.value_or(now));
+  const ha_time began = read_began.value_or(now);
+  if (s.reads.empty() || began - s.reads.back() >= timing_.timeout / 20) {
+    s.reads.push_back(began);
+    if (s.reads.size() > 64) s.reads.erase(s.reads.begin());
+  }
+  s.last_read = std::max(s.last_read, began);
   s.counter = counter;
   s.incarnation = incarnation;
   return moved;
@@ -71,6 +76,7 @@ void liveness_judge::known_dead(const std::string& host, ha_time now) {
   if (it == others_.end()) return;
   it->second.evidence = it->second.report = now - timing_.timeout;
   it->second.last_read = now;  // as if read standing still for T
+  it->second.known_dead_from = it->second.evidence;
   it->second.armed = true;  // (its next read is a baseline, as any first read)
 }
 
@@ -97,6 +103,17 @@ bool liveness_judge::dead(const std::string& host, ha_time now) const {
   // unrenewed — the whole-pool simulator found a master restarting the VMs of a host that was
   // renewing all along, cut off only from the network.
   if (it->second.last_read - it->second.evidence < timing_.timeout) return false;
+  // ... by reads close enough together that no jump of this host's clock counts as silence.
+  if (it->second.known_dead_from != it->second.evidence) {
+    std::chrono::nanoseconds still{0};
+    ha_time previous = it->second.evidence;
+    for (const ha_time read : it->second.reads)
+      if (read > previous) {
+        still += std::min<std::chrono::nanoseconds>(read - previous, timing_.timeout / 5);
+        previous = read;
+      }
+    if (still < timing_.timeout) return false;
+  }
   // Silent hosts that are a majority of the pool may be alive among themselves (they reach each
   // other, not this host nor the statefile): they would not fence, so none is judged dead.
   std::size_t silent = 0;

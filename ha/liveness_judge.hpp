@@ -10,7 +10,11 @@
 // - Another host is *dead* once its lease has been seen written since HA was enabled (it armed),
 //   the silent hosts are no majority of the pool (else they may live on among themselves), and,
 //   for T on the judge's clock, its lease counter has not moved — as this host's own reads show:
-//   its latest read is T or more after the latest evidence (reads that stall prove nothing) —,
+//   its latest read is T or more after the latest evidence (reads that stall prove nothing), and
+//   its reads since, each credited with at most T/5 since the one before (twice the renewal
+//   interval), add up to T: a forward jump of the judge's own clock — its VM paused, a clock
+//   stepped — stands for at most T/5 of the other's silence, so even after two jumps within T
+//   the host judged dead was silent for 0.6 T, when it fenced —,
 //   no heartbeat with it (either way) was seen, and no host reported having seen one (reports
 //   come in the reporters' lease blocks and heartbeat answers, with their age) — and every other
 //   host not itself dead has reported lately (within T − fence_after − a heartbeat's timeout), so that no heartbeat the
@@ -86,6 +90,11 @@ class liveness_judge {
     bool armed = false;  // its lease was seen written since HA was enabled (or it was known dead)
     ha_time evidence;        // the latest time it is known to have been alive
     ha_time last_read;       // this host's latest read of its lease
+    // When this host's reads of its lease were issued: the latest 64, each at least T/20 after
+    // the one kept before (standing still since the evidence is credited from them, at most
+    // T/5 a read). Evidence may come dated earlier than reads already made (a report's age).
+    std::vector<ha_time> reads;
+    std::optional<ha_time> known_dead_from;  // known_dead's evidence: standing still as if read
     ha_time heartbeat_sent;  // the latest of this host's heartbeats to it that came back (sent then)
     bool heartbeat = false;
     ha_time heard;           // the latest heartbeat seen with it, either way

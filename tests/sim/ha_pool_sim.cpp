@@ -18,7 +18,9 @@
 // pause (SIGSTOP: the daemon stops, its guests run on) then continue, a host cut off from the
 // network both ways, one direction of a link cut, the statefile lost by some hosts or all, the
 // statefile slow for a host (writes taking up to T), a host's Raft disk slow (appends taking up
-// to 2 s). Everything heals by 90 s.
+// to 2 s), a host's clock jumping forward by T/5 to 3 T at once (its VM paused and resumed, a
+// clock stepped: its timers fire, and everything it judges by its clock sees the time gone by;
+// the watchdog counts real time). Everything heals by 90 s.
 //
 // The checker, after every step: no VM runs on two hosts; at most one Raft leader per term. At
 // the end: every write a client had acknowledged is on every live server; every protected VM
@@ -128,6 +130,7 @@ struct host {
   ms_t write_began = 0;
   ms_t next_renew = 0, next_heartbeat = 0, next_watch = 0, next_failover = 0;
   bool needs_reset = false;  // started again: resets the VMs the database says it runs
+  ms_t skew = 0;  // its clock is ahead of the real one by this (clock jumps); its timers and judge go by it
   bool reachable() const { return up && !paused; }
 };
 
@@ -141,7 +144,7 @@ struct message {
 };
 
 struct fault {
-  enum kind { kill, pause, isolate, one_way, statefile_lost, slow_statefile, slow_raft_disk } k;
+  enum kind { kill, pause, isolate, one_way, statefile_lost, slow_statefile, slow_raft_disk, clock_jump } k;
   ms_t from, until;  // until: back/continued/healed (-1 for a kill never back)
   int a, b;          // hosts (b: the other end of a one-way cut; -1 for "every host")
   ms_t slow = 0;
@@ -156,6 +159,7 @@ const char* fault_name(fault::kind k) {
     case fault::statefile_lost: return "statefile lost";
     case fault::slow_statefile: return "slow statefile";
     case fault::slow_raft_disk: return "slow Raft disk";
+    case fault::clock_jump: return "clock jump";
   }
   return "?";
 }
@@ -304,7 +308,7 @@ class pool_sim {
     const int count = 1 + static_cast<int>(rng_() % 3);
     for (int f = 0; f < count; ++f) {
       fault x{};
-      x.k = static_cast<fault::kind>(rng_() % 7);
+      x.k = static_cast<fault::kind>(rng_() % 8);
       x.from = faults_from + static_cast<ms_t>(rng_() % (faults_until - faults_from));
       x.a = static_cast<int>(rng_() % n_);
       x.b = -1;
@@ -322,6 +326,10 @@ class pool_sim {
           break;
         case fault::slow_statefile: x.slow = timeout_ms / 10 + static_cast<ms_t>(rng_() % timeout_ms); break;
         case fault::slow_raft_disk: x.slow = 100 + static_cast<ms_t>(rng_() % 2000); break;
+        case fault::clock_jump:
+          x.slow = timeout_ms / 5 + static_cast<ms_t>(rng_() % (3 * timeout_ms));
+          x.until = -1;  // at once
+          break;
         default: break;
       }
       faults_.push_back(x);
@@ -380,8 +388,18 @@ class pool_sim {
         break;
       case fault::slow_statefile: h.slow_write = x.slow; break;
       case fault::slow_raft_disk: raft_fixture_set_disk_latency(&raft_, x.a, static_cast<unsigned>(x.slow)); break;
+      case fault::clock_jump: {
+        h.skew += x.slow;
+        // Its timers, late now, fire once and go on from there (as a real timer's next deadline),
+        // in no fixed order: the watchdog thread may wake after the renewer and the failover.
+        const ms_t t = local(x.a);
+        for (ms_t* next : {&h.next_renew, &h.next_heartbeat, &h.next_failover}) *next = std::max(*next, t);
+        h.next_watch = std::max(h.next_watch, t + static_cast<ms_t>(rng_() % 5) * tick);
+        break;
+      }
     }
   }
+  ms_t local(int i) const { return now_ + hosts_[i].skew; }
   void end_fault(fault& x) {
     switch (x.k) {
       case fault::isolate:
@@ -431,10 +449,11 @@ class pool_sim {
     host& h = hosts_[i];
     h.arm_at = when;
     const ms_t every = timing_.renew_every().count();
-    h.next_renew = when + static_cast<ms_t>(rng_() % every) / tick * tick;
-    h.next_heartbeat = when + static_cast<ms_t>(rng_() % every) / tick * tick;
-    h.next_watch = when;
-    h.next_failover = when + static_cast<ms_t>(rng_() % 1000) / tick * tick;
+    const ms_t at_local = when + h.skew;  // its timers go by its clock
+    h.next_renew = at_local + static_cast<ms_t>(rng_() % every) / tick * tick;
+    h.next_heartbeat = at_local + static_cast<ms_t>(rng_() % every) / tick * tick;
+    h.next_watch = at_local;
+    h.next_failover = at_local + static_cast<ms_t>(rng_() % 1000) / tick * tick;
   }
   void fence(int i, const char* why) {
     log(i, std::string("fenced: ") + why);
@@ -457,7 +476,7 @@ class pool_sim {
     if (!h.armed && h.arm_at >= 0 && h.arm_at <= now_) {
       h.armed = true;
       h.arm_at = -1;
-      h.judge.emplace(h.uuid, uuids_, timing_, at(now_));
+      h.judge.emplace(h.uuid, uuids_, timing_, at(local(i)));
       h.master = master_lease_watch{};
       h.master_lease = false;
       h.incarnation = rng_() | 1;
@@ -468,22 +487,22 @@ class pool_sim {
     if (!h.armed) return;
     if (h.write_done >= 0 && h.write_done <= now_) finish_renewal(i);
     if (!h.up) return;
-    if (now_ >= h.next_watch) {
+    if (local(i) >= h.next_watch) {
       h.next_watch += 100;
-      if (h.judge->must_fence(at(now_))) return fence(i, "past its fencing time (watchdog thread)");
+      if (h.judge->must_fence(at(local(i)))) return fence(i, "past its fencing time (watchdog thread)");
       h.last_pet = now_;
     }
-    if (now_ >= h.next_renew && h.write_done < 0) {
+    if (local(i) >= h.next_renew && h.write_done < 0) {
       h.next_renew += timing_.renew_every().count();
       begin_renewal(i);
       if (!h.up) return;
     }
-    if (now_ >= h.next_heartbeat) {
+    if (local(i) >= h.next_heartbeat) {
       h.next_heartbeat += timing_.renew_every().count();
       for (int j = 0; j < n_; ++j)
-        if (j != i) send(message{now_ + latency(), i, j, false, now_, {}, false});
+        if (j != i) send(message{now_ + latency(), i, j, false, local(i), {}, false});
     }
-    if (now_ >= h.next_failover) {
+    if (local(i) >= h.next_failover) {
       h.next_failover += 1000;
       failover(i);
     }
@@ -491,8 +510,8 @@ class pool_sim {
 
   void begin_renewal(int i) {
     host& h = hosts_[i];
-    if (h.judge->must_fence(at(now_))) return fence(i, "neither the statefile nor a majority reached in time");
-    h.write_began = now_;
+    if (h.judge->must_fence(at(local(i)))) return fence(i, "neither the statefile nor a majority reached in time");
+    h.write_began = local(i);
     h.write_done = now_ + h.slow_write;
     if (h.slow_write == 0) finish_renewal(i);
   }
@@ -505,24 +524,24 @@ class pool_sim {
       for (const auto& [uuid, age] : h.judge->heard(began))
         heard.emplace_back(static_cast<std::uint32_t>(std::find(uuids_.begin(), uuids_.end(), uuid) - uuids_.begin()),
                            static_cast<std::uint32_t>(age.count()));
-      statefile_[xapid::ha::host_block(i)] = xapid::ha::encode_lease(lease{h.uuid, ++h.counter, h.incarnation, now_, false, heard});
+      statefile_[xapid::ha::host_block(i)] = xapid::ha::encode_lease(lease{h.uuid, ++h.counter, h.incarnation, local(i), false, heard});
       h.judge->renewed(began);
       // The others' leases, and what each says it heard.
       for (int j = 0; j < n_; ++j) {
         if (j == i) continue;
         auto l = xapid::ha::decode_lease(statefile_[xapid::ha::host_block(j)]);
         if (!l || l->owner != uuids_[j]) continue;
-        if (h.judge->lease_seen(l->owner, l->counter, l->incarnation, at(now_)))
+        if (h.judge->lease_seen(l->owner, l->counter, l->incarnation, at(local(i))))
           for (const auto& [slot, age] : l->heard)
-            if (slot < uuids_.size()) h.judge->reported(l->owner, uuids_[slot], std::chrono::milliseconds(age), at(now_));
+            if (slot < uuids_.size()) h.judge->reported(l->owner, uuids_[slot], std::chrono::milliseconds(age), at(local(i)));
       }
       // The master lease.
-      h.master.read(statefile_[xapid::ha::master_block], at(now_));
-      if (h.master.may_take(leads(i), h.uuid, h.incarnation, timing_, at(now_))) {
+      h.master.read(statefile_[xapid::ha::master_block], timing_, at(local(i)));
+      if (h.master.may_take(leads(i), h.uuid, h.incarnation, timing_)) {
         const bool had = h.master_lease;
-        statefile_[xapid::ha::master_block] = xapid::ha::encode_lease(h.master.next(h.uuid, h.incarnation, now_));
-        h.master_lease = !h.judge->must_fence(at(now_));
-        h.master_written = now_;
+        statefile_[xapid::ha::master_block] = xapid::ha::encode_lease(h.master.next(h.uuid, h.incarnation, local(i)));
+        h.master_lease = !h.judge->must_fence(at(local(i)));
+        h.master_written = local(i);
         if (h.master_lease && !had) log(i, "holds the master lease");
       } else {
         h.master_lease = false;
@@ -554,19 +573,20 @@ class pool_sim {
       if (!m.answer) {
         message back{now_ + latency(), m.to, m.from, true, m.sent, {}, to.armed && to.judge.has_value()};
         if (back.armed) {
-          to.judge->heartbeat_from(hosts_[m.from].uuid, at(now_));
-          back.heard = to.judge->heard(at(now_));
+          to.judge->heartbeat_from(hosts_[m.from].uuid, at(local(m.to)));
+          back.heard = to.judge->heard(at(local(m.to)));
         }
         send(std::move(back));
         continue;
       }
-      if (!to.armed || !m.armed || now_ - m.sent > timing_.renew_every().count()) continue;
-      if (to.judge->must_fence(at(now_))) {
+      // (m.sent is on the clock of `to`, which sent the heartbeat this answers.)
+      if (!to.armed || !m.armed || local(m.to) - m.sent > timing_.renew_every().count()) continue;
+      if (to.judge->must_fence(at(local(m.to)))) {
         fence(m.to, "the last heartbeats and renewal are older than the fencing time");
         continue;
       }
       to.judge->heartbeat(hosts_[m.from].uuid, at(m.sent));
-      for (const auto& [uuid, age] : m.heard) to.judge->reported(hosts_[m.from].uuid, uuid, age, at(now_));
+      for (const auto& [uuid, age] : m.heard) to.judge->reported(hosts_[m.from].uuid, uuid, age, at(local(m.to)));
     }
   }
 
@@ -590,10 +610,10 @@ class pool_sim {
   void failover(int m) {
     host& me = hosts_[m];
     // As ha_monitor::view: the lease as of a write less than T/2 old, held by the Raft leader.
-    if (!me.armed || me.judge->must_fence(at(now_)) || !me.master_lease || !leads(m) || now_ - me.master_written >= timeout_ms / 2)
+    if (!me.armed || me.judge->must_fence(at(local(m))) || !me.master_lease || !leads(m) || local(m) - me.master_written >= timeout_ms / 2)
       return;
     for (int h = 0; h < n_; ++h) {
-      if (h == m || declared_dead_[h] || !me.judge->dead(uuids_[h], at(now_))) continue;
+      if (h == m || declared_dead_[h] || !me.judge->dead(uuids_[h], at(local(m)))) continue;
       declared_dead_[h] = true;
       log(m, "declares " + uuids_[h] + " dead");
       for (std::size_t v = 0; v < vms_.size(); ++v)
@@ -604,7 +624,7 @@ class pool_sim {
       int best = -1;
       for (int t = 0; t < n_; ++t) {
         const bool live = t == m || (hosts_[t].reachable() && hosts_[t].armed && open(m, t) && open(t, m));
-        if (!live || declared_dead_[t] || me.judge->dead(uuids_[t], at(now_)) || free_memory(t) < vms_[v].memory) continue;
+        if (!live || declared_dead_[t] || me.judge->dead(uuids_[t], at(local(m))) || free_memory(t) < vms_[v].memory) continue;
         if (best < 0 || free_memory(t) > free_memory(best)) best = t;
       }
       if (best < 0) continue;
