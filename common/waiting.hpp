@@ -18,6 +18,7 @@ class wait_listener {
 // The current thread's listener: set by the pool that runs it, for as long as it runs a job.
 wait_listener*& current_wait_listener() noexcept;
 
+// Scopes do not nest (a job waits for one thing at a time): the listener counts one wait.
 class waiting_scope {
  public:
   waiting_scope() : listener_(current_wait_listener()) {

@@ -1,6 +1,7 @@
 #include "gateway/rpc/call_pool.hpp"
 
 #include <algorithm>
+#include <system_error>
 
 #include <spdlog/spdlog.h>
 
@@ -67,7 +68,11 @@ bool call_pool::wait_begins(lane& l) {
   --l.running;
   ++l.waiting;
   make_ready(l);
-  if (l.ready) wake_for(l);
+  try {
+    if (l.ready) wake_for(l);
+  } catch (const std::system_error&) {
+    // No thread to be had now: the lane waits, ready, for one of those there are.
+  }
   return true;
 }
 
@@ -88,8 +93,10 @@ void call_pool::start_thread(bool priority_only) {
     }
   }
   finished_.clear();
-  ++(priority_only ? priority_threads_ : threads_);
+  // Counted once it exists (a thread that cannot be made throws, and changes nothing); it
+  // cannot end before this, for its work begins by taking mu_, held here.
   all_threads_.emplace_back(carry_log_host([this, priority_only] { work(priority_only); }));
+  ++(priority_only ? priority_threads_ : threads_);
 }
 
 call_pool::lane* call_pool::next_lane(bool priority_only) {

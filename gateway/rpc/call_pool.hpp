@@ -31,8 +31,9 @@ struct call_pool_limits {
   std::size_t per_lane_queued = 1024;  // one lane's calls waiting for a thread; more are refused
   std::chrono::seconds idle_exit{30};  // an idle thread leaves after this
   // Besides, one lane's calls waiting for a commit (beyond, a wait counts as running): with the
-  // defaults a lane holds at most 48 of the 64 threads, a busy writer's calls fill the pool's
-  // log entries, and every other lane still finds threads.
+  // defaults a lane holds at most 48 of the 64 threads, and a busy writer's calls fill the
+  // pool's log entries (two such lanes can hold every thread: the others' calls then wait for
+  // one to come free, as they did behind four busy lanes before, a commit's time at most).
   std::size_t per_lane_waiting = 32;
 };
 

@@ -130,9 +130,10 @@ TEST(call_pool, calls_waiting_for_their_commit_leave_their_share_to_others_of_th
   g.release();
   for (int i = 0; i < 5000 && waiting_now < 20; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(waiting_now.load(), 20);  // every call ran, none lost
-  // Without a pool (this thread), a waiting scope does nothing.
-  waiting_scope alone;
-  EXPECT_EQ(current_wait_listener(), nullptr);
+  // And the lane's counts came back to nothing: it is gone, and nothing runs.
+  for (int i = 0; i < 2000 && pool.current().lanes > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(pool.current().lanes, 0u);
+  EXPECT_EQ(pool.current().running, 0u);
 }
 
 TEST(call_pool, stopping_waits_for_running_jobs_and_drops_queued_ones) {
