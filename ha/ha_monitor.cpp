@@ -276,7 +276,7 @@ void ha_monitor::renew() {
     a->master_lease = false;
     return;
   }
-  a->master.read(*block, a->judge.timing(), issued);
+  a->master.read(*block, a->judge.timing(), issued, monotonic_now());
   if (!a->master.may_take(leader || alone, a->self_uuid, a->incarnation, a->judge.timing())) {
     std::lock_guard lock(mu_);
     a->master_lease = false;

@@ -2,7 +2,7 @@
 
 namespace xapid::ha {
 
-void master_lease_watch::read(const std::string& block, const ha_timing& timing, ha_time issued) {
+void master_lease_watch::read(const std::string& block, const ha_timing& timing, ha_time issued, ha_time answered) {
   held_ = decode_lease(block);
   blank_ = block.find_first_not_of('\0') == std::string::npos;
   const lease seen = held_.value_or(lease{});
@@ -10,10 +10,13 @@ void master_lease_watch::read(const std::string& block, const ha_timing& timing,
     still_ = {};
     seen_ = seen;
     read_ = true;
-  } else if (issued > last_read_) {
-    still_ += std::min<std::chrono::nanoseconds>(issued - last_read_, timing.timeout / 5);
+    last_read_ = std::max(last_read_, answered);
+    return;
   }
-  last_read_ = std::max(last_read_, issued);
+  if (issued > last_read_) {
+    still_ += std::min<std::chrono::nanoseconds>(issued - last_read_, timing.timeout / 5);
+    last_read_ = issued;
+  }
 }
 
 bool master_lease_watch::may_take(bool entitled, const std::string& self, std::uint64_t incarnation,

@@ -23,8 +23,10 @@ namespace xapid::ha {
 
 class master_lease_watch {
  public:
-  // The block as read by a read issued at `issued` (its raw bytes).
-  void read(const std::string& block, const ha_timing& timing, ha_time issued);
+  // The block (its raw bytes) as read by a read issued at `issued` and answered at `answered`:
+  // standing still is credited up to its issue, and a change counts from its answer (the holder
+  // may have written just before it).
+  void read(const std::string& block, const ha_timing& timing, ha_time issued, ha_time answered);
   // Whether this host, entitled or not, may write the lease now (see above).
   bool may_take(bool entitled, const std::string& self, std::uint64_t incarnation, const ha_timing& timing) const;
   // The lease this host writes when it may: the counter after the one it read.

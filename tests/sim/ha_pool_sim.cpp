@@ -536,7 +536,7 @@ class pool_sim {
             if (slot < uuids_.size()) h.judge->reported(l->owner, uuids_[slot], std::chrono::milliseconds(age), at(local(i)));
       }
       // The master lease.
-      h.master.read(statefile_[xapid::ha::master_block], timing_, at(local(i)));
+      h.master.read(statefile_[xapid::ha::master_block], timing_, at(local(i)), at(local(i)));
       if (h.master.may_take(leads(i), h.uuid, h.incarnation, timing_)) {
         const bool had = h.master_lease;
         statefile_[xapid::ha::master_block] = xapid::ha::encode_lease(h.master.next(h.uuid, h.incarnation, local(i)));

@@ -194,18 +194,22 @@ TEST_F(judge_test, evidence_dated_in_the_past_keeps_the_reads_made_after_it) {
 TEST_F(judge_test, the_master_lease_is_free_after_t_of_reads_not_after_a_jump) {
   auto block = [](std::uint64_t counter) { return xapid::ha::encode_lease({"b", counter, 1, 0, false, {}}); };
   xapid::ha::master_lease_watch watch;
-  watch.read(block(4), timing, t0);
+  watch.read(block(4), timing, t0, t0);
   EXPECT_FALSE(watch.may_take(true, "a", 1, timing));
-  watch.read(block(4), timing, t0 + 30s);  // the clock jumped: one read, 30 s later, counts 2 s
+  watch.read(block(4), timing, t0 + 30s, t0 + 30s);  // the clock jumped: one read, 30 s later, counts 2 s
   EXPECT_FALSE(watch.may_take(true, "a", 1, timing));
-  for (auto t = t0 + 31s; t <= t0 + 37s; t += 1s) watch.read(block(4), timing, t);
+  for (auto t = t0 + 31s; t <= t0 + 37s; t += 1s) watch.read(block(4), timing, t, t);
   EXPECT_FALSE(watch.may_take(true, "a", 1, timing));  // 9 s
-  watch.read(block(4), timing, t0 + 38s);
+  watch.read(block(4), timing, t0 + 38s, t0 + 38s);
   EXPECT_TRUE(watch.may_take(true, "a", 1, timing));   // 10 s
   EXPECT_FALSE(watch.may_take(false, "a", 1, timing));  // never for a host not entitled
-  watch.read(block(5), timing, t0 + 39s);  // b renewed: from nothing again
-  for (auto t = t0 + 40s; t <= t0 + 48s; t += 1s) watch.read(block(5), timing, t);
-  EXPECT_FALSE(watch.may_take(true, "a", 1, timing));
+  // b renewed, seen by a slow read (issued at 38 s, answered at 39.9 s): b may have written just
+  // before the answer, so standing still counts from the answer, not from the issue.
+  watch.read(block(5), timing, t0 + 38s, t0 + 39900ms);
+  for (auto t = t0 + 40900ms; t <= t0 + 48900ms; t += 1s) watch.read(block(5), timing, t, t);
+  EXPECT_FALSE(watch.may_take(true, "a", 1, timing));  // 9 s since the answer (10.9 since the issue)
+  watch.read(block(5), timing, t0 + 49900ms, t0 + 49900ms);
+  EXPECT_TRUE(watch.may_take(true, "a", 1, timing));
 }
 
 TEST_F(judge_test, a_silent_majority_is_never_judged_dead_nor_a_host_that_never_armed) {
