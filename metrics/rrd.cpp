@@ -211,8 +211,11 @@ std::vector<std::size_t> rrd::best_archives(int min_pdps, std::optional<consolid
   auto span = [&](std::size_t i) {
     return step_seconds * static_cast<std::int64_t>(archives_[i].layout.rows) * archives_[i].layout.pdp_per_row;
   };
+  // Rows strictly after t: an archive whose span ends exactly at t still holds them all (a client
+  // asking for the last ten minutes the very second the 5 s archive's newest row was made got
+  // the coarser archive: integration.metrics saw a step of 60).
   auto holds = [&](std::int64_t t, std::size_t i) {
-    return archives_[i].layout.pdp_per_row >= min_pdps && t > last_pdp_time - span(i);
+    return archives_[i].layout.pdp_per_row >= min_pdps && t >= last_pdp_time - span(i);
   };
   auto alike = [&](std::size_t i, std::int64_t t) {
     std::vector<std::size_t> out;

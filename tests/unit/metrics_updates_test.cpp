@@ -41,6 +41,15 @@ TEST(metrics_updates, a_start_on_a_row_leaves_that_row_out) {
   EXPECT_EQ(rows_in(answer(r, 1095)), 1u);
 }
 
+TEST(metrics_updates, a_start_exactly_one_span_back_is_answered_from_the_finest_archive) {
+  rrd r(standard_layout(false));
+  for (std::int64_t t = 1000; t <= 2000; t += step_seconds) r.update(t, {{"cpu0", 0.5}});
+  // The finest archive holds 120 rows of 5 s: those after 2000 - 600 are all there.
+  const std::string json = answer(r, 2000 - 600);
+  EXPECT_NE(json.find("\"step\":\"5\""), std::string::npos) << json.substr(0, 200);
+  EXPECT_EQ(rows_in(json), 120u);
+}
+
 TEST(metrics_updates, a_start_at_or_after_the_last_update_has_no_rows) {
   const rrd r = sampled_until_1100();
   for (std::int64_t start : {std::int64_t{1100}, std::int64_t{1101}, std::int64_t{1100 + 86400},
